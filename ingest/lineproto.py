@@ -1,0 +1,41 @@
+"""InfluxDB line protocol for the contract's measurements, at millisecond precision.
+
+Tags are site and node names already validated by `rimba.names` (nothing to
+escape); string fields are escaped as the protocol requires.
+"""
+
+from __future__ import annotations
+
+
+def _str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def tag(value: str) -> str:
+    """Escape a tag value that is not a contract name (e.g. an ingest instance id)."""
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def _field(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value)
+    return _str(value)
+
+
+def line(measurement: str, tags: dict, fields: dict, time_ms: int) -> str:
+    tag_part = "".join(f",{k}={tags[k]}" for k in sorted(tags))
+    field_part = ",".join(f"{k}={_field(v)}" for k, v in fields.items())
+    return f"{measurement}{tag_part} {field_part} {time_ms}"
+
+
+def reading(site: str, node: str, values: dict, seq: int, late: bool, offset, time_s: int) -> str:
+    parts = [f"{k}={float(v)!r}" for k, v in values.items()]
+    parts.append(f"seq={seq}i")
+    parts.append("late=true" if late else "late=false")
+    if offset is not None:
+        parts.append(f"clock_offset_s={float(offset)!r}")
+    return f"reading,node={node},site={site} {','.join(parts)} {time_s * 1000}"

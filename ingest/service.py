@@ -1,0 +1,321 @@
+"""`rimba ingest`: the composition root.
+
+Three threads:
+- paho's network thread puts each received message on a queue;
+- the processor takes what has arrived, runs the pure pipeline, commits lines,
+  marks and dead letters to the store in one fsync'd transaction, and only then
+  PUBACKs the messages and publishes the moved acks (retained);
+- the writer drains the spool into InfluxDB in order, retrying with capped,
+  jittered backoff while the database is away, splitting refused writes down to
+  the offending line (which is dead-lettered, never retried).
+
+A full spool stops the processor: messages stay unacknowledged at the broker.
+"""
+
+from __future__ import annotations
+
+import collections
+import fcntl
+import logging
+import random
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from ingest import lineproto, pipeline
+from ingest.pipeline import DeadLetter, Outcome
+from ingest.store import Store
+from rimba import contract
+from rimba.errors import InfluxAuthError, InfluxRejected, InfluxUnavailable, RimbaError
+from rimba.fleet import FleetWatcher
+from rimba.influx import Influx, InfluxNoDatabase
+from rimba.mqtt import Mqtt
+
+log = logging.getLogger("rimba.ingest")
+
+SUBSCRIPTIONS = (f"{contract.TOPIC_ROOT}/+/+/up", f"{contract.TOPIC_ROOT}/+/+/status")
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    stored: int = 0  # readings made durable (spooled on their way to InfluxDB)
+    written: int = 0  # lines InfluxDB accepted
+    duplicates: int = 0
+    dead_lettered: int = 0
+    write_retries: int = 0
+    gaps: int = 0
+
+
+class Ingest:
+    def __init__(self, settings, clock=time.time, mqtt_factory=None):
+        self.settings = settings
+        self.clock = clock
+        self.owner = settings.mqtt_client_id
+        self.store = Store.in_state_dir(settings.state_path)
+        self.fleet = FleetWatcher(settings.fleet, clock)
+        self.influx = Influx.from_settings(settings)
+        self.counters = Counters()
+        self.queue: collections.deque = collections.deque()
+        self.arrived = threading.Condition()
+        self.wrote = threading.Event()  # the writer made room in the spool
+        self.spooled = threading.Event()  # the processor added to the spool
+        self.stopping = threading.Event()
+        self.fatal: str | None = None
+        self.spool_max = int(settings.spool_max_mb * 1024 * 1024)
+        self._ack_lock_path = settings.state_path / "ack.lock"
+        self._acks_pending = True
+        self._next_stats = 0.0
+        self._next_sweep = 0.0
+        self._influx_down_since: float | None = None
+        self._spool_full = False
+        share = settings.mqtt_share_group
+        subs = tuple(f"$share/{share}/{t}" for t in SUBSCRIPTIONS) if share else SUBSCRIPTIONS
+        factory = mqtt_factory or Mqtt
+        self.mqtt = factory(settings.broker, settings.mqtt_client_id, ca_file=settings.mqtt_ca_file,
+                            persistent=True, manual_ack=True, receive_maximum=10000, subscriptions=subs,
+                            on_message=self._on_message)
+
+    # -- receiving (paho's thread) --------------------------------------------------------------
+    def _on_message(self, topic, payload, mid, qos, retain):
+        with self.arrived:
+            self.queue.append((topic, bytes(payload), self.clock(), mid, qos))
+            self.arrived.notify()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def run(self) -> int:
+        """Run until `stop()`; return the process exit code."""
+        log.info("ingest %s starting: broker %s:%d, InfluxDB %s/%s, fleet %s (%d nodes)", self.owner,
+                 self.settings.broker.host, self.settings.broker.port, self.settings.influx_url,
+                 self.settings.influx_db, self.settings.fleet, len(self.fleet.fleet.nodes))
+        writer = threading.Thread(target=self._writer, name="influx-writer", daemon=True)
+        writer.start()
+        self.mqtt.start(wait_s=0)
+        try:
+            while not self.stopping.is_set():
+                self._process_once()
+        finally:
+            self.stopping.set()
+            self.mqtt.stop()
+            self.spooled.set()
+            writer.join(timeout=30)
+            self.influx.close()
+            self.store.close()
+        if self.fatal:
+            log.error("ingest stopped: %s", self.fatal)
+            return 2
+        return 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self.arrived:
+            self.arrived.notify_all()
+
+    # -- processing ---------------------------------------------------------------------------
+    def _take(self) -> list:
+        flush_s = self.settings.flush_ms / 1000
+        with self.arrived:
+            if not self.queue:
+                self.arrived.wait(timeout=min(flush_s * 4, 0.5))
+        if self.queue and len(self.queue) < 500:
+            # let a burst gather for one flush interval: fewer, larger transactions
+            deadline = time.monotonic() + flush_s
+            with self.arrived:
+                while len(self.queue) < 500 and not self.stopping.is_set():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self.arrived.wait(timeout=left)
+        batch = []
+        limit = 20000
+        while self.queue and len(batch) < limit:
+            batch.append(self.queue.popleft())
+        return batch
+
+    def _process_once(self) -> None:
+        now = self.clock()
+        if self._spool_is_full():
+            self.wrote.wait(timeout=0.5)
+            self.wrote.clear()
+            self._periodic(now)
+            return
+        batch = self._take()
+        if batch:
+            self._commit(batch)
+        self._periodic(self.clock())
+
+    def _spool_is_full(self) -> bool:
+        _, size = self.store.spool_size()
+        full = size >= self.spool_max
+        if full != self._spool_full:
+            self._spool_full = full
+            if full:
+                log.warning("spool full (%.0f MB): no longer acknowledging; the broker keeps the messages",
+                            size / 1e6)
+            else:
+                log.info("spool has room again: acknowledging")
+        return full
+
+    def _commit(self, batch: list) -> None:
+        fleet = self.fleet.current()
+        out = Outcome()
+        dead_kept = 0
+        with self.store.transaction() as tx:
+            for topic, payload, received, _mid, _qos in batch:
+                before = len(out.dead)
+                try:
+                    pipeline.handle(tx, topic, payload, received, fleet, out)
+                except Exception as err:  # a bug must not stop the flow or lose the message
+                    log.exception("internal error on a message from %s", topic)
+                    out.dead.append(DeadLetter(topic, payload, "internal", f"internal: {err!r}"[:300], None))
+                for d in out.dead[before:]:
+                    dead_kept += tx.deadletter(d, received)
+            tx.spool(out.lines, self.owner, self.clock())
+        self.spooled.set()
+        for _topic, _payload, _received, mid, qos in batch:
+            self.mqtt.ack(mid, qos)
+        c = self.counters
+        c.received += len(batch)
+        c.stored += out.stored
+        c.duplicates += out.duplicates
+        c.dead_lettered += dead_kept
+        c.gaps += out.gaps
+        nodes = set(out.touched) | out.resent
+        if nodes:
+            self._publish_acks(nodes, force=out.resent)
+
+    def _periodic(self, now: float) -> None:
+        if now >= self._next_sweep:
+            self._next_sweep = now + min(60.0, self.settings.gap_timeout_s / 4)
+            self._sweep(now)
+        if self._acks_pending:
+            self._publish_acks(None)
+        if now >= self._next_stats:
+            self._next_stats = now + self.settings.stats_every_s
+            self._write_stats(now)
+
+    def _sweep(self, now: float) -> None:
+        out = Outcome()
+        with self.store.transaction() as tx:
+            pipeline.sweep_holes(tx, self.store.latest(), now, self.settings.gap_timeout_s, out)
+            tx.spool(out.lines, self.owner, now)
+        if out.gaps:
+            self.counters.gaps += out.gaps
+            log.info("declared %d missing seq range(s) as gaps", out.gaps)
+            self.spooled.set()
+            self._publish_acks(set(out.touched))
+
+    @contextmanager
+    def _ack_lock(self):
+        """Across ingest processes sharing a state dir: one publishes acks at a time,
+        and waits for the broker, so the retained ack only ever moves forward."""
+        with open(self._ack_lock_path, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _publish_acks(self, nodes, force=frozenset()) -> None:
+        if not self.mqtt.connected.is_set():
+            self._acks_pending = True
+            return
+        with self._ack_lock():
+            todo = self.store.acks_to_publish(nodes)
+            have = {t[0] for t in todo}
+            for node in force:
+                if node not in have and (cur := self.store.current_ack(node)) is not None:
+                    todo.append((node, *cur))
+            sent = []
+            for node, site, epoch, seq in todo:
+                info = self.mqtt.publish(contract.topic(site, node, "ack"), contract.ack_payload(epoch, seq),
+                                         qos=1, retain=True)
+                sent.append((info, node, epoch, seq))
+            done = {id(i) for i in self.mqtt.wait_published([s[0] for s in sent], timeout=5.0)}
+            for info, node, epoch, seq in sent:
+                if id(info) in done:
+                    self.store.mark_published(node, epoch, seq)
+            failed = len(done) < len(sent)
+            self._acks_pending = failed if nodes is None else (self._acks_pending or failed)
+
+    def _write_stats(self, now: float) -> None:
+        lines, _ = self.store.spool_size()
+        oldest = [t for t in (self.store.oldest_spooled(), self.queue[0][2] if self.queue else None) if t]
+        c = self.counters
+        fields = {"received": c.received, "stored": c.stored, "written": c.written, "duplicates": c.duplicates,
+                  "dead_lettered": c.dead_lettered, "spooled": lines, "write_retries": c.write_retries,
+                  "gaps": c.gaps, "queued": len(self.queue), "lag_s": float(max(0.0, now - min(oldest)) if oldest else 0.0)}
+        line = lineproto.line("ingest", {"instance": lineproto.tag(self.owner)}, fields, int(now * 1000))
+        with self.store.transaction() as tx:
+            tx.spool([line], self.owner, now)
+        self.spooled.set()
+
+    # -- writing (the writer thread) ------------------------------------------------------------
+    def _writer(self) -> None:
+        backoff = 0.1
+        while not self.stopping.is_set():
+            rows = self.store.claim(self.owner, max_bytes=8 * 1024 * 1024)
+            if not rows:
+                self.spooled.wait(timeout=1.0)
+                self.spooled.clear()
+                continue
+            try:
+                for rid, _lines, body in rows:
+                    self._write_body(bytes(body))
+                    self.store.release([rid])
+                    self.wrote.set()
+            except InfluxUnavailable as err:
+                self.counters.write_retries += 1
+                if self._influx_down_since is None:
+                    self._influx_down_since = self.clock()
+                    log.warning("InfluxDB unavailable, spooling on disk and retrying: %s", err)
+                self.stopping.wait(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, 10.0)
+                continue
+            except InfluxNoDatabase:
+                log.warning("database %r not found; creating it", self.settings.influx_db)
+                try:
+                    self.influx.create_database()
+                except RimbaError as err:
+                    self._die(f"database {self.settings.influx_db!r} does not exist and cannot be created: {err}")
+                    return
+                continue
+            except InfluxAuthError as err:
+                self._die(str(err))
+                return
+            if self._influx_down_since is not None:
+                log.info("InfluxDB is back after %.0f s; spool draining", self.clock() - self._influx_down_since)
+                self._influx_down_since = None
+            backoff = 0.1
+
+    def _write_body(self, body: bytes) -> None:
+        lines = body.splitlines()
+        step = self.settings.batch_lines
+        for i in range(0, len(lines), step):
+            self._write_lines(lines[i:i + step])
+
+    def _write_lines(self, lines: list) -> None:
+        try:
+            self.influx.write(b"\n".join(lines) + b"\n")
+            self.counters.written += len(lines)
+        except InfluxRejected as err:
+            if len(lines) == 1:
+                log.error("InfluxDB refused a point, dead-lettered: %s", err)
+                with self.store.transaction() as tx:
+                    tx.deadletter(DeadLetter("", lines[0], "db-refused", f"db-refused: {err}"[:500], None,
+                                             kind="point"), self.clock())
+                self.counters.dead_lettered += 1
+                return
+            half = len(lines) // 2
+            self._write_lines(lines[:half])
+            self._write_lines(lines[half:])
+
+    def _die(self, why: str) -> None:
+        self.fatal = why
+        log.critical("%s", why)
+        self.stop()
+
+
+def build(settings) -> Ingest:
+    return Ingest(settings)

@@ -1,0 +1,173 @@
+"""The `rimba` command. Every subcommand builds its settings once, from defaults,
+`--config`/RIMBA_CONFIG, the RIMBA_* environment and its flags.
+
+A user error prints one line saying what to do (exit 2), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+
+from rimba import settings as settings_mod
+from rimba.errors import RimbaError
+
+_SETTING_FLAGS = ("mqtt_url", "mqtt_ca_file", "mqtt_client_id", "mqtt_share_group", "influx_url", "influx_db",
+                  "influx_token", "influx_user", "influx_password", "fleet", "state_dir", "spool_max_mb",
+                  "batch_lines", "flush_ms", "gap_timeout_s", "stats_every_s", "log_level")
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--config", help="settings file (TOML); see `rimba config sample`")
+    by_key = {o.key: o for o in settings_mod.OPTIONS}
+    for key in _SETTING_FLAGS:
+        p.add_argument("--" + key.replace("_", "-"), dest=key, default=None, help=f"{by_key[key].help} "
+                       f"[{by_key[key].env}]")
+    return p
+
+
+def _settings(args) -> settings_mod.Settings:
+    overrides = {k: getattr(args, k, None) for k in _SETTING_FLAGS}
+    s = settings_mod.build(args.config, overrides)
+    logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return s
+
+
+def cmd_stack(args) -> int:
+    from rimba.stack import Stack
+
+    s = _settings(args)
+    stack = Stack.from_settings(s)
+    if args.action == "up":
+        stack.up()
+        print(f"stack up: mosquitto {stack.mqtt_url}, influxdb {stack.influx_url}, data in {stack.dir}")
+    elif args.action == "down":
+        stack.down()
+        print("stack down")
+    else:
+        status = stack.status()
+        for name, st in status.items():
+            state = "running" if st["pid"] and st["answers"] else ("started, not answering" if st["pid"] else "stopped")
+            print(f"{name:10} {state:24} {st['url']}" + (f"  pid {st['pid']}" if st["pid"] else ""))
+        return 0 if all(st["pid"] and st["answers"] for st in status.values()) else 1
+    return 0
+
+
+def _run_until_signal(service) -> int:
+    def on_signal(signum, frame):
+        service.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return service.run()
+
+
+def cmd_ingest(args) -> int:
+    from ingest.service import Ingest
+
+    return _run_until_signal(Ingest(_settings(args)))
+
+
+def cmd_deadletter(args) -> int:
+    from ingest import replay
+    from ingest.store import Store
+
+    s = _settings(args)
+    store = Store.in_state_dir(s.state_path)
+    if args.action == "list":
+        rows = store.deadletters(include_replayed=args.all, code=args.code, node=args.node, limit=args.limit)
+        if args.json:
+            for r in rows:
+                print(json.dumps(replay.as_dict(r), ensure_ascii=False))
+        else:
+            for r in rows:
+                print(replay.as_line(r))
+            print(f"{len(rows)} dead letter(s){' (replayed ones included)' if args.all else ''}", file=sys.stderr)
+        return 0
+    result = replay.replay(s, store, ids=args.id, code=args.code, node=args.node)
+    print(f"replayed {result.replayed}, still refused {result.refused}, readings stored {result.stored}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    if args.action == "sample":
+        print(settings_mod.sample())
+        return 0
+    s = _settings(args)
+    for key in sorted(s.values):
+        value = s.values[key]
+        if "password" in key or "token" in key:
+            value = "***" if value else ""
+        print(f"{key} = {value!r}")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from rimba import simulate
+
+    s = _settings(args)
+    return simulate.main(s, args)
+
+
+def cmd_demo(args) -> int:
+    from rimba import demo
+
+    return demo.main(_settings(args), args)
+
+
+def parser() -> argparse.ArgumentParser:
+    common = _common()
+    p = argparse.ArgumentParser(prog="rimba", description="Rimba environmental sensing platform")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    st = sub.add_parser("stack", parents=[common], help="start/stop the local Mosquitto and InfluxDB")
+    st.add_argument("action", choices=("up", "down", "status"))
+    st.set_defaults(func=cmd_stack)
+
+    ing = sub.add_parser("ingest", parents=[common], help="run the ingest service")
+    ing.set_defaults(func=cmd_ingest)
+
+    dl = sub.add_parser("deadletter", parents=[common], help="list or replay rejected messages")
+    dl.add_argument("action", choices=("list", "replay"))
+    dl.add_argument("--id", type=int, action="append", help="only this dead letter (repeatable)")
+    dl.add_argument("--code", help="only this reason code, e.g. unknown-node")
+    dl.add_argument("--node", help="only this node")
+    dl.add_argument("--all", action="store_true", help="list: include replayed ones")
+    dl.add_argument("--json", action="store_true", help="list: one JSON object per line")
+    dl.add_argument("--limit", type=int, default=1000)
+    dl.set_defaults(func=cmd_deadletter)
+
+    cf = sub.add_parser("config", parents=[common], help="show the settings in force, or a commented sample")
+    cf.add_argument("action", choices=("show", "sample"))
+    cf.set_defaults(func=cmd_config)
+
+    sim = sub.add_parser("simulate", parents=[common], help="publish realistic contract traffic for the fleet")
+    from rimba import simulate
+
+    simulate.add_arguments(sim)
+    sim.set_defaults(func=cmd_simulate)
+
+    demo = sub.add_parser("demo", parents=[common], help="the live demo: stack, simulated fleet, ingest, live view")
+    demo.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")
+    demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RimbaError as err:
+        print(f"rimba: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

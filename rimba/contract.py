@@ -1,0 +1,362 @@
+"""Wire contract v1 in code: topics, `up` and `status` decoding, time placement.
+
+Pure: no MQTT, no database. Every refusal is a `Rejected` with a stable reason
+`code` (the golden vectors in `tests/vectors/` pin them) and a human `detail`.
+
+Refusal codes, checked in this order:
+
+    topic            the topic is not rimba/v1/{site}/{node}/{up|status}
+    too-large        payload over 16 KiB (status: 4 KiB)
+    not-utf8         payload is not UTF-8
+    bad-json         not JSON, or NaN/Infinity, or nested too deep
+    duplicate-key    an object repeats a key
+    not-object       the payload is not a JSON object
+    bad-version      `v` is not 1
+    unknown-node     the topic's node is not in the fleet file
+    wrong-site       the topic's site is not the node's site in the fleet file
+    node-mismatch    the payload's `node` is not the topic's node
+    missing          a required key is absent
+    bad-type         a key has the wrong JSON type
+    bad-epoch        `epoch` is not an unsigned 32-bit integer
+    too-many         more than 200 readings
+    bad-seq          `seq` not a positive integer, or not strictly increasing
+    bad-time         `t` or `now` not an integer
+    unknown-key      a reading holds a key that is not `seq`, `t` or a metric name
+    bad-value        a metric value is not a finite number or null
+    bad-lost         `lost` is not a list of [first, last] seq ranges
+    bad-state        status `state` is not online, sleeping or lost
+    time-impossible  even re-based, a reading's time is before 2024 or in the future
+    out-of-range     (not a refusal) a value outside its physical range was dropped
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+from rimba.metrics import METRICS
+from rimba.names import is_name
+
+VERSION = 1
+TOPIC_ROOT = "rimba/v1"
+UP_MAX_BYTES = 16 * 1024
+STATUS_MAX_BYTES = 4 * 1024
+UP_MAX_READINGS = 200
+EPOCH_MAX = 2**32 - 1
+SEQ_MAX = 2**53 - 1
+TRUSTED_AFTER = 1704067200  # 2024-01-01T00:00:00Z: earlier times cannot be real
+FUTURE_TOLERANCE_S = 300  # a time more than 5 min after receipt is not trusted
+LATE_AFTER_S = 900  # received more than 15 min after `t`: flagged late
+STATES = ("online", "sleeping", "lost")
+
+
+def topic(site: str, node: str, kind: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/{node}/{kind}"
+
+
+def alert_topic(site: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/alert"
+
+
+class Rejected(Exception):
+    """A message that breaks the contract.
+
+    `salvage` is (epoch, seqs, lost) when the node is the topic's registered node
+    and those values could be read: the ack may move over them, since the
+    readings are safe in the dead-letter store.
+    """
+
+    def __init__(self, code: str, detail: str, salvage=None):
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+        self.salvage = salvage
+
+    @property
+    def reason(self) -> str:
+        return f"{self.code}: {self.detail}"
+
+
+@dataclass
+class Reading:
+    seq: int
+    t: int
+    values: dict  # metric name -> float (absent or null values are left out)
+
+
+@dataclass
+class UpBatch:
+    site: str
+    node: str
+    epoch: int
+    now: int
+    tq: str
+    readings: list
+    lost: list  # [(first, last), ...]
+    faults: list = field(default_factory=list)  # "metric=value at seq N" dropped as out of range
+
+
+@dataclass
+class Status:
+    site: str
+    node: str
+    state: str
+    t: int | None
+    fields: dict  # storage fields besides `state`
+
+
+@dataclass
+class Placed:
+    """A reading's storage time and flags, decided at receipt."""
+
+    time: int
+    late: bool
+    offset: int | None  # clock_offset_s when re-based, else None
+
+
+def parse_topic(name: str) -> tuple[str, str, str]:
+    """Split `rimba/v1/{site}/{node}/{kind}`; raises Rejected('topic')."""
+    parts = name.split("/")
+    if (
+        len(parts) != 5
+        or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT
+        or parts[4] not in ("up", "status")
+        or not is_name(parts[2])
+        or not is_name(parts[3])
+    ):
+        raise Rejected("topic", f"not a node topic: {name[:120]!r}")
+    return parts[2], parts[3], parts[4]
+
+
+def _no_constants(token: str):
+    raise ValueError(f"{token} is not a number in JSON")
+
+
+def _unique_pairs(pairs):
+    obj = {}
+    for k, v in pairs:
+        if k in obj:
+            raise _DuplicateKey(k)
+        obj[k] = v
+    return obj
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _loads(payload: bytes, limit: int) -> dict:
+    if len(payload) > limit:
+        raise Rejected("too-large", f"{len(payload)} bytes, the limit is {limit}")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise Rejected("not-utf8", f"byte {err.start} is not UTF-8") from None
+    try:
+        obj = json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as err:
+        raise Rejected("duplicate-key", f"key {str(err)[:40]!r} appears twice") from None
+    except (ValueError, RecursionError) as err:
+        raise Rejected("bad-json", str(err)[:120]) from None
+    if not isinstance(obj, dict):
+        raise Rejected("not-object", f"payload is a JSON {type(obj).__name__}, not an object")
+    return obj
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _check_sender(obj: dict, site: str, node: str, fleet) -> None:
+    if obj.get("v") != VERSION or isinstance(obj.get("v"), bool):
+        raise Rejected("bad-version", f"v is {str(obj.get('v'))[:20]!r}, expected 1")
+    known = fleet.nodes.get(node)
+    if known is None:
+        raise Rejected("unknown-node", f"node {node!r} is not in the fleet file")
+    if known.site != site:
+        raise Rejected("wrong-site", f"node {node!r} belongs to site {known.site!r}, not {site!r}")
+
+
+def _salvage(obj: dict):
+    """(epoch, seqs, lost) if they can be read from a broken batch, else None."""
+    epoch = obj.get("epoch")
+    readings = obj.get("r")
+    if not (_is_int(epoch) and 0 <= epoch <= EPOCH_MAX and isinstance(readings, list)):
+        return None
+    seqs = [r.get("seq") for r in readings if isinstance(r, dict)]
+    if len(seqs) != len(readings) or not all(_is_int(s) and 1 <= s <= SEQ_MAX for s in seqs):
+        return None
+    try:
+        lost = _lost(obj.get("lost"))
+    except Rejected:
+        lost = []
+    return epoch, seqs, lost
+
+
+def _lost(value) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Rejected("bad-lost", "lost is not a list of ranges")
+    out = []
+    for item in value:
+        if not (
+            isinstance(item, list)
+            and len(item) == 2
+            and all(_is_int(x) for x in item)
+            and 1 <= item[0] <= item[1] <= SEQ_MAX
+        ):
+            raise Rejected("bad-lost", f"{str(item)[:40]} is not a [first, last] seq range")
+        out.append((item[0], item[1]))
+    return out
+
+
+def decode_up(topic_name: str, payload: bytes, fleet) -> UpBatch:
+    """Decode and validate one `up` message. Raises Rejected."""
+    site, node, kind = parse_topic(topic_name)
+    if kind != "up":
+        raise Rejected("topic", f"expected an up topic: {topic_name[:120]!r}")
+    obj = _loads(payload, UP_MAX_BYTES)
+    _check_sender(obj, site, node, fleet)
+    if "node" not in obj:
+        raise Rejected("missing", "node")
+    if obj["node"] != node:
+        raise Rejected("node-mismatch", f"payload node {str(obj['node'])[:40]!r} on topic of {node!r}")
+    try:
+        return _decode_up_body(obj, site, node)
+    except Rejected as err:
+        err.salvage = _salvage(obj)
+        raise
+
+
+def _decode_up_body(obj: dict, site: str, node: str) -> UpBatch:
+    for key in ("epoch", "now", "tq", "r"):
+        if key not in obj:
+            raise Rejected("missing", key)
+    epoch = obj["epoch"]
+    if not (_is_int(epoch) and 0 <= epoch <= EPOCH_MAX):
+        raise Rejected("bad-epoch", f"epoch {str(epoch)[:30]} is not an unsigned 32-bit integer")
+    if not _is_int(obj["now"]):
+        raise Rejected("bad-time", f"now {str(obj['now'])[:30]} is not an integer")
+    if obj["tq"] not in ("ntp", "rtc"):
+        raise Rejected("bad-type", f"tq {str(obj['tq'])[:20]!r} is not 'ntp' or 'rtc'")
+    raw = obj["r"]
+    if not isinstance(raw, list):
+        raise Rejected("bad-type", "r is not a list")
+    if len(raw) > UP_MAX_READINGS:
+        raise Rejected("too-many", f"{len(raw)} readings, the limit is {UP_MAX_READINGS}")
+    readings = []
+    faults = []
+    last = 0
+    for i, r in enumerate(raw):
+        if not isinstance(r, dict):
+            raise Rejected("bad-type", f"r[{i}] is not an object")
+        seq = r.get("seq")
+        if not (_is_int(seq) and 1 <= seq <= SEQ_MAX):
+            raise Rejected("bad-seq", f"r[{i}].seq {str(seq)[:30]} is not a positive integer")
+        if seq <= last:
+            raise Rejected("bad-seq", f"r[{i}].seq {seq} does not rise above {last}")
+        last = seq
+        t = r.get("t")
+        if not _is_int(t):
+            raise Rejected("bad-time", f"r[{i}].t {str(t)[:30]} is not an integer")
+        values = {}
+        for key, value in r.items():
+            if key == "seq" or key == "t":
+                continue
+            metric = METRICS.get(key)
+            if metric is None:
+                raise Rejected("unknown-key", f"r[{i}] has key {key[:40]!r}, not a metric name")
+            if value is None:
+                continue
+            if not _is_number(value):
+                raise Rejected("bad-value", f"r[{i}].{key} is {str(value)[:30]!r}, not a finite number")
+            if not metric.in_range(value):
+                faults.append(f"{key}={value} at seq {seq} outside {metric.low:g}..{metric.high:g}")
+                continue
+            values[key] = float(value)
+        readings.append(Reading(seq, t, values))
+    return UpBatch(site, node, epoch, obj["now"], obj["tq"], readings, _lost(obj.get("lost")), faults)
+
+
+def place(batch: UpBatch, received: int) -> list:
+    """Decide each reading's storage time (contract: "Storage", time rules).
+
+    A time is not trusted when `tq` is `rtc`, or `t` is before 2024, or more than
+    5 minutes after receipt; it is then re-based by `received - now`. Raises
+    Rejected('time-impossible') when a re-based time is still impossible.
+    """
+    offset = received - batch.now
+    out = []
+    for r in batch.readings:
+        if batch.tq == "ntp" and TRUSTED_AFTER <= r.t <= received + FUTURE_TOLERANCE_S:
+            out.append(Placed(r.t, received - r.t > LATE_AFTER_S, None))
+            continue
+        t = r.t + offset
+        if not (TRUSTED_AFTER <= t <= received + FUTURE_TOLERANCE_S):
+            raise Rejected(
+                "time-impossible",
+                f"seq {r.seq}: t {r.t} re-based by {offset:+d} s is {t}, before 2024 or in the future",
+            )
+        out.append(Placed(t, received - t > LATE_AFTER_S, offset))
+    return out
+
+
+_STATUS_INTS = ("cfg", "boot", "buffered", "dropped", "wake")
+_STATUS_FLOATS = ("batt_v", "rssi_dbm")
+_STATUS_STRS = ("fw", "reset")
+
+
+def decode_status(topic_name: str, payload: bytes, fleet) -> Status:
+    """Decode and validate one `status` message. Raises Rejected."""
+    site, node, kind = parse_topic(topic_name)
+    if kind != "status":
+        raise Rejected("topic", f"expected a status topic: {topic_name[:120]!r}")
+    obj = _loads(payload, STATUS_MAX_BYTES)
+    _check_sender(obj, site, node, fleet)
+    if "node" in obj and obj["node"] != node:
+        raise Rejected("node-mismatch", f"payload node {str(obj['node'])[:40]!r} on topic of {node!r}")
+    state = obj.get("state")
+    if state not in STATES:
+        raise Rejected("bad-state", f"state {str(state)[:20]!r} is not one of {', '.join(STATES)}")
+    t = obj.get("t")
+    if t is not None and not _is_int(t):
+        raise Rejected("bad-time", f"t {str(t)[:30]} is not an integer")
+    fields = {}
+    for key in _STATUS_INTS:
+        v = obj.get(key)
+        if v is not None:
+            if not (_is_int(v) and 0 <= v <= SEQ_MAX):
+                raise Rejected("bad-type", f"{key} {str(v)[:30]} is not a non-negative integer")
+            fields[key] = v
+    for key in _STATUS_FLOATS:
+        v = obj.get(key)
+        if v is not None:
+            if not _is_number(v):
+                raise Rejected("bad-value", f"{key} {str(v)[:30]!r} is not a finite number")
+            if METRICS[key].in_range(v):
+                fields[key] = float(v)
+    for key in _STATUS_STRS:
+        v = obj.get(key)
+        if v is not None:
+            if not (isinstance(v, str) and len(v) <= 64 and v.isprintable()):
+                raise Rejected("bad-type", f"{key} is not a short printable string")
+            fields[key] = v
+    return Status(site, node, state, t, fields)
+
+
+def status_time(status: Status, received: int) -> int:
+    """A status is stored at its `t` when that is plausible, else at receipt."""
+    t = status.t
+    if t is not None and TRUSTED_AFTER <= t <= received + FUTURE_TOLERANCE_S:
+        return t
+    return received
+
+
+def ack_payload(epoch: int, seq: int) -> bytes:
+    return json.dumps({"v": VERSION, "epoch": epoch, "seq": seq}, separators=(",", ":")).encode()

@@ -1,0 +1,127 @@
+"""The fleet file (`fleet.toml`): which sites and nodes exist.
+
+Ingest accepts readings only from nodes listed here; the simulator, analytics,
+dashboards and provisioning read the same file. Extra keys are allowed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rimba.errors import ConfigError
+from rimba.names import is_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Site:
+    id: str
+    name: str
+    lat: float
+    lon: float
+    extra: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    site: str
+    profile: str
+    cadence_s: int
+    extra: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    sites: dict[str, Site]
+    nodes: dict[str, Node]
+
+    def nodes_of(self, site: str) -> list[Node]:
+        return [n for n in self.nodes.values() if n.site == site]
+
+
+def _need(table: dict, key: str, kind: type | tuple, where: str):
+    if key not in table:
+        raise ConfigError(f"fleet file: {where}.{key} is required")
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"fleet file: {where}.{key} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def parse_fleet(data: dict, source: str = "fleet file") -> Fleet:
+    sites: dict[str, Site] = {}
+    for sid, t in (data.get("sites") or {}).items():
+        where = f"sites.{sid}"
+        if not is_name(sid) or not isinstance(t, dict):
+            raise ConfigError(f"{source}: {where} is not a valid site name ([a-z0-9][a-z0-9-]{{0,31}})")
+        lat = float(_need(t, "lat", (int, float), where))
+        lon = float(_need(t, "lon", (int, float), where))
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise ConfigError(f"{source}: {where}.lat/lon out of range")
+        extra = {k: v for k, v in t.items() if k not in ("name", "lat", "lon")}
+        sites[sid] = Site(sid, _need(t, "name", str, where), lat, lon, extra)
+    nodes: dict[str, Node] = {}
+    for nid, t in (data.get("nodes") or {}).items():
+        where = f"nodes.{nid}"
+        if not is_name(nid) or not isinstance(t, dict):
+            raise ConfigError(f"{source}: {where} is not a valid node name ([a-z0-9][a-z0-9-]{{0,31}})")
+        site = _need(t, "site", str, where)
+        if site not in sites:
+            raise ConfigError(f"{source}: {where}.site names unknown site {site!r}")
+        cadence = _need(t, "cadence_s", int, where)
+        if cadence <= 0:
+            raise ConfigError(f"{source}: {where}.cadence_s must be positive")
+        extra = {k: v for k, v in t.items() if k not in ("site", "profile", "cadence_s")}
+        nodes[nid] = Node(nid, site, _need(t, "profile", str, where), cadence, extra)
+    return Fleet(sites, nodes)
+
+
+def load_fleet(path: str | os.PathLike) -> Fleet:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"fleet file {p} does not exist (set RIMBA_FLEET or --fleet)") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"fleet file {p} is not valid TOML: {err}") from err
+    return parse_fleet(data, f"fleet file {p}")
+
+
+class FleetWatcher:
+    """Reloads the fleet file when it changes on disk (checked at most every `every_s`)."""
+
+    def __init__(self, path: str | os.PathLike, clock, every_s: float = 2.0):
+        self.path = Path(path)
+        self._clock = clock
+        self._every = every_s
+        self._next = 0.0
+        self._mtime = self._stat()
+        self.fleet = load_fleet(self.path)
+
+    def _stat(self):
+        try:
+            st = self.path.stat()
+            return (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            return None
+
+    def current(self) -> Fleet:
+        now = self._clock()
+        if now >= self._next:
+            self._next = now + self._every
+            mtime = self._stat()
+            if mtime != self._mtime:
+                self._mtime = mtime
+                try:
+                    self.fleet = load_fleet(self.path)
+                except ConfigError as err:
+                    log.error("keeping the last good fleet: %s", err)
+                else:
+                    log.info("fleet file reloaded: %d nodes", len(self.fleet.nodes))
+        return self.fleet

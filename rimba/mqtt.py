@@ -1,0 +1,125 @@
+"""The paho-mqtt adapter: the only module that imports paho.
+
+`connect()` builds a client from settings (URL with credentials, TLS), with a
+fixed client id, and retries in the background. Ingest uses MQTT 5 with a
+persistent session (clean start off, long session expiry), a large Receive
+Maximum, and manual acknowledgements: a message is PUBACKed only when ingest
+says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from rimba.errors import StackError
+from rimba.settings import Broker
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 7 * 86400  # what the broker keeps for ingest while it is away
+
+
+class Mqtt:
+    """A connected paho client running its network loop in a background thread."""
+
+    def __init__(self, broker: Broker, client_id: str, *, ca_file: str = "", v5: bool = True,
+                 persistent: bool = False, manual_ack: bool = False, receive_maximum: int = 0,
+                 subscriptions: tuple = (), on_message=None, max_inflight: int = 1000):
+        self.broker = broker
+        self.client_id = client_id
+        self.v5 = v5
+        self.persistent = persistent
+        self.receive_maximum = receive_maximum
+        self.subscriptions = subscriptions
+        self.on_message = on_message
+        self.connected = threading.Event()
+        self.refused: str | None = None
+        protocol = paho.MQTTv5 if v5 else paho.MQTTv311
+        kwargs = {"protocol": protocol, "manual_ack": manual_ack}
+        if not v5:
+            kwargs["clean_session"] = not persistent
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, **kwargs)
+        self.client.max_inflight_messages_set(max_inflight)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(0.05, 2)
+        if broker.user is not None:
+            self.client.username_pw_set(broker.user, broker.password)
+        if broker.tls:
+            ctx = ssl.create_default_context(cafile=ca_file or None)
+            self.client.tls_set_context(ctx)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            self.refused = str(reason_code)
+            log.error("broker %s:%d refused %s: %s", self.broker.host, self.broker.port, self.client_id, reason_code)
+            return
+        self.refused = None
+        for topic in self.subscriptions:
+            if self.v5:
+                # retained messages only when the subscription is new, not on every reconnect
+                client.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=1))
+            else:
+                client.subscribe(topic, qos=1)
+        self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        if self.connected.is_set():
+            log.warning("disconnected from broker %s:%d (%s); reconnecting",
+                        self.broker.host, self.broker.port, reason_code)
+        self.connected.clear()
+
+    def _on_message(self, client, userdata, msg):
+        self.on_message(msg.topic, msg.payload, msg.mid, msg.qos, msg.retain)
+
+    def start(self, wait_s: float = 10.0) -> "Mqtt":
+        props = None
+        if self.v5:
+            props = Properties(PacketTypes.CONNECT)
+            if self.persistent:
+                props.SessionExpiryInterval = SESSION_EXPIRY_S
+            if self.receive_maximum:
+                props.ReceiveMaximum = self.receive_maximum
+        kwargs = {"properties": props, "clean_start": not self.persistent} if self.v5 else {}
+        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30, **kwargs)
+        self.client.loop_start()
+        if wait_s and not self.connected.wait(wait_s):
+            self.stop()
+            why = self.refused or "no answer"
+            raise StackError(f"cannot connect to the broker at {self.broker.host}:{self.broker.port}: {why}")
+        return self
+
+    def ack(self, mid: int, qos: int) -> None:
+        if qos > 0:
+            self.client.ack(mid, qos)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False):
+        return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def wait_published(self, infos, timeout: float) -> list:
+        """Wait until each publish is acknowledged by the broker; return those that were."""
+        deadline = time.monotonic() + timeout
+        done = []
+        for info in infos:
+            while not info.is_published() and time.monotonic() < deadline:
+                time.sleep(0.001)
+            if info.is_published():
+                done.append(info)
+        return done
+
+    def stop(self) -> None:
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()

@@ -1,0 +1,197 @@
+"""Settings: one validated schema, built at start-up from defaults, a TOML file,
+environment variables and command-line flags (later ones win).
+
+An invalid value stops start-up with a `ConfigError` naming the key. The
+commented sample `rimba.sample.toml` lists every option; a test keeps it in step
+with `OPTIONS`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from rimba.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    env: str
+    kind: type
+    default: object
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+
+
+OPTIONS = (
+    Option("mqtt_url", "RIMBA_MQTT_URL", str, "mqtt://127.0.0.1:1883",
+           "broker: mqtt://user:pass@host:port or mqtts://... (TLS)"),
+    Option("mqtt_ca_file", "RIMBA_MQTT_CA", str, "", "CA certificate for mqtts:// (empty: the system's CAs)"),
+    Option("mqtt_client_id", "RIMBA_MQTT_CLIENT_ID", str, "rimba-ingest",
+           "fixed client id of this ingest process (its persistent session)"),
+    Option("mqtt_share_group", "RIMBA_MQTT_SHARE", str, "",
+           "shared-subscription group: ingest processes with the same group split the load"),
+    Option("influx_url", "RIMBA_INFLUX_URL", str, "http://127.0.0.1:8086",
+           "InfluxDB base URL (1.x, or 2.x/3.x through their v1-compatible API)"),
+    Option("influx_db", "RIMBA_INFLUX_DB", str, "rimba", "database (1.x) or bucket mapped to a database (2.x/3.x)"),
+    Option("influx_token", "RIMBA_INFLUX_TOKEN", str, "", "API token for InfluxDB 2.x/3.x"),
+    Option("influx_user", "RIMBA_INFLUX_USER", str, "", "user for InfluxDB 1.x with authentication"),
+    Option("influx_password", "RIMBA_INFLUX_PASSWORD", str, "", "password for InfluxDB 1.x"),
+    Option("influx_timeout_s", "RIMBA_INFLUX_TIMEOUT_S", float, 10.0, "seconds before a write counts as failed",
+           0.1, 300),
+    Option("fleet", "RIMBA_FLEET", str, "fleet.toml", "the fleet file"),
+    Option("state_dir", "RIMBA_STATE_DIR", str, "~/.local/state/rimba",
+           "where the stack's data, the spool and the dead letters live"),
+    Option("spool_max_mb", "RIMBA_SPOOL_MAX_MB", float, 512.0,
+           "spool size at which ingest stops acknowledging (the broker keeps the rest)", 1, 1_000_000),
+    Option("batch_lines", "RIMBA_BATCH_LINES", int, 5000, "lines per InfluxDB write", 1, 100_000),
+    Option("flush_ms", "RIMBA_FLUSH_MS", int, 50, "longest a received message waits before it is made durable",
+           1, 60_000),
+    Option("gap_timeout_s", "RIMBA_GAP_TIMEOUT_S", int, 3600,
+           "a missing seq range still open after this long is recorded as a gap", 1, 30 * 86400),
+    Option("stats_every_s", "RIMBA_STATS_EVERY_S", float, 10.0, "how often ingest stores its own counters",
+           0.1, 3600),
+    Option("log_level", "RIMBA_LOG_LEVEL", str, "info", "logging level",
+           choices=("debug", "info", "warning", "error")),
+)
+_BY_KEY = {o.key: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Broker:
+    tls: bool
+    host: str
+    port: int
+    user: str | None
+    password: str | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    values: dict
+
+    def __getattr__(self, key):
+        try:
+            return self.values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    @property
+    def broker(self) -> Broker:
+        return parse_mqtt_url(self.values["mqtt_url"])
+
+    @property
+    def state_path(self) -> Path:
+        return Path(os.path.expanduser(self.values["state_dir"]))
+
+    def with_(self, **changes) -> "Settings":
+        return build(overrides=changes, base=self.values)
+
+
+def parse_mqtt_url(url: str, key: str = "mqtt_url") -> Broker:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ConfigError(f"{key}: {url!r} must start with mqtt:// or mqtts://")
+    try:
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    except ValueError:
+        raise ConfigError(f"{key}: {url!r} has an invalid port") from None
+    if not parts.hostname:
+        raise ConfigError(f"{key}: {url!r} names no host")
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return Broker(parts.scheme == "mqtts", parts.hostname, port, user, password)
+
+
+def _coerce(opt: Option, value, source: str):
+    where = f"{opt.key} (from {source})"
+    if opt.kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
+            return value.lower() in ("1", "true", "yes")
+        raise ConfigError(f"{where}: {value!r} is not true or false")
+    if opt.kind in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: {value!r} is not a number")
+        try:
+            v = opt.kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: {value!r} is not {'an integer' if opt.kind is int else 'a number'}") from None
+        if opt.kind is int and isinstance(value, float) and value != v:
+            raise ConfigError(f"{where}: {value!r} is not an integer")
+        if (opt.low is not None and v < opt.low) or (opt.high is not None and v > opt.high):
+            raise ConfigError(f"{where}: {v} is outside {opt.low:g}..{opt.high:g}")
+        return v
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {value!r} is not a string")
+    if opt.choices and value not in opt.choices:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(opt.choices)}")
+    return value
+
+
+def _check(values: dict) -> None:
+    parse_mqtt_url(values["mqtt_url"])
+    influx = urlsplit(values["influx_url"])
+    if influx.scheme not in ("http", "https") or not influx.hostname:
+        raise ConfigError(f"influx_url: {values['influx_url']!r} must be http(s)://host:port")
+    if values["influx_token"] and values["influx_user"]:
+        raise ConfigError("influx_token: set either a token (2.x/3.x) or a user and password (1.x), not both")
+    if bool(values["influx_user"]) != bool(values["influx_password"]):
+        raise ConfigError("influx_user: a 1.x user needs influx_password too (and the other way round)")
+    if values["mqtt_share_group"] and "/" in values["mqtt_share_group"] + values["mqtt_client_id"]:
+        raise ConfigError("mqtt_share_group: may not contain '/'")
+    for key in ("mqtt_client_id", "influx_db"):
+        if not values[key]:
+            raise ConfigError(f"{key}: may not be empty")
+
+
+def build(config_file: str | None = None, overrides: dict | None = None, env=None, base: dict | None = None) -> Settings:
+    """Defaults → config file → environment → overrides (flags). Raises ConfigError."""
+    env = os.environ if env is None else env
+    values = dict(base) if base else {o.key: o.default for o in OPTIONS}
+    path = config_file if config_file is not None else env.get("RIMBA_CONFIG")
+    if path and base is None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {path}: {err}") from None
+        for key, value in data.items():
+            if key not in _BY_KEY:
+                raise ConfigError(f"{key} (from {path}): unknown setting")
+            values[key] = _coerce(_BY_KEY[key], value, path)
+    if base is None:
+        for opt in OPTIONS:
+            if opt.env in env:
+                values[opt.key] = _coerce(opt, env[opt.env], opt.env)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in _BY_KEY:
+            raise ConfigError(f"{key}: unknown setting")
+        values[key] = _coerce(_BY_KEY[key], value, "--" + key.replace("_", "-"))
+    _check(values)
+    return Settings(values)
+
+
+def sample() -> str:
+    """The commented sample configuration file: every option with its default."""
+    lines = ["# Rimba settings. Every key is optional; shown with its default.",
+             "# Precedence: defaults < this file (RIMBA_CONFIG or --config) < environment < flags.", ""]
+    for o in OPTIONS:
+        default = o.default
+        lines.append(f"# {o.help} [env {o.env}]")
+        if isinstance(default, str):
+            lines.append(f'# {o.key} = "{default}"')
+        else:
+            lines.append(f"# {o.key} = {default}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,274 @@
+"""The local stack: Mosquitto and InfluxDB run as Rimba's own processes.
+
+Configuration files are written under `<state_dir>/stack/`, data lives beside
+them, both servers listen on loopback only, and `up` returns only once both
+answer. The demo, the tests and the benchmark all use this module.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from rimba.errors import StackError
+
+_INSTALL_HINT = {
+    "mosquitto": "sudo apt-get install mosquitto",
+    "influxd": "sudo apt-get install influxdb",
+}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _binary(name: str) -> str:
+    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise StackError(f"{name} is not installed: run `{_INSTALL_HINT[name]}` (or ./dev demo, which installs it)")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours counts as dead
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def mqtt_answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when an MQTT broker answers CONNECT with a CONNACK (any return code)."""
+    connect = b"\x10\x12\x00\x04MQTT\x04\x02\x00\x05\x00\x06rimba?"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(connect)
+            return s.recv(4)[:1] == b"\x20"
+    except OSError:
+        return False
+
+
+def influx_answers(base_url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(base_url.rstrip("/") + "/ping", timeout=timeout) as r:
+            return r.status == 204
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _poll(check, deadline_s: float, what: str, proc: "Service") -> None:
+    deadline = time.monotonic() + deadline_s
+    delay = 0.02
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if not proc.running():
+            raise StackError(f"{what} exited during start-up; see {proc.log}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.25)
+    raise StackError(f"{what} did not answer within {deadline_s:.0f} s; see {proc.log}")
+
+
+@dataclass
+class Service:
+    name: str
+    dir: Path
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / f"{self.name}.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def start(self, argv: list[str]) -> None:
+        if self.running():
+            return
+        with open(self.log, "ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, cwd=self.dir)
+        self.pidfile.write_text(str(proc.pid))
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 20.0) -> None:
+        pid = self.pid()
+        if pid is None:
+            self.pidfile.unlink(missing_ok=True)
+            return
+        os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while _alive(pid):
+            _reap(pid)
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 5
+            time.sleep(0.02)
+        self.pidfile.unlink(missing_ok=True)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+class Stack:
+    """Mosquitto on `mqtt_port` and InfluxDB on `influx_port`, data under `state_dir/stack`."""
+
+    def __init__(self, state_dir: str | os.PathLike, mqtt_port: int = 1883, influx_port: int = 8086,
+                 host: str = "127.0.0.1", database: str = "rimba"):
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise StackError(f"the local stack listens on loopback only, not {host}")
+        self.dir = Path(state_dir) / "stack"
+        self.host = "127.0.0.1" if host == "localhost" else host
+        self.mqtt_port = mqtt_port
+        self.influx_port = influx_port
+        self.database = database
+        self.mosquitto = Service("mosquitto", self.dir)
+        self.influxd = Service("influxd", self.dir)
+
+    @classmethod
+    def from_settings(cls, settings) -> "Stack":
+        b = settings.broker
+        influx = urllib.parse.urlsplit(settings.influx_url)
+        return cls(settings.state_path, b.port, influx.port or 8086, b.host, settings.influx_db)
+
+    @property
+    def mqtt_url(self) -> str:
+        return f"mqtt://{self.host}:{self.mqtt_port}"
+
+    @property
+    def influx_url(self) -> str:
+        return f"http://{self.host}:{self.influx_port}"
+
+    # -- configuration -------------------------------------------------------------------------
+    def _write_mosquitto_conf(self) -> Path:
+        data = self.dir / "mosquitto-data"
+        data.mkdir(parents=True, exist_ok=True)
+        conf = self.dir / "mosquitto.conf"
+        conf.write_text(
+            "# Written by `rimba stack up`; edits are overwritten.\n"
+            f"listener {self.mqtt_port} {self.host}\n"
+            "allow_anonymous true\n"
+            f"user {getpass.getuser()}\n"
+            "# Queued QoS 1 messages survive a restart.\n"
+            "persistence true\n"
+            f"persistence_location {data}/\n"
+            "autosave_interval 5\n"
+            "# Never drop a queued message: no count or byte limit on a client's queue.\n"
+            "max_queued_messages 0\n"
+            "max_queued_bytes 0\n"
+            "# Large in-flight window for MQTT 3.1.1 clients (MQTT 5 clients set Receive Maximum).\n"
+            "max_inflight_messages 2000\n"
+            "max_packet_size 1048576\n"
+            "log_type error\nlog_type warning\nlog_type notice\n"
+            "connection_messages false\n"
+        )
+        return conf
+
+    def _write_influx_conf(self) -> Path:
+        base = self.dir / "influxdb-data"
+        conf = self.dir / "influxdb.conf"
+        rpc = free_port(self.host)
+        conf.write_text(
+            "# Written by `rimba stack up`; edits are overwritten.\n"
+            "reporting-disabled = true\n"
+            f'bind-address = "{self.host}:{rpc}"\n'
+            f'[meta]\n  dir = "{base}/meta"\n  logging-enabled = false\n'
+            f'[data]\n  dir = "{base}/data"\n  wal-dir = "{base}/wal"\n  query-log-enabled = false\n'
+            f'[http]\n  bind-address = "{self.host}:{self.influx_port}"\n  log-enabled = false\n'
+            "  max-body-size = 0\n"
+            "[monitor]\n  store-enabled = false\n"
+            "[logging]\n  level = \"warn\"\n"
+        )
+        return conf
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start_mosquitto(self, timeout: float = 20.0) -> None:
+        binary = _binary("mosquitto")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        conf = self._write_mosquitto_conf()
+        self.mosquitto.start([binary, "-c", str(conf)])
+        _poll(lambda: mqtt_answers(self.host, self.mqtt_port), timeout, "mosquitto", self.mosquitto)
+
+    def start_influx(self, timeout: float = 60.0) -> None:
+        binary = _binary("influxd")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        conf = self._write_influx_conf()
+        self.influxd.start([binary, "-config", str(conf)])
+        _poll(lambda: influx_answers(self.influx_url), timeout, "influxd", self.influxd)
+        self._create_database()
+
+    def _create_database(self) -> None:
+        body = urllib.parse.urlencode({"q": f'CREATE DATABASE "{self.database}"'}).encode()
+        try:
+            with urllib.request.urlopen(self.influx_url + "/query", data=body, timeout=10) as r:
+                r.read()
+        except (OSError, urllib.error.URLError) as err:
+            raise StackError(f"influxd is up but CREATE DATABASE failed: {err}") from err
+
+    def up(self) -> None:
+        for port, what in ((self.mqtt_port, "mosquitto"), (self.influx_port, "influxd")):
+            service = self.mosquitto if what == "mosquitto" else self.influxd
+            if not service.running() and _port_taken(self.host, port):
+                raise StackError(f"port {port} for {what} is taken by another program: choose another "
+                                 f"(RIMBA_{'MQTT' if what == 'mosquitto' else 'INFLUX'}_URL)")
+        self.start_mosquitto()
+        self.start_influx()
+
+    def stop_mosquitto(self, sig=signal.SIGTERM) -> None:
+        self.mosquitto.stop(sig)
+
+    def stop_influx(self, sig=signal.SIGTERM) -> None:
+        self.influxd.stop(sig)
+
+    def down(self) -> None:
+        self.stop_mosquitto()
+        self.stop_influx()
+
+    def status(self) -> dict:
+        return {
+            "mosquitto": {"pid": self.mosquitto.pid(), "url": self.mqtt_url,
+                          "answers": mqtt_answers(self.host, self.mqtt_port)},
+            "influxd": {"pid": self.influxd.pid(), "url": self.influx_url,
+                        "answers": influx_answers(self.influx_url)},
+        }
+
+
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False

@@ -1,0 +1,107 @@
+"""The test session starts its own Mosquitto and InfluxDB on free loopback ports.
+
+Each test that needs them gets its own database, state directory, MQTT client
+id and node names (the `platform` fixture), so tests do not see each other's data.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from rimba import settings as settings_mod
+from rimba.influx import Influx
+from rimba.stack import Stack, free_port
+from tests.support import IngestProcess, env_for
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    s = Stack(tmp_path_factory.mktemp("stack"), free_port(), free_port())
+    s.up()
+    yield s
+    s.down()
+
+
+class Platform:
+    """Settings, a fleet file and helpers for one test, on the session's stack."""
+
+    def __init__(self, stack: Stack, tmp_path, fleet_text: str):
+        n = next(_counter)
+        self.stack = stack
+        self.tmp = tmp_path
+        self.fleet_path = tmp_path / "fleet.toml"
+        self.fleet_path.write_text(fleet_text)
+        self.values = {
+            "mqtt_url": stack.mqtt_url, "influx_url": stack.influx_url, "influx_db": f"t{n}",
+            "state_dir": str(tmp_path / "state"), "fleet": str(self.fleet_path),
+            "mqtt_client_id": f"ingest-t{n}", "stats_every_s": 1, "flush_ms": 20,
+        }
+        self.settings = settings_mod.build(overrides=self.values, env={})
+        self.influx = Influx(stack.influx_url, self.values["influx_db"])
+        self.influx.create_database()
+        self.procs: list[IngestProcess] = []
+
+    def ingest(self, **over) -> IngestProcess:
+        values = dict(self.values, **over)
+        p = IngestProcess(env_for(values), self.tmp / f"ingest-{len(self.procs)}.log").start()
+        self.procs.append(p)
+        return p
+
+    def count(self, q: str = "SELECT count(seq) FROM reading") -> int:
+        rows = self.influx.rows(q)
+        return rows[0]["count"] if rows else 0
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.stop()
+        self._forget_sessions()
+        self.influx.query(f'DROP DATABASE "{self.values["influx_db"]}"')
+        self.influx.close()
+
+    def _forget_sessions(self) -> None:
+        """Remove the ingest's persistent sessions from the broker (clean start, no expiry)."""
+        from rimba.mqtt import Mqtt
+
+        for p in self.procs:
+            cid = p.env["RIMBA_MQTT_CLIENT_ID"]
+            m = Mqtt(self.settings.broker, cid, v5=True, persistent=False)
+            m.start()
+            m.stop()
+
+
+FLEET = """
+[sites.smp29]
+name = "SMP 29"
+lat = -0.0263
+lon = 109.3425
+
+[sites.bansir-laut]
+name = "Bansir Laut"
+lat = -0.04
+lon = 109.35
+"""
+
+
+def fleet_text(nodes: dict) -> str:
+    out = [FLEET]
+    for node, (site, profile) in nodes.items():
+        out.append(f'[nodes.{node}]\nsite = "{site}"\nprofile = "{profile}"\ncadence_s = 600\n')
+    return "\n".join(out)
+
+
+@pytest.fixture
+def platform_factory(stack, tmp_path):
+    made = []
+
+    def make(nodes: dict) -> Platform:
+        p = Platform(stack, tmp_path, fleet_text(nodes))
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()

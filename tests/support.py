@@ -1,0 +1,81 @@
+"""Test helpers: golden vectors, polling with a deadline, ingest as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rimba.fleet import parse_fleet
+
+ROOT = Path(__file__).resolve().parent.parent
+VECTORS = json.loads((ROOT / "tests" / "vectors" / "contract-v1.json").read_text(encoding="utf-8"))
+VECTOR_FLEET = parse_fleet(VECTORS["fleet"])
+
+
+def payload_of(vector: dict) -> bytes:
+    if "body" in vector:
+        return json.dumps(vector["body"], separators=(",", ":"), ensure_ascii=False).encode()
+    if "raw" in vector:
+        return vector["raw"].encode()
+    return bytes.fromhex(vector["hex"])
+
+
+def wait_until(condition, timeout: float = 30.0, what: str = "condition", interval: float = 0.05):
+    """Poll `condition` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)  # noqa: sleep-ok (polling interval of a deadline loop)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last value: {last!r})")
+
+
+class IngestProcess:
+    """`rimba ingest` as a child process with the given environment."""
+
+    def __init__(self, env: dict, log_path: Path, extra_args=()):
+        self.env = env
+        self.log_path = log_path
+        self.extra = list(extra_args)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "IngestProcess":
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "rimba.cli", "ingest", *self.extra], env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        return self
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def env_for(settings_values: dict) -> dict:
+    from rimba.settings import OPTIONS
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIMBA_")}
+    for opt in OPTIONS:
+        if opt.key in settings_values:
+            env[opt.env] = str(settings_values[opt.key])
+    env["PYTHONPATH"] = str(ROOT)
+    return env
