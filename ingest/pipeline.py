@@ -170,7 +170,7 @@ def handle_status(topic: str, payload: bytes, received: float, fleet, out: Outco
         return
     fields = {"state": st.state, **st.fields}
     out.lines.append(lineproto.line("node_status", {"site": st.site, "node": st.node}, fields,
-                                    contract.status_time(st, int(received)) * 1000))
+                                    contract.status_time_ms(st, received)))
 
 
 def handle(src: MarkSource, topic: str, payload: bytes, received: float, fleet, out: Outcome) -> None:

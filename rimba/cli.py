@@ -82,7 +82,7 @@ def cmd_deadletter(args) -> int:
         rows = store.deadletters(include_replayed=args.all, code=args.code, node=args.node, limit=args.limit)
         if args.json:
             for r in rows:
-                print(json.dumps(replay.as_dict(r), ensure_ascii=False))
+                print(json.dumps(replay.as_dict(r)))
         else:
             for r in rows:
                 print(replay.as_line(r))

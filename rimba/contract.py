@@ -224,7 +224,7 @@ def decode_up(topic_name: str, payload: bytes, fleet) -> UpBatch:
     obj = _loads(payload, UP_MAX_BYTES)
     _check_sender(obj, site, node, fleet)
     if "node" not in obj:
-        raise Rejected("missing", "node")
+        raise Rejected("missing", "required key 'node' is absent")
     if obj["node"] != node:
         raise Rejected("node-mismatch", f"payload node {str(obj['node'])[:40]!r} on topic of {node!r}")
     try:
@@ -237,7 +237,7 @@ def decode_up(topic_name: str, payload: bytes, fleet) -> UpBatch:
 def _decode_up_body(obj: dict, site: str, node: str) -> UpBatch:
     for key in ("epoch", "now", "tq", "r"):
         if key not in obj:
-            raise Rejected("missing", key)
+            raise Rejected("missing", f"required key {key!r} is absent")
     epoch = obj["epoch"]
     if not (_is_int(epoch) and 0 <= epoch <= EPOCH_MAX):
         raise Rejected("bad-epoch", f"epoch {str(epoch)[:30]} is not an unsigned 32-bit integer")
@@ -350,12 +350,13 @@ def decode_status(topic_name: str, payload: bytes, fleet) -> Status:
     return Status(site, node, state, t, fields)
 
 
-def status_time(status: Status, received: int) -> int:
-    """A status is stored at its `t` when that is plausible, else at receipt."""
+def status_time_ms(status: Status, received: float) -> int:
+    """A status is stored at its `t` when that is plausible, else at receipt (to the
+    millisecond, so a Last Will does not land on the same point as the status before it)."""
     t = status.t
     if t is not None and TRUSTED_AFTER <= t <= received + FUTURE_TOLERANCE_S:
-        return t
-    return received
+        return t * 1000
+    return int(received * 1000)
 
 
 def ack_payload(epoch: int, seq: int) -> bytes:

@@ -42,7 +42,9 @@ class Mqtt:
         self.subscriptions = subscriptions
         self.on_message = on_message
         self.connected = threading.Event()
+        self.subscribed = threading.Event()
         self.refused: str | None = None
+        self._closing = False
         protocol = paho.MQTTv5 if v5 else paho.MQTTv311
         kwargs = {"protocol": protocol, "manual_ack": manual_ack}
         if not v5:
@@ -59,6 +61,7 @@ class Mqtt:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
@@ -74,8 +77,17 @@ class Mqtt:
                 client.subscribe(topic, qos=1)
         self.connected.set()
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        failed = [str(rc) for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("broker refused a subscription of %s: %s", self.client_id, ", ".join(failed))
+            return
+        if not self.subscribed.is_set():
+            log.info("%s subscribed to %s", self.client_id, ", ".join(self.subscriptions))
+        self.subscribed.set()
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
-        if self.connected.is_set():
+        if self.connected.is_set() and not self._closing:
             log.warning("disconnected from broker %s:%d (%s); reconnecting",
                         self.broker.host, self.broker.port, reason_code)
         self.connected.clear()
@@ -119,6 +131,7 @@ class Mqtt:
         return done
 
     def stop(self) -> None:
+        self._closing = True
         try:
             self.client.disconnect()
         finally:

@@ -69,6 +69,8 @@ class SimNode:
     dropped: int = 0
     last_t: float | None = None
     since_send: int = 0
+    clock_offset: int = 0  # the node's clock minus true time; nonzero with tq "rtc"
+    sent_seq: int = 0  # the highest seq sent at least once
 
     @property
     def id(self) -> str:
@@ -83,7 +85,8 @@ class Simulation:
     """Nodes of a fleet and their readings; no network here (see `Publisher`)."""
 
     def __init__(self, fleet, seed: int = 1, haze: Haze | None = None, faults=(), send_every: int = 6,
-                 batch: int = 50, metrics: tuple | None = None, capacity: int = 2000, nodes=None):
+                 batch: int = 50, metrics: tuple | None = None, capacity: int = 2000, nodes=None,
+                 rtc_nodes=(), rtc_offset: int = -400 * DAY):
         self.fleet = fleet
         self.seed = seed
         self.faults = list(faults)
@@ -96,7 +99,8 @@ class Simulation:
                 continue
             m = metrics or PROFILE_METRICS.get(n.profile, PROFILE_METRICS["forest"])
             self.nodes[n.id] = SimNode(n, m, climates[n.site], rng.getrandbits(32), send_every, batch, capacity,
-                                       canopy=0.12 if n.profile == "forest" else 1.0)
+                                       canopy=0.12 if n.profile == "forest" else 1.0,
+                                       clock_offset=rtc_offset if n.id in rtc_nodes else 0)
 
     def _value(self, sn: SimNode, metric: str, t: float, r: random.Random):
         v = sn.climate.value(metric, t, sn.last_t, sn.canopy)
@@ -126,7 +130,7 @@ class Simulation:
         """Take one reading at node time t and put it in the node's buffer."""
         sn.seq += 1
         r = random.Random(f"{self.seed}/{sn.id}/{sn.epoch}/{sn.seq}")
-        reading = {"seq": sn.seq, "t": int(t)}
+        reading = {"seq": sn.seq, "t": int(t) + sn.clock_offset}
         for metric in sn.metrics:
             reading[metric] = self._value(sn, metric, t, r)
         sn.last_t = t
@@ -144,13 +148,17 @@ class Simulation:
     def due(self, sn: SimNode) -> bool:
         return sn.since_send >= sn.send_every
 
-    def batches(self, sn: SimNode, now: int, tq: str = "ntp") -> list:
+    def batches(self, sn: SimNode, now: int) -> list:
         """The node's whole unacknowledged buffer as contract `up` messages: [(topic, payload)]."""
         sn.since_send = 0
         out = []
+        tq = "rtc" if sn.clock_offset else "ntp"
         for i in range(0, max(len(sn.buffer), 1 if sn.lost else 0), sn.batch):
             chunk = sn.buffer[i:i + sn.batch]
-            body = {"v": 1, "node": sn.id, "epoch": sn.epoch, "now": int(now), "tq": tq, "fw": "sim-1",
+            if chunk:
+                sn.sent_seq = max(sn.sent_seq, chunk[-1]["seq"])
+            body = {"v": 1, "node": sn.id, "epoch": sn.epoch, "now": int(now) + sn.clock_offset, "tq": tq,
+                    "fw": "sim-1",
                     "r": chunk}
             if i == 0 and sn.lost:
                 body["lost"] = sn.lost
@@ -199,8 +207,18 @@ class Simulation:
         return events
 
     def expected(self) -> int:
-        """Readings taken minus readings the nodes had to drop."""
-        return sum(sn.seq - sn.dropped for sn in self.nodes.values())
+        """Readings sent at least once (the nodes drop only their oldest, before sending)."""
+        return sum(sn.sent_seq - sn.dropped for sn in self.nodes.values())
+
+    def restamp(self, topic: str, payload: bytes, now: float) -> bytes:
+        """Set a batch's `now` to the true send time `now` on the node's clock: a batch built
+        ahead of time from a node with an unsynchronised clock must say when it really left."""
+        sn = self.nodes.get(topic.split("/")[3])
+        if sn is None or not sn.clock_offset or not topic.endswith("/up"):
+            return payload
+        body = json.loads(payload)
+        body["now"] = int(now) + sn.clock_offset
+        return json.dumps(body, separators=(",", ":")).encode()
 
 
 def _offset(node_id: str, cadence: int) -> int:

@@ -49,7 +49,7 @@ class Platform:
         values = dict(self.values, **over)
         p = IngestProcess(env_for(values), self.tmp / f"ingest-{len(self.procs)}.log").start()
         self.procs.append(p)
-        return p
+        return p.wait_subscribed()
 
     def count(self, q: str = "SELECT count(seq) FROM reading") -> int:
         rows = self.influx.rows(q)

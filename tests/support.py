@@ -52,6 +52,13 @@ class IngestProcess:
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
         return self
 
+    def wait_subscribed(self, timeout: float = 30.0) -> "IngestProcess":
+        """Wait until the ingest's subscriptions stand: from then on the broker queues for it."""
+        wait_until(lambda: " subscribed to " in self.output() or self.proc.poll() is not None, timeout,
+                   "ingest to subscribe")
+        assert self.proc.poll() is None, self.output()
+        return self
+
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)

@@ -45,7 +45,7 @@ def test_valid_up(vector):
 def test_valid_status(vector):
     st = contract.decode_status(vector["topic"], payload_of(vector), VECTOR_FLEET)
     assert st.state == vector["expect"]["state"]
-    assert contract.status_time(st, RECEIVED) == vector["expect"]["time"]
+    assert contract.status_time_ms(st, RECEIVED) == vector["expect"]["time"] * 1000
 
 
 @pytest.mark.parametrize("vector", VECTORS["invalid"], ids=lambda v: v["name"])
