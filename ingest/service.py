@@ -113,7 +113,8 @@ class Ingest:
             self.arrived.notify_all()
 
     # -- processing ---------------------------------------------------------------------------
-    def _take(self) -> list:
+    def _take(self, room: int) -> list:
+        """What has arrived, up to about `room` bytes of spool (lines take ~2x their JSON)."""
         flush_s = self.settings.flush_ms / 1000
         with self.arrived:
             if not self.queue:
@@ -128,26 +129,31 @@ class Ingest:
                         break
                     self.arrived.wait(timeout=left)
         batch = []
-        limit = 20000
-        while self.queue and len(batch) < limit:
-            batch.append(self.queue.popleft())
+        budget = room
+        while self.queue and len(batch) < 20000 and budget > 0:
+            item = self.queue.popleft()
+            budget -= 2 * len(item[1])
+            batch.append(item)
         return batch
 
     def _process_once(self) -> None:
         now = self.clock()
-        if self._spool_is_full():
+        room = self._spool_room()
+        if room <= 0:
             self.wrote.wait(timeout=0.5)
             self.wrote.clear()
             self._periodic(now)
             return
-        batch = self._take()
+        batch = self._take(room)
         if batch:
             self._commit(batch)
         self._periodic(self.clock())
 
-    def _spool_is_full(self) -> bool:
+    def _spool_room(self) -> int:
+        """Bytes the spool may still take; at 0 the processor stops acknowledging."""
         _, size = self.store.spool_size()
-        full = size >= self.spool_max
+        room = self.spool_max - size
+        full = room <= 0
         if full != self._spool_full:
             self._spool_full = full
             if full:
@@ -155,7 +161,7 @@ class Ingest:
                             size / 1e6)
             else:
                 log.info("spool has room again: acknowledging")
-        return full
+        return room
 
     def _commit(self, batch: list) -> None:
         fleet = self.fleet.current()

@@ -62,14 +62,20 @@ class Influx:
         headers = dict(self.headers)
         if content_type:
             headers["Content-Type"] = content_type
-        conn = self._connection()
-        try:
-            conn.request(method, url, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-        except (OSError, http.client.HTTPException, socket.timeout) as err:
-            self.close()
-            raise InfluxUnavailable(f"InfluxDB at {self.host}:{self.port} did not answer: {err}") from err
+        for attempt in (1, 2):
+            reused = self._conn is not None
+            conn = self._connection()
+            try:
+                conn.request(method, url, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                break
+            except (OSError, http.client.HTTPException, socket.timeout) as err:
+                self.close()
+                stale = isinstance(err, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+                if attempt == 1 and reused and stale:
+                    continue  # a kept-alive connection the server had closed; writes are idempotent
+                raise InfluxUnavailable(f"InfluxDB at {self.host}:{self.port} did not answer: {err}") from err
         if resp.will_close:
             self.close()
         return resp.status, data

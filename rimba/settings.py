@@ -49,7 +49,7 @@ OPTIONS = (
     Option("state_dir", "RIMBA_STATE_DIR", str, "~/.local/state/rimba",
            "where the stack's data, the spool and the dead letters live"),
     Option("spool_max_mb", "RIMBA_SPOOL_MAX_MB", float, 512.0,
-           "spool size at which ingest stops acknowledging (the broker keeps the rest)", 1, 1_000_000),
+           "spool size at which ingest stops acknowledging (the broker keeps the rest)", 0.01, 1_000_000),
     Option("batch_lines", "RIMBA_BATCH_LINES", int, 5000, "lines per InfluxDB write", 1, 100_000),
     Option("flush_ms", "RIMBA_FLUSH_MS", int, 50, "longest a received message waits before it is made durable",
            1, 60_000),
