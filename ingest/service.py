@@ -238,9 +238,9 @@ class Ingest:
                 info = self.mqtt.publish(contract.topic(site, node, "ack"), contract.ack_payload(epoch, seq),
                                          qos=1, retain=True)
                 sent.append((info, node, epoch, seq))
-            done = {id(i) for i in self.mqtt.wait_published([s[0] for s in sent], timeout=5.0)}
-            for info, node, epoch, seq in sent:
-                if id(info) in done:
+            done = set(self.mqtt.wait_published([s[0] for s in sent], timeout=5.0))
+            for mid, node, epoch, seq in sent:
+                if mid in done:
                     self.store.mark_published(node, epoch, seq)
             failed = len(done) < len(sent)
             self._acks_pending = failed if nodes is None else (self._acks_pending or failed)

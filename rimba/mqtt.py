@@ -9,6 +9,7 @@ says so.
 
 from __future__ import annotations
 
+import collections
 import logging
 import ssl
 import threading
@@ -62,6 +63,11 @@ class Mqtt:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_publish = self._on_publish
+        self._unacked: set = set()  # message ids sent and not yet acknowledged; guarded by _lock
+        self._lock = threading.Lock()
+        self._puback: collections.deque = collections.deque()  # filled by paho's thread, lock-free
+        self._puback_event = threading.Event()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
@@ -85,6 +91,11 @@ class Mqtt:
         if not self.subscribed.is_set():
             log.info("%s subscribed to %s", self.client_id, ", ".join(self.subscriptions))
         self.subscribed.set()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        # no lock here: paho holds its own while calling us, and publish() holds ours while calling paho
+        self._puback.append(mid)
+        self._puback_event.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         if self.connected.is_set() and not self._closing:
@@ -117,18 +128,28 @@ class Mqtt:
             self.client.ack(mid, qos)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False):
-        return self.client.publish(topic, payload, qos=qos, retain=retain)
+        """Queue a message; paho sends it now, or after reconnecting if the broker is away.
+        Returns its message id (QoS 1: wait for it with `wait_published`)."""
+        with self._lock:
+            info = self.client.publish(topic, payload, qos=qos, retain=retain)
+            if qos > 0:
+                self._unacked.add(info.mid)
+        return info.mid
 
-    def wait_published(self, infos, timeout: float) -> list:
-        """Wait until each publish is acknowledged by the broker; return those that were."""
+    def wait_published(self, mids, timeout: float) -> list:
+        """Wait until the broker acknowledged each message id; return those it did."""
         deadline = time.monotonic() + timeout
-        done = []
-        for info in infos:
-            while not info.is_published() and time.monotonic() < deadline:
-                time.sleep(0.001)
-            if info.is_published():
-                done.append(info)
-        return done
+        mids = list(mids)
+        while True:
+            self._puback_event.clear()
+            with self._lock:
+                while self._puback:
+                    self._unacked.discard(self._puback.popleft())
+                waiting = [m for m in mids if m in self._unacked]
+            left = deadline - time.monotonic()
+            if not waiting or left <= 0:
+                return [m for m in mids if m not in waiting]
+            self._puback_event.wait(min(left, 0.5))
 
     def stop(self) -> None:
         self._closing = True

@@ -36,19 +36,22 @@ def traffic(platform, hours=24.0, seed=11):
 class Stream(threading.Thread):
     """Publishes `msgs` in chunks, each acknowledged by the broker before the next."""
 
-    def __init__(self, platform, sim, msgs, chunk=100, client_id="stream"):
+    def __init__(self, platform, sim, msgs, chunk=100, client_id="stream", pause_at=None):
         super().__init__(daemon=True)
         self.pub = Publisher(platform.settings, client_id=client_id)
         self.sim, self.msgs, self.chunk = sim, msgs, chunk
         self.sent = 0
         self.error = None
+        self.pause_at = pause_at
+        self.paused = threading.Event()
         self.go_on = threading.Event()
-        self.go_on.set()
 
     def run(self):
         try:
             for i in range(0, len(self.msgs), self.chunk):
-                self.go_on.wait()
+                if self.pause_at is not None and i >= self.pause_at and not self.go_on.is_set():
+                    self.paused.set()
+                    self.go_on.wait()
                 for topic, payload in self.msgs[i:i + self.chunk]:
                     self.pub.publish(topic, self.sim.restamp(topic, payload, time.time()))
                 self.pub.flush()
@@ -85,13 +88,13 @@ def test_ingest_killed_mid_stream(platform_factory):
     sim, msgs = traffic(p)
     watcher = AckWatcher(p.settings)
     ingest = p.ingest()
-    stream = Stream(p, sim, msgs)
+    stream = Stream(p, sim, msgs, pause_at=len(msgs) // 2)
     stream.start()
-    total = sim.expected()
-    wait_until(lambda: p.count() > total // 4, 60, "a quarter stored")
-    ingest.kill()
-    at_kill = p.count()
-    assert at_kill < total, "the kill must land mid-stream"
+    wait_until(stream.paused.is_set, 60, "half published")
+    wait_until(lambda: p.count() > 0, 60, "the first readings")
+    stream.go_on.set()
+    ingest.kill()  # while the second half streams in
+    assert p.count() < sim.expected(), "the kill must land mid-stream"
     p.ingest()
     stream.finish()
     settle(p, sim, watcher)
@@ -104,13 +107,13 @@ def test_influxdb_down_for_30_seconds(platform_factory, stack):
     watcher = AckWatcher(p.settings)
     spool_max = 0.2 * 1024 * 1024
     ingest = p.ingest(spool_max_mb=0.2)
-    stream = Stream(p, sim, msgs)
-    stream.go_on.clear()
+    stream = Stream(p, sim, msgs, pause_at=len(msgs) // 4)
     stream.start()
     try:
-        stream.go_on.set()
+        wait_until(stream.paused.is_set, 60, "a quarter published")
         wait_until(lambda: p.count() > 0, 60, "the first readings")
         stack.stop_influx()
+        stream.go_on.set()
         down_at = time.monotonic()
         store = Store.in_state_dir(p.settings.state_path)
         biggest = 0
@@ -142,12 +145,14 @@ def test_mosquitto_restarted_mid_stream(platform_factory, stack):
     sim, msgs = traffic(p, seed=12)
     watcher = AckWatcher(p.settings)
     p.ingest()
-    stream = Stream(p, sim, msgs, chunk=50)
+    stream = Stream(p, sim, msgs, chunk=50, pause_at=len(msgs) // 3)
     stream.start()
-    wait_until(lambda: stream.sent >= len(msgs) // 3, 60, "a third published")
+    wait_until(stream.paused.is_set, 60, "a third published")
     stack.stop_mosquitto()
-    assert stream.sent < len(msgs), "the restart must land mid-stream"
-    stack.start_mosquitto()
+    try:
+        stream.go_on.set()  # the publisher queues and reconnects by itself
+    finally:
+        stack.start_mosquitto()
     stream.finish()
     settle(p, sim, watcher)
     watcher.close()
