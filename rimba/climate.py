@@ -137,7 +137,7 @@ class Climate:
             frac = (1 + math.cos(math.pi * hh / 16.25)) / 2
         temp = tmin + (tmax - tmin) * frac
         if self.rain_rate(t) > 0:
-            temp -= 2.5
+            temp = max(temp - 2.5, tmin - 0.5)  # rain cools the afternoon, barely the night
         return temp
 
     def dew_point(self, t: float) -> float:
@@ -191,7 +191,7 @@ class Climate:
             level += amp * math.cos(2 * math.pi * hours / period + phase)
         if _month(t) in (10, 11, 12, 1):
             level += 40.0
-        level += 2.0 * self.rain_between(t - 6 * 3600, t)
+        level += 0.5 * self.rain_between(t - 6 * 3600, t)  # local run-off
         return level
 
     def soil_vwc(self, t: float) -> float:

@@ -34,10 +34,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _binary(name: str) -> str:
-    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
+def find_binary(name: str, search_path: str | None = None) -> str:
+    """The server binary, on PATH or where Debian puts it; a one-line fix when missing."""
+    if search_path is None:
+        search_path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin"])
+    found = shutil.which(name, path=search_path)
+    if found:
+        return found
     raise StackError(f"{name} is not installed: run `{_INSTALL_HINT[name]}` (or ./dev demo, which installs it)")
 
 
@@ -215,14 +218,14 @@ class Stack:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start_mosquitto(self, timeout: float = 20.0) -> None:
-        binary = _binary("mosquitto")
+        binary = find_binary("mosquitto")
         self.dir.mkdir(parents=True, exist_ok=True)
         conf = self._write_mosquitto_conf()
         self.mosquitto.start([binary, "-c", str(conf)])
         _poll(lambda: mqtt_answers(self.host, self.mqtt_port), timeout, "mosquitto", self.mosquitto)
 
     def start_influx(self, timeout: float = 60.0) -> None:
-        binary = _binary("influxd")
+        binary = find_binary("influxd")
         self.dir.mkdir(parents=True, exist_ok=True)
         conf = self._write_influx_conf()
         self.influxd.start([binary, "-config", str(conf)])

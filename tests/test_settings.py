@@ -1,0 +1,101 @@
+"""Settings, the sample file, the fleet file, and the CLI's one-line errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from rimba import settings
+from rimba.errors import ConfigError
+from rimba.fleet import parse_fleet
+from tests.support import ROOT
+
+
+def test_sample_file_is_current_and_valid():
+    assert (ROOT / "rimba.sample.toml").read_text() == settings.sample() + "\n", "run: rimba config sample > rimba.sample.toml"
+    # every commented line, uncommented, is a valid file
+    body = "\n".join(line[2:] for line in settings.sample().splitlines() if " = " in line and line.startswith("# "))
+    path = ROOT / "build" / "sample-uncommented.toml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(body)
+    s = settings.build(str(path), env={})
+    assert s.values == settings.build(env={}).values
+
+
+def test_precedence_defaults_file_env_flags(tmp_path):
+    f = tmp_path / "r.toml"
+    f.write_text('influx_db = "fromfile"\nflush_ms = 10\n')
+    s = settings.build(str(f), env={"RIMBA_INFLUX_DB": "fromenv"}, overrides={"flush_ms": "30"})
+    assert (s.influx_db, s.flush_ms, s.batch_lines) == ("fromenv", 30, 5000)
+
+
+@pytest.mark.parametrize("env, key", [
+    ({"RIMBA_MQTT_URL": "http://x"}, "mqtt_url"),
+    ({"RIMBA_MQTT_URL": "mqtt://host:notaport"}, "mqtt_url"),
+    ({"RIMBA_FLUSH_MS": "fast"}, "flush_ms"),
+    ({"RIMBA_FLUSH_MS": "0"}, "flush_ms"),
+    ({"RIMBA_SPOOL_MAX_MB": "-1"}, "spool_max_mb"),
+    ({"RIMBA_INFLUX_URL": "influx:8086"}, "influx_url"),
+    ({"RIMBA_INFLUX_TOKEN": "t", "RIMBA_INFLUX_USER": "u", "RIMBA_INFLUX_PASSWORD": "p"}, "influx_token"),
+    ({"RIMBA_INFLUX_USER": "u"}, "influx_user"),
+    ({"RIMBA_LOG_LEVEL": "loud"}, "log_level"),
+])
+def test_invalid_setting_names_the_key(env, key):
+    with pytest.raises(ConfigError) as info:
+        settings.build(env=env)
+    assert str(info.value).startswith(key)
+
+
+def test_unknown_key_in_file(tmp_path):
+    f = tmp_path / "r.toml"
+    f.write_text("influxdb = 1\n")
+    with pytest.raises(ConfigError, match="^influxdb .*unknown setting"):
+        settings.build(str(f), env={})
+
+
+def test_mqtt_url_with_credentials_and_tls():
+    b = settings.parse_mqtt_url("mqtts://ingest:p%40ss@broker.example:8884")
+    assert (b.tls, b.host, b.port, b.user, b.password) == (True, "broker.example", 8884, "ingest", "p@ss")
+    assert settings.parse_mqtt_url("mqtt://h").port == 1883
+
+
+def test_fleet_file_errors_name_the_key():
+    base = {"sites": {"smp29": {"name": "x", "lat": 0, "lon": 109}}}
+    with pytest.raises(ConfigError, match=r"nodes\.n1\.site names unknown site"):
+        parse_fleet({**base, "nodes": {"n1": {"site": "zz", "profile": "forest", "cadence_s": 600}}})
+    with pytest.raises(ConfigError, match=r"nodes\.N1 is not a valid node name"):
+        parse_fleet({**base, "nodes": {"N1": {"site": "smp29", "profile": "forest", "cadence_s": 600}}})
+    with pytest.raises(ConfigError, match=r"nodes\.n1\.cadence_s is required"):
+        parse_fleet({**base, "nodes": {"n1": {"site": "smp29", "profile": "forest"}}})
+    with pytest.raises(ConfigError, match=r"sites\.smp29\.lat has the wrong type"):
+        parse_fleet({"sites": {"smp29": {"name": "x", "lat": "0", "lon": 109}}})
+
+
+def test_sample_fleet_parses():
+    from rimba.fleet import load_fleet
+
+    fleet = load_fleet(ROOT / "fleet.toml")
+    assert set(fleet.sites) == {"smp29", "bansir-laut"}
+    assert {n.profile for n in fleet.nodes.values()} == {"forest", "river", "air"}
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "rimba.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", **(env or {})})
+
+
+def test_cli_user_errors_are_one_line():
+    r = run_cli("ingest", env={"RIMBA_FLUSH_MS": "soon"})
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "flush_ms" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("ingest", "--fleet", "/nonexistent/fleet.toml")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "fleet file" in r.stderr
+
+
+def test_stack_says_how_to_install_a_missing_binary(tmp_path):
+    from rimba.errors import StackError
+    from rimba.stack import find_binary
+
+    for name, package in (("mosquitto", "mosquitto"), ("influxd", "influxdb")):
+        with pytest.raises(StackError, match=f"apt-get install {package}"):
+            find_binary(name, search_path=str(tmp_path))
+    assert find_binary("mosquitto").endswith("mosquitto")

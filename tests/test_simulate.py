@@ -1,0 +1,75 @@
+"""The simulator: deterministic, plausible for Pontianak, and firmware-like in what it sends."""
+
+import json
+import time
+
+from rimba import contract
+from rimba.climate import Climate, Haze
+from rimba.fleet import load_fleet
+from rimba.metrics import METRICS
+from rimba.simulate import Fault, Simulation
+from tests.support import ROOT
+
+FLEET = load_fleet(ROOT / "fleet.toml")
+START = 1764288000  # 2025-11-28 00:00 UTC (07:00 WIB)
+
+
+def test_same_seed_same_traffic():
+    a = Simulation(FLEET, seed=4).history(START, START + 86400, resend_prob=0.1)
+    b = Simulation(FLEET, seed=4).history(START, START + 86400, resend_prob=0.1)
+    c = Simulation(FLEET, seed=5).history(START, START + 86400, resend_prob=0.1)
+    assert a == b and a != c
+
+
+def test_traffic_is_valid_contract_with_plausible_values():
+    sim = Simulation(FLEET, seed=2)
+    events = sim.history(START, START + 7 * 86400)
+    values: dict = {}
+    for t, topic, payload in events:
+        batch = contract.decode_up(topic, payload, FLEET)
+        assert not batch.faults
+        for r in batch.readings:
+            for k, v in r.values.items():
+                values.setdefault(k, []).append(v)
+    temps = values["air_temp_c"]
+    assert 21 <= min(temps) <= 25 and 30 <= max(temps) <= 35  # Pontianak: 22/23 to 32/33 °C
+    assert max(values["air_rh_pct"]) >= 95 and min(values["air_rh_pct"]) <= 75
+    assert 0 < sum(values["rain_mm"]) / 3 < 7 * 60  # three forest nodes, a week of November
+    levels = values["water_level_cm"]
+    assert 80 <= max(levels) - min(levels) <= 250  # a mixed, mainly diurnal tide
+    assert all(METRICS[k].in_range(v) for k, vs in values.items() for v in vs)
+
+
+def test_haze_episode_peaks_in_the_morning():
+    c = Climate(1, "smp29", Haze(START, 4, 320))
+    morning = c.pm25(START + 86400 + 3 * 3600)  # 10:00 WIB on day 2
+    night = c.pm25(START + 86400 + 17 * 3600)  # 00:00 WIB
+    clear = Climate(1, "smp29").pm25(START + 86400 + 3 * 3600)
+    assert morning > 150 and morning > 2 * night and clear < 60
+
+
+def test_outage_backfills_and_overflow_reports_lost():
+    sim = Simulation(FLEET, seed=3, nodes={"smp29-01"}, capacity=30, send_every=6, batch=50)
+    events = sim.history(START, START + 2 * 86400, outages=[("smp29-01", START + 3600, START + 86400)])
+    bodies = [json.loads(p) for _t, _topic, p in events]
+    lost = [b["lost"] for b in bodies if "lost" in b]
+    assert lost and lost[0][0][0] > 1
+    seqs = [r["seq"] for b in bodies for r in b["r"]]
+    assert len(seqs) == len(set(seqs)) == sim.expected()
+
+
+def test_faults_are_injected_and_recorded():
+    f = Fault("smp29-01", "air_temp_c", "spike", START + 3600, START + 7200, 15.0)
+    sim = Simulation(FLEET, seed=3, nodes={"smp29-01"}, faults=[f])
+    sim.history(START, START + 86400)
+    assert sim.truth and all(x[:3] == ("smp29-01", "air_temp_c", "spike") for x in sim.truth)
+
+
+def test_live_batches_carry_the_current_time():
+    sim = Simulation(FLEET, seed=3, nodes={"bansir-laut-01"})
+    sn = sim.nodes["bansir-laut-01"]
+    now = int(time.time())
+    sim.sample(sn, now)
+    (topic, payload), = sim.batches(sn, now)
+    body = json.loads(payload)
+    assert topic == "rimba/v1/bansir-laut/bansir-laut-01/up" and body["now"] == now and body["tq"] == "ntp"
