@@ -34,6 +34,7 @@ from rimba.mqtt import Mqtt
 
 log = logging.getLogger("rimba.ingest")
 
+ACK_EVERY_S = 0.25  # how often moved acks are published (retained), at most
 SUBSCRIPTIONS = (f"{contract.TOPIC_ROOT}/+/+/up", f"{contract.TOPIC_ROOT}/+/+/status")
 
 
@@ -65,7 +66,10 @@ class Ingest:
         self.fatal: str | None = None
         self.spool_max = int(settings.spool_max_mb * 1024 * 1024)
         self._ack_lock_path = settings.state_path / "ack.lock"
-        self._acks_pending = True
+        self._acks_pending = True  # a publish failed or was skipped: re-check every node
+        self._ack_candidates: dict = {}  # node -> (site, epoch, ack) committed, not yet published
+        self._ack_force: set = set()
+        self._next_acks = 0.0
         self._next_stats = 0.0
         self._next_sweep = 0.0
         self._influx_down_since: float | None = None
@@ -74,7 +78,7 @@ class Ingest:
         subs = tuple(f"$share/{share}/{t}" for t in SUBSCRIPTIONS) if share else SUBSCRIPTIONS
         factory = mqtt_factory or Mqtt
         self.mqtt = factory(settings.broker, settings.mqtt_client_id, ca_file=settings.mqtt_ca_file,
-                            persistent=True, manual_ack=True, receive_maximum=10000, subscriptions=subs,
+                            v5=False, persistent=True, manual_ack=True, subscriptions=subs,
                             on_message=self._on_message)
 
     # -- receiving (paho's thread) --------------------------------------------------------------
@@ -167,7 +171,8 @@ class Ingest:
         fleet = self.fleet.current()
         out = Outcome()
         dead_kept = 0
-        with self.store.transaction() as tx:
+        tx = self.store.transaction()
+        with tx:
             for topic, payload, received, _mid, _qos in batch:
                 before = len(out.dead)
                 try:
@@ -187,30 +192,38 @@ class Ingest:
         c.duplicates += out.duplicates
         c.dead_lettered += dead_kept
         c.gaps += out.gaps
-        nodes = set(out.touched) | out.resent
-        if nodes:
-            self._publish_acks(nodes, force=out.resent)
+        self._ack_candidates.update((n, (site, *tx.acks[n])) for n, (site, _e) in out.touched.items() if n in tx.acks)
+        self._ack_force |= out.resent
 
     def _periodic(self, now: float) -> None:
         if now >= self._next_sweep:
             self._next_sweep = now + min(60.0, self.settings.gap_timeout_s / 4)
             self._sweep(now)
-        if self._acks_pending:
-            self._publish_acks(None)
+        if now >= self._next_acks:
+            # acks are retained and read by a node at its next wake: coalescing them costs nothing
+            self._next_acks = now + ACK_EVERY_S
+            if self._ack_candidates or self._ack_force:
+                candidates, force = self._ack_candidates, self._ack_force
+                self._ack_candidates, self._ack_force = {}, set()
+                self._publish_acks(candidates, force)
+            if self._acks_pending:
+                self._publish_acks(None)
         if now >= self._next_stats:
             self._next_stats = now + self.settings.stats_every_s
             self._write_stats(now)
 
     def _sweep(self, now: float) -> None:
         out = Outcome()
-        with self.store.transaction() as tx:
+        tx = self.store.transaction()
+        with tx:
             pipeline.sweep_holes(tx, self.store.latest(), now, self.settings.gap_timeout_s, out)
             tx.spool(out.lines, self.owner, now)
         if out.gaps:
             self.counters.gaps += out.gaps
             log.info("declared %d missing seq range(s) as gaps", out.gaps)
             self.spooled.set()
-            self._publish_acks(set(out.touched))
+            self._ack_candidates.update((n, (site, *tx.acks[n])) for n, (site, _e) in out.touched.items()
+                                        if n in tx.acks)
 
     @contextmanager
     def _ack_lock(self):
@@ -223,27 +236,27 @@ class Ingest:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
-    def _publish_acks(self, nodes, force=frozenset()) -> None:
+    def _publish_acks(self, candidates: dict | None, force=frozenset()) -> None:
+        """Publish retained acks that moved. `candidates`: node -> (site, epoch, ack); None: check all.
+        `force`: nodes whose current ack is re-sent even if unchanged (they resent a batch)."""
         if not self.mqtt.connected.is_set():
             self._acks_pending = True
             return
         with self._ack_lock():
-            todo = self.store.acks_to_publish(nodes)
+            todo = self.store.acks_to_publish(candidates)
             have = {t[0] for t in todo}
             for node in force:
                 if node not in have and (cur := self.store.current_ack(node)) is not None:
                     todo.append((node, *cur))
             sent = []
             for node, site, epoch, seq in todo:
-                info = self.mqtt.publish(contract.topic(site, node, "ack"), contract.ack_payload(epoch, seq),
-                                         qos=1, retain=True)
-                sent.append((info, node, epoch, seq))
+                mid = self.mqtt.publish(contract.topic(site, node, "ack"), contract.ack_payload(epoch, seq),
+                                        qos=1, retain=True)
+                sent.append((mid, node, epoch, seq))
             done = set(self.mqtt.wait_published([s[0] for s in sent], timeout=5.0))
-            for mid, node, epoch, seq in sent:
-                if mid in done:
-                    self.store.mark_published(node, epoch, seq)
+            self.store.mark_published([(node, epoch, seq) for mid, node, epoch, seq in sent if mid in done])
             failed = len(done) < len(sent)
-            self._acks_pending = failed if nodes is None else (self._acks_pending or failed)
+            self._acks_pending = failed if candidates is None else (self._acks_pending or failed)
 
     def _write_stats(self, now: float) -> None:
         lines, _ = self.store.spool_size()

@@ -130,15 +130,28 @@ class Store:
         return self.db.execute("SELECT MIN(created) FROM spool").fetchone()[0]
 
     # -- acks ----------------------------------------------------------------------------------
-    def acks_to_publish(self, nodes=None) -> list:
-        """[(node, site, epoch, seq)] whose ack is ahead of the last one published."""
+    def acks_to_publish(self, candidates: dict | None = None) -> list:
+        """[(node, site, epoch, seq)] ahead of the last ack published for the node's newest epoch.
+
+        `candidates`: node -> (site, epoch, ack) as a transaction computed them; None: every node.
+        """
+        if candidates is None:
+            rows = self.db.execute("SELECT node, epoch, acked_epoch, acked_seq, site FROM latest").fetchall()
+        else:
+            nodes = list(candidates)
+            rows = []
+            for i in range(0, len(nodes), 500):
+                part = nodes[i:i + 500]
+                rows += self.db.execute("SELECT node, epoch, acked_epoch, acked_seq, site FROM latest WHERE node IN "
+                                        f"({','.join('?' * len(part))})", part).fetchall()
         out = []
-        rows = self.db.execute("SELECT node, site, epoch, acked_epoch, acked_seq FROM latest").fetchall()
-        for node, site, epoch, acked_epoch, acked_seq in rows:
-            if nodes is not None and node not in nodes:
-                continue
-            m = self._load_marks(node, epoch)
-            ack = m.ack
+        for node, epoch, acked_epoch, acked_seq, site in rows:
+            if candidates is not None:
+                c_site, c_epoch, ack = candidates[node]
+                if c_epoch != epoch:
+                    continue  # another epoch became the newest meanwhile
+            else:
+                ack = self._load_marks(node, epoch).ack
             if acked_epoch != epoch or acked_seq is None or ack > acked_seq:
                 out.append((node, site, epoch, ack))
         return out
@@ -149,9 +162,11 @@ class Store:
             return None
         return row[0], row[1], self._load_marks(node, row[1]).ack
 
-    def mark_published(self, node: str, epoch: int, seq: int) -> None:
-        self.db.execute("UPDATE latest SET acked_epoch = ?, acked_seq = ? WHERE node = ? AND epoch = ?",
-                        (epoch, seq, node, epoch))
+    def mark_published(self, acks) -> None:
+        """Record [(node, epoch, seq)] as the acks now retained at the broker."""
+        with self.transaction():
+            self.db.executemany("UPDATE latest SET acked_epoch = ?, acked_seq = ? WHERE node = ? AND epoch = ?",
+                                [(epoch, seq, node, epoch) for node, epoch, seq in acks])
 
     def latest(self) -> list:
         return self.db.execute("SELECT node, site, epoch FROM latest").fetchall()
@@ -195,6 +210,7 @@ class Transaction(MarkSource):
         self.db = store.db
         self._marks: dict = {}
         self._latest: dict = {}
+        self.acks: dict = {}  # after commit: node -> (epoch, ack) for the newest epochs this transaction saw
 
     def __enter__(self) -> "Transaction":
         try:
@@ -209,6 +225,8 @@ class Transaction(MarkSource):
             return
         try:
             for (node, epoch), m in self._marks.items():
+                if self.latest_epoch(node) == epoch:
+                    self.acks[node] = (epoch, m.ack)
                 if m.dirty:
                     self.db.execute(
                         "INSERT OR REPLACE INTO marks (node, epoch, stored, held, hole_since) VALUES (?, ?, ?, ?, ?)",

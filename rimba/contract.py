@@ -134,11 +134,13 @@ def _no_constants(token: str):
 
 
 def _unique_pairs(pairs):
-    obj = {}
-    for k, v in pairs:
-        if k in obj:
-            raise _DuplicateKey(k)
-        obj[k] = v
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _DuplicateKey(k)
+            seen.add(k)
     return obj
 
 

@@ -1,10 +1,12 @@
 """The paho-mqtt adapter: the only module that imports paho.
 
-`connect()` builds a client from settings (URL with credentials, TLS), with a
-fixed client id, and retries in the background. Ingest uses MQTT 5 with a
-persistent session (clean start off, long session expiry), a large Receive
-Maximum, and manual acknowledgements: a message is PUBACKed only when ingest
-says so.
+`Mqtt` builds a client from settings (URL with credentials, TLS), with a fixed
+client id, and reconnects in the background. Ingest uses MQTT 3.1.1 with a
+persistent session (clean session off) and manual acknowledgements: a message
+is PUBACKed only when ingest says so. (MQTT 5 works too, `v5=True`, with a
+client-set Receive Maximum; paho decodes its per-message properties in Python,
+which costs ingest about a tenth of its throughput, so 3.1.1 is the default and
+the broker's in-flight window is set in its configuration.)
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class Mqtt:
 
     def __init__(self, broker: Broker, client_id: str, *, ca_file: str = "", v5: bool = True,
                  persistent: bool = False, manual_ack: bool = False, receive_maximum: int = 0,
-                 subscriptions: tuple = (), on_message=None, max_inflight: int = 1000):
+                 subscriptions: tuple = (), on_message=None, max_inflight: int = 0):
         self.broker = broker
         self.client_id = client_id
         self.v5 = v5
@@ -75,12 +77,18 @@ class Mqtt:
             log.error("broker %s:%d refused %s: %s", self.broker.host, self.broker.port, self.client_id, reason_code)
             return
         self.refused = None
-        for topic in self.subscriptions:
-            if self.v5:
-                # retained messages only when the subscription is new, not on every reconnect
-                client.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=1))
-            else:
-                client.subscribe(topic, qos=1)
+        if self.persistent and not self.v5 and flags.session_present:
+            # the broker kept our session and its subscriptions: subscribing again would replay
+            # every retained message
+            self.subscribed.set()
+            log.info("%s ready: resumed its session and subscriptions", self.client_id)
+        else:
+            for topic in self.subscriptions:
+                if self.v5:
+                    # retained messages only when the subscription is new, not on every reconnect
+                    client.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=1))
+                else:
+                    client.subscribe(topic, qos=1)
         self.connected.set()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
@@ -88,8 +96,7 @@ class Mqtt:
         if failed:
             log.error("broker refused a subscription of %s: %s", self.client_id, ", ".join(failed))
             return
-        if not self.subscribed.is_set():
-            log.info("%s subscribed to %s", self.client_id, ", ".join(self.subscriptions))
+        log.info("%s ready: subscribed to %s", self.client_id, ", ".join(self.subscriptions))
         self.subscribed.set()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
@@ -137,19 +144,24 @@ class Mqtt:
         return info.mid
 
     def wait_published(self, mids, timeout: float) -> list:
-        """Wait until the broker acknowledged each message id; return those it did."""
+        """Wait until the broker acknowledged each message id; return those it did.
+        One thread at a time may wait (each Rimba service has one publishing thread)."""
         deadline = time.monotonic() + timeout
         mids = list(mids)
-        while True:
+        with self._lock:
+            remaining = {m for m in mids if m in self._unacked}
+        while remaining:
             self._puback_event.clear()
             with self._lock:
                 while self._puback:
-                    self._unacked.discard(self._puback.popleft())
-                waiting = [m for m in mids if m in self._unacked]
+                    mid = self._puback.popleft()
+                    self._unacked.discard(mid)
+                    remaining.discard(mid)
             left = deadline - time.monotonic()
-            if not waiting or left <= 0:
-                return [m for m in mids if m not in waiting]
+            if not remaining or left <= 0:
+                break
             self._puback_event.wait(min(left, 0.5))
+        return [m for m in mids if m not in remaining]
 
     def stop(self) -> None:
         self._closing = True

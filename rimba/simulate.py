@@ -234,7 +234,7 @@ class Publisher:
         self._on_ack = on_ack
         subs = (f"{contract.TOPIC_ROOT}/+/+/ack",) if on_ack else ()
         self.mqtt = Mqtt(settings.broker, client_id, ca_file=settings.mqtt_ca_file, v5=False, subscriptions=subs,
-                         on_message=self._message, max_inflight=2000)
+                         on_message=self._message, max_inflight=0)
         self.mqtt.start()
         self._pending: list = []
 

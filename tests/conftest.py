@@ -63,12 +63,12 @@ class Platform:
         self.influx.close()
 
     def _forget_sessions(self) -> None:
-        """Remove the ingest's persistent sessions from the broker (clean start, no expiry)."""
+        """Remove the ingest's persistent sessions from the broker (a clean-session connect)."""
         from rimba.mqtt import Mqtt
 
         for p in self.procs:
             cid = p.env["RIMBA_MQTT_CLIENT_ID"]
-            m = Mqtt(self.settings.broker, cid, v5=True, persistent=False)
+            m = Mqtt(self.settings.broker, cid, v5=False, persistent=False)
             m.start()
             m.stop()
 

@@ -54,7 +54,7 @@ class IngestProcess:
 
     def wait_subscribed(self, timeout: float = 30.0) -> "IngestProcess":
         """Wait until the ingest's subscriptions stand: from then on the broker queues for it."""
-        wait_until(lambda: " subscribed to " in self.output() or self.proc.poll() is not None, timeout,
+        wait_until(lambda: " ready: " in self.output() or self.proc.poll() is not None, timeout,
                    "ingest to subscribe")
         assert self.proc.poll() is None, self.output()
         return self

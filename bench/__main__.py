@@ -1,0 +1,115 @@
+"""`./dev bench`: end-to-end ingest figures on this machine, against the real stack.
+
+    python -m bench [--readings 200000] [--runs 3] [--rss-readings 1000000] [--baseline]
+
+For each run: a fresh database, `rimba ingest` as its own process, the simulator's
+traffic (batches of 10 readings with 4 metrics) published as one burst; the clock
+runs from the first publish until the last reading is queryable. Reports the median
+and every run, the ingest's peak RSS (VmHWM), and writes bench/results/ingest.json
+and a plot of stored readings over time (bench/results/ingest.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.ingest_burst import Burst, naive_baseline
+from rimba.stack import Stack, free_port
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="bench")
+    p.add_argument("--readings", type=int, default=200_000)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--rss-readings", type=int, default=1_000_000, help="the burst for the memory figure (0: skip)")
+    p.add_argument("--baseline", action="store_true", help="also time paho + one HTTP write per message")
+    p.add_argument("--outage", action="store_true", help="also: InfluxDB down during a burst, spool bounded")
+    args = p.parse_args(argv)
+    RESULTS.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rimba-bench-") as tmp:
+        stack = Stack(tmp, free_port(), free_port())
+        stack.up()
+        try:
+            report = run(stack, Path(tmp), args)
+        finally:
+            stack.down()
+    (RESULTS / "ingest.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    print(f"\nwritten: {RESULTS / 'ingest.json'}, {RESULTS / 'ingest.png'}")
+    return 0
+
+
+def run(stack: Stack, tmp: Path, args) -> dict:
+    report: dict = {"machine": _machine(), "readings": args.readings, "runs": []}
+    burst = Burst(stack, tmp, readings=args.readings)
+    print(f"generating {args.readings:,} readings ({burst.messages:,} messages of 10 readings x 4 metrics) ...",
+          flush=True)
+    curves = []
+    for i in range(args.runs):
+        r = burst.run(f"r{i}")
+        report["runs"].append({k: v for k, v in r.items() if k != "curve"})
+        curves.append(r["curve"])
+        print(f"run {i + 1}/{args.runs}: {r['per_s']:,.0f} readings/s end to end "
+              f"({r['seconds']:.2f} s), ingest peak RSS {r['rss_mb']:.0f} MB, stored {r['stored']:,}", flush=True)
+    rates = [r["per_s"] for r in report["runs"]]
+    report["median_per_s"] = statistics.median(rates)
+    report["median_rss_mb"] = statistics.median(r["rss_mb"] for r in report["runs"])
+    print(f"median: {report['median_per_s']:,.0f} readings/s; peak RSS {report['median_rss_mb']:.0f} MB")
+    if args.baseline:
+        base = naive_baseline(stack, tmp, burst)
+        report["baseline_per_s"] = base
+        report["ratio_vs_baseline"] = report["median_per_s"] / base
+        print(f"baseline (paho + one HTTP write per message): {base:,.0f} readings/s; "
+              f"ratio {report['ratio_vs_baseline']:.1f}x")
+    if args.rss_readings:
+        big = Burst(stack, tmp, readings=args.rss_readings)
+        print(f"memory: a burst of {args.rss_readings:,} readings ...", flush=True)
+        r = big.run("rss")
+        report["rss_burst"] = {k: v for k, v in r.items() if k != "curve"}
+        print(f"  {r['per_s']:,.0f} readings/s, ingest peak RSS {r['rss_mb']:.0f} MB, stored {r['stored']:,}")
+    if args.outage:
+        r = burst.run("outage", outage=True, spool_mb=8)
+        report["outage"] = {k: v for k, v in r.items() if k != "curve"}
+        print(f"outage: spool peak {r['spool_peak_mb']:.1f} MB of 8 MB allowed; stored {r['stored']:,} "
+              f"of {burst.expected:,}")
+    _plot(curves, report)
+    return report
+
+
+def _machine() -> dict:
+    import os
+    import platform
+
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "when": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def _plot(curves, report) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib not installed: no plot)", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, curve in enumerate(curves):
+        ax.plot([c[0] for c in curve], [c[1] / 1000 for c in curve], label=f"run {i + 1}")
+    ax.set_xlabel("seconds since the first publish")
+    ax.set_ylabel("readings queryable in InfluxDB (thousands)")
+    ax.set_title(f"rimba ingest, burst of {report['readings']:,}: median {report['median_per_s']:,.0f}/s")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "ingest.png", dpi=110)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""One burst through the real stack: simulator traffic → Mosquitto → `rimba ingest` → InfluxDB."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from rimba.fleet import parse_fleet
+from rimba.influx import Influx
+from rimba.simulate import Publisher, Simulation
+from rimba import settings as settings_mod
+
+ROOT = Path(__file__).resolve().parent.parent
+METRICS = ("air_temp_c", "air_rh_pct", "soil_vwc_pct", "batt_v")
+NODES = 200
+
+
+def fleet_dict(nodes: int) -> dict:
+    return {"sites": {"smp29": {"name": "bench", "lat": 0.0, "lon": 109.3}},
+            "nodes": {f"b-{i:04d}": {"site": "smp29", "profile": "forest", "cadence_s": 60} for i in range(nodes)}}
+
+
+def _toml(fleet: dict) -> str:
+    out = ['[sites.smp29]\nname = "bench"\nlat = 0.0\nlon = 109.3\n']
+    for n in fleet["nodes"]:
+        out.append(f'[nodes.{n}]\nsite = "smp29"\nprofile = "forest"\ncadence_s = 60\n')
+    return "\n".join(out)
+
+
+class Burst:
+    def __init__(self, stack, tmp: Path, readings: int):
+        self.stack = stack
+        self.tmp = tmp
+        fleet = fleet_dict(NODES)
+        self.fleet_path = tmp / "bench-fleet.toml"
+        self.fleet_path.write_text(_toml(fleet))
+        sim = Simulation(parse_fleet(fleet), seed=7, metrics=METRICS, send_every=10, batch=10)
+        per_node = readings // NODES
+        end = time.time() - 60
+        self.events = sim.history(end - per_node * 60, end)
+        self.expected = sim.expected()
+        self.messages = len(self.events)
+
+    def settings(self, db: str, state: Path, **over):
+        values = {"mqtt_url": self.stack.mqtt_url, "influx_url": self.stack.influx_url, "influx_db": db,
+                  "state_dir": str(state), "fleet": str(self.fleet_path), "mqtt_client_id": f"bench-{db}",
+                  "log_level": "warning"}
+        values.update(over)
+        return settings_mod.build(overrides=values, env={})
+
+    def run(self, name: str, outage: bool = False, spool_mb: float = 512) -> dict:
+        db = f"bench_{name}"
+        state = self.tmp / f"state-{name}"
+        s = self.settings(db, state, spool_max_mb=spool_mb)
+        influx = Influx(s.influx_url, db)
+        influx.create_database()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RIMBA_")}
+        for opt in settings_mod.OPTIONS:
+            env[opt.env] = str(s.values[opt.key])
+        env["PYTHONPATH"] = str(ROOT)
+        log = open(self.tmp / f"ingest-{name}.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "rimba.cli", "ingest", "--log-level", "info"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait(lambda: b" ready: " in (self.tmp / f"ingest-{name}.log").read_bytes(), 30)
+            pub = Publisher(s, client_id=f"bench-pub-{name}")
+            spool_peak = 0
+            if outage:
+                self.stack.stop_influx()
+            t0 = time.monotonic()
+            curve = [(0.0, 0)]
+            sender = threading.Thread(target=self._publish, args=(pub,))
+            sender.start()
+            if outage:
+                from ingest.store import Store
+
+                store = Store.in_state_dir(state)
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    spool_peak = max(spool_peak, store.spool_size()[1])
+                    if not sender.is_alive() and time.monotonic() - t0 > 10:
+                        break
+                    time.sleep(0.05)
+                store.close()
+                self.stack.start_influx()
+            stored = 0
+            deadline = time.monotonic() + 600
+            while stored < self.expected and time.monotonic() < deadline:
+                time.sleep(0.2)
+                stored = _count(influx)
+                curve.append((time.monotonic() - t0, stored))
+            seconds = time.monotonic() - t0
+            sender.join()
+            pub.close()
+            rss = _vmhwm_mb(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+            log.close()
+        influx.query(f'DROP DATABASE "{db}"')
+        influx.close()
+        return {"name": name, "readings": self.expected, "stored": stored, "seconds": seconds,
+                "per_s": stored / seconds, "rss_mb": rss, "spool_peak_mb": spool_peak / 2**20, "curve": curve}
+
+    def _publish(self, pub) -> None:
+        for _t, topic, payload in self.events:
+            pub.publish(topic, payload)
+        pub.flush()
+
+
+def _count(influx) -> int:
+    rows = influx.rows("SELECT count(seq) FROM reading")
+    return rows[0]["count"] if rows else 0
+
+
+def _wait(cond, timeout):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError("ingest did not subscribe")
+        time.sleep(0.05)
+
+
+def _vmhwm_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def naive_baseline(stack, tmp: Path, burst: Burst) -> float:
+    """The straightforward consumer: paho callback → one HTTP write per message (no dedup, no spool)."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from ingest import lineproto
+    from rimba import contract
+
+    db = "bench_naive"
+    influx = Influx(stack.influx_url, db)
+    influx.create_database()
+    writer = Influx(stack.influx_url, db)
+    fleet = parse_fleet(fleet_dict(NODES))
+
+    def on_message(client, userdata, msg):
+        b = contract.decode_up(msg.topic, msg.payload, fleet)
+        lines = [lineproto.reading(b.site, b.node, r.values, r.seq, False, None, r.t) for r in b.readings]
+        writer.write(("\n".join(lines) + "\n").encode())
+
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-naive", clean_session=False)
+    c.on_message = on_message
+    c.connect(stack.host, stack.mqtt_port)
+    c.subscribe("rimba/v1/+/+/up", qos=1)
+    c.loop_start()
+    time.sleep(0.5)
+    s = burst.settings(db, tmp / "naive")
+    pub = Publisher(s, client_id="bench-naive-pub")
+    t0 = time.monotonic()
+    burst._publish(pub)
+    stored = 0
+    deadline = time.monotonic() + 600
+    while stored < burst.expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+        stored = _count(influx)
+    seconds = time.monotonic() - t0
+    pub.close()
+    c.loop_stop()
+    c.disconnect()
+    influx.query(f'DROP DATABASE "{db}"')
+    return stored / seconds
