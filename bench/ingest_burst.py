@@ -59,10 +59,8 @@ class Burst:
         s = self.settings(db, state, spool_max_mb=spool_mb)
         influx = Influx(s.influx_url, db)
         influx.create_database()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RIMBA_")}
-        for opt in settings_mod.OPTIONS:
-            env[opt.env] = str(s.values[opt.key])
-        env["PYTHONPATH"] = str(ROOT)
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RIMBA_")}, **s.env(),
+               "PYTHONPATH": str(ROOT)}
         log = open(self.tmp / f"ingest-{name}.log", "wb")
         proc = subprocess.Popen([sys.executable, "-m", "rimba.cli", "ingest", "--log-level", "info"], env=env,
                                 stdout=log, stderr=subprocess.STDOUT)

@@ -34,6 +34,8 @@ from rimba.mqtt import Mqtt
 
 log = logging.getLogger("rimba.ingest")
 
+MAX_MESSAGES_PER_COMMIT = 2000  # bounds memory: a commit's lines are built in RAM
+WRITE_CHUNK_BYTES = 2 * 1024 * 1024  # spool rows claimed per write cycle
 ACK_EVERY_S = 0.25  # how often moved acks are published (retained), at most
 SUBSCRIPTIONS = (f"{contract.TOPIC_ROOT}/+/+/up", f"{contract.TOPIC_ROOT}/+/+/status")
 
@@ -134,7 +136,7 @@ class Ingest:
                     self.arrived.wait(timeout=left)
         batch = []
         budget = room
-        while self.queue and len(batch) < 20000 and budget > 0:
+        while self.queue and len(batch) < MAX_MESSAGES_PER_COMMIT and budget > 0:
             item = self.queue.popleft()
             budget -= 2 * len(item[1])
             batch.append(item)
@@ -274,7 +276,7 @@ class Ingest:
     def _writer(self) -> None:
         backoff = 0.1
         while not self.stopping.is_set():
-            rows = self.store.claim(self.owner, max_bytes=8 * 1024 * 1024)
+            rows = self.store.claim(self.owner, max_bytes=WRITE_CHUNK_BYTES)
             if not rows:
                 self.spooled.wait(timeout=1.0)
                 self.spooled.clear()
@@ -309,26 +311,31 @@ class Ingest:
             backoff = 0.1
 
     def _write_body(self, body: bytes) -> None:
-        lines = body.splitlines()
+        """Write a spool row, in requests of at most `batch_lines` lines."""
         step = self.settings.batch_lines
+        if body.count(b"\n") <= step:
+            self._write_chunk(body)
+            return
+        lines = body.splitlines(keepends=True)
         for i in range(0, len(lines), step):
-            self._write_lines(lines[i:i + step])
+            self._write_chunk(b"".join(lines[i:i + step]))
 
-    def _write_lines(self, lines: list) -> None:
+    def _write_chunk(self, chunk: bytes) -> None:
         try:
-            self.influx.write(b"\n".join(lines) + b"\n")
-            self.counters.written += len(lines)
+            self.influx.write(chunk)
+            self.counters.written += chunk.count(b"\n")
         except InfluxRejected as err:
+            lines = chunk.splitlines(keepends=True)
             if len(lines) == 1:
                 log.error("InfluxDB refused a point, dead-lettered: %s", err)
                 with self.store.transaction() as tx:
-                    tx.deadletter(DeadLetter("", lines[0], "db-refused", f"db-refused: {err}"[:500], None,
-                                             kind="point"), self.clock())
+                    tx.deadletter(DeadLetter("", chunk.rstrip(b"\n"), "db-refused", f"db-refused: {err}"[:500],
+                                             None, kind="point"), self.clock())
                 self.counters.dead_lettered += 1
                 return
-            half = len(lines) // 2
-            self._write_lines(lines[:half])
-            self._write_lines(lines[half:])
+            half = len(lines) // 2  # split down to the refused line; the rest is written (idempotently)
+            self._write_chunk(b"".join(lines[:half]))
+            self._write_chunk(b"".join(lines[half:]))
 
     def _die(self, why: str) -> None:
         self.fatal = why

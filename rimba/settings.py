@@ -90,6 +90,10 @@ class Settings:
     def state_path(self) -> Path:
         return Path(os.path.expanduser(self.values["state_dir"]))
 
+    def env(self) -> dict:
+        """These settings as RIMBA_* environment variables, to hand to a child process."""
+        return {o.env: str(self.values[o.key]) for o in OPTIONS}
+
     def with_(self, **changes) -> "Settings":
         return build(overrides=changes, base=self.values)
 

@@ -205,3 +205,30 @@ def test_status_and_the_ingests_own_counters(platform_factory):
     pub = Publisher(p.settings, client_id="pub-status")
     pub.publish("rimba/v1/bansir-laut/stat-01/status", b"", retain=True)
     pub.close()
+
+
+def test_points_the_database_refuses_are_dead_lettered_not_retried(platform_factory):
+    p = platform_factory({"typed-01": ("smp29", "forest"), "typed-02": ("smp29", "forest")})
+    now = int(time.time())
+    # someone else wrote air_temp_c as a string into this shard: InfluxDB now refuses our floats there
+    p.influx.write(f'reading,node=other,site=smp29 air_temp_c="warm" {now - 3600}\n'.encode(), precision="s")
+    p.ingest()
+    pub = Publisher(p.settings, client_id="pub-typed")
+    for node in ("typed-01", "typed-02"):
+        body = {"v": 1, "node": node, "epoch": 3, "now": now, "tq": "ntp",
+                "r": [{"seq": 1, "t": now - 120, "air_temp_c": 27.5}, {"seq": 2, "t": now - 60, "soil_vwc_pct": 33.0}]}
+        pub.publish(f"rimba/v1/smp29/{node}/up", json.dumps(body).encode())
+    pub.close()
+    env = env_for(p.values)
+
+    def refused():
+        r = subprocess.run([sys.executable, "-m", "rimba.cli", "deadletter", "list", "--json", "--code", "db-refused"],
+                           env=env, capture_output=True, text=True, cwd=ROOT)
+        rows = [json.loads(x) for x in r.stdout.splitlines()]
+        return rows if len(rows) == 2 else None
+
+    rows = wait_until(refused, 30, "two refused points")
+    assert all("air_temp_c=27.5" in r["payload"] and r["kind"] == "point" for r in rows)
+    assert all("conflict" in r["reason"] for r in rows), rows[0]["reason"]
+    # the readings without the conflicting field got in
+    wait_until(lambda: p.count("SELECT count(soil_vwc_pct) FROM reading") == 2, 30, "the other readings")

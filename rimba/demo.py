@@ -1,0 +1,178 @@
+"""`rimba demo` (`./dev demo`): the whole platform, live, on this machine.
+
+Brings up the stack, starts `rimba ingest` as its own process, backfills three
+days for the sample fleet (both sites, a haze episode, one node's outage with
+buffered backfill, resent batches, now and then a hostile message), then keeps
+the fleet sampling live and shows a terminal view until Ctrl-C. Stops what it
+started, and only that.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from ingest.store import Store
+from rimba.climate import Haze
+from rimba.errors import RimbaError
+from rimba.fleet import load_fleet
+from rimba.influx import Influx
+from rimba.metrics import METRICS
+from rimba.simulate import LiveRunner, Publisher, Simulation
+from rimba.stack import Stack
+
+log = logging.getLogger("rimba.demo")
+WIB = dt.timezone(dt.timedelta(hours=7), "WIB")
+SHOWN = ("air_temp_c", "air_rh_pct", "soil_vwc_pct", "light_lux", "rain_mm", "pm25_ugm3", "water_level_cm",
+         "water_temp_c", "batt_v")
+
+
+def main(settings, args) -> int:
+    stack = Stack.from_settings(settings)
+    started_stack = not (stack.mosquitto.running() and stack.influxd.running())
+    stack.up()
+    fleet = load_fleet(settings.fleet)
+    state = settings.state_path
+    state.mkdir(parents=True, exist_ok=True)
+    ingest_log = state / "ingest.log"
+    env = {**os.environ, **settings.env()}
+    ingest = subprocess.Popen([sys.executable, "-m", "rimba.cli", "ingest"], env=env,
+                              stdout=open(ingest_log, "ab"), stderr=subprocess.STDOUT)
+    view = None
+    pub = None
+    try:
+        _wait_ready(ingest_log, ingest)
+        now = time.time()
+        sim = Simulation(fleet, seed=int(now) // 86400, haze=Haze(now - 2 * 86400, 1.5, 260))
+        pub = Publisher(settings, client_id="rimba-demo-sim", on_ack=sim.acked)
+        print(f"stack: mosquitto {stack.mqtt_url}, influxdb {stack.influx_url} (data in {stack.dir})")
+        print(f"ingest log: {ingest_log}")
+        first = sorted(sim.nodes)[0]
+        events = sim.history(now - 3 * 86400, now - 300, resend_prob=0.05,
+                             outages=[(first, now - 30 * 3600, now - 20 * 3600)])
+        print(f"backfilling three days: {len(events):,} batches from {len(sim.nodes)} nodes ...", flush=True)
+        for _t, topic, payload in events:
+            pub.publish(topic, payload)
+        pub.flush()
+        for sn in sim.nodes.values():
+            pub.publish(*sim.status(sn, int(now), int(now + sn.node.cadence_s / args.speed)), retain=True)
+        runner = LiveRunner(sim, pub, speed=args.speed)
+        live = threading.Thread(target=runner.run, name="live-fleet", daemon=True)
+        live.start()
+        view = LiveView(settings, fleet, stack, ingest, pub)
+        view.run(args.seconds)
+        runner.stop.set()
+        live.join(timeout=5)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if pub is not None:
+            try:
+                pub.close()
+            except (TimeoutError, RimbaError):
+                pass
+        ingest.terminate()
+        try:
+            ingest.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            ingest.kill()
+        if started_stack:
+            stack.down()
+            print("stopped the stack, the ingest and the simulated fleet")
+        else:
+            print("stopped the ingest and the simulated fleet; the stack was already running and stays up")
+
+
+def _wait_ready(log_path, proc, timeout=30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RimbaError(f"ingest exited at start-up; see {log_path}")
+        if log_path.exists() and b" ready: " in log_path.read_bytes()[-4096:]:
+            return
+        time.sleep(0.05)
+    raise RimbaError(f"ingest did not connect within {timeout:.0f} s; see {log_path}")
+
+
+class LiveView:
+    """A terminal page refreshed every second: rates, health, latest values per site."""
+
+    def __init__(self, settings, fleet, stack, ingest, pub):
+        self.settings = settings
+        self.fleet = fleet
+        self.stack = stack
+        self.ingest = ingest
+        self.pub = pub
+        self.influx = Influx.from_settings(settings)
+        self.store = Store.in_state_dir(settings.state_path)
+        self.history: list = []
+        self.tty = sys.stdout.isatty()
+        self._hostile = 0
+
+    def run(self, seconds: float) -> None:
+        end = time.monotonic() + seconds if seconds else None
+        while end is None or time.monotonic() < end:
+            if self.ingest.poll() is not None:
+                raise RimbaError("ingest stopped; see its log")
+            self._maybe_hostile()
+            print(self.render(), flush=True)
+            time.sleep(1.0 if self.tty else 5.0)
+
+    def _maybe_hostile(self) -> None:
+        """Now and then a message an attacker or a broken node might send: it must be dead-lettered."""
+        self._hostile += 1
+        if self._hostile % 20 == 1:
+            site = next(iter(self.fleet.sites))
+            self.pub.publish(f"rimba/v1/{site}/intruder-01/up",
+                             json.dumps({"v": 1, "node": "intruder-01", "epoch": 1, "now": int(time.time()),
+                                         "tq": "ntp", "r": [{"seq": 1, "t": int(time.time()), "air_temp_c": 99}]})
+                             .encode())
+
+    def _counters(self) -> dict:
+        try:
+            rows = self.influx.rows("SELECT * FROM ingest ORDER BY time DESC LIMIT 1")
+        except RimbaError:
+            return {}
+        return rows[0] if rows else {}
+
+    def render(self) -> str:
+        c = self._counters()
+        now = time.monotonic()
+        stored = c.get("stored", 0) or 0
+        self.history.append((now, stored))
+        self.history = [h for h in self.history if now - h[0] <= 10]
+        t0, s0 = self.history[0]
+        rate = (stored - s0) / (now - t0) if now > t0 else 0.0
+        try:
+            seen = len(self.influx.rows("SELECT count(seq) FROM reading WHERE time > now() - 1h GROUP BY node"))
+            means = self.influx.rows("SELECT " + ", ".join(f"mean({m}) AS {m}" for m in SHOWN) +
+                                     " FROM reading WHERE time > now() - 30m GROUP BY site")
+        except RimbaError:
+            seen, means = 0, []
+        dead = self.store.deadletter_count()
+        lines = []
+        if self.tty:
+            lines.append("\x1b[2J\x1b[H")
+        clock = dt.datetime.now(WIB).strftime("%Y-%m-%d %H:%M:%S WIB")
+        lines.append(f"Rimba live demo  {clock}   (Ctrl-C to stop)")
+        lines.append(f"mosquitto {self.stack.mqtt_url}   influxdb {self.stack.influx_url}/{self.settings.influx_db}")
+        lines.append("")
+        lines.append(f"readings/s {rate:8.1f}   stored {stored:>9,}   duplicates {c.get('duplicates', 0):>6,}   "
+                     f"nodes seen (1 h) {seen}/{len(self.fleet.nodes)}")
+        lines.append(f"dead letters {dead:>5,}   spooled {c.get('spooled', 0):>6,}   write retries "
+                     f"{c.get('write_retries', 0):>4,}   lag {c.get('lag_s', 0.0):5.1f} s")
+        by_site = {r["site"]: r for r in means}
+        for sid, site in self.fleet.sites.items():
+            lines.append("")
+            lines.append(f"{site.name} ({sid}), last 30 min")
+            row = by_site.get(sid, {})
+            vals = [f"{METRICS[m].label_en} {row[m]:,.1f} {METRICS[m].unit}" for m in SHOWN if row.get(m) is not None]
+            lines.append("  " + ("   ".join(vals) if vals else "(no readings yet)"))
+        return "\n".join(lines)
