@@ -34,6 +34,7 @@ from rimba.mqtt import Mqtt
 
 log = logging.getLogger("rimba.ingest")
 
+MAX_QUEUED = 8000  # messages received and not yet committed, at most
 MAX_MESSAGES_PER_COMMIT = 2000  # bounds memory: a commit's lines are built in RAM
 WRITE_CHUNK_BYTES = 2 * 1024 * 1024  # spool rows claimed per write cycle
 ACK_EVERY_S = 0.25  # how often moved acks are published (retained), at most
@@ -86,8 +87,14 @@ class Ingest:
     # -- receiving (paho's thread) --------------------------------------------------------------
     def _on_message(self, topic, payload, mid, qos, retain):
         with self.arrived:
-            self.queue.append((topic, bytes(payload), self.clock(), mid, qos))
-            self.arrived.notify()
+            # Bound what waits in memory whatever the broker's in-flight window (Mosquitto 2.0.11
+            # stops honouring it once PUBACKs flow): while the queue is full, paho's thread waits
+            # here, stops reading the socket, and the broker keeps the rest. The processor never
+            # waits for paho's thread (see _publish_acks), so this cannot deadlock.
+            while len(self.queue) >= MAX_QUEUED and not self.stopping.is_set():
+                self.arrived.wait(timeout=1.0)
+            self.queue.append((topic, payload, self.clock(), mid, qos))
+            self.arrived.notify_all()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def run(self) -> int:
@@ -136,10 +143,12 @@ class Ingest:
                     self.arrived.wait(timeout=left)
         batch = []
         budget = room
-        while self.queue and len(batch) < MAX_MESSAGES_PER_COMMIT and budget > 0:
-            item = self.queue.popleft()
-            budget -= 2 * len(item[1])
-            batch.append(item)
+        with self.arrived:
+            while self.queue and len(batch) < MAX_MESSAGES_PER_COMMIT and budget > 0:
+                item = self.queue.popleft()
+                budget -= 2 * len(item[1])
+                batch.append(item)
+            self.arrived.notify_all()  # room in the queue for paho's thread
         return batch
 
     def _process_once(self) -> None:
@@ -255,7 +264,14 @@ class Ingest:
                 mid = self.mqtt.publish(contract.topic(site, node, "ack"), contract.ack_payload(epoch, seq),
                                         qos=1, retain=True)
                 sent.append((mid, node, epoch, seq))
-            done = set(self.mqtt.wait_published([s[0] for s in sent], timeout=5.0))
+            if self.settings.mqtt_share_group:
+                # several processes publish acks: wait for the broker under the lock, so that
+                # the retained ack only moves forward
+                done = set(self.mqtt.wait_published([s[0] for s in sent], timeout=2.0))
+            else:
+                # one process, one connection: paho delivers in order and resends after a
+                # reconnect; waiting here could stall behind a flood of incoming messages
+                done = {s[0] for s in sent}
             self.store.mark_published([(node, epoch, seq) for mid, node, epoch, seq in sent if mid in done])
             failed = len(done) < len(sent)
             self._acks_pending = failed if candidates is None else (self._acks_pending or failed)

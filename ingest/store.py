@@ -104,18 +104,20 @@ class Store:
         now = time.time() if now is None else now
         with self.transaction():
             rows = self.db.execute(
-                "SELECT id, lines, bytes, body FROM spool WHERE owner = ? OR lease < ? ORDER BY id LIMIT 200",
+                "SELECT id, lines, bytes FROM spool WHERE owner = ? OR lease < ? ORDER BY id LIMIT 200",
                 (owner, now)).fetchall()
             picked, total = [], 0
-            for rid, lines, size, body in rows:
+            for rid, lines, size in rows:
                 if picked and total + size > max_bytes:
                     break
-                picked.append((rid, lines, body))
+                picked.append((rid, lines))
                 total += size
             if picked:
                 self.db.executemany("UPDATE spool SET owner = ?, lease = ? WHERE id = ?",
-                                    [(owner, now + lease_s, rid) for rid, _, _ in picked])
-        return picked
+                                    [(owner, now + lease_s, rid) for rid, _ in picked])
+        # bodies only for what was picked: a long backlog must not be read into memory
+        return [(rid, lines, self.db.execute("SELECT body FROM spool WHERE id = ?", (rid,)).fetchone()[0])
+                for rid, lines in picked]
 
     def release(self, ids) -> None:
         """Forget spooled rows that are now in InfluxDB."""

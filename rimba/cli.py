@@ -153,7 +153,8 @@ def parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", parents=[common], help="the live demo: stack, simulated fleet, ingest, live view")
     demo.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")
-    demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
+    demo.add_argument("--speed", type=float, default=120.0,
+                      help="live nodes sample this many times faster than their cadence")
     demo.set_defaults(func=cmd_demo)
     return p
 

@@ -41,7 +41,7 @@ def main(settings, args) -> int:
     state = settings.state_path
     state.mkdir(parents=True, exist_ok=True)
     ingest_log = state / "ingest.log"
-    env = {**os.environ, **settings.env()}
+    env = {**os.environ, **settings.with_(stats_every_s=1).env()}
     ingest = subprocess.Popen([sys.executable, "-m", "rimba.cli", "ingest"], env=env,
                               stdout=open(ingest_log, "ab"), stderr=subprocess.STDOUT)
     view = None
@@ -49,7 +49,7 @@ def main(settings, args) -> int:
     try:
         _wait_ready(ingest_log, ingest)
         now = time.time()
-        sim = Simulation(fleet, seed=int(now) // 86400, haze=Haze(now - 2 * 86400, 1.5, 260))
+        sim = Simulation(fleet, seed=int(now) // 86400, haze=Haze(now - 2 * 86400, 1.5, 260), send_every=3)
         pub = Publisher(settings, client_id="rimba-demo-sim", on_ack=sim.acked)
         print(f"stack: mosquitto {stack.mqtt_url}, influxdb {stack.influx_url} (data in {stack.dir})")
         print(f"ingest log: {ingest_log}")

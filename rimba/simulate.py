@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from rimba import contract
 from rimba.climate import DAY, Climate, Haze
+from rimba.errors import RimbaError
 from rimba.fleet import Node, load_fleet
 from rimba.metrics import METRICS
 
@@ -39,6 +40,9 @@ NOISE = {"air_temp_c": 0.15, "air_rh_pct": 0.8, "air_pressure_hpa": 0.3, "soil_t
          "water_temp_c": 0.05, "co2_ppm": 5.0, "batt_v": 0.005, "rssi_dbm": 3.0}
 RELATIVE = {"light_lux", "pm1_ugm3", "pm25_ugm3", "pm10_ugm3"}
 DECIMALS = {"air_pressure_hpa": 1, "light_lux": 0, "co2_ppm": 0, "rssi_dbm": 0, "batt_v": 3}
+
+
+FAULT_KINDS = ("spike", "stuck", "drift", "dropout", "out-of-range")
 
 
 @dataclass(frozen=True)
@@ -303,17 +307,51 @@ def add_arguments(p) -> None:
     p.add_argument("--haze", action="store_true", help="a three-day haze episode in the backfilled period")
     p.add_argument("--resend-prob", type=float, default=0.0, help="probability a batch is sent twice")
     p.add_argument("--no-live", action="store_true", help="only the backfill")
+    p.add_argument("--outage", action="append", default=[], metavar="NODE:FROM_H:TO_H",
+                   help="backfill: NODE cannot send from FROM_H to TO_H hours ago (repeatable)")
+    p.add_argument("--fault", action="append", default=[], metavar="NODE:METRIC:KIND:FROM_H:TO_H[:SIZE]",
+                   help="backfill: a sensor fault (spike, stuck, drift, dropout, out-of-range), hours ago")
+
+
+def _hours_ago(text: str, now: float, what: str) -> float:
+    try:
+        return now - float(text) * 3600
+    except ValueError:
+        raise RimbaError(f"{what}: {text!r} is not a number of hours") from None
+
+
+def parse_outage(spec: str, now: float) -> tuple:
+    parts = spec.split(":")
+    if len(parts) != 3:
+        raise RimbaError(f"--outage {spec!r}: expected NODE:FROM_H:TO_H, e.g. smp29-01:30:20")
+    return parts[0], _hours_ago(parts[1], now, "--outage"), _hours_ago(parts[2], now, "--outage")
+
+
+def parse_fault(spec: str, now: float) -> Fault:
+    parts = spec.split(":")
+    if len(parts) not in (5, 6) or parts[1] not in METRICS or parts[2] not in FAULT_KINDS:
+        raise RimbaError(f"--fault {spec!r}: expected NODE:METRIC:KIND:FROM_H:TO_H[:SIZE] with KIND one of "
+                         f"{', '.join(FAULT_KINDS)} and a metric name from the contract")
+    size = float(parts[5]) if len(parts) == 6 else 0.0
+    return Fault(parts[0], parts[1], parts[2], _hours_ago(parts[3], now, "--fault"),
+                 _hours_ago(parts[4], now, "--fault"), size)
 
 
 def main(settings, args) -> int:
     fleet = load_fleet(settings.fleet)
     now = time.time()
     haze = Haze(now - args.backfill_hours * 3600 * 0.6, 3) if args.haze and args.backfill_hours else None
-    sim = Simulation(fleet, seed=args.seed, haze=haze)
+    outages = [parse_outage(o, now) for o in args.outage]
+    faults = [parse_fault(f, now) for f in args.fault]
+    for node in [o[0] for o in outages] + [f.node for f in faults]:
+        if node not in fleet.nodes:
+            raise RimbaError(f"node {node!r} is not in the fleet file {settings.fleet}")
+    sim = Simulation(fleet, seed=args.seed, haze=haze, faults=faults)
     pub = Publisher(settings, on_ack=sim.acked)
     try:
         if args.backfill_hours:
-            events = sim.history(now - args.backfill_hours * 3600, now - 60, resend_prob=args.resend_prob)
+            events = sim.history(now - args.backfill_hours * 3600, now - 60, resend_prob=args.resend_prob,
+                                 outages=outages)
             for _t, topic, payload in events:
                 pub.publish(topic, payload)
             pub.flush()

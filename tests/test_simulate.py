@@ -73,3 +73,34 @@ def test_live_batches_carry_the_current_time():
     (topic, payload), = sim.batches(sn, now)
     body = json.loads(payload)
     assert topic == "rimba/v1/bansir-laut/bansir-laut-01/up" and body["now"] == now and body["tq"] == "ntp"
+
+
+def test_simulate_command_end_to_end(platform_factory):
+    import subprocess
+    import sys
+
+    from tests.support import env_for
+
+    p = platform_factory({"cli-01": ("smp29", "forest"), "cli-02": ("bansir-laut", "river")})
+    p.ingest()
+    r = subprocess.run([sys.executable, "-m", "rimba.cli", "simulate", "--backfill-hours", "6", "--no-live",
+                        "--resend-prob", "0.3", "--outage", "cli-01:4:2",
+                        "--fault", "cli-02:water_level_cm:out-of-range:3:2"],
+                       env=env_for(p.values), capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    from tests.support import wait_until
+
+    # 36 samples a node in 6 h at 10 min; only the last unsent few are missing
+    wait_until(lambda: p.count() >= 60, 30, "the backfill")
+    rows = p.influx.rows("SELECT count(seq), max(seq) FROM reading GROUP BY node")
+    assert all(row["count"] == row["max"] for row in rows)  # every seq once, the outage backfilled
+    assert not p.influx.rows("SELECT water_level_cm FROM reading WHERE water_level_cm > 5000")
+
+
+def test_simulate_command_refuses_bad_specs():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "rimba.cli", "simulate", "--fleet", str(ROOT / "fleet.toml"),
+                        "--fault", "smp29-01:air_temp:spike:1:0"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--fault" in r.stderr

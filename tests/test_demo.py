@@ -1,0 +1,23 @@
+"""The main job: `rimba demo` runs the whole stack and stops what it started."""
+
+import subprocess
+import sys
+
+from rimba.stack import free_port, influx_answers, mqtt_answers
+from tests.support import ROOT
+
+
+def test_demo_runs_and_cleans_up(tmp_path):
+    mq, ix = free_port(), free_port()
+    env = {"PATH": "/usr/bin:/bin:/usr/sbin", "HOME": str(tmp_path), "RIMBA_STATE_DIR": str(tmp_path / "state"),
+           "RIMBA_MQTT_URL": f"mqtt://127.0.0.1:{mq}", "RIMBA_INFLUX_URL": f"http://127.0.0.1:{ix}"}
+    r = subprocess.run([sys.executable, "-m", "rimba.cli", "demo", "--seconds", "12"], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    last = r.stdout.split("Rimba live demo")[-1]
+    stored = int(last.split("stored")[1].split()[0].replace(",", ""))
+    assert stored > 1000, last  # three days of seven nodes
+    assert "nodes seen (1 h) 7/7" in last and "dead letters" in last
+    assert "Hutan Sekolah SMP Negeri 29 Pontianak" in last and "River level" in last
+    assert "stopped the stack" in r.stdout
+    assert not mqtt_answers("127.0.0.1", mq) and not influx_answers(f"http://127.0.0.1:{ix}")
