@@ -218,17 +218,23 @@ def _lost(value) -> list:
     return out
 
 
+def _open(topic_name: str, payload: bytes, fleet, want: str, limit: int, node_required: bool):
+    """The checks every node message starts with: topic, size, JSON, version, sender."""
+    site, node, kind = parse_topic(topic_name)
+    if kind != want:
+        raise Rejected("topic", f"expected a {want} topic: {topic_name[:120]!r}")
+    obj = _loads(payload, limit)
+    _check_sender(obj, site, node, fleet)
+    if node_required and "node" not in obj:
+        raise Rejected("missing", "required key 'node' is absent")
+    if "node" in obj and obj["node"] != node:
+        raise Rejected("node-mismatch", f"payload node {str(obj['node'])[:40]!r} on topic of {node!r}")
+    return site, node, obj
+
+
 def decode_up(topic_name: str, payload: bytes, fleet) -> UpBatch:
     """Decode and validate one `up` message. Raises Rejected."""
-    site, node, kind = parse_topic(topic_name)
-    if kind != "up":
-        raise Rejected("topic", f"expected an up topic: {topic_name[:120]!r}")
-    obj = _loads(payload, UP_MAX_BYTES)
-    _check_sender(obj, site, node, fleet)
-    if "node" not in obj:
-        raise Rejected("missing", "required key 'node' is absent")
-    if obj["node"] != node:
-        raise Rejected("node-mismatch", f"payload node {str(obj['node'])[:40]!r} on topic of {node!r}")
+    site, node, obj = _open(topic_name, payload, fleet, "up", UP_MAX_BYTES, node_required=True)
     try:
         return _decode_up_body(obj, site, node)
     except Rejected as err:
@@ -316,13 +322,7 @@ _STATUS_STRS = ("fw", "reset")
 
 def decode_status(topic_name: str, payload: bytes, fleet) -> Status:
     """Decode and validate one `status` message. Raises Rejected."""
-    site, node, kind = parse_topic(topic_name)
-    if kind != "status":
-        raise Rejected("topic", f"expected a status topic: {topic_name[:120]!r}")
-    obj = _loads(payload, STATUS_MAX_BYTES)
-    _check_sender(obj, site, node, fleet)
-    if "node" in obj and obj["node"] != node:
-        raise Rejected("node-mismatch", f"payload node {str(obj['node'])[:40]!r} on topic of {node!r}")
+    site, node, obj = _open(topic_name, payload, fleet, "status", STATUS_MAX_BYTES, node_required=False)
     state = obj.get("state")
     if state not in STATES:
         raise Rejected("bad-state", f"state {str(state)[:20]!r} is not one of {', '.join(STATES)}")

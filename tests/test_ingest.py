@@ -232,3 +232,31 @@ def test_points_the_database_refuses_are_dead_lettered_not_retried(platform_fact
     assert all("conflict" in r["reason"] for r in rows), rows[0]["reason"]
     # the readings without the conflicting field got in
     wait_until(lambda: p.count("SELECT count(soil_vwc_pct) FROM reading") == 2, 30, "the other readings")
+
+
+def test_refused_database_credentials_stop_ingest_loudly(platform_factory):
+    """A small honest stand-in for InfluxDB that answers 401, as a real one does to a bad token."""
+    import http.server
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = b'{"error":"authorization failed"}'
+            self.send_response(401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        p = platform_factory({"auth-01": ("smp29", "forest")})
+        ing = p.ingest(influx_url=f"http://127.0.0.1:{server.server_address[1]}", influx_token="wrong")
+        wait_until(lambda: ing.proc.poll() is not None, 30, "ingest to stop")
+        assert ing.proc.returncode == 2
+        assert "refused the credentials (401)" in ing.output()
+    finally:
+        server.shutdown()
