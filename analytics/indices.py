@@ -1,0 +1,212 @@
+"""Derived indices: dew point, heat index, humidex and the Indonesian ISPU.
+
+Pure, vectorized functions: each takes scalars or NumPy arrays (broadcast
+together) and returns a float or an array. Undefined inputs (NaN, a relative
+humidity outside 0-100 %, a negative concentration) give NaN, never a number
+that looks real.
+
+References
+----------
+.. [1] Alduchov, O. A. and Eskridge, R. E. (1996), "Improved Magnus form
+   approximation of saturation vapor pressure", J. Appl. Meteor. 35, 601-609
+   (a = 17.625, b = 243.04 °C).
+.. [2] Rothfusz, L. P. (1990), "The heat index equation", NWS Technical Attachment
+   SR 90-23; with the adjustments of the NWS Weather Prediction Center,
+   https://www.wpc.ncep.noaa.gov/html/heatindex_equation.shtml
+.. [3] Masterton, J. M. and Richardson, F. A. (1979), "Humidex, a method of
+   quantifying human discomfort due to excessive heat and humidity",
+   Environment Canada, CLI 1-79.
+.. [4] Peraturan Menteri LHK P.14/MENLHK/SETJEN/KUM.1/7/2020 tentang Indeks Standar
+   Pencemar Udara (ISPU), Lampiran: breakpoints and formula.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAGNUS_A = 17.625
+MAGNUS_B = 243.04  # °C
+
+# ISPU: continuous breakpoints (concentration µg/m³, index), 24-hour means, P.14/2020 [4]
+_ISPU_BREAKPOINTS = {
+    "pm25": (np.array([0.0, 15.5, 55.4, 150.4, 250.4, 500.0]), np.array([0.0, 50, 100, 200, 300, 500])),
+    "pm10": (np.array([0.0, 50, 150, 350, 420, 500]), np.array([0.0, 50, 100, 200, 300, 500])),
+}
+
+#: ISPU categories: (upper bound, Indonesian name, English name, colour name, hex colour)
+ISPU_CATEGORIES = (
+    (50, "Baik", "Good", "hijau", "#2E9E44"),
+    (100, "Sedang", "Moderate", "biru", "#1F6FD1"),
+    (200, "Tidak Sehat", "Unhealthy", "kuning", "#F2C200"),
+    (300, "Sangat Tidak Sehat", "Very unhealthy", "merah", "#D62728"),
+    (float("inf"), "Berbahaya", "Hazardous", "hitam", "#000000"),
+)
+
+
+def _out(x):
+    """A 0-d array back to a Python float; arrays stay arrays."""
+    return float(x) if np.ndim(x) == 0 else x
+
+
+def _rh(air_rh_pct):
+    rh = np.asarray(air_rh_pct, dtype=float)
+    return np.where((rh >= 0) & (rh <= 100), rh, np.nan)
+
+
+def dew_point_c(air_temp_c, air_rh_pct):
+    """Dew point by the Magnus formula.
+
+    Parameters
+    ----------
+    air_temp_c : float or array_like
+        Air temperature, °C.
+    air_rh_pct : float or array_like
+        Relative humidity, % (0-100; outside gives NaN; 0 gives NaN, the dew point is undefined).
+
+    Returns
+    -------
+    float or ndarray
+        Dew point, °C.
+
+    References
+    ----------
+    Alduchov and Eskridge (1996) [1]_.
+
+    Examples
+    --------
+    >>> round(dew_point_c(30.0, 70.0), 2)
+    23.93
+    """
+    t = np.asarray(air_temp_c, dtype=float)
+    rh = _rh(air_rh_pct)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gamma = np.log(np.where(rh > 0, rh, np.nan) / 100.0) + MAGNUS_A * t / (MAGNUS_B + t)
+        td = MAGNUS_B * gamma / (MAGNUS_A - gamma)
+    return _out(td)
+
+
+def heat_index_c(air_temp_c, air_rh_pct):
+    """NWS heat index (apparent temperature) from air temperature and humidity.
+
+    The simple formula is used where its mean with the temperature is below 80 °F,
+    the Rothfusz regression elsewhere, with the WPC adjustments for RH below 13 %
+    (80-112 °F) and above 85 % (80-87 °F).
+
+    Parameters
+    ----------
+    air_temp_c : float or array_like
+        Air temperature, °C.
+    air_rh_pct : float or array_like
+        Relative humidity, % (0-100; outside gives NaN).
+
+    Returns
+    -------
+    float or ndarray
+        Heat index, °C.
+
+    References
+    ----------
+    Rothfusz (1990) and the NWS WPC heat index equation [2]_.
+
+    Examples
+    --------
+    >>> round(heat_index_c(30.0, 80.0), 2)
+    37.67
+    """
+    t = np.asarray(air_temp_c, dtype=float) * 9.0 / 5.0 + 32.0
+    rh = _rh(air_rh_pct)
+    simple = 0.5 * (t + 61.0 + (t - 68.0) * 1.2 + rh * 0.094)
+    hi = (-42.379 + 2.04901523 * t + 10.14333127 * rh - 0.22475541 * t * rh - 0.00683783 * t * t
+          - 0.05481717 * rh * rh + 0.00122874 * t * t * rh + 0.00085282 * t * rh * rh
+          - 0.00000199 * t * t * rh * rh)
+    with np.errstate(invalid="ignore"):
+        dry = (rh < 13) & (t >= 80) & (t <= 112)
+        hi = np.where(dry, hi - ((13 - rh) / 4) * np.sqrt(np.clip((17 - np.abs(t - 95)) / 17, 0, None)), hi)
+        humid = (rh > 85) & (t >= 80) & (t <= 87)
+        hi = np.where(humid, hi + ((rh - 85) / 10) * ((87 - t) / 5), hi)
+        f = np.where((simple + t) / 2 < 80, simple, hi)
+    return _out((f - 32.0) * 5.0 / 9.0)
+
+
+def humidex_c(air_temp_c, air_rh_pct):
+    """Humidex from air temperature and humidity (dew point by Magnus).
+
+    Parameters
+    ----------
+    air_temp_c : float or array_like
+        Air temperature, °C.
+    air_rh_pct : float or array_like
+        Relative humidity, %.
+
+    Returns
+    -------
+    float or ndarray
+        Humidex (dimensionless, read as °C).
+
+    References
+    ----------
+    Masterton and Richardson (1979) [3]_.
+
+    Examples
+    --------
+    >>> round(humidex_c(30.0, 70.0), 2)
+    41.21
+    """
+    t = np.asarray(air_temp_c, dtype=float)
+    td_k = np.asarray(dew_point_c(air_temp_c, air_rh_pct), dtype=float) + 273.15
+    e = 6.11 * np.exp(5417.7530 * (1 / 273.16 - 1 / td_k))
+    return _out(t + 0.5555 * (e - 10.0))
+
+
+def ispu(concentration_ugm3, pollutant):
+    """Indonesian air-pollution standard index (ISPU) for PM2.5 or PM10.
+
+    Linear interpolation between continuous breakpoints,
+    ``I = (Ia - Ib) / (Xa - Xb) * (Xx - Xb) + Ib``; above 500 µg/m³ it is 500
+    (Berbahaya). The regulation applies it to 24-hour means.
+
+    Parameters
+    ----------
+    concentration_ugm3 : float or array_like
+        Concentration, µg/m³ (negative gives NaN).
+    pollutant : {"pm25", "pm10"}
+
+    Returns
+    -------
+    float or ndarray
+        ISPU (unrounded; round for display).
+
+    References
+    ----------
+    Permen LHK P.14/2020 [4]_.
+
+    Examples
+    --------
+    >>> round(ispu(35.0, "pm25"), 2)
+    74.44
+    >>> ispu(150.0, "pm10")
+    100.0
+    """
+    try:
+        xs, ys = _ISPU_BREAKPOINTS[pollutant]
+    except KeyError:
+        raise ValueError(f"pollutant must be 'pm25' or 'pm10', not {pollutant!r}") from None
+    c = np.asarray(concentration_ugm3, dtype=float)
+    with np.errstate(invalid="ignore"):
+        out = np.where(c >= 0, np.interp(c, xs, ys), np.nan)
+    return _out(out)
+
+
+def ispu_category(index):
+    """The ISPU category number 0-4 (Baik … Berbahaya) of rounded ISPU values; -1 for NaN.
+
+    Examples
+    --------
+    >>> ISPU_CATEGORIES[ispu_category(74.44)][1]
+    'Sedang'
+    """
+    i = np.asarray(index, dtype=float)
+    bounds = np.array([c[0] for c in ISPU_CATEGORIES[:-1]])
+    cat = np.searchsorted(bounds, np.round(i), side="left")
+    cat = np.where(np.isnan(i), -1, cat)
+    return int(cat) if np.ndim(cat) == 0 else cat
