@@ -33,7 +33,7 @@ def line(measurement: str, tags: dict, fields: dict, time_ms: int) -> str:
 
 
 def reading(site: str, node: str, values: dict, seq: int, late: bool, offset, time_s: int) -> str:
-    parts = [f"{k}={float(v)!r}" for k, v in values.items()]
+    parts = [f"{k}={v!r}" for k, v in values.items()]  # values are floats (rimba.contract)
     parts.append(f"seq={seq}i")
     parts.append("late=true" if late else "late=false")
     if offset is not None:

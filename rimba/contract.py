@@ -148,6 +148,11 @@ class _DuplicateKey(ValueError):
     pass
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constants, object_pairs_hook=_unique_pairs)
+_RANGES = {m.name: (m.low, m.high) for m in METRICS.values()}
+_INF = float("inf")
+
+
 def _loads(payload: bytes, limit: int) -> dict:
     if len(payload) > limit:
         raise Rejected("too-large", f"{len(payload)} bytes, the limit is {limit}")
@@ -156,7 +161,7 @@ def _loads(payload: bytes, limit: int) -> dict:
     except UnicodeDecodeError as err:
         raise Rejected("not-utf8", f"byte {err.start} is not UTF-8") from None
     try:
-        obj = json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique_pairs)
+        obj = _DECODER.decode(text)
     except _DuplicateKey as err:
         raise Rejected("duplicate-key", f"key {str(err)[:40]!r} appears twice") from None
     except (ValueError, RecursionError) as err:
@@ -261,31 +266,33 @@ def _decode_up_body(obj: dict, site: str, node: str) -> UpBatch:
     readings = []
     faults = []
     last = 0
-    for i, r in enumerate(raw):
-        if not isinstance(r, dict):
+    ranges_get = _RANGES.get
+    for i, r in enumerate(raw):  # the hot loop: plain type checks, no helper calls
+        if type(r) is not dict:
             raise Rejected("bad-type", f"r[{i}] is not an object")
         seq = r.get("seq")
-        if not (_is_int(seq) and 1 <= seq <= SEQ_MAX):
+        if type(seq) is not int or not 1 <= seq <= SEQ_MAX:
             raise Rejected("bad-seq", f"r[{i}].seq {str(seq)[:30]} is not a positive integer")
         if seq <= last:
             raise Rejected("bad-seq", f"r[{i}].seq {seq} does not rise above {last}")
         last = seq
         t = r.get("t")
-        if not _is_int(t):
+        if type(t) is not int:
             raise Rejected("bad-time", f"r[{i}].t {str(t)[:30]} is not an integer")
         values = {}
         for key, value in r.items():
             if key == "seq" or key == "t":
                 continue
-            metric = METRICS.get(key)
-            if metric is None:
+            bounds = ranges_get(key)
+            if bounds is None:
                 raise Rejected("unknown-key", f"r[{i}] has key {key[:40]!r}, not a metric name")
             if value is None:
                 continue
-            if not _is_number(value):
+            kind = type(value)
+            if not ((kind is float and value == value and value != _INF and value != -_INF) or kind is int):
                 raise Rejected("bad-value", f"r[{i}].{key} is {str(value)[:30]!r}, not a finite number")
-            if not metric.in_range(value):
-                faults.append(f"{key}={value} at seq {seq} outside {metric.low:g}..{metric.high:g}")
+            if not bounds[0] <= value <= bounds[1]:
+                faults.append(f"{key}={value} at seq {seq} outside {bounds[0]:g}..{bounds[1]:g}")
                 continue
             values[key] = float(value)
         readings.append(Reading(seq, t, values))
