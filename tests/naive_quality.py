@@ -1,0 +1,115 @@
+"""The quality checks written as plainly as possible, one point at a time: the reference
+that analytics.quality's vectorized code must equal (the STUMPY `naive.py` habit)."""
+
+import math
+import statistics
+
+from analytics.quality import DRIFT, FLAT, GAP, HUMID_PM, NOISE, PM_METRICS, RANGE, SPIKE, STEP, Limits
+from rimba.metrics import METRICS
+
+
+def naive_check(x, metrics, site_of=None, limits=None):
+    lim = limits or Limits()
+    n_nodes, n_t, n_m = len(x), len(x[0]), len(metrics)
+    flags = [[[0] * n_m for _ in range(n_t)] for _ in range(n_nodes)]
+
+    def present(i, t, j):
+        return not math.isnan(x[i][t][j])
+
+    def ok(i, t, j):
+        if not 0 <= t < n_t or not present(i, t, j):
+            return None
+        m = METRICS[metrics[j]]
+        v = x[i][t][j]
+        return v if m.low <= v <= m.high else None
+
+    for i in range(n_nodes):
+        for j, name in enumerate(metrics):
+            step = lim.step.get(name)
+            spikes = set()
+            for t in range(n_t):
+                if present(i, t, j) and ok(i, t, j) is None:
+                    flags[i][t][j] |= RANGE
+                a, b, c = ok(i, t - 1, j), ok(i, t, j), ok(i, t + 1, j)
+                if step is not None and None not in (a, b, c):
+                    d1, d2 = b - a, b - c
+                    if abs(d1) > step and abs(d2) > step and (d1 > 0) == (d2 > 0) and d1 != 0:
+                        spikes.add(t)
+                        flags[i][t][j] |= SPIKE
+            for t in range(1, n_t):
+                a, b = ok(i, t - 1, j), ok(i, t, j)
+                if step is not None and None not in (a, b) and abs(b - a) > step:
+                    if t not in spikes and (t - 1) not in spikes:
+                        flags[i][t][j] |= STEP
+            # flat runs
+            if name not in lim.flat_exempt:
+                t = 0
+                while t < n_t:
+                    u = t
+                    while u + 1 < n_t and ok(i, t, j) is not None and ok(i, u + 1, j) == ok(i, t, j):
+                        u += 1
+                    if u - t + 1 >= lim.flat_n:
+                        for k in range(t, u + 1):
+                            flags[i][k][j] |= FLAT
+                    t = u + 1
+            # gaps
+            for t in range(n_t):
+                if present(i, t, j):
+                    continue
+                any_now = any(present(i, t, k) for k in range(n_m))
+                before = any(present(i, s, j) for s in range(t))
+                after = any(present(i, s, j) for s in range(t + 1, n_t))
+                if any_now or (before and after):
+                    flags[i][t][j] |= GAP
+            # noise
+            w = lim.noise_window
+            if n_t > w:
+                d = [None] + [None if None in (ok(i, t - 1, j), ok(i, t, j)) else ok(i, t, j) - ok(i, t - 1, j)
+                              for t in range(1, n_t)]
+                sds = []
+                for t in range(n_t):
+                    lo, hi = max(0, t - w // 2), min(n_t, t - w // 2 + w)
+                    vals = [v for v in d[lo:max(lo, hi)] if v is not None]
+                    if len(vals) >= w - 1:
+                        s1, s2 = sum(vals), sum(v * v for v in vals)
+                        var = (s2 - s1 * s1 / len(vals)) / max(len(vals) - 1, 1)
+                        sds.append(math.sqrt(max(var, 0.0)))
+                    else:
+                        sds.append(None)
+                positive = [s for s in sds if s is not None and s > 0]
+                if positive:
+                    typical = statistics.median(positive)
+                    for t in range(n_t):
+                        if sds[t] is not None and present(i, t, j) and sds[t] > lim.noise_factor * typical:
+                            flags[i][t][j] |= NOISE
+            # particulates in humid air
+            if name in PM_METRICS and "air_rh_pct" in metrics:
+                r = metrics.index("air_rh_pct")
+                for t in range(n_t):
+                    if present(i, t, j) and present(i, t, r) and x[i][t][r] > lim.humid_rh:
+                        flags[i][t][j] |= HUMID_PM
+
+    if site_of is not None:
+        for site in set(site_of):
+            idx = [i for i in range(n_nodes) if site_of[i] == site]
+            if len(idx) < 3:
+                continue
+            for j, name in enumerate(metrics):
+                limit = lim.drift.get(name)
+                if limit is None:
+                    continue
+                off = {}
+                for t in range(n_t):
+                    vals = [ok(i, t, j) for i in idx if ok(i, t, j) is not None]
+                    med = statistics.median(vals) if vals else None
+                    for i in idx:
+                        v = ok(i, t, j)
+                        off[i, t] = None if v is None or med is None else v - med
+                w = lim.drift_window
+                for i in idx:
+                    for t in range(n_t):
+                        lo, hi = max(0, t - w // 2), min(n_t, t - w // 2 + w)
+                        vals = [off[i, s] for s in range(lo, max(lo, hi)) if off[i, s] is not None]
+                        if len(vals) >= w // 2 and present(i, t, j) and abs(sum(vals) / len(vals)) > limit:
+                            flags[i][t][j] |= DRIFT
+    return flags

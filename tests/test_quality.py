@@ -1,0 +1,65 @@
+"""Quality checks: vectorized equals the plain loop on seeded random data with NaNs, and each
+check finds the fault it is for."""
+
+import numpy as np
+import pytest
+
+from analytics.quality import DRIFT, FLAT, GAP, HUMID_PM, NOISE, RANGE, SPIKE, STEP, Limits, check
+from tests.naive_quality import naive_check
+
+METRICS = ("air_temp_c", "air_rh_pct", "pm25_ugm3", "rain_mm", "water_level_cm")
+
+
+def cube(seed, nodes=5, t=80):
+    rng = np.random.default_rng(seed)
+    base = np.array([28.0, 80.0, 20.0, 0.0, 100.0])
+    walk = np.cumsum(rng.normal(0, [0.6, 3.0, 6.0, 0.0, 8.0], (nodes, t, 5)), axis=1)
+    x = base + walk
+    x[:, :, 3] = np.where(rng.random((nodes, t)) < 0.1, rng.exponential(3, (nodes, t)), 0.0)
+    x[rng.random(x.shape) < 0.08] = np.nan  # dropouts
+    x[rng.random(x.shape) < 0.02] += rng.choice([-1, 1], 1) * 40  # spikes
+    x[0, 10:30, 1] = 99.9  # stuck humidity
+    x[1, 40:, 0] += 3.0  # drift
+    x[2, 5, 2] = 2500.0  # out of range
+    x[3, 20:28, 4] += rng.normal(0, 60, 8)  # a noise burst
+    return x
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_vectorized_equals_plain_loop(seed):
+    x = cube(seed)
+    sites = ["a", "a", "a", "b", "b"]
+    lim = Limits(flat_n=6, drift_window=12)
+    fast = check(x, METRICS, sites, lim)
+    slow = np.array(naive_check(x.tolist(), list(METRICS), sites, lim), dtype=np.uint16)
+    bad = np.argwhere(fast != slow)
+    assert not len(bad), f"first difference at {tuple(bad[0])}: fast {fast[tuple(bad[0])]}, slow {slow[tuple(bad[0])]}"
+
+
+def test_each_check_finds_its_fault():
+    t = 200
+    clean = np.zeros((4, t, 3))
+    hours = np.arange(t) / 6.0
+    clean[:, :, 0] = 28 + 3 * np.sin(2 * np.pi * hours / 24)  # air temperature
+    clean[:, :, 1] = 65 - 8 * np.sin(2 * np.pi * hours / 24)  # humidity, below 80 %
+    clean[:, :, 2] = 15 + 2 * np.sin(2 * np.pi * hours / 24)  # PM2.5
+    rng = np.random.default_rng(1)
+    x = clean + rng.normal(0, [0.05, 0.3, 0.5], clean.shape)
+    x[0, 50, 0] += 9  # spike
+    x[1, 100:, 0] += 6  # step (and a drift from here on)
+    x[2, 30:60, 1] = 99.9  # stuck
+    x[3, 70, 2] = np.nan  # dropout
+    x[3, 120, 0] = 120.0  # out of range
+    x[2, 150:160, 2] += rng.normal(0, 25, 10)  # noise burst
+    x[0, 170:180, 1] = 92.0  # humid air: PM flagged
+    metrics = ("air_temp_c", "air_rh_pct", "pm25_ugm3")
+    f = check(x, metrics, ["s"] * 4, Limits(drift_window=36))
+    assert f[0, 50, 0] & SPIKE and not f[0, 49, 0] & SPIKE
+    assert f[1, 100, 0] & STEP and not (f[1, 101, 0] & STEP)
+    assert (f[2, 30:60, 1] & FLAT).all() and not (f[2, 0:29, 1] & FLAT).any()
+    assert f[3, 70, 2] & GAP
+    assert f[3, 120, 0] & RANGE
+    assert (f[2, 150:160, 2] & NOISE).any() and not (f[2, :140, 2] & NOISE).any()
+    assert (f[1, 130:190, 0] & DRIFT).all() and not (f[0, :, 0] & DRIFT).any()
+    assert (f[0, 170:180, 2] & HUMID_PM).all() and not (f[0, :160, 2] & HUMID_PM).any()
+    assert not (f[:, :, :] & (SPIKE | STEP | RANGE))[[0, 1, 3]][:, :40].any()
