@@ -57,11 +57,15 @@ def run(stack: Stack, tmp: Path, args) -> dict:
         report["runs"].append({k: v for k, v in r.items() if k != "curve"})
         curves.append(r["curve"])
         print(f"run {i + 1}/{args.runs}: {r['per_s']:,.0f} readings/s end to end "
-              f"({r['seconds']:.2f} s), ingest peak RSS {r['rss_mb']:.0f} MB, stored {r['stored']:,}", flush=True)
+              f"({r['seconds']:.2f} s), ingest CPU {r['cpu_s']:.2f} s, peak RSS {r['rss_mb']:.0f} MB, "
+              f"stored {r['stored']:,}", flush=True)
     rates = [r["per_s"] for r in report["runs"]]
     report["median_per_s"] = statistics.median(rates)
     report["median_rss_mb"] = statistics.median(r["rss_mb"] for r in report["runs"])
-    print(f"median: {report['median_per_s']:,.0f} readings/s; peak RSS {report['median_rss_mb']:.0f} MB")
+    report["median_cpu_s"] = statistics.median(r["cpu_s"] for r in report["runs"])
+    print(f"median: {report['median_per_s']:,.0f} readings/s; ingest CPU {report['median_cpu_s']:.2f} s "
+          f"({args.readings / report['median_cpu_s']:,.0f} readings per CPU second); "
+          f"peak RSS {report['median_rss_mb']:.0f} MB")
     if args.baseline:
         base = naive_baseline(stack, tmp, burst)
         report["baseline_per_s"] = base

@@ -96,6 +96,7 @@ class Burst:
             sender.join()
             pub.close()
             rss = _vmhwm_mb(proc.pid)
+            cpu = _cpu_s(proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=60)
@@ -103,7 +104,7 @@ class Burst:
         influx.query(f'DROP DATABASE "{db}"')
         influx.close()
         return {"name": name, "readings": self.expected, "stored": stored, "seconds": seconds,
-                "per_s": stored / seconds, "rss_mb": rss, "spool_peak_mb": spool_peak / 2**20, "curve": curve}
+                "per_s": stored / seconds, "rss_mb": rss, "cpu_s": cpu, "spool_peak_mb": spool_peak / 2**20, "curve": curve}
 
     def _publish(self, pub) -> None:
         for _t, topic, payload in self.events:
@@ -130,6 +131,13 @@ def _vmhwm_mb(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds the process has used (user + system): steadier than wall time on a busy machine."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def naive_baseline(stack, tmp: Path, burst: Burst) -> float:
