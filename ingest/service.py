@@ -34,6 +34,7 @@ from rimba.mqtt import Mqtt
 
 log = logging.getLogger("rimba.ingest")
 
+GATHER = 500  # messages worth a transaction without waiting for the flush interval
 MAX_QUEUED = 8000  # messages received and not yet committed, at most
 MAX_MESSAGES_PER_COMMIT = 2000  # bounds memory: a commit's lines are built in RAM
 WRITE_CHUNK_BYTES = 2 * 1024 * 1024  # spool rows claimed per write cycle
@@ -62,7 +63,9 @@ class Ingest:
         self.influx = Influx.from_settings(settings)
         self.counters = Counters()
         self.queue: collections.deque = collections.deque()
-        self.arrived = threading.Condition()
+        lock = threading.Lock()
+        self.arrived = threading.Condition(lock)  # the processor waits here for messages
+        self.room = threading.Condition(lock)  # paho's thread waits here while the queue is full
         self.wrote = threading.Event()  # the writer made room in the spool
         self.spooled = threading.Event()  # the processor added to the spool
         self.stopping = threading.Event()
@@ -92,9 +95,12 @@ class Ingest:
             # here, stops reading the socket, and the broker keeps the rest. The processor never
             # waits for paho's thread (see _publish_acks), so this cannot deadlock.
             while len(self.queue) >= MAX_QUEUED and not self.stopping.is_set():
-                self.arrived.wait(timeout=1.0)
+                self.room.wait(timeout=1.0)
             self.queue.append((topic, payload, self.clock(), mid, qos))
-            self.arrived.notify_all()
+            if len(self.queue) % GATHER == 1 or GATHER == 1:
+                # wake the processor when there is something to do, not for every message:
+                # a wake-up per message costs more than the message (GIL hand-offs)
+                self.arrived.notify()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def run(self) -> int:
@@ -132,11 +138,11 @@ class Ingest:
         with self.arrived:
             if not self.queue:
                 self.arrived.wait(timeout=min(flush_s * 4, 0.5))
-        if self.queue and len(self.queue) < 500:
+        if self.queue and len(self.queue) < GATHER:
             # let a burst gather for one flush interval: fewer, larger transactions
             deadline = time.monotonic() + flush_s
             with self.arrived:
-                while len(self.queue) < 500 and not self.stopping.is_set():
+                while len(self.queue) < GATHER and not self.stopping.is_set():
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -148,7 +154,7 @@ class Ingest:
                 item = self.queue.popleft()
                 budget -= 2 * len(item[1])
                 batch.append(item)
-            self.arrived.notify_all()  # room in the queue for paho's thread
+            self.room.notify_all()  # room in the queue for paho's thread
         return batch
 
     def _process_once(self) -> None:
