@@ -304,9 +304,14 @@ class Ingest:
                 self.spooled.clear()
                 continue
             try:
-                for rid, _lines, body in rows:
-                    self._write_body(bytes(body))
-                    self.store.release([rid])
+                done = []
+                try:
+                    for rid, _lines, body in rows:
+                        self._write_body(bytes(body))
+                        done.append(rid)
+                finally:
+                    self.store.release(done)
+                if done:
                     self.wrote.set()
             except InfluxUnavailable as err:
                 self.counters.write_retries += 1

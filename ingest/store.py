@@ -68,6 +68,10 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._all: list = []
+        # one write transaction at a time within this process: threads queue on a lock and wake
+        # at once, instead of SQLite's busy handler sleeping and retrying
+        self.writing = threading.Lock()
+        self._next_takeover = 0.0
         self.db.executescript(_SCHEMA)
 
     @property
@@ -100,28 +104,33 @@ class Store:
 
     # -- spool, for the writer -----------------------------------------------------------------
     def claim(self, owner: str, max_bytes: int, lease_s: float = 60.0, now: float | None = None) -> list:
-        """Claim the oldest spooled rows that are ours or whose lease ran out: [(id, lines, body)]."""
+        """The oldest spooled rows to write: ours, and others' whose lease ran out (their process
+        died), which become ours. [(id, lines, body)]"""
         now = time.time() if now is None else now
-        with self.transaction():
-            rows = self.db.execute(
-                "SELECT id, lines, bytes FROM spool WHERE owner = ? OR lease < ? ORDER BY id LIMIT 200",
-                (owner, now)).fetchall()
-            picked, total = [], 0
-            for rid, lines, size in rows:
-                if picked and total + size > max_bytes:
-                    break
-                picked.append((rid, lines))
-                total += size
-            if picked:
-                self.db.executemany("UPDATE spool SET owner = ?, lease = ? WHERE id = ?",
-                                    [(owner, now + lease_s, rid) for rid, _ in picked])
+        if now >= self._next_takeover:
+            self._next_takeover = now + min(lease_s / 4, 5.0)
+            with self.transaction():
+                self.db.execute("UPDATE spool SET owner = ?, lease = ? WHERE owner != ? AND lease < ?",
+                                (owner, now + lease_s, owner, now))
+        # our own rows need no write transaction to claim: a plain read
+        rows = self.db.execute("SELECT id, lines, bytes FROM spool WHERE owner = ? ORDER BY id LIMIT 200",
+                               (owner,)).fetchall()
+        picked, total = [], 0
+        for rid, lines, size in rows:
+            if picked and total + size > max_bytes:
+                break
+            picked.append((rid, lines))
+            total += size
         # bodies only for what was picked: a long backlog must not be read into memory
         return [(rid, lines, self.db.execute("SELECT body FROM spool WHERE id = ?", (rid,)).fetchone()[0])
                 for rid, lines in picked]
 
     def release(self, ids) -> None:
-        """Forget spooled rows that are now in InfluxDB."""
-        self.db.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in ids])
+        """Forget spooled rows that are now in InfluxDB (one transaction)."""
+        ids = list(ids)
+        if ids:
+            with self.transaction():
+                self.db.execute(f"DELETE FROM spool WHERE id IN ({','.join('?' * len(ids))})", ids)
 
     def spool_size(self) -> tuple[int, int]:
         """(lines, bytes) waiting in the spool."""
@@ -215,13 +224,21 @@ class Transaction(MarkSource):
         self.acks: dict = {}  # after commit: node -> (epoch, ack) for the newest epochs this transaction saw
 
     def __enter__(self) -> "Transaction":
+        self.store.writing.acquire()
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as err:
+            self.store.writing.release()
             raise StoreError(f"ingest store {self.store.path}: {err}") from err
         return self
 
     def __exit__(self, kind, value, tb) -> None:
+        try:
+            self._finish(kind)
+        finally:
+            self.store.writing.release()
+
+    def _finish(self, kind) -> None:
         if kind is not None:
             self.db.execute("ROLLBACK")
             return
