@@ -54,7 +54,7 @@ class Counters:
 
 
 class Ingest:
-    def __init__(self, settings, clock=time.time, mqtt_factory=None):
+    def __init__(self, settings, clock=time.time):
         self.settings = settings
         self.clock = clock
         self.owner = settings.mqtt_client_id
@@ -82,10 +82,9 @@ class Ingest:
         self._spool_full = False
         share = settings.mqtt_share_group
         subs = tuple(f"$share/{share}/{t}" for t in SUBSCRIPTIONS) if share else SUBSCRIPTIONS
-        factory = mqtt_factory or Mqtt
-        self.mqtt = factory(settings.broker, settings.mqtt_client_id, ca_file=settings.mqtt_ca_file,
-                            v5=False, persistent=True, manual_ack=True, subscriptions=subs,
-                            on_message=self._on_message)
+        self.mqtt = Mqtt(settings.broker, settings.mqtt_client_id, ca_file=settings.mqtt_ca_file,
+                         v5=False, persistent=True, manual_ack=True, subscriptions=subs,
+                         on_message=self._on_message)
 
     # -- receiving (paho's thread) --------------------------------------------------------------
     def _on_message(self, topic, payload, mid, qos, retain):
@@ -369,6 +368,3 @@ class Ingest:
         log.critical("%s", why)
         self.stop()
 
-
-def build(settings) -> Ingest:
-    return Ingest(settings)

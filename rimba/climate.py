@@ -78,7 +78,7 @@ class Climate:
         if r.random() < rain_days / 30.0:
             total = min(r.expovariate(1 / (mm / rain_days)), 150.0)
             n = 1 + (r.random() < 0.3)
-            for i in range(n):
+            for _ in range(n):
                 if r.random() < 0.8:
                     start_h = r.uniform(14, 20)
                 else:

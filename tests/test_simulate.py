@@ -25,7 +25,7 @@ def test_traffic_is_valid_contract_with_plausible_values():
     sim = Simulation(FLEET, seed=2)
     events = sim.history(START, START + 7 * 86400)
     values: dict = {}
-    for t, topic, payload in events:
+    for _t, topic, payload in events:
         batch = contract.decode_up(topic, payload, FLEET)
         assert not batch.faults
         for r in batch.readings:
