@@ -96,7 +96,7 @@ class Ingest:
             while len(self.queue) >= MAX_QUEUED and not self.stopping.is_set():
                 self.room.wait(timeout=1.0)
             self.queue.append((topic, payload, self.clock(), mid, qos))
-            if len(self.queue) % GATHER == 1 or GATHER == 1:
+            if len(self.queue) in (1, GATHER):
                 # wake the processor when there is something to do, not for every message:
                 # a wake-up per message costs more than the message (GIL hand-offs)
                 self.arrived.notify()
@@ -129,6 +129,7 @@ class Ingest:
         self.stopping.set()
         with self.arrived:
             self.arrived.notify_all()
+            self.room.notify_all()
 
     # -- processing ---------------------------------------------------------------------------
     def _take(self, room: int) -> list:
