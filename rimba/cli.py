@@ -113,6 +113,12 @@ def cmd_simulate(args) -> int:
     return simulate.main(s, args)
 
 
+def cmd_analyze(args) -> int:
+    from analytics import analyze
+
+    return analyze.main(_settings(args), args)
+
+
 def cmd_demo(args) -> int:
     from rimba import demo
 
@@ -150,6 +156,12 @@ def parser() -> argparse.ArgumentParser:
 
     simulate.add_arguments(sim)
     sim.set_defaults(func=cmd_simulate)
+
+    an = sub.add_parser("analyze", parents=[common], help="quality flags and indices over a time window")
+    an.add_argument("--hours", type=float, default=24.0, help="the window: this many hours back from --until")
+    an.add_argument("--until", type=int, help="end of the window, UNIX seconds (default: now)")
+    an.add_argument("--step", type=int, default=600, help="grid step, seconds")
+    an.set_defaults(func=cmd_analyze)
 
     demo = sub.add_parser("demo", parents=[common], help="the live demo: stack, simulated fleet, ingest, live view")
     demo.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")

@@ -1,0 +1,90 @@
+"""Data access for the analytics: InfluxDB windows into aligned NumPy cubes, and results back.
+
+A cube is (nodes, time, metrics) on a regular grid, NaN where there is no value.
+Queries are chunked by time and cover the whole fleet at once (GROUP BY node),
+never one query per node. Results are written as the contract's `qc` and
+`index` measurements through the same line protocol the ingest uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ingest import lineproto
+from rimba.metrics import METRICS
+
+CHUNK_S = 86400  # one query per day of data
+
+
+@dataclass
+class Cube:
+    nodes: list  # node ids, axis 0
+    sites: list  # the site of each node
+    times: np.ndarray  # UNIX seconds of each grid step, axis 1
+    metrics: tuple  # metric names, axis 2
+    values: np.ndarray  # (nodes, time, metrics), float, NaN where missing
+
+    def metric(self, name: str) -> np.ndarray:
+        return self.values[:, :, self.metrics.index(name)]
+
+
+def load_cube(influx, fleet, start: int, end: int, step_s: int = 600, metrics=None) -> Cube:
+    """Mean of each metric per node and grid step over [start, end)."""
+    metrics = tuple(metrics or METRICS)
+    for m in metrics:
+        if m not in METRICS:
+            raise ValueError(f"{m!r} is not a metric of the measurement table")
+    start -= start % step_s
+    times = np.arange(start, end, step_s)
+    nodes = sorted(fleet.nodes)
+    row = {n: i for i, n in enumerate(nodes)}
+    values = np.full((len(nodes), len(times), len(metrics)), np.nan)
+    select = ", ".join(f'mean("{m}") AS "{m}"' for m in metrics)
+    for lo in range(start, end, CHUNK_S):
+        hi = min(end, lo + CHUNK_S)
+        q = (f"SELECT {select} FROM reading WHERE time >= {lo}s AND time < {hi}s "
+             f"GROUP BY time({step_s}s), node fill(none)")
+        for result in influx.query(q, epoch="s"):
+            for series in result.get("series", []):
+                i = row.get(series.get("tags", {}).get("node"))
+                if i is None:
+                    continue  # a node no longer in the fleet file
+                cols = series["columns"]
+                data = np.array([[np.nan if v is None else v for v in r] for r in series["values"]], dtype=float)
+                if not len(data):
+                    continue
+                t_idx = ((data[:, 0] - start) // step_s).astype(int)
+                ok = (t_idx >= 0) & (t_idx < len(times))
+                for j, m in enumerate(metrics):
+                    values[i, t_idx[ok], j] = data[ok, cols.index(m)]
+    return Cube(nodes, [fleet.nodes[n].site for n in nodes], times, metrics, values)
+
+
+def qc_lines(cube: Cube, flags: np.ndarray, names: dict) -> list:
+    """One `qc` point per flagged value and check: tags site, node, metric, check; fields flag, value."""
+    out = []
+    for bit, check in names.items():
+        hit = np.argwhere(flags & bit)
+        for i, t, j in hit:
+            v = cube.values[i, t, j]
+            fields = {"flag": int(bit)}
+            if not np.isnan(v):
+                fields["value"] = float(v)
+            out.append(lineproto.line("qc", {"site": cube.sites[i], "node": cube.nodes[i],
+                                             "metric": cube.metrics[j], "check": check},
+                                      fields, int(cube.times[t]) * 1000))
+    return out
+
+
+def index_lines(cube: Cube, derived: dict) -> list:
+    """`index` points: one per node and grid step that has any derived value."""
+    names = list(derived)
+    stack = np.stack([derived[k] for k in names], axis=-1)  # (nodes, time, k)
+    out = []
+    for i, t in np.argwhere(~np.isnan(stack).all(axis=-1)):
+        fields = {k: float(stack[i, t, j]) for j, k in enumerate(names) if not np.isnan(stack[i, t, j])}
+        out.append(lineproto.line("index", {"site": cube.sites[i], "node": cube.nodes[i]}, fields,
+                                  int(cube.times[t]) * 1000))
+    return out
