@@ -41,7 +41,7 @@ _STEP = {"air_temp_c": 4.0, "air_rh_pct": 20.0, "air_pressure_hpa": 3.0, "soil_t
          "water_level_cm": 50.0, "water_temp_c": 2.0, "batt_v": 0.4, "rssi_dbm": 40.0}
 _DRIFT = {"air_temp_c": 1.5, "air_rh_pct": 8.0, "air_pressure_hpa": 2.0, "soil_temp_c": 1.5, "soil_vwc_pct": 8.0,
           "pm25_ugm3": 15.0, "pm10_ugm3": 25.0, "pm1_ugm3": 10.0, "water_temp_c": 1.0, "water_level_cm": 20.0}
-_NOT_FLAT = ("rain_mm", "light_lux")  # zero for hours is normal (no rain, night)
+_NOT_FLAT = ("rain_mm", "light_lux")  # zero for hours is normal (no rain, night), and bursts too
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Limits:
     step: dict = field(default_factory=lambda: dict(_STEP))
     drift: dict = field(default_factory=lambda: dict(_DRIFT))
     flat_n: int = 12  # samples
-    flat_exempt: tuple = _NOT_FLAT
+    flat_exempt: tuple = _NOT_FLAT  # also exempt from NOISE: rain and light come in bursts
     noise_window: int = 6  # samples, centred
     noise_factor: float = 4.0
     drift_window: int = 144  # samples (a day at 10 minutes)
@@ -108,11 +108,13 @@ def check(x, metrics, site_of=None, limits: Limits | None = None) -> np.ndarray:
     exempt = np.array([m in lim.flat_exempt for m in metrics])
     flags[flat & ~exempt] |= FLAT
 
-    # dropouts: missing while the node reported something at this time, or this metric before and after
+    # dropouts, for metrics the node reports at all: missing while the node reported something
+    # else at this time, or while this metric came before and after
+    ever = present.any(axis=1, keepdims=True)
     reported = present.any(axis=2, keepdims=True)
     seen_before = np.maximum.accumulate(present, axis=1)
     seen_after = np.maximum.accumulate(present[:, ::-1], axis=1)[:, ::-1]
-    flags[~present & (reported | (seen_before & seen_after))] |= GAP
+    flags[~present & ever & (reported | (seen_before & seen_after))] |= GAP
 
     # noise bursts: centred rolling std of first differences, against the series' own median
     w = lim.noise_window
@@ -127,7 +129,7 @@ def check(x, metrics, site_of=None, limits: Limits | None = None) -> np.ndarray:
             sd = np.sqrt(np.maximum(var, 0.0))
             typical = _nanmedian(np.where(sd > 0, sd, np.nan), axis=1, keepdims=True)
             noisy = sd > lim.noise_factor * typical
-        flags[noisy & present] |= NOISE
+        flags[noisy & present & ~exempt] |= NOISE
 
     # drift against the same site's other nodes
     if site_of is not None:

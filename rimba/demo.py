@@ -18,13 +18,14 @@ import sys
 import threading
 import time
 
+from analytics import analyze
 from ingest.store import Store
 from rimba.climate import Haze
 from rimba.errors import RimbaError
 from rimba.fleet import load_fleet
 from rimba.influx import Influx
 from rimba.metrics import METRICS
-from rimba.simulate import LiveRunner, Publisher, Simulation
+from rimba.simulate import Fault, LiveRunner, Publisher, Simulation
 from rimba.stack import Stack
 
 log = logging.getLogger("rimba.demo")
@@ -49,7 +50,11 @@ def main(settings, args) -> int:
     try:
         _wait_ready(ingest_log, ingest)
         now = time.time()
-        sim = Simulation(fleet, seed=int(now) // 86400, haze=Haze(now - 2 * 86400, 1.5, 260), send_every=3)
+        nodes = sorted(fleet.nodes)
+        faults = [Fault(nodes[0], "air_temp_c", "spike", now - 30 * 3600, now - 30 * 3600 + 600, 11.0),
+                  Fault(nodes[-1], "air_rh_pct", "stuck", now - 40 * 3600, now - 34 * 3600, 99.9)]
+        sim = Simulation(fleet, seed=int(now) // 86400, haze=Haze(now - 2 * 86400, 1.5, 260), send_every=3,
+                         faults=faults)
         pub = Publisher(settings, client_id="rimba-demo-sim", on_ack=sim.acked)
         print(f"stack: mosquitto {stack.mqtt_url}, influxdb {stack.influx_url} (data in {stack.dir})")
         print(f"ingest log: {ingest_log}")
@@ -62,6 +67,9 @@ def main(settings, args) -> int:
         pub.flush()
         for sn in sim.nodes.values():
             pub.publish(*sim.status(sn, int(now), int(now + sn.node.cadence_s / args.speed)), retain=True)
+        _wait_stored(settings, sim.expected())
+        analyzed = analyze.run_once(settings, int(now - 3 * 86400), int(now))
+        print(f"analyzed three days: {analyzed['lines']:,} quality flags and index points written")
         runner = LiveRunner(sim, pub, speed=args.speed)
         live = threading.Thread(target=runner.run, name="live-fleet", daemon=True)
         live.start()
@@ -99,6 +107,23 @@ def _wait_ready(log_path, proc, timeout=30.0) -> None:
             return
         time.sleep(0.05)
     raise RimbaError(f"ingest did not connect within {timeout:.0f} s; see {log_path}")
+
+
+def _wait_stored(settings, expected: int, timeout: float = 120.0) -> None:
+    """Show the backfill landing in InfluxDB, until all of it is queryable."""
+    influx = Influx.from_settings(settings)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            rows = influx.rows("SELECT count(seq) FROM reading")
+            stored = rows[0]["count"] if rows else 0
+            print(f"\r  stored {stored:,} of {expected:,} readings", end="", flush=True)
+            if stored >= expected:
+                break
+            time.sleep(0.25)
+    finally:
+        print()
+        influx.close()
 
 
 class LiveView:
@@ -156,6 +181,10 @@ class LiveView:
                                      " FROM reading WHERE time > now() - 30m GROUP BY site")
         except RimbaError:
             seen, means = 0, []
+        try:
+            qc = self.influx.rows('SELECT count(flag) FROM qc WHERE time > now() - 3d GROUP BY "check"')
+        except RimbaError:
+            qc = []
         dead = self.store.deadletter_count()
         lines = []
         if self.tty:
@@ -168,6 +197,8 @@ class LiveView:
                      f"nodes seen (1 h) {seen}/{len(self.fleet.nodes)}")
         lines.append(f"dead letters {dead:>5,}   spooled {c.get('spooled', 0):>6,}   write retries "
                      f"{c.get('write_retries', 0):>4,}   lag {c.get('lag_s', 0.0):5.1f} s")
+        flags = ", ".join(f"{r['check']} {r['count']}" for r in qc) or "none"
+        lines.append(f"quality flags (3 days): {flags}")
         by_site = {r["site"]: r for r in means}
         for sid, site in self.fleet.sites.items():
             lines.append("")

@@ -59,11 +59,11 @@ def naive_check(x, metrics, site_of=None, limits=None):
                 any_now = any(present(i, t, k) for k in range(n_m))
                 before = any(present(i, s, j) for s in range(t))
                 after = any(present(i, s, j) for s in range(t + 1, n_t))
-                if any_now or (before and after):
+                if (before or after) and (any_now or (before and after)):
                     flags[i][t][j] |= GAP
             # noise
             w = lim.noise_window
-            if n_t > w:
+            if n_t > w and name not in lim.flat_exempt:
                 d = [None] + [None if None in (ok(i, t - 1, j), ok(i, t, j)) else ok(i, t, j) - ok(i, t - 1, j)
                               for t in range(1, n_t)]
                 sds = []

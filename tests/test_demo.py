@@ -18,6 +18,7 @@ def test_demo_runs_and_cleans_up(tmp_path):
     stored = int(last.split("stored")[1].split()[0].replace(",", ""))
     assert stored > 1000, last  # three days of seven nodes
     assert "nodes seen (1 h) 7/7" in last and "dead letters" in last
+    assert "quality flags (3 days): " in last and "spike" in last.split("quality flags")[1].split("\n")[0]
     assert "Hutan Sekolah SMP Negeri 29 Pontianak" in last and "River level" in last
     assert "stopped the stack" in r.stdout
     assert not mqtt_answers("127.0.0.1", mq) and not influx_answers(f"http://127.0.0.1:{ix}")
