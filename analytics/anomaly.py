@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from analytics.robust import nanmedian
 from rimba.metrics import METRICS
 
 WIB_S = 7 * 3600
@@ -24,14 +25,6 @@ SCALE_FLOOR = {"air_temp_c": 0.3, "air_rh_pct": 2.0, "air_pressure_hpa": 0.5, "s
                "light_lux": 2000.0, "rain_mm": 1.0, "water_level_cm": 5.0, "water_temp_c": 0.2, "batt_v": 0.05,
                "rssi_dbm": 4.0}
 Z_HALF = 6.0  # the robust z that scores 0.5
-
-
-def _sorted_nanmedian(a, axis):
-    s = np.sort(a, axis=axis)
-    n = np.sum(~np.isnan(a), axis=axis, keepdims=True)
-    lo, hi = np.maximum((n - 1) // 2, 0), np.maximum(n // 2, 0)
-    m = (np.take_along_axis(s, lo, axis=axis) + np.take_along_axis(s, hi, axis=axis)) / 2.0
-    return np.squeeze(np.where(n > 0, m, np.nan), axis=axis)
 
 
 @dataclass
@@ -68,8 +61,8 @@ def score_cube(values, times, metrics, step_s: int, days: int = 7, min_days: int
     hist = np.concatenate([front, by_day[:, :-1]], axis=1)  # day d sees hist[:, d : d + days]
     windows = sliding_window_view(hist, days, axis=1)  # (nodes, n_days, slots, m, days)
     count = np.sum(~np.isnan(windows), axis=-1)
-    base = _sorted_nanmedian(windows, axis=-1)
-    mad = _sorted_nanmedian(np.abs(windows - base[..., None]), axis=-1)
+    base = nanmedian(windows, axis=-1)
+    mad = nanmedian(np.abs(windows - base[..., None]), axis=-1)
     floor = np.array([SCALE_FLOOR.get(m, 0.0) for m in metrics])
     scale = np.maximum(1.4826 * mad, floor)
     base = np.where(count >= min_days, base, np.nan)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analytics.robust import nanmedian
 from rimba.metrics import METRICS
 
 RANGE, SPIKE, STEP, FLAT, GAP, NOISE, DRIFT, HUMID_PM = (1 << i for i in range(8))
@@ -126,7 +127,7 @@ def check(x, metrics, site_of=None, limits: Limits | None = None) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             var = np.where(cnt >= w - 1, (s2 - s1 * s1 / cnt) / np.maximum(cnt - 1, 1), np.nan)
             sd = np.sqrt(np.maximum(var, 0.0))
-            typical = _nanmedian(np.where(sd > 0, sd, np.nan), axis=1, keepdims=True)
+            typical = nanmedian(np.where(sd > 0, sd, np.nan), axis=1, keepdims=True)
             noisy = sd > lim.noise_factor * typical
         flags[noisy & present & ~exempt] |= NOISE
 
@@ -139,7 +140,7 @@ def check(x, metrics, site_of=None, limits: Limits | None = None) -> np.ndarray:
             if len(idx) < 3:
                 continue
             block = ok[idx]
-            med = _nanmedian(block, axis=0)
+            med = nanmedian(block, axis=0)
             off = block - med
             mean_off = _centred_mean(off, lim.drift_window)
             with np.errstate(invalid="ignore"):
@@ -157,18 +158,6 @@ def check(x, metrics, site_of=None, limits: Limits | None = None) -> np.ndarray:
             if m in PM_METRICS:
                 flags[:, :, j][humid & present[:, :, j]] |= HUMID_PM
     return flags
-
-
-def _nanmedian(a, axis, keepdims=False):
-    """Median along `axis` ignoring NaN (NaN for all-NaN slices), by one sort: NumPy's nanmedian
-    takes a slow path for short axes with NaN in them, which is the fleet's common case."""
-    s = np.sort(a, axis=axis)  # NaN sort to the end
-    n = np.sum(~np.isnan(a), axis=axis, keepdims=True)
-    lo = np.maximum((n - 1) // 2, 0)
-    hi = np.maximum(n // 2, 0)
-    m = (np.take_along_axis(s, lo, axis=axis) + np.take_along_axis(s, hi, axis=axis)) / 2.0
-    m = np.where(n > 0, m, np.nan)
-    return m if keepdims else np.squeeze(m, axis=axis)
 
 
 def _shift_back(same):

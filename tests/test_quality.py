@@ -63,3 +63,22 @@ def test_each_check_finds_its_fault():
     assert (f[1, 130:190, 0] & DRIFT).all() and not (f[0, :, 0] & DRIFT).any()
     assert (f[0, 170:180, 2] & HUMID_PM).all() and not (f[0, :160, 2] & HUMID_PM).any()
     assert not (f[:, :, :] & (SPIKE | STEP | RANGE))[[0, 1, 3]][:, :40].any()
+
+
+def test_robust_median_matches_numpy():
+    import doctest
+
+    from analytics import robust
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(7, 50, 3))
+    a[rng.random(a.shape) < 0.3] = np.nan
+    a[:, 0, 0] = np.nan
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            expected = np.nanmedian(a, axis=0)
+    np.testing.assert_allclose(robust.nanmedian(a, axis=0), expected, equal_nan=True)
+    assert doctest.testmod(robust).failed == 0
