@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ingest import pipeline
 from ingest.pipeline import Outcome
+from ingest.writer import SpoolWriter
 from rimba.fleet import load_fleet
 from rimba.influx import Influx
 
@@ -64,17 +65,16 @@ def replay(settings, store, ids=None, code=None, node=None, clock=time.time) -> 
             tx.mark_replayed(rid, clock())
         result.replayed += 1
         result.stored += out.stored
-    _drain(settings, store)
+    _drain(settings, store, clock)
     return result
 
 
-def _drain(settings, store) -> None:
+def _drain(settings, store, clock=time.time) -> None:
     """Write the replayed lines now; a running ingest would pick them up too."""
     influx = Influx.from_settings(settings)
+    writer = SpoolWriter(influx, store, settings.batch_lines, clock)
     try:
         while rows := store.claim(OWNER, max_bytes=8 * 1024 * 1024):
-            for rid, _lines, body in rows:
-                influx.write(bytes(body))
-                store.release([rid])
+            writer.write_rows(rows)
     finally:
         influx.close()

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from ingest import lineproto, pipeline
 from ingest.pipeline import DeadLetter, Outcome
 from ingest.store import Store
+from ingest.writer import SpoolWriter
 from rimba import contract
-from rimba.errors import InfluxAuthError, InfluxRejected, InfluxUnavailable, RimbaError
+from rimba.errors import InfluxAuthError, InfluxUnavailable, RimbaError
 from rimba.fleet import FleetWatcher
 from rimba.influx import Influx, InfluxNoDatabase
 from rimba.mqtt import Mqtt
@@ -46,7 +47,6 @@ SUBSCRIPTIONS = (f"{contract.TOPIC_ROOT}/+/+/up", f"{contract.TOPIC_ROOT}/+/+/st
 class Counters:
     received: int = 0
     stored: int = 0  # readings made durable (spooled on their way to InfluxDB)
-    written: int = 0  # lines InfluxDB accepted
     duplicates: int = 0
     dead_lettered: int = 0
     write_retries: int = 0
@@ -61,6 +61,7 @@ class Ingest:
         self.store = Store.in_state_dir(settings.state_path)
         self.fleet = FleetWatcher(settings.fleet, clock)
         self.influx = Influx.from_settings(settings)
+        self.spool_writer = SpoolWriter(self.influx, self.store, settings.batch_lines, clock)
         self.counters = Counters()
         self.queue: collections.deque = collections.deque()
         lock = threading.Lock()
@@ -286,8 +287,9 @@ class Ingest:
         lines, _ = self.store.spool_size()
         oldest = [t for t in (self.store.oldest_spooled(), self.queue[0][2] if self.queue else None) if t]
         c = self.counters
-        fields = {"received": c.received, "stored": c.stored, "written": c.written, "duplicates": c.duplicates,
-                  "dead_lettered": c.dead_lettered, "spooled": lines, "write_retries": c.write_retries,
+        w = self.spool_writer
+        fields = {"received": c.received, "stored": c.stored, "written": w.written, "duplicates": c.duplicates,
+                  "dead_lettered": c.dead_lettered + w.refused, "spooled": lines, "write_retries": c.write_retries,
                   "gaps": c.gaps, "queued": len(self.queue), "lag_s": float(max(0.0, now - min(oldest)) if oldest else 0.0)}
         line = lineproto.line("ingest", {"instance": lineproto.tag(self.owner)}, fields, int(now * 1000))
         with self.store.transaction() as tx:
@@ -304,14 +306,7 @@ class Ingest:
                 self.spooled.clear()
                 continue
             try:
-                done = []
-                try:
-                    for rid, _lines, body in rows:
-                        self._write_body(bytes(body))
-                        done.append(rid)
-                finally:
-                    self.store.release(done)
-                if done:
+                if self.spool_writer.write_rows(rows):
                     self.wrote.set()
             except InfluxUnavailable as err:
                 self.counters.write_retries += 1
@@ -336,33 +331,6 @@ class Ingest:
                 log.info("InfluxDB is back after %.0f s; spool draining", self.clock() - self._influx_down_since)
                 self._influx_down_since = None
             backoff = 0.1
-
-    def _write_body(self, body: bytes) -> None:
-        """Write a spool row, in requests of at most `batch_lines` lines."""
-        step = self.settings.batch_lines
-        if body.count(b"\n") <= step:
-            self._write_chunk(body)
-            return
-        lines = body.splitlines(keepends=True)
-        for i in range(0, len(lines), step):
-            self._write_chunk(b"".join(lines[i:i + step]))
-
-    def _write_chunk(self, chunk: bytes) -> None:
-        try:
-            self.influx.write(chunk)
-            self.counters.written += chunk.count(b"\n")
-        except InfluxRejected as err:
-            lines = chunk.splitlines(keepends=True)
-            if len(lines) == 1:
-                log.error("InfluxDB refused a point, dead-lettered: %s", err)
-                with self.store.transaction() as tx:
-                    tx.deadletter(DeadLetter("", chunk.rstrip(b"\n"), "db-refused", f"db-refused: {err}"[:500],
-                                             None, kind="point"), self.clock())
-                self.counters.dead_lettered += 1
-                return
-            half = len(lines) // 2  # split down to the refused line; the rest is written (idempotently)
-            self._write_chunk(b"".join(lines[:half]))
-            self._write_chunk(b"".join(lines[half:]))
 
     def _die(self, why: str) -> None:
         self.fatal = why

@@ -78,11 +78,8 @@ class IngestProcess:
 
 
 def env_for(settings_values: dict) -> dict:
-    from rimba.settings import OPTIONS
+    """The environment of a child `rimba` process with these settings (and no RIMBA_* of ours)."""
+    from rimba.settings import build
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIMBA_")}
-    for opt in OPTIONS:
-        if opt.key in settings_values:
-            env[opt.env] = str(settings_values[opt.key])
-    env["PYTHONPATH"] = str(ROOT)
-    return env
+    return {**env, **build(overrides=settings_values, env={}).env(), "PYTHONPATH": str(ROOT)}
