@@ -22,6 +22,8 @@ References
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 MAGNUS_A = 17.625
@@ -43,6 +45,32 @@ ISPU_CATEGORIES = (
 )
 
 
+CHUNK = 1 << 16  # values per piece when a function works through a large array
+
+
+def _elementwise(f):
+    """Run an elementwise function of arrays over large inputs piece by piece.
+
+    Each piece's temporaries stay in the processor's cache (and no large temporary is ever
+    allocated), which makes a many-step formula several times faster over a fleet's data.
+    """
+    @functools.wraps(f)
+    def run(*args):
+        arrays = [np.asarray(a, dtype=float) for a in args if not isinstance(a, str)]
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+        size = int(np.prod(shape))
+        if size <= 2 * CHUNK:
+            return f(*args)
+        arrays = iter([np.broadcast_to(a, shape) for a in arrays])
+        args = [a if isinstance(a, str) else next(arrays) for a in args]
+        per = max(1, CHUNK * shape[0] // size)  # rows along the first axis per piece
+        out = np.empty(shape)
+        for lo in range(0, shape[0], per):
+            out[lo:lo + per] = f(*(a if isinstance(a, str) else a[lo:lo + per] for a in args))
+        return out
+    return run
+
+
 def _out(x):
     """A 0-d array back to a Python float; arrays stay arrays."""
     return float(x) if np.ndim(x) == 0 else x
@@ -53,6 +81,7 @@ def _rh(air_rh_pct):
     return np.where((rh >= 0) & (rh <= 100), rh, np.nan)
 
 
+@_elementwise
 def dew_point_c(air_temp_c, air_rh_pct):
     """Dew point by the Magnus formula.
 
@@ -85,6 +114,7 @@ def dew_point_c(air_temp_c, air_rh_pct):
     return _out(td)
 
 
+@_elementwise
 def heat_index_c(air_temp_c, air_rh_pct):
     """NWS heat index (apparent temperature) from air temperature and humidity.
 
@@ -113,21 +143,33 @@ def heat_index_c(air_temp_c, air_rh_pct):
     >>> round(heat_index_c(30.0, 80.0), 2)
     37.67
     """
-    t = np.asarray(air_temp_c, dtype=float) * 9.0 / 5.0 + 32.0
-    rh = _rh(air_rh_pct)
-    simple = 0.5 * (t + 61.0 + (t - 68.0) * 1.2 + rh * 0.094)
-    hi = (-42.379 + 2.04901523 * t + 10.14333127 * rh - 0.22475541 * t * rh - 0.00683783 * t * t
-          - 0.05481717 * rh * rh + 0.00122874 * t * t * rh + 0.00085282 * t * rh * rh
-          - 0.00000199 * t * t * rh * rh)
+    t, rh = np.broadcast_arrays(np.asarray(air_temp_c, dtype=float) * 1.8 + 32.0, _rh(air_rh_pct))
+    shape = t.shape
+    t, rh = t.reshape(-1), rh.reshape(-1)
+    simple = 1.1 * t - 10.3 + 0.047 * rh  # 0.5 * (t + 61 + (t - 68) * 1.2 + 0.094 * rh)
+    # the Rothfusz regression, grouped to save passes over large arrays
+    hi = (-42.379 + t * (2.04901523 - 0.00683783 * t) + rh * (10.14333127 - 0.05481717 * rh)
+          + t * rh * (-0.22475541 + 0.00122874 * t + 0.00085282 * rh - 0.00000199 * t * rh))
     with np.errstate(invalid="ignore"):
-        dry = (rh < 13) & (t >= 80) & (t <= 112)
-        hi = np.where(dry, hi - ((13 - rh) / 4) * np.sqrt(np.clip((17 - np.abs(t - 95)) / 17, 0, None)), hi)
-        humid = (rh > 85) & (t >= 80) & (t <= 87)
-        hi = np.where(humid, hi + ((rh - 85) / 10) * ((87 - t) / 5), hi)
-        f = np.where((simple + t) / 2 < 80, simple, hi)
+        rothfusz = (simple + t) >= 160.0  # the mean of the simple formula and t reaches 80 °F
+        for where, adjust in (((rh < 13) & (t >= 80) & (t <= 112), _dry_adjustment),
+                              ((rh > 85) & (t >= 80) & (t <= 87), _humid_adjustment)):
+            idx = np.flatnonzero(where & rothfusz)
+            if idx.size:
+                hi[idx] += adjust(t[idx], rh[idx])
+        f = np.where(rothfusz, hi, simple).reshape(shape)
     return _out((f - 32.0) * 5.0 / 9.0)
 
 
+def _dry_adjustment(t_f, rh):
+    return -((13 - rh) / 4) * np.sqrt(np.clip((17 - np.abs(t_f - 95)) / 17, 0, None))
+
+
+def _humid_adjustment(t_f, rh):
+    return ((rh - 85) / 10) * ((87 - t_f) / 5)
+
+
+@_elementwise
 def humidex_c(air_temp_c, air_rh_pct):
     """Humidex from air temperature and humidity (dew point by Magnus).
 
@@ -158,6 +200,7 @@ def humidex_c(air_temp_c, air_rh_pct):
     return _out(t + 0.5555 * (e - 10.0))
 
 
+@_elementwise
 def ispu(concentration_ugm3, pollutant):
     """Indonesian air-pollution standard index (ISPU) for PM2.5 or PM10.
 

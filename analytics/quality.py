@@ -13,7 +13,7 @@ Flags (combine with ``|``; stored as the `qc` measurement's `flag` field):
     STEP      a jump to a new level larger than the metric's step limit
     FLAT      the same value for `flat_n` samples or more (a stuck sensor)
     GAP       no value here while the node reported at other times (a dropout)
-    NOISE     the sample-to-sample scatter far above the series' usual
+    NOISE     the sample-to-sample scatter (RMS of differences) far above the series' usual
     DRIFT     a day-long offset from the median of the same site's other nodes
     HUMID_PM  a particulate reading taken above 80 % relative humidity, when
               low-cost optical sensors read high (DOMAIN.md §1.4)
@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.ndimage import uniform_filter1d
 
 from analytics.robust import nanmedian
 from rimba.metrics import METRICS
@@ -75,124 +76,170 @@ def check(x, metrics, site_of=None, limits: Limits | None = None) -> np.ndarray:
     """
     lim = limits or Limits()
     x = np.asarray(x, dtype=float)
-    n_nodes, n_t, n_m = x.shape
     flags = np.zeros(x.shape, dtype=np.uint16)
-    present = ~np.isnan(x)
+    # blocks of whole sites (a node's flags depend on it and its site only), small enough to stay
+    # in the processor's cache
+    sites = np.asarray(site_of) if site_of is not None else np.arange(x.shape[0]) // BLOCK
+    _, first, group = np.unique(sites, return_index=True, return_inverse=True)
+    block = []
+    for g in np.argsort(first):
+        block.extend(np.flatnonzero(group == g))
+        if len(block) >= BLOCK or g == np.argsort(first)[-1]:
+            idx = np.array(block)
+            flags[idx] = _check_block(x[idx], metrics, None if site_of is None else sites[idx], lim)
+            block = []
+    return flags
 
-    low = np.array([METRICS[m].low for m in metrics])
-    high = np.array([METRICS[m].high for m in metrics])
+
+BLOCK = 32  # nodes
+
+
+def _check_block(x, metrics, site_of, lim):
+    """Flags for x (nodes, time, metrics), worked out with time along the contiguous axis."""
+    x = np.ascontiguousarray(x.transpose(0, 2, 1))  # (nodes, metrics, time)
+    n_t = x.shape[-1]
+    flags = np.zeros(x.shape, dtype=np.uint16)
+
+    def mark(bit, where):
+        np.bitwise_or(flags, np.uint16(bit), out=flags, where=where)
+
+    def per_metric(table):
+        return _per_metric(metrics, table)[:, None]
+
+    present = ~np.isnan(x)
+    low = np.array([METRICS[m].low for m in metrics])[:, None]
+    high = np.array([METRICS[m].high for m in metrics])[:, None]
     with np.errstate(invalid="ignore"):
-        flags[present & ((x < low) | (x > high))] |= RANGE
+        out_of_range = (x < low) | (x > high)
+    mark(RANGE, out_of_range)
 
     # spikes and steps, on values inside the physical range
-    ok = np.where(present & ~((x < low) | (x > high)), x, np.nan)
-    step = _per_metric(metrics, lim.step)
+    ok = np.where(out_of_range, np.nan, x)
+    step = per_metric(lim.step)
     d_prev = np.full(x.shape, np.nan)
-    d_prev[:, 1:] = ok[:, 1:] - ok[:, :-1]
+    np.subtract(ok[..., 1:], ok[..., :-1], out=d_prev[..., 1:])
     d_next = np.full(x.shape, np.nan)
-    d_next[:, :-1] = ok[:, :-1] - ok[:, 1:]
+    np.negative(d_prev[..., 1:], out=d_next[..., :-1])
     with np.errstate(invalid="ignore"):
-        spike = (np.abs(d_prev) > step) & (np.abs(d_next) > step) & (np.sign(d_prev) == np.sign(d_next))
-        jump = np.abs(d_prev) > step
-    flags[spike] |= SPIKE
+        big_prev = np.abs(d_prev) > step
+        big_next = np.abs(d_next) > step
+        spike = big_prev & big_next & ((d_prev > 0) == (d_next > 0))
+    mark(SPIKE, spike)
     after_spike = np.zeros_like(spike)
-    after_spike[:, 1:] = spike[:, :-1]
-    flags[jump & ~spike & ~after_spike] |= STEP
+    after_spike[..., 1:] = spike[..., :-1]
+    mark(STEP, big_prev & ~spike & ~after_spike)
 
     # flat lines: runs of identical values at least flat_n long
     same = np.zeros(x.shape, dtype=bool)
-    same[:, 1:] = ok[:, 1:] == ok[:, :-1]
-    run_end = _run_lengths(same)  # identical neighbours before t
-    run_start = _run_lengths(_shift_back(same)[:, ::-1])[:, ::-1]  # and after t
-    flat = (run_end + run_start + 1 >= lim.flat_n) & present
-    exempt = np.array([m in lim.flat_exempt for m in metrics])
-    flags[flat & ~exempt] |= FLAT
+    np.equal(ok[..., 1:], ok[..., :-1], out=same[..., 1:])
+    exempt = np.array([m in lim.flat_exempt for m in metrics])[:, None]
+    mark(FLAT, _in_long_run(same, lim.flat_n) & present & ~exempt)
 
     # dropouts, for metrics the node reports at all: missing while the node reported something
     # else at this time, or while this metric came before and after
-    ever = present.any(axis=1, keepdims=True)
-    reported = present.any(axis=2, keepdims=True)
-    seen_before = np.maximum.accumulate(present, axis=1)
-    seen_after = np.maximum.accumulate(present[:, ::-1], axis=1)[:, ::-1]
-    flags[~present & ever & (reported | (seen_before & seen_after))] |= GAP
+    ever = present.any(axis=-1, keepdims=True)
+    reported = present.any(axis=1, keepdims=True)
+    first = np.argmax(present, axis=-1)[..., None]
+    last = n_t - 1 - np.argmax(present[..., ::-1], axis=-1)[..., None]
+    t = np.arange(n_t)
+    mark(GAP, ~present & ever & (reported | ((t > first) & (t < last))))
 
-    # noise bursts: centred rolling std of first differences, against the series' own median
+    # noise bursts: centred rolling RMS of first differences (von Neumann's scatter, free of a slow
+    # trend), against the series' own median
     w = lim.noise_window
     if n_t > w:
-        diffs = np.where(np.isnan(d_prev), 0.0, d_prev)
-        valid = (~np.isnan(d_prev)).astype(float)
-        s1 = _centred_sum(diffs, w)
-        s2 = _centred_sum(diffs * diffs, w)
-        cnt = _centred_sum(valid, w)
+        valid = ~np.isnan(d_prev)
+        s2 = _centred_sum(np.where(valid, d_prev * d_prev, 0.0), w)
+        cnt = _centred_count(valid, w)
         with np.errstate(invalid="ignore", divide="ignore"):
-            var = np.where(cnt >= w - 1, (s2 - s1 * s1 / cnt) / np.maximum(cnt - 1, 1), np.nan)
-            sd = np.sqrt(np.maximum(var, 0.0))
-            typical = nanmedian(np.where(sd > 0, sd, np.nan), axis=1, keepdims=True)
+            sd = np.sqrt(np.where(cnt >= w - 1, np.maximum(s2, 0.0) / cnt, np.nan))
+            # the series' usual scatter: the median over every (w // 2)-th window (they overlap by
+            # half, so every sample counts; a full median would sort the whole series)
+            thin = sd[..., ::max(1, w // 2)]
+            typical = nanmedian(np.where(thin > 0, thin, np.nan), axis=-1, keepdims=True)
             noisy = sd > lim.noise_factor * typical
-        flags[noisy & present & ~exempt] |= NOISE
+        mark(NOISE, noisy & present & ~exempt)
 
     # drift against the same site's other nodes
     if site_of is not None:
-        drift = _per_metric(metrics, lim.drift)
+        drift = per_metric(lim.drift)
         sites = np.asarray(site_of)
         for site in np.unique(sites):
             idx = np.flatnonzero(sites == site)
             if len(idx) < 3:
                 continue
             block = ok[idx]
-            med = nanmedian(block, axis=0)
-            off = block - med
-            mean_off = _centred_mean(off, lim.drift_window)
+            off = block - nanmedian(block, axis=0)
             with np.errstate(invalid="ignore"):
-                drifting = np.abs(mean_off) > drift
+                drifting = np.abs(_centred_mean(off, lim.drift_window)) > drift
             sub = flags[idx]
-            sub[drifting & present[idx]] |= DRIFT
+            np.bitwise_or(sub, np.uint16(DRIFT), out=sub, where=drifting & present[idx])
             flags[idx] = sub
 
     # particulates in humid air
     if "air_rh_pct" in metrics:
-        rh = x[:, :, list(metrics).index("air_rh_pct")]
         with np.errstate(invalid="ignore"):
-            humid = rh > lim.humid_rh
+            humid = x[:, list(metrics).index("air_rh_pct")] > lim.humid_rh
         for j, m in enumerate(metrics):
             if m in PM_METRICS:
-                flags[:, :, j][humid & present[:, :, j]] |= HUMID_PM
-    return flags
+                np.bitwise_or(flags[:, j], np.uint16(HUMID_PM), out=flags[:, j], where=humid & present[:, j])
+    return flags.transpose(0, 2, 1)
 
 
-def _shift_back(same):
-    """same[t] says x[t] == x[t-1]; return b[t] = x[t] == x[t+1]."""
-    out = np.zeros_like(same)
-    out[:, :-1] = same[:, 1:]
-    return out
+def _in_long_run(same, n: int):
+    """Whether each t lies in a run of at least n identical values (along the last axis).
 
-
-def _run_lengths(b):
-    """For each t, how many consecutive True end at t (along axis 1)."""
-    c = np.cumsum(b, axis=1)
-    reset = np.where(~b, c, 0)
-    return c - np.maximum.accumulate(reset, axis=1)
+    same[..., t] says value t equals value t - 1. The n values from s on are identical when
+    same[s + 1 .. s + n - 1] are all true (a window sum of n - 1); t lies in such a run when one
+    starts at any s in t - n + 1 .. t (a second window sum). Integer running sums, exact.
+    """
+    k = n - 1
+    length = same.shape[-1]
+    if k <= 0:
+        return np.ones(same.shape, dtype=bool)
+    if length < n:
+        return np.zeros(same.shape, dtype=bool)
+    c = np.zeros(same.shape[:-1] + (length + 1,), dtype=np.int32)
+    np.cumsum(same, axis=-1, out=c[..., 1:])
+    starts = np.zeros(same.shape[:-1] + (length + 1,), dtype=np.int32)  # running count of run starts
+    # a run of n starts at s = 0 .. length - n when c[s + n] - c[s + 1] == k
+    np.cumsum((c[..., n:] - c[..., 1:length - k + 1]) == k, axis=-1, out=starts[..., 1:length - k + 1])
+    starts[..., length - k + 1:] = starts[..., length - k:length - k + 1]
+    # starts s in max(t - k, 0) .. t, as a difference of the running count
+    inside = starts[..., 1:].copy()
+    inside[..., k:] -= starts[..., :length - k]
+    return inside > 0
 
 
 def _centred_sum(a, w):
-    """Sum over a centred window of w samples (clipped at the ends), along axis 1.
+    """Sum over a centred window of w samples, t - w // 2 .. t - w // 2 + w - 1, clipped at the ends.
 
-    With c the running sum (a leading 0), the sum for t is c[min(t - h + w, n)] - c[max(t - h, 0)],
-    h = w // 2; padding c with h copies of its first value and w - h of its last turns both into
-    plain slices (no fancy indexing over the whole cube).
+    From running sums c (a leading 0): c[min(t - h + w, n)] - c[max(t - h, 0)], h = w // 2. A window
+    of zeros sums to exactly zero (a running-sum filter would leave rounding dust there).
     """
-    n = a.shape[1]
+    n = a.shape[-1]
     h = w // 2
-    c = np.cumsum(a, axis=1)
-    zero = np.zeros(a.shape[:1] + (1,) + a.shape[2:])
-    last = c[:, -1:]
-    pad = np.concatenate([zero] * (h + 1) + [c] + [last] * (w - h), axis=1)
-    return pad[:, w:w + n] - pad[:, :n]
+    c = np.zeros(a.shape[:-1] + (n + 1,))
+    np.cumsum(a, axis=-1, out=c[..., 1:])
+    out = np.empty(a.shape)
+    first, last = min(h, n), max(h, n + h - w + 1)  # t in [first, last) needs no clipping
+    if last > first:
+        np.subtract(c[..., first - h + w:last - h + w], c[..., first - h:last - h], out=out[..., first:last])
+    ends = np.array([*range(first), *range(max(first, last), n)], dtype=int)
+    if len(ends):
+        out[..., ends] = c[..., np.minimum(ends - h + w, n)] - c[..., np.maximum(ends - h, 0)]
+    return out
+
+
+def _centred_count(valid, w):
+    """How many of the centred window's samples are valid (SciPy's one-pass filter, rounded)."""
+    return np.rint(uniform_filter1d(valid.astype(float), w, axis=-1, mode="constant") * w)
 
 
 def _centred_mean(a, w):
     valid = ~np.isnan(a)
-    s = _centred_sum(np.where(valid, a, 0.0), w)
-    cnt = _centred_sum(valid.astype(float), w)
+    # single precision: the mean is compared with a limit, never with zero
+    s = uniform_filter1d(np.where(valid, a, 0.0).astype(np.float32), w, axis=-1, mode="constant") * w
+    cnt = np.rint(uniform_filter1d(valid.astype(np.float32), w, axis=-1, mode="constant") * w)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(cnt >= w // 2, s / cnt, np.nan)

@@ -71,12 +71,10 @@ def naive_check(x, metrics, site_of=None, limits=None):
                     lo, hi = max(0, t - w // 2), min(n_t, t - w // 2 + w)
                     vals = [v for v in d[lo:max(lo, hi)] if v is not None]
                     if len(vals) >= w - 1:
-                        s1, s2 = sum(vals), sum(v * v for v in vals)
-                        var = (s2 - s1 * s1 / len(vals)) / max(len(vals) - 1, 1)
-                        sds.append(math.sqrt(max(var, 0.0)))
+                        sds.append(math.sqrt(sum(v * v for v in vals) / len(vals)))
                     else:
                         sds.append(None)
-                positive = [s for s in sds if s is not None and s > 0]
+                positive = [s for s in sds[::max(1, w // 2)] if s is not None and s > 0]
                 if positive:
                     typical = statistics.median(positive)
                     for t in range(n_t):
