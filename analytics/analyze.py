@@ -1,23 +1,41 @@
-"""`rimba analyze`: quality flags and indices over a time range of the whole fleet.
+"""`rimba analyze`: the analytics over the whole fleet, once over a time range or every minute.
 
-First version: `--once` over a window (quality checks, dew point, heat index,
-humidex, ISPU from 24-hour means of PM), written back to InfluxDB as `qc` and
-`index` points. Anomaly events, fire danger and alerts come next.
+One run loads the last `analyze_days` of readings on the `analyze_step_s` grid
+(from a WIB midnight, which the time-of-day baselines need) and:
+
+1. flags every value (`analytics.quality`) and writes the flags as `qc` points;
+2. derives dew point, heat index, humidex and ISPU (from 24-hour means) as `index` points;
+3. scores anomalies (`analytics.anomaly`) and writes the events as `anomaly` points;
+4. runs the fire weather index system per node over the last `FWI_DAYS` days of
+   noon weather (with `fire_wind_kmh`) and writes the codes as `index` points at noon;
+5. evaluates the alert rules (`analytics.alerts`): MQTT `alert` messages and
+   notifications through Apprise.
+
+Writes are idempotent (a point's tags and time fix it), so overlapping runs
+rewrite the same points rather than adding new ones.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from analytics import indices, quality
-from analytics.data import index_lines, load_cube, qc_lines
+from analytics import alerts, anomaly, fwi, indices, quality
+from analytics.data import anomaly_lines, index_lines, last_contact, load_cube, qc_lines
 from rimba.fleet import load_fleet
 from rimba.influx import Influx
+from rimba.metrics import METRICS
 
 log = logging.getLogger("rimba.analyze")
+WIB_S = 7 * 3600
+FWI_DAYS = 30  # days of noon weather the fire codes run over (the drought code has a long memory)
+# metrics whose anomalies mean something to people; rain and light come in bursts, and the node's own
+# battery and signal are the fleet-health view's
+ANOMALY_METRICS = tuple(m for m in METRICS if m not in ("rain_mm", "light_lux", "batt_v", "rssi_dbm"))
 
 
 def rolling_mean(x: np.ndarray, w: int, min_count: int) -> np.ndarray:
@@ -50,27 +68,196 @@ def derive(cube, step_s: int) -> dict:
     return out
 
 
+@dataclass
+class FireDays:
+    times: np.ndarray  # noon WIB of each day
+    codes: fwi.FwiDays  # (days, nodes)
+
+
+def fire_days(hourly, lat_of: dict, wind_kmh: float) -> FireDays:
+    """The fire weather codes per node for each day of an hourly cube (from a WIB midnight).
+
+    Noon weather is the 12:00-13:00 WIB mean of the node's temperature and humidity; the rain is the
+    24 hours to noon, the median over the site's nodes that measure rain (a missing gauge does not make
+    a dry day).
+    """
+    hours = len(hourly.times)
+    days = hours // 24
+    t = hourly.metric("air_temp_c")[:, 12:days * 24:24].T  # (days, nodes)
+    rh = hourly.metric("air_rh_pct")[:, 12:days * 24:24].T
+    rain_h = hourly.metric("rain_mm")
+    sites = np.asarray(hourly.sites)
+    rain = np.full(t.shape, np.nan)
+    for site in np.unique(sites):
+        idx = np.flatnonzero(sites == site)
+        for d in range(days):
+            lo = max(0, d * 24 - 12)
+            sums = np.nansum(rain_h[idx, lo:d * 24 + 12], axis=1)
+            has = ~np.all(np.isnan(rain_h[idx, lo:d * 24 + 12]), axis=1)
+            if has.any():
+                rain[d, idx] = float(np.median(sums[has]))
+    rain = np.where(np.isnan(rain) & ~np.isnan(t), 0.0, rain)  # a site without a gauge: counted as dry
+    month = np.array([time.gmtime(int(hourly.times[d * 24]) + WIB_S).tm_mon for d in range(days)], dtype=int)
+    lat = np.array([lat_of[s] for s in hourly.sites])
+    codes = fwi.fwi_daily(t, rh, np.full(t.shape, wind_kmh), rain, month, lat)
+    return FireDays(hourly.times[12:days * 24:24][:days], codes)
+
+
+def fire_lines(hourly, fire: FireDays) -> list:
+    from ingest import lineproto
+
+    out = []
+    names = ("ffmc", "dmc", "dc", "isi", "bui", "fwi")
+    for d, t in enumerate(fire.times):
+        for i, node in enumerate(hourly.nodes):
+            values = {k: float(getattr(fire.codes, k)[d, i]) for k in names}
+            if any(np.isnan(v) for v in values.values()):
+                continue
+            values["fwi_class"] = int(fwi.danger_class("fwi", values["fwi"]))
+            out.append(lineproto.line("index", {"site": hourly.sites[i], "node": node}, values, int(t) * 1000))
+    return out
+
+
+@dataclass
+class Analyzer:
+    """Runs the analytics; keeps the alert engine (and its MQTT link) between runs."""
+
+    settings: object
+    engine: alerts.Engine | None = None
+    publisher: object = None
+    rules: tuple = field(default=())
+
+    def __post_init__(self):
+        s = self.settings
+        self.rules = alerts.load_rules(s.alert_rules)
+        notify = alerts.apprise_notifier(s.alert_notify.split()) if s.alert_notify.strip() else None
+        s.state_path.mkdir(parents=True, exist_ok=True)
+        self.publisher = alerts.MqttPublisher(s, f"rimba-analyze-{s.influx_db}")
+        self.engine = alerts.Engine(alerts.AlertStore(s.state_path / "alerts.sqlite"), repeat_s=s.alert_repeat_s,
+                                    clear_s=s.alert_clear_s, quiet=alerts.parse_quiet(s.alert_quiet_hours),
+                                    publish=self.publisher, notify=notify)
+
+    def close(self) -> None:
+        self.publisher.close()
+        self.engine.store.close()
+
+    def run(self, end: int, days: float | None = None, now: int | None = None) -> dict:
+        s = self.settings
+        step = s.analyze_step_s
+        now = end if now is None else now
+        days = s.analyze_days if days is None else days
+        start = end - int(days * 86400)
+        start -= (start + WIB_S) % 86400  # from a WIB midnight
+        fleet = load_fleet(s.fleet)
+        influx = Influx.from_settings(s)
+        try:
+            cube = load_cube(influx, fleet, start, end, step)
+            flags = quality.check(cube.values, cube.metrics, cube.sites)
+            derived = derive(cube, step)
+            cols = [cube.metrics.index(m) for m in ANOMALY_METRICS]
+            values = np.where(flags[:, :, cols] & quality.RANGE, np.nan, cube.values[:, :, cols])
+            scores = anomaly.score_cube(values, cube.times, ANOMALY_METRICS, step)
+            events = anomaly.events(scores, values, cube.times, cube.nodes, ANOMALY_METRICS)
+            fire_start = end - FWI_DAYS * 86400
+            fire_start -= (fire_start + WIB_S) % 86400
+            hourly = load_cube(influx, fleet, fire_start, end, 3600, ("air_temp_c", "air_rh_pct", "rain_mm"))
+            fire = fire_days(hourly, {k: v.lat for k, v in fleet.sites.items()}, s.fire_wind_kmh)
+            lines = (qc_lines(cube, flags, quality.FLAG_NAMES) + index_lines(cube, derived)
+                     + anomaly_lines(cube, events) + fire_lines(hourly, fire))
+            for i in range(0, len(lines), 5000):
+                influx.write(("\n".join(lines[i:i + 5000]) + "\n").encode())
+            contact, wake = last_contact(influx, end - 30 * 86400, end)
+        finally:
+            influx.close()
+        observations = self.observe(fleet, cube, derived, events, values, fire, hourly, contact, wake, now)
+        changes = self.engine.evaluate(observations, now)
+        counts = {name: int(np.count_nonzero(flags & bit)) for bit, name in quality.FLAG_NAMES.items()}
+        log.info("analyzed %d nodes x %d steps: %d points written; %d anomaly events; alerts: %s",
+                 len(cube.nodes), len(cube.times), len(lines), len(events),
+                 ", ".join(f"{c.what} {c.incident['id']}" for c in changes) or "no change")
+        return {"nodes": len(cube.nodes), "steps": len(cube.times), "lines": len(lines), "flags": counts,
+                "events": len(events), "changes": changes}
+
+    def observe(self, fleet, cube, derived, events, values, fire, hourly, contact, wake, now) -> list:
+        s = self.settings
+        step = s.analyze_step_s
+        stale = 3 * 3600
+        open_keys = {inc["key"] for inc in self.engine.store.open_incidents()}
+        firing = open_keys.__contains__
+        obs = []
+        for rule in self.rules:
+            if rule.kind == "threshold":
+                if rule.metric in derived:
+                    series = derived[rule.metric]
+                elif rule.metric in cube.metrics:
+                    series = cube.metric(rule.metric)
+                else:
+                    continue
+                obs += alerts.threshold_observations(rule, cube.times, series, cube.nodes, cube.sites, now, firing,
+                                                     stale)
+            elif rule.kind == "ispu":
+                for pollutant, metric in (("pm25", "pm25_ugm3"), ("pm10", "pm10_ugm3")):
+                    v = derived.get(f"ispu_{pollutant}")
+                    if v is None:
+                        continue
+                    cat = indices.ispu_category(v)
+                    label = "PM2.5" if pollutant == "pm25" else "PM10"
+                    obs += alerts.category_observations(
+                        rule, cube.times, cat, v, cube.nodes, cube.sites, metric, now, stale,
+                        lambda c, x, label=label: (f"ISPU {label} {x:.0f}: {indices.ISPU_CATEGORIES[c][1]} "
+                                                   f"({indices.ISPU_CATEGORIES[c][2]})"))
+            elif rule.kind == "fire":
+                cls = fwi.danger_class("fwi", fire.codes.fwi.T)
+                obs += alerts.category_observations(
+                    rule, fire.times, cls, fire.codes.fwi.T, hourly.nodes, hourly.sites, None, now, 2 * 86400,
+                    lambda c, x: f"fire weather index {x:.1f}: {fwi.CLASS_NAMES[c][0]} ({fwi.CLASS_NAMES[c][1]})")
+            elif rule.kind == "anomaly":
+                last = {}
+                for i, node in enumerate(cube.nodes):
+                    for j, metric in enumerate(ANOMALY_METRICS):
+                        k = np.flatnonzero(~np.isnan(values[i, :, j]))
+                        if k.size:
+                            last[(node, cube.sites[i], metric)] = int(cube.times[k[-1]])
+                obs += alerts.anomaly_observations(rule, events, last, step, now, stale)
+            elif rule.kind == "overdue":
+                obs += alerts.overdue_observations(rule, fleet, contact, wake, now, s.overdue_sends,
+                                                   s.overdue_grace_s, s.alert_group_min)
+        return obs
+
+
 def run_once(settings, start: int, end: int, step_s: int = 600) -> dict:
-    fleet = load_fleet(settings.fleet)
-    influx = Influx.from_settings(settings)
+    """One run over [start, end) (the CLI's `--once`)."""
+    analyzer = Analyzer(settings.with_(analyze_step_s=step_s))
     try:
-        cube = load_cube(influx, fleet, start, end, step_s)
-        flags = quality.check(cube.values, cube.metrics, cube.sites)
-        lines = qc_lines(cube, flags, quality.FLAG_NAMES) + index_lines(cube, derive(cube, step_s))
-        for i in range(0, len(lines), 5000):
-            influx.write(("\n".join(lines[i:i + 5000]) + "\n").encode())
+        return analyzer.run(end, days=(end - start) / 86400)
     finally:
-        influx.close()
-    counts = {name: int(np.count_nonzero(flags & bit)) for bit, name in quality.FLAG_NAMES.items()}
-    log.info("analyzed %d nodes x %d steps: %d lines written; flags %s", len(cube.nodes), len(cube.times),
-             len(lines), counts)
-    return {"nodes": len(cube.nodes), "steps": len(cube.times), "lines": len(lines), "flags": counts}
+        analyzer.close()
 
 
 def main(settings, args) -> int:
-    end = int(time.time()) if args.until is None else args.until
-    start = end - int(args.hours * 3600)
-    result = run_once(settings, start, end, args.step)
-    print(f"analyzed {result['nodes']} nodes x {result['steps']} steps; wrote {result['lines']} qc and index "
-          f"points; flags: " + ", ".join(f"{k} {v}" for k, v in result["flags"].items() if v))
+    if args.once or args.until is not None:
+        end = int(time.time()) if args.until is None else args.until
+        result = run_once(settings, end - int(args.hours * 3600), end, args.step or settings.analyze_step_s)
+        print(f"analyzed {result['nodes']} nodes x {result['steps']} steps; wrote {result['lines']} qc, anomaly and "
+              f"index points; {result['events']} anomaly events; flags: "
+              + ", ".join(f"{k} {v}" for k, v in result["flags"].items() if v)
+              + "; alerts: " + (", ".join(f"{c.what} {c.incident['id']}" for c in result["changes"]) or "no change"))
+        return 0
+    if args.step:
+        settings = settings.with_(analyze_step_s=args.step)
+    stop = threading.Event()
+    analyzer = Analyzer(settings)
+    print(f"analyzing every {settings.analyze_every_s} s (Ctrl-C stops)", flush=True)
+    try:
+        while not stop.is_set():
+            began = time.time()
+            try:
+                analyzer.run(int(began))
+            except Exception as err:  # noqa: BLE001 - a failed run is logged and retried, the service goes on
+                log.error("analysis run failed: %s", err)
+            stop.wait(max(1.0, settings.analyze_every_s - (time.time() - began)))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        analyzer.close()
     return 0

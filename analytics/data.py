@@ -2,8 +2,9 @@
 
 A cube is (nodes, time, metrics) on a regular grid, NaN where there is no value.
 Queries are chunked by time and cover the whole fleet at once (GROUP BY node),
-never one query per node. Results are written as the contract's `qc` and
-`index` measurements through the same line protocol the ingest uses.
+never one query per node. Results are written as the contract's `qc`,
+`anomaly` and `index` measurements through the same line protocol the ingest
+uses.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ingest import lineproto
 from rimba.metrics import METRICS
 
 CHUNK_S = 86400  # one query per day of data
+TOTALS = ("rain_mm",)  # amounts since the previous reading: a step's value is their sum, not their mean
 
 
 @dataclass
@@ -31,7 +33,7 @@ class Cube:
 
 
 def load_cube(influx, fleet, start: int, end: int, step_s: int = 600, metrics=None) -> Cube:
-    """Mean of each metric per node and grid step over [start, end)."""
+    """Mean (for rain: the total) of each metric per node and grid step over [start, end)."""
     metrics = tuple(metrics or METRICS)
     for m in metrics:
         if m not in METRICS:
@@ -41,7 +43,7 @@ def load_cube(influx, fleet, start: int, end: int, step_s: int = 600, metrics=No
     nodes = sorted(fleet.nodes)
     row = {n: i for i, n in enumerate(nodes)}
     values = np.full((len(nodes), len(times), len(metrics)), np.nan)
-    select = ", ".join(f'mean("{m}") AS "{m}"' for m in metrics)
+    select = ", ".join(f'{"sum" if m in TOTALS else "mean"}("{m}") AS "{m}"' for m in metrics)
     for lo in range(start, end, CHUNK_S):
         hi = min(end, lo + CHUNK_S)
         q = (f"SELECT {select} FROM reading WHERE time >= {lo}s AND time < {hi}s "
@@ -88,3 +90,37 @@ def index_lines(cube: Cube, derived: dict) -> list:
         out.append(lineproto.line("index", {"site": cube.sites[i], "node": cube.nodes[i]}, fields,
                                   int(cube.times[t]) * 1000))
     return out
+
+
+def anomaly_lines(cube: Cube, events) -> list:
+    """`anomaly` points: tags site, node, metric, kind, severity; fields score, value, end, message; time start."""
+    site_of = dict(zip(cube.nodes, cube.sites, strict=True))
+    return [lineproto.line("anomaly", {"site": site_of[e.node], "node": e.node, "metric": e.metric, "kind": e.kind,
+                                       "severity": e.severity},
+                           {"score": float(e.peak), "value": float(e.value), "end": int(e.end), "message": e.message},
+                           int(e.start) * 1000)
+            for e in events]
+
+
+def last_contact(influx, start: int, end: int) -> tuple:
+    """When each node was last heard from in [start, end], and the wake time it last announced.
+
+    Heard from: its newest reading, or its newest status other than the Last Will (`lost`), which
+    the broker sends for a node, not the node itself. Returns ({node: t}, {node: wake}).
+    """
+    contact: dict = {}
+    wake: dict = {}
+    window = f"time >= {int(start)}s AND time <= {int(end)}s"
+    queries = (f'SELECT last("seq") FROM reading WHERE {window} GROUP BY node',
+               f"SELECT last(\"state\") FROM node_status WHERE {window} AND \"state\" <> 'lost' GROUP BY node",
+               f'SELECT last("wake") FROM node_status WHERE {window} GROUP BY node')
+    for n, q in enumerate(queries):
+        for result in influx.query(q, epoch="s"):
+            for series in result.get("series", []):
+                node = series.get("tags", {}).get("node")
+                t, value = series["values"][0][:2]
+                if n < 2:
+                    contact[node] = max(contact.get(node, 0), int(t))
+                elif value is not None:
+                    wake[node] = int(value)
+    return contact, wake

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
+import time
 
 from rimba import settings as settings_mod
-from rimba.errors import RimbaError
+from rimba.errors import ConfigError, RimbaError
 
 _SETTING_FLAGS = ("mqtt_url", "mqtt_ca_file", "mqtt_client_id", "mqtt_share_group", "influx_url", "influx_db",
                   "influx_token", "influx_user", "influx_password", "fleet", "state_dir", "spool_max_mb",
@@ -119,6 +121,36 @@ def cmd_analyze(args) -> int:
     return analyze.main(_settings(args), args)
 
 
+def cmd_alerts(args) -> int:
+    from analytics.alerts import AlertStore
+
+    s = _settings(args)
+    path = s.state_path / "alerts.sqlite"
+    if not path.exists():
+        raise ConfigError(f"no alerts yet in {s.state_path}; `rimba analyze` evaluates the rules")
+    store = AlertStore(path)
+    try:
+        if args.action == "ack":
+            if not args.id:
+                raise ConfigError("say which alert: rimba alerts ack ID (ids are in `rimba alerts list`)")
+            inc = store.ack(args.id, args.by, int(time.time()))
+            print(f"acknowledged {inc['id']} ({inc['state']}) for {args.by}: no more reminders; "
+                  "its resolution will still be announced")
+            return 0
+        rows = store.incidents(None if args.all else "firing")
+        for inc in rows:
+            if args.json:
+                print(json.dumps(inc))
+            else:
+                ack = f" acked by {inc['acked_by']}" if inc["acked_by"] else ""
+                print(f"{inc['id']}  {inc['state']:8} {inc['severity']:8} {inc['site']:12} "
+                      f"{inc['node'] or '(site)':14} {inc['message']}{ack}")
+        print(f"{len(rows)} alert(s){'' if args.all else ' firing'}", file=sys.stderr)
+        return 0
+    finally:
+        store.close()
+
+
 def cmd_demo(args) -> int:
     from rimba import demo
 
@@ -157,11 +189,21 @@ def parser() -> argparse.ArgumentParser:
     simulate.add_arguments(sim)
     sim.set_defaults(func=cmd_simulate)
 
-    an = sub.add_parser("analyze", parents=[common], help="quality flags and indices over a time window")
-    an.add_argument("--hours", type=float, default=24.0, help="the window: this many hours back from --until")
-    an.add_argument("--until", type=int, help="end of the window, UNIX seconds (default: now)")
-    an.add_argument("--step", type=int, default=600, help="grid step, seconds")
+    an = sub.add_parser("analyze", parents=[common],
+                        help="quality flags, anomalies, indices and alerts: every minute, or --once")
+    an.add_argument("--once", action="store_true", help="one run over the window, then stop")
+    an.add_argument("--hours", type=float, default=192.0, help="with --once: this many hours back from --until")
+    an.add_argument("--until", type=int, help="end of the window, UNIX seconds (default: now; implies --once)")
+    an.add_argument("--step", type=int, help="grid step, seconds (default: analyze_step_s)")
     an.set_defaults(func=cmd_analyze)
+
+    al = sub.add_parser("alerts", parents=[common], help="list alerts, or acknowledge one")
+    al.add_argument("action", choices=("list", "ack"))
+    al.add_argument("id", nargs="?", help="with ack: the alert's id (from list)")
+    al.add_argument("--by", default=os.environ.get("USER", "someone"), help="with ack: who acknowledges it")
+    al.add_argument("--all", action="store_true", help="with list: resolved ones too")
+    al.add_argument("--json", action="store_true", help="with list: one JSON object per line")
+    al.set_defaults(func=cmd_alerts)
 
     demo = sub.add_parser("demo", parents=[common], help="the live demo: stack, simulated fleet, ingest, live view")
     demo.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")

@@ -57,6 +57,28 @@ OPTIONS = (
            "a missing seq range still open after this long is recorded as a gap", 1, 30 * 86400),
     Option("stats_every_s", "RIMBA_STATS_EVERY_S", float, 10.0, "how often ingest stores its own counters",
            0.1, 3600),
+    Option("analyze_every_s", "RIMBA_ANALYZE_EVERY_S", int, 60, "how often `rimba analyze` runs the analytics",
+           5, 86400),
+    Option("analyze_days", "RIMBA_ANALYZE_DAYS", float, 8.0,
+           "days of data each run looks at (the anomaly baselines need three)", 0.1, 60),
+    Option("analyze_step_s", "RIMBA_ANALYZE_STEP_S", int, 600, "the analytics' time grid, seconds", 60, 3600),
+    Option("fire_wind_kmh", "RIMBA_FIRE_WIND_KMH", float, 6.0,
+           "10-m noon wind for the fire weather index (the nodes measure none)", 0, 100),
+    Option("alert_rules", "RIMBA_ALERT_RULES", str, "", "TOML file of [[rule]] tables (empty: the built-in rules)"),
+    Option("alert_notify", "RIMBA_ALERT_NOTIFY", str, "",
+           "Apprise URLs for people, separated by spaces (tgram://, mailto://, json://, ...)"),
+    Option("alert_quiet_hours", "RIMBA_ALERT_QUIET_HOURS", str, "",
+           "HH:MM-HH:MM (WIB) when only critical alerts reach people; the rest wait"),
+    Option("alert_repeat_s", "RIMBA_ALERT_REPEAT_S", int, 14400,
+           "an unacknowledged firing alert is repeated to people this often", 60, 30 * 86400),
+    Option("alert_clear_s", "RIMBA_ALERT_CLEAR_S", int, 600,
+           "a condition must stay clear this long before its alert resolves", 0, 86400),
+    Option("alert_group_min", "RIMBA_ALERT_GROUP_MIN", int, 3,
+           "this many overdue nodes of one site make one site alert", 2, 10000),
+    Option("overdue_sends", "RIMBA_OVERDUE_SENDS", float, 2.0,
+           "a node is overdue after missing this many of its sends", 1, 1000),
+    Option("overdue_grace_s", "RIMBA_OVERDUE_GRACE_S", int, 300,
+           "slack after a node's expected contact before it counts as overdue", 0, 86400),
     Option("log_level", "RIMBA_LOG_LEVEL", str, "info", "logging level",
            choices=("debug", "info", "warning", "error")),
 )
@@ -113,6 +135,24 @@ def parse_mqtt_url(url: str, key: str = "mqtt_url") -> Broker:
     return Broker(parts.scheme == "mqtts", parts.hostname, port, user, password)
 
 
+def parse_quiet(text: str) -> tuple | None:
+    """'21:00-06:00' -> (1260, 360), the minutes of the day (WIB) quiet hours start and end; '' -> None."""
+    if not text:
+        return None
+    try:
+        out = []
+        for part in text.split("-", 1):
+            h, m = part.strip().split(":")
+            if not (0 <= int(h) < 24 and 0 <= int(m) < 60):
+                raise ValueError
+            out.append(int(h) * 60 + int(m))
+        if len(out) != 2:
+            raise ValueError
+        return tuple(out)
+    except ValueError:
+        raise ConfigError(f"alert_quiet_hours: {text!r} is not HH:MM-HH:MM") from None
+
+
 def _coerce(opt: Option, value, source: str):
     where = f"{opt.key} (from {source})"
     if opt.kind is bool:
@@ -151,6 +191,7 @@ def _check(values: dict) -> None:
         raise ConfigError("influx_user: a 1.x user needs influx_password too (and the other way round)")
     if values["mqtt_share_group"] and "/" in values["mqtt_share_group"] + values["mqtt_client_id"]:
         raise ConfigError("mqtt_share_group: may not contain '/'")
+    parse_quiet(values["alert_quiet_hours"])
     for key in ("mqtt_client_id", "influx_db"):
         if not values[key]:
             raise ConfigError(f"{key}: may not be empty")

@@ -26,7 +26,7 @@ def test_faults_become_qc_points_and_indices_are_stored(platform_factory):
         pub.publish(topic, payload)
     pub.close()
     wait_until(lambda: p.count() >= sim.expected(), 60, "the history stored")
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "analyze", "--hours", "31", "--until", str(now)],
+    r = subprocess.run([sys.executable, "-m", "rimba.cli", "analyze", "--once", "--hours", "31", "--until", str(now)],
                        env=env_for(p.values), capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
     spikes = p.influx.rows("SELECT flag, value FROM qc WHERE node = 'qa-01' AND \"check\" = 'spike' "
