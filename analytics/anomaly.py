@@ -195,15 +195,15 @@ def tidal_usual(x, times, step_s: int, floor: float):
         enough = w.sum(axis=1) * thin * step_s >= 86400
         if not enough.any():
             continue
-        y = np.nan_to_num(y)
+        y, w = np.nan_to_num(y[enough]), w[enough]  # nodes with too little water-level data are left out
         p = a.shape[1]
         outer = (a[:, :, None] * a[:, None, :]).reshape(len(a), p * p)  # one GEMM for all nodes' Gram
         gram = (w @ outer).reshape(-1, p, p) + ridge * max(1.0, w.sum(axis=1).max())
         coef = np.linalg.solve(gram, ((w * y) @ a)[..., None])[..., 0]
         mae = (np.abs(y - coef @ a.T) * w).sum(axis=1) / np.maximum(w.sum(axis=1), 1)
         span = slice(lo_pred, min(n_t, lo_pred + every))
-        base[:, span] = np.where(enough[:, None], coef @ design[span].T, np.nan)
-        scale[:, span] = np.where(enough, np.maximum(GAUSS_ABS * mae, floor), np.nan)[:, None]
+        base[enough, span] = coef @ design[span].T
+        scale[enough, span] = np.maximum(GAUSS_ABS * mae, floor)[:, None]
     return base, scale
 
 

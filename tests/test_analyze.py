@@ -1,5 +1,7 @@
-"""End to end: simulator with injected faults -> ingest -> `rimba analyze` -> qc and index points."""
+"""End to end: simulator with injected faults -> ingest -> `rimba analyze` -> qc, anomaly and index points,
+and alerts delivered."""
 
+import json
 import subprocess
 import sys
 import time
@@ -7,6 +9,7 @@ import time
 from rimba.fleet import load_fleet
 from rimba.simulate import Fault, Publisher, Simulation
 from tests.support import ROOT, env_for, wait_until
+from tests.test_alerts import webhook  # noqa: F401 (a fixture)
 
 
 def test_faults_become_qc_points_and_indices_are_stored(platform_factory):
@@ -43,3 +46,58 @@ def test_faults_become_qc_points_and_indices_are_stored(platform_factory):
     assert set(by_node) == set(nodes)
     assert 20 < by_node["qa-01"]["last"] < 50
     assert by_node["qa-04"]["last_2"] is not None and 0 <= by_node["qa-04"]["last_2"] <= 500
+
+
+def test_end_to_end_faults_haze_and_an_outage_become_points_and_delivered_alerts(platform_factory, webhook):
+    """Four days of a small fleet with a haze episode, a three-hour +6 °C offset on one node (ongoing)
+    and a river node that fell silent five hours ago: `rimba analyze --once` stores qc, anomaly and index
+    points (fire codes included), and the officers' webhook and MQTT get the alerts."""
+    from rimba.climate import Haze
+
+    nodes = {"e2e-01": ("smp29", "forest"), "e2e-02": ("smp29", "forest"), "e2e-03": ("smp29", "forest"),
+             "e2e-04": ("smp29", "air"), "e2e-05": ("bansir-laut", "river")}
+    p = platform_factory(nodes)
+    now = int(time.time())
+    start = now - 4 * 86400
+    faults = [Fault("e2e-03", "air_temp_c", "spike", now - 3 * 3600, now + 3600, 6.0)]
+    sim = Simulation(load_fleet(p.fleet_path), seed=5, faults=faults, send_every=6,
+                     haze=Haze(now - 2 * 86400, 3.0, 300.0))
+    events = sim.history(start, now - 60, outages=[("e2e-05", now - 5 * 3600, now)])
+    p.ingest()
+    pub = Publisher(p.settings, client_id="pub-e2e")
+    for _t, topic, payload in events:
+        pub.publish(topic, payload)
+    pub.close()
+    wait_until(lambda: p.count() >= sim.expected(), 60, "the history stored")
+    seen = []
+    from rimba.mqtt import Mqtt
+
+    sub = Mqtt(p.settings.broker, "officer-e2e", v5=False, persistent=False, subscriptions=("rimba/v1/+/alert",),
+               on_message=lambda topic, payload, *_: seen.append(json.loads(payload))).start()
+    wait_until(sub.subscribed.is_set, 10, "the officer's subscription")
+    env = env_for(dict(p.values, alert_notify=webhook.url))
+    r = subprocess.run([sys.executable, "-m", "rimba.cli", "analyze", "--once", "--hours", "96", "--until", str(now)],
+                       env=env, capture_output=True, text=True, cwd=ROOT, timeout=180, check=False)
+    assert r.returncode == 0, r.stderr
+    # anomaly: the offset on e2e-03, told in words
+    anomalies = p.influx.rows("SELECT score, message, \"end\" FROM anomaly WHERE node = 'e2e-03' "
+                              "AND metric = 'air_temp_c'")
+    assert anomalies and any("above this node's usual" in a["message"] for a in anomalies)
+    assert not p.influx.rows("SELECT score FROM anomaly WHERE node = 'e2e-01' AND metric = 'air_temp_c'")
+    # fire codes at noon, per node
+    fire = p.influx.rows("SELECT last(ffmc), last(dc), last(fwi), last(fwi_class) FROM \"index\" WHERE node = 'e2e-01'")
+    assert fire and 0 <= fire[0]["last"] <= 101 and fire[0]["last_3"] in (0, 1, 2, 3)
+    # alerts: the silent river node, the haze (ISPU) and the anomaly, by MQTT and by the webhook
+    wait_until(lambda: len(seen) >= 3, 10, "alerts on MQTT")
+    kinds = {(m["kind"], m["node"]) for m in seen}
+    assert ("overdue", "e2e-05") in kinds
+    assert ("ispu", "e2e-04") in kinds
+    assert ("anomaly", "e2e-03") in kinds
+    assert all(m["state"] == "firing" for m in seen)
+    text = "\n".join(post["message"] for post in webhook.posts)
+    assert "e2e-05: silent since" in text and "ISPU PM2.5" in text
+    sub.stop()
+    # and the CLI lists them
+    r = subprocess.run([sys.executable, "-m", "rimba.cli", "alerts", "list"], env=env, capture_output=True, text=True,
+                       cwd=ROOT, timeout=60, check=False)
+    assert r.returncode == 0 and "e2e-05" in r.stdout
