@@ -7,8 +7,12 @@ id and node names (the `platform` fixture), so tests do not see each other's dat
 from __future__ import annotations
 
 import itertools
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from rimba import settings as settings_mod
 from rimba.influx import Influx
@@ -105,3 +109,47 @@ def platform_factory(stack, tmp_path):
     yield make
     for p in made:
         p.close()
+
+
+# --- receivers for alerts: a local SMTP server and a webhook endpoint ---
+
+
+class Mailbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(envelope.content.decode("utf-8", "replace"))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    box = Mailbox()
+    c = Controller(box, hostname="127.0.0.1", port=free_port())
+    c.start()
+    box.url = f"mailto://127.0.0.1:{c.port}?from=rimba@example.org&to=officer@example.org"
+    yield box
+    c.stop()
+
+
+@pytest.fixture
+def webhook():
+    posts = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv.posts = posts
+    srv.url = f"json://127.0.0.1:{srv.server_port}/hook"
+    yield srv
+    srv.shutdown()
+    srv.server_close()

@@ -11,18 +11,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import tomllib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from aiosmtpd.controller import Controller
 
 from analytics import alerts
 from rimba.fleet import parse_fleet
 from rimba.mqtt import Mqtt
-from rimba.stack import free_port
 from tests.support import ROOT, env_for, wait_until
 
 MIDNIGHT_WIB = 1764262800  # 2025-11-28 00:00 WIB
@@ -30,47 +26,6 @@ STEP = 600
 RIVER = alerts.Rule("river-high", "threshold", "warning", metric="water_level_cm", above=190.0, clear=185.0,
                     critical=200.0, for_s=600)
 OVERDUE = alerts.Rule("overdue", "overdue", "warning", clear_s=0)
-
-
-class Mailbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
-        self.messages.append(envelope.content.decode("utf-8", "replace"))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    box = Mailbox()
-    c = Controller(box, hostname="127.0.0.1", port=free_port())
-    c.start()
-    box.url = f"mailto://127.0.0.1:{c.port}?from=rimba@example.org&to=officer@example.org"
-    yield box
-    c.stop()
-
-
-@pytest.fixture
-def webhook():
-    posts = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    srv.posts = posts
-    srv.url = f"json://127.0.0.1:{srv.server_port}/hook"
-    yield srv
-    srv.shutdown()
-    srv.server_close()
 
 
 class Officer:
