@@ -13,8 +13,9 @@ Flags (combine with ``|``; stored as the `qc` measurement's `flag` field):
     STEP      a jump to a new level larger than the metric's step limit
     FLAT      the same value for `flat_n` samples or more (a stuck sensor)
     GAP       no value here while the node reported at other times (a dropout)
-    NOISE     the sample-to-sample scatter (RMS of differences) far above the series' usual
-    DRIFT     a day-long offset from the median of the same site's other nodes
+    NOISE     reversals between large sample-to-sample changes crowding a short window
+    DRIFT     a day-long offset from the median of the same site's nodes (values
+              flagged SPIKE, FLAT or NOISE left out)
     HUMID_PM  a particulate reading taken above 80 % relative humidity, when
               low-cost optical sensors read high (DOMAIN.md §1.4)
 """
@@ -144,20 +145,25 @@ def _check_block(x, metrics, site_of, lim):
     t = np.arange(n_t)
     mark(GAP, ~present & ever & (reported | ((t > first) & (t < last))))
 
-    # noise bursts: centred rolling RMS of first differences (von Neumann's scatter, free of a slow
-    # trend), against the series' own median
+    # noise bursts: reversals (a local peak or dip between two large sample-to-sample changes of
+    # opposite sign) crowding a centred window. One spike is one reversal, a step or a ramp none;
+    # a loose wire makes many. Particulates are judged on log(1 + x): their scatter grows with
+    # the concentration (DOMAIN.md §1.4), so a haze episode is not noise.
     w = lim.noise_window
     if n_t > w:
-        valid = ~np.isnan(d_prev)
-        s2 = _centred_sum(np.where(valid, d_prev * d_prev, 0.0), w)
-        cnt = _centred_count(valid, w)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            sd = np.sqrt(np.where(cnt >= w - 1, np.maximum(s2, 0.0) / cnt, np.nan))
-            # the series' usual scatter: the median over every (w // 2)-th window (they overlap by
-            # half, so every sample counts; a full median would sort the whole series)
-            thin = sd[..., ::max(1, w // 2)]
-            typical = nanmedian(np.where(thin > 0, thin, np.nan), axis=-1, keepdims=True)
-            noisy = sd > lim.noise_factor * typical
+        pm = np.array([m in PM_METRICS for m in metrics])[:, None]
+        with np.errstate(invalid="ignore"):
+            y = np.where(pm, np.log1p(np.maximum(ok, 0.0)), ok)
+        d = np.full(x.shape, np.nan)
+        np.subtract(y[..., 1:], y[..., :-1], out=d[..., 1:])
+        size = np.abs(d)
+        thin = size[..., ::max(1, w // 2)]
+        typical = nanmedian(np.where(thin > 0, thin, np.nan), axis=-1, keepdims=True)
+        with np.errstate(invalid="ignore"):
+            big = size > lim.noise_factor * typical
+        reversal = np.zeros(x.shape, dtype=bool)  # at t: d[t] and d[t + 1] big and of opposite sign
+        reversal[..., :-1] = big[..., :-1] & big[..., 1:] & ((d[..., :-1] > 0) != (d[..., 1:] > 0))
+        noisy = _centred_count(reversal, w) >= max(2, w // 3)
         mark(NOISE, noisy & present & ~exempt)
 
     # drift against the same site's other nodes
@@ -168,7 +174,8 @@ def _check_block(x, metrics, site_of, lim):
             idx = np.flatnonzero(sites == site)
             if len(idx) < 3:
                 continue
-            block = ok[idx]
+            # values already explained by another check do not count towards an offset
+            block = np.where(flags[idx] & (SPIKE | FLAT | NOISE), np.nan, ok[idx])
             off = block - nanmedian(block, axis=0)
             with np.errstate(invalid="ignore"):
                 drifting = np.abs(_centred_mean(off, lim.drift_window)) > drift

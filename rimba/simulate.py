@@ -42,7 +42,7 @@ RELATIVE = {"light_lux", "pm1_ugm3", "pm25_ugm3", "pm10_ugm3"}
 DECIMALS = {"air_pressure_hpa": 1, "light_lux": 0, "co2_ppm": 0, "rssi_dbm": 0, "batt_v": 3}
 
 
-FAULT_KINDS = ("spike", "stuck", "drift", "dropout", "out-of-range")
+FAULT_KINDS = ("spike", "stuck", "drift", "dropout", "out-of-range", "noise")
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,8 @@ class Simulation:
                     v = f.size
                 elif f.kind == "out-of-range":
                     v = METRICS[metric].high + abs(f.size) + 1
+                elif f.kind == "noise":  # a loose wire or a failing sensor: scatter of `size`
+                    v += r.gauss(0, f.size)
                 self.truth.append((sn.id, metric, f.kind, t))
         m = METRICS[metric]
         if m.in_range(v) or any(f.kind == "out-of-range" and f.node == sn.id and f.metric == metric
@@ -310,7 +312,7 @@ def add_arguments(p) -> None:
     p.add_argument("--outage", action="append", default=[], metavar="NODE:FROM_H:TO_H",
                    help="backfill: NODE cannot send from FROM_H to TO_H hours ago (repeatable)")
     p.add_argument("--fault", action="append", default=[], metavar="NODE:METRIC:KIND:FROM_H:TO_H[:SIZE]",
-                   help="backfill: a sensor fault (spike, stuck, drift, dropout, out-of-range), hours ago")
+                   help="backfill: a sensor fault (spike, stuck, drift, dropout, out-of-range, noise), hours ago")
 
 
 def _hours_ago(text: str, now: float, what: str) -> float:

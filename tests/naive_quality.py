@@ -61,24 +61,22 @@ def naive_check(x, metrics, site_of=None, limits=None):
                 after = any(present(i, s, j) for s in range(t + 1, n_t))
                 if (before or after) and (any_now or (before and after)):
                     flags[i][t][j] |= GAP
-            # noise
+            # noise: reversals between large changes, PM on log(1 + x)
             w = lim.noise_window
             if n_t > w and name not in lim.flat_exempt:
-                d = [None] + [None if None in (ok(i, t - 1, j), ok(i, t, j)) else ok(i, t, j) - ok(i, t - 1, j)
-                              for t in range(1, n_t)]
-                sds = []
-                for t in range(n_t):
-                    lo, hi = max(0, t - w // 2), min(n_t, t - w // 2 + w)
-                    vals = [v for v in d[lo:max(lo, hi)] if v is not None]
-                    if len(vals) >= w - 1:
-                        sds.append(math.sqrt(sum(v * v for v in vals) / len(vals)))
-                    else:
-                        sds.append(None)
-                positive = [s for s in sds[::max(1, w // 2)] if s is not None and s > 0]
-                if positive:
-                    typical = statistics.median(positive)
+                def y(t, i=i, j=j, name=name):
+                    v = ok(i, t, j)
+                    return v if v is None or name not in PM_METRICS else math.log1p(max(v, 0.0))
+                d = [None] + [None if None in (y(t - 1), y(t)) else y(t) - y(t - 1) for t in range(1, n_t)]
+                sizes = [abs(v) for v in d[::max(1, w // 2)] if v is not None and v != 0]
+                if sizes:
+                    typical = statistics.median(sizes)
+                    big = [v is not None and abs(v) > lim.noise_factor * typical for v in d]
+                    rev = [t + 1 < n_t and big[t] and big[t + 1] and (d[t] > 0) != (d[t + 1] > 0)
+                           for t in range(n_t)]
                     for t in range(n_t):
-                        if sds[t] is not None and present(i, t, j) and sds[t] > lim.noise_factor * typical:
+                        lo, hi = max(0, t - w // 2), min(n_t, t - w // 2 + w)
+                        if present(i, t, j) and sum(rev[lo:max(lo, hi)]) >= max(2, w // 3):
                             flags[i][t][j] |= NOISE
             # particulates in humid air
             if name in PM_METRICS and "air_rh_pct" in metrics:
@@ -96,12 +94,14 @@ def naive_check(x, metrics, site_of=None, limits=None):
                 limit = lim.drift.get(name)
                 if limit is None:
                     continue
+                def usable(i, t, j=j):
+                    return None if flags[i][t][j] & (SPIKE | FLAT | NOISE) else ok(i, t, j)
                 off = {}
                 for t in range(n_t):
-                    vals = [ok(i, t, j) for i in idx if ok(i, t, j) is not None]
+                    vals = [usable(i, t) for i in idx if usable(i, t) is not None]
                     med = statistics.median(vals) if vals else None
                     for i in idx:
-                        v = ok(i, t, j)
+                        v = usable(i, t)
                         off[i, t] = None if v is None or med is None else v - med
                 w = lim.drift_window
                 for i in idx:
