@@ -4,13 +4,21 @@
 causal: the score of row i uses rows 0..i only (appending rows never changes an
 earlier score; a test holds it to that).
 
-How it scores (first version):
-- a robust baseline of the recent past: median and MAD of the values before a
-  short gap, at two time scales;
-- the surprise of the newest value, and of the mean of the last few values,
-  against each baseline, as a robust z (mapped into [0, 1] by z / (z + 8));
-- one alarm per incident: a surprise counts only when it exceeds every score
-  given over the recent past, so a long anomaly raises one alarm, not hundreds.
+How it scores:
+
+- three views of surprise, each a robust z against what the past would have
+  said: the value against the recent level (median and MAD of the previous 48
+  and 240 rows, for the value itself and for the mean of the last few), and
+  against the same time of day on earlier days and the same time of week on
+  earlier weeks (medians over up to 7 days and 4 weeks, when the timestamps
+  give a sub-daily grid), the seasonal ones averaged over an hour or two of
+  rows so that a changed day shows rather than one odd reading;
+- each view is judged against its own recent record: the score is how far the
+  view's surprise exceeds the largest it gave over the previous `MEMORY`
+  rows. A new kind of surprise scores high once; the same surprise again soon
+  after does not (one alarm per incident, and no tuning per series, since the
+  ratio has no units);
+- the largest ratio r over the views maps into [0, 1] as r / (r + 1).
 """
 
 from __future__ import annotations
@@ -20,25 +28,89 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-SCALES = (48, 240)  # baseline windows, rows
-RECENT = 5  # rows averaged for the slow signal
-SUPPRESS = 300  # rows after an alarm during which only a bigger surprise counts
-GROWTH = 1.5  # within the suppression span, a new alarm needs this much more surprise
-Z_HALF = 8.0  # the robust z that maps to a score of 0.5  # fraction of the series length after an alarm during which only a bigger surprise counts
+from analytics.robust import nanmedian
+
+LEVEL_WINDOWS = (48, 240)  # rows of the recent-level baselines
+RECENT = 5  # rows averaged for the slow variant of the level view
+DAYS, WEEKS = 7, 4  # earlier days and weeks the seasonal baselines use (two at least)
+SMOOTH_PER_DAY = 12  # the seasonal surprise is averaged over a twelfth of a day
+MEMORY = 500  # rows of a view's own record its surprise is judged against
+WARM_UP = 100  # rows before the first score
+Z_FLOOR = 1.0  # a record below one robust z is no record: a quiet series does not make every wobble news
 
 
-def _rolling_median_mad(x: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Median and MAD of x[t-w:t] (the w rows before t) for every t; NaN for t < w."""
+def _carry_forward(values) -> np.ndarray:
+    x = np.asarray(values, dtype=float)
     n = len(x)
-    med = np.full(n, np.nan)
-    mad = np.full(n, np.nan)
-    if n <= w:
-        return med, mad
-    win = sliding_window_view(x[:-1], w)  # win[k] = x[k : k+w], the baseline of t = k + w
-    m = np.median(win, axis=1)
-    med[w:] = m
-    mad[w:] = np.median(np.abs(win - m[:, None]), axis=1)
-    return med, mad
+    idx = np.where(np.isnan(x), 0, np.arange(n))
+    np.maximum.accumulate(idx, out=idx)
+    x = x[idx]
+    return np.where(np.isnan(x), 0.0, x)
+
+
+def _spread(x: np.ndarray) -> np.ndarray:
+    """Standard deviation of everything seen so far (a floor for the scales), causal."""
+    k = np.arange(1, len(x) + 1)
+    mean = np.cumsum(x) / k
+    return np.sqrt(np.maximum(np.cumsum(x * x) / k - mean * mean, 0.0)) + 1e-9
+
+
+def _trailing_mean(a: np.ndarray, w: int) -> np.ndarray:
+    c = np.concatenate([[0.0], np.cumsum(a)])
+    hi = np.arange(1, len(a) + 1)
+    lo = np.maximum(hi - w, 0)
+    return (c[hi] - c[lo]) / (hi - lo)
+
+
+def level_view(x: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """Robust z of the value (and half that of the mean of the last RECENT rows) against the rows before."""
+    n = len(x)
+    padded = np.concatenate([np.full(RECENT - 1, x[0]), x])
+    recent = sliding_window_view(padded, RECENT).mean(axis=1)  # the last RECENT rows (exact for a constant)
+    out = np.zeros(n)
+    for w in LEVEL_WINDOWS:
+        if n <= w:
+            continue
+        win = sliding_window_view(x[:-1], w)  # win[k] = x[k : k + w], the past of row k + w
+        med = np.median(win, axis=1)
+        mad = np.median(np.abs(win - med[:, None]), axis=1)
+        sigma = 1.4826 * mad + 0.02 * spread[w:]
+        z = np.fmax(np.abs(x[w:] - med) / sigma, 0.5 * np.abs(recent[w:] - med) / (sigma / math.sqrt(RECENT)))
+        out[w:] = np.fmax(out[w:], z)
+    return out
+
+
+def seasonal_view(x: np.ndarray, spread: np.ndarray, period: int, count: int, smooth: int) -> np.ndarray:
+    """Robust z of the value against the median of the same phase `period` rows apart, up to `count` back.
+
+    The scale is the mean absolute seasonal residual over the previous period; the z is averaged over the
+    last `smooth` rows. Zero until two earlier periods exist.
+    """
+    n = len(x)
+    out = np.zeros(n)
+    if period < 4 or n <= 2 * period:
+        return out
+    lags = np.full((count, n), np.nan)
+    for j in range(1, count + 1):
+        if j * period < n:
+            lags[j - 1, j * period:] = x[:n - j * period]
+    have = np.sum(~np.isnan(lags), axis=0)
+    resid = np.abs(x - nanmedian(lags, axis=0))
+    resid = np.where(have >= 2, resid, 0.0)
+    scale = np.concatenate([[np.nan], _trailing_mean(resid, period)[:-1]])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = resid / (1.25 * scale + 0.02 * spread)
+    z = np.where(have >= 2, np.nan_to_num(z), 0.0)
+    return _trailing_mean(z, smooth)
+
+
+def against_record(view: np.ndarray) -> np.ndarray:
+    """The view divided by its largest value over the previous MEMORY rows (at least Z_FLOOR); 0 in the warm-up."""
+    past = np.concatenate([np.zeros(MEMORY), view])
+    record = sliding_window_view(past[:-1], MEMORY).max(axis=1)
+    ratio = view / np.maximum(record, Z_FLOOR)
+    ratio[:WARM_UP] = 0.0
+    return ratio
 
 
 def score(timestamps, values) -> np.ndarray:
@@ -47,7 +119,8 @@ def score(timestamps, values) -> np.ndarray:
     Parameters
     ----------
     timestamps : array_like of datetime64
-        Row times (unused by this version beyond their order).
+        Row times; the median step of the warm-up rows decides whether the seasonal views apply
+        (a step that divides a day).
     values : array_like of float
         The series; NaN is carried forward from the last value.
 
@@ -55,33 +128,20 @@ def score(timestamps, values) -> np.ndarray:
     -------
     ndarray of float, in [0, 1]
     """
-    x = np.asarray(values, dtype=float).copy()
+    x = _carry_forward(values)
     n = len(x)
     if n == 0:
         return np.zeros(0)
-    # carry the last value forward over NaN (causal)
-    idx = np.where(np.isnan(x), 0, np.arange(n))
-    np.maximum.accumulate(idx, out=idx)
-    x = x[idx]
-    x = np.where(np.isnan(x), 0.0, x)
-    recent = np.convolve(x, np.ones(RECENT) / RECENT)[:n]  # mean of the last RECENT rows (causal)
-    raw = np.zeros(n)
-    # a floor for the scale: the spread of everything seen so far (expanding, causal)
-    k = np.arange(1, n + 1)
-    mean = np.cumsum(x) / k
-    spread = np.sqrt(np.maximum(np.cumsum(x * x) / k - mean * mean, 0.0)) + 1e-9
-    for w in SCALES:
-        med, mad = _rolling_median_mad(x, w)
-        sigma = 1.4826 * mad + 0.02 * spread + 1e-9
-        z_point = (x - med) / sigma
-        z_mean = (recent - med) / (sigma / math.sqrt(RECENT))
-        z = np.fmax(np.abs(z_point), np.abs(z_mean) * 0.5)
-        raw = np.fmax(raw, np.nan_to_num(z, nan=0.0))
-    # one alarm per incident: keep a score only when it beats everything given in the recent past
-    s = SUPPRESS
-    out = np.zeros(n)
-    past = np.concatenate([np.zeros(s), raw])
-    recent_max = sliding_window_view(past[:-1], s).max(axis=1)  # max of raw[t-s:t]
-    keep = raw > GROWTH * recent_max
-    out[keep] = raw[keep] / (raw[keep] + Z_HALF)
-    return np.clip(out, 0.0, 1.0)
+    spread = _spread(x)
+    views = [level_view(x, spread)]
+    ts = np.asarray(timestamps).astype("datetime64[s]").astype(np.int64)
+    # the grid step from the warm-up rows only (no score before them), so that the views of row i
+    # depend on rows 0..i alone
+    step = int(np.median(np.diff(ts[:WARM_UP + 1]))) if n > 1 else 0
+    if 0 < step < 86400 and 86400 % step == 0:
+        day = 86400 // step
+        smooth = max(2, day // SMOOTH_PER_DAY)
+        views.append(seasonal_view(x, spread, day, DAYS, smooth))
+        views.append(seasonal_view(x, spread, 7 * day, WEEKS, smooth))
+    ratio = np.max([against_record(v) for v in views], axis=0)
+    return ratio / (ratio + 1.0)
