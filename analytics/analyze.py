@@ -18,6 +18,7 @@ rewrite the same points rather than adding new ones.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -246,6 +247,8 @@ def main(settings, args) -> int:
     if args.step:
         settings = settings.with_(analyze_step_s=args.step)
     stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     analyzer = Analyzer(settings)
     print(f"analyzing every {settings.analyze_every_s} s (Ctrl-C stops)", flush=True)
     try:
@@ -256,8 +259,6 @@ def main(settings, args) -> int:
             except Exception as err:  # noqa: BLE001 - a failed run is logged and retried, the service goes on
                 log.error("analysis run failed: %s", err)
             stop.wait(max(1.0, settings.analyze_every_s - (time.time() - began)))
-    except KeyboardInterrupt:
-        pass
     finally:
         analyzer.close()
     return 0

@@ -15,8 +15,8 @@ mapped into [0, 1] by z / (z + Z_HALF):
   ahead (Pontianak's tides are mixed, mainly diurnal; DOMAIN.md §4).
 - **sustained**: the mean residual over the last hour (a second time scale), so
   a moderate offset that lasts is caught.
-- **shift**: a two-sided CUSUM of the clipped residual (Page 1954), a change
-  point detector for level shifts and drifts.
+- **shift**: a two-sided CUSUM of the clipped residual (Page 1954) over the
+  last six hours, a change point detector for level shifts and drifts.
 
 Everything uses earlier values only, so appending data never changes a past
 score. Runs of high scores become events with a sentence a person
@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from scipy.ndimage import minimum_filter1d
 
 from rimba.metrics import METRICS
 
@@ -50,6 +52,7 @@ SUSTAIN_S = 3600  # the window of the sustained view (longer shifts are the CUSU
 CUSUM_SLACK = 1.0  # in scales: shifts below about twice this are left to the other views
 CUSUM_CLIP = 4.0
 CUSUM_PER_Z = 2.0  # CUSUM units per equivalent z
+CUSUM_WINDOW_S = 6 * 3600  # the longest run the CUSUM sums over
 KINDS = ("level", "sustained", "shift")
 
 
@@ -119,7 +122,7 @@ def _score_rows(x, step_s, metrics, min_days, tides, out, score):
     zc = np.clip(u, -CUSUM_CLIP, CUSUM_CLIP)
     w = max(2, SUSTAIN_S // step_s)
     np.multiply(np.abs(trailing_mean(zc, w, (w + 1) // 2)), np.float32(w ** 0.25), out=sustained)
-    np.divide(cusum(zc, CUSUM_SLACK), np.float32(CUSUM_PER_Z), out=shift)
+    np.divide(cusum(zc, CUSUM_SLACK, max(2, CUSUM_WINDOW_S // step_s)), np.float32(CUSUM_PER_Z), out=shift)
     z = np.fmax(np.fmax(np.abs(u), sustained), shift)
     with np.errstate(invalid="ignore"):
         score[...] = np.where(np.isnan(u), np.float32(np.nan), z / (z + np.float32(Z_HALF)))
@@ -218,17 +221,28 @@ def trailing_mean(a, w: int, min_count: int):
         return np.where(k >= min_count, c / k, np.float32(np.nan))
 
 
-def cusum(u, slack: float):
-    """Two-sided CUSUM along the last axis, max(S+, S-), S+ = max(0, S+ + u - slack); NaN leaves S as it is.
+def cusum_span(window: int) -> int:
+    """The longest run the windowed CUSUM sums: `window`, or one more to make the filter length odd."""
+    return window if window % 2 == 0 else window + 1
 
-    Without a loop over time: with C the running sum of y = u - slack, Lindley's recursion
-    S_t = max(0, S_{t-1} + y_t) is S_t = C_t - min(0, min of C up to t).
+
+def cusum(u, slack: float, window: int):
+    """Two-sided CUSUM over the last `window` steps, along the last axis: max(S+, S-).
+
+    S+ at t is the largest sum of (u - slack) over a run of at most `cusum_span(window)` steps ending at t
+    (zero if none is positive); S- the same for (-u - slack); NaN adds nothing. Without the window
+    this is Page's CUSUM, which after a long shift would stay high for as long again; with it, a
+    shift that ended `window` steps ago leaves no trace. With C the running sum, S+ is C_t minus the
+    smallest C over the window: a running minimum filter.
     """
+    k = cusum_span(window) + 1  # the filter covers C over the span and the step before it
     out = None
     for sign in (1.0, -1.0):
         y = np.where(np.isnan(u), np.float32(0.0), np.float32(sign) * u - np.float32(slack))
-        c = np.cumsum(y, axis=-1)
-        s = c - np.minimum(np.minimum.accumulate(c, axis=-1), 0.0)
+        c = np.zeros(u.shape[:-1] + (u.shape[-1] + 1,), dtype=np.float32)
+        np.cumsum(y, axis=-1, out=c[..., 1:])
+        low = minimum_filter1d(c, k, axis=-1, mode="nearest", origin=k // 2)  # min of c[t - k + 1 .. t]
+        s = (c - low)[..., 1:]
         out = s if out is None else np.maximum(out, s)
     return out
 

@@ -19,6 +19,7 @@ import threading
 import time
 
 from analytics import analyze
+from analytics.alerts import AlertStore
 from ingest.store import Store
 from rimba.climate import Haze
 from rimba.errors import RimbaError
@@ -52,24 +53,28 @@ def main(settings, args) -> int:
         now = time.time()
         nodes = sorted(fleet.nodes)
         faults = [Fault(nodes[0], "air_temp_c", "spike", now - 30 * 3600, now - 30 * 3600 + 600, 11.0),
-                  Fault(nodes[-1], "air_rh_pct", "stuck", now - 40 * 3600, now - 34 * 3600, 99.9)]
-        sim = Simulation(fleet, seed=int(now) // 86400, haze=Haze(now - 2 * 86400, 1.5, 260), send_every=3,
+                  Fault(nodes[-1], "air_rh_pct", "stuck", now - 40 * 3600, now - 34 * 3600, 99.9),
+                  Fault(nodes[1], "air_temp_c", "spike", now - 3 * 3600, now - 600, 5.0)]  # ongoing: an anomaly
+        sim = Simulation(fleet, seed=int(now) // 86400, haze=Haze(now - 1.5 * 86400, 3.0, 260), send_every=3,
                          faults=faults)
         pub = Publisher(settings, client_id="rimba-demo-sim", on_ack=sim.acked)
         print(f"stack: mosquitto {stack.mqtt_url}, influxdb {stack.influx_url} (data in {stack.dir})")
         print(f"ingest log: {ingest_log}")
         first = sorted(sim.nodes)[0]
-        events = sim.history(now - 3 * 86400, now - 300, resend_prob=0.05,
+        events = sim.history(now - BACKFILL_DAYS * 86400, now - 300, resend_prob=0.05,
                              outages=[(first, now - 30 * 3600, now - 20 * 3600)])
-        print(f"backfilling three days: {len(events):,} batches from {len(sim.nodes)} nodes ...", flush=True)
+        print(f"backfilling {BACKFILL_DAYS} days: {len(events):,} batches from {len(sim.nodes)} nodes ...", flush=True)
         for _t, topic, payload in events:
             pub.publish(topic, payload)
         pub.flush()
         for sn in sim.nodes.values():
             pub.publish(*sim.status(sn, int(now), int(now + sn.node.cadence_s / args.speed)), retain=True)
         _wait_stored(settings, sim.expected())
-        analyzed = analyze.run_once(settings, int(now - 3 * 86400), int(now))
-        print(f"analyzed three days: {analyzed['lines']:,} quality flags and index points written")
+        analytics = AnalyticsLoop(settings, every_s=30.0)
+        analytics.start()
+        first_run = analytics.wait_first()
+        print(f"analyzed {BACKFILL_DAYS} days: {first_run['lines']:,} quality flags, anomaly events and index points "
+              f"written; {len(first_run['changes'])} alerts fired (MQTT rimba/v1/<site>/alert; `rimba alerts list`)")
         runner = LiveRunner(sim, pub, speed=args.speed)
         live = threading.Thread(target=runner.run, name="live-fleet", daemon=True)
         live.start()
@@ -77,6 +82,8 @@ def main(settings, args) -> int:
         view.run(args.seconds)
         runner.stop.set()
         live.join(timeout=5)
+        analytics.stop.set()
+        analytics.join(timeout=60)
         return 0
     except KeyboardInterrupt:
         return 0
@@ -126,6 +133,40 @@ def _wait_stored(settings, expected: int, timeout: float = 120.0) -> None:
         influx.close()
 
 
+BACKFILL_DAYS = 8  # the anomaly baselines want three days of history before they judge
+
+
+class AnalyticsLoop(threading.Thread):
+    """`rimba analyze` inside the demo: a run now, then one every `every_s`."""
+
+    def __init__(self, settings, every_s: float):
+        super().__init__(name="analytics", daemon=True)
+        self.settings = settings
+        self.every_s = every_s
+        self.stop = threading.Event()
+        self.first = threading.Event()
+        self.result: dict = {}
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        analyzer = analyze.Analyzer(self.settings)
+        try:
+            while not self.stop.is_set():
+                try:
+                    self.result = analyzer.run(int(time.time()))
+                except RimbaError as err:
+                    self.error = err
+                self.first.set()
+                self.stop.wait(self.every_s)
+        finally:
+            analyzer.close()
+
+    def wait_first(self, timeout: float = 300.0) -> dict:
+        if not self.first.wait(timeout) or self.error is not None:
+            raise RimbaError(f"the first analytics run failed: {self.error or 'it took too long'}")
+        return self.result
+
+
 class LiveView:
     """A terminal page refreshed every second: rates, health, latest values per site."""
 
@@ -159,6 +200,16 @@ class LiveView:
                              json.dumps({"v": 1, "node": "intruder-01", "epoch": 1, "now": int(time.time()),
                                          "tq": "ntp", "r": [{"seq": 1, "t": int(time.time()), "air_temp_c": 99}]})
                              .encode())
+
+    def _alerts(self) -> list:
+        path = self.settings.state_path / "alerts.sqlite"
+        if not path.exists():
+            return []
+        store = AlertStore(path)
+        try:
+            return store.incidents("firing")
+        finally:
+            store.close()
 
     def _counters(self) -> dict:
         try:
@@ -199,6 +250,10 @@ class LiveView:
                      f"{c.get('write_retries', 0):>4,}   lag {c.get('lag_s', 0.0):5.1f} s")
         flags = ", ".join(f"{r['check']} {r['count']}" for r in qc) or "none"
         lines.append(f"quality flags (3 days): {flags}")
+        firing = self._alerts()
+        lines.append(f"alerts firing: {len(firing)}")
+        for inc in firing[:4]:
+            lines.append(f"  {inc['severity']:8} {inc['site']:12} {inc['node'] or '(site)':14} {inc['message'][:70]}")
         by_site = {r["site"]: r for r in means}
         for sid, site in self.fleet.sites.items():
             lines.append("")

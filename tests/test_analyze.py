@@ -100,3 +100,30 @@ def test_end_to_end_faults_haze_and_an_outage_become_points_and_delivered_alerts
     r = subprocess.run([sys.executable, "-m", "rimba.cli", "alerts", "list"], env=env, capture_output=True, text=True,
                        cwd=ROOT, timeout=60, check=False)
     assert r.returncode == 0 and "e2e-05" in r.stdout
+
+
+def test_analyze_runs_every_interval_until_stopped(platform_factory):
+    """Without --once, `rimba analyze` is a service: a run every analyze_every_s, a clean stop on SIGTERM."""
+    import signal
+
+    p = platform_factory({"svc-01": ("smp29", "forest")})
+    now = int(time.time())
+    sim = Simulation(load_fleet(p.fleet_path), seed=3, send_every=6)
+    p.ingest()
+    pub = Publisher(p.settings, client_id="pub-svc")
+    for _t, topic, payload in sim.history(now - 6 * 3600, now - 60):
+        pub.publish(topic, payload)
+    pub.close()
+    wait_until(lambda: p.count() >= sim.expected(), 60, "the history stored")
+    log = p.tmp / "analyze.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "rimba.cli", "analyze"],
+                                env=env_for(dict(p.values, analyze_every_s=5, analyze_days=1)), stdout=out,
+                                stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            wait_until(lambda: log.read_text().count("analyzed 1 nodes") >= 2, 60, "two runs")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=30)
+    assert code == 0, log.read_text()
+    assert "analyzing every 5 s" in log.read_text()

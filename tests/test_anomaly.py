@@ -65,14 +65,17 @@ def plain_scores(x, metrics, step, min_days=3):
                         scale[slot] += max(anomaly.BETA, 1 / n) * (anomaly.GAUSS_ABS * abs(r) - scale[slot])
                     usual[slot] += max(anomaly.ALPHA, 1 / (n + 1)) * r
                     count[slot] += 1
-            up = down = 0.0
+            span = anomaly.cusum_span(max(2, anomaly.CUSUM_WINDOW_S // step))
+            clipped = [0.0 if math.isnan(u) else min(max(u, -anomaly.CUSUM_CLIP), anomaly.CUSUM_CLIP) for u in us]
             for k, u in enumerate(us):
-                zc = float("nan") if math.isnan(u) else min(max(u, -anomaly.CUSUM_CLIP), anomaly.CUSUM_CLIP)
-                if not math.isnan(zc):
-                    up = max(0.0, up + zc - anomaly.CUSUM_SLACK)
-                    down = max(0.0, down - zc - anomaly.CUSUM_SLACK)
                 if math.isnan(u):
                     continue
+                up = down = 0.0  # the largest sums over runs of up to `span` steps ending at k
+                for length in range(1, min(span, k + 1) + 1):
+                    run = clipped[k - length + 1:k + 1]
+                    slack = anomaly.CUSUM_SLACK * sum(not math.isnan(v) for v in us[k - length + 1:k + 1])
+                    up = max(up, sum(run) - slack)  # a missing value adds nothing, not even the slack
+                    down = max(down, -sum(run) - slack)
                 recent = [min(max(v, -anomaly.CUSUM_CLIP), anomaly.CUSUM_CLIP) for v in us[max(0, k - w + 1):k + 1]
                           if not math.isnan(v)]
                 sustained = abs(sum(recent) / len(recent)) * w ** 0.25 if len(recent) >= (w + 1) // 2 else 0.0

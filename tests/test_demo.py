@@ -16,7 +16,11 @@ def test_demo_runs_and_cleans_up(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     last = r.stdout.split("Rimba live demo")[-1]
     stored = int(last.split("stored")[1].split()[0].replace(",", ""))
-    assert stored > 1000, last  # three days of seven nodes
+    assert stored > 5000, last  # eight days of seven nodes
+    assert "analyzed 8 days" in r.stdout and "alerts fired" in r.stdout
+    firing = int(last.split("alerts firing: ")[1].split()[0])
+    assert firing >= 2, last  # the haze (ISPU) and the ongoing offset (anomaly) at least
+    assert "ISPU PM" in last and "above this node's usual" in last
     assert "nodes seen (1 h) 7/7" in last and "dead letters" in last
     assert "quality flags (3 days): " in last and "spike" in last.split("quality flags")[1].split("\n")[0]
     assert "Hutan Sekolah SMP Negeri 29 Pontianak" in last and "River level" in last
