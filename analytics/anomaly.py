@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scipy.ndimage import minimum_filter1d
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from rimba.metrics import METRICS
 
@@ -43,7 +43,9 @@ TIDAL = ("water_level_cm",)
 TIDE_HOURS = (23.934, 25.819, 12.421, 12.0)  # K1, O1, M2, S2
 TIDE_DAYS = 15  # K1 and O1 separate after about 14 days
 TIDE_REFIT_S = 3 * 3600
+TIDE_MIN_DAYS = 2  # a day alone cannot tell the diurnal from the semidiurnal tide well enough
 Z_HALF = 6.0  # the equivalent z that scores 0.5
+SLOT_S = 600  # the usual is kept per ten minutes of the day (finer grids share their slot's)
 ALPHA = 0.25  # daily smoothing of the usual
 BETA = 0.2  # daily smoothing of its scale
 K = 3.0  # residuals are clipped at K scales before they update anything
@@ -113,14 +115,16 @@ def _score_rows(x, step_s, metrics, min_days, tides, out, score):
     """
     base, u, sustained, shift = out
     floor = np.array([SCALE_FLOOR.get(m, 0.0) for m in metrics], dtype=np.float32)[None, :, None]
-    seasonal, scale = seasonal_usual(x, 86400 // step_s, floor, min_days)
+    slots = 86400 // step_s
+    per_slot = max(1, SLOT_S // step_s)
+    seasonal, scale = seasonal_usual(x, slots, floor, min_days, per_slot if slots % per_slot == 0 else 1)
     base[...] = seasonal
     for j, (tide, tide_scale) in tides.items():
         base[:, j], scale[:, j] = tide, tide_scale
     with np.errstate(invalid="ignore"):
         np.divide(x - base, scale, out=u)
     zc = np.clip(u, -CUSUM_CLIP, CUSUM_CLIP)
-    w = max(2, SUSTAIN_S // step_s)
+    w = max(3, SUSTAIN_S // step_s) | 1  # odd
     np.multiply(np.abs(trailing_mean(zc, w, (w + 1) // 2)), np.float32(w ** 0.25), out=sustained)
     np.divide(cusum(zc, CUSUM_SLACK, max(2, CUSUM_WINDOW_S // step_s)), np.float32(CUSUM_PER_Z), out=shift)
     z = np.fmax(np.fmax(np.abs(u), sustained), shift)
@@ -128,43 +132,57 @@ def _score_rows(x, step_s, metrics, min_days, tides, out, score):
         score[...] = np.where(np.isnan(u), np.float32(np.nan), z / (z + np.float32(Z_HALF)))
 
 
-def seasonal_usual(x, slots: int, floor, min_days: int):
+def seasonal_usual(x, slots: int, floor, min_days: int, per_slot: int = 1):
     """The usual value and its scale for x (nodes, metrics, time), from earlier days only.
 
-    Returns two arrays shaped like x. Per time-of-day slot, day by day, the n-th value's residual r
-    from the usual moves the usual by max(ALPHA, 1 / n) * r and the scale by max(BETA, 1 / (n - 1))
-    towards GAUSS_ABS * |r|: running means at first, exponential smoothing later. Once the slot
-    has `min_days` values the usual is used, and residuals are clipped at K scales first. The scale used is the larger of the slot's own, half the
-    mean over all slots of that node and metric (a day-shaped pattern of quiet slots is not trusted
-    alone) and the metric's floor.
+    Returns two arrays shaped like x. The day is cut into slots of `per_slot` grid steps. Per slot,
+    day by day, with r the residual of the slot's mean from the usual and a the mean absolute
+    residual of its values, the n-th day moves the usual by max(ALPHA, 1 / n) * r and the scale by
+    max(BETA, 1 / (n - 1)) towards GAUSS_ABS * a: running means at first, exponential smoothing
+    later. Once the slot has `min_days` days the usual is used, and residuals are clipped at K
+    scales first. The scale used is the larger of the slot's own, half the mean over all slots of
+    that node and metric (a day-shaped pattern of quiet slots is not trusted alone) and the
+    metric's floor.
     """
     n_nodes, n_m, n_t = x.shape
     n_days = -(-n_t // slots)
+    n_slots = slots // per_slot
     padded = np.full((n_nodes, n_m, n_days * slots), np.nan, dtype=np.float32)
     padded[:, :, :n_t] = x
-    by_day = padded.reshape(n_nodes, n_m, n_days, slots)
-    base = np.full_like(by_day, np.nan)
-    scale = np.full_like(by_day, np.nan)
-    b = np.zeros((n_nodes, n_m, slots), dtype=np.float32)
+    by_day = padded.reshape(n_nodes, n_m, n_days, n_slots, per_slot)
+    base = np.full((n_nodes, n_m, n_days, n_slots), np.nan, dtype=np.float32)
+    scale = np.full_like(base, np.nan)
+    b = np.zeros((n_nodes, n_m, n_slots), dtype=np.float32)
     s = np.zeros_like(b)
     n = np.zeros(b.shape, dtype=np.int16)
     fl = np.asarray(floor, dtype=np.float32)
     inf = np.float32(np.inf)
+    zero = np.float32(0.0)
     for d in range(n_days):
         ready = n >= min_days
         used = np.maximum(np.maximum(s, 0.5 * s.mean(axis=-1, keepdims=True)), fl)
         base[:, :, d] = np.where(ready, b, np.nan)
         scale[:, :, d] = np.where(ready, used, np.nan)
-        xd = by_day[:, :, d]
-        have = ~np.isnan(xd)
-        bound = np.where(ready, K * used, inf)
-        rc = np.clip(xd - b, -bound, bound)
+        bound = np.where(ready, K * used, inf)[..., None]
+        resid = np.clip(by_day[:, :, d] - b[..., None], -bound, bound)  # (nodes, metrics, slots, per_slot)
+        if per_slot == 1:
+            rc, a = resid[..., 0], np.abs(resid[..., 0])
+            have = ~np.isnan(rc)
+        else:
+            valid = ~np.isnan(resid)
+            count = valid.sum(axis=-1)
+            have = count > 0
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rc = np.where(valid, resid, zero).sum(axis=-1) / count
+                a = np.where(valid, np.abs(resid), zero).sum(axis=-1) / count
         gain_b = np.maximum(np.float32(ALPHA), 1.0 / (n + 1), dtype=np.float32)
         gain_s = np.where(n > 0, np.maximum(np.float32(BETA), 1.0 / np.maximum(n, 1), dtype=np.float32), 0)
-        s += np.where(have, gain_s * (GAUSS_ABS * np.abs(rc) - s), np.float32(0.0))
-        b += np.where(have, gain_b * rc, np.float32(0.0))
+        s += np.where(have, gain_s * (GAUSS_ABS * a - s), zero)
+        b += np.where(have, gain_b * rc, zero)
         n += have
     shape = (n_nodes, n_m, n_days * slots)
+    if per_slot > 1:
+        base, scale = np.repeat(base, per_slot, axis=-1), np.repeat(scale, per_slot, axis=-1)
     return base.reshape(shape)[:, :, :n_t], scale.reshape(shape)[:, :, :n_t]
 
 
@@ -175,7 +193,7 @@ def tidal_usual(x, times, step_s: int, floor: float):
     fitted by least squares to up to TIDE_DAYS previous days at half-hour resolution (a small ridge
     keeps pairs the window cannot yet separate, K1 and O1, from blowing up) and predicted over the
     next stretch; the scale is GAUSS_ABS times the fit's mean absolute residual, floored. A node
-    needs a day of values in the window for a fit.
+    needs TIDE_MIN_DAYS of values in the window for a fit.
     """
     n_nodes, n_t = x.shape
     hours = (times - times[0]) / 3600.0
@@ -183,7 +201,7 @@ def tidal_usual(x, times, step_s: int, floor: float):
     for period in TIDE_HOURS:
         cols += [np.cos(2 * np.pi * hours / period), np.sin(2 * np.pi * hours / period)]
     design = np.stack(cols, axis=1)  # (time, p)
-    ridge = 1e-2 * np.eye(design.shape[1])
+    ridge = 1e-4 * np.eye(design.shape[1])
     ridge[0, 0] = 0.0
     base = np.full((n_nodes, n_t), np.nan, dtype=np.float32)
     scale = np.full_like(base, np.nan)
@@ -195,7 +213,7 @@ def tidal_usual(x, times, step_s: int, floor: float):
         a = design[lo:hi][::-1][::thin]  # thinned back from the newest value
         y = x[:, lo:hi][:, ::-1][:, ::thin].astype(float)
         w = (~np.isnan(y)).astype(float)
-        enough = w.sum(axis=1) * thin * step_s >= 86400
+        enough = w.sum(axis=1) * thin * step_s >= TIDE_MIN_DAYS * 86400
         if not enough.any():
             continue
         y, w = np.nan_to_num(y[enough]), w[enough]  # nodes with too little water-level data are left out
@@ -211,14 +229,16 @@ def tidal_usual(x, times, step_s: int, floor: float):
 
 
 def trailing_mean(a, w: int, min_count: int):
-    """NaN-aware mean of a[..., t-w+1 .. t] along the last axis; NaN with fewer than min_count values."""
+    """NaN-aware mean of a[..., t-w+1 .. t] along the last axis; NaN with fewer than min_count values.
+
+    `w` must be odd (SciPy's running filters reach back at most half a window past centre, which
+    for an odd window is exactly a trailing one).
+    """
     valid = ~np.isnan(a)
-    c = np.cumsum(np.where(valid, a, np.float32(0.0)), axis=-1, dtype=np.float32)
-    k = np.cumsum(valid, axis=-1, dtype=np.int32)
-    c[..., w:] -= c[..., :-w].copy()
-    k[..., w:] -= k[..., :-w].copy()
+    sums = uniform_filter1d(np.where(valid, a, np.float32(0.0)), w, axis=-1, mode="constant", origin=w // 2)
+    counts = np.rint(uniform_filter1d(valid.astype(np.float32), w, axis=-1, mode="constant", origin=w // 2) * w)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(k >= min_count, c / k, np.float32(np.nan))
+        return np.where(counts >= min_count, sums * np.float32(w) / counts, np.float32(np.nan))
 
 
 def cusum_span(window: int) -> int:

@@ -151,9 +151,12 @@ def _check_block(x, metrics, site_of, lim):
     # the concentration (DOMAIN.md §1.4), so a haze episode is not noise.
     w = lim.noise_window
     if n_t > w:
-        pm = np.array([m in PM_METRICS for m in metrics])[:, None]
-        with np.errstate(invalid="ignore"):
-            y = np.where(pm, np.log1p(np.maximum(ok, 0.0)), ok)
+        pm = [j for j, m in enumerate(metrics) if m in PM_METRICS]
+        y = ok
+        if pm:
+            y = ok.copy()
+            with np.errstate(invalid="ignore"):
+                y[:, pm] = np.log1p(np.maximum(ok[:, pm], 0.0))
         d = np.full(x.shape, np.nan)
         np.subtract(y[..., 1:], y[..., :-1], out=d[..., 1:])
         size = np.abs(d)
@@ -175,7 +178,7 @@ def _check_block(x, metrics, site_of, lim):
             if len(idx) < 3:
                 continue
             # values already explained by another check do not count towards an offset
-            block = np.where(flags[idx] & (SPIKE | FLAT | NOISE), np.nan, ok[idx])
+            block = np.where(flags[idx] & (SPIKE | FLAT | NOISE), np.float32(np.nan), ok[idx].astype(np.float32))
             off = block - nanmedian(block, axis=0)
             with np.errstate(invalid="ignore"):
                 drifting = np.abs(_centred_mean(off, lim.drift_window)) > drift
@@ -240,13 +243,13 @@ def _centred_sum(a, w):
 
 def _centred_count(valid, w):
     """How many of the centred window's samples are valid (SciPy's one-pass filter, rounded)."""
-    return np.rint(uniform_filter1d(valid.astype(float), w, axis=-1, mode="constant") * w)
+    return np.rint(uniform_filter1d(valid.astype(np.float32), w, axis=-1, mode="constant") * np.float32(w))
 
 
 def _centred_mean(a, w):
     valid = ~np.isnan(a)
     # single precision: the mean is compared with a limit, never with zero
-    s = uniform_filter1d(np.where(valid, a, 0.0).astype(np.float32), w, axis=-1, mode="constant") * w
-    cnt = np.rint(uniform_filter1d(valid.astype(np.float32), w, axis=-1, mode="constant") * w)
+    s = uniform_filter1d(np.where(valid, a, np.float32(0.0)), w, axis=-1, mode="constant") * np.float32(w)
+    cnt = _centred_count(valid, w)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(cnt >= w // 2, s / cnt, np.nan)

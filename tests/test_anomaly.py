@@ -36,7 +36,7 @@ def plain_scores(x, metrics, step, min_days=3):
     """The detector written one value at a time, from its docstring."""
     n_nodes, n_t, _ = x.shape
     slots = 86400 // step
-    w = max(2, anomaly.SUSTAIN_S // step)
+    w = max(3, anomaly.SUSTAIN_S // step) | 1
     out = np.full(x.shape, np.nan)
     for i in range(n_nodes):
         for j, m in enumerate(metrics):
@@ -105,7 +105,7 @@ def test_tides_are_the_usual_for_water_level():
     x[0, k:k + 6, 0] += 40.0
     surge = score_cube(x, t, ("water_level_cm",), step).score[0, :, 0]
     assert np.nanmin(surge[k:k + 6]) >= 0.5
-    assert np.isnan(clean[:144]).all()  # no fit before a day of data
+    assert np.isnan(clean[:2 * 144]).all()  # no fit before two days of data
 
 
 def test_an_afternoon_heat_anomaly_becomes_one_event_with_a_sentence():
