@@ -61,12 +61,36 @@ def derive(cube, step_s: int) -> dict:
         out["heat_index_c"] = np.asarray(indices.heat_index_c(t, rh))
         out["humidex"] = np.asarray(indices.humidex_c(t, rh))
     day = max(1, 86400 // step_s)
+    if "batt_v" in cube.metrics:
+        out["batt_days_left"] = battery_days_left(cube.metric("batt_v"), step_s)
     for metric, pollutant in (("pm25_ugm3", "pm25"), ("pm10_ugm3", "pm10")):
         if metric in cube.metrics:
             # the regulation's basis: a 24-hour mean, with at least 75 % of the day present
             mean24 = rolling_mean(cube.metric(metric), day, int(0.75 * day))
             out[f"ispu_{pollutant}"] = np.asarray(indices.ispu(mean24, pollutant))
     return out
+
+
+BATTERY_EMPTY_V = 3.3  # an 18650 cell's practical floor under the ESP32's regulator (DOMAIN.md §6)
+BATTERY_DAYS_MAX = 999.0  # "not draining": level or charging
+
+
+def battery_days_left(batt_v: np.ndarray, step_s: int, days: float = 3.0) -> np.ndarray:
+    """Days until each node's battery reaches BATTERY_EMPTY_V, from the least-squares slope of the last
+    `days` of voltage (trailing, NaN-aware); BATTERY_DAYS_MAX when it is not draining, NaN without
+    half the window of data."""
+    w = max(2, int(days * 86400 / step_s))
+    t = np.broadcast_to(np.arange(batt_v.shape[1], dtype=float) * step_s / 86400, batt_v.shape)
+    valid = ~np.isnan(batt_v)
+    v = np.where(valid, batt_v, 0.0)
+    tt = np.where(valid, t, 0.0)
+    st, sv = (rolling_mean(np.where(valid, a, np.nan), w, w // 2) for a in (tt, v))
+    stt = rolling_mean(np.where(valid, tt * tt, np.nan), w, w // 2)
+    stv = rolling_mean(np.where(valid, tt * v, np.nan), w, w // 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = (stv - st * sv) / (stt - st * st)  # volts per day, from the window's means
+        left = np.where(slope < -1e-4, (batt_v - BATTERY_EMPTY_V) / -slope, BATTERY_DAYS_MAX)
+    return np.where(np.isnan(slope) | np.isnan(batt_v), np.nan, np.clip(left, 0.0, BATTERY_DAYS_MAX))
 
 
 @dataclass

@@ -151,6 +151,23 @@ def cmd_alerts(args) -> int:
         store.close()
 
 
+def cmd_dashboards(args) -> int:
+    from dashboards import build, publish
+    from rimba.fleet import load_fleet
+
+    s = _settings(args)
+    if args.action == "build":
+        files = build.write_bundle(s, load_fleet(s.fleet), args.out)
+        print(f"wrote {len(files)} files to {args.out}: {sum(f.endswith('.json') for f in files) - 1} dashboards, "
+              "data source and dashboard provisioning")
+        return 0
+    if not args.grafana:
+        raise ConfigError("say where Grafana is: rimba dashboards publish --grafana http://host:3000")
+    result = publish.publish(args.out, args.grafana, args.token, publish.datasource_json(s))
+    print(f"published to {args.grafana}: {result}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from rimba import demo
 
@@ -204,6 +221,14 @@ def parser() -> argparse.ArgumentParser:
     al.add_argument("--all", action="store_true", help="with list: resolved ones too")
     al.add_argument("--json", action="store_true", help="with list: one JSON object per line")
     al.set_defaults(func=cmd_alerts)
+
+    db = sub.add_parser("dashboards", parents=[common], help="build the Grafana bundle, or publish it")
+    db.add_argument("action", choices=("build", "publish"))
+    db.add_argument("--out", default="dashboards/bundle", help="where the bundle goes (build) or comes from (publish)")
+    db.add_argument("--grafana", help="with publish: Grafana's base URL, e.g. http://localhost:3000")
+    db.add_argument("--token", default=os.environ.get("GRAFANA_TOKEN", ""),
+                    help="with publish: a service-account token (default: $GRAFANA_TOKEN)")
+    db.set_defaults(func=cmd_dashboards)
 
     demo = sub.add_parser("demo", parents=[common], help="the live demo: stack, simulated fleet, ingest, live view")
     demo.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from rimba.fleet import load_fleet
 from rimba.simulate import Fault, Publisher, Simulation
 from tests.support import ROOT, env_for, wait_until
@@ -127,3 +129,17 @@ def test_analyze_runs_every_interval_until_stopped(platform_factory):
             code = proc.wait(timeout=30)
     assert code == 0, log.read_text()
     assert "analyzing every 5 s" in log.read_text()
+
+
+def test_battery_days_left_from_the_three_day_slope():
+    import numpy as np
+
+    from analytics.analyze import BATTERY_DAYS_MAX, battery_days_left
+
+    t = np.arange(1000)
+    v = np.array([4.1 - 0.05 * t * 600 / 86400, np.full(1000, 4.0), 3.9 + 0.02 * t * 600 / 86400])
+    v[0, ::7] = np.nan  # gaps do not bend the slope
+    d = battery_days_left(v, 600)
+    assert d[0, -1] == pytest.approx((4.1 - 0.05 * 999 * 600 / 86400 - 3.3) / 0.05, rel=1e-6)
+    assert d[1, -1] == BATTERY_DAYS_MAX and d[2, -1] == BATTERY_DAYS_MAX  # level, charging
+    assert np.isnan(d[:, :200]).all()  # not before half the window

@@ -1,0 +1,301 @@
+"""Dashboards as code: committed and current, valid against Grafana's schema, every query answered by a real
+InfluxDB holding two simulated sites, and `publish` against a server that records what Grafana would get."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as mdash
+
+from dashboards import build
+from rimba import settings as settings_mod
+from rimba.fleet import load_fleet
+from rimba.metrics import METRICS
+from rimba.simulate import Fault, Publisher, Simulation
+from tests.support import ROOT, env_for, wait_until
+
+BUNDLE = ROOT / "dashboards" / "bundle"
+PANEL_TYPES = {"stat", "timeseries", "table"}
+DERIVED = {"heat_index_c", "dew_point_c"}  # the analytics' own names (analytics.analyze.derive)
+
+
+def built(tmp_path):
+    s = settings_mod.build(env={})
+    return build.write_bundle(s, load_fleet(ROOT / "fleet.toml"), tmp_path), tmp_path
+
+
+def test_the_committed_bundle_is_what_the_source_builds(tmp_path):
+    files, out = built(tmp_path)
+    committed = sorted(str(p.relative_to(BUNDLE)) for p in BUNDLE.rglob("*") if p.is_file())
+    assert committed == files, "run: rimba dashboards build"
+    for rel in files:
+        assert (out / rel).read_text() == (BUNDLE / rel).read_text(), f"{rel} drifted; run: rimba dashboards build"
+
+
+def test_builds_are_identical(tmp_path):
+    a, out_a = built(tmp_path / "a")
+    b, out_b = built(tmp_path / "b")
+    assert a == b and all((out_a / f).read_bytes() == (out_b / f).read_bytes() for f in a)
+
+
+def dashboards_in(bundle: Path):
+    return {p.stem: json.loads(p.read_text()) for p in sorted(bundle.glob("dashboards/*/*.json"))}
+
+
+@pytest.mark.parametrize("uid", sorted(dashboards_in(BUNDLE)))
+def test_valid_against_grafanas_schema(uid):
+    """The SDK's models are generated from Grafana's dashboard schema: a round trip through them keeps every
+    key (except the InfluxDB annotation fields, which that schema leaves to the data source plugin)."""
+    model = dashboards_in(BUNDLE)[uid]
+    back = json.loads(json.dumps(mdash.Dashboard.from_json(model), cls=JSONEncoder))
+    lost = []
+
+    def walk(a, b, path):
+        if isinstance(a, dict):
+            for k, v in a.items():
+                if k not in b:
+                    lost.append(f"{path}/{k}")
+                else:
+                    walk(v, b[k], f"{path}/{k}")
+        elif isinstance(a, list):
+            assert len(a) == len(b), path
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                walk(x, y, f"{path}[{i}]")
+    walk(model, back, "")
+    assert all(re.fullmatch(r"/annotations/list\[\d+\]/(query|textColumn|tagsColumn)", p) for p in lost), lost
+    # and what the schema cannot say: ids unique, panels on the 24-column grid without overlap, every query
+    # on Rimba's data source with its own refId, Pontianak's time
+    assert model["uid"] == uid and 8 <= len(uid) <= 40 and model["timezone"] == "Asia/Pontianak"
+    ids = [p["id"] for p in model["panels"]]
+    assert len(ids) == len(set(ids))
+    cells = set()
+    for p in model["panels"]:
+        assert p["type"] in PANEL_TYPES and p["title"]
+        g = p["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24 and g["h"] > 0
+        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        assert not cells & mine, f"panel {p['title']} overlaps another"
+        cells |= mine
+        refs = [t["refId"] for t in p["targets"]]
+        assert refs and len(refs) == len(set(refs))
+        assert all(t["datasource"]["uid"] == build.DATASOURCE.uid and t["rawQuery"] for t in p["targets"])
+
+
+def test_names_come_from_the_measurement_table():
+    pages = dashboards_in(BUNDLE)
+    text = json.dumps(pages["rimba-site-smp29-id"])
+    assert METRICS["air_temp_c"].label_id in text and METRICS["air_temp_c"].label_en not in text
+    assert METRICS["air_temp_c"].label_en in json.dumps(pages["rimba-site-smp29-en"])
+    assert "Tidak Sehat" in text and "Sangat Tidak Sehat" in text and "#F2C200" in text
+    assert "water_level_cm" in json.dumps(pages["rimba-site-bansir-laut-en"])
+    assert "water_level_cm" not in text  # the school forest has no river gauge
+    for uid, model in pages.items():
+        for _title, _ref, q in build.queries(model):
+            for name in re.findall(r'"([a-z0-9_]+_(?:c|pct|hpa|ugm3|ppm|lux|mm|cm|v|dbm))"', q):
+                assert name in METRICS or name in DERIVED, f"{uid}: {name} is neither a metric nor a derived index"
+
+
+# --- every query against the real InfluxDB --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def filled(stack, tmp_path_factory):
+    """Eight days of the sample fleet (both sites) with faults, an outage that loses readings and a node
+    whose clock was never set, through ingest and one `rimba analyze --once`."""
+    from tests.conftest import Platform
+
+    tmp = tmp_path_factory.mktemp("dash")
+    p = Platform(stack, tmp, (ROOT / "fleet.toml").read_text())
+    now = int(time.time())
+    fleet = load_fleet(p.fleet_path)
+    faults = [Fault("smp29-01", "air_temp_c", "spike", now - 30 * 3600, now - 30 * 3600 + 600, 11.0),
+              Fault("bansir-laut-01", "water_level_cm", "out-of-range", now - 20 * 3600, now - 19 * 3600, 100.0),
+              Fault("smp29-02", "air_temp_c", "spike", now - 3 * 3600, now + 3600, 6.0)]
+    sim = Simulation(fleet, seed=8, faults=faults, send_every=6, capacity=40, rtc_nodes={"smp29-03"})
+    events = sim.history(now - 8 * 86400, now - 60, outages=[("bansir-laut-02", now - 3 * 86400,
+                                                             now - 2 * 86400)])
+    ingest = p.ingest(gap_timeout_s=1)
+    pub = Publisher(p.settings, client_id="pub-dash")
+    for _t, topic, payload in events:
+        pub.publish(topic, sim.restamp(topic, payload, time.time()))
+    for sn in sim.nodes.values():
+        pub.publish(*sim.status(sn, now, now + 600), retain=True)
+    pub.close()
+    wait_until(lambda: p.count() >= sim.expected(), 120, "the history stored")
+    wait_until(lambda: p.count('SELECT count("first_seq") FROM "gap"') > 0, 60, "the outage's gap")
+    r = subprocess.run([sys.executable, "-m", "rimba.cli", "analyze", "--once", "--hours", "192", "--until",
+                        str(now)], env=env_for(p.values), capture_output=True, text=True, cwd=ROOT, timeout=300,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    yield p, now
+    ingest.stop()
+    p.close()
+
+
+def substitute(query: str, time_from: str, now: int) -> str:
+    span = {"1h": 3600, "24h": 86400, "3d": 3 * 86400, "7d": 7 * 86400}[time_from]
+    return query.replace("$timeFilter", f"time >= {now - span}s AND time <= {now}s").replace("$__interval", "10m")
+
+
+@pytest.mark.parametrize("uid", sorted(dashboards_in(BUNDLE)))
+def test_every_panel_query_returns_data(filled, uid):
+    p, _now = filled
+    model = dashboards_in(BUNDLE)[uid]
+    default = "7d" if model["time"]["from"] == "now-7d" else "24h"
+    fields = {}
+    for m in ("reading", "index", "qc", "anomaly", "node_status", "gap", "ingest"):
+        rows = p.influx.rows(f'SHOW FIELD KEYS FROM "{m}"')
+        fields[m] = {r["fieldKey"] for r in rows}
+    for panel in model["panels"]:
+        answered = 0
+        for t in panel["targets"]:
+            q = substitute(t["query"], panel.get("timeFrom", default), int(time.time()))
+            for measurement, field in _named_fields(q):
+                assert field in fields[measurement], f"{uid} / {panel['title']}: no field {field} in {measurement}"
+            result = p.influx.query(q, epoch="s")
+            series = [s for r in result for s in r.get("series", [])]
+            values = [v for s in series for row in s["values"] for v in row[1:] if v is not None]
+            answered += bool(values)
+        assert answered, f"{uid} / {panel['title']}: every query came back empty"
+    for name, _ref, q in build.queries(model):
+        if _ref == "annotation":
+            assert p.influx.query(substitute(q, default, int(time.time())), epoch="s")[0].get("series"), name
+
+
+def _named_fields(query: str) -> list:
+    """(measurement, field) for each aggregate of a field in a query's innermost FROM."""
+    aliases = set(re.findall(r'AS "(\w+)"', query))
+    out = []
+    for select, measurement in re.findall(r'SELECT ((?:(?!SELECT).)*?) FROM "(\w+)"', query):
+        for field in re.findall(r'\w+\("(\w+)"\)', select):
+            if field not in aliases:
+                out.append((measurement, field))
+    return out
+
+
+# --- publish, against a server that answers like Grafana's HTTP API and records every request -------------------
+
+
+class FakeGrafana(ThreadingHTTPServer):
+    def __init__(self, version="11.3.0", token="good-token"):
+        super().__init__(("127.0.0.1", 0), _GrafanaHandler)
+        self.version, self.token = version, token
+        self.requests, self.folders, self.datasources, self.dashboards, self.public = [], {}, {}, {}, set()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server_port}"
+
+    def calls(self, method: str, prefix: str = "") -> list:
+        return [r for r in self.requests if r[0] == method and r[1].startswith(prefix)]
+
+
+class _GrafanaHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, code: int, body) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self, method: str) -> None:
+        g = self.server
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        g.requests.append((method, self.path, body))
+        path = self.path.split("?")[0]
+        if path == "/api/health":
+            return self._reply(200, {"database": "ok", "version": g.version})
+        if path == "/api/frontend/settings":  # what grafana-client reads the version from
+            return self._reply(200, {"buildInfo": {"version": g.version}})
+        if self.headers.get("Authorization") != f"Bearer {g.token}":
+            return self._reply(401, {"message": "invalid API key"})
+        parts = path.strip("/").split("/")
+        if parts[:2] == ["api", "folders"]:
+            if method == "GET":
+                uid = parts[2]
+                return self._reply(200, g.folders[uid]) if uid in g.folders else self._reply(404, {"message": "x"})
+            g.folders[body["uid"]] = body
+            return self._reply(200, body)
+        if parts[:2] == ["api", "datasources"]:
+            if method == "GET":
+                uid = parts[3]
+                return self._reply(200, g.datasources[uid]) if uid in g.datasources else self._reply(404, {})
+            g.datasources[body["uid"]] = body
+            return self._reply(200, {"datasource": body, "message": "ok"})
+        if path == "/api/dashboards/db":
+            uid = body["dashboard"]["uid"]
+            g.dashboards[uid] = g.dashboards.get(uid, 0) + 1
+            return self._reply(200, {"status": "success", "uid": uid, "version": g.dashboards[uid]})
+        if parts[:2] == ["api", "dashboards"] and parts[-1] == "public-dashboards":
+            uid = parts[3]
+            if method == "GET":
+                return self._reply(200, {"uid": "p-" + uid}) if uid in g.public else self._reply(404, {})
+            g.public.add(uid)
+            return self._reply(200, {"uid": "p-" + uid, "isEnabled": True})
+        return self._reply(404, {"message": "not found"})
+
+    def do_GET(self):
+        self._handle("GET")
+
+    def do_POST(self):
+        self._handle("POST")
+
+    def do_PUT(self):
+        self._handle("PUT")
+
+
+def publish_cli(url: str, token: str, bundle: Path = BUNDLE):
+    env = env_for({})
+    env["GRAFANA_TOKEN"] = token
+    return subprocess.run([sys.executable, "-m", "rimba.cli", "dashboards", "publish", "--out", str(bundle),
+                           "--grafana", url], env=env, capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          check=False)
+
+
+def test_publish_creates_then_updates_by_uid():
+    g = FakeGrafana()
+    r = publish_cli(g.url, "good-token")
+    assert r.returncode == 0, r.stderr
+    assert len(g.calls("POST", "/api/folders")) == 2 and set(g.folders) == {"rimba", "rimba-public"}
+    assert len(g.calls("POST", "/api/datasources")) == 1 and not g.calls("PUT", "/api/datasources")
+    saved = g.calls("POST", "/api/dashboards/db")
+    assert len(saved) == 6 and all(b["overwrite"] and b["folderUid"] in g.folders for _m, _p, b in saved)
+    assert "id" not in saved[0][2]["dashboard"]
+    assert g.public == {f"rimba-site-{s}-{lang}" for s in ("smp29", "bansir-laut") for lang in ("id", "en")}
+    assert g.datasources["rimba-influxdb"]["jsonData"]["dbName"] == "rimba"
+    # again: nothing new is created, the data source is updated, every dashboard saved as a new version
+    r = publish_cli(g.url, "good-token")
+    assert r.returncode == 0, r.stderr
+    assert len(g.calls("POST", "/api/folders")) == 2 and len(g.calls("PUT", "/api/datasources")) == 1
+    assert set(g.dashboards.values()) == {2} and len(g.calls("POST", "/api/dashboards/uid")) == 4
+    assert "0 page(s) made public (4 already were)" in r.stdout
+    g.shutdown()
+
+
+@pytest.mark.parametrize(("version", "token", "url", "says"), [
+    ("11.3.0", "wrong", None, "refused the credentials"),
+    ("9.5.2", "good-token", None, "too old"),
+    ("11.3.0", "good-token", "http://127.0.0.1:9", "cannot reach Grafana"),
+])
+def test_publish_errors_are_one_clear_line(version, token, url, says):
+    g = FakeGrafana(version=version)
+    r = publish_cli(url or g.url, token)
+    assert r.returncode == 2 and says in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    g.shutdown()
+
+
+def test_publish_without_a_bundle_says_how_to_build_it(tmp_path):
+    r = publish_cli("http://127.0.0.1:9", "t", tmp_path / "nothing")
+    assert r.returncode == 2 and "rimba dashboards build" in r.stderr
