@@ -168,6 +168,14 @@ def cmd_dashboards(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from dashboards import report
+
+    if not 1 <= args.days <= 62:
+        raise ConfigError(f"--days {args.days}: choose 1 to 62")
+    return report.main(_settings(args), args)
+
+
 def cmd_demo(args) -> int:
     from rimba import demo
 
@@ -229,6 +237,14 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("--token", default=os.environ.get("GRAFANA_TOKEN", ""),
                     help="with publish: a service-account token (default: $GRAFANA_TOKEN)")
     db.set_defaults(func=cmd_dashboards)
+
+    rp = sub.add_parser("report", parents=[common], help="a site's weekly report: PDF to print, PNG to share")
+    rp.add_argument("--site", required=True, help="a site id from the fleet file, e.g. smp29")
+    rp.add_argument("--days", type=int, default=7, help="whole days back from the last midnight (WIB)")
+    rp.add_argument("--lang", default="id", help="id (Bahasa Indonesia) or en (English)")
+    rp.add_argument("--until", type=int, help="end, UNIX seconds (default: now); the report stops at the midnight before")
+    rp.add_argument("--out", default=".", help="folder for the PDF and PNG")
+    rp.set_defaults(func=cmd_report)
 
     demo = sub.add_parser("demo", parents=[common], help="the live demo: stack, simulated fleet, ingest, live view")
     demo.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")

@@ -299,3 +299,36 @@ def test_publish_errors_are_one_clear_line(version, token, url, says):
 def test_publish_without_a_bundle_says_how_to_build_it(tmp_path):
     r = publish_cli("http://127.0.0.1:9", "t", tmp_path / "nothing")
     assert r.returncode == 2 and "rimba dashboards build" in r.stderr
+
+
+# --- the weekly report ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("site", ["smp29", "bansir-laut"])
+@pytest.mark.parametrize("lang", ["id", "en"])
+def test_the_weekly_report_renders_with_data(filled, tmp_path, site, lang):
+    from dashboards import report
+
+    p, now = filled
+    r = report.make(p.settings, site, 7, lang, until=now + 86400, out_dir=tmp_path)
+    assert r.pdf.exists() and r.png.exists() and r.pages == 2
+    assert r.pdf.read_bytes().count(b"/Type /Page\n") + r.pdf.read_bytes().count(b"/Type /Page ") >= 2 or \
+        r.pdf.read_bytes().count(b"/Type /Page") >= 3  # two pages and the page tree
+    assert r.png.stat().st_size > 50_000
+    assert r.points and all(n >= 24 * 6 for n in r.points.values()), r.points  # most of a week, every chart
+    text = "\n".join(r.highlights)
+    assert ("Hari terpanas" if lang == "id" else "Hottest day") in text
+    if site == "bansir-laut":
+        assert "water_level_cm" in r.points
+        assert ("Air sungai tertinggi" if lang == "id" else "Highest river level") in text
+    assert sum(r.ispu_days) == 7  # both sites measure PM2.5 (an air node each)
+
+
+def test_report_cli_errors_are_one_line(filled, tmp_path):
+    p, _now = filled
+    env = env_for(p.values)
+    for args, says in ((["--site", "nowhere"], "sites are"), (["--site", "smp29", "--lang", "fr"], "choose id"),
+                       (["--site", "smp29", "--days", "0"], "choose 1 to 62")):
+        r = subprocess.run([sys.executable, "-m", "rimba.cli", "report", *args, "--out", str(tmp_path)], env=env,
+                           capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+        assert r.returncode == 2 and says in r.stderr and r.stderr.count("\n") == 1, r.stderr

@@ -1,0 +1,236 @@
+"""`rimba report`: a site's weekly summary as a PDF to print and a PNG to share in a class chat.
+
+    rimba report --site smp29 --days 7 --lang id [--until UNIX_S] [--out DIR]
+
+Page 1 (also the PNG): the site, the dates (WIB), highlights in plain words ("Hari terpanas: ..."),
+days per ISPU category, and a chart per measured metric (hourly site means, flagged readings as red
+dots, anomaly events shaded). Page 2: each day's minimum, maximum and mean per metric.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from analytics import indices
+from analytics.data import load_cube
+from rimba.errors import ConfigError
+from rimba.fleet import load_fleet
+from rimba.influx import Influx
+from rimba.metrics import METRICS
+
+WIB_S = 7 * 3600
+REPORT_METRICS = ("air_temp_c", "air_rh_pct", "pm25_ugm3", "rain_mm", "water_level_cm", "soil_vwc_pct")
+DAYS = {"id": ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu"),
+        "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")}
+MONTHS = {"id": ("Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des"),
+          "en": ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")}
+WORDS = {
+    "id": {"title": "Laporan mingguan", "hottest": "Hari terpanas", "coolest": "Malam tersejuk",
+           "wettest": "Hari paling basah", "dry": "Tidak ada hujan minggu ini", "air": "Kualitas udara (ISPU PM2.5)",
+           "days": "hari", "no_pm": "Tidak ada pengukuran PM2.5 di lokasi ini",
+           "highest_river": "Air sungai tertinggi", "flags": "bacaan ditandai pemeriksaan mutu data",
+           "anomalies": "kejadian tidak biasa", "daily": "Ringkasan harian (min / maks / rata-rata)",
+           "date": "Tanggal", "legend_flag": "ditandai", "legend_anomaly": "tidak biasa", "none": "-",
+           "made": "Dibuat oleh Rimba", "time": "WIB"},
+    "en": {"title": "Weekly report", "hottest": "Hottest day", "coolest": "Coolest night",
+           "wettest": "Wettest day", "dry": "No rain this week", "air": "Air quality (ISPU PM2.5)",
+           "days": "days", "no_pm": "No PM2.5 measured at this site",
+           "highest_river": "Highest river level", "flags": "readings flagged by the data-quality checks",
+           "anomalies": "unusual events", "daily": "Daily summary (min / max / mean)", "date": "Date",
+           "legend_flag": "flagged", "legend_anomaly": "unusual", "none": "-", "made": "Made by Rimba",
+           "time": "WIB"},
+}
+
+
+@dataclass
+class Report:
+    pdf: Path
+    png: Path
+    highlights: list
+    points: dict = field(default_factory=dict)  # metric -> values drawn
+    ispu_days: list = field(default_factory=list)  # days per category, Baik .. Berbahaya
+    pages: int = 0
+
+
+def _date(t: int, lang: str, weekday: bool = True) -> str:
+    g = time.gmtime(int(t) + WIB_S)
+    text = f"{g.tm_mday} {MONTHS[lang][g.tm_mon - 1]} {g.tm_year}"
+    return f"{DAYS[lang][g.tm_wday]} {text}" if weekday else text
+
+
+def _label(metric: str, lang: str) -> str:
+    m = METRICS[metric]
+    return f"{m.label_id if lang == 'id' else m.label_en} ({m.unit})"
+
+
+def make(settings, site: str, days: int, lang: str, until: int | None = None, out_dir=".") -> Report:
+    if lang not in WORDS:
+        raise ConfigError(f"--lang {lang}: choose id (Bahasa Indonesia) or en (English)")
+    fleet = load_fleet(settings.fleet)
+    if site not in fleet.sites:
+        raise ConfigError(f"--site {site}: not in the fleet file; sites are {', '.join(sorted(fleet.sites))}")
+    end = int(time.time()) if until is None else int(until)
+    end -= (end + WIB_S) % 86400  # up to the last WIB midnight: whole days
+    start = end - days * 86400
+    influx = Influx.from_settings(settings)
+    try:
+        cube = load_cube(influx, fleet, start, end, 3600)
+        # particulates in humid air are a caution, not an error: they are not drawn as flagged
+        flags = influx.rows(f"SELECT \"value\", \"metric\" FROM qc WHERE site = '{site}' AND \"check\" != "
+                            f"'humid-pm' AND time >= {start}s AND time < {end}s")
+        events = influx.rows(f"SELECT \"end\", \"metric\", \"message\" FROM anomaly WHERE site = '{site}' "
+                             f"AND time >= {start}s AND time < {end}s")
+    finally:
+        influx.close()
+    rows = [i for i, s in enumerate(cube.sites) if s == site]
+    if not rows:
+        raise ConfigError(f"--site {site}: it has no nodes in the fleet file")
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # hours without a value stay NaN: gaps in the chart
+        site_mean = {m: np.nanmean(cube.metric(m)[rows], axis=0) for m in REPORT_METRICS if m in cube.metrics}
+    site_mean = {m: v for m, v in site_mean.items() if np.isfinite(v).any()}
+    if not site_mean:
+        raise ConfigError(f"no readings for {site} between {_date(start, 'en')} and {_date(end, 'en')} WIB")
+    return _render(site, fleet.sites[site].name, lang, days, start, end, cube.times, site_mean, flags, events,
+                   Path(out_dir))
+
+
+def _daily(values: np.ndarray, days: int, fn) -> np.ndarray:
+    v = values[:days * 24].reshape(days, 24)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a day without values is NaN, said once in the table
+        return fn(v, axis=1)
+
+
+def _highlights(lang: str, days: int, start: int, site_mean: dict, flags: list, events: list) -> tuple:
+    w = WORDS[lang]
+    out = []
+    day_t = start + np.arange(days) * 86400
+    if "air_temp_c" in site_mean:
+        tmax = _daily(site_mean["air_temp_c"], days, np.nanmax)
+        tmin = _daily(site_mean["air_temp_c"], days, np.nanmin)
+        if np.isfinite(tmax).any():
+            k = int(np.nanargmax(tmax))
+            out.append(f"{w['hottest']}: {_date(day_t[k], lang)}, {tmax[k]:.1f} °C")
+        if np.isfinite(tmin).any():
+            k = int(np.nanargmin(tmin))
+            out.append(f"{w['coolest']}: {_date(day_t[k], lang)}, {tmin[k]:.1f} °C")
+    if "rain_mm" in site_mean:
+        rain = _daily(np.nan_to_num(site_mean["rain_mm"]), days, np.sum)
+        if rain.max() >= 0.5:
+            k = int(np.argmax(rain))
+            out.append(f"{w['wettest']}: {_date(day_t[k], lang)}, {rain[k]:.0f} mm")
+        else:
+            out.append(w["dry"])
+    if "water_level_cm" in site_mean and np.isfinite(site_mean["water_level_cm"]).any():
+        k = int(np.nanargmax(site_mean["water_level_cm"]))
+        out.append(f"{w['highest_river']}: {_date(start + k * 3600, lang)} "
+                   f"{time.strftime('%H:%M', time.gmtime(start + k * 3600 + WIB_S))} {w['time']}, "
+                   f"{site_mean['water_level_cm'][k]:.0f} cm")
+    ispu_days = [0] * len(indices.ISPU_CATEGORIES)
+    if "pm25_ugm3" in site_mean:
+        daily_pm = _daily(site_mean["pm25_ugm3"], days, np.nanmean)
+        cats = indices.ispu_category(indices.ispu(daily_pm, "pm25"))
+        for c in np.atleast_1d(cats):
+            if c >= 0:
+                ispu_days[int(c)] += 1
+        names = [c[1] if lang == "id" else c[2] for c in indices.ISPU_CATEGORIES]
+        out.append(f"{w['air']}: " + ", ".join(f"{n} {k} {w['days']}" for n, k in zip(names, ispu_days,
+                                                                                        strict=True) if k))
+    else:
+        out.append(w["no_pm"])
+    out.append(f"{len(flags)} {w['flags']}; {len(events)} {w['anomalies']}")
+    return out, ispu_days
+
+
+def _render(site, name, lang, days, start, end, times, site_mean, flags, events, out_dir: Path) -> Report:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    w = WORDS[lang]
+    highlights, ispu_days = _highlights(lang, days, start, site_mean, flags, events)
+    hours = (np.asarray(times) - start) / 86400.0  # days since the start, for the x axis
+    metrics = list(site_mean)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"rimba-{site}-{time.strftime('%Y-%m-%d', time.gmtime(end + WIB_S - 86400))}-{lang}"
+    report = Report(out_dir / f"{stem}.pdf", out_dir / f"{stem}.png", highlights, ispu_days=ispu_days)
+
+    fig = plt.figure(figsize=(8.27, 11.69))  # A4 portrait
+    fig.text(0.06, 0.965, f"{w['title']}: {name}", fontsize=15, weight="bold")
+    fig.text(0.06, 0.945, f"{_date(start, lang)} – {_date(end - 86400, lang)} ({w['time']})", fontsize=10)
+    for i, line in enumerate(highlights):
+        fig.text(0.06, 0.915 - i * 0.02, "• " + line, fontsize=9.5)
+    n = len(metrics)
+    top = 0.905 - len(highlights) * 0.02 - 0.02
+    height = (top - 0.05) / max(n, 1)
+    flagged = {}
+    for f in flags:
+        flagged.setdefault(f["metric"], []).append(f)
+    for i, metric in enumerate(metrics):
+        ax = fig.add_axes([0.1, top - (i + 1) * height + 0.025, 0.85, height - 0.035])
+        v = site_mean[metric]
+        ax.plot(hours, v, lw=1.0, color="#1F6FD1")
+        report.points[metric] = int(np.isfinite(v).sum())
+        fx = [((f["time"] - start) / 86400.0, f.get("value")) for f in flagged.get(metric, [])
+              if f.get("value") is not None]
+        if fx:
+            ax.plot([a for a, _ in fx], [b for _, b in fx], "o", ms=3, color="#D62728", label=w["legend_flag"])
+        for ev in (e for e in events if e["metric"] == metric):
+            ax.axvspan((ev["time"] - start) / 86400.0, ((ev["end"] or ev["time"]) - start) / 86400.0,
+                       color="#F2C200", alpha=0.3, lw=0)
+        ax.set_ylabel(_label(metric, lang), fontsize=8)
+        ax.set_xlim(0, days)
+        ax.set_xticks(np.arange(days) + 0.5)
+        ax.set_xticklabels([DAYS[lang][time.gmtime(start + d * 86400 + WIB_S).tm_wday][:3] for d in range(days)],
+                           fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(alpha=0.3)
+        if fx:
+            ax.legend(fontsize=7, loc="upper right")
+    fig.text(0.06, 0.015, f"{w['made']} · {w['legend_anomaly']}: ▇ / {w['legend_flag']}: ●", fontsize=7,
+             color="#555555")
+    fig.savefig(report.png, dpi=110)
+    with PdfPages(report.pdf) as pdf:
+        pdf.savefig(fig)
+        plt.close(fig)
+        table = plt.figure(figsize=(8.27, 11.69))
+        table.text(0.06, 0.965, f"{w['daily']}: {name}", fontsize=13, weight="bold")
+        ax = table.add_axes([0.05, 0.05, 0.9, 0.88])
+        ax.axis("off")
+        header = [w["date"]] + [_label(m, lang) for m in metrics]
+        cells = []
+        for d in range(days):
+            row = [_date(start + d * 86400, lang)]
+            for m in metrics:
+                day = site_mean[m][d * 24:(d + 1) * 24]
+                if not np.isfinite(day).any():
+                    row.append(w["none"])
+                elif m == "rain_mm":
+                    row.append(f"{np.nansum(day):.1f}")
+                else:
+                    row.append(f"{np.nanmin(day):.1f} / {np.nanmax(day):.1f} / {np.nanmean(day):.1f}")
+            cells.append(row)
+        t = ax.table(cellText=cells, colLabels=header, loc="upper center", cellLoc="center")
+        t.auto_set_font_size(False)
+        t.set_fontsize(6.5)
+        t.scale(1, 1.6)
+        pdf.savefig(table)
+        plt.close(table)
+        report.pages = 2
+    return report
+
+
+def main(settings, args) -> int:
+    r = make(settings, args.site, args.days, args.lang, args.until, args.out)
+    print(f"wrote {r.pdf} (print) and {r.png} (share)")
+    for line in r.highlights:
+        print("  " + line)
+    return 0
