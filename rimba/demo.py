@@ -75,6 +75,7 @@ def main(settings, args) -> int:
         first_run = analytics.wait_first()
         print(f"analyzed {BACKFILL_DAYS} days: {first_run['lines']:,} quality flags, anomaly events and index points "
               f"written; {len(first_run['changes'])} alerts fired (MQTT rimba/v1/<site>/alert; `rimba alerts list`)")
+        _write_bundle_and_reports(settings, fleet, state)
         runner = LiveRunner(sim, pub, speed=args.speed)
         live = threading.Thread(target=runner.run, name="live-fleet", daemon=True)
         live.start()
@@ -134,6 +135,18 @@ def _wait_stored(settings, expected: int, timeout: float = 120.0) -> None:
 
 
 BACKFILL_DAYS = 8  # the anomaly baselines want three days of history before they judge
+
+
+def _write_bundle_and_reports(settings, fleet, state) -> None:
+    from dashboards import build, report
+
+    bundle = state / "grafana"
+    files = build.write_bundle(settings, fleet, bundle)
+    print(f"Grafana bundle ({len(files)} files: dashboards, data source, provisioning): {bundle}")
+    for site in fleet.sites:
+        for lang in ("id", "en"):
+            r = report.make(settings, site, 7, lang, out_dir=state / "reports")
+            print(f"weekly report {site} ({lang}): {r.pdf} and {r.png}")
 
 
 class AnalyticsLoop(threading.Thread):

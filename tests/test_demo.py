@@ -18,6 +18,9 @@ def test_demo_runs_and_cleans_up(tmp_path):
     stored = int(last.split("stored")[1].split()[0].replace(",", ""))
     assert stored > 5000, last  # eight days of seven nodes
     assert "analyzed 8 days" in r.stdout and "alerts fired" in r.stdout
+    assert (tmp_path / "state" / "grafana" / "dashboards" / "rimba" / "rimba-overview.json").exists()
+    reports = sorted(p.name for p in (tmp_path / "state" / "reports").iterdir())
+    assert len(reports) == 8 and "weekly report smp29 (id)" in r.stdout  # two sites, two languages, PDF and PNG
     firing = int(last.split("alerts firing: ")[1].split()[0])
     assert firing >= 2, last  # the haze (ISPU) and the ongoing offset (anomaly) at least
     assert "ISPU PM" in last and "above this node's usual" in last
