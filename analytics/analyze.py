@@ -196,12 +196,35 @@ class Analyzer:
             influx.close()
         observations = self.observe(fleet, cube, derived, events, values, fire, hourly, contact, wake, now)
         changes = self.engine.evaluate(observations, now)
+        self._record_alerts(changes, now)
         counts = {name: int(np.count_nonzero(flags & bit)) for bit, name in quality.FLAG_NAMES.items()}
         log.info("analyzed %d nodes x %d steps: %d points written; %d anomaly events; alerts: %s",
                  len(cube.nodes), len(cube.times), len(lines), len(events),
                  ", ".join(f"{c.what} {c.incident['id']}" for c in changes) or "no change")
         return {"nodes": len(cube.nodes), "steps": len(cube.times), "lines": len(lines), "flags": counts,
                 "events": len(events), "changes": changes}
+
+    def _record_alerts(self, changes: list, now: int) -> None:
+        """Alert state for the dashboards: every open incident at this run's time, and each resolution.
+
+        Measurement `alert` (Rimba's own, beside the contract's; like `ingest`): tags site, node (`site`
+        for a site alert), rule, severity; fields id, state, message, start.
+        """
+        from ingest import lineproto
+
+        incidents = [(inc, "firing") for inc in self.engine.store.open_incidents()]
+        incidents += [(c.incident, "resolved") for c in changes if c.what == "resolved"]
+        lines = [lineproto.line("alert", {"site": inc["site"], "node": inc["node"] or "site", "rule": inc["rule"],
+                                          "severity": inc["severity"]},
+                                {"id": inc["id"], "state": state, "message": inc["message"], "start": int(inc["start"])},
+                                int(now) * 1000)
+                 for inc, state in incidents]
+        if lines:
+            influx = Influx.from_settings(self.settings)
+            try:
+                influx.write(("\n".join(lines) + "\n").encode())
+            finally:
+                influx.close()
 
     def observe(self, fleet, cube, derived, events, values, fire, hourly, contact, wake, now) -> list:
         s = self.settings

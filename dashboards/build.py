@@ -147,7 +147,11 @@ def overview(fleet) -> Page:
     last_seen = grid_table("Last heard from", [Query(
         "A", 'SELECT last("seq") AS "last seq" FROM "reading" WHERE time > now() - 30d GROUP BY "node"', "table")],
         "When each node's newest reading was taken; a node silent past its cadence raises an overdue alert.")
-    layout += [(events, 14, 10), (last_seen, 10, 10)]
+    firing = grid_table("Alerts firing", [Query(
+        "A", 'SELECT last("message") AS "message", last("id") AS "id" FROM "alert" WHERE time > now() - 10m '
+        'AND "state" = \'firing\' GROUP BY "site", "node", "rule", "severity"', "table")],
+        "Open incidents from the last analytics runs (every minute); `rimba alerts list` and `ack` on the server.")
+    layout += [(firing, 24, 8), (events, 14, 10), (last_seen, 10, 10)]
     b = (gdash.Dashboard("Rimba: all sites").uid("rimba-overview").tags(["rimba", "officers"]).timezone(TIMEZONE)
          .refresh("1m").time("now-7d", "now"))
     _layout(b, layout)
@@ -156,6 +160,10 @@ def overview(fleet) -> Page:
         "datasource": {"type": "influxdb", "uid": DATASOURCE.uid}, "enable": True, "iconColor": "red",
         "name": "Anomalies", "query": 'SELECT "message", "node" FROM "anomaly" WHERE $timeFilter',
         "textColumn": "message", "tagsColumn": "node"})
+    model["annotations"]["list"].append({
+        "datasource": {"type": "influxdb", "uid": DATASOURCE.uid}, "enable": True, "iconColor": "orange",
+        "name": "Alerts", "query": 'SELECT first("message") AS "message" FROM "alert" WHERE $timeFilter '
+        'GROUP BY "id", "node"', "textColumn": "message", "tagsColumn": "node"})  # when each incident began
     return Page("rimba-overview", "Rimba: all sites", "Rimba", False, model)
 
 

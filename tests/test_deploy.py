@@ -41,7 +41,7 @@ def test_every_file_the_compose_file_names_exists():
             context = (DEPLOY / svc["build"]["context"]).resolve()
             dockerfile = context / svc["build"]["dockerfile"]
             assert dockerfile.exists()
-            for src in re.findall(r"^COPY (\S+)", dockerfile.read_text(), re.M):
+            for src in re.findall(r"^COPY (\S+)", dockerfile.read_text(), re.MULTILINE):
                 assert (context / src).exists(), f"Dockerfile copies {src}, which is missing"
     assert (ROOT / "dashboards" / "bundle" / "provisioning" / "datasources" / "rimba.yaml").exists()
 
@@ -79,7 +79,7 @@ def test_the_broker_configuration_runs_in_the_real_mosquitto(tmp_path):
 @pytest.mark.parametrize("unit", ["rimba-ingest.service", "rimba-analyze.service"])
 def test_systemd_units_verify(tmp_path, unit):
     text = (DEPLOY / "systemd" / unit).read_text()
-    exec_start = re.search(r"^ExecStart=(\S+) (.+)$", text, re.M)
+    exec_start = re.search(r"^ExecStart=(\S+) (.+)$", text, re.MULTILINE)
     parser().parse_args(exec_start.group(2).split())  # a real rimba command
     # systemd checks that the program exists: point it at this checkout's
     local = text.replace(exec_start.group(1), str(Path(ROOT / ".venv" / "bin" / "rimba")))
