@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as mdash
 
@@ -332,3 +333,22 @@ def test_report_cli_errors_are_one_line(filled, tmp_path):
         r = subprocess.run([sys.executable, "-m", "rimba.cli", "report", *args, "--out", str(tmp_path)], env=env,
                            capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
         assert r.returncode == 2 and says in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+@pytest.mark.parametrize(("values", "has", "lacks"), [
+    ({}, ["dbName: rimba"], ["secureJsonData"]),
+    ({"influx_token": "s3cret-token"}, ["httpHeaderName1: Authorization", "Token ${RIMBA_INFLUX_TOKEN}"],
+     ["s3cret-token"]),
+    ({"influx_user": "grafana", "influx_password": "s3cret-pass"}, ["user: grafana", "${RIMBA_INFLUX_PASSWORD}"],
+     ["s3cret-pass"]),
+])
+def test_the_data_source_speaks_influxql_to_1x_2x_and_3x_without_secrets_in_the_bundle(tmp_path, values, has, lacks):
+    s = settings_mod.build(overrides=values, env={})
+    files = build.write_bundle(s, load_fleet(ROOT / "fleet.toml"), tmp_path)
+    text = "".join((tmp_path / f).read_text() for f in files)
+    ds = (tmp_path / "provisioning/datasources/rimba.yaml").read_text()
+    assert "type: influxdb" in ds and all(h in ds for h in has)
+    assert not any(x in text for x in lacks)
+    assert yaml.safe_load(ds)["datasources"][0]["uid"] == build.DATASOURCE.uid
+    provider = yaml.safe_load((tmp_path / "provisioning/dashboards/rimba.yaml").read_text())
+    assert {p["folder"] for p in provider["providers"]} == {"Rimba", "Rimba public"}
