@@ -1,0 +1,76 @@
+# The node's configuration: defaults, then the node's file (written by provisioning), then the last
+# good update from the platform's retained `config` mailbox (contract v1: a higher `rev` is applied at
+# the next wake; unknown keys are ignored; an invalid value rejects the update and the node keeps its
+# last good configuration). Only the sampling keys can change remotely: a wrong Wi-Fi or broker
+# setting sent over the air could cut the node off for good.
+import json
+
+DEFAULTS = {
+    "node": "", "site": "", "profile": "forest", "rev": 0,
+    "sample_s": 600, "send_every": 6, "batch": 50, "capacity": 4000,
+    "wifi_ssid": "", "wifi_password": "", "wifi_timeout_ms": 15000,
+    "mqtt_host": "", "mqtt_port": 1883, "mqtt_user": "", "mqtt_password": "", "mqtt_tls": False,
+    "ntp_host": "pool.ntp.org", "puback_ms": 5000, "wdt_ms": 60000, "safe_after": 5,
+}
+# key: (type, low, high) for what the mailbox may set
+REMOTE = {"sample_s": (int, 10, 86400), "send_every": (int, 1, 144), "batch": (int, 1, 200)}
+NODE_FILE = "node.json"
+GOOD_FILE = "remote.json"
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def load(root):
+    """Defaults, the node's file, the last good remote update."""
+    cfg = dict(DEFAULTS)
+    for path in (root + "/" + NODE_FILE, root + "/" + GOOD_FILE):
+        for k, v in _read(path).items():
+            if k in DEFAULTS:
+                cfg[k] = v
+    return cfg
+
+
+def check(update):
+    """The settable keys of a mailbox payload, or an error string."""
+    if not isinstance(update, dict) or update.get("v") != 1:
+        return "not a version 1 config"
+    rev = update.get("rev")
+    if not isinstance(rev, int) or isinstance(rev, bool) or rev < 1:
+        return "rev must be a positive integer"
+    out = {"rev": rev}
+    for k, (kind, low, high) in REMOTE.items():
+        if k in update:
+            v = update[k]
+            if not isinstance(v, kind) or isinstance(v, bool) or not low <= v <= high:
+                return "%s must be %s in %s..%s" % (k, kind.__name__, low, high)
+            out[k] = v
+    return out
+
+
+def apply(root, cfg, payload):
+    """Apply a mailbox payload if its rev is newer and it is valid. Returns (cfg, note)."""
+    try:
+        update = json.loads(payload)
+    except ValueError:
+        return cfg, "config: not JSON"
+    if isinstance(update, dict) and isinstance(update.get("rev"), int) and update["rev"] <= cfg["rev"]:
+        return cfg, None  # nothing new
+    good = check(update)
+    if isinstance(good, str):
+        return cfg, "config rev %s rejected: %s" % (update.get("rev") if isinstance(update, dict) else "?", good)
+    new = dict(cfg)
+    new.update(good)
+    saved = _read(root + "/" + GOOD_FILE)
+    saved.update(good)
+    tmp = root + "/" + GOOD_FILE + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(saved, f)
+    import os
+    os.rename(tmp, root + "/" + GOOD_FILE)
+    return new, "config rev %d applied" % good["rev"]

