@@ -63,8 +63,24 @@ class Platform:
         for p in self.procs:
             p.stop()
         self._forget_sessions()
+        self._clear_retained()
         self.influx.query(f'DROP DATABASE "{self.values["influx_db"]}"')
         self.influx.close()
+
+    def _clear_retained(self) -> None:
+        """Clear what this test left retained for its nodes (status, ack, config): the broker is shared, and
+        a later test's ingest would otherwise receive them as messages from nodes it does not know."""
+        from rimba.fleet import load_fleet
+        from rimba.mqtt import Mqtt
+
+        fleet = load_fleet(self.fleet_path)
+        m = Mqtt(self.settings.broker, f"clear-{self.values['influx_db']}", v5=False, persistent=False).start()
+        try:
+            mids = [m.publish(f"rimba/v1/{n.site}/{n.id}/{kind}", b"", qos=1, retain=True)
+                    for n in fleet.nodes.values() for kind in ("status", "ack", "config")]
+            m.wait_published(mids, timeout=10)
+        finally:
+            m.stop()
 
     def _forget_sessions(self) -> None:
         """Remove the ingest's persistent sessions from the broker (a clean-session connect)."""
