@@ -187,3 +187,59 @@ def test_a_full_cycle_runs_from_mpy_cross_compiled_files_in_96_kib(platform_fact
         node.wake()
     wait_until(lambda: len(stored(p, "fw-05")) >= 6, 30, "six readings from the compiled firmware")
     assert not list(lib.glob("*.py"))
+
+
+def test_the_firmware_builds_what_the_golden_vectors_say(tmp_path):
+    """The contract's valid `up` vectors (shared with the ingest tests) rebuilt by the firmware's own encoder
+    in MicroPython decode to the same readings, lost ranges and times as the vectors."""
+    import os
+    import subprocess
+
+    from rimba import contract
+    from tests.firmware_node import FAKES, micropython
+    from tests.support import ROOT, VECTOR_FLEET, VECTORS
+
+    world = tmp_path / "world.json"
+    world.write_text(json.dumps({"true": 1764301800, "rtc": [1764301800, 1764301800]}))
+    env = {**os.environ, "MICROPYPATH": f"{FAKES}:{ROOT / 'firmware' / 'lib'}", "RIMBA_WORLD": str(world),
+           "RIMBA_VECTORS": str(ROOT / "tests" / "vectors" / "contract-v1.json")}
+    # a larger heap: the whole vector file is loaded at once here, which a node never does
+    r = subprocess.run([micropython(), "-X", "heapsize=1m", str(ROOT / "tests" / "firmware" / "vectors_fw.py")],
+                       env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    built = json.loads(r.stdout.strip().splitlines()[-1])
+    by_name = {v["name"]: v for v in VECTORS["up_valid"]}
+    assert len(built) >= 10
+    for b in built:
+        vector = by_name[b["name"]]
+        batch = contract.decode_up(vector["topic"], b["payload"].encode(), VECTOR_FLEET)
+        placed = contract.place(batch, VECTORS["received"])
+        got = [{"seq": x.seq, "time": p.time, "late": p.late, "offset": p.offset, "values": x.values}
+               for x, p in zip(batch.readings, placed, strict=True)]
+        assert got == vector["expect"]["readings"], b["name"]
+        assert [list(x) for x in batch.lost] == vector["expect"].get("lost", []), b["name"]
+
+
+def test_repeated_crashes_lead_to_safe_mode_and_the_watchdog_is_armed_first(platform_factory, tmp_path):
+    p = platform_factory({"fw-06": ("smp29", "forest")})
+    p.ingest()
+    node = FirmwareNode(tmp_path, "fw-06", "smp29", port_of(p), start=time.time() - 20 * 600, safe_after=3)
+    node.wake()
+    node.wake()
+    node.wake()  # sends
+    assert node.world["events"][:2] == ["wdt", "wifi"]  # the watchdog before any network call
+    wait_until(lambda: len(stored(p, "fw-06")) >= 3, 30, "three readings")
+    node.set(i2c_crash=True)
+    for _ in range(3):
+        r = node.wake(expect_sleep=False)
+        assert r.returncode == 3 and "crashed" in r.stdout  # main.py resets the board
+    r = node.wake()  # the fourth boot in a row without a clean end: safe mode, status only
+    assert node.world["slept_ms"] == 600_000
+    def safe_status():
+        rows = p.influx.rows("SELECT last(state), last(boot) FROM node_status WHERE node = 'fw-06'")
+        return rows and rows[0]["last_1"] == 4 and rows[0]["last"] == "sleeping"
+    wait_until(safe_status, 30, "the safe-mode status (boot 4)")
+    assert len(stored(p, "fw-06")) == 3  # no readings from a node in safe mode
+    node.set(i2c_crash=False)
+    node.wake()  # the cycle ended cleanly last time: back to normal
+    assert node.runs[-1].returncode == 0 and len(node.buffered()) == 1

@@ -177,7 +177,8 @@ class Node:
         client.poll(1500)  # the platform's ack for what was just sent, if it comes quickly
         self._mailbox(client)
 
-    def _batch(self, recs):
+    def _batch(self, recs, now=None):
+        """A contract v1 `up` payload: the readings with corrected times, the epoch, the lost ranges."""
         syncs = self.st["syncs"]
         synced = self.st["synced"]
         out = []
@@ -185,7 +186,7 @@ class Node:
             r = dict(r)
             r["t"] = int(rclock.correct(r["t"], syncs) + 0.5)
             out.append(r)
-        body = {"v": 1, "node": self.cfg["node"], "epoch": self.store.epoch, "now": rclock.now(),
+        body = {"v": 1, "node": self.cfg["node"], "epoch": self.store.epoch, "now": rclock.now() if now is None else now,
                 "tq": "ntp" if synced else "rtc", "fw": FW, "r": out}
         if self.store.lost():
             body["lost"] = self.store.lost()

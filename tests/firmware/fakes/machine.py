@@ -55,6 +55,8 @@ class I2C:
         self._resp = b""
 
     def writeto(self, addr, data):
+        if world.W.get("i2c_crash"):
+            raise RuntimeError("a driver bug")  # not a bus error: nothing in the firmware expects it
         if addr != 0x44 or world.W.get("sht_fail"):
             raise OSError(19)
         t, rh = world.W.get("air_temp_c", 28.0), world.W.get("air_rh_pct", 80.0)
@@ -86,6 +88,7 @@ class RTC:
 class WDT:
     def __init__(self, id=0, timeout=5000):
         self.timeout = timeout
+        world.W.setdefault("events", []).append("wdt")
 
     def feed(self):
         pass

@@ -16,6 +16,7 @@ class WLAN:
 
     def connect(self, ssid, password=None):
         world.W["wifi_connects"] = world.W.get("wifi_connects", 0) + 1
+        world.W.setdefault("events", []).append("wifi")
         self._joined = True
 
     def isconnected(self):
