@@ -176,6 +176,15 @@ def cmd_report(args) -> int:
     return report.main(_settings(args), args)
 
 
+def cmd_hw(args) -> int:
+    from hardware import cli as hw_cli
+    from hardware import power
+
+    if args.board not in power.BOARDS:
+        raise ConfigError(f"--board {args.board}: one of {', '.join(power.BOARDS)}, or give --sleep-ua")
+    return hw_cli.main(args)
+
+
 def cmd_demo(args) -> int:
     from rimba import demo
 
@@ -245,6 +254,20 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--until", type=int, help="end, UNIX seconds (default: now); the report stops at the midnight before")
     rp.add_argument("--out", default=".", help="folder for the PDF and PNG")
     rp.set_defaults(func=cmd_report)
+
+    hw = sub.add_parser("hw", help="hardware planning: the power budget of a node profile")
+    hw_sub = hw.add_subparsers(dest="hw_action", required=True)
+    pw = hw_sub.add_parser("power", help="awake time, mAh per day and battery life")
+    pw.add_argument("--profile", default="forest", help="forest, river or air")
+    pw.add_argument("--sample", default="10m", help="sampling interval, e.g. 10m")
+    pw.add_argument("--send", default="1h", help="sending interval, e.g. 1h")
+    pw.add_argument("--battery", default="2x18650", help="e.g. 2x18650, 4xAA, 2x3400mAh")
+    pw.add_argument("--board", default="module", help="deep-sleep current by board: chip, module, devkitc-v4, "
+                    "devkitc-clone")
+    pw.add_argument("--sleep-ua", type=float, help="the board's deep-sleep current, µA (overrides --board)")
+    pw.add_argument("--static-ip", action="store_true", help="Wi-Fi with a static IP (about half the energy)")
+    pw.add_argument("--plot", help="write a plot of battery life against the sending interval (PNG)")
+    pw.set_defaults(func=cmd_hw)
 
     demo = sub.add_parser("demo", parents=[common], help="the live demo: stack, simulated fleet, ingest, live view")
     demo.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")

@@ -60,10 +60,13 @@ class Node:
         """One cycle; returns the milliseconds to deep-sleep."""
         st = self.st
         st["boots"] += 1
+        self._count("wakes", 1)
         _save(self.root, st)  # a crash before the end of this cycle counts towards safe mode
         safe = st["boots"] > self.cfg["safe_after"]
         if not safe:
             values = self.sensors()
+            for name in getattr(self.sensors, "names", ()):
+                self._count(name, 1)
             self.store.append(rclock.now(), values)
             st["since_send"] += 1
         due = safe or st["since_send"] >= self.cfg["send_every"] or \
@@ -75,9 +78,16 @@ class Node:
             st["failures"] = 0 if ok else st["failures"] + 1
             if ok:
                 st["since_send"] = 0
+        for k in ("wifi", "mqtt", "bytes", "readings_sent"):
+            self._count(k, self.ops[k])
         st["boots"] = 0
         _save(self.root, st)
         return self.cfg["sample_s"] * 1000
+
+    def _count(self, what, n):
+        """The operations the energy model is fed with, counted across wakes in cycle.json."""
+        ops = self.st.setdefault("ops", {})
+        ops[what] = ops.get(what, 0) + n
 
     def send(self, safe=False):
         wdt = machine.WDT(timeout=self.cfg["wdt_ms"])

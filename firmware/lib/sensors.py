@@ -6,6 +6,21 @@ import machine
 PINS = {"sda": 21, "scl": 22, "batt_adc": 35}
 
 
+class Reader:
+    def __init__(self, chips):
+        self.chips = chips
+        self.names = tuple(type(c).__name__.lower() for _k, c in chips)  # counted for the energy model
+
+    def __call__(self):
+        out = {}
+        for kind, chip in self.chips:
+            if kind == "air":
+                v = chip.read()
+                out["air_temp_c"] = None if v is None else round(v[0], 2)
+                out["air_rh_pct"] = None if v is None else round(v[1], 1)
+        return out
+
+
 def reader(profile, sleep_ms=None):
     import time
 
@@ -15,14 +30,4 @@ def reader(profile, sleep_ms=None):
     if profile in ("forest", "air", "river"):
         import sht4x
         chips.append(("air", sht4x.SHT4x(i2c, sleep_ms)))
-
-    def read():
-        out = {}
-        for kind, chip in chips:
-            if kind == "air":
-                v = chip.read()
-                out["air_temp_c"] = None if v is None else round(v[0], 2)
-                out["air_rh_pct"] = None if v is None else round(v[1], 1)
-        return out
-    read.chips = chips
-    return read
+    return Reader(chips)

@@ -1,0 +1,74 @@
+"""`python -m bench.energy`: the firmware's energy figure, from a simulated day of the real firmware.
+
+A forest node (the firmware in the MicroPython unix port, 96 KiB heap) wakes 144 times, sampling every
+10 minutes and sending every hour, against the real Mosquitto and ingest; the operations it counted
+(wakes, Wi-Fi connects, MQTT sessions, bytes sent, sensor reads) go into hardware.power with a
+module-grade board (25 µA asleep) and 2x18650 cells. Also reports the MQTT payload bytes per reading.
+Writes bench/results/energy.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hardware import power
+from rimba import settings as settings_mod
+from rimba.influx import Influx
+from rimba.stack import Stack, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+WAKES = 144
+
+
+def main() -> int:
+    sys.path.insert(0, str(ROOT))
+    from tests.conftest import fleet_text
+    from tests.firmware_node import FirmwareNode
+    from tests.support import IngestProcess, env_for, wait_until
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        stack = Stack(tmp / "stack", free_port(), free_port())
+        stack.up()
+        try:
+            (tmp / "fleet.toml").write_text(fleet_text({"energy-01": ("smp29", "forest")}))
+            values = {"mqtt_url": stack.mqtt_url, "influx_url": stack.influx_url, "influx_db": "energy",
+                      "state_dir": str(tmp / "state"), "fleet": str(tmp / "fleet.toml")}
+            s = settings_mod.build(overrides=values, env={})
+            influx = Influx(stack.influx_url, "energy")
+            influx.create_database()
+            ingest = IngestProcess(env_for(values), tmp / "ingest.log").start().wait_subscribed()
+            node = FirmwareNode(tmp, "energy-01", "smp29", s.broker.port, start=time.time() - (WAKES + 2) * 600,
+                                sample_s=600, send_every=6)
+            for i in range(WAKES):
+                node.wake()
+                if (i + 1) % 24 == 0:
+                    print(f"  {i + 1}/{WAKES} wakes", flush=True)
+            wait_until(lambda: influx.rows("SELECT count(seq) FROM reading")[0]["count"] >= WAKES - 6, 60, "stored")
+            ingest.stop()
+        finally:
+            stack.down()
+        ops = json.loads((node.root / "cycle.json").read_text())["ops"]
+    day = power.Day(ops["wakes"], ops["wifi"], ops["mqtt"], ops["bytes"],
+                    {"sht4x": ops.get("sht4x", 0) * power.SENSORS["sht4x"][0]})
+    battery = power.Battery.parse("2x18650")
+    b = power.budget(day, battery, power.BOARDS["module"])
+    per_reading = ops["bytes"] / max(ops["readings_sent"], 1)
+    report = {"ops_per_day": ops, "mah_per_day": b.mah_per_day, "mah_awake": b.mah_awake, "mah_sleep": b.mah_sleep,
+              "mah_self_discharge": b.mah_self_discharge, "battery_days": b.days, "battery_months": b.days / 30.4,
+              "mqtt_bytes_per_reading": per_reading}
+    print(f"counted in a day: {ops}")
+    print(f"{b.mah_per_day:.2f} mAh per day (awake {b.mah_awake:.2f}, asleep {b.mah_sleep:.2f}, self-discharge "
+          f"{b.mah_self_discharge:.2f}): {b.days:,.0f} days, {b.days / 30.4:.1f} months on 2x18650")
+    print(f"MQTT bytes per reading (payload and MQTT headers, all packets): {per_reading:.1f}")
+    out = ROOT / "bench" / "results" / "energy.json"
+    out.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The energy model of a node: what one day of wakes costs, and how long a battery lasts.
+
+The same model serves `rimba hw power` (planning a profile) and the firmware's own energy figure (fed by
+the operations a cycle counted: wakes, Wi-Fi connects, MQTT sessions, bytes sent, sensor warm-ups).
+Figures from DOMAIN.md §6, measured on an ESP32 running MicroPython (glenn20, upy-esp32-experiments):
+a wake with boot, filesystem and application costs 3.3 + 23.6 mC over 0.42 s; Wi-Fi with DHCP 204 mC
+over 1.626 s (static IP: 100 mC, 0.734 s); an MQTT session adds 8.6 mC and 40 ms. Sending a byte at
+802.11b 1 Mbps takes 8 µs at 233 mA. The board's deep-sleep current is a parameter: 10 µA for the
+chip, about 25 µA for a purpose-built board, milliamps for development boards.
+A linear regulator passes the current through, so charge at the board is charge from the battery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MC_PER_MAH = 3600.0
+
+WAKE_MC, WAKE_S = 3.3 + 23.6, 0.07 + 0.35
+WIFI_DHCP_MC, WIFI_DHCP_S = 204.0, 1.626
+WIFI_STATIC_MC, WIFI_STATIC_S = 100.0, 0.734
+MQTT_MC, MQTT_S = 108.6 - 100.0, 0.040
+TX_MC_PER_BYTE = 8e-6 * 233.0  # 8 µs per byte at 233 mA: seconds x mA = mC
+
+# sensors: (seconds powered per reading, mA while powered); warm-ups and conversions (DOMAIN.md §5, §6)
+SENSORS = {
+    "sht4x": (0.009, 0.5),
+    "bme280": (0.010, 0.7),
+    "ds18b20": (0.750, 1.5),
+    "soil": (0.100, 5.0),  # switched capacitive probe: settle, then ADC
+    "jsn_sr04t": (0.300, 8.0),  # switched through a MOSFET: start-up and one echo
+    "pms5003": (30.0, 100.0),  # fan warm-up before a trustworthy reading
+    "rain": (0.0, 0.0),  # the interrupt counter costs nothing measurable
+    "battery": (0.001, 0.1),
+}
+PROFILES = {
+    "forest": ("sht4x", "soil", "ds18b20", "rain", "battery"),
+    "river": ("jsn_sr04t", "ds18b20", "sht4x", "rain", "battery"),
+    "air": ("pms5003", "sht4x", "battery"),
+}
+BOARDS = {"chip": 10.0, "module": 25.0, "devkitc-v4": 3800.0, "devkitc-clone": 11380.0}  # deep sleep, µA
+
+
+@dataclass(frozen=True)
+class Battery:
+    cells: int
+    mah: float  # per cell (in parallel)
+    usable: float = 0.8  # of the rated capacity, over the temperature range and age
+    self_discharge_month: float = 0.02  # of the capacity
+
+    @property
+    def capacity_mah(self) -> float:
+        return self.cells * self.mah
+
+    @classmethod
+    def parse(cls, text: str) -> Battery:
+        """'2x18650' (3000 mAh each), '1x18650', '4xAA' (2500 mAh), or '2x3400mAh'."""
+        count, _, kind = text.lower().partition("x")
+        sizes = {"18650": 3000.0, "aa": 2500.0, "lifepo4": 3200.0}
+        try:
+            n = int(count)
+            mah = sizes[kind] if kind in sizes else float(kind.removesuffix("mah"))
+        except ValueError:
+            raise ValueError(f"battery {text!r}: write it as 2x18650, 4xAA or 2x3400mAh") from None
+        if n < 1 or mah <= 0:
+            raise ValueError(f"battery {text!r}: needs at least one cell with a capacity")
+        return cls(n, mah)
+
+
+@dataclass(frozen=True)
+class Day:
+    """The counted operations of one day."""
+
+    wakes: float
+    wifi: float
+    mqtt: float
+    bytes_sent: float
+    sensor_s: dict  # sensor -> seconds powered
+
+    def charge_mc(self, static_ip: bool = False) -> tuple:
+        """(charge in mC awake, seconds awake)."""
+        wifi_mc, wifi_s = (WIFI_STATIC_MC, WIFI_STATIC_S) if static_ip else (WIFI_DHCP_MC, WIFI_DHCP_S)
+        mc = self.wakes * WAKE_MC + self.wifi * wifi_mc + self.mqtt * MQTT_MC + self.bytes_sent * TX_MC_PER_BYTE
+        s = self.wakes * WAKE_S + self.wifi * wifi_s + self.mqtt * MQTT_S + self.bytes_sent * 8e-6
+        for sensor, seconds in self.sensor_s.items():
+            mc += seconds * SENSORS[sensor][1]  # mA x s = mC
+            s += seconds
+        return mc, s
+
+
+@dataclass(frozen=True)
+class Budget:
+    awake_s_per_day: float
+    mah_awake: float
+    mah_sleep: float
+    mah_self_discharge: float
+    battery_mah_usable: float
+
+    @property
+    def mah_per_day(self) -> float:
+        return self.mah_awake + self.mah_sleep + self.mah_self_discharge
+
+    @property
+    def days(self) -> float:
+        return self.battery_mah_usable / self.mah_per_day
+
+
+def planned_day(profile: str, sample_s: float, send_s: float, reading_bytes: int = 90) -> Day:
+    """The operations of a day of `profile` sampling every sample_s and sending every send_s."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile {profile!r}: one of {', '.join(PROFILES)}")
+    wakes = 86400 / sample_s
+    sends = 86400 / max(send_s, sample_s)
+    return Day(wakes, sends, sends, wakes * reading_bytes + sends * 250,
+               {s: wakes * SENSORS[s][0] for s in PROFILES[profile]})
+
+
+def budget(day: Day, battery: Battery, sleep_ua: float, static_ip: bool = False) -> Budget:
+    mc, awake = day.charge_mc(static_ip)
+    asleep_h = (86400 - awake) / 3600
+    return Budget(awake, mc / MC_PER_MAH, sleep_ua / 1000 * asleep_h,
+                  battery.capacity_mah * battery.self_discharge_month / 30, battery.capacity_mah * battery.usable)
+
+
+def parse_duration(text: str) -> float:
+    """'10m', '1h', '30s', '600' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise ValueError(f"duration {text!r}: write it as 30s, 10m or 1h") from None
