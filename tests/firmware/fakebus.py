@@ -38,3 +38,69 @@ class FakeI2C:
         data = self.responses.pop(0)
         for i in range(len(buf)):
             buf[i] = data[i]
+
+
+class FakeOneWire:
+    """A 1-Wire bus with one device answering Read Scratchpad with the given 9 bytes."""
+
+    def __init__(self, scratchpad, present=True):
+        self.scratchpad = bytes(scratchpad)
+        self.present = present
+        self.written = []
+
+    def reset(self):
+        return self.present
+
+    def writebyte(self, b):
+        self.written.append(b)
+
+    def readinto(self, buf):
+        for i in range(len(buf)):
+            buf[i] = self.scratchpad[i]
+
+
+class FakeUART:
+    """A UART whose incoming bytes are scripted: each write() may queue the next answer."""
+
+    def __init__(self, answers=(), stream=b""):
+        self.answers = list(answers)
+        self.rx = bytearray(stream)
+        self.writes = []
+
+    def write(self, data):
+        self.writes.append(bytes(data))
+        if self.answers and data == b"\x55":
+            self.rx += self.answers.pop(0)
+        return len(data)
+
+    def any(self):
+        return len(self.rx)
+
+    def read(self, n=None):
+        if not self.rx:
+            return None
+        n = len(self.rx) if n is None else n
+        out = bytes(self.rx[:n])
+        self.rx = self.rx[n:]
+        return out
+
+
+class FakeADC:
+    def __init__(self, mv):
+        self.mv = list(mv)
+
+    def read_uv(self):
+        return self.mv.pop(0) * 1000 if len(self.mv) > 1 else self.mv[0] * 1000
+
+
+class FakePin:
+    def __init__(self):
+        self.values = []
+        self.handler = None
+
+    def value(self, v=None):
+        if v is not None:
+            self.values.append(v)
+
+    def irq(self, trigger=None, handler=None):
+        self.handler = handler

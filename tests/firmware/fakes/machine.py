@@ -34,10 +34,14 @@ def unique_id():
 
 
 class Pin:
-    IN, OUT, PULL_UP = 1, 3, 1
+    IN, OUT, PULL_UP, IRQ_FALLING = 1, 3, 1, 2
 
     def __init__(self, n, mode=None, pull=None):
         self.n = n
+        self.handler = None
+
+    def irq(self, trigger=None, handler=None):
+        self.handler = handler
 
 
 class ADC:
@@ -77,12 +81,22 @@ class RTC:
         base_rtc, base_true = world.W["rtc"]
         return base_rtc + (world.true_now() - base_true) * (1 + world.W.get("drift", 0.0))
 
+    def memory(self, data=None):
+        """RTC memory: kept across deep sleep (the world file), lost at power-on."""
+        return _rtc_memory(data)
+
     def datetime(self, dt=None):
         if dt is None:
             g = time.gmtime(int(self._rtc()))
             return (g[0], g[1], g[2], g[6], g[3], g[4], g[5], 0)
         y, mo, d, _wd, h, mi, s, _sub = dt
         world.W["rtc"] = [time.mktime((y, mo, d, h, mi, s, 0, 0)), world.true_now()]
+
+
+def _rtc_memory(data=None):
+    if data is None:
+        return bytes.fromhex(world.W.get("rtc_mem", ""))
+    world.W["rtc_mem"] = bytes(data).hex()
 
 
 class WDT:
