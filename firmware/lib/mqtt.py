@@ -157,7 +157,11 @@ class MQTTClient:
             raise
 
     def publish(self, topic, payload, qos=1, retain=False):
-        """Send one message; at QoS 1 return its packet id (see wait_acked)."""
+        """Send one message; at QoS 1 return its packet id (see wait_acked).
+
+        `payload` is bytes, a str, or a list of them sent one after the other: a large message never
+        needs one large block of a small heap.
+        """
         head = 0x30 | (qos << 1) | (1 if retain else 0)
         body = _str(topic)
         pid = 0
@@ -165,10 +169,13 @@ class MQTTClient:
             self.pid = self.pid % 65535 + 1
             pid = self.pid
             body += struct.pack("!H", pid)
-        if isinstance(payload, str):
-            payload = payload.encode()
-        self._send(bytes((head,)) + _varlen(len(body) + len(payload)) + body)
-        self._send(payload)
+        parts = payload if isinstance(payload, list) else [payload]
+        size = 0
+        for part in parts:
+            size += len(part.encode() if isinstance(part, str) else part)
+        self._send(bytes((head,)) + _varlen(len(body) + size) + body)
+        for part in parts:
+            self._send(part.encode() if isinstance(part, str) else part)
         return pid
 
     def wait_acked(self, pids, ms=None):

@@ -170,37 +170,52 @@ class Node:
     def _flush(self, client, wdt):
         """Send every unacknowledged reading, oldest first, each batch confirmed by PUBACK; then take
         the ack the platform publishes for them and free the buffer."""
+        import gc
+
         sent_to = self.store.state["acked"]
         first = True
         while True:
-            recs = self.store.pending(self.cfg["batch"], after=sent_to)
+            gc.collect()
+            recs = self.store.pending_raw(self.cfg["batch"], after=sent_to)
             if not recs and not (first and self.store.lost()):
                 break
-            pid = client.publish(self.topic("up"), self._batch(recs), qos=1)
+            body = self._batch_text(recs)
+            pid = client.publish(self.topic("up"), body, qos=1)
+            body = None
             client.wait_acked([pid], self.cfg["puback_ms"])
             self.ops["readings_sent"] += len(recs)
             wdt.feed()
             first = False
             if not recs:
                 break
-            sent_to = recs[-1]["seq"]
+            sent_to = recs[-1][0]
+            recs = None
         client.poll(1500)  # the platform's ack for what was just sent, if it comes quickly
         self._mailbox(client)
 
-    def _batch(self, recs, now=None):
-        """A contract v1 `up` payload: the readings with corrected times, the epoch, the lost ranges."""
+    def _batch_text(self, recs, now=None):
+        """The `up` payload, as a list of text pieces, from stored (seq, t, JSON text) readings: only a
+        reading whose time the drift correction moves is parsed again; the rest go out as stored."""
         syncs = self.st["syncs"]
-        synced = self.st["synced"]
-        out = []
-        for r in recs:
-            r = dict(r)
-            r["t"] = int(rclock.correct(r["t"], syncs) + 0.5)
-            out.append(r)
-        body = {"v": 1, "node": self.cfg["node"], "epoch": self.store.epoch, "now": rclock.now() if now is None else now,
-                "tq": "ntp" if synced else "rtc", "fw": FW, "r": out}
+        parts = []
+        for _seq, t, text in recs:
+            t2 = int(rclock.correct(t, syncs) + 0.5)
+            if t2 != t:
+                rec = json.loads(text)
+                rec["t"] = t2
+                text = json.dumps(rec)
+            parts.append(text)
+        head = {"v": 1, "node": self.cfg["node"], "epoch": self.store.epoch,
+                "now": rclock.now() if now is None else now, "tq": "ntp" if self.st["synced"] else "rtc", "fw": FW}
         if self.store.lost():
-            body["lost"] = self.store.lost()
-        return json.dumps(body)
+            head["lost"] = self.store.lost()
+        text = json.dumps(head)
+        # the payload as pieces: the head, each reading's stored text, the separators (see MQTTClient.publish)
+        out = [text[:-1] + ', "r": [']
+        for i, part in enumerate(parts):
+            out.append(part if i == 0 else ", " + part)
+        out.append("]}")
+        return out
 
     def _status(self, client, state):
         body = {"v": 1, "state": state, "t": rclock.now(), "fw": FW, "cfg": self.cfg["rev"],

@@ -100,10 +100,33 @@ class Store:
         return out
 
     def _last_valid_seq(self):
+        """The newest valid record's seq, streaming through the newest segment (nothing kept)."""
         if not self.segments:
             return 0
-        recs = self._records(self.segments[-1])
-        return recs[-1]["seq"] if recs else self.segments[-1] - 1
+        last = self.segments[-1] - 1
+        ok = True
+        try:
+            f = open(self._path(self.segments[-1]))
+        except OSError:
+            return last
+        with f:
+            while True:
+                line = f.readline()
+                if not line:
+                    break
+                body = line[9:-1]
+                try:
+                    valid = line.endswith("\n") and len(line) >= 10 and line[8] == " " and \
+                        int(line[:8], 16) == crc32(body.encode()) & 0xFFFFFFFF
+                    if valid:
+                        last = json.loads(body)["seq"]
+                        ok = True
+                    else:
+                        ok = False
+                except (ValueError, KeyError):
+                    ok = False
+        self.tail_ok = ok
+        return last
 
     def append(self, t, values):
         """Store one reading; return its seq. Drops the oldest segment when over capacity."""
@@ -133,6 +156,38 @@ class Store:
         self._save()
         os.remove(self._path(first))
         self.segments.pop(0)
+
+    def pending_raw(self, limit, after=None):
+        """Like pending, as (seq, t, JSON text) without keeping the parsed readings: a batch is built
+        from the stored text, which keeps a full batch small in a 96 KiB heap."""
+        out = []
+        acked = max(self.state["acked"], after or 0)
+        for i, first in enumerate(self.segments):
+            if i + 1 < len(self.segments) and self.segments[i + 1] - 1 <= acked:
+                continue
+            try:
+                f = open(self._path(first))
+            except OSError:
+                continue
+            with f:
+                while True:
+                    line = f.readline()
+                    if not line:
+                        break
+                    if not line.endswith("\n") or len(line) < 10 or line[8] != " ":
+                        continue
+                    body = line[9:-1]
+                    try:
+                        if int(line[:8], 16) != crc32(body.encode()) & 0xFFFFFFFF:
+                            continue
+                        rec = json.loads(body)
+                    except ValueError:
+                        continue
+                    if rec["seq"] > acked:
+                        out.append((rec["seq"], rec["t"], body))
+                        if len(out) >= limit:
+                            return out
+        return out
 
     def pending(self, limit, after=None):
         """Up to `limit` unacknowledged readings with seq above `after` (default: the ack), oldest first."""

@@ -31,6 +31,6 @@ for v in vectors["up_valid"]:
     n.cfg = {"node": body["node"]}
     n.st = {"syncs": [], "synced": body["tq"] == "ntp"}
     n.store = FakeStore(body["epoch"], body.get("lost") or [])
-    payload = node.Node._batch(n, body["r"], now=body["now"])
+    payload = "".join(node.Node._batch_text(n, [(r["seq"], r["t"], json.dumps(r)) for r in body["r"]], now=body["now"]))
     out.append({"name": v["name"], "payload": payload})
 print(json.dumps(out))
