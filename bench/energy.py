@@ -27,7 +27,7 @@ WAKES = 144
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     from tests.conftest import fleet_text
-    from tests.firmware_node import FirmwareNode
+    from rimba.hostnode import FirmwareNode
     from tests.support import IngestProcess, env_for, wait_until
 
     with tempfile.TemporaryDirectory() as tmp:

