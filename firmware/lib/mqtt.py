@@ -11,7 +11,7 @@ import time
 try:
     import select
 except ImportError:  # pragma: no cover
-    select = None
+    select = None  # type: ignore[assignment]
 
 
 class MQTTError(Exception):
@@ -64,18 +64,24 @@ class MQTTClient:
 
     # -- the wire ------------------------------------------------------------------------------------
     def _send(self, data):
+        sock = self.sock
+        if sock is None:
+            raise MQTTError("not connected")
         view = memoryview(data)
         start = _ms()
         while view:
             if _elapsed(start) > self.timeout_ms:
                 raise MQTTError("send timed out")
-            n = self.sock.write(view) if hasattr(self.sock, "write") else self.sock.send(view)
+            n = sock.write(view) if hasattr(sock, "write") else sock.send(view)
             if n is None:
                 n = 0
             view = view[n:]
         self.bytes_sent += len(data)
 
     def _recv(self, n, deadline):
+        sock = self.sock
+        if sock is None:
+            raise MQTTError("not connected")
         buf = b""
         while len(buf) < n:
             wait = _remaining(deadline)
@@ -83,10 +89,10 @@ class MQTTClient:
                 raise MQTTError("timed out waiting for the broker")
             if select is not None:
                 p = select.poll()
-                p.register(self.sock, select.POLLIN)
+                p.register(sock, select.POLLIN)
                 if not p.poll(max(1, min(wait, 1000))):
                     continue
-            chunk = self.sock.read(n - len(buf)) if hasattr(self.sock, "read") else self.sock.recv(n - len(buf))
+            chunk = sock.read(n - len(buf)) if hasattr(sock, "read") else sock.recv(n - len(buf))
             if not chunk:
                 raise MQTTError("the broker closed the connection")
             buf += chunk

@@ -52,7 +52,7 @@ class Store:
                 return json.load(f)
         except (OSError, ValueError):
             epoch = new_epoch() if new_epoch else int.from_bytes(os.urandom(4), "big")
-            state = {"epoch": epoch, "next": 1, "acked": 0, "lost": []}
+            state: dict = {"epoch": epoch, "next": 1, "acked": 0, "lost": []}
             self._save(state)
             return state
 
@@ -73,7 +73,7 @@ class Store:
 
     def _records(self, first):
         """The valid records of one segment, oldest first; sets tail_ok for the newest segment."""
-        out = []
+        out: list = []
         ok = True
         try:
             f = open(self._path(first))
