@@ -28,14 +28,14 @@ SENSORS = {
     "bme280": (0.010, 0.7),
     "ds18b20": (0.750, 1.5),
     "soil": (0.100, 5.0),  # switched capacitive probe: settle, then ADC
-    "jsn_sr04t": (0.300, 8.0),  # switched through a MOSFET: start-up and one echo
+    "jsnsr04t": (0.300, 8.0),  # switched through a MOSFET: start-up and one echo
     "pms5003": (30.0, 100.0),  # fan warm-up before a trustworthy reading
     "rain": (0.0, 0.0),  # the interrupt counter costs nothing measurable
     "battery": (0.001, 0.1),
 }
 PROFILES = {
     "forest": ("sht4x", "soil", "ds18b20", "rain", "battery"),
-    "river": ("jsn_sr04t", "ds18b20", "sht4x", "rain", "battery"),
+    "river": ("jsnsr04t", "ds18b20", "sht4x", "rain", "battery"),
     "air": ("pms5003", "sht4x", "battery"),
 }
 BOARDS = {"chip": 10.0, "module": 25.0, "devkitc-v4": 3800.0, "devkitc-clone": 11380.0}  # deep sleep, µA

@@ -203,17 +203,17 @@ class Node:
             if t2 != t:
                 rec = json.loads(text)
                 rec["t"] = t2
-                text = json.dumps(rec)
+                text = json.dumps(rec, separators=(",", ":"))
             parts.append(text)
         head = {"v": 1, "node": self.cfg["node"], "epoch": self.store.epoch,
                 "now": rclock.now() if now is None else now, "tq": "ntp" if self.st["synced"] else "rtc", "fw": FW}
         if self.store.lost():
             head["lost"] = self.store.lost()
-        text = json.dumps(head)
+        text = json.dumps(head, separators=(",", ":"))
         # the payload as pieces: the head, each reading's stored text, the separators (see MQTTClient.publish)
-        out = [text[:-1] + ', "r": [']
+        out = [text[:-1] + ',"r":[']
         for i, part in enumerate(parts):
-            out.append(part if i == 0 else ", " + part)
+            out.append(part if i == 0 else "," + part)
         out.append("]}")
         return out
 
@@ -226,7 +226,7 @@ class Node:
             body["batt_v"] = batt
         if getattr(self, "rssi", None) is not None:
             body["rssi_dbm"] = self.rssi
-        pid = client.publish(self.topic("status"), json.dumps(body), qos=1, retain=True)
+        pid = client.publish(self.topic("status"), json.dumps(body, separators=(",", ":")), qos=1, retain=True)
         client.wait_acked([pid], self.cfg["puback_ms"])
 
 

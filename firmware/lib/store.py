@@ -60,7 +60,7 @@ class Store:
         state = state or self.state
         tmp = self.root + "/state.tmp"
         with open(tmp, "w") as f:
-            json.dump(state, f)
+            f.write(json.dumps(state))
         os.rename(tmp, self.root + "/state.json")
 
     @property
@@ -134,7 +134,7 @@ class Store:
         rec = {"seq": seq, "t": int(t)}
         for k in values:
             rec[k] = values[k]
-        body = json.dumps(rec)
+        body = json.dumps(rec, separators=(",", ":"))  # compact: this text goes on the air as it is
         if self._open_new or seq - self.segments[-1] >= SEGMENT:
             self.segments.append(seq)
             self._open_new = False
