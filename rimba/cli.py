@@ -191,6 +191,32 @@ def cmd_firmware(args) -> int:
     return bundle.main(_settings(args), args)
 
 
+def cmd_node(args) -> int:
+    from hardware.provision import Provisioner, reload_broker
+
+    s = _settings(args)
+    p = Provisioner(s)
+    if args.node_action == "list":
+        for node_id, site, profile, cadence, creds in p.list():
+            print(f"{node_id:20} {site:14} {profile:8} every {cadence:>5} s  "
+                  f"{'credentials' if creds else 'no credentials (simulated or not provisioned)'}")
+        return 0
+    if args.node_action == "add":
+        node_id, password = p.add(args.site, args.profile, args.id, args.cadence)
+        reloaded = reload_broker(s)
+        print(f"added {node_id} ({args.profile} at {args.site})")
+        print(f"  MQTT user {node_id}, password {password}  (shown once; it is in the node's config file)")
+        print(f"  node config: {p.nodes_dir / (node_id + '.json')}; flash it with rimba firmware bundle --node {node_id}")
+        print(f"  label: {node_id} · {args.site} · {args.profile}")
+        print("  broker: " + ("reloaded" if reloaded else "not running; `rimba stack up` will use the new files"))
+        return 0
+    p.remove(args.id)
+    reloaded = reload_broker(s)
+    print(f"removed {args.id}: out of the fleet file, the password file and the ACL"
+          + ("; the broker has reloaded" if reloaded else ""))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from rimba import demo
 
@@ -281,6 +307,19 @@ def parser() -> argparse.ArgumentParser:
     fb.add_argument("--node", required=True, help="a node id from the fleet file")
     fb.add_argument("--out", default="build/firmware", help="folder for the bundle")
     fb.set_defaults(func=cmd_firmware)
+
+    nd = sub.add_parser("node", help="provision nodes: the fleet file, broker credentials, the ACL")
+    nd_sub = nd.add_subparsers(dest="node_action", required=True)
+    na = nd_sub.add_parser("add", parents=[common], help="register a node; prints its password once")
+    na.add_argument("--site", required=True)
+    na.add_argument("--profile", required=True, help="forest, river or air")
+    na.add_argument("--id", help="the node id (default: the site and the next free number)")
+    na.add_argument("--cadence", type=int, default=600, help="seconds between readings")
+    nl = nd_sub.add_parser("list", parents=[common], help="the fleet's nodes and whether they have credentials")
+    nr = nd_sub.add_parser("remove", parents=[common], help="take a node out of the fleet and the broker")
+    nr.add_argument("id")
+    for parser_ in (na, nl, nr):
+        parser_.set_defaults(func=cmd_node)
 
     demo = sub.add_parser("demo", parents=[common], help="the live demo: stack, simulated fleet, ingest, live view")
     demo.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")

@@ -153,6 +153,7 @@ class Stack:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise StackError(f"the local stack listens on loopback only, not {host}")
         self.dir = Path(state_dir) / "stack"
+        self.auth_dir = Path(state_dir) / "broker"  # passwd and acl from `rimba node add`: then no anonymous access
         self.host = "127.0.0.1" if host == "localhost" else host
         self.mqtt_port = mqtt_port
         self.influx_port = influx_port
@@ -182,7 +183,7 @@ class Stack:
         conf.write_text(
             "# Written by `rimba stack up`; edits are overwritten.\n"
             f"listener {self.mqtt_port} {self.host}\n"
-            "allow_anonymous true\n"
+            + self._access() +
             f"user {getpass.getuser()}\n"
             "# Queued QoS 1 messages survive a restart.\n"
             "persistence true\n"
@@ -198,6 +199,13 @@ class Stack:
             "connection_messages false\n"
         )
         return conf
+
+    def _access(self) -> str:
+        passwd, acl = self.auth_dir / "passwd", self.auth_dir / "acl"
+        if passwd.exists() and acl.exists():
+            return (f"# Per-node users and the ACL (`rimba node add`): nobody anonymous.\nallow_anonymous false\n"
+                    f"password_file {passwd}\nacl_file {acl}\n")
+        return "allow_anonymous true\n"
 
     def _write_influx_conf(self) -> Path:
         base = self.dir / "influxdb-data"

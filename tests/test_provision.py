@@ -1,0 +1,156 @@
+"""Provisioning and the locked-down broker, with the real Mosquitto using the generated password file and
+ACL: wrong passwords and anonymous clients refused, a node cannot speak for another or read its config;
+add a node, its readings are stored; remove it, it is refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hardware.provision import Provisioner, hash_password
+from rimba import settings as settings_mod
+from rimba.errors import StackError
+from rimba.fleet import load_fleet
+from rimba.mqtt import Mqtt
+from rimba.settings import Broker
+from rimba.stack import Stack, free_port
+from tests.conftest import fleet_text
+from tests.support import ROOT, env_for, wait_until
+
+
+def test_the_password_hash_is_mosquittos():
+    """mosquitto_passwd's own hash of the same password and salt (PBKDF2-SHA512, 101 iterations)."""
+    import base64
+    import shutil
+
+    exe = shutil.which("mosquitto_passwd")
+    if exe is None:
+        pytest.skip("mosquitto_passwd is not installed")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/p"
+        subprocess.run([exe, "-c", "-b", path, "someone", "s3cret"], check=True, capture_output=True, timeout=30)
+        theirs = open(path).read().strip().split(":", 1)[1]
+    _, seven, iterations, salt, _digest = theirs.split("$")
+    assert seven == "7" and hash_password("s3cret", base64.b64decode(salt), int(iterations)) == theirs
+
+
+@pytest.fixture
+def locked(tmp_path):
+    """A fleet, two provisioned nodes and a Mosquitto that knows only them and the services."""
+    port = free_port()
+    (tmp_path / "fleet.toml").write_text(fleet_text({}))
+    values = {"mqtt_url": f"mqtt://127.0.0.1:{port}", "state_dir": str(tmp_path / "state"),
+              "fleet": str(tmp_path / "fleet.toml"), "influx_url": f"http://127.0.0.1:{free_port()}"}
+    s = settings_mod.build(overrides=values, env={})
+    r = subprocess.run([sys.executable, "-m", "rimba.cli", "node", "add", "--site", "smp29", "--profile", "forest"],
+                       env=env_for(values), capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    a = r.stdout.split("added ")[1].split()[0]
+    a_pw = r.stdout.split("password ")[1].split()[0]
+    p = Provisioner(s)
+    b, b_pw = p.add("smp29", "forest")
+    stack = Stack(s.state_path, port, free_port())
+    stack.start_mosquitto()
+    yield s, p, stack, (a, a_pw), (b, b_pw), r.stdout
+    stack.stop_mosquitto()
+
+
+def client(s, user, password, cid=None, subscriptions=(), on_message=None, wait=10.0):
+    broker = Broker(False, s.broker.host, s.broker.port, user, password)
+    return Mqtt(broker, cid or f"{user}-{time.monotonic_ns()}", v5=False, persistent=False,
+                subscriptions=subscriptions, on_message=on_message).start(wait)
+
+
+def test_node_add_writes_the_fleet_the_password_file_the_acl_and_the_node_config(locked):
+    s, p, _stack, (a, a_pw), (b, _), out = locked
+    assert a == "smp29-01" and b == "smp29-02" and out.count(a_pw) == 1
+    fleet = load_fleet(s.fleet)
+    assert fleet.nodes[a].profile == "forest" and fleet.nodes[a].site == "smp29"
+    passwd = (p.dir / "passwd").read_text()
+    assert f"{a}:$7$101$" in passwd and a_pw not in passwd
+    acl = (p.dir / "acl").read_text()
+    assert f"user {a}\ntopic write rimba/v1/smp29/{a}/up\ntopic write rimba/v1/smp29/{a}/status\n" \
+           f"topic read rimba/v1/smp29/{a}/ack\ntopic read rimba/v1/smp29/{a}/config" in acl
+    cfg = json.loads((p.nodes_dir / f"{a}.json").read_text())
+    assert cfg["mqtt_user"] == a and cfg["mqtt_password"] == a_pw and cfg["node"] == a
+    assert oct((p.nodes_dir / f"{a}.json").stat().st_mode)[-3:] == "600"
+    assert a_pw not in (ROOT / "fleet.toml").read_text() and a_pw not in open(s.fleet).read()
+
+
+def test_the_broker_refuses_strangers_and_keeps_nodes_to_themselves(locked):
+    s, p, _stack, (a, a_pw), (b, b_pw), _ = locked
+    with pytest.raises(StackError, match="refused|no answer|Not authorized|Bad user"):
+        client(s, a, "wrong-password", wait=5)
+    with pytest.raises(StackError):
+        client(s, None, None, wait=5)  # anonymous
+    seen = []
+    ingest = client(s, "rimba-ingest", p.service_password("rimba-ingest"), subscriptions=("rimba/v1/+/+/up",),
+                    on_message=lambda topic, payload, *_: seen.append(topic))
+    wait_until(ingest.subscribed.is_set, 10, "the ingest user's subscription")
+    node_a = client(s, a, a_pw)
+    # A speaks for itself: delivered; A speaks as B: dropped by the broker
+    node_a.wait_published([node_a.publish(f"rimba/v1/smp29/{a}/up", b"{}", qos=1)], 10)
+    node_a.wait_published([node_a.publish(f"rimba/v1/smp29/{b}/up", b"{}", qos=1)], 10)
+    wait_until(lambda: f"rimba/v1/smp29/{a}/up" in seen, 10, "A's own message")
+    admin = client(s, "rimba-admin", p.service_password("rimba-admin"))
+    admin.wait_published([admin.publish(f"rimba/v1/smp29/{b}/config", b'{"v":1,"rev":2}', qos=1, retain=True),
+                          admin.publish(f"rimba/v1/smp29/{a}/config", b'{"v":1,"rev":3}', qos=1, retain=True)], 10)
+    got = []
+    spy = client(s, a, a_pw, subscriptions=(f"rimba/v1/smp29/{b}/config", f"rimba/v1/smp29/{a}/config"),
+                 on_message=lambda topic, payload, *_: got.append(topic))
+    wait_until(lambda: f"rimba/v1/smp29/{a}/config" in got, 10, "A's own retained config")
+    node_a.wait_published([node_a.publish(f"rimba/v1/smp29/{a}/up", b"{}", qos=1)], 10)
+    wait_until(lambda: seen.count(f"rimba/v1/smp29/{a}/up") == 2, 10, "A's second message")
+    assert f"rimba/v1/smp29/{b}/up" not in seen  # never delivered
+    assert f"rimba/v1/smp29/{b}/config" not in got  # never readable by A
+    for c in (ingest, node_a, admin, spy):
+        c.stop()
+
+
+def test_provisioning_round_trip_with_the_simulator_and_ingest(locked, tmp_path):
+    """A node added gets its readings stored through the locked broker; removed, it is refused."""
+    from rimba.influx import Influx
+    from rimba.simulate import Publisher, Simulation
+    from rimba.stack import influx_answers
+    from tests.support import IngestProcess
+
+    s, p, stack, (a, a_pw), _b, _ = locked
+    stack.start_influx()
+    try:
+        assert influx_answers(stack.influx_url)
+        ingest_values = {"mqtt_url": f"mqtt://rimba-ingest:{p.service_password('rimba-ingest')}@127.0.0.1:"
+                                     f"{s.broker.port}", "influx_url": stack.influx_url, "influx_db": "rimba",
+                         "state_dir": str(tmp_path / "ingest-state"), "fleet": s.fleet, "mqtt_client_id": "ingest-lock"}
+        ingest = IngestProcess(env_for(ingest_values), tmp_path / "ingest.log").start().wait_subscribed()
+        node_settings = s.with_(mqtt_url=f"mqtt://{a}:{a_pw}@127.0.0.1:{s.broker.port}")
+        sim = Simulation(load_fleet(s.fleet), seed=4, nodes={a}, send_every=3)
+        pub = Publisher(node_settings, client_id=a)
+        for _t, topic, payload in sim.history(time.time() - 3 * 3600, time.time() - 60):
+            pub.publish(topic, payload)
+        pub.close()
+        influx = Influx(stack.influx_url, "rimba")
+        wait_until(lambda: (influx.rows("SELECT count(seq) FROM reading") or [{"count": 0}])[0]["count"]
+                   >= sim.expected(), 30, "the node's readings stored")
+        r = subprocess.run([sys.executable, "-m", "rimba.cli", "node", "remove", a], env=env_for(
+            {"state_dir": str(s.state_path), "fleet": s.fleet, "mqtt_url": s.values["mqtt_url"]}),
+            capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+        assert r.returncode == 0 and "the broker has reloaded" in r.stdout, r.stdout + r.stderr
+        assert a not in load_fleet(s.fleet).nodes and f"{a}:" not in (p.dir / "passwd").read_text()
+
+        def refused():
+            try:
+                client(s, a, a_pw, wait=3).stop()
+                return False
+            except StackError:
+                return True
+        wait_until(refused, 20, "the removed node to be refused")
+        ingest.stop()
+        influx.close()
+    finally:
+        stack.stop_influx()
