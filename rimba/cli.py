@@ -217,6 +217,16 @@ def cmd_node(args) -> int:
     return 0
 
 
+def cmd_broker(args) -> int:
+    from hardware import tls
+
+    s = _settings(args)
+    paths = tls.make(s.state_path / "broker", tuple(args.host or ("localhost", "127.0.0.1")))
+    print(f"CA {paths['ca']} (give it to nodes and clients; RIMBA_MQTT_CA for Rimba's services)")
+    print(f"broker certificate {paths['cert']}; `rimba stack up` listens for TLS on port {s.broker_tls_port}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from rimba import demo
 
@@ -320,6 +330,13 @@ def parser() -> argparse.ArgumentParser:
     nr.add_argument("id")
     for parser_ in (na, nl, nr):
         parser_.set_defaults(func=cmd_node)
+
+    br = sub.add_parser("broker", help="the broker's TLS certificate")
+    br_sub = br.add_subparsers(dest="broker_action", required=True)
+    bt = br_sub.add_parser("tls", parents=[common], help="make the project CA and the broker's certificate")
+    bt.add_argument("--host", action="append", help="a name or address clients use (repeatable; default "
+                    "localhost and 127.0.0.1)")
+    bt.set_defaults(func=cmd_broker)
 
     demo = sub.add_parser("demo", parents=[common], help="the live demo: stack, simulated fleet, ingest, live view")
     demo.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")

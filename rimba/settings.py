@@ -57,6 +57,8 @@ OPTIONS = (
            "a missing seq range still open after this long is recorded as a gap", 1, 30 * 86400),
     Option("stats_every_s", "RIMBA_STATS_EVERY_S", float, 10.0, "how often ingest stores its own counters",
            0.1, 3600),
+    Option("broker_tls_port", "RIMBA_BROKER_TLS_PORT", int, 8883,
+           "the local stack's TLS listener, once `rimba broker tls` made its certificate", 1, 65535),
     Option("analyze_every_s", "RIMBA_ANALYZE_EVERY_S", int, 60, "how often `rimba analyze` runs the analytics",
            5, 86400),
     Option("analyze_days", "RIMBA_ANALYZE_DAYS", float, 8.0,

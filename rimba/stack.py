@@ -149,11 +149,12 @@ class Stack:
     """Mosquitto on `mqtt_port` and InfluxDB on `influx_port`, data under `state_dir/stack`."""
 
     def __init__(self, state_dir: str | os.PathLike, mqtt_port: int = 1883, influx_port: int = 8086,
-                 host: str = "127.0.0.1", database: str = "rimba"):
+                 host: str = "127.0.0.1", database: str = "rimba", tls_port: int | None = None):
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise StackError(f"the local stack listens on loopback only, not {host}")
         self.dir = Path(state_dir) / "stack"
         self.auth_dir = Path(state_dir) / "broker"  # passwd and acl from `rimba node add`: then no anonymous access
+        self.tls_port = tls_port  # with server.crt from `rimba broker tls`: a TLS listener here too
         self.host = "127.0.0.1" if host == "localhost" else host
         self.mqtt_port = mqtt_port
         self.influx_port = influx_port
@@ -165,7 +166,8 @@ class Stack:
     def from_settings(cls, settings) -> "Stack":
         b = settings.broker
         influx = urllib.parse.urlsplit(settings.influx_url)
-        return cls(settings.state_path, b.port, influx.port or 8086, b.host, settings.influx_db)
+        return cls(settings.state_path, b.port, influx.port or 8086, b.host, settings.influx_db,
+                   settings.broker_tls_port)
 
     @property
     def mqtt_url(self) -> str:
@@ -197,8 +199,17 @@ class Stack:
             "max_packet_size 1048576\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             "connection_messages false\n"
+            + self._tls_listener()
         )
         return conf
+
+    def _tls_listener(self) -> str:
+        d = self.auth_dir
+        if self.tls_port is None or not (d / "server.crt").exists():
+            return ""
+        return (f"# TLS with the project's CA (`rimba broker tls`)\nlistener {self.tls_port} {self.host}\n"
+                f"cafile {d / 'ca.crt'}\ncertfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\n"
+                "tls_version tlsv1.2\n")
 
     def _access(self) -> str:
         passwd, acl = self.auth_dir / "passwd", self.auth_dir / "acl"

@@ -154,3 +154,31 @@ def test_provisioning_round_trip_with_the_simulator_and_ingest(locked, tmp_path)
         influx.close()
     finally:
         stack.stop_influx()
+
+
+def test_tls_with_the_generated_ca_works_and_another_ca_is_refused(tmp_path):
+    from hardware import tls
+
+    state = tmp_path / "state"
+    (tmp_path / "fleet.toml").write_text(fleet_text({}))
+    values = {"state_dir": str(state), "fleet": str(tmp_path / "fleet.toml")}
+    s = settings_mod.build(overrides=values, env={})
+    p = Provisioner(s)
+    p.write_files()  # the services' users: no anonymous access
+    paths = tls.make(state / "broker")
+    other = tls.make(tmp_path / "other", name="Someone else")
+    port, tls_port = free_port(), free_port()
+    stack = Stack(state, port, free_port(), tls_port=tls_port)
+    stack.start_mosquitto()
+    try:
+        pw = p.service_password("rimba-admin")
+        good = Mqtt(Broker(True, "localhost", tls_port, "rimba-admin", pw), "tls-good", ca_file=str(paths["ca"]),
+                    v5=False, persistent=False).start(10)
+        good.wait_published([good.publish("rimba/v1/smp29/x/config", b"{}", qos=1)], 10)
+        good.stop()
+        with pytest.raises(StackError):
+            Mqtt(Broker(True, "localhost", tls_port, "rimba-admin", pw), "tls-bad", ca_file=str(other["ca"]),
+                 v5=False, persistent=False).start(5)
+        assert oct(paths["key"].stat().st_mode)[-3:] == "600"
+    finally:
+        stack.stop_mosquitto()
