@@ -196,6 +196,11 @@ def cmd_node(args) -> int:
 
     s = _settings(args)
     p = Provisioner(s)
+    if args.node_action == "flash":
+        from hardware import flash
+
+        args.node = args.id
+        return flash.main(s, args)
     if args.node_action == "list":
         for node_id, site, profile, cadence, creds in p.list():
             print(f"{node_id:20} {site:14} {profile:8} every {cadence:>5} s  "
@@ -328,7 +333,16 @@ def parser() -> argparse.ArgumentParser:
     nl = nd_sub.add_parser("list", parents=[common], help="the fleet's nodes and whether they have credentials")
     nr = nd_sub.add_parser("remove", parents=[common], help="take a node out of the fleet and the broker")
     nr.add_argument("id")
-    for parser_ in (na, nl, nr):
+    nf = nd_sub.add_parser("flash", parents=[common], help="erase, write MicroPython, upload the firmware and "
+                           "config, wait for the first reading")
+    nf.add_argument("id")
+    nf.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
+    nf.add_argument("--firmware", help="MicroPython for the ESP32 (.bin); without it the board keeps its MicroPython")
+    nf.add_argument("--bundle", help="folder for the node's bundle (default: under the state dir)")
+    nf.add_argument("--dry-run", action="store_true", help="print every step, run none")
+    nf.add_argument("--wait", type=float, default=180.0, help="seconds to wait for the first reading")
+    nf.add_argument("--no-wait", action="store_true", help="do not wait for the first reading")
+    for parser_ in (na, nl, nr, nf):
         parser_.set_defaults(func=cmd_node)
 
     br = sub.add_parser("broker", help="the broker's TLS certificate")

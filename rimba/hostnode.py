@@ -38,7 +38,8 @@ class FirmwareNode:
         self.fakes = fakes or (lib.parent / "fakes" if lib and (lib.parent / "fakes").exists() else FAKES)
         self.heap = heap
         config = {"node": node, "site": site, "profile": "forest", "mqtt_host": "127.0.0.1", "mqtt_port": mqtt_port,
-                  "sample_s": 600, "send_every": 3, "wifi_timeout_ms": 300, "puback_ms": 3000, "wdt_ms": 30000}
+                  "sample_s": 600, "send_every": 3, "wifi_timeout_ms": 300, "puback_ms": 3000, "wdt_ms": 30000,
+                  "send_at_power_on": False}
         config.update(cfg)
         (self.root / "node.json").write_text(json.dumps(config))
         t = time.time() if start is None else start

@@ -11,6 +11,7 @@ DEFAULTS = {
     "wifi_ssid": "", "wifi_password": "", "wifi_timeout_ms": 15000,
     "mqtt_host": "", "mqtt_port": 1883, "mqtt_user": "", "mqtt_password": "", "mqtt_tls": False,
     "ntp_host": "pool.ntp.org", "puback_ms": 5000, "wdt_ms": 60000, "safe_after": 5,
+    "send_at_power_on": True,  # a freshly flashed or powered node reports at once
 }
 # key: (type, low, high) for what the mailbox may set
 REMOTE = {"sample_s": (int, 10, 86400), "send_every": (int, 1, 144), "batch": (int, 1, 200)}

@@ -69,11 +69,12 @@ class Node:
                 self._count(name, 1)
             self.store.append(rclock.now(), values)
             st["since_send"] += 1
-        due = safe or st["since_send"] >= self.cfg["send_every"] or \
+        power_on = self.cfg["send_at_power_on"] and machine.reset_cause() != machine.DEEPSLEEP_RESET
+        due = safe or power_on or st["since_send"] >= self.cfg["send_every"] or \
             self.store.count() >= self.cfg["capacity"] * 3 // 4
         # after repeated failures, try only every 2nd, 4th, ... due cycle (at most every 16th)
         wait = 1 << min(max(st["failures"] - 2, 0), 4)
-        if due and st["since_send"] % wait == 0 or due and safe:
+        if due and st["since_send"] % wait == 0 or due and (safe or power_on):
             ok = self.send(safe)
             st["failures"] = 0 if ok else st["failures"] + 1
             if ok:
