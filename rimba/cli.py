@@ -178,8 +178,14 @@ def cmd_report(args) -> int:
 
 def cmd_hw(args) -> int:
     from hardware import cli as hw_cli
-    from hardware import power
+    from hardware import power, profiles
 
+    if args.hw_action == "bom":
+        p = profiles.load(args.profile)
+        print(f"{p['name']}: {p['description']}\nboard: {p['board']}")
+        print("\n".join(profiles.bom_lines(p)))
+        print(f"wiring: hardware/wiring/{p['name']}.svg")
+        return 0
     if args.board not in power.BOARDS:
         raise ConfigError(f"--board {args.board}: one of {', '.join(power.BOARDS)}, or give --sleep-ua")
     return hw_cli.main(args)
@@ -315,6 +321,9 @@ def parser() -> argparse.ArgumentParser:
     pw.add_argument("--static-ip", action="store_true", help="Wi-Fi with a static IP (about half the energy)")
     pw.add_argument("--plot", help="write a plot of battery life against the sending interval (PNG)")
     pw.set_defaults(func=cmd_hw)
+    bm = hw_sub.add_parser("bom", help="a profile's bill of materials, with approximate prices in rupiah")
+    bm.add_argument("--profile", default="forest")
+    bm.set_defaults(func=cmd_hw)
 
     fw = sub.add_parser("firmware", parents=[common], help="the node firmware: build a node's flash bundle")
     fw_sub = fw.add_subparsers(dest="fw_action", required=True)

@@ -1,0 +1,91 @@
+"""Node profiles as data (hardware/profiles/*.toml): board, pin map, sensors, power, enclosure, bill of
+materials; and what is generated from them: the BOM as a table, and a wiring diagram (SVG) drawn from
+the pin map."""
+
+from __future__ import annotations
+
+import tomllib
+from html import escape
+from pathlib import Path
+
+from rimba.errors import ConfigError
+
+DIR = Path(__file__).resolve().parent / "profiles"
+# which pins each sensor uses, and the wire's label
+WIRES = {
+    "sht4x": (("sda", "SDA"), ("scl", "SCL")),
+    "soil": (("soil_adc", "AOUT"), ("soil_power", "VCC (switched)")),
+    "ds18b20": (("onewire", "DQ (4.7k to 3V3)"),),
+    "rain": (("rain", "reed switch"),),
+    "jsnsr04t": (("uart_tx", "RX"), ("uart_rx", "TX")),
+    "pms5003": (("uart_tx", "RX"), ("uart_rx", "TX")),
+}
+
+
+def load(name: str) -> dict:
+    path = DIR / f"{name}.toml"
+    if not path.exists():
+        raise ConfigError(f"profile {name}: one of {', '.join(sorted(p.stem for p in DIR.glob('*.toml')))}")
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+def names() -> list:
+    return sorted(p.stem for p in DIR.glob("*.toml"))
+
+
+def bom_lines(profile: dict) -> list:
+    rows = [(b["part"], b["qty"], b["description"], b["qty"] * b["price_idr"]) for b in profile["bom"]]
+    total = sum(r[3] for r in rows)
+    out = [f"{'qty':>3}  {'part':32} {'approx. Rp':>12}  description"]
+    out += [f"{q:>3}  {p:32} {v:>12,}  {d}".replace(",", ".") for p, q, d, v in rows]
+    out.append(f"{'':>3}  {'total':32} {total:>12,}".replace(",", "."))
+    return out
+
+
+def wiring_svg(profile: dict) -> str:
+    """The board on the left with the pins the profile uses; each sensor on the right, wired to its pins."""
+    pins = profile["pins"]
+    used = sorted(pins.items(), key=lambda kv: kv[1])
+    row = 26
+    height = max(len(used) * row + 120, len(profile["sensors"]) * 90 + 80)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="760" height="{height}" font-family="sans-serif" '
+           f'font-size="12">',
+           f'<text x="20" y="24" font-size="15" font-weight="bold">{escape(profile["name"])} node: wiring</text>',
+           f'<rect x="20" y="50" width="200" height="{len(used) * row + 40}" fill="#eef3fb" stroke="#1F6FD1"/>',
+           '<text x="30" y="68" font-weight="bold">ESP32</text>']
+    y_of = {}
+    for i, (role, gpio) in enumerate(used):
+        y = 90 + i * row
+        y_of[role] = y
+        out.append(f'<text x="30" y="{y + 4}">GPIO{gpio} · {escape(role)}</text>')
+        out.append(f'<circle cx="220" cy="{y}" r="3" fill="#1F6FD1"/>')
+    for j, sensor in enumerate(profile["sensors"]):
+        top = 50 + j * 90
+        out.append(f'<rect x="480" y="{top}" width="250" height="70" fill="#f6f6f0" stroke="#555"/>')
+        out.append(f'<text x="490" y="{top + 18}" font-weight="bold">{escape(sensor["part"])}</text>')
+        out.append(f'<text x="490" y="{top + 36}" font-size="10">{escape(", ".join(sensor["metrics"]))}</text>')
+        wires = WIRES.get(sensor["part"], ())
+        for k, (role, label) in enumerate(wires):
+            if role not in y_of:
+                raise ConfigError(f"profile {profile['name']}: {sensor['part']} needs pin {role}, not in [pins]")
+            ty = top + 50 + k * 10
+            out.append(f'<path d="M220 {y_of[role]} C350 {y_of[role]} 350 {ty} 480 {ty}" fill="none" '
+                       f'stroke="#D62728"/>')
+            out.append(f'<text x="400" y="{ty - 3}" font-size="9">{escape(label)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def write_diagrams(out=Path(__file__).resolve().parent / "wiring") -> list:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in names():
+        path = out / f"{name}.svg"
+        path.write_text(wiring_svg(load(name)))
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for p in write_diagrams():
+        print(p)

@@ -1,0 +1,55 @@
+"""Hardware profiles as data: the firmware's pins are the profiles', every sensor's metrics are contract names,
+the bill of materials adds up, and the wiring diagrams are drawn from the pin maps (and are current)."""
+
+import ast
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from hardware import profiles
+from rimba.metrics import METRICS
+from tests.support import ROOT
+
+
+def firmware_pins() -> dict:
+    tree = ast.parse((ROOT / "firmware" / "lib" / "sensors.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "PINS":
+            return ast.literal_eval(node.value)
+    raise AssertionError("PINS not found in firmware/lib/sensors.py")
+
+
+def firmware_profiles() -> dict:
+    tree = ast.parse((ROOT / "firmware" / "lib" / "sensors.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "PROFILES":
+            return ast.literal_eval(node.value)
+    raise AssertionError("PROFILES not found")
+
+
+@pytest.mark.parametrize("name", ["forest", "river", "air"])
+def test_the_firmware_pins_and_sensors_are_the_profiles(name):
+    p = profiles.load(name)
+    fw = firmware_pins()
+    for role, gpio in p["pins"].items():
+        assert fw[role] == gpio, f"{name}: {role} is GPIO{gpio} in the profile, GPIO{fw[role]} in the firmware"
+    assert {s["part"] for s in p["sensors"]} == set(firmware_profiles()[name])
+    for s in p["sensors"]:
+        assert all(m in METRICS for m in s["metrics"])
+    adc = [p["pins"][k] for k in p["pins"] if k.endswith("_adc")]
+    assert all(32 <= g <= 39 for g in adc)  # ADC1 only: ADC2 stops working while Wi-Fi runs
+
+
+@pytest.mark.parametrize("name", ["forest", "river", "air"])
+def test_bill_of_materials_and_wiring(name, tmp_path):
+    p = profiles.load(name)
+    lines = profiles.bom_lines(p)
+    total = sum(b["qty"] * b["price_idr"] for b in p["bom"])
+    assert lines[-1].split()[-1] == f"{total:,}".replace(",", ".") and 200_000 < total < 2_000_000
+    assert all(b["description"] and b["qty"] > 0 for b in p["bom"])
+    svg = profiles.wiring_svg(p)
+    root = ET.fromstring(svg)
+    assert root.tag.endswith("svg")
+    assert all(f"GPIO{g}" in svg for g in p["pins"].values())
+    committed = ROOT / "hardware" / "wiring" / f"{name}.svg"
+    assert committed.read_text() == svg, "regenerate: python -m hardware.profiles"
