@@ -37,8 +37,11 @@ def bom_lines(profile: dict) -> list:
     rows = [(b["part"], b["qty"], b["description"], b["qty"] * b["price_idr"]) for b in profile["bom"]]
     total = sum(r[3] for r in rows)
     out = [f"{'qty':>3}  {'part':32} {'approx. Rp':>12}  description"]
-    out += [f"{q:>3}  {p:32} {v:>12,}  {d}".replace(",", ".") for p, q, d, v in rows]
-    out.append(f"{'':>3}  {'total':32} {total:>12,}".replace(",", "."))
+    def rp(v):
+        return f"{v:,}".replace(",", ".")  # Indonesian thousands separator
+
+    out += [f"{q:>3}  {p:32} {rp(v):>12}  {d}" for p, q, d, v in rows]
+    out.append(f"{'':>3}  {'total':32} {rp(total):>12}")
     return out
 
 
