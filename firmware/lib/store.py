@@ -71,60 +71,38 @@ class Store:
     def _path(self, first):
         return "%s/s%d.log" % (self.root, first)
 
-    def _records(self, first):
-        """The valid records of one segment, oldest first; sets tail_ok for the newest segment."""
-        out: list = []
-        ok = True
+    def _lines(self, first):
+        """(record, JSON text) for each line of one segment, oldest first; (None, None) for a line that is
+        not a whole, valid record (a torn write)."""
         try:
             f = open(self._path(first))
         except OSError:
-            return out
+            return
         with f:
             while True:
                 line = f.readline()
                 if not line:
-                    break
-                if not line.endswith("\n") or len(line) < 10 or line[8] != " ":
-                    ok = False
-                    continue
+                    return
                 body = line[9:-1]
                 try:
-                    if int(line[:8], 16) != crc32(body.encode()) & 0xFFFFFFFF:
-                        ok = False
+                    if line.endswith("\n") and len(line) >= 10 and line[8] == " " and \
+                            int(line[:8], 16) == crc32(body.encode()) & 0xFFFFFFFF:
+                        yield json.loads(body), body
                         continue
-                    out.append(json.loads(body))
                 except ValueError:
-                    ok = False
-        if self.segments and first == self.segments[-1]:
-            self.tail_ok = ok
-        return out
+                    pass
+                yield None, None
 
     def _last_valid_seq(self):
-        """The newest valid record's seq, streaming through the newest segment (nothing kept)."""
+        """The newest valid record's seq (nothing kept); tail_ok says whether the segment ends whole."""
         if not self.segments:
             return 0
         last = self.segments[-1] - 1
         ok = True
-        try:
-            f = open(self._path(self.segments[-1]))
-        except OSError:
-            return last
-        with f:
-            while True:
-                line = f.readline()
-                if not line:
-                    break
-                body = line[9:-1]
-                try:
-                    valid = line.endswith("\n") and len(line) >= 10 and line[8] == " " and \
-                        int(line[:8], 16) == crc32(body.encode()) & 0xFFFFFFFF
-                    if valid:
-                        last = json.loads(body)["seq"]
-                        ok = True
-                    else:
-                        ok = False
-                except (ValueError, KeyError):
-                    ok = False
+        for rec, _text in self._lines(self.segments[-1]):
+            ok = rec is not None
+            if ok:
+                last = rec["seq"]
         self.tail_ok = ok
         return last
 
@@ -158,50 +136,23 @@ class Store:
         self.segments.pop(0)
 
     def pending_raw(self, limit, after=None):
-        """Like pending, as (seq, t, JSON text) without keeping the parsed readings: a batch is built
-        from the stored text, which keeps a full batch small in a 96 KiB heap."""
+        """Up to `limit` unacknowledged readings above `after` (default: the ack), oldest first, as (seq, t,
+        JSON text): a batch is built from the stored text, which keeps it small in a 96 KiB heap."""
         out = []
         acked = max(self.state["acked"], after or 0)
         for i, first in enumerate(self.segments):
             if i + 1 < len(self.segments) and self.segments[i + 1] - 1 <= acked:
                 continue
-            try:
-                f = open(self._path(first))
-            except OSError:
-                continue
-            with f:
-                while True:
-                    line = f.readline()
-                    if not line:
-                        break
-                    if not line.endswith("\n") or len(line) < 10 or line[8] != " ":
-                        continue
-                    body = line[9:-1]
-                    try:
-                        if int(line[:8], 16) != crc32(body.encode()) & 0xFFFFFFFF:
-                            continue
-                        rec = json.loads(body)
-                    except ValueError:
-                        continue
-                    if rec["seq"] > acked:
-                        out.append((rec["seq"], rec["t"], body))
-                        if len(out) >= limit:
-                            return out
-        return out
-
-    def pending(self, limit, after=None):
-        """Up to `limit` unacknowledged readings with seq above `after` (default: the ack), oldest first."""
-        out = []
-        acked = max(self.state["acked"], after or 0)
-        for i, first in enumerate(self.segments):
-            if i + 1 < len(self.segments) and self.segments[i + 1] - 1 <= acked:
-                continue
-            for rec in self._records(first):
-                if rec["seq"] > acked:
-                    out.append(rec)
+            for rec, text in self._lines(first):
+                if rec is not None and rec["seq"] > acked:
+                    out.append((rec["seq"], rec["t"], text))
                     if len(out) >= limit:
                         return out
         return out
+
+    def pending(self, limit, after=None):
+        """The same readings as dicts."""
+        return [json.loads(text) for _seq, _t, text in self.pending_raw(limit, after)]
 
     def count(self):
         return max(0, self.next - 1 - self.state["acked"]) if self.segments else 0
