@@ -143,6 +143,17 @@ class Provisioner:
                                                                                       key=lambda n: n.id)]
 
 
+def lock_influx(settings) -> dict:
+    """Users for the stack's InfluxDB: an admin, a writer (ingest, analytics) and a reader (Grafana)."""
+    path = settings.state_path / "broker" / "influx.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    users = {role: [f"rimba-{role}", secrets.token_urlsafe(18)] for role in ("admin", "writer", "reader")}
+    _write_private(path, json.dumps(users, indent=1) + "\n")
+    return users
+
+
 def _write_private(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -44,6 +44,16 @@ def cmd_stack(args) -> int:
 
     s = _settings(args)
     stack = Stack.from_settings(s)
+    if args.action == "lock":
+        from hardware.provision import Provisioner, lock_influx
+
+        p = Provisioner(s)
+        p.write_files()
+        lock_influx(s)
+        print(f"locked: Mosquitto users and ACL in {p.dir} (passwords in secrets.json), InfluxDB users in "
+              f"{p.dir / 'influx.json'}; restart the stack (rimba stack down; rimba stack up) and give each "
+              "service its user (RIMBA_MQTT_URL=mqtt://rimba-ingest:PASSWORD@host:port, RIMBA_INFLUX_USER, ...)")
+        return 0
     if args.action == "up":
         stack.up()
         print(f"stack up: mosquitto {stack.mqtt_url}, influxdb {stack.influx_url}, data in {stack.dir}")
@@ -250,7 +260,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     st = sub.add_parser("stack", parents=[common], help="start/stop the local Mosquitto and InfluxDB")
-    st.add_argument("action", choices=("up", "down", "status"))
+    st.add_argument("action", choices=("up", "down", "status", "lock"),
+                    help="lock: broker users and ACL (no anonymous access) and InfluxDB users (writer, reader)")
     st.set_defaults(func=cmd_stack)
 
     ing = sub.add_parser("ingest", parents=[common], help="run the ingest service")

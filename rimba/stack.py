@@ -230,7 +230,8 @@ class Stack:
             f'[data]\n  dir = "{base}/data"\n  wal-dir = "{base}/wal"\n  query-log-enabled = false\n'
             f'[http]\n  bind-address = "{self.host}:{self.influx_port}"\n  log-enabled = false\n'
             "  max-body-size = 0\n"
-            "[monitor]\n  store-enabled = false\n"
+            + ("  auth-enabled = true\n" if self.influx_users() else "")
+            + "[monitor]\n  store-enabled = false\n"
             "[logging]\n  level = \"warn\"\n"
         )
         return conf
@@ -251,13 +252,45 @@ class Stack:
         _poll(lambda: influx_answers(self.influx_url), timeout, "influxd", self.influxd)
         self._create_database()
 
+    def influx_users(self) -> dict:
+        """{admin, writer, reader: (user, password)} once `rimba stack lock` made them; {} for an open database."""
+        path = self.auth_dir / "influx.json"
+        if not path.exists():
+            return {}
+        import json
+
+        return {k: tuple(v) for k, v in json.loads(path.read_text()).items()}
+
+    def _query(self, q: str, auth: tuple | None = None) -> dict:
+        import base64
+        import json
+
+        req = urllib.request.Request(self.influx_url + "/query", data=urllib.parse.urlencode({"q": q}).encode())
+        if auth:
+            req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read() or b"{}")
+
     def _create_database(self) -> None:
-        body = urllib.parse.urlencode({"q": f'CREATE DATABASE "{self.database}"'}).encode()
+        users = self.influx_users()
         try:
-            with urllib.request.urlopen(self.influx_url + "/query", data=body, timeout=10) as r:
-                r.read()
+            if users:
+                admin = users["admin"]
+                try:  # the first user may be made without credentials; afterwards it is there
+                    self._query(f"CREATE USER \"{admin[0]}\" WITH PASSWORD '{admin[1]}' WITH ALL PRIVILEGES")
+                except urllib.error.HTTPError:
+                    pass
+                self._query(f'CREATE DATABASE "{self.database}"', admin)
+                for role, grant in (("writer", "WRITE"), ("reader", "READ")):
+                    user, pw = users[role]
+                    result = self._query(f"CREATE USER \"{user}\" WITH PASSWORD '{pw}'", admin)
+                    if "already exists" in json_error(result):
+                        self._query(f"SET PASSWORD FOR \"{user}\" = '{pw}'", admin)
+                    self._query(f'GRANT {grant} ON "{self.database}" TO "{user}"', admin)
+            else:
+                self._query(f'CREATE DATABASE "{self.database}"')
         except (OSError, urllib.error.URLError) as err:
-            raise StackError(f"influxd is up but CREATE DATABASE failed: {err}") from err
+            raise StackError(f"influxd is up but setting up the database failed: {err}") from err
 
     def up(self) -> None:
         for port, what in ((self.mqtt_port, "mosquitto"), (self.influx_port, "influxd")):
@@ -285,6 +318,10 @@ class Stack:
             "influxd": {"pid": self.influxd.pid(), "url": self.influx_url,
                         "answers": influx_answers(self.influx_url)},
         }
+
+
+def json_error(result: dict) -> str:
+    return " ".join(r.get("error", "") for r in result.get("results", []))
 
 
 def _port_taken(host: str, port: int) -> bool:

@@ -182,3 +182,30 @@ def test_tls_with_the_generated_ca_works_and_another_ca_is_refused(tmp_path):
         assert oct(paths["key"].stat().st_mode)[-3:] == "600"
     finally:
         stack.stop_mosquitto()
+
+
+def test_influxdb_with_authentication_and_separate_writer_and_reader(tmp_path):
+    from hardware.provision import lock_influx
+    from rimba.errors import InfluxAuthError, InfluxRejected
+    from rimba.influx import Influx
+
+    s = settings_mod.build(overrides={"state_dir": str(tmp_path / "state")}, env={})
+    users = lock_influx(s)
+    stack = Stack(s.state_path, free_port(), free_port())
+    stack.start_influx()
+    try:
+        with pytest.raises(InfluxAuthError):
+            Influx(stack.influx_url, "rimba").rows("SELECT * FROM reading")  # nobody anonymous
+        writer = Influx(stack.influx_url, "rimba", user=users["writer"][0], password=users["writer"][1])
+        writer.write(b"reading,site=smp29,node=smp29-01 air_temp_c=27.5,seq=1i 1764300000000\n")
+        with pytest.raises((InfluxAuthError, InfluxRejected)):
+            writer.rows("SELECT * FROM reading")  # a writer cannot read
+        reader = Influx(stack.influx_url, "rimba", user=users["reader"][0], password=users["reader"][1])
+        assert reader.rows("SELECT air_temp_c FROM reading")[0]["air_temp_c"] == 27.5
+        with pytest.raises((InfluxAuthError, InfluxRejected)):
+            reader.write(b"reading,site=smp29,node=smp29-01 air_temp_c=99.0,seq=2i 1764300600000\n")
+        stack.stop_influx()
+        stack.start_influx()  # a restart finds its users
+        assert reader.rows("SELECT count(air_temp_c) FROM reading")[0]["count"] == 1
+    finally:
+        stack.stop_influx()
