@@ -78,7 +78,7 @@ def influx_answers(base_url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def _poll(check, deadline_s: float, what: str, proc: "Service") -> None:
+def _poll(check, deadline_s: float, what: str, proc: Service) -> None:
     deadline = time.monotonic() + deadline_s
     delay = 0.02
     while time.monotonic() < deadline:
@@ -163,7 +163,7 @@ class Stack:
         self.influxd = Service("influxd", self.dir)
 
     @classmethod
-    def from_settings(cls, settings) -> "Stack":
+    def from_settings(cls, settings) -> Stack:
         b = settings.broker
         influx = urllib.parse.urlsplit(settings.influx_url)
         return cls(settings.state_path, b.port, influx.port or 8086, b.host, settings.influx_db,
