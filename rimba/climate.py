@@ -163,7 +163,7 @@ class Climate:
         day, h = self._local(t)
         if not 5.7 <= h <= 17.85:
             return 0.0
-        elev = math.sin(math.pi * (h - 5.7) / 12.15)
+        elev = max(0.0, math.sin(math.pi * (h - 5.7) / 12.15))  # sin(pi) rounds to -1e-16: no complex light
         cloud = self._day(day)["cloud"]
         if self.rain_rate(t) > 0:
             cloud = 0.9
@@ -177,7 +177,7 @@ class Climate:
         if self.haze and self.haze.start <= t < self.haze.start + self.haze.days * DAY:
             # build-up in the morning as the boundary layer traps smoke (20 Sep 2019 profile)
             into = (t - self.haze.start) / (self.haze.days * DAY)
-            envelope = math.sin(math.pi * into) ** 0.5
+            envelope = max(0.0, math.sin(math.pi * into)) ** 0.5
             shape = 0.35 + 0.65 * math.exp(-((h - 10.0) ** 2) / 8)
             value += self.haze.peak_ugm3 * envelope * shape
         if self.rain_rate(t) > 0:

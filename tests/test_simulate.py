@@ -104,3 +104,14 @@ def test_simulate_command_refuses_bad_specs():
     r = subprocess.run([sys.executable, "-m", "rimba.cli", "simulate", "--fleet", str(ROOT / "fleet.toml"),
                         "--fault", "smp29-01:air_temp:spike:1:0"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--fault" in r.stderr
+
+
+def test_light_at_the_edges_of_the_day_is_a_real_number():
+    """sin(pi) rounds to a tiny negative number; raised to a power it was once a complex 'light'."""
+    from rimba.climate import Climate
+
+    c = Climate(1, "smp29")
+    midnight = 1764262800  # WIB
+    for s in range(int(17.8 * 3600), int(17.9 * 3600)):
+        v = c.light(midnight + s)
+        assert isinstance(v, float) and v >= 0.0
