@@ -289,3 +289,45 @@ def test_repeated_crashes_lead_to_safe_mode_and_the_watchdog_is_armed_first(plat
     node.set(i2c_crash=False)
     node.wake()  # the cycle ended cleanly last time: back to normal
     assert node.runs[-1].returncode == 0 and len(node.buffered()) == 1
+
+
+def test_the_node_speaks_tls_to_the_broker_with_the_projects_ca(platform_factory, tmp_path):
+    """The firmware in MicroPython connects to the broker's TLS listener, trusting only the CA that
+    `rimba broker tls` made (in DER beside its config); readings reach the ingest on the plain listener."""
+    import subprocess
+
+    from hardware import tls
+    from rimba.stack import Stack, free_port
+
+    p = platform_factory({"fw-tls": ("smp29", "forest")})
+    state = tmp_path / "broker-state"
+    paths = tls.make(state / "broker")
+    plain, secure = free_port(), free_port()
+    stack = Stack(state, plain, free_port(), tls_port=secure)
+    stack.start_mosquitto()
+    from tests.support import IngestProcess, env_for
+
+    ingest = None
+    try:
+        ingest = IngestProcess(env_for(dict(p.values, mqtt_url=f"mqtt://127.0.0.1:{plain}",
+                                            mqtt_client_id="ingest-tls")), tmp_path / "ingest.log").start()
+        ingest.wait_subscribed()
+        node = FirmwareNode(tmp_path, "fw-tls", "smp29", secure, start=time.time() - 10 * 600, mqtt_tls=True,
+                            mqtt_host="localhost")
+        subprocess.run(["openssl", "x509", "-in", str(paths["ca"]), "-outform", "DER", "-out",
+                        str(node.root / "ca.der")], check=True, timeout=30)
+        for _ in range(3):
+            node.wake()
+        assert "send failed" not in node.runs[-1].stdout, node.runs[-1].stdout
+        wait_until(lambda: len(stored(p, "fw-tls")) >= 3, 30, "three readings over TLS")
+        # a node trusting another CA is refused (the reading stays in its buffer)
+        other = tls.make(tmp_path / "other", name="Someone else")
+        subprocess.run(["openssl", "x509", "-in", str(other["ca"]), "-outform", "DER", "-out",
+                        str(node.root / "ca.der")], check=True, timeout=30)
+        for _ in range(3):
+            node.wake()
+        assert "send failed: TLS" in node.runs[-1].stdout and len(node.buffered()) >= 3
+    finally:
+        if ingest is not None:
+            ingest.stop()
+        stack.stop_mosquitto()

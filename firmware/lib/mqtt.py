@@ -139,7 +139,10 @@ class MQTTClient:
         try:
             self.sock.connect(addr)
             if self.ssl is not None:
-                self.sock = self.ssl.wrap_socket(self.sock, server_hostname=self.host)
+                try:
+                    self.sock = self.ssl.wrap_socket(self.sock, server_hostname=self.host)
+                except (ValueError, RuntimeError) as err:  # mbedTLS: an untrusted or invalid certificate
+                    raise MQTTError("TLS: %s" % str(err).strip())
             flags = 0x02 if clean else 0
             payload = _str(self.client_id)
             if will_topic:

@@ -99,7 +99,7 @@ class Node:
             wdt.feed()
             client = MQTTClient(self.cfg["node"], self.cfg["mqtt_host"], self.cfg["mqtt_port"],
                                 self.cfg["mqtt_user"] or None, self.cfg["mqtt_password"] or None,
-                                timeout_ms=self.cfg["puback_ms"])
+                                ssl=self._tls() if self.cfg["mqtt_tls"] else None, timeout_ms=self.cfg["puback_ms"])
             try:
                 client.connect(will_topic=self.topic("status"), will_payload=b'{"v":1,"state":"lost"}')
                 self.ops["mqtt"] += 1
@@ -118,6 +118,16 @@ class Node:
         except (OSError, MQTTError) as err:
             self.log("send failed: %s" % err)
             return False
+
+    def _tls(self):
+        """A TLS context trusting the project's CA (ca.der beside the config, from `rimba broker tls`)."""
+        import tls
+
+        ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = tls.CERT_REQUIRED
+        with open(self.root + "/ca.der", "rb") as f:
+            ctx.load_verify_locations(f.read())  # positional: the tls module's own signature
+        return ctx
 
     def _wifi(self, wdt):
         import network
