@@ -124,7 +124,7 @@ class Node:
         import tls
 
         ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
-        ctx.verify_mode = tls.CERT_REQUIRED
+        ctx.verify_mode = tls.CERT_REQUIRED  # type: ignore[attr-defined]  # in MicroPython, not in the stubs
         with open(self.root + "/ca.der", "rb") as f:
             ctx.load_verify_locations(f.read())  # positional: the tls module's own signature
         return ctx
