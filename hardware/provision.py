@@ -123,7 +123,25 @@ class Provisioner:
         cfg = node_config(self.settings, load_fleet(self.fleet_path), node_id, mqtt_password=password)
         self.nodes_dir.mkdir(parents=True, exist_ok=True)
         _write_private(self.nodes_dir / f"{node_id}.json", json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+        self.label(node_id, site, profile)
         return node_id, password
+
+    def label(self, node_id: str, site: str, profile: str) -> Path:
+        """A label for the enclosure: a QR code of the node id and site (what a technician scans in the field to
+        open the node's page) and the same in words. SVG, beside the node's config file."""
+        import segno
+
+        qr = segno.make(json.dumps({"node": node_id, "site": site}, separators=(",", ":")), error="m")
+        code = qr.svg_inline(scale=4, border=2)
+        size = qr.symbol_size(scale=4, border=2)
+        svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{size[0] + 220}" height="{max(size[1], 90)}" '
+               f'font-family="sans-serif"><g>{code}</g>'
+               f'<text x="{size[0] + 10}" y="30" font-size="20" font-weight="bold">{node_id}</text>'
+               f'<text x="{size[0] + 10}" y="55" font-size="14">{site} · {profile}</text>'
+               f'<text x="{size[0] + 10}" y="78" font-size="11">Rimba · jangan dibuka / do not open</text></svg>\n')
+        path = self.nodes_dir / f"{node_id}-label.svg"
+        path.write_text(svg, encoding="utf-8")
+        return path
 
     def remove(self, node_id: str) -> None:
         text = self.fleet_path.read_text(encoding="utf-8")

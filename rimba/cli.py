@@ -228,7 +228,7 @@ def cmd_node(args) -> int:
         print(f"added {node_id} ({args.profile} at {args.site})")
         print(f"  MQTT user {node_id}, password {password}  (shown once; it is in the node's config file)")
         print(f"  node config: {p.nodes_dir / (node_id + '.json')}; flash it with rimba firmware bundle --node {node_id}")
-        print(f"  label: {node_id} · {args.site} · {args.profile}")
+        print(f"  label (QR code of node and site): {p.nodes_dir / (node_id + '-label.svg')}")
         print("  broker: " + ("reloaded" if reloaded else "not running; `rimba stack up` will use the new files"))
         return 0
     p.remove(args.id)

@@ -81,6 +81,14 @@ def test_node_add_writes_the_fleet_the_password_file_the_acl_and_the_node_config
     assert cfg["mqtt_user"] == a and cfg["mqtt_password"] == a_pw and cfg["node"] == a
     assert oct((p.nodes_dir / f"{a}.json").stat().st_mode)[-3:] == "600"
     assert a_pw not in (ROOT / "fleet.toml").read_text() and a_pw not in open(s.fleet).read()
+    label = (p.nodes_dir / f"{a}-label.svg").read_text()
+    assert "<svg" in label and a in label and "smp29" in label and a_pw not in label
+    import xml.etree.ElementTree as ET
+
+    ET.fromstring(label)  # well-formed
+    import segno
+
+    assert segno.make(f'{{"node":"{a}","site":"smp29"}}', error="m").svg_inline(scale=4, border=2) in label
 
 
 def test_the_broker_refuses_strangers_and_keeps_nodes_to_themselves(locked):
