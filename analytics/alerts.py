@@ -31,17 +31,16 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import sqlite3
-import tomllib
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
 from rimba import names
 from rimba.errors import ConfigError
-from rimba.settings import parse_quiet  # noqa: F401 (part of this module's API)
 from rimba.metrics import METRICS
+from rimba.settings import parse_quiet, read_toml  # noqa: F401 (parse_quiet: part of this module's API)
 
 log = logging.getLogger("rimba.alerts")
 
@@ -108,12 +107,7 @@ def load_rules(path: str | None) -> tuple:
     """Rules from a TOML file of `[[rule]]` tables (the built-in ones when path is empty)."""
     if not path:
         return DEFAULT_RULES
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"alert_rules: {path} does not exist") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"alert_rules: {path}: {err}") from None
+    data = read_toml(path, "alert_rules")
     rules = []
     fields = set(Rule.__dataclass_fields__)
     for i, t in enumerate(data.get("rule", [])):
@@ -184,7 +178,6 @@ class Engine:
     quiet: tuple | None = None  # (start minute, end minute) of the day, WIB
     publish: object = None  # callable(topic, payload bytes)
     notify: object = None  # callable(site, title, body, severity) -> bool
-    changes: list = field(default_factory=list)
 
     def evaluate(self, observations, now: int) -> list:
         """Update incidents from this evaluation's observations; announce and notify. Returns the changes."""
@@ -194,7 +187,6 @@ class Engine:
         with self.store.transaction():
             changes = self._update(seen, now)
         self._deliver(changes, now)
-        self.changes.extend(changes)
         return changes
 
     def _update(self, seen: dict, now: int) -> list:
@@ -390,7 +382,7 @@ def _trailing_run_start(times, values, cond) -> int:
     start = int(times[k])
     while k >= 0:
         v = values[k]
-        if v != v:  # NaN: gaps do not break a run
+        if math.isnan(v):  # gaps do not break a run
             k -= 1
             continue
         if not cond(v):
@@ -418,7 +410,7 @@ def threshold_observations(rule: Rule, times, series, nodes, sites, now: int, fi
             ob.active = rule.crosses(value, hot)
             ob.value = value
             ob.severity = rule.severity_of(value)
-            ob.since = _trailing_run_start(times[:last + 1], v[:last + 1], lambda x: rule.crosses(x, hot))
+            ob.since = _trailing_run_start(times[:last + 1], v[:last + 1], lambda x, hot=hot: rule.crosses(x, hot))
             side = "above" if rule.above is not None else "below"
             limit = rule.above if rule.above is not None else rule.below
             ob.message = (f"{rule.metric} {value:.1f} {unit} at {_clock(times[last])}, {side} {limit:g} "

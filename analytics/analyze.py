@@ -93,6 +93,11 @@ def battery_days_left(batt_v: np.ndarray, step_s: int, days: float = 3.0) -> np.
     return np.where(np.isnan(slope) | np.isnan(batt_v), np.nan, np.clip(left, 0.0, BATTERY_DAYS_MAX))
 
 
+def _write(influx, lines: list, chunk: int = 5000) -> None:
+    for i in range(0, len(lines), chunk):
+        influx.write(("\n".join(lines[i:i + chunk]) + "\n").encode())
+
+
 @dataclass
 class FireDays:
     times: np.ndarray  # noon WIB of each day
@@ -189,14 +194,13 @@ class Analyzer:
             fire = fire_days(hourly, {k: v.lat for k, v in fleet.sites.items()}, s.fire_wind_kmh)
             lines = (qc_lines(cube, flags, quality.FLAG_NAMES) + index_lines(cube, derived)
                      + anomaly_lines(cube, events) + fire_lines(hourly, fire))
-            for i in range(0, len(lines), 5000):
-                influx.write(("\n".join(lines[i:i + 5000]) + "\n").encode())
+            _write(influx, lines)
             contact, wake = last_contact(influx, end - 30 * 86400, end)
+            observations = self.observe(fleet, cube, derived, events, values, fire, hourly, contact, wake, now)
+            changes = self.engine.evaluate(observations, now)
+            _write(influx, self._alert_lines(changes, now))
         finally:
             influx.close()
-        observations = self.observe(fleet, cube, derived, events, values, fire, hourly, contact, wake, now)
-        changes = self.engine.evaluate(observations, now)
-        self._record_alerts(changes, now)
         counts = {name: int(np.count_nonzero(flags & bit)) for bit, name in quality.FLAG_NAMES.items()}
         log.info("analyzed %d nodes x %d steps: %d points written; %d anomaly events; alerts: %s",
                  len(cube.nodes), len(cube.times), len(lines), len(events),
@@ -204,7 +208,7 @@ class Analyzer:
         return {"nodes": len(cube.nodes), "steps": len(cube.times), "lines": len(lines), "flags": counts,
                 "events": len(events), "changes": changes}
 
-    def _record_alerts(self, changes: list, now: int) -> None:
+    def _alert_lines(self, changes: list, now: int) -> list:
         """Alert state for the dashboards: every open incident at this run's time, and each resolution.
 
         Measurement `alert` (Rimba's own, beside the contract's; like `ingest`): tags site, node (`site`
@@ -214,17 +218,11 @@ class Analyzer:
 
         incidents = [(inc, "firing") for inc in self.engine.store.open_incidents()]
         incidents += [(c.incident, "resolved") for c in changes if c.what == "resolved"]
-        lines = [lineproto.line("alert", {"site": inc["site"], "node": inc["node"] or "site", "rule": inc["rule"],
-                                          "severity": inc["severity"]},
-                                {"id": inc["id"], "state": state, "message": inc["message"], "start": int(inc["start"])},
-                                int(now) * 1000)
-                 for inc, state in incidents]
-        if lines:
-            influx = Influx.from_settings(self.settings)
-            try:
-                influx.write(("\n".join(lines) + "\n").encode())
-            finally:
-                influx.close()
+        return [lineproto.line("alert", {"site": inc["site"], "node": inc["node"] or "site", "rule": inc["rule"],
+                                         "severity": inc["severity"]},
+                               {"id": inc["id"], "state": state, "message": inc["message"], "start": int(inc["start"])},
+                               int(now) * 1000)
+                for inc, state in incidents]
 
     def observe(self, fleet, cube, derived, events, values, fire, hourly, contact, wake, now) -> list:
         s = self.settings

@@ -118,7 +118,7 @@ class Settings:
         """These settings as RIMBA_* environment variables, to hand to a child process."""
         return {o.env: str(self.values[o.key]) for o in OPTIONS}
 
-    def with_(self, **changes) -> "Settings":
+    def with_(self, **changes) -> Settings:
         return build(overrides=changes, base=self.values)
 
 
@@ -135,6 +135,16 @@ def parse_mqtt_url(url: str, key: str = "mqtt_url") -> Broker:
     user = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
     return Broker(parts.scheme == "mqtts", parts.hostname, port, user, password)
+
+
+def read_toml(path, what: str) -> dict:
+    """A TOML file, or a ConfigError naming `what` and the path."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{what} {path}: {err}") from None
 
 
 def parse_quiet(text: str) -> tuple | None:
@@ -205,12 +215,7 @@ def build(config_file: str | None = None, overrides: dict | None = None, env=Non
     values = dict(base) if base else {o.key: o.default for o in OPTIONS}
     path = config_file if config_file is not None else env.get("RIMBA_CONFIG")
     if path and base is None:
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"config file {path}: {err}") from None
+        data = read_toml(path, "config file")
         for key, value in data.items():
             if key not in _BY_KEY:
                 raise ConfigError(f"{key} (from {path}): unknown setting")

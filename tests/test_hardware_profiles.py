@@ -11,29 +11,22 @@ from rimba.metrics import METRICS
 from tests.support import ROOT
 
 
-def firmware_pins() -> dict:
+def firmware_constant(name: str):
+    """A literal constant of firmware/lib/sensors.py (PINS, PROFILES), read without running MicroPython code."""
     tree = ast.parse((ROOT / "firmware" / "lib" / "sensors.py").read_text())
     for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "PINS":
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == name:
             return ast.literal_eval(node.value)
-    raise AssertionError("PINS not found in firmware/lib/sensors.py")
-
-
-def firmware_profiles() -> dict:
-    tree = ast.parse((ROOT / "firmware" / "lib" / "sensors.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "PROFILES":
-            return ast.literal_eval(node.value)
-    raise AssertionError("PROFILES not found")
+    raise AssertionError(f"{name} not found in firmware/lib/sensors.py")
 
 
 @pytest.mark.parametrize("name", ["forest", "river", "air"])
 def test_the_firmware_pins_and_sensors_are_the_profiles(name):
     p = profiles.load(name)
-    fw = firmware_pins()
+    fw = firmware_constant("PINS")
     for role, gpio in p["pins"].items():
         assert fw[role] == gpio, f"{name}: {role} is GPIO{gpio} in the profile, GPIO{fw[role]} in the firmware"
-    assert {s["part"] for s in p["sensors"]} == set(firmware_profiles()[name])
+    assert {s["part"] for s in p["sensors"]} == set(firmware_constant("PROFILES")[name])
     for s in p["sensors"]:
         assert all(m in METRICS for m in s["metrics"])
     adc = [p["pins"][k] for k in p["pins"] if k.endswith("_adc")]
