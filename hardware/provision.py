@@ -27,6 +27,7 @@ from pathlib import Path
 from rimba import names
 from rimba.errors import ConfigError
 from rimba.fleet import load_fleet
+from rimba.settings import OPTIONS
 
 SERVICES = {
     "rimba-ingest": ("read rimba/v1/+/+/up", "read rimba/v1/+/+/status", "write rimba/v1/+/+/ack"),
@@ -114,17 +115,29 @@ class Provisioner:
             raise ConfigError(f"node id {node_id!r}: lowercase letters, digits and '-', at most 32 characters")
         with self.fleet_path.open("a", encoding="utf-8") as f:
             f.write(f'\n[nodes.{node_id}]\nsite = "{site}"\nprofile = "{profile}"\ncadence_s = {int(cadence_s)}\n')
+        return node_id, self.credentials(node_id, fresh=True)
+
+    def credentials(self, node_id: str, fresh: bool = False) -> str:
+        """The broker password of a node in the fleet file: the one in its config file, or (`fresh`, or none
+        yet) a new one, hashed into the password file, with the node's config file and label written."""
+        path = self.nodes_dir / f"{node_id}.json"
+        if not fresh and path.exists() and node_id in self._hashes():
+            return json.loads(path.read_text())["mqtt_password"]
+        fleet = load_fleet(self.fleet_path)
+        if node_id not in fleet.nodes:
+            raise ConfigError(f"node {node_id} is not in the fleet file; `rimba node add` registers it")
         password = secrets.token_urlsafe(18)
         hashes = self._hashes()
         hashes[node_id] = hash_password(password)
         self.write_files(hashes)
         from hardware.bundle import node_config
 
-        cfg = node_config(self.settings, load_fleet(self.fleet_path), node_id, mqtt_password=password)
+        node = fleet.nodes[node_id]
+        cfg = node_config(self.settings, fleet, node_id, mqtt_password=password)
         self.nodes_dir.mkdir(parents=True, exist_ok=True)
-        _write_private(self.nodes_dir / f"{node_id}.json", json.dumps(cfg, indent=1, sort_keys=True) + "\n")
-        self.label(node_id, site, profile)
-        return node_id, password
+        _write_private(path, json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+        self.label(node_id, node.site, node.profile)
+        return password
 
     def label(self, node_id: str, site: str, profile: str) -> Path:
         """A label for the enclosure: a QR code of the node id and site (what a technician scans in the field to
@@ -161,15 +174,83 @@ class Provisioner:
                                                                                       key=lambda n: n.id)]
 
 
+INFLUX_ROLES = {"admin": None, "writer": "WRITE", "analyst": "ALL", "reader": "READ"}
+
+# Who each part of the platform is: its broker user and its InfluxDB role. Ingest only writes readings;
+# the analytics reads them and writes flags, indices and alerts; the viewer (Grafana, the reports, the
+# demo's terminal view) only reads.
+SERVICE_USERS = {"ingest": ("rimba-ingest", "writer"), "analyze": ("rimba-analyze", "analyst"),
+                 "sim": ("rimba-sim", None), "admin": ("rimba-admin", None), "viewer": (None, "reader")}
+
+
 def lock_influx(settings) -> dict:
-    """Users for the stack's InfluxDB: an admin, a writer (ingest, analytics) and a reader (Grafana)."""
+    """Users for the stack's InfluxDB, {role: [user, password]}: an admin, a writer (ingest), an analyst
+    (the analytics: reads and writes the database) and a reader (Grafana, reports). Made once; a role
+    added later is added to the file."""
     path = settings.state_path / "broker" / "influx.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    users = json.loads(path.read_text()) if path.exists() else {}
+    if set(users) >= set(INFLUX_ROLES):
+        return users
+    for role in INFLUX_ROLES:
+        users.setdefault(role, [f"rimba-{role}", secrets.token_urlsafe(18)])
     path.parent.mkdir(parents=True, exist_ok=True)
-    users = {role: [f"rimba-{role}", secrets.token_urlsafe(18)] for role in ("admin", "writer", "reader")}
     _write_private(path, json.dumps(users, indent=1) + "\n")
     return users
+
+
+def service_env(settings, service: str) -> dict:
+    """The RIMBA_* variables that make `service` (a key of SERVICE_USERS) log in as itself; {} while the
+    stack is open (`rimba stack lock` not run)."""
+    broker_dir = settings.state_path / "broker"
+    mqtt_user, role = SERVICE_USERS[service]
+    env = {}
+    if mqtt_user and (broker_dir / "secrets.json").exists():
+        env.update(RIMBA_MQTT_USER=mqtt_user,
+                   RIMBA_MQTT_PASSWORD=json.loads((broker_dir / "secrets.json").read_text())[mqtt_user])
+    if role and (broker_dir / "influx.json").exists():
+        user, password = json.loads((broker_dir / "influx.json").read_text())[role]
+        env.update(RIMBA_INFLUX_USER=user, RIMBA_INFLUX_PASSWORD=password)
+    return env
+
+
+def as_service(settings, service: str):
+    """These settings, logged in as `service`."""
+    env = service_env(settings, service)
+    return settings.with_(**{o.key: env[o.env] for o in OPTIONS if o.env in env})
+
+
+def write_env_files(settings) -> list:
+    """One env file per service (mode 600) under `<state>/broker/env/`, for compose's `env_file` and the
+    systemd units' `EnvironmentFile`; plus `influxdb.env`, which makes the InfluxDB 1.x image create the
+    same users on its first start."""
+    out = settings.state_path / "broker" / "env"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for service in SERVICE_USERS:
+        env = service_env(settings, service)
+        path = out / f"{service}.env"
+        _write_private(path, f"# {service}: written by `rimba stack lock`; never commit.\n"
+                       + "".join(f"{k}={v}\n" for k, v in env.items()))
+        written.append(path)
+    users = lock_influx(settings)
+    image = {"INFLUXDB_HTTP_AUTH_ENABLED": "true", "INFLUXDB_DB": settings.influx_db,
+             "INFLUXDB_ADMIN_USER": users["admin"][0], "INFLUXDB_ADMIN_PASSWORD": users["admin"][1],
+             "INFLUXDB_WRITE_USER": users["writer"][0], "INFLUXDB_WRITE_USER_PASSWORD": users["writer"][1],
+             "INFLUXDB_USER": users["analyst"][0], "INFLUXDB_USER_PASSWORD": users["analyst"][1],
+             "INFLUXDB_READ_USER": users["reader"][0], "INFLUXDB_READ_USER_PASSWORD": users["reader"][1]}
+    path = out / "influxdb.env"
+    _write_private(path, "# the influxdb:1.8 image's users: written by `rimba stack lock`; never commit.\n"
+                   + "".join(f"{k}={v}\n" for k, v in image.items()))
+    written.append(path)
+    return written
+
+
+def lock(settings) -> list:
+    """`rimba stack lock`: broker users and ACL, InfluxDB users, the services' env files. Idempotent:
+    existing passwords are kept."""
+    Provisioner(settings).write_files()
+    lock_influx(settings)
+    return write_env_files(settings)
 
 
 def _write_private(path: Path, text: str) -> None:

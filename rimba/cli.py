@@ -45,14 +45,17 @@ def cmd_stack(args) -> int:
     s = _settings(args)
     stack = Stack.from_settings(s)
     if args.action == "lock":
-        from hardware.provision import Provisioner, lock_influx
+        from hardware.provision import lock
 
-        p = Provisioner(s)
-        p.write_files()
-        lock_influx(s)
-        print(f"locked: Mosquitto users and ACL in {p.dir} (passwords in secrets.json), InfluxDB users in "
-              f"{p.dir / 'influx.json'}; restart the stack (rimba stack down; rimba stack up) and give each "
-              "service its user (RIMBA_MQTT_URL=mqtt://rimba-ingest:PASSWORD@host:port, RIMBA_INFLUX_USER, ...)")
+        files = lock(s)
+        running = stack.mosquitto.running() or stack.influxd.running()
+        if running:
+            stack.up()  # restarts both with authentication on
+        print(f"locked: Mosquitto users and ACL, InfluxDB users (admin, writer, analyst, reader) in "
+              f"{stack.auth_dir}; each service's login in {files[0].parent}/<service>.env "
+              f"({', '.join(f.stem for f in files)}); "
+              + ("the running stack restarted with authentication on" if running else
+                 "`rimba stack up` starts the stack with authentication on"))
         return 0
     if args.action == "up":
         stack.up()

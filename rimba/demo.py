@@ -9,6 +9,7 @@ started, and only that.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -20,6 +21,7 @@ import time
 
 from analytics import analyze
 from analytics.alerts import AlertStore
+from hardware import provision
 from ingest.store import Store
 from rimba.climate import Haze
 from rimba.errors import RimbaError
@@ -38,12 +40,18 @@ SHOWN = ("air_temp_c", "air_rh_pct", "soil_vwc_pct", "light_lux", "rain_mm", "pm
 def main(settings, args) -> int:
     stack = Stack.from_settings(settings)
     started_stack = not (stack.mosquitto.running() and stack.influxd.running())
-    stack.up()
     fleet = load_fleet(settings.fleet)
+    firmware_nodes = sorted(n for n, node in fleet.nodes.items() if node.extra.get("demo") == "firmware")
+    # Locked down as in the field: no anonymous access, every service and node logs in as itself.
+    provision.lock(settings)
+    node_passwords = {n: provision.Provisioner(settings).credentials(n) for n in firmware_nodes}
+    stack.up()  # restarts a stack that was running open
+    _show_locked(settings)
     state = settings.state_path
     state.mkdir(parents=True, exist_ok=True)
     ingest_log = state / "ingest.log"
-    env = {**os.environ, **settings.with_(stats_every_s=1).env()}
+    env = {**os.environ, **settings.with_(stats_every_s=1).env(), **provision.service_env(settings, "ingest")}
+    viewer = provision.as_service(settings, "viewer")
     ingest = subprocess.Popen([sys.executable, "-m", "rimba.cli", "ingest"], env=env,
                               stdout=open(ingest_log, "ab"), stderr=subprocess.STDOUT)
     view = None
@@ -55,10 +63,9 @@ def main(settings, args) -> int:
         faults = [Fault(nodes[0], "air_temp_c", "spike", now - 30 * 3600, now - 30 * 3600 + 600, 11.0),
                   Fault(nodes[-1], "air_rh_pct", "stuck", now - 40 * 3600, now - 34 * 3600, 99.9),
                   Fault(nodes[1], "air_temp_c", "spike", now - 3 * 3600, now - 600, 5.0)]  # ongoing: an anomaly
-        firmware_nodes = sorted(n for n, node in fleet.nodes.items() if node.extra.get("demo") == "firmware")
         sim = Simulation(fleet, seed=int(now) // 86400, haze=Haze(now - 1.5 * 86400, 3.0, 260), send_every=3,
                          faults=faults, nodes={n for n in fleet.nodes if n not in firmware_nodes})
-        pub = Publisher(settings, client_id="rimba-demo-sim", on_ack=sim.acked)
+        pub = Publisher(provision.as_service(settings, "sim"), client_id="rimba-demo-sim", on_ack=sim.acked)
         print(f"stack: mosquitto {stack.mqtt_url}, influxdb {stack.influx_url} (data in {stack.dir})")
         print(f"ingest log: {ingest_log}")
         first = sorted(sim.nodes)[0]
@@ -70,20 +77,20 @@ def main(settings, args) -> int:
         pub.flush()
         for sn in sim.nodes.values():
             pub.publish(*sim.status(sn, int(now), int(now + sn.node.cadence_s / args.speed)), retain=True)
-        _wait_stored(settings, sim.expected())
-        analytics = AnalyticsLoop(settings, every_s=30.0)
+        _wait_stored(viewer, sim.expected())
+        analytics = AnalyticsLoop(provision.as_service(settings, "analyze"), every_s=30.0)
         analytics.start()
         first_run = analytics.wait_first()
         print(f"analyzed {BACKFILL_DAYS} days: {first_run['lines']:,} quality flags, anomaly events and index points "
               f"written; {len(first_run['changes'])} alerts fired (MQTT rimba/v1/<site>/alert; `rimba alerts list`)")
-        _write_bundle_and_reports(settings, fleet, state)
+        _write_bundle_and_reports(viewer, fleet, state)
         runner = LiveRunner(sim, pub, speed=args.speed)
         live = threading.Thread(target=runner.run, name="live-fleet", daemon=True)
         live.start()
-        firmware = FirmwareFleet(settings, fleet, firmware_nodes, state / "firmware", args.speed)
+        firmware = FirmwareFleet(settings, fleet, node_passwords, state / "firmware", args.speed)
         firmware.start()
         print(f"real firmware in MicroPython: {', '.join(firmware_nodes) or 'none'} (logs in {state / 'firmware'})")
-        view = LiveView(settings, fleet, stack, ingest, pub)
+        view = LiveView(viewer, fleet, stack, ingest, pub)
         view.firmware = firmware
         view.run(args.seconds)
         runner.stop.set()
@@ -111,6 +118,20 @@ def main(settings, args) -> int:
             print("stopped the stack, the ingest and the simulated fleet")
         else:
             print("stopped the ingest and the simulated fleet; the stack was already running and stays up")
+
+
+def _show_locked(settings) -> None:
+    """Say how the stack is locked, and show the broker turning away a client without a login."""
+    from rimba.mqtt import Mqtt
+
+    try:
+        stranger = dataclasses.replace(settings.broker, user=None, password=None)
+        Mqtt(stranger, "rimba-demo-stranger", v5=False, persistent=False).start(5.0).stop()
+        refused = False
+    except RimbaError:
+        refused = True
+    print(f"locked down: broker users and ACL, InfluxDB users (in {settings.state_path / 'broker'}); "
+          f"an anonymous client is {'refused' if refused else 'ACCEPTED (the lock did not take)'}")
 
 
 def _wait_ready(log_path, proc, timeout=30.0) -> None:
@@ -160,7 +181,8 @@ class FirmwareFleet(threading.Thread):
     """A few nodes run by the real firmware in the MicroPython unix port (rimba.hostnode), waking every
     cadence / speed seconds on the demo's clock: their world's time is the real time at each wake."""
 
-    def __init__(self, settings, fleet, nodes, home, speed: float):
+    def __init__(self, settings, fleet, nodes: dict, home, speed: float):
+        """`nodes`: {node id: its broker password}."""
         super().__init__(name="firmware-nodes", daemon=True)
         from hardware.bundle import node_config
         from rimba.hostnode import FirmwareNode
@@ -168,8 +190,8 @@ class FirmwareFleet(threading.Thread):
         self.stop = threading.Event()
         self.every_s = max(2.0, min(fleet.nodes[n].cadence_s for n in nodes) / speed) if nodes else 60.0
         self.nodes = []
-        for i, n in enumerate(nodes):
-            cfg = node_config(settings, fleet, n)
+        for i, n in enumerate(sorted(nodes)):
+            cfg = node_config(settings, fleet, n, mqtt_password=nodes[n])
             cfg.update(send_every=2, wifi_timeout_ms=500, puback_ms=3000)
             node = FirmwareNode(home, n, cfg.pop("site"), cfg.pop("mqtt_port"), **{k: v for k, v in cfg.items()
                                                                                     if k != "node"})

@@ -88,7 +88,8 @@ class Influx:
         except (ValueError, AttributeError):
             pass
         if status in (401, 403):
-            return InfluxAuthError(f"InfluxDB refused the credentials ({status}): {text}")
+            return InfluxAuthError(f"InfluxDB refused the credentials ({status}): {text}; give this service "
+                                   "its user (RIMBA_INFLUX_USER and RIMBA_INFLUX_PASSWORD, or RIMBA_INFLUX_TOKEN)")
         if status == 404 and "database not found" in text:
             return InfluxNoDatabase(text)
         if status == 413:

@@ -127,6 +127,10 @@ class Mqtt:
         if wait_s and not self.connected.wait(wait_s):
             self.stop()
             why = self.refused or "no answer"
+            if self.refused and ("authori" in self.refused.lower() or "password" in self.refused.lower()):
+                who = f"as {self.broker.user}" if self.broker.user else "anonymously"
+                why += (f" ({who}; a locked broker wants this service's own user: RIMBA_MQTT_USER and "
+                        "RIMBA_MQTT_PASSWORD, from the env file `rimba stack lock` wrote)")
             raise StackError(f"cannot connect to the broker at {self.broker.host}:{self.broker.port}: {why}")
         return self
 

@@ -32,6 +32,8 @@ class Option:
 OPTIONS = (
     Option("mqtt_url", "RIMBA_MQTT_URL", str, "mqtt://127.0.0.1:1883",
            "broker: mqtt://user:pass@host:port or mqtts://... (TLS)"),
+    Option("mqtt_user", "RIMBA_MQTT_USER", str, "", "broker user (instead of the one in mqtt_url)"),
+    Option("mqtt_password", "RIMBA_MQTT_PASSWORD", str, "", "broker password (instead of the one in mqtt_url)"),
     Option("mqtt_ca_file", "RIMBA_MQTT_CA", str, "", "CA certificate for mqtts:// (empty: the system's CAs)"),
     Option("mqtt_client_id", "RIMBA_MQTT_CLIENT_ID", str, "rimba-ingest",
            "fixed client id of this ingest process (its persistent session)"),
@@ -108,7 +110,10 @@ class Settings:
 
     @property
     def broker(self) -> Broker:
-        return parse_mqtt_url(self.values["mqtt_url"])
+        b = parse_mqtt_url(self.values["mqtt_url"])
+        if self.values["mqtt_user"]:
+            return Broker(b.tls, b.host, b.port, self.values["mqtt_user"], self.values["mqtt_password"] or None)
+        return b
 
     @property
     def state_path(self) -> Path:
@@ -201,6 +206,8 @@ def _check(values: dict) -> None:
         raise ConfigError("influx_token: set either a token (2.x/3.x) or a user and password (1.x), not both")
     if bool(values["influx_user"]) != bool(values["influx_password"]):
         raise ConfigError("influx_user: a 1.x user needs influx_password too (and the other way round)")
+    if values["mqtt_password"] and not values["mqtt_user"]:
+        raise ConfigError("mqtt_password: set mqtt_user too")
     if values["mqtt_share_group"] and "/" in values["mqtt_share_group"] + values["mqtt_client_id"]:
         raise ConfigError("mqtt_share_group: may not contain '/'")
     parse_quiet(values["alert_quiet_hours"])

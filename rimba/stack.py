@@ -114,9 +114,15 @@ class Service:
     def running(self) -> bool:
         return self.pid() is not None
 
-    def start(self, argv: list[str]) -> None:
+    def start(self, argv: list[str], fingerprint: str = "") -> None:
+        """Start unless running; a running one started with another `fingerprint` (its configuration:
+        say, the stack was locked since) is restarted."""
+        stamp = self.dir / f"{self.name}.config"
         if self.running():
-            return
+            if not stamp.exists() or stamp.read_text() == fingerprint:
+                return
+            self.stop()
+        stamp.write_text(fingerprint)
         with open(self.log, "ab") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, cwd=self.dir)
@@ -241,19 +247,20 @@ class Stack:
         binary = find_binary("mosquitto")
         self.dir.mkdir(parents=True, exist_ok=True)
         conf = self._write_mosquitto_conf()
-        self.mosquitto.start([binary, "-c", str(conf)])
+        self.mosquitto.start([binary, "-c", str(conf)], conf.read_text())
         _poll(lambda: mqtt_answers(self.host, self.mqtt_port), timeout, "mosquitto", self.mosquitto)
 
     def start_influx(self, timeout: float = 60.0) -> None:
         binary = find_binary("influxd")
         self.dir.mkdir(parents=True, exist_ok=True)
         conf = self._write_influx_conf()
-        self.influxd.start([binary, "-config", str(conf)])
+        self.influxd.start([binary, "-config", str(conf)],
+                           "".join(line for line in conf.read_text().splitlines(True) if line.startswith("  auth")))
         _poll(lambda: influx_answers(self.influx_url), timeout, "influxd", self.influxd)
         self._create_database()
 
     def influx_users(self) -> dict:
-        """{admin, writer, reader: (user, password)} once `rimba stack lock` made them; {} for an open database."""
+        """{admin, writer, analyst, reader: (user, password)} once `rimba stack lock` made them; {} for an open database."""
         path = self.auth_dir / "influx.json"
         if not path.exists():
             return {}
@@ -281,7 +288,9 @@ class Stack:
                 except urllib.error.HTTPError:
                     pass
                 self._query(f'CREATE DATABASE "{self.database}"', admin)
-                for role, grant in (("writer", "WRITE"), ("reader", "READ")):
+                for role, grant in (("writer", "WRITE"), ("analyst", "ALL"), ("reader", "READ")):
+                    if role not in users:
+                        continue
                     user, pw = users[role]
                     result = self._query(f"CREATE USER \"{user}\" WITH PASSWORD '{pw}'", admin)
                     if "already exists" in json_error(result):

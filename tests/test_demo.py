@@ -29,5 +29,9 @@ def test_demo_runs_and_cleans_up(tmp_path):
     assert "real firmware (MicroPython, 96 KiB heap): 2 nodes" in last and " 0 failed" in last
     assert "quality flags (3 days): " in last and "spike" in last.split("quality flags")[1].split("\n")[0]
     assert "Hutan Sekolah SMP Negeri 29 Pontianak" in last and "River level" in last
+    assert "an anonymous client is refused" in r.stdout  # locked down, and every service logged in as itself
+    broker = tmp_path / "state" / "broker"
+    assert {"passwd", "acl", "influx.json", "secrets.json"} <= {p.name for p in broker.iterdir()}
+    assert all(f"user {n}" in (broker / "acl").read_text() for n in ("smp29-05", "bansir-laut-04"))
     assert "stopped the stack" in r.stdout
     assert not mqtt_answers("127.0.0.1", mq) and not influx_answers(f"http://127.0.0.1:{ix}")

@@ -217,3 +217,60 @@ def test_influxdb_with_authentication_and_separate_writer_and_reader(tmp_path):
         assert reader.rows("SELECT count(air_temp_c) FROM reading")[0]["count"] == 1
     finally:
         stack.stop_influx()
+
+
+def _env_file(path) -> dict:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
+
+
+def test_stack_lock_restarts_an_open_stack_locked_and_gives_every_service_its_own_login(tmp_path):
+    """`rimba stack lock` on a running open stack: afterwards nobody gets in anonymously, and each service's
+    env file lets it do its own job and nothing else."""
+    from rimba.errors import InfluxAuthError, InfluxRejected
+    from rimba.influx import Influx
+
+    (tmp_path / "fleet.toml").write_text(fleet_text({}))
+    values = {"mqtt_url": f"mqtt://127.0.0.1:{free_port()}", "influx_url": f"http://127.0.0.1:{free_port()}",
+              "state_dir": str(tmp_path / "state"), "fleet": str(tmp_path / "fleet.toml")}
+    s = settings_mod.build(overrides=values, env={})
+    stack = Stack.from_settings(s)
+    stack.up()
+    try:
+        client(s, None, None).stop()  # open before
+        r = subprocess.run([sys.executable, "-m", "rimba.cli", "stack", "lock"], env=env_for(values),
+                           capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+        assert r.returncode == 0 and "restarted with authentication on" in r.stdout, r.stdout + r.stderr
+        with pytest.raises(StackError, match="anonymously; a locked broker wants"):
+            client(s, None, None, wait=5)
+        with pytest.raises(InfluxAuthError):
+            Influx(stack.influx_url, "rimba").rows("SHOW MEASUREMENTS")
+        env_dir = s.state_path / "broker" / "env"
+        logins = {p.stem: _env_file(p) for p in env_dir.glob("*.env")}
+        assert set(logins) == {"ingest", "analyze", "sim", "admin", "viewer", "influxdb"}
+        assert all(oct(p.stat().st_mode)[-3:] == "600" for p in env_dir.glob("*.env"))
+        as_ = {name: settings_mod.build(overrides=values, env=env) for name, env in logins.items() if name != "influxdb"}
+        for name in ("ingest", "analyze", "sim", "admin"):
+            b = as_[name].broker
+            assert b.user == f"rimba-{name}"
+            client(as_[name], b.user, b.password).stop()
+        line = b"reading,site=smp29,node=smp29-01 air_temp_c=27.5,seq=1i 1764300000000\n"
+        Influx.from_settings(as_["ingest"]).write(line)
+        with pytest.raises((InfluxAuthError, InfluxRejected)):
+            Influx.from_settings(as_["ingest"]).rows("SELECT * FROM reading")  # ingest only writes
+        analyst = Influx.from_settings(as_["analyze"])
+        assert analyst.rows("SELECT air_temp_c FROM reading")[0]["air_temp_c"] == 27.5
+        analyst.write(b"qc,site=smp29,node=smp29-01,metric=air_temp_c,check=spike flag=1i 1764300000000\n")
+        viewer = Influx.from_settings(as_["viewer"])
+        assert viewer.rows("SELECT count(flag) FROM qc")[0]["count"] == 1
+        with pytest.raises((InfluxAuthError, InfluxRejected)):
+            viewer.write(line)
+        image = logins["influxdb"]  # the same users for the InfluxDB image of deploy/compose.yaml
+        assert image["INFLUXDB_HTTP_AUTH_ENABLED"] == "true"
+        assert image["INFLUXDB_WRITE_USER"] == logins["ingest"]["RIMBA_INFLUX_USER"]
+        assert image["INFLUXDB_USER_PASSWORD"] == logins["analyze"]["RIMBA_INFLUX_PASSWORD"]
+        assert image["INFLUXDB_READ_USER"] == logins["viewer"]["RIMBA_INFLUX_USER"]
+        r = subprocess.run([sys.executable, "-m", "rimba.cli", "stack", "lock"], env=env_for(values),
+                           capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+        assert r.returncode == 0 and {p.stem: _env_file(p) for p in env_dir.glob("*.env")} == logins  # kept
+    finally:
+        stack.down()
