@@ -244,6 +244,17 @@ def datasource_yaml(settings) -> str:
     return "\n".join(lines) + "\n"
 
 
+def deploy_datasource_yaml() -> str:
+    """The data source of deploy/compose.yaml (deploy/grafana/datasources/rimba.yaml): InfluxDB by its
+    compose service name, as the read-only user `rimba stack lock` made; the password from Grafana's
+    environment (deploy/state/broker/env/viewer.env)."""
+    from rimba import settings as settings_mod
+
+    s = settings_mod.build(overrides={"influx_url": "http://influxdb:8086", "influx_user": "rimba-reader",
+                                      "influx_password": "in-viewer.env"}, env={})
+    return datasource_yaml(s)
+
+
 def provider_yaml(folders: list) -> str:
     lines = ["apiVersion: 1", "providers:"]
     for folder in folders:

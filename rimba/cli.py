@@ -264,7 +264,7 @@ def parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("stack", parents=[common], help="start/stop the local Mosquitto and InfluxDB")
     st.add_argument("action", choices=("up", "down", "status", "lock"),
-                    help="lock: broker users and ACL (no anonymous access) and InfluxDB users (writer, reader)")
+                    help="lock: broker users and ACL (no anonymous access), InfluxDB users, an env file per service")
     st.set_defaults(func=cmd_stack)
 
     ing = sub.add_parser("ingest", parents=[common], help="run the ingest service")

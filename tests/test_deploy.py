@@ -1,12 +1,15 @@
 """deploy/: the compose file and the systemd units, checked as far as this machine allows (no Docker daemon
-here): parsed and validated, every referenced file present, every command a real `rimba` command with valid
-settings, the broker configuration run by the real Mosquitto, the units verified by systemd-analyze."""
+here): parsed and validated, every referenced file present or made by `rimba stack lock` and `rimba broker
+tls`, every command a real `rimba` command with valid settings and its own login, the locked broker
+configuration run by the real Mosquitto with the generated files, the units verified by systemd-analyze."""
 
 from __future__ import annotations
 
+import getpass
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,11 +17,33 @@ import yaml
 
 from rimba import settings as settings_mod
 from rimba.cli import parser
+from rimba.errors import StackError
 from rimba.stack import find_binary, free_port, mqtt_answers
-from tests.support import ROOT, wait_until
+from tests.support import ROOT, env_for, wait_until
 
 DEPLOY = ROOT / "deploy"
 COMPOSE = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+GENERATED = "./state/"  # deploy/state: what `rimba stack lock` and `rimba broker tls` write, never committed
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory):
+    """deploy/state as the README's set-up makes it, in a temporary folder."""
+    home = tmp_path_factory.mktemp("deploy")
+    env = env_for({"state_dir": str(home / "state"), "fleet": str(ROOT / "fleet.toml")})
+    for args in (["stack", "lock"], ["broker", "tls", "--host", "localhost", "--host", "127.0.0.1"]):
+        r = subprocess.run([sys.executable, "-m", "rimba.cli", *args], env=env, capture_output=True, text=True,
+                           cwd=ROOT, timeout=120, check=False)
+        assert r.returncode == 0, r.stderr
+    return home
+
+
+def _source(path: str, state: Path) -> Path:
+    return state / path[2:] if path.startswith(GENERATED) else (DEPLOY / path).resolve()
+
+
+def _env_file(path: Path) -> dict:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
 
 
 def test_compose_has_the_whole_platform():
@@ -26,17 +51,20 @@ def test_compose_has_the_whole_platform():
     assert COMPOSE["services"]["ingest"]["depends_on"] == ["mosquitto", "influxdb"]
 
 
-def test_every_file_the_compose_file_names_exists():
+def test_every_file_the_compose_file_names_exists(state):
     for name, svc in COMPOSE["services"].items():
         for volume in svc.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith((".", "/")):
-                assert (DEPLOY / source).resolve().exists(), f"{name}: {source} is missing"
+                assert _source(source, state).exists(), f"{name}: {source} is missing"
             else:
                 assert source in COMPOSE["volumes"], f"{name}: named volume {source} is not declared"
         for env_file in svc.get("env_file", []):
             path = env_file["path"] if isinstance(env_file, dict) else env_file
-            assert (DEPLOY / path).exists() or (isinstance(env_file, dict) and env_file["required"] is False)
+            assert _source(path, state).exists() or (isinstance(env_file, dict) and env_file["required"] is False)
+    conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
+    for inside in re.findall(r"/mosquitto/config/auth/(\S+)", conf):
+        assert (state / "state" / "broker" / inside).exists(), f"mosquitto.conf names {inside}, not generated"
         if "build" in svc:
             context = (DEPLOY / svc["build"]["context"]).resolve()
             dockerfile = context / svc["build"]["dockerfile"]
@@ -46,30 +74,66 @@ def test_every_file_the_compose_file_names_exists():
     assert (ROOT / "dashboards" / "bundle" / "provisioning" / "datasources" / "rimba.yaml").exists()
 
 
-@pytest.mark.parametrize("service", ["ingest", "analyze"])
-def test_rimba_services_run_real_commands_with_valid_settings(service):
+@pytest.mark.parametrize(("service", "mqtt_user", "influx_user"), [("ingest", "rimba-ingest", "rimba-writer"),
+                                                                    ("analyze", "rimba-analyze", "rimba-analyst")])
+def test_rimba_services_run_real_commands_with_valid_settings_and_their_own_login(state, service, mqtt_user,
+                                                                                   influx_user):
     svc = COMPOSE["services"][service]
     args = parser().parse_args(svc["command"])
     assert args.func.__name__ == f"cmd_{service}"
-    env = dict(svc["environment"])
     known = {o.env for o in settings_mod.OPTIONS}
-    example = dict(line.split("=", 1) for line in (DEPLOY / "rimba.env.example").read_text().splitlines()
-                   if line and not line.startswith("#"))
+    env = {}
+    for env_file in svc["env_file"]:  # later files win, then `environment`, as compose does
+        path = _source(env_file["path"] if isinstance(env_file, dict) else env_file, state)
+        env.update(_env_file(path if path.exists() else DEPLOY / "rimba.env.example"))
+    env.update(svc["environment"])
     assert {k for k in env if k.startswith("RIMBA_")} <= known
-    assert {k for k in example if k.startswith("RIMBA_")} <= known
-    settings_mod.build(env={**{k: v for k, v in example.items() if v}, **env})  # raises on a bad value
+    s = settings_mod.build(env={k: v for k, v in env.items() if v})  # raises on a bad value
+    assert (s.broker.user, s.influx_user) == (mqtt_user, influx_user) and s.broker.password and s.influx_password
 
 
-def test_the_broker_configuration_runs_in_the_real_mosquitto(tmp_path):
+def test_grafana_reads_the_locked_database_as_the_reader(state):
+    from dashboards import build
+
+    committed = (DEPLOY / "grafana" / "datasources" / "rimba.yaml").read_text()
+    assert committed == build.deploy_datasource_yaml(), \
+        "run: python -c 'from dashboards import build; print(build.deploy_datasource_yaml(), end=\"\")' > " \
+        "deploy/grafana/datasources/rimba.yaml"
+    ds = yaml.safe_load(committed)["datasources"][0]
+    viewer = _env_file(state / "state" / "broker" / "env" / "viewer.env")
+    assert ds["url"] == "http://influxdb:8086" and ds["user"] == viewer["RIMBA_INFLUX_USER"]
+    assert ds["secureJsonData"]["password"] == "${RIMBA_INFLUX_PASSWORD}" and "RIMBA_INFLUX_PASSWORD" in viewer
+    grafana = COMPOSE["services"]["grafana"]
+    assert "./state/broker/env/viewer.env" in grafana["env_file"]
+    assert "GF_SECURITY_ADMIN_PASSWORD" in _env_file(DEPLOY / "rimba.env.example")
+
+
+def test_the_locked_broker_configuration_runs_in_the_real_mosquitto(state, tmp_path):
+    """deploy's mosquitto.conf with the generated files: nobody anonymous on either listener, a service
+    logs in with its password, and a client trusting the project's CA gets in over TLS."""
+    from rimba.mqtt import Mqtt
+    from rimba.settings import Broker
+
+    broker_dir = state / "state" / "broker"
+    plain, tls_port = free_port(), free_port()
     conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
-    port = free_port()
-    conf = conf.replace("/mosquitto/data/", f"{tmp_path}/").replace("listener 1883", f"listener {port} 127.0.0.1")
-    (tmp_path / "m.conf").write_text(conf)
+    conf = (conf.replace("/mosquitto/data/", f"{tmp_path}/").replace("/mosquitto/config/auth/", f"{broker_dir}/")
+            .replace("listener 1883", f"listener {plain} 127.0.0.1").replace("listener 8883", f"listener {tls_port} 127.0.0.1"))
+    # the broker reads its files as the user it runs as (the README's chown to the container's 1883)
+    (tmp_path / "m.conf").write_text(conf + f"user {getpass.getuser()}\n")
     proc = subprocess.Popen([find_binary("mosquitto"), "-c", str(tmp_path / "m.conf")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     try:
-        wait_until(lambda: mqtt_answers("127.0.0.1", port) or proc.poll() is not None, 20, "mosquitto")
+        wait_until(lambda: mqtt_answers("127.0.0.1", plain) or proc.poll() is not None, 20, "mosquitto")
         assert proc.poll() is None, proc.stderr.read().decode()
+        ingest = _env_file(broker_dir / "env" / "ingest.env")
+        for port, ca in ((plain, ""), (tls_port, str(broker_dir / "ca.crt"))):
+            tls = bool(ca)
+            with pytest.raises(StackError):
+                Mqtt(Broker(tls, "127.0.0.1", port, None, None), "stranger", ca_file=ca, v5=False,
+                     persistent=False).start(5)
+            Mqtt(Broker(tls, "127.0.0.1", port, ingest["RIMBA_MQTT_USER"], ingest["RIMBA_MQTT_PASSWORD"]),
+                 "deploy-ingest", ca_file=ca, v5=False, persistent=False).start(10).stop()
     finally:
         proc.terminate()
         proc.wait(timeout=20)
