@@ -18,7 +18,12 @@ How it scores:
   rows. A new kind of surprise scores high once; the same surprise again soon
   after does not (one alarm per incident, and no tuning per series, since the
   ratio has no units);
-- the largest ratio r over the views maps into [0, 1] as r / (r + 1).
+- one alarm per incident across the views too: the largest ratio over the
+  views is divided by the largest it reached over the previous `HOLD_S`
+  seconds (at least 1), so that views taking turns on the same incident do
+  not raise it again and again; only something more surprising than what was
+  just raised is news;
+- the result r maps into [0, 1] as r / (r + 1).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ SMOOTH_PER_DAY = 12  # the seasonal surprise is averaged over a twelfth of a day
 MEMORY = 500  # rows of a view's own record its surprise is judged against
 WARM_UP = 100  # rows before the first score
 Z_FLOOR = 1.0  # a record below one robust z is no record: a quiet series does not make every wobble news
+HOLD_S = 4 * 3600  # how long a raised surprise stands for its incident (at least HOLD_MIN rows)
+HOLD_MIN = 3
 
 
 def _carry_forward(values) -> np.ndarray:
@@ -104,11 +111,15 @@ def seasonal_view(x: np.ndarray, spread: np.ndarray, period: int, count: int, sm
     return _trailing_mean(z, smooth)
 
 
+def _previous_max(a: np.ndarray, rows: int) -> np.ndarray:
+    """The largest of the `rows` values before each one (0 before the first)."""
+    past = np.concatenate([np.zeros(rows), a])
+    return sliding_window_view(past[:-1], rows).max(axis=1)
+
+
 def against_record(view: np.ndarray) -> np.ndarray:
     """The view divided by its largest value over the previous MEMORY rows (at least Z_FLOOR); 0 in the warm-up."""
-    past = np.concatenate([np.zeros(MEMORY), view])
-    record = sliding_window_view(past[:-1], MEMORY).max(axis=1)
-    ratio = view / np.maximum(record, Z_FLOOR)
+    ratio = view / np.maximum(_previous_max(view, MEMORY), Z_FLOOR)
     ratio[:WARM_UP] = 0.0
     return ratio
 
@@ -144,4 +155,6 @@ def score(timestamps, values) -> np.ndarray:
         views.append(seasonal_view(x, spread, day, DAYS, smooth))
         views.append(seasonal_view(x, spread, 7 * day, WEEKS, smooth))
     ratio = np.max([against_record(v) for v in views], axis=0)
+    hold = max(HOLD_MIN, round(HOLD_S / step)) if step > 0 else HOLD_MIN
+    ratio = ratio / np.maximum(_previous_max(ratio, hold), 1.0)
     return ratio / (ratio + 1.0)
