@@ -63,17 +63,39 @@ def main() -> int:
     b = power.budget(day, battery, power.BOARDS["module"])
     per_reading = ops["bytes"] / max(ops["readings_sent"], 1)
     payload_per_reading = sum(len(t) + 1 for t in texts) / max(len(texts), 1)  # each reading and its comma
+    columnar_per_reading = columnar_bytes_per_reading([json.loads(t) for t in texts])
     report = {"ops_per_day": ops, "mah_per_day": b.mah_per_day, "mah_awake": b.mah_awake, "mah_sleep": b.mah_sleep,
               "mah_self_discharge": b.mah_self_discharge, "battery_days": b.days, "battery_months": b.days / 30.4,
-              "mqtt_bytes_per_reading": per_reading, "payload_bytes_per_reading_in_a_batch": payload_per_reading}
+              "mqtt_bytes_per_reading": per_reading, "payload_bytes_per_reading_in_a_batch": payload_per_reading,
+              "columnar_v2_proposal_bytes_per_reading_in_a_full_batch": columnar_per_reading}
     print(f"counted in a day: {ops}")
     print(f"{b.mah_per_day:.2f} mAh per day (awake {b.mah_awake:.2f}, asleep {b.mah_sleep:.2f}, self-discharge "
           f"{b.mah_self_discharge:.2f}): {b.days:,.0f} days, {b.days / 30.4:.1f} months on 2x18650")
     print(f"payload bytes per reading in a batch: {payload_per_reading:.1f}; all MQTT bytes per reading (connect, "
           f"subscribe, status and headers included, six readings a send): {per_reading:.1f}")
+    print(f"the same readings as a full batch in the columnar form proposed for a contract v2 "
+          f"(docs/wire-v2-proposal.md): {columnar_per_reading:.1f} bytes per reading")
     out = ROOT / "bench" / "results" / "energy.json"
     out.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     return 0
+
+
+def columnar_bytes_per_reading(readings: list, batch: int = 200) -> float:
+    """Bytes per reading of full batches (`batch` readings) in the columnar JSON that
+    docs/wire-v2-proposal.md proposes: metric names once, `seq` and `t` as a start and steps, values as
+    integers in each metric's resolution. A size for the proposal, not something the firmware sends."""
+    scale = {"air_temp_c": 100, "air_rh_pct": 10, "air_pressure_hpa": 10, "soil_temp_c": 100, "soil_vwc_pct": 10,
+             "light_lux": 1, "rain_mm": 10, "batt_v": 1000, "rssi_dbm": 1}
+    sizes = []
+    for start in range(0, len(readings) - batch + 1, batch) or [0]:
+        rows = readings[start:start + batch]
+        names = sorted({k for r in rows for k in r if k not in ("seq", "t")})
+        t = [r["t"] for r in rows]
+        body = {"v": 2, "node": "smp29-03", "epoch": 2841937411, "now": t[-1], "tq": "ntp", "seq0": rows[0]["seq"],
+                "t0": t[0], "dt": [b - a for a, b in zip(t, t[1:])], "m": names,
+                "x": [[None if r.get(m) is None else round(r[m] * scale.get(m, 100)) for m in names] for r in rows]}
+        sizes.append(len(json.dumps(body, separators=(",", ":"))) / len(rows))
+    return sum(sizes) / len(sizes)
 
 
 if __name__ == "__main__":
