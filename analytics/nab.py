@@ -17,7 +17,10 @@ How it scores:
   view's surprise exceeds the largest it gave over the previous `MEMORY`
   rows. A new kind of surprise scores high once; the same surprise again soon
   after does not (one alarm per incident, and no tuning per series, since the
-  ratio has no units);
+  ratio has no units). Each row raises the record by at most `RAISE` times
+  the record it met, so that a glitch of one or a few rows cannot set the bar
+  for the next `MEMORY` rows and hide a real incident behind it; a sustained
+  incident still raises the bar to its own size;
 - one alarm per incident across the views too: the largest ratio over the
   views is divided by the largest it reached over the previous `HOLD_S`
   seconds (at least 1), so that views taking turns on the same incident do
@@ -29,6 +32,7 @@ How it scores:
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -42,6 +46,7 @@ SMOOTH_PER_DAY = 12  # the seasonal surprise is averaged over a twelfth of a day
 MEMORY = 500  # rows of a view's own record its surprise is judged against
 WARM_UP = 100  # rows before the first score
 Z_FLOOR = 1.0  # a record below one robust z is no record: a quiet series does not make every wobble news
+RAISE = 2.0  # the most one row multiplies a view's record by
 HOLD_S = 4 * 3600  # how long a raised surprise stands for its incident (at least HOLD_MIN rows)
 HOLD_MIN = 3
 
@@ -117,9 +122,32 @@ def _previous_max(a: np.ndarray, rows: int) -> np.ndarray:
     return sliding_window_view(past[:-1], rows).max(axis=1)
 
 
+def record(view: np.ndarray, rows: int = MEMORY, raise_by: float = RAISE) -> np.ndarray:
+    """The view's record before each row: the largest of the previous `rows` values, each entering the
+    record at most `raise_by` times the record it met (and at least Z_FLOOR).
+
+    Sequential by nature (what a value adds depends on the record before it): a sliding maximum over a
+    deque of candidates, O(n).
+    """
+    n = len(view)
+    before = np.empty(n)
+    kept = np.empty(n)
+    candidates: deque = deque()  # row numbers whose kept values decrease from left to right
+    for t in range(n):
+        while candidates and candidates[0] < t - rows:
+            candidates.popleft()
+        bar = max(kept[candidates[0]], Z_FLOOR) if candidates else Z_FLOOR
+        before[t] = bar
+        kept[t] = min(view[t], raise_by * bar)
+        while candidates and kept[candidates[-1]] <= kept[t]:
+            candidates.pop()
+        candidates.append(t)
+    return before
+
+
 def against_record(view: np.ndarray) -> np.ndarray:
-    """The view divided by its largest value over the previous MEMORY rows (at least Z_FLOOR); 0 in the warm-up."""
-    ratio = view / np.maximum(_previous_max(view, MEMORY), Z_FLOOR)
+    """The view divided by its record (`record`); 0 in the warm-up."""
+    ratio = view / record(view)
     ratio[:WARM_UP] = 0.0
     return ratio
 

@@ -35,3 +35,12 @@ def test_empty_and_constant_series():
     ts = np.datetime64("2025-01-01") + np.arange(500) * np.timedelta64(1, "m")
     s = score(ts, np.full(500, 3.0))
     assert s.max() < 1e-6  # no alarm, only rounding
+
+
+def test_a_glitch_does_not_hide_a_later_incident():
+    """A one-row glitch as large as the incident, 200 rows before it: the record it sets is bounded, so the
+    incident still stands out (with an unbounded record it scores about 0.57)."""
+    ts, v = series()
+    v[1800] += 6
+    s = score(ts, v)
+    assert s[1800] > 0.8 and s[2000:2012].max() > 0.65
