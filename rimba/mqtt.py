@@ -45,6 +45,7 @@ class Mqtt:
         self.subscriptions = subscriptions
         self.on_message = on_message
         self.connected = threading.Event()
+        self._settled = threading.Event()  # connected, or the broker turned the login away (no use retrying)
         self.subscribed = threading.Event()
         self.refused: str | None = None
         self._closing = False
@@ -74,6 +75,8 @@ class Mqtt:
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
             self.refused = str(reason_code)
+            if _is_login(self.refused):
+                self._settled.set()
             log.error("broker %s:%d refused %s: %s", self.broker.host, self.broker.port, self.client_id, reason_code)
             return
         self.refused = None
@@ -90,6 +93,7 @@ class Mqtt:
                 else:
                     client.subscribe(topic, qos=1)
         self.connected.set()
+        self._settled.set()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         failed = [str(rc) for rc in reason_codes if rc.is_failure]
@@ -113,7 +117,7 @@ class Mqtt:
     def _on_message(self, client, userdata, msg):
         self.on_message(msg.topic, msg.payload, msg.mid, msg.qos, msg.retain)
 
-    def start(self, wait_s: float = 10.0) -> "Mqtt":
+    def start(self, wait_s: float = 10.0) -> Mqtt:
         props = None
         if self.v5:
             props = Properties(PacketTypes.CONNECT)
@@ -124,10 +128,10 @@ class Mqtt:
         kwargs = {"properties": props, "clean_start": not self.persistent} if self.v5 else {}
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=30, **kwargs)
         self.client.loop_start()
-        if wait_s and not self.connected.wait(wait_s):
+        if wait_s and not (self._settled.wait(wait_s) and self.connected.is_set()):
             self.stop()
             why = self.refused or "no answer"
-            if self.refused and ("authori" in self.refused.lower() or "password" in self.refused.lower()):
+            if self.refused and _is_login(self.refused):
                 who = f"as {self.broker.user}" if self.broker.user else "anonymously"
                 why += (f" ({who}; a locked broker wants this service's own user: RIMBA_MQTT_USER and "
                         "RIMBA_MQTT_PASSWORD, from the env file `rimba stack lock` wrote)")
@@ -173,3 +177,8 @@ class Mqtt:
             self.client.disconnect()
         finally:
             self.client.loop_stop()
+
+
+def _is_login(reason: str) -> bool:
+    """A CONNACK refusal about who the client is (wrong or missing credentials), not a passing state."""
+    return "authori" in reason.lower() or "password" in reason.lower()
