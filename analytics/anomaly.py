@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from rimba.metrics import METRICS

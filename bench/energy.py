@@ -9,6 +9,7 @@ Writes bench/results/energy.json.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import tempfile
@@ -26,8 +27,8 @@ WAKES = 144
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from tests.conftest import fleet_text
     from rimba.hostnode import FirmwareNode
+    from tests.conftest import fleet_text
     from tests.support import IngestProcess, env_for, wait_until
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,7 +93,7 @@ def columnar_bytes_per_reading(readings: list, batch: int = 200) -> float:
         names = sorted({k for r in rows for k in r if k not in ("seq", "t")})
         t = [r["t"] for r in rows]
         body = {"v": 2, "node": "smp29-03", "epoch": 2841937411, "now": t[-1], "tq": "ntp", "seq0": rows[0]["seq"],
-                "t0": t[0], "dt": [b - a for a, b in zip(t, t[1:])], "m": names,
+                "t0": t[0], "dt": [b - a for a, b in itertools.pairwise(t)], "m": names,
                 "x": [[None if r.get(m) is None else round(r[m] * scale.get(m, 100)) for m in names] for r in rows]}
         sizes.append(len(json.dumps(body, separators=(",", ":"))) / len(rows))
     return sum(sizes) / len(sizes)

@@ -9,10 +9,10 @@ import threading
 import time
 from pathlib import Path
 
+from rimba import settings as settings_mod
 from rimba.fleet import parse_fleet
 from rimba.influx import Influx
 from rimba.simulate import Publisher, Simulation
-from rimba import settings as settings_mod
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("air_temp_c", "air_rh_pct", "soil_vwc_pct", "batt_v")

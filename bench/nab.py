@@ -8,7 +8,6 @@ reward_low_FN_rate), writing bench/results/nab.json. Needs pandas (the bench ext
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import socket
 import urllib.parse
 
 from rimba.errors import InfluxAuthError, InfluxError, InfluxRejected, InfluxUnavailable
@@ -42,7 +41,7 @@ class Influx:
         self._conn = None
 
     @classmethod
-    def from_settings(cls, s) -> "Influx":
+    def from_settings(cls, s) -> Influx:
         return cls(s.influx_url, s.influx_db, s.influx_token, s.influx_user, s.influx_password, s.influx_timeout_s)
 
     def _connection(self):
@@ -70,7 +69,7 @@ class Influx:
                 resp = conn.getresponse()
                 data = resp.read()
                 break
-            except (OSError, http.client.HTTPException, socket.timeout) as err:
+            except (OSError, http.client.HTTPException) as err:  # socket timeouts are OSErrors
                 self.close()
                 stale = isinstance(err, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
                 if attempt == 1 and reused and stale:

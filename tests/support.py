@@ -46,13 +46,13 @@ class IngestProcess:
         self.extra = list(extra_args)
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "IngestProcess":
+    def start(self) -> IngestProcess:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "rimba.cli", "ingest", *self.extra], env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
         return self
 
-    def wait_subscribed(self, timeout: float = 30.0) -> "IngestProcess":
+    def wait_subscribed(self, timeout: float = 30.0) -> IngestProcess:
         """Wait until the ingest's subscriptions stand: from then on the broker queues for it."""
         wait_until(lambda: " ready: " in self.output() or self.proc.poll() is not None, timeout,
                    "ingest to subscribe")

@@ -10,7 +10,7 @@ from analytics.fwi import danger_class, fwi_daily
 from tests.support import ROOT
 
 rows = np.loadtxt(ROOT / "tests" / "data" / "cfs_fwi_49days.txt", comments="#", skiprows=6)
-COLS = "mth day lat temp rh ws pr ffmc dmc dc isi bui fwi".split()
+COLS = ["mth", "day", "lat", "temp", "rh", "ws", "pr", "ffmc", "dmc", "dc", "isi", "bui", "fwi"]
 DATA = {c: rows[:, i] for i, c in enumerate(COLS)}
 
 

@@ -147,4 +147,4 @@ def test_ranges_match_a_plain_set():
         while n + 1 in plain:
             n += 1
         assert ranges.prefix_end(rs) == n
-        assert all(ranges.contains(rs, s) == (s in plain) for s in range(0, 70))
+        assert all(ranges.contains(rs, s) == (s in plain) for s in range(70))
