@@ -28,6 +28,7 @@ from rimba import names
 from rimba.errors import ConfigError
 from rimba.fleet import load_fleet
 from rimba.settings import OPTIONS
+from rimba.stack import INFLUX_GRANTS
 
 SERVICES = {
     "rimba-ingest": ("read rimba/v1/+/+/up", "read rimba/v1/+/+/status", "write rimba/v1/+/+/ack"),
@@ -174,8 +175,6 @@ class Provisioner:
                                                                                       key=lambda n: n.id)]
 
 
-INFLUX_ROLES = {"admin": None, "writer": "WRITE", "analyst": "ALL", "reader": "READ"}
-
 # Who each part of the platform is: its broker user and its InfluxDB role. Ingest only writes readings;
 # the analytics reads them and writes flags, indices and alerts; the viewer (Grafana, the reports, the
 # demo's terminal view) only reads.
@@ -189,9 +188,10 @@ def lock_influx(settings) -> dict:
     added later is added to the file."""
     path = settings.state_path / "broker" / "influx.json"
     users = json.loads(path.read_text()) if path.exists() else {}
-    if set(users) >= set(INFLUX_ROLES):
+    roles = ("admin", *INFLUX_GRANTS)
+    if set(users) >= set(roles):
         return users
-    for role in INFLUX_ROLES:
+    for role in roles:
         users.setdefault(role, [f"rimba-{role}", secrets.token_urlsafe(18)])
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_private(path, json.dumps(users, indent=1) + "\n")

@@ -44,7 +44,8 @@ def main(settings, args) -> int:
     firmware_nodes = sorted(n for n, node in fleet.nodes.items() if node.extra.get("demo") == "firmware")
     # Locked down as in the field: no anonymous access, every service and node logs in as itself.
     provision.lock(settings)
-    node_passwords = {n: provision.Provisioner(settings).credentials(n) for n in firmware_nodes}
+    provisioner = provision.Provisioner(settings)
+    node_passwords = {n: provisioner.credentials(n) for n in firmware_nodes}
     stack.up()  # restarts a stack that was running open
     _show_locked(settings)
     state = settings.state_path

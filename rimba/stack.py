@@ -22,6 +22,10 @@ from pathlib import Path
 
 from rimba.errors import StackError
 
+# What each InfluxDB user besides the admin may do on the database (users made by `rimba stack lock`):
+# ingest only writes, the analytics reads and writes, Grafana and the reports only read.
+INFLUX_GRANTS = {"writer": "WRITE", "analyst": "ALL", "reader": "READ"}
+
 _INSTALL_HINT = {
     "mosquitto": "sudo apt-get install mosquitto",
     "influxd": "sudo apt-get install influxdb",
@@ -288,7 +292,7 @@ class Stack:
                 except urllib.error.HTTPError:
                     pass
                 self._query(f'CREATE DATABASE "{self.database}"', admin)
-                for role, grant in (("writer", "WRITE"), ("analyst", "ALL"), ("reader", "READ")):
+                for role, grant in INFLUX_GRANTS.items():
                     if role not in users:
                         continue
                     user, pw = users[role]
