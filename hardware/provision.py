@@ -223,6 +223,7 @@ def write_env_files(settings) -> list:
     """One env file per service (mode 600) under `<state>/broker/env/`, for compose's `env_file` and the
     systemd units' `EnvironmentFile`; plus `influxdb.env`, which makes the InfluxDB 1.x image create the
     same users on its first start."""
+    users = lock_influx(settings)  # made first: the services' files name these users
     out = settings.state_path / "broker" / "env"
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -232,7 +233,6 @@ def write_env_files(settings) -> list:
         _write_private(path, f"# {service}: written by `rimba stack lock`; never commit.\n"
                        + "".join(f"{k}={v}\n" for k, v in env.items()))
         written.append(path)
-    users = lock_influx(settings)
     image = {"INFLUXDB_HTTP_AUTH_ENABLED": "true", "INFLUXDB_DB": settings.influx_db,
              "INFLUXDB_ADMIN_USER": users["admin"][0], "INFLUXDB_ADMIN_PASSWORD": users["admin"][1],
              "INFLUXDB_WRITE_USER": users["writer"][0], "INFLUXDB_WRITE_USER_PASSWORD": users["writer"][1],
@@ -249,7 +249,6 @@ def lock(settings) -> list:
     """`rimba stack lock`: broker users and ACL, InfluxDB users, the services' env files. Idempotent:
     existing passwords are kept."""
     Provisioner(settings).write_files()
-    lock_influx(settings)
     return write_env_files(settings)
 
 
