@@ -1,59 +1,45 @@
-"""The pure core of ingest: one received message → lines to store, dead letters,
-updated seq marks. No MQTT, no database, no clock: `received` is passed in.
+"""The pure core of ingest: one received message → lines to store, dead letters, an updated
+ledger. No MQTT, no database, no clock: `received` is passed in.
 
-Seq marks per (node, epoch) are two range sets:
-- `stored`: readings written to the spool (and so, in time, to InfluxDB);
-- `held`: seqs that will never be stored but are accounted for: reported `lost`,
-  dead-lettered whole, or declared a gap.
-The ack is the longest run 1..n in `stored ∪ held`. A reading is a duplicate
-only when its seq is in `stored`, so a dead-lettered batch can still be replayed.
+The storage rules are wire-v2's, for v1 batches too:
+- Exactly once: a reading is a duplicate when its (node, epoch, seq) is in `stored`. A reading
+  whose storage second is already another recorded reading's of the node is not stored
+  (`time-collision`, kept as a dead letter; its seq is accounted for).
+- The ack of an epoch is the longest run 1..n of `done` (stored, or accounted for: reported
+  `lost` by the node, dead-lettered, written off by an epoch reset). It never moves over a
+  hole the node did not report: a hole open too long is recorded as a `missing` gap, for the
+  technicians, and stays open until the node's resend fills it.
+- Epochs by first sight: a node's current epoch is the one the ingest saw first last. A
+  message of another epoch is recorded under its own, and changes nothing of the current one.
+- Re-basing: an untrusted time moves by the smallest `received − now` since the node's boot
+  changed, so a message that waited at the broker is not moved by its wait.
+- Bounded: an epoch with more than `HOLES_MAX` open holes takes no more batches
+  (`too-fragmented`); statuses and dead letters have a budget per node.
+
+Each message is handled in isolation (`Ledger.begin/keep/undo`): whatever it raises, the
+caller turns it into an `internal` dead letter and the ledger is as before.
 """
 
 from __future__ import annotations
 
+import hashlib
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
-from ingest import lineproto, ranges
+from ingest import lineproto
+from ingest.ledger import EpochMarks, Ledger, NodeState
 from rimba import contract
 from rimba.contract import Rejected
 from rimba.names import is_name
 
-
-@dataclass
-class Marks:
-    stored: list = field(default_factory=list)
-    held: list = field(default_factory=list)
-    hole_since: float | None = None
-    dirty: bool = False
-
-    @property
-    def ack(self) -> int:
-        return ranges.prefix_end(ranges.union(self.stored, self.held))
-
-    def hole(self):
-        return ranges.first_hole(ranges.union(self.stored, self.held))
-
-    def top(self) -> int:
-        both = ranges.union(self.stored, self.held)
-        return both[-1][1] if both else 0
-
-    def hold(self, first: int, last: int) -> list:
-        """Mark first..last held; return the sub-ranges that were not accounted for yet."""
-        known = ranges.union(self.stored, self.held)
-        new = [[first, last]]
-        for lo, hi in known:
-            new = ranges.remove(new, lo, hi)
-        if new:
-            self.held = ranges.add(self.held, first, last)
-            self.dirty = True
-        return new
-
-    def note_holes(self, now: float) -> None:
-        if self.hole() is None:
-            if self.hole_since is not None:
-                self.hole_since, self.dirty = None, True
-        elif self.hole_since is None:
-            self.hole_since, self.dirty = now, True
+DAY_S = 86400
+# budgets per node (token buckets): a node sends a status or two per wake, and a dead letter only by mistake
+STATUS_BURST, STATUS_PER_S = 60, 1 / 60
+DEAD_BURST, DEAD_PER_S = 100, 1 / 60
+NO_NODE = "?"  # the ledger's name for messages on topics without a valid node name
+# A message waits at the broker at most as long as the ingest's session lives (rimba.mqtt):
+# a node whose received − now grew by more than that had its clock reset, not a wait.
+MAX_WAIT_S = 7 * 86400
 
 
 @dataclass
@@ -63,7 +49,11 @@ class DeadLetter:
     code: str
     reason: str
     node: str | None
-    kind: str = "message"  # message: replayable; partial: stored without some values; point: refused by the db
+    kind: str = "message"  # message: replayable; partial: stored without some readings or values; point: db refused
+
+    def __post_init__(self):
+        self.topic = contract.printable(self.topic)
+        self.reason = contract.printable(self.reason)
 
 
 @dataclass
@@ -73,18 +63,27 @@ class Outcome:
     stored: int = 0
     duplicates: int = 0
     gaps: int = 0
-    # node -> (site, epoch) whose ack may have moved
+    collisions: int = 0
+    rate_limited: int = 0  # statuses and dead letters over their node's budget
+    skipped: int = 0  # retained statuses already recorded
+    internal: int = 0  # messages whose handling raised
+    # node -> (site, epoch) whose current ack may have moved
     touched: dict = field(default_factory=dict)
     # nodes whose batch was all duplicates (their retained ack should be re-sent)
     resent: set = field(default_factory=set)
 
-
-class MarkSource:
-    """What the pipeline needs from the store (implemented by `store.Transaction`)."""
-
-    def marks(self, node: str, epoch: int) -> Marks: ...
-    def latest_epoch(self, node: str) -> int | None: ...
-    def set_latest_epoch(self, node: str, site: str, epoch: int) -> None: ...
+    def merge(self, o: "Outcome") -> None:
+        self.lines += o.lines
+        self.dead += o.dead
+        self.stored += o.stored
+        self.duplicates += o.duplicates
+        self.gaps += o.gaps
+        self.collisions += o.collisions
+        self.rate_limited += o.rate_limited
+        self.skipped += o.skipped
+        self.internal += o.internal
+        self.touched.update(o.touched)
+        self.resent |= o.resent
 
 
 def gap_line(site: str, node: str, first: int, last: int, reason: str, time_ms: int) -> str:
@@ -92,105 +91,227 @@ def gap_line(site: str, node: str, first: int, last: int, reason: str, time_ms: 
                           {"first_seq": first, "last_seq": last, "reason": reason}, time_ms)
 
 
-def _hold(out: Outcome, m: Marks, site: str, node: str, first: int, last: int, reason: str, received: float):
-    for lo, hi in m.hold(first, last):
-        out.lines.append(gap_line(site, node, lo, hi, reason, int(received * 1000) + out.gaps))
-        out.gaps += 1
+def _gap(out: Outcome, ns: NodeState, site: str, node: str, first: int, last: int, reason: str, now: float) -> None:
+    ms = max(int(now * 1000), ns.gap_ms + 1)  # one point per gap, however many in a millisecond
+    ns.gap_ms = ms
+    out.lines.append(gap_line(site, node, first, last, reason, ms))
+    out.gaps += 1
 
 
-def _switch_epoch(src: MarkSource, out: Outcome, site: str, node: str, epoch: int, received: float) -> None:
-    """A node's newest epoch changed: whatever the old epoch never delivered is a gap."""
-    old = src.latest_epoch(node)
-    if old == epoch:
-        return
-    if old is not None:
-        m = src.marks(node, old)
-        top = m.top()
-        if top > m.ack:
-            _hold(out, m, site, node, m.ack + 1, top, "epoch-reset", received)
-    src.set_latest_epoch(node, site, epoch)
+def _account(out: Outcome, ns: NodeState, em: EpochMarks, site: str, node: str, first: int, last: int,
+             reason: str, now: float) -> None:
+    """Account for first..last without readings: a gap point for what was not accounted yet."""
+    for lo, hi in em.done.missing(first, last):
+        _gap(out, ns, site, node, lo, hi, reason, now)
+    em.done.add(first, last)
 
 
-def handle_up(src: MarkSource, topic: str, payload: bytes, received: float, fleet, out: Outcome) -> None:
-    """Decode one `up` message and fold it into `out` and the marks."""
+def _epoch(led: Ledger, out: Outcome, ns: NodeState, site: str, node: str, epoch: int,
+           received: float) -> EpochMarks:
+    """The node's marks for `epoch`; a new epoch seen later than the current one becomes current, and
+    what the old one never delivered is written off (`epoch-reset`)."""
+    em = led.epoch(node, epoch)
+    if em is not None:
+        return em
+    em = led.new_epoch(node, epoch, received)
+    if ns.epoch is None or received >= ns.epoch_seen:
+        old = led.epoch(node, ns.epoch) if ns.epoch is not None else None
+        if old is not None and old.done.top() > old.ack:
+            _account(out, ns, old, site, node, old.ack + 1, old.done.top(), "epoch-reset", received)
+            old.hole_since = None
+        ns.epoch, ns.epoch_seen = epoch, received
+    return em
+
+
+def _allow(ns: NodeState, kind: str, received: float, limit: bool) -> bool:
+    """Take one from the node's budget for `kind` ("status" or "dead"); False when it is spent."""
+    if not limit:
+        return True
+    burst, rate = (STATUS_BURST, STATUS_PER_S) if kind == "status" else (DEAD_BURST, DEAD_PER_S)
+    tokens, at = getattr(ns, f"{kind}_tokens"), getattr(ns, f"{kind}_at")
+    tokens = burst if tokens < 0 else min(burst, tokens + max(0.0, received - at) * rate)
+    ok = tokens >= 1
+    setattr(ns, f"{kind}_tokens", tokens - 1 if ok else tokens)
+    setattr(ns, f"{kind}_at", max(at, received))
+    return ok
+
+
+def _offset(ns: NodeState, boot, own: int) -> int:
+    """The smallest received − now from the node since its boot changed, this message's included."""
+    if boot != ns.offset_boot or ns.min_offset is None or own - ns.min_offset > MAX_WAIT_S:
+        return own
+    return min(ns.min_offset, own)
+
+
+def _time_index(led: Ledger, node: str):
+    """(seen, record) for the node's storage seconds: a bounded index, not a scan."""
+    cache: dict = {}
+
+    def find(t: int):
+        day = t // DAY_S
+        arr = cache.get(day)
+        if arr is None:
+            arr = cache[day] = led.day(node, day)
+        s = t - day * DAY_S
+        i = bisect_left(arr, s)
+        return arr, i, i < len(arr) and arr[i] == s
+
+    def seen(t: int) -> bool:
+        return find(t)[2]
+
+    def record(t: int) -> None:
+        arr, i, present = find(t)
+        if not present:
+            arr.insert(i, t - (t // DAY_S) * DAY_S)
+
+    return seen, record
+
+
+def handle_up(led: Ledger, topic: str, payload: bytes, received: float, fleet, out: Outcome,
+              limit: bool = True) -> None:
+    """Decode one `up` message and fold it into `out` and the ledger."""
     try:
         batch = contract.decode_up(topic, payload, fleet)
-        try:
-            placed = contract.place(batch, int(received))
-        except Rejected as err:
-            err.salvage = (batch.epoch, [r.seq for r in batch.readings], batch.lost)
-            raise
     except Rejected as err:
-        node = _topic_node(topic)
-        out.dead.append(DeadLetter(topic, payload, err.code, err.reason, node))
-        salvage = err.salvage
-        if salvage is not None:
-            epoch, seqs, lost = salvage
-            site = topic.split("/")[2]
-            _switch_epoch(src, out, site, node, epoch, received)
-            m = src.marks(node, epoch)
-            for lo, hi in lost:
-                _hold(out, m, site, node, lo, hi, "lost", received)
-            for s in seqs:
-                m.hold(s, s)
-            m.note_holes(received)
-            out.touched[node] = (site, epoch)
+        _refuse(led, topic, payload, err, received, out, limit)
         return
+    site, node = batch.site, batch.node
+    ns = led.node(node)
+    ns.site = site
+    em = _epoch(led, out, ns, site, node, batch.epoch, received)
+    seqs = [r.seq for r in batch.readings]
+    if em.done.holes() > contract.HOLES_MAX:
+        err = Rejected("too-fragmented", f"epoch {batch.epoch} has {em.done.holes()} open holes, more than "
+                       f"{contract.HOLES_MAX}; a node sending oldest first cannot get there")
+        _refuse(led, topic, payload, err, received, out, limit, (batch.epoch, seqs, batch.lost))
+        return
+    own = int(received) - batch.now
+    boot = getattr(batch, "boot", ns.boot)
+    offset = _offset(ns, boot, own)
+    try:
+        placed = contract.place(batch, int(received), offset)
+    except Rejected as err:
+        _refuse(led, topic, payload, err, received, out, limit, (batch.epoch, seqs, batch.lost))
+        return
+    ns.offset_boot, ns.min_offset = boot, offset
 
-    site, node, epoch = batch.site, batch.node, batch.epoch
-    _switch_epoch(src, out, site, node, epoch, received)
-    m = src.marks(node, epoch)
     for lo, hi in batch.lost:
-        _hold(out, m, site, node, lo, hi, "lost", received)
-    new = []
+        _account(out, ns, em, site, node, lo, hi, "lost", received)
+    seen, record = _time_index(led, node)
+    new, collided = [], []
+    stored = em.stored
     for r, p in zip(batch.readings, placed):
-        if ranges.contains(m.stored, r.seq):
+        if r.seq in stored:
             out.duplicates += 1
             continue
+        if seen(p.time):
+            collided.append(r.seq)
+            continue
+        record(p.time)
         out.lines.append(lineproto.reading(site, node, r.values, r.seq, p.late, p.offset, p.time))
         new.append(r.seq)
     if new:
-        m.stored = ranges.add_many(m.stored, new)
-        m.dirty = True
+        stored.add_sorted(new)
+        em.done.add_sorted(new)
         out.stored += len(new)
-    elif batch.readings:
+    elif batch.readings and not collided:
         out.resent.add(node)
+    if collided:
+        em.done.add_sorted(collided)
+        out.collisions += len(collided)
+        seqs_text = ", ".join(map(str, collided[:20])) + (" ..." if len(collided) > 20 else "")
+        out.dead.append(DeadLetter(topic, payload, "time-collision",
+                                   f"time-collision: seq {seqs_text} at a second another reading of {node} "
+                                   "already has; not stored", node, kind="partial"))
     if batch.faults:
         out.dead.append(DeadLetter(topic, payload, "out-of-range", "out-of-range: " + "; ".join(batch.faults)[:500],
                                    node, kind="partial"))
-    m.note_holes(received)
-    out.touched[node] = (site, epoch)
+    em.note_holes(received)
+    if ns.epoch == batch.epoch:
+        out.touched[node] = (site, batch.epoch)
 
 
-def handle_status(topic: str, payload: bytes, received: float, fleet, out: Outcome) -> None:
+def _refuse(led: Ledger, topic: str, payload: bytes, err: Rejected, received: float, out: Outcome,
+            limit: bool, salvage=None) -> None:
+    """A refused batch: kept as a dead letter, and, when it came from the registered node on its own
+    topic with readable seqs, accounted for so the ack moves over it (one bad batch never blocks a
+    node). Over the node's budget it is neither kept nor accounted for: the node keeps it and resends."""
+    node = _topic_node(topic)
+    salvage = salvage or err.salvage
+    ns = led.node(node or NO_NODE)  # a topic without a node name shares one budget
+    if not _allow(ns, "dead", received, limit):
+        out.rate_limited += 1
+        return
+    out.dead.append(DeadLetter(topic, payload, err.code, err.reason, node))
+    if salvage is None or node is None:
+        return
+    epoch, seqs, lost = salvage
+    site = topic.split("/")[2]
+    ns.site = site
+    em = _epoch(led, out, ns, site, node, epoch, received)
+    fragmented = err.code == "too-fragmented"
+    for lo, hi in lost:
+        if not (fragmented and em.done.adds_run(lo, hi)):
+            _account(out, ns, em, site, node, lo, hi, "lost", received)
+    for s in seqs:
+        if not (fragmented and em.done.adds_run(s, s)):  # bounded: a fragmented epoch gets no new runs
+            em.done.add(s, s)
+    em.note_holes(received)
+    if ns.epoch == epoch:
+        out.touched[node] = (site, epoch)
+
+
+def handle_status(led: Ledger, topic: str, payload: bytes, received: float, fleet, out: Outcome,
+                  retained: bool = False, limit: bool = True) -> None:
     try:
         st = contract.decode_status(topic, payload, fleet)
     except Rejected as err:
-        out.dead.append(DeadLetter(topic, payload, err.code, err.reason, _topic_node(topic)))
+        _refuse(led, topic, payload, err, received, out, limit)
         return
+    ns = led.node(st.node)
+    sha = hashlib.sha256(payload).hexdigest()
+    if (retained and sha == ns.status_sha) or (st.t is None and st.state == ns.status_state):
+        out.skipped += 1  # a retained copy, or a Last Will of the state already recorded
+        return
+    if not _allow(ns, "status", received, limit):
+        out.rate_limited += 1
+        return
+    ns.site = st.site
+    ns.status_sha, ns.status_state = sha, st.state
+    if "boot" in st.fields:
+        ns.boot = st.fields["boot"]
     fields = {"state": st.state, **st.fields}
     out.lines.append(lineproto.line("node_status", {"site": st.site, "node": st.node}, fields,
                                     contract.status_time_ms(st, received)))
 
 
-def handle(src: MarkSource, topic: str, payload: bytes, received: float, fleet, out: Outcome) -> None:
-    if topic.endswith("/status"):
-        handle_status(topic, payload, received, fleet, out)
-    else:
-        handle_up(src, topic, payload, received, fleet, out)
+def handle(led: Ledger, topic: str, payload: bytes, received: float, fleet, out: Outcome,
+           retained: bool = False, limit: bool = True) -> None:
+    """One message, atomically: the ledger changes only if it returns."""
+    led.begin()
+    try:
+        if topic.endswith("/status"):
+            handle_status(led, topic, payload, received, fleet, out, retained, limit)
+        else:
+            handle_up(led, topic, payload, received, fleet, out, limit)
+    except BaseException:
+        led.undo()
+        raise
+    led.keep()
 
 
-def sweep_holes(src: MarkSource, latest: list, now: float, timeout_s: float, out: Outcome) -> None:
-    """Declare gaps for holes open longer than `timeout_s`. `latest`: [(node, site, epoch)]."""
-    for node, site, epoch in latest:
-        m = src.marks(node, epoch)
-        if m.hole_since is None or now - m.hole_since < timeout_s:
+def sweep_holes(led: Ledger, due: list, now: float, out: Outcome, limit: int = 10_000) -> None:
+    """Record as `missing` gaps the holes open since before the timeout. `due`: [(node, epoch)] whose
+    `hole_since` is old enough. The ack does not move: the node's resend fills a hole."""
+    for node, epoch in due:
+        ns = led.node(node)
+        em = led.epoch(node, epoch)
+        if em is None or ns.site is None or ns.epoch != epoch or em.hole_since is None:
             continue
-        lo, hi = m.hole()
-        _hold(out, m, site, node, lo, hi, "missing", now)
-        m.hole_since = None
-        m.note_holes(now)  # a further hole starts its own clock now
-        out.touched[node] = (site, epoch)
+        for lo, hi in em.done.holes_above(em.reported_upto, limit):
+            _gap(out, ns, ns.site, node, lo, hi, "missing", now)
+        em.reported_upto = em.done.top()
+        em.hole_since = None
 
 
 def _topic_node(topic: str) -> str | None:

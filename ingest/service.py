@@ -10,6 +10,11 @@ Three threads:
   the offending line (which is dead-lettered, never retried).
 
 A full spool stops the processor: messages stay unacknowledged at the broker.
+
+No message can stop the service: each is handled in isolation (a message whose handling
+raises leaves the ledger as it was and becomes an `internal` dead letter), and a commit that
+fails is retried message by message, so one bad message is found and dead-lettered alone. Only
+a store that cannot take even that (disk full, I/O error) stops the service, unacknowledged.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 
 from ingest import lineproto, pipeline
 from ingest.pipeline import DeadLetter, Outcome
-from ingest.store import Store
+from ingest.store import TIMES_KEEP_DAYS, Store
 from ingest.writer import SpoolWriter
 from rimba import contract
 from rimba.errors import InfluxAuthError, InfluxUnavailable, RimbaError
@@ -36,9 +41,10 @@ from rimba.mqtt import Mqtt
 log = logging.getLogger("rimba.ingest")
 
 GATHER = 500  # messages worth a transaction without waiting for the flush interval
-MAX_QUEUED = 8000  # messages received and not yet committed, at most
+MAX_QUEUED_BYTES = 32 * 1024 * 1024  # payload bytes received and not yet committed, at most
 MAX_MESSAGES_PER_COMMIT = 2000  # bounds memory: a commit's lines are built in RAM
 WRITE_CHUNK_BYTES = 2 * 1024 * 1024  # spool rows claimed per write cycle
+WRITER_STUCK_S = 120.0  # a writer silent this long (no write, no retry, no idle wake) is stuck
 ACK_EVERY_S = 0.25  # how often moved acks are published (retained), at most
 SUBSCRIPTIONS = (f"{contract.TOPIC_ROOT}/+/+/up", f"{contract.TOPIC_ROOT}/+/+/status")
 
@@ -51,6 +57,10 @@ class Counters:
     dead_lettered: int = 0
     write_retries: int = 0
     gaps: int = 0
+    collisions: int = 0  # readings not stored: another reading of the node has their second
+    rate_limited: int = 0  # statuses and dead letters over their node's budget
+    internal: int = 0  # messages whose handling raised (dead-lettered as `internal`)
+    writer_errors: int = 0  # unexpected errors in the writer thread (retried)
 
 
 class Ingest:
@@ -64,6 +74,8 @@ class Ingest:
         self.spool_writer = SpoolWriter(self.influx, self.store, settings.batch_lines, clock)
         self.counters = Counters()
         self.queue: collections.deque = collections.deque()
+        self.queued_bytes = 0
+        self._writer_beat = clock()  # the writer thread's last sign of life
         lock = threading.Lock()
         self.arrived = threading.Condition(lock)  # the processor waits here for messages
         self.room = threading.Condition(lock)  # paho's thread waits here while the queue is full
@@ -94,9 +106,10 @@ class Ingest:
             # stops honouring it once PUBACKs flow): while the queue is full, paho's thread waits
             # here, stops reading the socket, and the broker keeps the rest. The processor never
             # waits for paho's thread (see _publish_acks), so this cannot deadlock.
-            while len(self.queue) >= MAX_QUEUED and not self.stopping.is_set():
+            while self.queued_bytes >= MAX_QUEUED_BYTES and not self.stopping.is_set():
                 self.room.wait(timeout=1.0)
-            self.queue.append((topic, payload, self.clock(), mid, qos))
+            self.queue.append((topic, payload, self.clock(), mid, qos, retain))
+            self.queued_bytes += len(payload)
             if len(self.queue) in (1, GATHER):
                 # wake the processor when there is something to do, not for every message:
                 # a wake-up per message costs more than the message (GIL hand-offs)
@@ -153,6 +166,7 @@ class Ingest:
         with self.arrived:
             while self.queue and len(batch) < MAX_MESSAGES_PER_COMMIT and budget > 0:
                 item = self.queue.popleft()
+                self.queued_bytes -= len(item[1])
                 budget -= 2 * len(item[1])
                 batch.append(item)
             self.room.notify_all()  # room in the queue for paho's thread
@@ -172,46 +186,68 @@ class Ingest:
         self._periodic(self.clock())
 
     def _spool_room(self) -> int:
-        """Bytes the spool may still take; at 0 the processor stops acknowledging."""
-        _, size = self.store.spool_size()
+        """Bytes the spool may still take (dead letters count too); at 0 the processor stops acknowledging,
+        and so it does while the writer is stuck."""
+        size = self.store.disk_bytes()
         room = self.spool_max - size
-        full = room <= 0
+        stuck = self._writer_stuck()
+        full = room <= 0 or stuck
         if full != self._spool_full:
             self._spool_full = full
-            if full:
-                log.warning("spool full (%.0f MB): no longer acknowledging; the broker keeps the messages",
-                            size / 1e6)
+            if stuck:
+                log.error("the InfluxDB writer has shown no sign of life for %.0f s: no longer acknowledging",
+                          self.clock() - self._writer_beat)
+            elif full:
+                log.warning("spool full (%.0f MB with the dead letters): no longer acknowledging; the broker "
+                            "keeps the messages", size / 1e6)
             else:
                 log.info("spool has room again: acknowledging")
-        return room
+        return 0 if stuck else room
+
+    def _writer_stuck(self) -> bool:
+        return self.clock() - self._writer_beat > WRITER_STUCK_S
 
     def _commit(self, batch: list) -> None:
-        fleet = self.fleet.current()
-        out = Outcome()
-        dead_kept = 0
-        tx = self.store.transaction()
-        with tx:
-            for topic, payload, received, _mid, _qos in batch:
-                before = len(out.dead)
-                try:
-                    pipeline.handle(tx, topic, payload, received, fleet, out)
-                except Exception as err:  # a bug must not stop the flow or lose the message
-                    log.exception("internal error on a message from %s", topic)
-                    out.dead.append(DeadLetter(topic, payload, "internal", f"internal: {err!r}"[:300], None))
-                for d in out.dead[before:]:
-                    dead_kept += tx.deadletter(d, received)
-            tx.spool(out.lines, self.owner, self.clock())
+        """Commit what arrived, then acknowledge it. A commit that fails is retried message by message."""
+        try:
+            out, tx, dead_kept = self._transact(batch)
+        except Exception as err:
+            if len(batch) == 1:
+                out, tx, dead_kept = self._transact_internal(batch[0], err)
+            else:
+                log.warning("a commit of %d messages failed (%s); committing them one by one", len(batch), err)
+                for item in batch:
+                    self._commit([item])
+                return
         self.spooled.set()
-        for _topic, _payload, _received, mid, qos in batch:
-            self.mqtt.ack(mid, qos)
+        for item in batch:
+            self.mqtt.ack(item[3], item[4])
         c = self.counters
         c.received += len(batch)
         c.stored += out.stored
         c.duplicates += out.duplicates
         c.dead_lettered += dead_kept
         c.gaps += out.gaps
+        c.collisions += out.collisions
+        c.rate_limited += out.rate_limited
         self._ack_candidates.update((n, (site, *tx.acks[n])) for n, (site, _e) in out.touched.items() if n in tx.acks)
         self._ack_force |= out.resent
+
+    def _transact(self, batch: list):
+        out, tx, dead_kept = transact(self.store, self.fleet.current(), batch, self.owner, self.clock)
+        self.counters.internal += out.internal
+        return out, tx, dead_kept
+
+    def _transact_internal(self, item, err: Exception):
+        """The one message a commit cannot take: keep it as an `internal` dead letter, alone. If even
+        that fails the store is broken, and the error stops the service (nothing acknowledged)."""
+        topic, payload, received = item[0], item[1], item[2]
+        log.error("a message from %s cannot be committed (%s); dead-lettered", contract.printable(topic), err)
+        self.counters.internal += 1
+        tx = self.store.transaction()
+        with tx:
+            kept = tx.deadletter(_internal(topic, payload, err), received)
+        return Outcome(), tx, kept
 
     def _periodic(self, now: float) -> None:
         if now >= self._next_sweep:
@@ -231,17 +267,18 @@ class Ingest:
             self._write_stats(now)
 
     def _sweep(self, now: float) -> None:
+        """Record holes open past the timeout as `missing` gaps (the acks stay); forget old storage seconds."""
         out = Outcome()
         tx = self.store.transaction()
         with tx:
-            pipeline.sweep_holes(tx, self.store.latest(), now, self.settings.gap_timeout_s, out)
+            due = self.store.holes_due(now - self.settings.gap_timeout_s)
+            pipeline.sweep_holes(tx, due, now, out)
             tx.spool(out.lines, self.owner, now)
         if out.gaps:
             self.counters.gaps += out.gaps
-            log.info("declared %d missing seq range(s) as gaps", out.gaps)
+            log.info("recorded %d seq range(s) missing for over %d s as gaps", out.gaps, self.settings.gap_timeout_s)
             self.spooled.set()
-            self._ack_candidates.update((n, (site, *tx.acks[n])) for n, (site, _e) in out.touched.items()
-                                        if n in tx.acks)
+        self.store.prune_times(int(now) // pipeline.DAY_S - TIMES_KEEP_DAYS)
 
     @contextmanager
     def _ack_lock(self):
@@ -290,7 +327,10 @@ class Ingest:
         w = self.spool_writer
         fields = {"received": c.received, "stored": c.stored, "written": w.written, "duplicates": c.duplicates,
                   "dead_lettered": c.dead_lettered + w.refused, "spooled": lines, "write_retries": c.write_retries,
-                  "gaps": c.gaps, "queued": len(self.queue), "lag_s": float(max(0.0, now - min(oldest)) if oldest else 0.0)}
+                  "gaps": c.gaps, "queued": len(self.queue), "queued_bytes": self.queued_bytes,
+                  "collisions": c.collisions, "rate_limited": c.rate_limited, "internal": c.internal,
+                  "writer_errors": c.writer_errors,
+                  "lag_s": float(max(0.0, now - min(oldest)) if oldest else 0.0)}
         line = lineproto.line("ingest", {"instance": lineproto.tag(self.owner)}, fields, int(now * 1000))
         with self.store.transaction() as tx:
             tx.spool([line], self.owner, now)
@@ -298,42 +338,85 @@ class Ingest:
 
     # -- writing (the writer thread) ------------------------------------------------------------
     def _writer(self) -> None:
+        """The writer thread: never dies of an error; a stuck one stops the acknowledgements (`_spool_room`)."""
         backoff = 0.1
         while not self.stopping.is_set():
-            rows = self.store.claim(self.owner, max_bytes=WRITE_CHUNK_BYTES)
-            if not rows:
-                self.spooled.wait(timeout=1.0)
-                self.spooled.clear()
-                continue
+            self._writer_beat = self.clock()
             try:
-                if self.spool_writer.write_rows(rows):
-                    self.wrote.set()
-            except InfluxUnavailable as err:
-                self.counters.write_retries += 1
-                if self._influx_down_since is None:
-                    self._influx_down_since = self.clock()
-                    log.warning("InfluxDB unavailable, spooling on disk and retrying: %s", err)
+                backoff = self._write_once(backoff)
+            except _Fatal:
+                return
+            except Exception:  # an error nobody foresaw: logged, counted, retried after a pause
+                self.counters.writer_errors += 1
+                log.exception("unexpected error in the InfluxDB writer; retrying")
                 self.stopping.wait(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, 10.0)
-                continue
-            except InfluxNoDatabase:
-                log.warning("database %r not found; creating it", self.settings.influx_db)
-                try:
-                    self.influx.create_database()
-                except RimbaError as err:
-                    self._die(f"database {self.settings.influx_db!r} does not exist and cannot be created: {err}")
-                    return
-                continue
-            except InfluxAuthError as err:
-                self._die(str(err))
-                return
-            if self._influx_down_since is not None:
-                log.info("InfluxDB is back after %.0f s; spool draining", self.clock() - self._influx_down_since)
-                self._influx_down_since = None
-            backoff = 0.1
+
+    def _write_once(self, backoff: float) -> float:
+        """One claim-and-write cycle; returns the next backoff."""
+        rows = self.store.claim(self.owner, max_bytes=WRITE_CHUNK_BYTES)
+        if not rows:
+            self.spooled.wait(timeout=1.0)
+            self.spooled.clear()
+            return backoff
+        try:
+            if self.spool_writer.write_rows(rows):
+                self.wrote.set()
+        except InfluxUnavailable as err:
+            self.counters.write_retries += 1
+            if self._influx_down_since is None:
+                self._influx_down_since = self.clock()
+                log.warning("InfluxDB unavailable, spooling on disk and retrying: %s", err)
+            self.stopping.wait(backoff * random.uniform(0.5, 1.0))
+            return min(backoff * 2, 10.0)
+        except InfluxNoDatabase:
+            log.warning("database %r not found; creating it", self.settings.influx_db)
+            try:
+                self.influx.create_database()
+            except RimbaError as err:
+                self._die(f"database {self.settings.influx_db!r} does not exist and cannot be created: {err}")
+                raise _Fatal from err
+            return backoff
+        except InfluxAuthError as err:
+            self._die(str(err))
+            raise _Fatal from err
+        if self._influx_down_since is not None:
+            log.info("InfluxDB is back after %.0f s; spool draining", self.clock() - self._influx_down_since)
+            self._influx_down_since = None
+        return 0.1
 
     def _die(self, why: str) -> None:
         self.fatal = why
         log.critical("%s", why)
         self.stop()
 
+
+
+def transact(store: Store, fleet, batch: list, owner: str, clock=time.time):
+    """One transaction over `batch` [(topic, payload, received, mid, qos, retain)]: each message handled
+    in isolation, its dead letters kept, the lines spooled; returns (outcome, transaction, dead letters
+    kept). Raises only when the store fails (the caller retries message by message)."""
+    out = Outcome()
+    dead_kept = 0
+    tx = store.transaction()
+    with tx:
+        for topic, payload, received, _mid, _qos, retain in batch:
+            one = Outcome()
+            try:
+                pipeline.handle(tx, topic, payload, received, fleet, one, retained=retain)
+            except Exception as err:  # a bug must not stop the flow or lose the message
+                log.exception("internal error on a message from %s", contract.printable(topic))
+                one = Outcome(dead=[_internal(topic, payload, err)], internal=1)
+            for d in one.dead:
+                dead_kept += tx.deadletter(d, received)
+            out.merge(one)
+        tx.spool(out.lines, owner, clock())
+    return out, tx, dead_kept
+
+
+class _Fatal(Exception):
+    """The writer met an error that stops the service (`Ingest.fatal` says which)."""
+
+
+def _internal(topic: str, payload: bytes, err: BaseException) -> DeadLetter:
+    return DeadLetter(topic, payload, "internal", f"internal: {err!r}"[:300], pipeline._topic_node(topic))

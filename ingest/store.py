@@ -18,10 +18,19 @@ import threading
 import time
 from pathlib import Path
 
-from ingest.pipeline import DeadLetter, Marks, MarkSource
+from array import array
+from dataclasses import astuple, fields
+
+from ingest.ledger import EpochMarks, Ledger, NodeState
+from ingest.pipeline import DeadLetter
+from ingest.seqset import SeqSet
+from rimba.contract import DEAD_LETTER_MAX_BYTES
 from rimba.errors import StoreError
 
-_SCHEMA = """
+VERSION = 2  # PRAGMA user_version; 0 or 1: the first layout (marks + latest), migrated on open
+_NODE_COLUMNS = [f.name for f in fields(NodeState)]
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS spool (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     created REAL NOT NULL,
@@ -31,20 +40,28 @@ CREATE TABLE IF NOT EXISTS spool (
     bytes INTEGER NOT NULL,
     body BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS marks (
+CREATE TABLE IF NOT EXISTS nodes (node TEXT PRIMARY KEY, {", ".join(_NODE_COLUMNS)});
+CREATE TABLE IF NOT EXISTS epochs (
     node TEXT NOT NULL,
     epoch INTEGER NOT NULL,
+    first_seen REAL NOT NULL,
     stored TEXT NOT NULL,
-    held TEXT NOT NULL,
+    done TEXT NOT NULL,
+    reported_upto INTEGER NOT NULL,
     hole_since REAL,
     PRIMARY KEY (node, epoch)
 );
-CREATE TABLE IF NOT EXISTS latest (
+CREATE INDEX IF NOT EXISTS epochs_hole_since ON epochs (hole_since) WHERE hole_since IS NOT NULL;
+CREATE TABLE IF NOT EXISTS times (
+    node TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    secs BLOB NOT NULL,
+    PRIMARY KEY (node, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS acks (
     node TEXT PRIMARY KEY,
-    site TEXT NOT NULL,
     epoch INTEGER NOT NULL,
-    acked_epoch INTEGER,
-    acked_seq INTEGER
+    seq INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS deadletter (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -56,10 +73,15 @@ CREATE TABLE IF NOT EXISTS deadletter (
     node TEXT,
     kind TEXT NOT NULL,
     digest TEXT NOT NULL,
-    replayed REAL
+    replayed REAL,
+    length INTEGER NOT NULL DEFAULT 0,
+    sha256 TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS deadletter_digest ON deadletter (digest);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+TIMES_KEEP_DAYS = 62  # storage seconds remembered for time collisions (longer than a node's buffer lasts)
 
 
 class Store:
@@ -72,7 +94,7 @@ class Store:
         # at once, instead of SQLite's busy handler sleeping and retrying
         self.writing = threading.Lock()
         self._next_takeover = 0.0
-        self.db.executescript(_SCHEMA)
+        self._migrate()
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -88,6 +110,36 @@ class Store:
             self._local.conn = conn
             self._all.append(conn)
         return conn
+
+    def _migrate(self) -> None:
+        """Bring the file to VERSION, in one transaction; a file from a newer Rimba is refused."""
+        with self.writing:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version > VERSION:
+                    raise StoreError(f"the ingest store {self.path} was written by a newer Rimba (layout {version}, "
+                                     f"this one knows {VERSION}); upgrade Rimba")
+                old = version < VERSION and db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE name = 'marks'").fetchone() is not None
+                if old and db.execute("SELECT 1 FROM pragma_table_info('deadletter') WHERE name = 'length'"
+                                      ).fetchone() is None:
+                    db.execute("ALTER TABLE deadletter ADD COLUMN length INTEGER NOT NULL DEFAULT 0")
+                    db.execute("ALTER TABLE deadletter ADD COLUMN sha256 TEXT NOT NULL DEFAULT ''")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                if old:
+                    _from_first_layout(db)
+                if version < VERSION:
+                    db.execute("INSERT OR IGNORE INTO counters VALUES ('dead_bytes', "
+                               "(SELECT COALESCE(SUM(length(payload)), 0) FROM deadletter))")
+                    db.execute(f"PRAGMA user_version = {VERSION}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
     @classmethod
     def in_state_dir(cls, state_dir: str | os.PathLike) -> "Store":
@@ -137,62 +189,92 @@ class Store:
         lines, size = self.db.execute("SELECT COALESCE(SUM(lines), 0), COALESCE(SUM(bytes), 0) FROM spool").fetchone()
         return lines, size
 
+    def disk_bytes(self) -> int:
+        """What counts against the spool's disk limit: the spool and the dead letters."""
+        dead = self.db.execute("SELECT value FROM counters WHERE name = 'dead_bytes'").fetchone()
+        return self.spool_size()[1] + (dead[0] if dead else 0)
+
     def oldest_spooled(self) -> float | None:
         return self.db.execute("SELECT MIN(created) FROM spool").fetchone()[0]
 
     # -- acks ----------------------------------------------------------------------------------
     def acks_to_publish(self, candidates: dict | None = None) -> list:
-        """[(node, site, epoch, seq)] ahead of the last ack published for the node's newest epoch.
+        """[(node, site, epoch, seq)] ahead of the last ack published for the node's current epoch.
 
         `candidates`: node -> (site, epoch, ack) as a transaction computed them; None: every node.
         """
+        sql = ("SELECT n.node, n.site, n.epoch, a.epoch, a.seq FROM nodes n LEFT JOIN acks a ON a.node = n.node "
+               "WHERE n.epoch IS NOT NULL AND n.site IS NOT NULL")
         if candidates is None:
-            rows = self.db.execute("SELECT node, epoch, acked_epoch, acked_seq, site FROM latest").fetchall()
+            rows = self.db.execute(sql).fetchall()
         else:
             nodes = list(candidates)
             rows = []
             for i in range(0, len(nodes), 500):
                 part = nodes[i:i + 500]
-                rows += self.db.execute("SELECT node, epoch, acked_epoch, acked_seq, site FROM latest WHERE node IN "
-                                        f"({','.join('?' * len(part))})", part).fetchall()
+                rows += self.db.execute(sql + f" AND n.node IN ({','.join('?' * len(part))})", part).fetchall()
         out = []
-        for node, epoch, acked_epoch, acked_seq, site in rows:
+        for node, site, epoch, acked_epoch, acked_seq in rows:
             if candidates is not None:
-                c_site, c_epoch, ack = candidates[node]
+                _site, c_epoch, ack = candidates[node]
                 if c_epoch != epoch:
-                    continue  # another epoch became the newest meanwhile
+                    continue  # another epoch became current meanwhile
             else:
-                ack = self._load_marks(node, epoch).ack
+                em = self._load_epoch(node, epoch)
+                ack = em.ack if em else 0
             if acked_epoch != epoch or acked_seq is None or ack > acked_seq:
                 out.append((node, site, epoch, ack))
         return out
 
     def current_ack(self, node: str) -> tuple | None:
-        row = self.db.execute("SELECT site, epoch FROM latest WHERE node = ?", (node,)).fetchone()
+        row = self.db.execute("SELECT site, epoch FROM nodes WHERE node = ? AND epoch IS NOT NULL", (node,)).fetchone()
         if row is None:
             return None
-        return row[0], row[1], self._load_marks(node, row[1]).ack
+        em = self._load_epoch(node, row[1])
+        return row[0], row[1], em.ack if em else 0
 
     def mark_published(self, acks) -> None:
-        """Record [(node, epoch, seq)] as the acks now retained at the broker."""
+        """Record [(node, epoch, seq)] as the acks now retained at the broker; an ack never moves back."""
         with self.transaction():
-            self.db.executemany("UPDATE latest SET acked_epoch = ?, acked_seq = ? WHERE node = ? AND epoch = ?",
-                                [(epoch, seq, node, epoch) for node, epoch, seq in acks])
+            self.db.executemany(
+                "INSERT INTO acks (node, epoch, seq) VALUES (?, ?, ?) ON CONFLICT (node) DO UPDATE SET "
+                "epoch = excluded.epoch, seq = excluded.seq WHERE acks.epoch != excluded.epoch OR "
+                "excluded.seq > acks.seq", acks)
 
-    def latest(self) -> list:
-        return self.db.execute("SELECT node, site, epoch FROM latest").fetchall()
+    def holes_due(self, before: float) -> list:
+        """[(node, epoch)] of current epochs with a hole open since before `before`."""
+        return self.db.execute("SELECT e.node, e.epoch FROM epochs e JOIN nodes n ON n.node = e.node AND "
+                               "n.epoch = e.epoch WHERE e.hole_since IS NOT NULL AND e.hole_since <= ?",
+                               (before,)).fetchall()
 
-    def _load_marks(self, node: str, epoch: int) -> Marks:
-        row = self.db.execute("SELECT stored, held, hole_since FROM marks WHERE node = ? AND epoch = ?",
-                              (node, epoch)).fetchone()
+    def prune_times(self, before_day: int) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM times WHERE day < ?", (before_day,))
+
+    def _load_node(self, node: str) -> NodeState | None:
+        row = self.db.execute(f"SELECT {', '.join(_NODE_COLUMNS)} FROM nodes WHERE node = ?", (node,)).fetchone()
+        return NodeState(*row) if row else None
+
+    def _load_epoch(self, node: str, epoch: int) -> EpochMarks | None:
+        row = self.db.execute("SELECT first_seen, stored, done, reported_upto, hole_since FROM epochs "
+                              "WHERE node = ? AND epoch = ?", (node, epoch)).fetchone()
         if row is None:
-            return Marks()
-        return Marks(json.loads(row[0]), json.loads(row[1]), row[2])
+            return None
+        return EpochMarks(row[0], SeqSet.load(json.loads(row[1])), SeqSet.load(json.loads(row[2])), row[3], row[4])
+
+    def _load_day(self, node: str, day: int) -> array | None:
+        row = self.db.execute("SELECT secs FROM times WHERE node = ? AND day = ?", (node, day)).fetchone()
+        if row is None:
+            return None
+        arr = array("I")
+        arr.frombytes(row[0])
+        return arr
 
     # -- dead letters --------------------------------------------------------------------------
     def deadletters(self, include_replayed: bool = False, ids=None, code: str | None = None,
                     node: str | None = None, limit: int = 1000) -> list:
-        sql = "SELECT id, received, topic, payload, code, reason, node, kind, replayed FROM deadletter WHERE 1=1"
+        sql = ("SELECT id, received, topic, payload, code, reason, node, kind, replayed, length, sha256 "
+               "FROM deadletter WHERE 1=1")
         args: list = []
         if not include_replayed:
             sql += " AND replayed IS NULL"
@@ -213,15 +295,37 @@ class Store:
         return self.db.execute("SELECT COUNT(*) FROM deadletter").fetchone()[0]
 
 
-class Transaction(MarkSource):
-    """BEGIN IMMEDIATE … COMMIT; marks are cached and written back at commit."""
+def _from_first_layout(db: sqlite3.Connection) -> None:
+    """The first layout kept `stored` and `held` runs per epoch and the newest epoch per node."""
+    for node, epoch, stored, held, hole_since in db.execute(
+            "SELECT node, epoch, stored, held, hole_since FROM marks").fetchall():
+        st = SeqSet.of_runs(json.loads(stored))
+        done = st.copy()
+        for lo, hi in json.loads(held):
+            done.add(lo, hi)
+        db.execute("INSERT OR REPLACE INTO epochs VALUES (?, ?, 0, ?, ?, 0, ?)",
+                   (node, epoch, json.dumps(st.dump()), json.dumps(done.dump()), hole_since))
+    for node, site, epoch, acked_epoch, acked_seq in db.execute(
+            "SELECT node, site, epoch, acked_epoch, acked_seq FROM latest").fetchall():
+        ns = NodeState(site=site, epoch=epoch, epoch_seen=1.0)
+        db.execute(f"INSERT OR REPLACE INTO nodes VALUES (?, {', '.join('?' * len(_NODE_COLUMNS))})",
+                   (node, *astuple(ns)))
+        db.execute("UPDATE epochs SET first_seen = 1 WHERE node = ? AND epoch = ?", (node, epoch))
+        if acked_epoch is not None and acked_seq is not None:
+            db.execute("INSERT OR REPLACE INTO acks VALUES (?, ?, ?)", (node, acked_epoch, acked_seq))
+    db.execute("DROP TABLE marks")
+    db.execute("DROP TABLE latest")
+
+
+class Transaction(Ledger):
+    """BEGIN IMMEDIATE … COMMIT. The ledger's objects are loaded on first use and written back at commit."""
 
     def __init__(self, store: Store):
+        super().__init__()
         self.store = store
         self.db = store.db
-        self._marks: dict = {}
-        self._latest: dict = {}
-        self.acks: dict = {}  # after commit: node -> (epoch, ack) for the newest epochs this transaction saw
+        self.acks: dict = {}  # after commit: node -> (epoch, ack) for the current epochs this transaction saw
+        self._dead_bytes = 0
 
     def __enter__(self) -> "Transaction":
         self.store.writing.acquire()
@@ -238,44 +342,40 @@ class Transaction(MarkSource):
         finally:
             self.store.writing.release()
 
+    def _load_node(self, node):
+        return self.store._load_node(node)
+
+    def _load_epoch(self, node, epoch):
+        return self.store._load_epoch(node, epoch)
+
+    def _load_day(self, node, day):
+        return self.store._load_day(node, day)
+
     def _finish(self, kind) -> None:
         if kind is not None:
             self.db.execute("ROLLBACK")
             return
         try:
-            for (node, epoch), m in self._marks.items():
-                if self.latest_epoch(node) == epoch:
-                    self.acks[node] = (epoch, m.ack)
-                if m.dirty:
-                    self.db.execute(
-                        "INSERT OR REPLACE INTO marks (node, epoch, stored, held, hole_since) VALUES (?, ?, ?, ?, ?)",
-                        (node, epoch, json.dumps(m.stored), json.dumps(m.held), m.hole_since))
-            self.db.execute("COMMIT")
+            db = self.db
+            marks = ", ".join("?" * len(_NODE_COLUMNS))
+            db.executemany(f"INSERT OR REPLACE INTO nodes (node, {', '.join(_NODE_COLUMNS)}) VALUES (?, {marks})",
+                           [(name, *astuple(ns)) for name, ns in self.nodes.items()])
+            rows = []
+            for (node, epoch), em in self.epochs.items():
+                ns = self.nodes.get(node)
+                if ns is not None and ns.epoch == epoch:
+                    self.acks[node] = (epoch, em.ack)
+                rows.append((node, epoch, em.first_seen, json.dumps(em.stored.dump()), json.dumps(em.done.dump()),
+                             em.reported_upto, em.hole_since))
+            db.executemany("INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT OR REPLACE INTO times VALUES (?, ?, ?)",
+                           [(node, day, arr.tobytes()) for (node, day), arr in self.days.items()])
+            if self._dead_bytes:
+                db.execute("UPDATE counters SET value = value + ? WHERE name = 'dead_bytes'", (self._dead_bytes,))
+            db.execute("COMMIT")
         except sqlite3.Error as err:
             self.db.execute("ROLLBACK")
             raise StoreError(f"ingest store {self.store.path}: commit failed: {err}") from err
-
-    # MarkSource
-    def marks(self, node: str, epoch: int) -> Marks:
-        key = (node, epoch)
-        m = self._marks.get(key)
-        if m is None:
-            m = self._marks[key] = self.store._load_marks(node, epoch)
-        return m
-
-    def latest_epoch(self, node: str) -> int | None:
-        if node in self._latest:
-            return self._latest[node]
-        row = self.db.execute("SELECT epoch FROM latest WHERE node = ?", (node,)).fetchone()
-        self._latest[node] = row[0] if row else None
-        return self._latest[node]
-
-    def set_latest_epoch(self, node: str, site: str, epoch: int) -> None:
-        self._latest[node] = epoch
-        self.db.execute(
-            "INSERT INTO latest (node, site, epoch) VALUES (?, ?, ?) "
-            "ON CONFLICT (node) DO UPDATE SET site = excluded.site, epoch = excluded.epoch",
-            (node, site, epoch))
 
     # writes
     def spool(self, lines: list, owner: str, now: float, lease_s: float = 60.0) -> None:
@@ -287,14 +387,19 @@ class Transaction(MarkSource):
                         (now, owner, now + lease_s, len(lines), len(body), body))
 
     def deadletter(self, d: DeadLetter, received: float) -> bool:
-        """Keep a dead letter; False if the very same one is already kept (a resend)."""
-        digest = hashlib.sha256(d.topic.encode() + b"\0" + d.payload + b"\0" + d.code.encode()).hexdigest()
+        """Keep a dead letter (its first 16 KiB, its length and SHA-256); False if the very same one is
+        already kept (a resend)."""
+        payload = bytes(d.payload)
+        digest = hashlib.sha256(d.topic.encode() + b"\0" + payload + b"\0" + d.code.encode()).hexdigest()
         if self.db.execute("SELECT 1 FROM deadletter WHERE digest = ? AND replayed IS NULL", (digest,)).fetchone():
             return False
+        kept = payload[:DEAD_LETTER_MAX_BYTES]
         self.db.execute(
-            "INSERT INTO deadletter (received, topic, payload, code, reason, node, kind, digest) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (received, d.topic, d.payload, d.code, d.reason, d.node, d.kind, digest))
+            "INSERT INTO deadletter (received, topic, payload, code, reason, node, kind, digest, length, sha256) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (received, d.topic, kept, d.code, d.reason, d.node, d.kind, digest, len(payload),
+             hashlib.sha256(payload).hexdigest()))
+        self._dead_bytes += len(kept)
         return True
 
     def mark_replayed(self, dead_id: int, now: float) -> None:

@@ -26,7 +26,13 @@ Refusal codes, checked in this order:
     bad-lost         `lost` is not a list of [first, last] seq ranges
     bad-state        status `state` is not online, sleeping or lost
     time-impossible  even re-based, a reading's time is before 2024 or in the future
+    too-fragmented   the node's epoch has more than 1,000 open holes (ingest, wire-v2 "Bounded bookkeeping")
     out-of-range     (not a refusal) a value outside its physical range was dropped
+    time-collision   (not a refusal) a reading's storage time is another recorded reading's of the node
+    internal         (the ingest's) handling the message raised an error nobody foresaw
+
+Every `detail` is valid UTF-8 (a lone surrogate in the input is shown escaped), so a reason
+can always be stored, logged and printed.
 """
 
 from __future__ import annotations
@@ -49,6 +55,14 @@ TRUSTED_AFTER = 1704067200  # 2024-01-01T00:00:00Z: earlier times cannot be real
 FUTURE_TOLERANCE_S = 300  # a time more than 5 min after receipt is not trusted
 LATE_AFTER_S = 900  # received more than 15 min after `t`: flagged late
 STATES = ("online", "sleeping", "lost")
+HOLES_MAX = 1000  # open holes an epoch may have before its batches are too-fragmented (wire-v2)
+DEAD_LETTER_MAX_BYTES = 16 * 1024  # of a payload kept as evidence (wire-v2), with its length and SHA-256
+
+# every code a dead letter can carry, in the order of the docstring above
+CODES = ("topic", "too-large", "not-utf8", "bad-json", "duplicate-key", "not-object", "bad-version",
+         "unknown-node", "wrong-site", "node-mismatch", "missing", "bad-type", "bad-epoch", "too-many",
+         "bad-seq", "bad-time", "unknown-key", "bad-value", "bad-lost", "bad-state", "time-impossible",
+         "too-fragmented", "out-of-range", "time-collision", "internal")
 
 
 def topic(site: str, node: str, kind: str) -> str:
@@ -68,6 +82,7 @@ class Rejected(Exception):
     """
 
     def __init__(self, code: str, detail: str, salvage=None):
+        detail = printable(detail)
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
@@ -113,6 +128,11 @@ class Placed:
     time: int
     late: bool
     offset: int | None  # clock_offset_s when re-based, else None
+
+
+def printable(text: str) -> str:
+    """`text` as valid UTF-8: lone surrogates (which JSON can carry) become backslash escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def parse_topic(name: str) -> tuple[str, str, str]:
@@ -299,18 +319,25 @@ def _decode_up_body(obj: dict, site: str, node: str) -> UpBatch:
     return UpBatch(site, node, epoch, obj["now"], obj["tq"], readings, _lost(obj.get("lost")), faults)
 
 
-def place(batch: UpBatch, received: int) -> list:
-    """Decide each reading's storage time (contract: "Storage", time rules).
+def place(batch: UpBatch, received: int, offset: int | None = None) -> list:
+    """Decide each reading's storage time (contract v1 "Time", v2 "Re-basing after a wait").
 
     A time is not trusted when `tq` is `rtc`, or `t` is before 2024, or more than
-    5 minutes after receipt; it is then re-based by `received - now`. Raises
+    5 minutes after receipt; it is then re-based by `offset`: the smallest `received - now`
+    seen from the node since its boot changed (this message's own when None). A message
+    that waited at the broker has a larger `received - now` than that by the wait, so the
+    wait does not move its readings. A reading is late when it was received more than
+    15 minutes after its time, or its message waited more than 15 minutes. Raises
     Rejected('time-impossible') when a re-based time is still impossible.
     """
-    offset = received - batch.now
+    own = received - batch.now
+    if offset is None or offset > own:
+        offset = own
+    waited = own - offset
     out = []
     for r in batch.readings:
         if batch.tq == "ntp" and TRUSTED_AFTER <= r.t <= received + FUTURE_TOLERANCE_S:
-            out.append(Placed(r.t, received - r.t > LATE_AFTER_S, None))
+            out.append(Placed(r.t, received - r.t > LATE_AFTER_S or waited > LATE_AFTER_S, None))
             continue
         t = r.t + offset
         if not (TRUSTED_AFTER <= t <= received + FUTURE_TOLERANCE_S):
@@ -318,7 +345,7 @@ def place(batch: UpBatch, received: int) -> list:
                 "time-impossible",
                 f"seq {r.seq}: t {r.t} re-based by {offset:+d} s is {t}, before 2024 or in the future",
             )
-        out.append(Placed(t, received - t > LATE_AFTER_S, offset))
+        out.append(Placed(t, received - t > LATE_AFTER_S or waited > LATE_AFTER_S, offset))
     return out
 
 

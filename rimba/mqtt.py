@@ -115,7 +115,11 @@ class Mqtt:
         self.connected.clear()
 
     def _on_message(self, client, userdata, msg):
-        self.on_message(msg.topic, msg.payload, msg.mid, msg.qos, msg.retain)
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # brokers refuse such topics; should one pass, it is refused as a topic
+            topic = msg._topic.decode("utf-8", "backslashreplace")
+        self.on_message(topic, msg.payload, msg.mid, msg.qos, msg.retain)
 
     def start(self, wait_s: float = 10.0) -> Mqtt:
         props = None
