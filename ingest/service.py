@@ -267,18 +267,11 @@ class Ingest:
             self._write_stats(now)
 
     def _sweep(self, now: float) -> None:
-        """Record holes open past the timeout as `missing` gaps (the acks stay); forget old storage seconds."""
-        out = Outcome()
-        tx = self.store.transaction()
-        with tx:
-            due = self.store.holes_due(now - self.settings.gap_timeout_s)
-            pipeline.sweep_holes(tx, due, now, out)
-            tx.spool(out.lines, self.owner, now)
-        if out.gaps:
-            self.counters.gaps += out.gaps
-            log.info("recorded %d seq range(s) missing for over %d s as gaps", out.gaps, self.settings.gap_timeout_s)
+        gaps = sweep(self.store, now, self.settings.gap_timeout_s, self.owner)
+        if gaps:
+            self.counters.gaps += gaps
+            log.info("recorded %d seq range(s) missing for over %d s as gaps", gaps, self.settings.gap_timeout_s)
             self.spooled.set()
-        self.store.prune_times(int(now) // pipeline.DAY_S - TIMES_KEEP_DAYS)
 
     @contextmanager
     def _ack_lock(self):
@@ -412,6 +405,18 @@ def transact(store: Store, fleet, batch: list, owner: str, clock=time.time):
             out.merge(one)
         tx.spool(out.lines, owner, clock())
     return out, tx, dead_kept
+
+
+def sweep(store: Store, now: float, gap_timeout_s: float, owner: str) -> int:
+    """Record holes open past the timeout as `missing` gaps (the acks stay where they are), and forget
+    storage seconds too old to collide; returns the gaps recorded."""
+    out = Outcome()
+    tx = store.transaction()
+    with tx:
+        pipeline.sweep_holes(tx, store.holes_due(now - gap_timeout_s), now, out)
+        tx.spool(out.lines, owner, now)
+    store.prune_times(int(now) // pipeline.DAY_S - TIMES_KEEP_DAYS)
+    return out.gaps
 
 
 class _Fatal(Exception):

@@ -154,3 +154,149 @@ def _runs(members: set) -> list:
         else:
             out.append((s, s))
     return out
+
+
+# -- the storage rules wire-v2 settles, for v1 batches too --------------------------------------------
+
+def test_a_message_of_an_older_epoch_changes_nothing_of_the_current_one():
+    led = Ledger()
+    run(led, up([1, 2, 3], epoch=7))
+    run(led, up([1, 2, 4], epoch=8, t=RECEIVED - 100), received=RECEIVED + 10)  # wiped: epoch 8 is current
+    late = run(led, up([4, 5], epoch=7), received=RECEIVED + 20)  # a batch of epoch 7 that waited
+    assert led.node("smp29-03").epoch == 8
+    assert marks(led, 8).ack == 2 and marks(led, 8).done.first_hole() == (3, 3)  # no epoch-reset of 8's hole
+    assert late.stored == 2 and not late.touched  # stored under epoch 7; no ack for it
+    assert not [x for x in late.lines if x.startswith("gap,")]
+
+
+def test_an_epoch_first_seen_before_the_current_one_does_not_become_current():
+    """A replayed dead letter of an old epoch, never seen before, carries its first receipt time."""
+    led = Ledger()
+    run(led, up([1, 2], epoch=8), received=RECEIVED)
+    out = run(led, up([1, 2], epoch=6, t=RECEIVED - 5000), received=RECEIVED - 4000)
+    assert led.node("smp29-03").epoch == 8 and out.stored == 2 and not out.touched
+
+
+def test_two_readings_in_one_second_are_never_one_point():
+    led = Ledger()
+    first = Outcome()
+    handle(led, UP, up([1, 2]), RECEIVED, VECTOR_FLEET, first)
+    body = json.loads(up([3, 4]))
+    body["r"][0]["t"] = RECEIVED - 300 + 2  # seq 3 at seq 2's second
+    out = run(led, json.dumps(body).encode())
+    assert out.stored == 1 and out.collisions == 1
+    assert [(d.code, d.kind) for d in out.dead] == [("time-collision", "partial")]
+    assert marks(led).ack == 4  # the ack moves over it: it is kept in the dead-letter store
+    assert len({x.rsplit(" ", 1)[1] for x in first.lines + out.lines}) == 3  # three points, three times
+
+
+def test_a_resend_is_a_duplicate_not_a_collision():
+    led = Ledger()
+    run(led, up([1, 2]))
+    again = run(led, up([1, 2]))
+    assert (again.duplicates, again.collisions, again.dead) == (2, 0, [])
+
+
+def test_an_rtc_batch_that_waited_at_the_broker_is_not_moved_by_the_wait():
+    led = Ledger()
+    # the node's clock is 1000 s behind; a live batch tells the ingest so
+    run(led, up([1], tq="rtc", t=RECEIVED - 1000 - 60, now=RECEIVED - 1000), received=RECEIVED)
+    # a batch sent two hours later waited an hour at the broker while the ingest was away
+    sent = RECEIVED + 7200
+    out = run(led, up([2], tq="rtc", t=sent - 1000 - 60, now=sent - 1000), received=sent + 3600)
+    reading = next(x for x in out.lines if x.startswith("reading,"))
+    assert reading.endswith(f" {(sent - 60 + 2) * 1000}")  # its real time, not an hour later
+    assert "late=true" in reading and "clock_offset_s=1000.0" in reading
+
+
+def test_a_new_boot_starts_a_new_clock_offset():
+    led = Ledger()
+    run(led, up([1], tq="rtc", t=RECEIVED - 1000 - 60, now=RECEIVED - 1000))
+    status = json.dumps({"v": 1, "state": "online", "t": RECEIVED + 5, "boot": 18}).encode()
+    handle(led, "rimba/v1/smp29/smp29-03/status", status, RECEIVED + 10, VECTOR_FLEET, Outcome())
+    # after the reboot the clock is 50 s ahead: the old, smaller offset no longer applies
+    out = run(led, up([2], tq="rtc", t=RECEIVED + 50 + 100, now=RECEIVED + 50 + 200), received=RECEIVED + 200)
+    assert "clock_offset_s=-50.0" in out.lines[0]
+
+
+def test_a_clock_reset_to_2000_is_not_taken_for_a_wait():
+    led = Ledger()
+    run(led, up([1], tq="ntp"))
+    boot_2000 = 946684800 + 3600
+    out = run(led, up([2], tq="rtc", t=boot_2000 - 60, now=boot_2000))
+    assert out.stored == 1 and f"clock_offset_s={float(RECEIVED - boot_2000)!r}" in out.lines[0]
+
+
+def test_a_retained_status_is_stored_once():
+    led = Ledger()
+    status = json.dumps({"v": 1, "state": "sleeping", "t": RECEIVED, "boot": 3}).encode()
+    topic = "rimba/v1/smp29/smp29-03/status"
+    outs = [Outcome() for _ in range(3)]
+    handle(led, topic, status, RECEIVED, VECTOR_FLEET, outs[0])
+    handle(led, topic, status, RECEIVED + 60, VECTOR_FLEET, outs[1], retained=True)  # a new subscription
+    will = json.dumps({"v": 1, "state": "lost"}).encode()
+    handle(led, topic, will, RECEIVED + 70, VECTOR_FLEET, outs[2])
+    handle(led, topic, will, RECEIVED + 80, VECTOR_FLEET, outs[2], retained=True)
+    assert [len(o.lines) for o in outs] == [1, 0, 1] and outs[1].skipped == 1 and outs[2].skipped == 1
+
+
+def test_an_epoch_with_too_many_holes_takes_no_more_batches_and_others_are_untouched():
+    from rimba.contract import HOLES_MAX
+
+    led = Ledger()
+    odd = list(range(1, 2 * HOLES_MAX + 10, 2))
+    for i in range(0, len(odd), 100):
+        run(led, up(odd[i:i + 100]))
+    m = marks(led)
+    assert m.done.holes() > HOLES_MAX
+    runs = len(m.done)
+    out = run(led, up([10_001, 10_003]))
+    assert [d.code for d in out.dead] == ["too-fragmented"] and out.stored == 0
+    assert len(m.done) == runs  # bounded: no new runs
+    ok = Outcome()
+    other = json.loads(up([1, 2]))
+    other.update(node="bansir-laut-01")
+    handle(led, "rimba/v1/bansir-laut/bansir-laut-01/up", json.dumps(other).encode(), RECEIVED, VECTOR_FLEET, ok)
+    assert ok.stored == 2 and not ok.dead
+
+
+def test_a_flood_of_dead_letters_is_budgeted_per_node_and_its_readings_stay_with_the_node():
+    from ingest.pipeline import DEAD_BURST
+
+    led = Ledger()
+    flood = Outcome()
+    for i in range(DEAD_BURST + 50):
+        handle(led, UP, up([i + 1], extra={"bogus": 1}), RECEIVED, VECTOR_FLEET, flood)
+    assert len(flood.dead) == DEAD_BURST and flood.rate_limited == 50
+    assert marks(led).ack == DEAD_BURST  # the ack moved over the kept ones only: the node resends the rest
+    other = json.loads(up([1], extra={"bogus": 1}))
+    other.update(node="bansir-laut-01")
+    fine = Outcome()
+    handle(led, "rimba/v1/bansir-laut/bansir-laut-01/up", json.dumps(other).encode(), RECEIVED, VECTOR_FLEET, fine)
+    assert len(fine.dead) == 1  # another node's budget is its own
+    later = Outcome()
+    handle(led, UP, up([999], extra={"bogus": 1}), RECEIVED + 3600, VECTOR_FLEET, later)
+    assert len(later.dead) == 1  # the budget refills
+
+
+def test_a_message_that_raises_leaves_the_ledger_as_it_was():
+    led = Ledger()
+    run(led, up([1, 2]))
+    before = (marks(led).copy(), dict(vars(led.node("smp29-03"))))
+
+    class Boom(Exception):
+        pass
+
+    import ingest.pipeline as pl
+
+    real = pl.lineproto.reading
+    pl.lineproto.reading = lambda *a: (_ for _ in ()).throw(Boom())
+    try:
+        try:
+            handle(led, UP, up([3, 4], lost=[[5, 9]]), RECEIVED, VECTOR_FLEET, Outcome())
+        except Boom:
+            pass
+    finally:
+        pl.lineproto.reading = real
+    assert marks(led).stored == before[0].stored and marks(led).done == before[0].done
+    assert vars(led.node("smp29-03")) == before[1]

@@ -1,0 +1,122 @@
+"""The ingest's SQLite store on its own: the ledger on disk, replay in one transaction, dead letters as
+evidence counted against the disk limit, the first layout migrated."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from ingest import replay
+from ingest.service import transact
+from ingest.store import VERSION, Store
+from rimba.errors import StoreError
+from rimba.fleet import parse_fleet
+from tests.support import VECTOR_FLEET, VECTORS
+
+RECEIVED = VECTORS["received"]
+UP = "rimba/v1/smp29/smp29-03/up"
+
+
+def up(seqs, epoch=7, **values) -> bytes:
+    return json.dumps({"v": 1, "node": "smp29-03", "epoch": epoch, "now": RECEIVED, "tq": "ntp",
+                       "r": [{"seq": s, "t": RECEIVED - 300 + s, "air_temp_c": 27.5, **values} for s in seqs]}).encode()
+
+
+def commit(store, *payloads, fleet=VECTOR_FLEET, topic=UP):
+    return transact(store, fleet, [(topic, p, RECEIVED + i, i, 1, False) for i, p in enumerate(payloads)], "t")
+
+
+def spooled(store) -> list:
+    return [line for (body,) in store.db.execute("SELECT body FROM spool ORDER BY id")
+            for line in bytes(body).decode().splitlines()]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "ingest.sqlite3")
+    yield s
+    s.close()
+
+
+def test_the_ledger_survives_a_reopen(tmp_path):
+    s = Store(tmp_path / "i.sqlite3")
+    commit(s, up([1, 2, 3]), up([5]))
+    s.close()
+    s = Store(tmp_path / "i.sqlite3")
+    out, _tx, _ = commit(s, up([1, 2, 3, 4]))
+    assert (out.stored, out.duplicates) == (1, 3)
+    assert s.current_ack("smp29-03") == ("smp29", 7, 5)
+    s.close()
+
+
+def test_replay_of_an_unknown_nodes_batch_with_a_value_out_of_range_stores_its_readings(store):
+    """The bug: the replay recorded the seqs as stored and spooled nothing."""
+    fleet = parse_fleet({"sites": VECTORS["fleet"]["sites"], "nodes": {}})
+    commit(store, up([1, 2], air_rh_pct=140.0), fleet=fleet)
+    assert [r[4] for r in store.deadletters()] == ["unknown-node"]
+    result = replay.into_spool(store, VECTOR_FLEET)
+    assert (result.replayed, result.stored) == (1, 2)
+    assert len([x for x in spooled(store) if x.startswith("reading,")]) == 2
+    assert store.current_ack("smp29-03") == ("smp29", 7, 2)
+    (row,) = store.deadletters(include_replayed=True)
+    assert row[8] is not None and row[4] == "out-of-range"  # replayed, with its new reason
+
+
+def test_a_replay_still_refused_keeps_nothing_but_its_new_reason(store):
+    fleet = parse_fleet({"sites": VECTORS["fleet"]["sites"], "nodes": {}})
+    commit(store, up([1, 2], bogus=1), fleet=fleet)
+    result = replay.into_spool(store, VECTOR_FLEET)
+    assert (result.replayed, result.refused) == (0, 1)
+    assert [r[4] for r in store.deadletters()] == ["unknown-key"]
+    assert not spooled(store)
+
+
+def test_a_big_payload_is_kept_as_evidence_and_counts_against_the_disk_limit(store):
+    huge = b'{"v":1,' + b" " * 1_000_000 + b"}"
+    before = store.disk_bytes()
+    commit(store, huge)
+    (row,) = store.deadletters()
+    assert row[4] == "too-large" and len(row[3]) == 16 * 1024 and row[9] == len(huge)
+    import hashlib
+
+    assert row[10] == hashlib.sha256(huge).hexdigest()
+    assert store.disk_bytes() - before == 16 * 1024
+
+
+def test_the_first_layout_is_migrated(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE marks (node TEXT, epoch INTEGER, stored TEXT, held TEXT, hole_since REAL,
+                            PRIMARY KEY (node, epoch));
+        CREATE TABLE latest (node TEXT PRIMARY KEY, site TEXT, epoch INTEGER, acked_epoch INTEGER, acked_seq INTEGER);
+        CREATE TABLE deadletter (id INTEGER PRIMARY KEY AUTOINCREMENT, received REAL NOT NULL, topic TEXT NOT NULL,
+            payload BLOB NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL, node TEXT, kind TEXT NOT NULL,
+            digest TEXT NOT NULL, replayed REAL);
+        INSERT INTO marks VALUES ('smp29-03', 7, '[[1, 3]]', '[[4, 5], [9, 9]]', 1.0);
+        INSERT INTO marks VALUES ('smp29-03', 6, '[[1, 40]]', '[]', NULL);
+        INSERT INTO latest VALUES ('smp29-03', 'smp29', 7, 7, 5);
+        INSERT INTO deadletter (received, topic, payload, code, reason, node, kind, digest)
+            VALUES (1, 't', x'7b7d', 'bad-json', 'bad-json: x', NULL, 'message', 'd');
+    """)
+    db.commit()
+    db.close()
+    s = Store(path)
+    assert s.db.execute("PRAGMA user_version").fetchone()[0] == VERSION
+    assert s.current_ack("smp29-03") == ("smp29", 7, 5)
+    out, _tx, _ = commit(s, up([2, 6]))
+    assert (out.stored, out.duplicates) == (1, 1)  # 2 was stored before; 6 is new
+    assert s.current_ack("smp29-03") == ("smp29", 7, 6)
+    assert s.disk_bytes() == 2 + sum(len(x) + 1 for x in spooled(s))
+    s.close()
+
+
+def test_a_store_from_a_newer_rimba_is_refused(tmp_path):
+    path = tmp_path / "new.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="newer Rimba"):
+        Store(path)
