@@ -45,13 +45,14 @@ def cmd_stack(args) -> int:
     s = _settings(args)
     stack = Stack.from_settings(s)
     if args.action == "lock":
-        from hardware.provision import lock
+        from hardware.provision import lock, reload_broker
 
-        files = lock(s)
+        files = lock(s, args.ingest_processes)
         running = stack.mosquitto.running() or stack.influxd.running()
         if running:
             stack.up()  # restarts both with authentication on
-        print(f"locked: Mosquitto users and ACL, InfluxDB users (admin, writer, analyst, reader) in "
+            reload_broker(s)  # a broker locked before keeps running: it rereads the users and the ACL
+        print(f"locked: Mosquitto users (client id = user) and ACL, InfluxDB users (admin, writer, analyst, reader) in "
               f"{stack.auth_dir}; each service's login in {files[0].parent}/<service>.env "
               f"({', '.join(f.stem for f in files)}); "
               + ("the running stack restarted with authentication on" if running else
@@ -265,6 +266,9 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stack", parents=[common], help="start/stop the local Mosquitto and InfluxDB")
     st.add_argument("action", choices=("up", "down", "status", "lock"),
                     help="lock: broker users and ACL (no anonymous access), InfluxDB users, an env file per service")
+    st.add_argument("--ingest-processes", type=int, choices=range(1, 65), metavar="N",
+                    help="with lock: this many ingest processes, each its own user and env file (default: as before, "
+                    "at least 1)")
     st.set_defaults(func=cmd_stack)
 
     ing = sub.add_parser("ingest", parents=[common], help="run the ingest service")
