@@ -17,9 +17,12 @@ import time
 from rimba import settings as settings_mod
 from rimba.errors import ConfigError, RimbaError
 
-_SETTING_FLAGS = ("mqtt_url", "mqtt_ca_file", "mqtt_client_id", "mqtt_share_group", "influx_url", "influx_db",
-                  "influx_token", "influx_user", "influx_password", "fleet", "state_dir", "spool_max_mb",
-                  "batch_lines", "flush_ms", "gap_timeout_s", "stats_every_s", "log_level")
+# No flag carries a secret (the command line shows in `ps` to every user): passwords and tokens come from
+# the environment (the env files of `rimba stack lock`) or from a file named by a *_file flag.
+_SETTING_FLAGS = ("mqtt_url", "mqtt_password_file", "mqtt_ca_file", "mqtt_client_id", "mqtt_share_group",
+                  "influx_url", "influx_db", "influx_token_file", "influx_user", "influx_password_file", "fleet",
+                  "state_dir", "spool_max_mb", "batch_lines", "flush_ms", "gap_timeout_s", "stats_every_s",
+                  "log_level")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -34,6 +37,9 @@ def _common() -> argparse.ArgumentParser:
 
 def _settings(args) -> settings_mod.Settings:
     overrides = {k: getattr(args, k, None) for k in _SETTING_FLAGS}
+    if overrides["mqtt_url"] and settings_mod.parse_mqtt_url(overrides["mqtt_url"], "--mqtt-url").password:
+        raise ConfigError("--mqtt-url: no password on the command line (`ps` shows it to everyone); set "
+                          "RIMBA_MQTT_PASSWORD in an env file, or --mqtt-password-file")
     s = settings_mod.build(args.config, overrides)
     logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return s
@@ -116,7 +122,7 @@ def cmd_config(args) -> int:
     s = _settings(args)
     for key in sorted(s.values):
         value = s.values[key]
-        if "password" in key or "token" in key:
+        if ("password" in key or "token" in key) and key not in settings_mod.SECRET_FILES:
             value = "***" if value else ""
         print(f"{key} = {value!r}")
     return 0
@@ -177,7 +183,9 @@ def cmd_dashboards(args) -> int:
         return 0
     if not args.grafana:
         raise ConfigError("say where Grafana is: rimba dashboards publish --grafana http://host:3000")
-    result = publish.publish(args.out, args.grafana, args.token, publish.datasource_json(s))
+    token = settings_mod.read_secret(args.token_file, "--token-file") if args.token_file else \
+        os.environ.get("GRAFANA_TOKEN", "")
+    result = publish.publish(args.out, args.grafana, token, publish.datasource_json(s))
     print(f"published to {args.grafana}: {result}")
     return 0
 
@@ -314,8 +322,8 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=("build", "publish"))
     db.add_argument("--out", default="dashboards/bundle", help="where the bundle goes (build) or comes from (publish)")
     db.add_argument("--grafana", help="with publish: Grafana's base URL, e.g. http://localhost:3000")
-    db.add_argument("--token", default=os.environ.get("GRAFANA_TOKEN", ""),
-                    help="with publish: a service-account token (default: $GRAFANA_TOKEN)")
+    db.add_argument("--token-file", help="with publish: a file holding a service-account token (default: "
+                    "$GRAFANA_TOKEN)")
     db.set_defaults(func=cmd_dashboards)
 
     rp = sub.add_parser("report", parents=[common], help="a site's weekly report: PDF to print, PNG to share")

@@ -419,3 +419,29 @@ def test_two_ingest_processes_from_the_lock_each_their_own_user_and_a_hostile_no
         influx.close()
     finally:
         stack.stop_influx()
+
+
+def test_nodes_get_tls_once_the_broker_has_it_and_every_secret_file_is_the_owners_only(locked, tmp_path):
+    """After `rimba broker tls` a node's config says TLS on the TLS port; the passwords, keys, env files and
+    the firmware bundle's node.json (Wi-Fi and broker passwords) are mode 600, even over an older file."""
+    from hardware import bundle, tls
+    from hardware.provision import lock
+
+    s, p, _stack, (a, _a_pw), _b, _ = locked
+    assert json.loads((p.nodes_dir / f"{a}.json").read_text())["mqtt_tls"] is False  # no certificate yet
+    lock(s)
+    tls.make(p.dir)
+    p.credentials(a, fresh=True)
+    cfg = json.loads((p.nodes_dir / f"{a}.json").read_text())
+    assert (cfg["mqtt_tls"], cfg["mqtt_port"]) == (True, s.broker_tls_port)
+    out = tmp_path / "bundle"
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "node.json").write_text("{}")
+    (out / "data" / "node.json").chmod(0o644)  # a bundle built before
+    bundle.build(out, {**cfg, "wifi_ssid": "sekolah", "wifi_password": "w1f1-pass"})
+    secret = [p.dir / name for name in ("passwd", "secrets.json", "influx.json", "ca.key", "server.key")]
+    secret += [*(p.dir / "env").glob("*.env"), *p.nodes_dir.glob("*.json"), out / "data" / "node.json"]
+    assert len(secret) > 10
+    modes = {str(f.relative_to(tmp_path)): oct(f.stat().st_mode & 0o777) for f in secret}
+    assert set(modes.values()) == {"0o600"}, modes
+    assert "w1f1-pass" in (out / "data" / "node.json").read_text()
