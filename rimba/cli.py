@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 
 from rimba import settings as settings_mod
@@ -260,6 +261,42 @@ def cmd_broker(args) -> int:
     return 0
 
 
+def cmd_backup(args) -> int:
+    from rimba import backup
+
+    s = _settings(args)
+    if args.every is None:
+        path = backup.backup(s, args.to, args.influx_rpc, args.keep)
+        print(f"backup {path}: the database {s.influx_db}, the fleet file, the broker's users, ACL and CA, the "
+              "nodes' configs, the ingest store and the alerts")
+        return 0
+    from hardware.power import parse_duration
+
+    try:
+        every = parse_duration(args.every)
+    except ValueError as err:
+        raise ConfigError(f"--every: {err}") from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    log = logging.getLogger("rimba.backup")
+    while not stop.is_set():
+        try:
+            log.info("backup %s written", backup.backup(s, args.to, args.influx_rpc, args.keep))
+        except RimbaError as err:  # the next run may succeed: say so loudly, keep the schedule
+            log.error("backup failed: %s", err)
+        stop.wait(every)
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from rimba import backup
+
+    done = backup.restore(_settings(args), args.source, args.influx_rpc)
+    print(f"restored {done['files']} files from {args.source}: database {done['database']}, state in "
+          f"{done['state']}, fleet file {done['fleet']}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from rimba import demo
 
@@ -278,6 +315,20 @@ def parser() -> argparse.ArgumentParser:
                     help="with lock: this many ingest processes, each its own user and env file (default: as before, "
                     "at least 1)")
     st.set_defaults(func=cmd_stack)
+
+    bk = sub.add_parser("backup", parents=[common], help="back up the database, fleet, credentials, CA and stores")
+    bk.add_argument("--to", required=True, help="folder for the backups (each in its own rimba-<time>Z folder)")
+    bk.add_argument("--keep", type=int, default=0, help="delete all but the newest KEEP backups there (0: keep all)")
+    bk.add_argument("--influx-rpc", help="InfluxDB's backup RPC, host:port (default: the local stack's, else "
+                    "127.0.0.1:8088)")
+    bk.add_argument("--every", help="keep running, one backup every this long (e.g. 1d, 6h): for compose")
+    bk.set_defaults(func=cmd_backup)
+
+    rs = sub.add_parser("restore", parents=[common], help="restore a backup into a fresh state directory")
+    rs.add_argument("source", help="a backup folder (rimba-<time>Z)")
+    rs.add_argument("--influx-rpc", help="restore into the InfluxDB whose backup RPC is here (default: start the "
+                    "local stack)")
+    rs.set_defaults(func=cmd_restore)
 
     ing = sub.add_parser("ingest", parents=[common], help="run the ingest service")
     ing.set_defaults(func=cmd_ingest)

@@ -293,11 +293,12 @@ class Stack:
 
         return {k: tuple(v) for k, v in json.loads(path.read_text()).items()}
 
-    def query(self, q: str, auth: tuple | None = None) -> dict:
+    def query(self, q: str, auth: tuple | None = None, db: str | None = None) -> dict:
         import base64
         import json
 
-        req = urllib.request.Request(self.influx_url + "/query", data=urllib.parse.urlencode({"q": q}).encode())
+        form = {"q": q, **({"db": db} if db else {})}
+        req = urllib.request.Request(self.influx_url + "/query", data=urllib.parse.urlencode(form).encode())
         if auth:
             req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
         with urllib.request.urlopen(req, timeout=10) as r:
