@@ -312,7 +312,9 @@ def lock(settings, ingest_processes: int | None = None) -> list:
     """`rimba stack lock`: broker users and ACL, InfluxDB users, the services' env files, one per ingest
     process (`ingest_processes` of them; None: as many as before, at least one). Idempotent: existing
     passwords are kept."""
-    Provisioner(settings).write_files(ingest_processes=ingest_processes)
+    p = Provisioner(settings)
+    p.write_files(ingest_processes=ingest_processes)
+    p.nodes_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # the nodes' configs go here (deploy/ mounts it)
     return write_env_files(settings)
 
 

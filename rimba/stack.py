@@ -209,7 +209,7 @@ class Stack:
         conf.write_text(
             "# Written by `rimba stack up`; edits are overwritten.\n"
             f"listener {self.mqtt_port} {self.host}\n"
-            + self._access() +
+            + self._identity() + self._access() +
             f"user {getpass.getuser()}\n"
             "# Queued QoS 1 messages survive a restart.\n"
             "persistence true\n"
@@ -232,17 +232,24 @@ class Stack:
         if self.tls_port is None or not (d / "server.crt").exists():
             return ""
         return (f"# TLS with the project's CA (`rimba broker tls`)\nlistener {self.tls_port} {self.host}\n"
-                f"cafile {d / 'ca.crt'}\ncertfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\n"
+                + self._identity() + f"cafile {d / 'ca.crt'}\ncertfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\n"
                 "tls_version tlsv1.2\n")
+
+    def _locked(self) -> bool:
+        return (self.auth_dir / "passwd").exists() and (self.auth_dir / "acl").exists()
+
+    def _identity(self) -> str:
+        """For a listener of the locked broker: the client id is the user name, whatever the client asks for,
+        so a node cannot take over the session of ingest or of another node (it only replaces its own
+        connection). In Mosquitto 2.0 this is a listener's option (mosquitto.conf(5), "Listeners"): it
+        follows each `listener` line; before the first, it would open a default listener on 1883 instead."""
+        return "use_username_as_clientid true\n" if self._locked() else ""
 
     def _access(self) -> str:
         passwd, acl = self.auth_dir / "passwd", self.auth_dir / "acl"
-        if passwd.exists() and acl.exists():
+        if self._locked():
             return (f"# Per-node users and the ACL (`rimba node add`): nobody anonymous.\nallow_anonymous false\n"
-                    f"password_file {passwd}\nacl_file {acl}\n"
-                    "# The client id is the user name, whatever the client asks for: a node cannot take over the\n"
-                    "# session of ingest or of another node (it would only replace its own connection).\n"
-                    "use_username_as_clientid true\n")
+                    f"password_file {passwd}\nacl_file {acl}\n")
         return "allow_anonymous true\n"
 
     def _write_influx_conf(self) -> Path:

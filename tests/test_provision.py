@@ -190,6 +190,15 @@ def test_tls_with_the_generated_ca_works_and_another_ca_is_refused(tmp_path):
         with pytest.raises(StackError):
             Mqtt(Broker(True, "localhost", tls_port, "rimba-admin", pw), "tls-bad", ca_file=str(other["ca"]),
                  v5=False, persistent=False).start(5)
+        # the TLS listener too makes the client id the user name: no takeover of the ingest through it
+        ingest = _Watched(s_at(port), "rimba-ingest-1", p.service_password("rimba-ingest-1"), "rimba-ingest-1",
+                          clean=False)
+        hostile = _Watched(s_at(port), "rimba-admin", pw, "rimba-ingest-1", ca=str(paths["ca"]), port=tls_port)
+        hostile.round_trip("rimba/v1/smp29/x/config")
+        ingest.round_trip("rimba/v1/smp29/x/ack")
+        assert ingest.kicked == 0
+        hostile.close()
+        ingest.close()
         assert oct(paths["key"].stat().st_mode)[-3:] == "600"
     finally:
         stack.stop_mosquitto()
@@ -279,11 +288,18 @@ def test_stack_lock_restarts_an_open_stack_locked_and_gives_every_service_its_ow
         stack.down()
 
 
+def s_at(port: int):
+    """Where a _Watched client connects: the loopback broker on `port`."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(broker=SimpleNamespace(host="127.0.0.1", port=port))
+
+
 class _Watched:
     """A raw paho client that counts how often the broker disconnected it (the Mqtt adapter reconnects
     silently, which would hide a takeover)."""
 
-    def __init__(self, s, user, password, cid, clean=True, subscriptions=()):
+    def __init__(self, s, user, password, cid, clean=True, subscriptions=(), ca="", port=None):
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -294,9 +310,11 @@ class _Watched:
         self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=cid, clean_session=clean,
                              protocol=paho.MQTTv311)
         self.c.username_pw_set(user, password)
+        if ca:
+            self.c.tls_set(ca_certs=ca)
 
         def on_connect(client, userdata, flags, rc, props):
-            self.session_present = flags.session_present
+            self.session_present = None if rc.is_failure else flags.session_present
             for topic in subscriptions:
                 client.subscribe(topic, qos=1)
 
@@ -309,7 +327,7 @@ class _Watched:
         self.closing = False
         self.c.on_connect, self.c.on_subscribe, self.c.on_disconnect = on_connect, on_subscribe, on_disconnect
         self.c.on_message = lambda client, userdata, msg: self.received.append(msg.payload)
-        self.c.connect(s.broker.host, s.broker.port)
+        self.c.connect("localhost" if ca else s.broker.host, port or s.broker.port)
         self.c.loop_start()
         wait_until(lambda: self.session_present is not None, 10, f"{user} to connect as {cid}")
 
