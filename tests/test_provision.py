@@ -351,7 +351,7 @@ def test_a_node_asking_for_another_clients_id_takes_over_nothing(locked):
     s, p, _stack, (a, a_pw), (b, b_pw), _ = locked
     ingest_user = "rimba-ingest-1"
     ingest_pw = p.service_password(ingest_user)
-    share = f"$share/rimba-ingest/rimba/v1/+/+/up"
+    share = "$share/rimba-ingest/rimba/v1/+/+/up"
     ingest = _Watched(s, ingest_user, ingest_pw, ingest_user, clean=False, subscriptions=(share,))
     wait_until(lambda: ingest.subscribed, 10, "the ingest's shared subscription")
     ingest.close()  # away: the broker queues for its session from now on
