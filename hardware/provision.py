@@ -4,9 +4,15 @@
 password (printed once, stored only as a hash in the broker's password file and in the node's own
 config file under the state directory, which is never committed), regenerates the ACL and writes
 the node's config file for flashing. `rimba node remove` takes it out of all three. The platform's
-services have their own users: `rimba-ingest` (reads every node's `up` and `status`, writes `ack`),
-`rimba-analyze` (writes `alert`, reads `ack` for overdue checks), `rimba-sim` (the simulator: speaks
-for every node) and `rimba-admin` (writes `config`).
+services have their own users: one per ingest process, `rimba-ingest-1` ... `rimba-ingest-N` (each reads
+every node's `up` and `status` through the shared subscription `$share/rimba-ingest/...` and writes
+`ack`), `rimba-analyze` (writes `alert`, reads `ack` for overdue checks), `rimba-sim` (the simulator:
+speaks for every node) and `rimba-admin` (writes `config`). Names starting with `rimba-` are the
+platform's: no node may have one.
+
+The locked broker makes every client's id its user name (`use_username_as_clientid`), so a user is
+one identity with one session: a node that asks for the ingest's client id gets its own, and two
+ingest processes never share one. That is why each ingest process has its own user.
 
 Files, under `<state_dir>/broker/`: `passwd` (Mosquitto's format: `user:$7$101$salt$hash`,
 PBKDF2-SHA512 with 101 iterations, as `mosquitto_passwd` writes), `acl` (a node publishes only its own
@@ -30,14 +36,35 @@ from rimba.fleet import load_fleet
 from rimba.settings import OPTIONS
 from rimba.stack import INFLUX_GRANTS
 
+# What each service's broker user may do. Mosquitto 2 checks a shared subscription's filter without its
+# `$share/<group>/` prefix, so the ingest's `read` rules cover `$share/rimba-ingest/rimba/v1/+/+/up` too.
+INGEST_RULES = ("read rimba/v1/+/+/up", "read rimba/v1/+/+/status", "write rimba/v1/+/+/ack")
 SERVICES = {
-    "rimba-ingest": ("read rimba/v1/+/+/up", "read rimba/v1/+/+/status", "write rimba/v1/+/+/ack"),
     "rimba-analyze": ("write rimba/v1/+/alert", "read rimba/v1/+/+/ack", "read rimba/v1/+/+/status"),
     "rimba-sim": ("write rimba/v1/+/+/up", "write rimba/v1/+/+/status", "read rimba/v1/+/+/ack",
                   "read rimba/v1/+/+/config"),
     "rimba-admin": ("write rimba/v1/+/+/config", "read rimba/v1/#"),
 }
+INGEST_SHARE = "rimba-ingest"  # the shared-subscription group of the ingest processes
+RESERVED = "rimba-"  # the platform's own user names start so; no node's may
 PROFILES = ("forest", "river", "air")
+_INGEST_USER = re.compile(r"rimba-ingest-([1-9][0-9]*)\Z")
+
+
+def ingest_user(k: int) -> str:
+    """The broker user (and client id) of ingest process `k`, counted from 1."""
+    return f"rimba-ingest-{k}"
+
+
+def _ingest_number(user: str) -> int:
+    """k for `rimba-ingest-<k>`, 0 for any other user."""
+    m = _INGEST_USER.match(user)
+    return int(m[1]) if m else 0
+
+
+def service_rules(user: str) -> tuple:
+    """The ACL rules of a service user, () for anyone else."""
+    return INGEST_RULES if _ingest_number(user) else SERVICES.get(user, ())
 
 
 def hash_password(password: str, salt: bytes | None = None, iterations: int = 101) -> str:
@@ -55,14 +82,21 @@ class Provisioner:
         self.nodes_dir = settings.state_path / "nodes"
 
     # -- the broker's files ----------------------------------------------------------------------------
-    def _secrets(self) -> dict:
+    def _secrets(self, ingest_processes: int | None = None) -> dict:
+        """{service user: password}: made once; `ingest_processes` sets how many ingest users there are
+        (None: as many as now, at least one)."""
         path = self.dir / "secrets.json"
-        if path.exists():
-            return json.loads(path.read_text())
-        self.dir.mkdir(parents=True, exist_ok=True)
-        values = {user: secrets.token_urlsafe(18) for user in SERVICES}
-        _write_private(path, json.dumps(values, indent=1) + "\n")
-        return values
+        values = json.loads(path.read_text()) if path.exists() else {}
+        count = ingest_processes or max((_ingest_number(u) for u in values), default=1)
+        wanted = (*SERVICES, *(ingest_user(k) for k in range(1, count + 1)))
+        now = {user: values.get(user) or secrets.token_urlsafe(18) for user in wanted}
+        if now != values:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            _write_private(path, json.dumps(now, indent=1, sort_keys=True) + "\n")
+        return now
+
+    def ingest_users(self) -> list:
+        return sorted((u for u in self._secrets() if _ingest_number(u)), key=_ingest_number)
 
     def service_password(self, user: str) -> str:
         return self._secrets()[user]
@@ -77,21 +111,23 @@ class Provisioner:
                     out[user] = h
         return out
 
-    def write_files(self, hashes: dict | None = None) -> None:
+    def write_files(self, hashes: dict | None = None, ingest_processes: int | None = None) -> None:
         """Regenerate passwd (services and the fleet's provisioned nodes) and the ACL from the fleet file."""
         fleet = load_fleet(self.fleet_path)
         known = self._hashes() if hashes is None else hashes
-        for user, pw in self._secrets().items():
+        services = self._secrets(ingest_processes)
+        for user, pw in services.items():
             if user not in known:
                 known[user] = hash_password(pw)
-        keep = {u: h for u, h in known.items() if u in SERVICES or u in fleet.nodes}
+        keep = {u: h for u, h in known.items()
+                if u in services or (u in fleet.nodes and not u.startswith(RESERVED))}
         self.dir.mkdir(parents=True, exist_ok=True)
         _write_private(self.dir / "passwd", "".join(f"{u}:{h}\n" for u, h in sorted(keep.items())))
         lines = ["# Written by rimba (hardware/provision.py) from the fleet file; edits are overwritten.", ""]
-        for user, rules in SERVICES.items():
-            lines += [f"user {user}", *(f"topic {r}" for r in rules), ""]
+        for user in sorted(services):
+            lines += [f"user {user}", *(f"topic {r}" for r in service_rules(user)), ""]
         for node in sorted(fleet.nodes.values(), key=lambda n: n.id):
-            if node.id not in keep:
+            if node.id not in keep or node.id in services:
                 continue
             base = f"rimba/v1/{node.site}/{node.id}"
             lines += [f"user {node.id}", f"topic write {base}/up", f"topic write {base}/status",
@@ -112,8 +148,9 @@ class Provisioner:
             node_id = next(f"{site}-{i:02d}" for i in range(1, 1000) if f"{site}-{i:02d}" not in taken)
         elif node_id in fleet.nodes:
             raise ConfigError(f"node {node_id} is already in the fleet file; `rimba node remove {node_id}` first")
-        if not names.is_name(node_id) or node_id in SERVICES:
+        if not names.is_name(node_id):
             raise ConfigError(f"node id {node_id!r}: lowercase letters, digits and '-', at most 32 characters")
+        _check_not_reserved(node_id)
         with self.fleet_path.open("a", encoding="utf-8") as f:
             f.write(f'\n[nodes.{node_id}]\nsite = "{site}"\nprofile = "{profile}"\ncadence_s = {int(cadence_s)}\n')
         return node_id, self.credentials(node_id, fresh=True)
@@ -127,6 +164,7 @@ class Provisioner:
         fleet = load_fleet(self.fleet_path)
         if node_id not in fleet.nodes:
             raise ConfigError(f"node {node_id} is not in the fleet file; `rimba node add` registers it")
+        _check_not_reserved(node_id)
         password = secrets.token_urlsafe(18)
         hashes = self._hashes()
         hashes[node_id] = hash_password(password)
@@ -134,11 +172,18 @@ class Provisioner:
         from hardware.bundle import node_config
 
         node = fleet.nodes[node_id]
-        cfg = node_config(self.settings, fleet, node_id, mqtt_password=password)
+        cfg = {**node_config(self.settings, fleet, node_id, mqtt_password=password), **self.node_broker()}
         self.nodes_dir.mkdir(parents=True, exist_ok=True)
         _write_private(path, json.dumps(cfg, indent=1, sort_keys=True) + "\n")
         self.label(node_id, node.site, node.profile)
         return password
+
+    def node_broker(self) -> dict:
+        """What a node's config says about the broker beyond the settings: TLS on the stack's TLS port once
+        `rimba broker tls` made the broker's certificate (a node then never sends its password in the clear)."""
+        if self.settings.broker.tls or not (self.dir / "server.crt").exists():
+            return {}
+        return {"mqtt_tls": True, "mqtt_port": self.settings.broker_tls_port}
 
     def label(self, node_id: str, site: str, profile: str) -> Path:
         """A label for the enclosure: a QR code of the node id and site (what a technician scans in the field to
@@ -175,11 +220,21 @@ class Provisioner:
                                                                                       key=lambda n: n.id)]
 
 
-# Who each part of the platform is: its broker user and its InfluxDB role. Ingest only writes readings;
-# the analytics reads them and writes flags, indices and alerts; the viewer (Grafana, the reports, the
-# demo's terminal view) only reads.
-SERVICE_USERS = {"ingest": ("rimba-ingest", "writer"), "analyze": ("rimba-analyze", "analyst"),
+def _check_not_reserved(node_id: str) -> None:
+    if node_id.startswith(RESERVED):
+        raise ConfigError(f"node id {node_id!r}: names starting with {RESERVED!r} are the platform's own users")
+
+
+# Who each part of the platform is: its broker user and its InfluxDB role. Ingest only writes readings
+# (`ingest` is its first process, `ingest-2` ... the others); the analytics reads them and writes flags,
+# indices and alerts; the viewer (Grafana, the reports, the demo's terminal view) only reads.
+SERVICE_USERS = {"ingest": (ingest_user(1), "writer"), "analyze": ("rimba-analyze", "analyst"),
                  "sim": ("rimba-sim", None), "admin": ("rimba-admin", None), "viewer": (None, "reader")}
+
+
+def _who(service: str) -> tuple:
+    m = re.fullmatch(r"ingest-([1-9][0-9]*)", service)
+    return (ingest_user(int(m[1])), "writer") if m else SERVICE_USERS[service]
 
 
 def lock_influx(settings) -> dict:
@@ -199,14 +254,18 @@ def lock_influx(settings) -> dict:
 
 
 def service_env(settings, service: str) -> dict:
-    """The RIMBA_* variables that make `service` (a key of SERVICE_USERS) log in as itself; {} while the
-    stack is open (`rimba stack lock` not run)."""
+    """The RIMBA_* variables that make `service` (a key of SERVICE_USERS, or `ingest-<k>`) log in as itself;
+    {} while the stack is open (`rimba stack lock` not run). An ingest process also gets its client id (the
+    broker forces it to the user name anyway) and the shared-subscription group, so that adding processes
+    later changes nothing for the first one."""
     broker_dir = settings.state_path / "broker"
-    mqtt_user, role = SERVICE_USERS[service]
+    mqtt_user, role = _who(service)
     env = {}
     if mqtt_user and (broker_dir / "secrets.json").exists():
         env.update(RIMBA_MQTT_USER=mqtt_user,
                    RIMBA_MQTT_PASSWORD=json.loads((broker_dir / "secrets.json").read_text())[mqtt_user])
+        if role == "writer":
+            env.update(RIMBA_MQTT_CLIENT_ID=mqtt_user, RIMBA_MQTT_SHARE=INGEST_SHARE)
     if role and (broker_dir / "influx.json").exists():
         user, password = json.loads((broker_dir / "influx.json").read_text())[role]
         env.update(RIMBA_INFLUX_USER=user, RIMBA_INFLUX_PASSWORD=password)
@@ -227,7 +286,11 @@ def write_env_files(settings) -> list:
     out = settings.state_path / "broker" / "env"
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for service in SERVICE_USERS:
+    ingest = [u.removeprefix("rimba-") for u in Provisioner(settings).ingest_users()]
+    for stale in out.glob("ingest*.env"):
+        if stale.stem not in ingest:
+            stale.unlink()  # a process no longer configured, or the single ingest.env of before
+    for service in (*ingest, *(s for s in SERVICE_USERS if s != "ingest")):
         env = service_env(settings, service)
         path = out / f"{service}.env"
         _write_private(path, f"# {service}: written by `rimba stack lock`; never commit.\n"
@@ -245,10 +308,13 @@ def write_env_files(settings) -> list:
     return written
 
 
-def lock(settings) -> list:
-    """`rimba stack lock`: broker users and ACL, InfluxDB users, the services' env files. Idempotent:
-    existing passwords are kept."""
-    Provisioner(settings).write_files()
+def lock(settings, ingest_processes: int | None = None) -> list:
+    """`rimba stack lock`: broker users and ACL, InfluxDB users, the services' env files, one per ingest
+    process (`ingest_processes` of them; None: as many as before, at least one). Idempotent: existing
+    passwords are kept."""
+    p = Provisioner(settings)
+    p.write_files(ingest_processes=ingest_processes)
+    p.nodes_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # the nodes' configs go here (deploy/ mounts it)
     return write_env_files(settings)
 
 

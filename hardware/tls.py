@@ -19,7 +19,9 @@ def _openssl(*args, cwd: Path) -> None:
     exe = shutil.which("openssl")
     if exe is None:
         raise ConfigError("openssl is not installed (Debian package openssl)")
-    r = subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+    # umask 077 in openssl: a key is never readable by others, not even between its creation and a chmod
+    r = subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+                       umask=0o077)
     if r.returncode:
         raise ConfigError(f"openssl {args[0]} failed: {r.stderr.strip().splitlines()[-1] if r.stderr else ''}")
 
@@ -39,4 +41,6 @@ def make(directory, hosts=("localhost", "127.0.0.1"), days: int = 3650, name: st
              "server.crt", "-days", str(days), "-extfile", "server.ext", cwd=d)
     for key in ("ca.key", "server.key"):
         os.chmod(d / key, 0o600)
+    for cert in ("ca.crt", "server.crt"):
+        os.chmod(d / cert, 0o644)  # certificates are public: nodes, services and tools are given the CA
     return {"ca": d / "ca.crt", "cert": d / "server.crt", "key": d / "server.key"}

@@ -12,14 +12,18 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 
 from rimba import settings as settings_mod
 from rimba.errors import ConfigError, RimbaError
 
-_SETTING_FLAGS = ("mqtt_url", "mqtt_ca_file", "mqtt_client_id", "mqtt_share_group", "influx_url", "influx_db",
-                  "influx_token", "influx_user", "influx_password", "fleet", "state_dir", "spool_max_mb",
-                  "batch_lines", "flush_ms", "gap_timeout_s", "stats_every_s", "log_level")
+# No flag carries a secret (the command line shows in `ps` to every user): passwords and tokens come from
+# the environment (the env files of `rimba stack lock`) or from a file named by a *_file flag.
+_SETTING_FLAGS = ("mqtt_url", "mqtt_password_file", "mqtt_ca_file", "mqtt_client_id", "mqtt_share_group",
+                  "influx_url", "influx_db", "influx_token_file", "influx_user", "influx_password_file", "fleet",
+                  "state_dir", "spool_max_mb", "batch_lines", "flush_ms", "gap_timeout_s", "stats_every_s",
+                  "log_level")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -34,6 +38,9 @@ def _common() -> argparse.ArgumentParser:
 
 def _settings(args) -> settings_mod.Settings:
     overrides = {k: getattr(args, k, None) for k in _SETTING_FLAGS}
+    if overrides["mqtt_url"] and settings_mod.parse_mqtt_url(overrides["mqtt_url"], "--mqtt-url").password:
+        raise ConfigError("--mqtt-url: no password on the command line (`ps` shows it to everyone); set "
+                          "RIMBA_MQTT_PASSWORD in an env file, or --mqtt-password-file")
     s = settings_mod.build(args.config, overrides)
     logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return s
@@ -45,13 +52,14 @@ def cmd_stack(args) -> int:
     s = _settings(args)
     stack = Stack.from_settings(s)
     if args.action == "lock":
-        from hardware.provision import lock
+        from hardware.provision import lock, reload_broker
 
-        files = lock(s)
+        files = lock(s, args.ingest_processes)
         running = stack.mosquitto.running() or stack.influxd.running()
         if running:
             stack.up()  # restarts both with authentication on
-        print(f"locked: Mosquitto users and ACL, InfluxDB users (admin, writer, analyst, reader) in "
+            reload_broker(s)  # a broker locked before keeps running: it rereads the users and the ACL
+        print(f"locked: Mosquitto users (client id = user) and ACL, InfluxDB users (admin, writer, analyst, reader) in "
               f"{stack.auth_dir}; each service's login in {files[0].parent}/<service>.env "
               f"({', '.join(f.stem for f in files)}); "
               + ("the running stack restarted with authentication on" if running else
@@ -115,7 +123,7 @@ def cmd_config(args) -> int:
     s = _settings(args)
     for key in sorted(s.values):
         value = s.values[key]
-        if "password" in key or "token" in key:
+        if ("password" in key or "token" in key) and key not in settings_mod.SECRET_FILES:
             value = "***" if value else ""
         print(f"{key} = {value!r}")
     return 0
@@ -176,7 +184,9 @@ def cmd_dashboards(args) -> int:
         return 0
     if not args.grafana:
         raise ConfigError("say where Grafana is: rimba dashboards publish --grafana http://host:3000")
-    result = publish.publish(args.out, args.grafana, args.token, publish.datasource_json(s))
+    token = settings_mod.read_secret(args.token_file, "--token-file") if args.token_file else \
+        os.environ.get("GRAFANA_TOKEN", "")
+    result = publish.publish(args.out, args.grafana, token, publish.datasource_json(s))
     print(f"published to {args.grafana}: {result}")
     return 0
 
@@ -251,6 +261,42 @@ def cmd_broker(args) -> int:
     return 0
 
 
+def cmd_backup(args) -> int:
+    from rimba import backup
+
+    s = _settings(args)
+    if args.every is None:
+        path = backup.backup(s, args.to, args.influx_rpc, args.keep)
+        print(f"backup {path}: the database {s.influx_db}, the fleet file, the broker's users, ACL and CA, the "
+              "nodes' configs, the ingest store and the alerts")
+        return 0
+    from hardware.power import parse_duration
+
+    try:
+        every = parse_duration(args.every)
+    except ValueError as err:
+        raise ConfigError(f"--every: {err}") from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    log = logging.getLogger("rimba.backup")
+    while not stop.is_set():
+        try:
+            log.info("backup %s written", backup.backup(s, args.to, args.influx_rpc, args.keep))
+        except RimbaError as err:  # the next run may succeed: say so loudly, keep the schedule
+            log.error("backup failed: %s", err)
+        stop.wait(every)
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from rimba import backup
+
+    done = backup.restore(_settings(args), args.source, args.influx_rpc)
+    print(f"restored {done['files']} files from {args.source}: database {done['database']}, state in "
+          f"{done['state']}, fleet file {done['fleet']}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from rimba import demo
 
@@ -265,7 +311,24 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stack", parents=[common], help="start/stop the local Mosquitto and InfluxDB")
     st.add_argument("action", choices=("up", "down", "status", "lock"),
                     help="lock: broker users and ACL (no anonymous access), InfluxDB users, an env file per service")
+    st.add_argument("--ingest-processes", type=int, choices=range(1, 65), metavar="N",
+                    help="with lock: this many ingest processes, each its own user and env file (default: as before, "
+                    "at least 1)")
     st.set_defaults(func=cmd_stack)
+
+    bk = sub.add_parser("backup", parents=[common], help="back up the database, fleet, credentials, CA and stores")
+    bk.add_argument("--to", required=True, help="folder for the backups (each in its own rimba-<time>Z folder)")
+    bk.add_argument("--keep", type=int, default=0, help="delete all but the newest KEEP backups there (0: keep all)")
+    bk.add_argument("--influx-rpc", help="InfluxDB's backup RPC, host:port (default: the local stack's, else "
+                    "127.0.0.1:8088)")
+    bk.add_argument("--every", help="keep running, one backup every this long (e.g. 1d, 6h): for compose")
+    bk.set_defaults(func=cmd_backup)
+
+    rs = sub.add_parser("restore", parents=[common], help="restore a backup into a fresh state directory")
+    rs.add_argument("source", help="a backup folder (rimba-<time>Z)")
+    rs.add_argument("--influx-rpc", help="restore into the InfluxDB whose backup RPC is here (default: start the "
+                    "local stack)")
+    rs.set_defaults(func=cmd_restore)
 
     ing = sub.add_parser("ingest", parents=[common], help="run the ingest service")
     ing.set_defaults(func=cmd_ingest)
@@ -310,8 +373,8 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=("build", "publish"))
     db.add_argument("--out", default="dashboards/bundle", help="where the bundle goes (build) or comes from (publish)")
     db.add_argument("--grafana", help="with publish: Grafana's base URL, e.g. http://localhost:3000")
-    db.add_argument("--token", default=os.environ.get("GRAFANA_TOKEN", ""),
-                    help="with publish: a service-account token (default: $GRAFANA_TOKEN)")
+    db.add_argument("--token-file", help="with publish: a file holding a service-account token (default: "
+                    "$GRAFANA_TOKEN)")
     db.set_defaults(func=cmd_dashboards)
 
     rp = sub.add_parser("report", parents=[common], help="a site's weekly report: PDF to print, PNG to share")

@@ -34,6 +34,8 @@ OPTIONS = (
            "broker: mqtt://user:pass@host:port or mqtts://... (TLS)"),
     Option("mqtt_user", "RIMBA_MQTT_USER", str, "", "broker user (instead of the one in mqtt_url)"),
     Option("mqtt_password", "RIMBA_MQTT_PASSWORD", str, "", "broker password (instead of the one in mqtt_url)"),
+    Option("mqtt_password_file", "RIMBA_MQTT_PASSWORD_FILE", str, "",
+           "a file holding the broker password (instead of mqtt_password)"),
     Option("mqtt_ca_file", "RIMBA_MQTT_CA", str, "", "CA certificate for mqtts:// (empty: the system's CAs)"),
     Option("mqtt_client_id", "RIMBA_MQTT_CLIENT_ID", str, "rimba-ingest",
            "fixed client id of this ingest process (its persistent session)"),
@@ -43,8 +45,11 @@ OPTIONS = (
            "InfluxDB base URL (1.x, or 2.x/3.x through their v1-compatible API)"),
     Option("influx_db", "RIMBA_INFLUX_DB", str, "rimba", "database (1.x) or bucket mapped to a database (2.x/3.x)"),
     Option("influx_token", "RIMBA_INFLUX_TOKEN", str, "", "API token for InfluxDB 2.x/3.x"),
+    Option("influx_token_file", "RIMBA_INFLUX_TOKEN_FILE", str, "", "a file holding the API token (instead of influx_token)"),
     Option("influx_user", "RIMBA_INFLUX_USER", str, "", "user for InfluxDB 1.x with authentication"),
     Option("influx_password", "RIMBA_INFLUX_PASSWORD", str, "", "password for InfluxDB 1.x"),
+    Option("influx_password_file", "RIMBA_INFLUX_PASSWORD_FILE", str, "",
+           "a file holding the InfluxDB 1.x password (instead of influx_password)"),
     Option("influx_timeout_s", "RIMBA_INFLUX_TIMEOUT_S", float, 10.0, "seconds before a write counts as failed",
            0.1, 300),
     Option("fleet", "RIMBA_FLEET", str, "fleet.toml", "the fleet file"),
@@ -87,6 +92,10 @@ OPTIONS = (
            choices=("debug", "info", "warning", "error")),
 )
 _BY_KEY = {o.key: o for o in OPTIONS}
+# Secrets can come from a file (a path on the command line shows in `ps`; the secret itself must not):
+# the `<key>_file` option's file holds the value of `<key>`.
+SECRET_FILES = {"mqtt_password_file": "mqtt_password", "influx_token_file": "influx_token",
+                "influx_password_file": "influx_password"}
 
 
 @dataclass(frozen=True)
@@ -197,6 +206,24 @@ def _coerce(opt: Option, value, source: str):
     return value
 
 
+def _set(values: dict, opt: Option, value, source: str) -> None:
+    """Set one option from `source`; a secret file's contents become its secret, in the same layer."""
+    values[opt.key] = _coerce(opt, value, source)
+    if opt.key in SECRET_FILES and values[opt.key]:
+        values[SECRET_FILES[opt.key]] = read_secret(values[opt.key], f"{opt.key} (from {source})")
+
+
+def read_secret(path: str, where: str) -> str:
+    """The secret in a file: its text without the final newline; a ConfigError naming `where` otherwise."""
+    try:
+        text = Path(os.path.expanduser(path)).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{where}: cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
+    if not text:
+        raise ConfigError(f"{where}: {path} is empty")
+    return text
+
+
 def _check(values: dict) -> None:
     parse_mqtt_url(values["mqtt_url"])
     influx = urlsplit(values["influx_url"])
@@ -226,17 +253,17 @@ def build(config_file: str | None = None, overrides: dict | None = None, env=Non
         for key, value in data.items():
             if key not in _BY_KEY:
                 raise ConfigError(f"{key} (from {path}): unknown setting")
-            values[key] = _coerce(_BY_KEY[key], value, path)
+            _set(values, _BY_KEY[key], value, path)
     if base is None:
         for opt in OPTIONS:
             if opt.env in env:
-                values[opt.key] = _coerce(opt, env[opt.env], opt.env)
+                _set(values, opt, env[opt.env], opt.env)
     for key, value in (overrides or {}).items():
         if value is None:
             continue
         if key not in _BY_KEY:
             raise ConfigError(f"{key}: unknown setting")
-        values[key] = _coerce(_BY_KEY[key], value, "--" + key.replace("_", "-"))
+        _set(values, _BY_KEY[key], value, "--" + key.replace("_", "-"))
     _check(values)
     return Settings(values)
 

@@ -187,6 +187,20 @@ class Stack:
     def influx_url(self) -> str:
         return f"http://{self.host}:{self.influx_port}"
 
+    @property
+    def rpc_address(self) -> str:
+        """host:port of InfluxDB's backup RPC: a free loopback port, chosen once and kept in the stack's
+        folder, so that `rimba backup` finds the server that is running."""
+        path = self.dir / "influxd.rpc"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        self.dir.mkdir(parents=True, exist_ok=True)
+        address = f"{self.host}:{free_port(self.host)}"
+        path.write_text(address + "\n")
+        return address
+
     # -- configuration -------------------------------------------------------------------------
     def _write_mosquitto_conf(self) -> Path:
         data = self.dir / "mosquitto-data"
@@ -195,7 +209,7 @@ class Stack:
         conf.write_text(
             "# Written by `rimba stack up`; edits are overwritten.\n"
             f"listener {self.mqtt_port} {self.host}\n"
-            + self._access() +
+            + self._identity() + self._access() +
             f"user {getpass.getuser()}\n"
             "# Queued QoS 1 messages survive a restart.\n"
             "persistence true\n"
@@ -218,12 +232,22 @@ class Stack:
         if self.tls_port is None or not (d / "server.crt").exists():
             return ""
         return (f"# TLS with the project's CA (`rimba broker tls`)\nlistener {self.tls_port} {self.host}\n"
-                f"cafile {d / 'ca.crt'}\ncertfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\n"
+                + self._identity() + f"cafile {d / 'ca.crt'}\ncertfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\n"
                 "tls_version tlsv1.2\n")
+
+    def _locked(self) -> bool:
+        return (self.auth_dir / "passwd").exists() and (self.auth_dir / "acl").exists()
+
+    def _identity(self) -> str:
+        """For a listener of the locked broker: the client id is the user name, whatever the client asks for,
+        so a node cannot take over the session of ingest or of another node (it only replaces its own
+        connection). In Mosquitto 2.0 this is a listener's option (mosquitto.conf(5), "Listeners"): it
+        follows each `listener` line; before the first, it would open a default listener on 1883 instead."""
+        return "use_username_as_clientid true\n" if self._locked() else ""
 
     def _access(self) -> str:
         passwd, acl = self.auth_dir / "passwd", self.auth_dir / "acl"
-        if passwd.exists() and acl.exists():
+        if self._locked():
             return (f"# Per-node users and the ACL (`rimba node add`): nobody anonymous.\nallow_anonymous false\n"
                     f"password_file {passwd}\nacl_file {acl}\n")
         return "allow_anonymous true\n"
@@ -231,15 +255,18 @@ class Stack:
     def _write_influx_conf(self) -> Path:
         base = self.dir / "influxdb-data"
         conf = self.dir / "influxdb.conf"
-        rpc = free_port(self.host)
         conf.write_text(
             "# Written by `rimba stack up`; edits are overwritten.\n"
             "reporting-disabled = true\n"
-            f'bind-address = "{self.host}:{rpc}"\n'
+            "# The backup and restore RPC (`rimba backup`): it has no authentication, so loopback only.\n"
+            f'bind-address = "{self.rpc_address}"\n'
             f'[meta]\n  dir = "{base}/meta"\n  logging-enabled = false\n'
             f'[data]\n  dir = "{base}/data"\n  wal-dir = "{base}/wal"\n  query-log-enabled = false\n'
             f'[http]\n  bind-address = "{self.host}:{self.influx_port}"\n  log-enabled = false\n'
             "  max-body-size = 0\n"
+            # 1.6 has no pprof-auth-enabled (1.7.9 and later do) and serves /debug/vars and
+            # /debug/requests to anyone whatever this says; loopback is what protects them.
+            "  pprof-enabled = false\n"
             + ("  auth-enabled = true\n" if self.influx_users() else "")
             + "[monitor]\n  store-enabled = false\n"
             "[logging]\n  level = \"warn\"\n"
@@ -259,9 +286,10 @@ class Stack:
         self.dir.mkdir(parents=True, exist_ok=True)
         conf = self._write_influx_conf()
         self.influxd.start([binary, "-config", str(conf)],
-                           "".join(line for line in conf.read_text().splitlines(True) if line.startswith("  auth")))
+                           "".join(line for line in conf.read_text().splitlines(True)
+                                   if line.startswith(("  auth", "  pprof", "bind-address"))))
         _poll(lambda: influx_answers(self.influx_url), timeout, "influxd", self.influxd)
-        self._create_database()
+        self.create_database()
 
     def influx_users(self) -> dict:
         """{admin, writer, analyst, reader: (user, password)} once `rimba stack lock` made them; {} for an open database."""
@@ -272,36 +300,37 @@ class Stack:
 
         return {k: tuple(v) for k, v in json.loads(path.read_text()).items()}
 
-    def _query(self, q: str, auth: tuple | None = None) -> dict:
+    def query(self, q: str, auth: tuple | None = None, db: str | None = None) -> dict:
         import base64
         import json
 
-        req = urllib.request.Request(self.influx_url + "/query", data=urllib.parse.urlencode({"q": q}).encode())
+        form = {"q": q, **({"db": db} if db else {})}
+        req = urllib.request.Request(self.influx_url + "/query", data=urllib.parse.urlencode(form).encode())
         if auth:
             req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read() or b"{}")
 
-    def _create_database(self) -> None:
+    def create_database(self) -> None:
         users = self.influx_users()
         try:
             if users:
                 admin = users["admin"]
                 try:  # the first user may be made without credentials; afterwards it is there
-                    self._query(f"CREATE USER \"{admin[0]}\" WITH PASSWORD '{admin[1]}' WITH ALL PRIVILEGES")
+                    self.query(f"CREATE USER \"{admin[0]}\" WITH PASSWORD '{admin[1]}' WITH ALL PRIVILEGES")
                 except urllib.error.HTTPError:
                     pass
-                self._query(f'CREATE DATABASE "{self.database}"', admin)
+                self.query(f'CREATE DATABASE "{self.database}"', admin)
                 for role, grant in INFLUX_GRANTS.items():
                     if role not in users:
                         continue
                     user, pw = users[role]
-                    result = self._query(f"CREATE USER \"{user}\" WITH PASSWORD '{pw}'", admin)
+                    result = self.query(f"CREATE USER \"{user}\" WITH PASSWORD '{pw}'", admin)
                     if "already exists" in json_error(result):
-                        self._query(f"SET PASSWORD FOR \"{user}\" = '{pw}'", admin)
-                    self._query(f'GRANT {grant} ON "{self.database}" TO "{user}"', admin)
+                        self.query(f"SET PASSWORD FOR \"{user}\" = '{pw}'", admin)
+                    self.query(f'GRANT {grant} ON "{self.database}" TO "{user}"', admin)
             else:
-                self._query(f'CREATE DATABASE "{self.database}"')
+                self.query(f'CREATE DATABASE "{self.database}"')
         except (OSError, urllib.error.URLError) as err:
             raise StackError(f"influxd is up but setting up the database failed: {err}") from err
 

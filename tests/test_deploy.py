@@ -24,6 +24,7 @@ from tests.support import ROOT, env_for, wait_until
 DEPLOY = ROOT / "deploy"
 COMPOSE = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
 GENERATED = "./state/"  # deploy/state: what `rimba stack lock` and `rimba broker tls` write, never committed
+MADE_BY_COMPOSE = {"./state/backups"}  # bind-mount folders compose creates on the first start
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def _env_file(path: Path) -> dict:
 
 
 def test_compose_has_the_whole_platform():
-    assert set(COMPOSE["services"]) == {"mosquitto", "influxdb", "grafana", "ingest", "analyze"}
+    assert set(COMPOSE["services"]) == {"mosquitto", "influxdb", "grafana", "ingest", "analyze", "backup"}
     assert COMPOSE["services"]["ingest"]["depends_on"] == ["mosquitto", "influxdb"]
 
 
@@ -55,6 +56,8 @@ def test_every_file_the_compose_file_names_exists(state):
     for name, svc in COMPOSE["services"].items():
         for volume in svc.get("volumes", []):
             source = volume.split(":")[0]
+            if source in MADE_BY_COMPOSE:
+                continue
             if source.startswith((".", "/")):
                 assert _source(source, state).exists(), f"{name}: {source} is missing"
             else:
@@ -69,12 +72,12 @@ def test_every_file_the_compose_file_names_exists(state):
             context = (DEPLOY / svc["build"]["context"]).resolve()
             dockerfile = context / svc["build"]["dockerfile"]
             assert dockerfile.exists()
-            for src in re.findall(r"^COPY (\S+)", dockerfile.read_text(), re.MULTILINE):
+            for src in re.findall(r"^COPY (?!--from=)(\S+)", dockerfile.read_text(), re.MULTILINE):
                 assert (context / src).exists(), f"Dockerfile copies {src}, which is missing"
     assert (ROOT / "dashboards" / "bundle" / "provisioning" / "datasources" / "rimba.yaml").exists()
 
 
-@pytest.mark.parametrize(("service", "mqtt_user", "influx_user"), [("ingest", "rimba-ingest", "rimba-writer"),
+@pytest.mark.parametrize(("service", "mqtt_user", "influx_user"), [("ingest", "rimba-ingest-1", "rimba-writer"),
                                                                     ("analyze", "rimba-analyze", "rimba-analyst")])
 def test_rimba_services_run_real_commands_with_valid_settings_and_their_own_login(state, service, mqtt_user,
                                                                                    influx_user):
@@ -126,7 +129,7 @@ def test_the_locked_broker_configuration_runs_in_the_real_mosquitto(state, tmp_p
     try:
         wait_until(lambda: mqtt_answers("127.0.0.1", plain) or proc.poll() is not None, 20, "mosquitto")
         assert proc.poll() is None, proc.stderr.read().decode()
-        ingest = _env_file(broker_dir / "env" / "ingest.env")
+        ingest = _env_file(broker_dir / "env" / "ingest-1.env")
         for port, ca in ((plain, ""), (tls_port, str(broker_dir / "ca.crt"))):
             tls = bool(ca)
             with pytest.raises(StackError):
@@ -134,21 +137,72 @@ def test_the_locked_broker_configuration_runs_in_the_real_mosquitto(state, tmp_p
                      persistent=False).start(5)
             Mqtt(Broker(tls, "127.0.0.1", port, ingest["RIMBA_MQTT_USER"], ingest["RIMBA_MQTT_PASSWORD"]),
                  "deploy-ingest", ca_file=ca, v5=False, persistent=False).start(10).stop()
+        # on both listeners the client id is the user name: asking for the ingest's id takes nothing over
+        from tests.test_provision import _Watched, s_at
+
+        admin = _env_file(broker_dir / "env" / "admin.env")
+        watched = _Watched(s_at(plain), ingest["RIMBA_MQTT_USER"], ingest["RIMBA_MQTT_PASSWORD"], "rimba-ingest-1",
+                           clean=False)
+        for port, ca in ((plain, ""), (tls_port, str(broker_dir / "ca.crt"))):
+            hostile = _Watched(s_at(port), admin["RIMBA_MQTT_USER"], admin["RIMBA_MQTT_PASSWORD"], "rimba-ingest-1",
+                               ca=ca)
+            hostile.round_trip("rimba/v1/smp29/x/config")
+            hostile.close()
+        watched.round_trip("rimba/v1/smp29/x/ack")
+        assert watched.kicked == 0
+        watched.close()
     finally:
         proc.terminate()
         proc.wait(timeout=20)
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
-@pytest.mark.parametrize("unit", ["rimba-ingest.service", "rimba-analyze.service"])
+@pytest.mark.parametrize("unit", ["rimba-ingest@.service", "rimba-analyze.service", "rimba-backup.service"])
 def test_systemd_units_verify(tmp_path, unit):
     text = (DEPLOY / "systemd" / unit).read_text()
     exec_start = re.search(r"^ExecStart=(\S+) (.+)$", text, re.MULTILINE)
     parser().parse_args(exec_start.group(2).split())  # a real rimba command
     # systemd checks that the program exists: point it at this checkout's
     local = text.replace(exec_start.group(1), str(Path(ROOT / ".venv" / "bin" / "rimba")))
-    (tmp_path / unit).write_text(local)
-    r = subprocess.run(["systemd-analyze", "verify", str(tmp_path / unit)], capture_output=True, text=True,
-                       timeout=60, check=False)
+    _verify(tmp_path, {unit.replace("@.", "@1."): local})  # a template is verified as an instance
+
+
+def _verify(tmp_path, units: dict) -> None:
+    for name, text in units.items():
+        (tmp_path / name).write_text(text)
+    r = subprocess.run(["systemd-analyze", "verify", *(str(tmp_path / name) for name in units)],
+                       capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     assert "Unknown key" not in r.stderr and "Unknown section" not in r.stderr, r.stderr
+    assert "Failed to parse" not in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_the_backup_timer_verifies_and_its_calendar_is_valid(tmp_path):
+    service = (DEPLOY / "systemd" / "rimba-backup.service").read_text()
+    service = re.sub(r"^ExecStart=\S+", f"ExecStart={ROOT / '.venv' / 'bin' / 'rimba'}", service, flags=re.MULTILINE)
+    timer = (DEPLOY / "systemd" / "rimba-backup.timer").read_text()
+    _verify(tmp_path, {"rimba-backup.service": service, "rimba-backup.timer": timer})
+    calendar = re.search(r"^OnCalendar=(.+)$", timer, re.MULTILINE).group(1)
+    r = subprocess.run(["systemd-analyze", "calendar", calendar], capture_output=True, text=True, timeout=60,
+                       check=False)
+    assert r.returncode == 0 and "Next elapse" in r.stdout, r.stdout + r.stderr
+
+
+def test_the_backup_service_reaches_influxdbs_loopback_rpc_and_every_store():
+    backup, influxdb = COMPOSE["services"]["backup"], COMPOSE["services"]["influxdb"]
+    args = parser().parse_args(backup["command"])
+    assert args.func.__name__ == "cmd_backup" and args.every and args.keep > 0
+    host, port = influxdb["environment"]["INFLUXDB_BIND_ADDRESS"].split(":")
+    assert host == "127.0.0.1" and args.influx_rpc == f"{host}:{port}"  # the RPC has no authentication
+    assert backup["network_mode"] == "service:influxdb"  # ... so the backup shares influxdb's loopback
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in backup["volumes"]}
+    state = backup["environment"]["RIMBA_STATE_DIR"]
+    for service in ("ingest", "analyze"):  # their stores are in the volume the backup reads
+        own = {v.split(":")[1]: v.split(":")[0] for v in COMPOSE["services"][service]["volumes"]}
+        assert own[COMPOSE["services"][service]["environment"]["RIMBA_STATE_DIR"]] == mounts[state]
+    assert mounts[f"{state}/broker"] == "./state/broker" and mounts[f"{state}/nodes"] == "./state/nodes"
+    assert mounts[backup["environment"]["RIMBA_FLEET"]] == "../fleet.toml"
+    # InfluxDB 1.8 guards every /debug endpoint (an admin) only with pprof on and pprof-auth on
+    env = influxdb["environment"]
+    assert env["INFLUXDB_HTTP_PPROF_ENABLED"] == "true" and env["INFLUXDB_HTTP_PPROF_AUTH_ENABLED"] == "true"

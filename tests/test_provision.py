@@ -98,7 +98,7 @@ def test_the_broker_refuses_strangers_and_keeps_nodes_to_themselves(locked):
     with pytest.raises(StackError):
         client(s, None, None, wait=5)  # anonymous
     seen = []
-    ingest = client(s, "rimba-ingest", p.service_password("rimba-ingest"), subscriptions=("rimba/v1/+/+/up",),
+    ingest = client(s, "rimba-ingest-1", p.service_password("rimba-ingest-1"), subscriptions=("rimba/v1/+/+/up",),
                     on_message=lambda topic, payload, *_: seen.append(topic))
     wait_until(ingest.subscribed.is_set, 10, "the ingest user's subscription")
     node_a = client(s, a, a_pw)
@@ -106,6 +106,7 @@ def test_the_broker_refuses_strangers_and_keeps_nodes_to_themselves(locked):
     node_a.wait_published([node_a.publish(f"rimba/v1/smp29/{a}/up", b"{}", qos=1)], 10)
     node_a.wait_published([node_a.publish(f"rimba/v1/smp29/{b}/up", b"{}", qos=1)], 10)
     wait_until(lambda: f"rimba/v1/smp29/{a}/up" in seen, 10, "A's own message")
+    node_a.stop()  # one connection per user: the broker makes the client id the user name
     admin = client(s, "rimba-admin", p.service_password("rimba-admin"))
     admin.wait_published([admin.publish(f"rimba/v1/smp29/{b}/config", b'{"v":1,"rev":2}', qos=1, retain=True),
                           admin.publish(f"rimba/v1/smp29/{a}/config", b'{"v":1,"rev":3}', qos=1, retain=True)], 10)
@@ -113,11 +114,13 @@ def test_the_broker_refuses_strangers_and_keeps_nodes_to_themselves(locked):
     spy = client(s, a, a_pw, subscriptions=(f"rimba/v1/smp29/{b}/config", f"rimba/v1/smp29/{a}/config"),
                  on_message=lambda topic, payload, *_: got.append(topic))
     wait_until(lambda: f"rimba/v1/smp29/{a}/config" in got, 10, "A's own retained config")
+    spy.stop()
+    node_a = client(s, a, a_pw)
     node_a.wait_published([node_a.publish(f"rimba/v1/smp29/{a}/up", b"{}", qos=1)], 10)
     wait_until(lambda: seen.count(f"rimba/v1/smp29/{a}/up") == 2, 10, "A's second message")
     assert f"rimba/v1/smp29/{b}/up" not in seen  # never delivered
     assert f"rimba/v1/smp29/{b}/config" not in got  # never readable by A
-    for c in (ingest, node_a, admin, spy):
+    for c in (ingest, node_a, admin):
         c.stop()
 
 
@@ -132,7 +135,7 @@ def test_provisioning_round_trip_with_the_simulator_and_ingest(locked, tmp_path)
     stack.start_influx()
     try:
         assert influx_answers(stack.influx_url)
-        ingest_values = {"mqtt_url": f"mqtt://rimba-ingest:{p.service_password('rimba-ingest')}@127.0.0.1:"
+        ingest_values = {"mqtt_url": f"mqtt://rimba-ingest-1:{p.service_password('rimba-ingest-1')}@127.0.0.1:"
                                      f"{s.broker.port}", "influx_url": stack.influx_url, "influx_db": "rimba",
                          "state_dir": str(tmp_path / "ingest-state"), "fleet": s.fleet, "mqtt_client_id": "ingest-lock"}
         ingest = IngestProcess(env_for(ingest_values), tmp_path / "ingest.log").start().wait_subscribed()
@@ -187,6 +190,15 @@ def test_tls_with_the_generated_ca_works_and_another_ca_is_refused(tmp_path):
         with pytest.raises(StackError):
             Mqtt(Broker(True, "localhost", tls_port, "rimba-admin", pw), "tls-bad", ca_file=str(other["ca"]),
                  v5=False, persistent=False).start(5)
+        # the TLS listener too makes the client id the user name: no takeover of the ingest through it
+        ingest = _Watched(s_at(port), "rimba-ingest-1", p.service_password("rimba-ingest-1"), "rimba-ingest-1",
+                          clean=False)
+        hostile = _Watched(s_at(port), "rimba-admin", pw, "rimba-ingest-1", ca=str(paths["ca"]), port=tls_port)
+        hostile.round_trip("rimba/v1/smp29/x/config")
+        ingest.round_trip("rimba/v1/smp29/x/ack")
+        assert ingest.kicked == 0
+        hostile.close()
+        ingest.close()
         assert oct(paths["key"].stat().st_mode)[-3:] == "600"
     finally:
         stack.stop_mosquitto()
@@ -246,17 +258,17 @@ def test_stack_lock_restarts_an_open_stack_locked_and_gives_every_service_its_ow
             Influx(stack.influx_url, "rimba").rows("SHOW MEASUREMENTS")
         env_dir = s.state_path / "broker" / "env"
         logins = {p.stem: _env_file(p) for p in env_dir.glob("*.env")}
-        assert set(logins) == {"ingest", "analyze", "sim", "admin", "viewer", "influxdb"}
+        assert set(logins) == {"ingest-1", "analyze", "sim", "admin", "viewer", "influxdb"}
         assert all(oct(p.stat().st_mode)[-3:] == "600" for p in env_dir.glob("*.env"))
         as_ = {name: settings_mod.build(overrides=values, env=env) for name, env in logins.items() if name != "influxdb"}
-        for name in ("ingest", "analyze", "sim", "admin"):
+        for name in ("ingest-1", "analyze", "sim", "admin"):
             b = as_[name].broker
             assert b.user == f"rimba-{name}"
             client(as_[name], b.user, b.password).stop()
         line = b"reading,site=smp29,node=smp29-01 air_temp_c=27.5,seq=1i 1764300000000\n"
-        Influx.from_settings(as_["ingest"]).write(line)
+        Influx.from_settings(as_["ingest-1"]).write(line)
         with pytest.raises((InfluxAuthError, InfluxRejected)):
-            Influx.from_settings(as_["ingest"]).rows("SELECT * FROM reading")  # ingest only writes
+            Influx.from_settings(as_["ingest-1"]).rows("SELECT * FROM reading")  # ingest only writes
         analyst = Influx.from_settings(as_["analyze"])
         assert analyst.rows("SELECT air_temp_c FROM reading")[0]["air_temp_c"] == 27.5
         analyst.write(b"qc,site=smp29,node=smp29-01,metric=air_temp_c,check=spike flag=1i 1764300000000\n")
@@ -266,7 +278,7 @@ def test_stack_lock_restarts_an_open_stack_locked_and_gives_every_service_its_ow
             viewer.write(line)
         image = logins["influxdb"]  # the same users for the InfluxDB image of deploy/compose.yaml
         assert image["INFLUXDB_HTTP_AUTH_ENABLED"] == "true"
-        assert image["INFLUXDB_WRITE_USER"] == logins["ingest"]["RIMBA_INFLUX_USER"]
+        assert image["INFLUXDB_WRITE_USER"] == logins["ingest-1"]["RIMBA_INFLUX_USER"]
         assert image["INFLUXDB_USER_PASSWORD"] == logins["analyze"]["RIMBA_INFLUX_PASSWORD"]
         assert image["INFLUXDB_READ_USER"] == logins["viewer"]["RIMBA_INFLUX_USER"]
         r = subprocess.run([sys.executable, "-m", "rimba.cli", "stack", "lock"], env=env_for(values),
@@ -274,3 +286,180 @@ def test_stack_lock_restarts_an_open_stack_locked_and_gives_every_service_its_ow
         assert r.returncode == 0 and {p.stem: _env_file(p) for p in env_dir.glob("*.env")} == logins  # kept
     finally:
         stack.down()
+
+
+def s_at(port: int):
+    """Where a _Watched client connects: the loopback broker on `port`."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(broker=SimpleNamespace(host="127.0.0.1", port=port))
+
+
+class _Watched:
+    """A raw paho client that counts how often the broker disconnected it (the Mqtt adapter reconnects
+    silently, which would hide a takeover)."""
+
+    def __init__(self, s, user, password, cid, clean=True, subscriptions=(), ca="", port=None):
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.kicked = 0
+        self.session_present = None
+        self.received = []
+        self.subscribed = False
+        self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=cid, clean_session=clean,
+                             protocol=paho.MQTTv311)
+        self.c.username_pw_set(user, password)
+        if ca:
+            self.c.tls_set(ca_certs=ca)
+
+        def on_connect(client, userdata, flags, rc, props):
+            self.session_present = None if rc.is_failure else flags.session_present
+            for topic in subscriptions:
+                client.subscribe(topic, qos=1)
+
+        def on_subscribe(*_):
+            self.subscribed = True
+
+        def on_disconnect(client, userdata, flags, rc, props):
+            self.kicked += not self.closing
+
+        self.closing = False
+        self.c.on_connect, self.c.on_subscribe, self.c.on_disconnect = on_connect, on_subscribe, on_disconnect
+        self.c.on_message = lambda client, userdata, msg: self.received.append(msg.payload)
+        self.c.connect("localhost" if ca else s.broker.host, port or s.broker.port)
+        self.c.loop_start()
+        wait_until(lambda: self.session_present is not None, 10, f"{user} to connect as {cid}")
+
+    def round_trip(self, topic):
+        """Publish once at QoS 1 and wait for the PUBACK: the broker has handled everything before it."""
+        info = self.c.publish(topic, b"{}", qos=1)
+        info.wait_for_publish(10)
+        assert info.is_published()
+
+    def close(self):
+        self.closing = True
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def test_a_node_asking_for_another_clients_id_takes_over_nothing(locked):
+    """The locked broker forces every client id to the user's name (Mosquitto 2's
+    `use_username_as_clientid`). A node that connects with the ingest's client id, or with another node's,
+    with a clean session (which would otherwise wipe that session and its queue) is let in under its own
+    name: the ingest's persistent session keeps its queued QoS 1 messages and the other node stays on."""
+    s, p, _stack, (a, a_pw), (b, b_pw), _ = locked
+    ingest_user = "rimba-ingest-1"
+    ingest_pw = p.service_password(ingest_user)
+    share = "$share/rimba-ingest/rimba/v1/+/+/up"
+    ingest = _Watched(s, ingest_user, ingest_pw, ingest_user, clean=False, subscriptions=(share,))
+    wait_until(lambda: ingest.subscribed, 10, "the ingest's shared subscription")
+    ingest.close()  # away: the broker queues for its session from now on
+    node_a = _Watched(s, a, a_pw, a)
+    for i in range(3):
+        node_a.c.publish(f"rimba/v1/smp29/{a}/up", b'{"queued":%d}' % i, qos=1).wait_for_publish(10)
+    node_a.close()
+    node_b = _Watched(s, b, b_pw, b)
+    for cid in (ingest_user, b):  # the takeovers: clean sessions under someone else's id
+        hostile = _Watched(s, a, a_pw, cid, clean=True)
+        hostile.round_trip(f"rimba/v1/smp29/{a}/up")
+        hostile.close()
+    node_b.round_trip(f"rimba/v1/smp29/{b}/up")
+    assert node_b.kicked == 0
+    back = _Watched(s, ingest_user, ingest_pw, "any-id-at-all", clean=False)
+    assert back.session_present  # its session survived, under its own name
+    wait_until(lambda: len(back.received) >= 5, 10, "the queued messages")
+    assert back.received[:3] == [b'{"queued":%d}' % i for i in range(3)]
+    assert back.kicked == 0
+    for c in (back, node_b):
+        c.close()
+
+
+def test_two_ingest_processes_from_the_lock_each_their_own_user_and_a_hostile_node(locked, tmp_path):
+    """`rimba stack lock --ingest-processes 2`: two users, two env files, one shared subscription. The two
+    `rimba ingest` processes never disconnect each other; a node connecting with their client ids while
+    they run, and again while they are away (clean sessions), changes nothing: every reading is stored once."""
+    from rimba.influx import Influx
+    from rimba.simulate import Publisher, Simulation
+    from tests.support import IngestProcess
+
+    s, p, _stack, (a, a_pw), _b, _ = locked
+    r = subprocess.run([sys.executable, "-m", "rimba.cli", "stack", "lock", "--ingest-processes", "2"],
+                       env=env_for(s.values), capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    assert r.returncode == 0 and "restarted with authentication on" in r.stdout, r.stdout + r.stderr
+    stack = Stack.from_settings(s)  # the lock restarted the running broker, and started InfluxDB, with these
+    env_dir = s.state_path / "broker" / "env"
+    files = {f.stem: _env_file(f) for f in env_dir.glob("ingest*.env")}
+    assert set(files) == {"ingest-1", "ingest-2"}
+    assert [f["RIMBA_MQTT_USER"] for f in files.values()] == [f["RIMBA_MQTT_CLIENT_ID"] for f in files.values()]
+    assert {f["RIMBA_MQTT_SHARE"] for f in files.values()} == {"rimba-ingest"}
+    assert "user rimba-ingest-2\ntopic read rimba/v1/+/+/up" in (p.dir / "acl").read_text()
+    try:
+        base = {**s.values, "influx_url": stack.influx_url, "stats_every_s": 1, "flush_ms": 20}
+
+        def start(name):
+            return IngestProcess({**env_for(base), **files[name]}, tmp_path / f"{name}.log").start()
+
+        ingests = [start(name).wait_subscribed() for name in sorted(files)]
+        sim = Simulation(load_fleet(s.fleet), seed=11, nodes={a}, send_every=3)
+        events = sim.history(time.time() - 4 * 3600, time.time() - 60)
+        node_settings = s.with_(mqtt_user=a, mqtt_password=a_pw)
+
+        def send(part):
+            pub = Publisher(node_settings, client_id=a)
+            for _t, topic, payload in part:
+                pub.publish(topic, payload)
+            pub.close()
+
+        def impostors():
+            for user in sorted(files):
+                hostile = _Watched(s, a, a_pw, f"rimba-{user}", clean=True)
+                hostile.round_trip(f"rimba/v1/smp29/{a}/status")
+                hostile.close()
+
+        half = len(events) // 2
+        send(events[:half])
+        impostors()  # while the ingests run
+        for ing in ingests:
+            assert ing.stop() == 0
+        send(events[half:])  # queued for the ingests' sessions
+        impostors()  # while they are away
+        ingests = [start(name).wait_subscribed() for name in sorted(files)]
+        viewer = _env_file(env_dir / "viewer.env")
+        influx = Influx(stack.influx_url, "rimba", user=viewer["RIMBA_INFLUX_USER"],
+                        password=viewer["RIMBA_INFLUX_PASSWORD"])
+        wait_until(lambda: (influx.rows("SELECT count(seq) FROM reading") or [{"count": 0}])[0]["count"]
+                   >= sim.expected(), 60, "every reading stored")
+        assert influx.rows("SELECT count(seq) FROM reading")[0]["count"] == sim.expected()
+        for ing in ingests:
+            ing.stop()
+            assert "disconnected from broker" not in ing.output(), ing.output()
+        influx.close()
+    finally:
+        stack.stop_influx()
+
+
+def test_nodes_get_tls_once_the_broker_has_it_and_every_secret_file_is_the_owners_only(locked, tmp_path):
+    """After `rimba broker tls` a node's config says TLS on the TLS port; the passwords, keys, env files and
+    the firmware bundle's node.json (Wi-Fi and broker passwords) are mode 600, even over an older file."""
+    from hardware import bundle, tls
+    from hardware.provision import lock
+
+    s, p, _stack, (a, _a_pw), _b, _ = locked
+    assert json.loads((p.nodes_dir / f"{a}.json").read_text())["mqtt_tls"] is False  # no certificate yet
+    lock(s)
+    tls.make(p.dir)
+    p.credentials(a, fresh=True)
+    cfg = json.loads((p.nodes_dir / f"{a}.json").read_text())
+    assert (cfg["mqtt_tls"], cfg["mqtt_port"]) == (True, s.broker_tls_port)
+    out = tmp_path / "bundle"
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "node.json").write_text("{}")
+    (out / "data" / "node.json").chmod(0o644)  # a bundle built before
+    bundle.build(out, {**cfg, "wifi_ssid": "sekolah", "wifi_password": "w1f1-pass"})
+    secret = [p.dir / name for name in ("passwd", "secrets.json", "influx.json", "ca.key", "server.key")]
+    secret += [*(p.dir / "env").glob("*.env"), *p.nodes_dir.glob("*.json"), out / "data" / "node.json"]
+    assert len(secret) > 10
+    modes = {str(f.relative_to(tmp_path)): oct(f.stat().st_mode & 0o777) for f in secret}
+    assert set(modes.values()) == {"0o600"}, modes
+    assert "w1f1-pass" in (out / "data" / "node.json").read_text()

@@ -99,3 +99,45 @@ def test_stack_says_how_to_install_a_missing_binary(tmp_path):
         with pytest.raises(StackError, match=f"apt-get install {package}"):
             find_binary(name, search_path=str(tmp_path))
     assert find_binary("mosquitto").endswith("mosquitto")
+
+
+def test_no_flag_takes_a_secret():
+    """A command line shows in `ps` to every user: secrets come from the environment or a *_file flag."""
+    import argparse
+
+    from rimba.cli import parser
+
+    def flags(p):
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from flags(sub)
+            else:
+                yield from action.option_strings
+
+    every = set(flags(parser()))
+    assert "--influx-password-file" in every and "--token-file" in every
+    leaking = {f for f in every if any(w in f for w in ("password", "token", "secret")) and not f.endswith("-file")}
+    assert not leaking
+
+
+def test_a_password_in_the_mqtt_url_flag_is_refused_in_one_line():
+    r = run_cli("config", "show", "--mqtt-url", "mqtt://rimba-ingest-1:s3cret@127.0.0.1:1883")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--mqtt-url" in r.stderr and "s3cret" not in r.stderr
+
+
+def test_secrets_from_files(tmp_path):
+    pw = tmp_path / "influx.pw"
+    pw.write_text("from-the-file\n")
+    s = settings.build(env={"RIMBA_INFLUX_USER": "rimba-writer", "RIMBA_INFLUX_PASSWORD_FILE": str(pw)})
+    assert s.influx_password == "from-the-file"
+    s = settings.build(env={"RIMBA_MQTT_USER": "u"}, overrides={"mqtt_password_file": str(pw)})
+    assert s.broker.password == "from-the-file"
+    child = settings.build(env=s.env())  # a child process given these settings finds the same
+    assert child.broker.password == "from-the-file"
+    r = run_cli("config", "show", "--influx-password-file", str(pw), env={"RIMBA_INFLUX_USER": "w"})
+    assert r.returncode == 0 and "from-the-file" not in r.stdout and str(pw) in r.stdout
+    (tmp_path / "empty").write_text("\n")
+    for path, why in ((tmp_path / "missing", "cannot read"), (tmp_path / "empty", "is empty")):
+        with pytest.raises(ConfigError, match=f"^influx_password_file .*{why}"):
+            settings.build(env={"RIMBA_INFLUX_USER": "u", "RIMBA_INFLUX_PASSWORD_FILE": str(path)})
