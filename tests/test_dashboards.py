@@ -55,7 +55,8 @@ def dashboards_in(bundle: Path):
 @pytest.mark.parametrize("uid", sorted(dashboards_in(BUNDLE)))
 def test_valid_against_grafanas_schema(uid):
     """The SDK's models are generated from Grafana's dashboard schema: a round trip through them keeps every
-    key (except the InfluxDB annotation fields, which that schema leaves to the data source plugin)."""
+    key (except an annotation's InfluxDB target, which that schema leaves to the data source plugin; tsc checks
+    it against Grafana 11.3's own types in tests/test_dashboards_grafana.py)."""
     model = dashboards_in(BUNDLE)[uid]
     back = json.loads(json.dumps(mdash.Dashboard.from_json(model), cls=JSONEncoder))
     lost = []
@@ -72,7 +73,7 @@ def test_valid_against_grafanas_schema(uid):
             for i, (x, y) in enumerate(zip(a, b, strict=True)):
                 walk(x, y, f"{path}[{i}]")
     walk(model, back, "")
-    assert all(re.fullmatch(r"/annotations/list\[\d+\]/(query|textColumn|tagsColumn)", p) for p in lost), lost
+    assert all(re.fullmatch(r"/annotations/list\[\d+\]/target/\w+", p) for p in lost), lost
     # and what the schema cannot say: ids unique, panels on the 24-column grid without overlap, every query
     # on Rimba's data source with its own refId, Pontianak's time
     assert model["uid"] == uid and 8 <= len(uid) <= 40 and model["timezone"] == "Asia/Pontianak"
@@ -88,7 +89,9 @@ def test_valid_against_grafanas_schema(uid):
         cells |= mine
         refs = [t["refId"] for t in p["targets"]]
         assert refs and len(refs) == len(set(refs))
-        assert all(t["datasource"]["uid"] == build.DATASOURCE.uid and t["rawQuery"] for t in p["targets"])
+        for t in p["targets"]:  # Rimba's InfluxDB, or a fixed table carried in the dashboard (a mixed panel)
+            assert (t["datasource"]["uid"] == build.DATASOURCE.uid and t["rawQuery"]) or (
+                t["queryType"] == "snapshot" and p["datasource"]["uid"] == "-- Mixed --"), p["title"]
 
 
 def test_names_come_from_the_measurement_table():
