@@ -77,7 +77,7 @@ class Cadence:
         slowest = max((n.cadence_s for n in fleet.nodes.values()), default=DEFAULT_STEP_S)
         if settings is None:
             return cls(slowest)
-        return cls(slowest, int(settings.analyze_step_s), max(1, int(round(settings.stats_every_s))))
+        return cls(slowest, int(settings.analyze_step_s), max(1, round(settings.stats_every_s)))
 
     @property
     def readings(self) -> str:
