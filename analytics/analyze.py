@@ -212,14 +212,15 @@ class Analyzer:
         """Alert state for the dashboards: every open incident at this run's time, and each resolution.
 
         Measurement `alert` (Rimba's own, beside the contract's; like `ingest`): tags site, node (`site`
-        for a site alert), rule, severity; fields id, state, message, start.
+        for a site alert), rule, metric (`all` when the rule has none), severity; fields id, state, message,
+        start. The tags without severity are the incident's key, so two open incidents never share a point.
         """
         from ingest import lineproto
 
         incidents = [(inc, "firing") for inc in self.engine.store.open_incidents()]
         incidents += [(c.incident, "resolved") for c in changes if c.what == "resolved"]
         return [lineproto.line("alert", {"site": inc["site"], "node": inc["node"] or "site", "rule": inc["rule"],
-                                         "severity": inc["severity"]},
+                                         "metric": inc["metric"] or "all", "severity": inc["severity"]},
                                {"id": inc["id"], "state": state, "message": inc["message"], "start": int(inc["start"])},
                                int(now) * 1000)
                 for inc, state in incidents]

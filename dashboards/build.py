@@ -11,7 +11,9 @@
   firmware, configuration revision, buffered and dropped readings, clock corrections, gaps, and the
   ingest's own counters.
 
-Every metric name and label comes from the measurement table; the JSON is deterministic (sorted
+Each page speaks one language (`dashboards.words`): the site pages come in both, the overview is in
+Bahasa Indonesia, fleet health in English. Every metric name and label comes from the measurement table,
+which metrics a site has from its nodes' hardware profiles; the JSON is deterministic (sorted
 keys, ids from the layout), so the committed files change only when their source does.
 """
 
@@ -19,17 +21,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cache
 
 from grafana_foundation_sdk.builders import dashboard as gdash
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as mdash
 
 from dashboards.panels import (
+    COUNT,
     DATASOURCE,
-    WORDS,
+    INDEX,
+    MIXED,
+    Fixed,
     Query,
     fire_mappings,
     grid_table,
+    interval,
     ispu_mappings,
     ispu_thresholds,
     label,
@@ -37,11 +44,15 @@ from dashboards.panels import (
     series,
     unit_of,
 )
-from rimba.simulate import PROFILE_METRICS
+from dashboards.words import WORDS
 
 TIMEZONE = "Asia/Pontianak"  # WIB
 LANGS = ("id", "en")
 CHART_METRICS = ("air_temp_c", "air_rh_pct", "pm25_ugm3", "water_level_cm", "soil_vwc_pct", "rain_mm")
+OVERVIEW_LANG = "id"  # the city's officers
+FLEET_LANG = "en"  # the technicians' page, in the words of the firmware and the logs
+DEFAULT_STEP_S = 600  # the analytics' grid (analyze_step_s) when a page is built without settings
+DEFAULT_STATS_S = 10  # how often ingest stores its counters (stats_every_s)
 
 
 @dataclass
@@ -53,8 +64,44 @@ class Page:
     model: dict
 
 
+@dataclass(frozen=True)
+class Cadence:
+    """How often each kind of point is written: the floor of every panel's `$__interval`."""
+
+    readings_s: int
+    index_s: int = DEFAULT_STEP_S
+    ingest_s: int = DEFAULT_STATS_S
+
+    @classmethod
+    def of(cls, fleet, settings=None) -> Cadence:
+        slowest = max((n.cadence_s for n in fleet.nodes.values()), default=DEFAULT_STEP_S)
+        if settings is None:
+            return cls(slowest)
+        return cls(slowest, int(settings.analyze_step_s), max(1, round(settings.stats_every_s)))
+
+    @property
+    def readings(self) -> str:
+        return interval(self.readings_s)
+
+    @property
+    def index(self) -> str:
+        return interval(max(self.index_s, self.readings_s))
+
+    @property
+    def ingest(self) -> str:
+        return interval(self.ingest_s)
+
+
+@cache
+def profile_metrics(profile: str) -> frozenset:
+    """The metrics a node of this hardware profile measures (hardware/profiles/<profile>.toml, its sensors)."""
+    from hardware import profiles
+
+    return frozenset(m for sensor in profiles.load(profile)["sensors"] for m in sensor["metrics"])
+
+
 def site_metrics(fleet, site: str) -> set:
-    return {m for n in fleet.nodes_of(site) for m in PROFILE_METRICS.get(n.profile, ())}
+    return {m for n in fleet.nodes_of(site) for m in profile_metrics(n.profile)}
 
 
 def _q(select: str, site: str | None = None, where: str = "", group: str = "GROUP BY time($__interval) fill(null)"):
@@ -62,6 +109,14 @@ def _q(select: str, site: str | None = None, where: str = "", group: str = "GROU
     cond += [where] if where else []
     cond.append("$timeFilter")
     return f"{select} WHERE {' AND '.join(cond)} {group}".strip()
+
+
+def _per_node_total(select: str, site: str, group_time: bool) -> str:
+    """A site's rain: each gauge's total (one node's sum), then their mean, so 3 gauges are not 3 times the rain."""
+    inner_group = 'GROUP BY time($__interval), "node"' if group_time else 'GROUP BY "node"'
+    inner = _q(select, site, group=inner_group)
+    outer = "GROUP BY time($__interval) fill(null)" if group_time else ""
+    return f'SELECT mean("total") FROM ({inner}) WHERE $timeFilter {outer}'.strip()
 
 
 def _layout(builder, panels: list) -> None:
@@ -75,124 +130,176 @@ def _layout(builder, panels: list) -> None:
         row_h = max(row_h, h)
 
 
-def site_page(fleet, site_id: str, lang: str) -> Page:
+def site_page(fleet, site_id: str, lang: str, cadence: Cadence | None = None) -> Page:
     w = WORDS[lang]
+    c = cadence or Cadence.of(fleet)
     site = fleet.sites[site_id]
     have = site_metrics(fleet, site_id)
     reading = 'FROM "reading"'
     now_panels = []
 
-    def now_stat(title, select, unit, help_, decimals=1):
-        p = last_value(title, _q(select, site_id), unit, help_, decimals).time_from("24h")
+    def now_stat(title, select, unit, help_, every, decimals=1, coloured=False):
+        p = last_value(title, _q(select, site_id), unit, help_, title, every, decimals, coloured).time_from("24h")
         now_panels.append(p)
         return p
 
-    now_stat(label("air_temp_c", lang), f'SELECT mean("air_temp_c") {reading}', "celsius", w["temp_help"])
-    now_stat(label("air_rh_pct", lang), f'SELECT mean("air_rh_pct") {reading}', "percent", w["rh_help"], 0)
-    now_stat(w["heat_index"], 'SELECT mean("heat_index_c") FROM "index"', "celsius", w["heat_help"])
+    now_stat(label("air_temp_c", lang), f'SELECT mean("air_temp_c") {reading}', unit_of("air_temp_c"),
+             w["temp_help"], c.readings)
+    now_stat(label("air_rh_pct", lang), f'SELECT mean("air_rh_pct") {reading}', unit_of("air_rh_pct"), w["rh_help"],
+             c.readings, 0)
+    now_stat(w["heat_index"], 'SELECT mean("heat_index_c") FROM "index"', unit_of("air_temp_c"), w["heat_help"],
+             c.index)
     if "pm25_ugm3" in have:
-        now_stat(w["ispu"], 'SELECT mean("ispu_pm25") FROM "index"', "none", w["ispu_help"], 0) \
+        now_stat(w["ispu"], 'SELECT mean("ispu_pm25") FROM "index"', INDEX, w["ispu_help"], c.index, 0, True) \
             .thresholds(ispu_thresholds()).mappings(ispu_mappings(lang))
-    fire = last_value(w["fire"], _q('SELECT last("fwi_class") FROM "index"', site_id, group=""), "none",
-                      w["fire_help"], 0).time_from("3d").mappings(fire_mappings(lang))
+    fire = last_value(w["fire"], _q('SELECT last("fwi_class") FROM "index"', site_id, group=""), INDEX,
+                      w["fire_help"], w["fire"], c.index, 0, True).time_from("3d").mappings(fire_mappings(lang))
     now_panels.append(fire)
-    rain = last_value(w["rain"], _q('SELECT mean("total") FROM (SELECT sum("rain_mm") AS "total" FROM "reading"',
-                                    site_id, group='GROUP BY "node")'), "lengthmm", label("rain_mm", lang))
-    now_panels.append(rain.time_from("24h"))
+    if "rain_mm" in have:
+        rain = last_value(w["rain"], _per_node_total('SELECT sum("rain_mm") AS "total" FROM "reading"', site_id,
+                                                     False), unit_of("rain_mm"), w["rain_help"], w["rain"], c.readings)
+        now_panels.append(rain.time_from("24h"))
     if "water_level_cm" in have:
-        now_stat(label("water_level_cm", lang), f'SELECT mean("water_level_cm") {reading}', "lengthcm",
-                 w["river_help"], 0)
+        now_stat(label("water_level_cm", lang), f'SELECT mean("water_level_cm") {reading}', unit_of("water_level_cm"),
+                 w["river_help"], c.readings, 0)
     layout = [(p, max(3, 24 // len(now_panels)), 5) for p in now_panels]
     for span, title, width in (("24h", w["day"], 12), ("7d", w["week"], 12)):
         for metric in (m for m in CHART_METRICS if m in have):
-            agg = "sum" if metric == "rain_mm" else "mean"
-            queries = [Query("A", _q(f'SELECT {agg}("{metric}") {reading}', site_id), alias=label(metric, lang)),
-                       Query("B", _q('SELECT max("value") FROM "qc"', site_id, f"\"metric\" = '{metric}'",
-                                     "GROUP BY time($__interval) fill(none)"), alias=w["flagged"])]
-            p = series(f"{label(metric, lang)} · {title}", queries, unit_of(metric), w["flag_note"], "B")
+            name = label(metric, lang)
+            if metric == "rain_mm":
+                q = _per_node_total('SELECT sum("rain_mm") AS "total" FROM "reading"', site_id, True)
+                p = series(f"{name} · {title}", [Query("A", q, alias=name)], unit_of(metric), c.readings,
+                           w["rain_chart"], bars=True)
+            else:
+                queries = [Query("A", _q(f'SELECT mean("{metric}") {reading}', site_id), alias=name),
+                           Query("B", _q('SELECT max("value") FROM "qc"', site_id, f"\"metric\" = '{metric}'",
+                                         "GROUP BY time($__interval) fill(none)"), alias=w["flagged"])]
+                p = series(f"{name} · {title}", queries, unit_of(metric), c.readings, w["flag_note"], "B")
             layout.append((p.time_from(span), width, 8))
         hi = series(f"{w['heat_index']} · {title}",
                     [Query("A", _q('SELECT mean("heat_index_c") FROM "index"', site_id), alias=w["heat_index"])],
-                    "celsius", w["heat_help"])
+                    unit_of("air_temp_c"), c.index, w["heat_help"])
         layout.append((hi.time_from(span), width, 8))
     uid = f"rimba-site-{site_id}-{lang}"
-    b = (gdash.Dashboard(w["site_title"].format(name=site.name) + (" (English)" if lang == "en" else ""))
-         .uid(uid).tags(["rimba", "public", site_id, lang]).timezone(TIMEZONE).editable().refresh("1m")
-         .time("now-24h", "now").readonly())
+    b = (gdash.Dashboard(site.name + w["english"]).uid(uid).tags(["rimba", "public", site_id, lang])
+         .timezone(TIMEZONE).editable().refresh("1m").time("now-24h", "now").readonly())
     _layout(b, layout)
     return Page(uid, site.name, "Rimba public", True, _model(b))
 
 
-def overview(fleet) -> Page:
+def _annotation(name: str, colour: str, query: str, text: str, tags: str) -> dict:
+    """An InfluxQL annotation in the current form: everything in `target`. The InfluxDB plugin's migration
+    (prepareAnnotation, Grafana 9.2 and later) leaves an annotation without a `target` as it is, and then it runs
+    nothing; this is the shape that migration produces."""
+    return {"datasource": {"type": "influxdb", "uid": DATASOURCE.uid}, "enable": True, "iconColor": colour,
+            "name": name, "target": {"refId": "Anno", "query": query, "rawQuery": True, "resultFormat": "table",
+                                     "queryType": "tags", "fromAnnotations": True, "textColumn": text,
+                                     "tagsColumn": tags, "titleColumn": "", "timeEndColumn": "",
+                                     "limit": 100, "matchAny": False, "tags": [], "type": "tags"}}
+
+
+FIRING = ('SELECT "message", "severity", "id" FROM (SELECT last("state") AS "state", "message", "severity", "id" '
+          'FROM "alert" GROUP BY "site", "node", "rule", "metric") WHERE "state" = \'firing\' '
+          'GROUP BY "site", "node", "rule", "metric"')
+"""Every open incident, one row each: the newest point of each incident key (site, node, rule, metric) still says
+`firing`. No time window: an incident stays listed while the analytics is stopped, with the time it was last seen."""
+
+
+def overview(fleet, cadence: Cadence | None = None, lang: str = OVERVIEW_LANG) -> Page:
+    w = WORDS[lang]
+    col = w["col"]
+    c = cadence or Cadence.of(fleet)
     layout = []
     for site_id, site in fleet.sites.items():
-        ispu = last_value(f"{site.name}: ISPU PM2.5", _q('SELECT max("ispu_pm25") FROM "index"', site_id),
-                          "none", WORDS["en"]["ispu_help"], 0).thresholds(ispu_thresholds()) \
-            .mappings(ispu_mappings("id")).time_from("24h")
-        fire = last_value(f"{site.name}: fire danger", _q('SELECT max("fwi_class") FROM "index"', site_id,
-                                                            group=""), "none", WORDS["en"]["fire_help"], 0) \
-            .mappings(fire_mappings("id")).time_from("3d")
-        seen = last_value(f"{site.name}: nodes reporting, 1 h",
+        ispu = last_value(f"{site.name}: {w['ispu']}", _q('SELECT max("ispu_pm25") FROM "index"', site_id), INDEX,
+                          w["ispu_help"], site.name, c.index, 0, True).thresholds(ispu_thresholds()) \
+            .mappings(ispu_mappings(lang)).time_from("24h")
+        fire = last_value(f"{site.name}: {w['fire'].lower()}", _q('SELECT max("fwi_class") FROM "index"', site_id,
+                                                                   group=""), INDEX, w["fire_help"], site.name,
+                          c.index, 0, True).mappings(fire_mappings(lang)).time_from("3d")
+        seen = last_value(f"{site.name}: {w['nodes_1h']}",
                           _q('SELECT count("n") FROM (SELECT count("seq") AS "n" FROM "reading"', site_id,
-                             group='GROUP BY "node")'), "none", "Nodes with at least one reading in the last hour, "
-                          f"of {len(fleet.nodes_of(site_id))}.", 0).time_from("1h")
+                             group='GROUP BY "node")'), COUNT, w["nodes_help"].format(n=len(fleet.nodes_of(site_id))),
+                          site.name, c.readings, 0).time_from("1h")
         layout += [(ispu, 8, 5), (fire, 8, 5), (seen, 8, 5)]
-    ispu_week = series("ISPU PM2.5 by site, 7 days", [
+    ispu_week = series(w["ispu_site"], [
         Query(chr(65 + i), _q('SELECT max("ispu_pm25") FROM "index"', s), alias=fleet.sites[s].name)
-        for i, s in enumerate(fleet.sites)], "none")
+        for i, s in enumerate(fleet.sites)], INDEX, c.index, w["ispu_help"])
     layout.append((ispu_week.time_from("7d").thresholds(ispu_thresholds()), 24, 8))
-    events = grid_table("Anomaly events", [Query(
+    events = grid_table(w["events"], [Query(
         "A", _q('SELECT "site", "node", "metric", "severity", "message", "score" FROM "anomaly"', group=""),
-        "table")], "Runs of anomalous readings, with their peak score and a sentence.")
-    last_seen = grid_table("Last heard from", [Query(
-        "A", 'SELECT last("seq") AS "last seq" FROM "reading" WHERE time > now() - 30d GROUP BY "node"', "table")],
-        "When each node's newest reading was taken; a node silent past its cadence raises an overdue alert.")
-    firing = grid_table("Alerts firing", [Query(
-        "A", 'SELECT last("message") AS "message", last("id") AS "id" FROM "alert" WHERE time > now() - 10m '
-        'AND "state" = \'firing\' GROUP BY "site", "node", "rule", "severity"', "table")],
-        "Open incidents from the last analytics runs (every minute); `rimba alerts list` and `ack` on the server.")
+        "table")], w["events_help"], rename={k: col[k] for k in ("Time", "site", "node", "metric", "severity",
+                                                                   "message", "score")})
+    nodes = sorted(fleet.nodes.values(), key=lambda n: n.id)
+    last_seen = grid_table(w["heard"], [
+        Query("A", 'SELECT last("seq") AS "seq" FROM "reading" GROUP BY "node"', "table"),
+        Fixed("B", {"node": [n.id for n in nodes], "site": [n.site for n in nodes],
+                    "profile": [n.profile for n in nodes], "never": [0] * len(nodes)})],
+        w["heard_help"], datasource=MIXED, transformations=[
+        # every node of the fleet file, heard from or not; then the silent first: Grafana sorts empty values
+        # last, so the sort key is the newest reading's time, or 0 for a node never heard from
+        mdash.DataTransformerConfig(id_val="joinByField", options={"byField": "node", "mode": "outerTabular"}),
+        mdash.DataTransformerConfig(id_val="calculateField", options={
+            "mode": "reduceRow", "reduce": {"include": ["Time", "never"], "reducer": "max"}, "alias": "order",
+            "replaceFields": False}),
+        mdash.DataTransformerConfig(id_val="sortBy", options={"sort": [{"field": "order", "desc": False}]}),
+        mdash.DataTransformerConfig(id_val="organize", options={
+            "excludeByName": {"seq": True, "never": True, "order": True},
+            "indexByName": {"Time": 0, "node": 1, "site": 2, "profile": 3},
+            "renameByName": {"Time": col["heard"], "node": col["node"], "site": col["site"],
+                             "profile": col["profile"]}})])
+    firing = grid_table(w["firing"], [Query("A", FIRING, "table")], w["firing_help"],
+                        rename={k: col[k] for k in ("Time", "site", "node", "rule", "metric", "severity", "message",
+                                                    "id")})
     layout += [(firing, 24, 8), (events, 14, 10), (last_seen, 10, 10)]
-    b = (gdash.Dashboard("Rimba: all sites").uid("rimba-overview").tags(["rimba", "officers"]).timezone(TIMEZONE)
+    b = (gdash.Dashboard(w["overview"]).uid("rimba-overview").tags(["rimba", "officers", lang]).timezone(TIMEZONE)
          .refresh("1m").time("now-7d", "now"))
     _layout(b, layout)
     model = _model(b)
-    model.setdefault("annotations", {}).setdefault("list", []).append({
-        "datasource": {"type": "influxdb", "uid": DATASOURCE.uid}, "enable": True, "iconColor": "red",
-        "name": "Anomalies", "query": 'SELECT "message", "node" FROM "anomaly" WHERE $timeFilter',
-        "textColumn": "message", "tagsColumn": "node"})
-    model["annotations"]["list"].append({
-        "datasource": {"type": "influxdb", "uid": DATASOURCE.uid}, "enable": True, "iconColor": "orange",
-        "name": "Alerts", "query": 'SELECT first("message") AS "message" FROM "alert" WHERE $timeFilter '
-        'GROUP BY "id", "node"', "textColumn": "message", "tagsColumn": "node"})  # when each incident began
-    return Page("rimba-overview", "Rimba: all sites", "Rimba", False, model)
+    model.setdefault("annotations", {}).setdefault("list", []).extend([
+        _annotation(w["anomalies"], "red", 'SELECT "message", "node" FROM "anomaly" WHERE $timeFilter', "message",
+                    "node"),
+        # when each incident began (its first `firing` point in the range)
+        _annotation(w["alerts"], "orange", 'SELECT first("message") AS "message", "node" FROM "alert" WHERE '
+                    '"state" = \'firing\' AND $timeFilter GROUP BY "site", "node", "rule", "metric"', "message",
+                    "node")])
+    return Page("rimba-overview", w["overview"], "Rimba", False, model)
 
 
-def fleet_health(fleet) -> Page:
+def fleet_health(fleet, cadence: Cadence | None = None) -> Page:
+    c = cadence or Cadence.of(fleet)
     status = grid_table("Nodes: battery, signal, firmware", [Query(
         "A", _q('SELECT last("batt_v") AS "battery V", last("rssi_dbm") AS "signal dBm", last("fw") AS "firmware", '
                 'last("cfg") AS "config rev", last("buffered") AS "buffered", last("dropped") AS "dropped", '
-                'last("state") AS "state" FROM "node_status"', group='GROUP BY "node"'), "table")])
+                'last("state") AS "state" FROM "node_status"', group='GROUP BY "node"'), "table")],
+        "Each node's newest status in the range.", rename={"Time": "Newest status", "node": "Node"})
     days = grid_table("Battery: days to empty", [Query(
         "A", _q('SELECT last("batt_days_left") AS "days left" FROM "index"', group='GROUP BY "node"'), "table")],
-        "From the slope of the last three days of battery voltage, to 3.3 V; empty when charging or level.")
+        "From the slope of the last three days of battery voltage, to 3.3 V; empty when charging or level.",
+        rename={"Time": "Time", "node": "Node"})
+    gaps = [Query(chr(66 + i), _q(f'SELECT count("first_seq") AS "gaps: {reason}" FROM "gap"',
+                                  where=f"\"reason\" = '{reason}'", group='GROUP BY "node"'), "table")
+            for i, reason in enumerate(("lost", "missing", "epoch-reset"))]
     clocks = grid_table("Clock corrections and gaps", [
         Query("A", _q('SELECT count("clock_offset_s") AS "re-based readings" FROM "reading"',
-                      group='GROUP BY "node"'), "table"),
-        Query("B", _q('SELECT count("first_seq") AS "gaps" FROM "gap"', group='GROUP BY "node", "reason"'),
-              "table")])
-    batt = series("Battery", [Query("A", _q('SELECT mean("batt_v") FROM "reading"',
-                                            group='GROUP BY time($__interval), "node" fill(null)'), alias="$tag_node")],
-                  "volt")
-    rssi = series("Signal", [Query("A", _q('SELECT mean("rssi_dbm") FROM "reading"',
-                                           group='GROUP BY time($__interval), "node" fill(null)'), alias="$tag_node")],
-                  "dBm")
+                      group='GROUP BY "node"'), "table"), *gaps],
+        "Readings whose time ingest re-based from the node's clock, and gaps by reason (lost: the node said so; "
+        "missing: never arrived; epoch-reset: the node restarted its count).",
+        transformations=[mdash.DataTransformerConfig(id_val="merge", options={})], rename={"node": "Node"})
+    per_node = 'GROUP BY time($__interval), "node" fill(null)'
+    batt = series("Battery", [Query("A", _q('SELECT mean("batt_v") FROM "reading"', group=per_node),
+                                    alias="$tag_node")], unit_of("batt_v"), c.readings, "Each node's battery voltage.")
+    rssi = series("Signal", [Query("A", _q('SELECT mean("rssi_dbm") FROM "reading"', group=per_node),
+                                   alias="$tag_node")], unit_of("rssi_dbm"), c.readings, "Each node's Wi-Fi signal.")
     counters = series("Ingest counters", [Query(
         "A", _q('SELECT last("received") AS "received", last("stored") AS "stored", last("duplicates") AS '
-                '"duplicates", last("dead_lettered") AS "dead letters", last("spooled") AS "spooled" FROM "ingest"'))],
-        "short", "The ingest's own counters: what arrived, what was stored, duplicates skipped, dead letters, "
-        "and what waits in its spool.")
-    lag = series("Ingest lag", [Query("A", _q('SELECT max("lag_s") FROM "ingest"'), alias="lag")], "s")
-    b = (gdash.Dashboard("Rimba: fleet health").uid("rimba-fleet").tags(["rimba", "technicians"])
+                '"duplicates", last("dead_lettered") AS "dead letters", last("spooled") AS "spooled" FROM "ingest"',
+                group='GROUP BY time($__interval), "instance" fill(null)'), alias="$col ($tag_instance)")], COUNT, c.ingest, "The ingest's own counters: what arrived, what was stored, duplicates "
+        "skipped, dead letters, and what waits in its spool.")
+    lag = series("Ingest lag", [Query("A", _q('SELECT max("lag_s") FROM "ingest"', group='GROUP BY '
+                                          'time($__interval), "instance" fill(null)'), alias="$tag_instance")], "s", c.ingest,
+                 "How long the newest stored reading took from the node's clock to the database.")
+    b = (gdash.Dashboard("Rimba: fleet health").uid("rimba-fleet").tags(["rimba", "technicians", FLEET_LANG])
          .timezone(TIMEZONE).refresh("1m").time("now-7d", "now"))
     _layout(b, [(status, 14, 9), (days, 10, 9), (batt, 12, 8), (rssi, 12, 8), (clocks, 12, 8), (counters, 12, 8),
                 (lag, 24, 6)])
@@ -200,12 +307,19 @@ def fleet_health(fleet) -> Page:
 
 
 def _model(builder) -> dict:
-    return json.loads(json.dumps(builder.build(), cls=JSONEncoder))
+    model = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
+    model.pop("style", None)  # the SDK still writes it; Grafana's dashboard schema has had no `style` since 10
+    for panel in model["panels"]:
+        if panel["type"] == "stat":  # options the SDK's models predate, required by Grafana 11's stat schema
+            panel["options"].update({"showPercentChange": False, "percentChangeColorMode": "standard",
+                                     "wideLayout": True})
+    return model
 
 
-def pages(fleet) -> list:
-    out = [site_page(fleet, s, lang) for s in fleet.sites for lang in LANGS]
-    return out + [overview(fleet), fleet_health(fleet)]
+def pages(fleet, settings=None) -> list:
+    c = Cadence.of(fleet, settings)
+    out = [site_page(fleet, s, lang, c) for s in fleet.sites for lang in LANGS]
+    return out + [overview(fleet, c), fleet_health(fleet, c)]
 
 
 def dumps(model: dict) -> str:
@@ -217,10 +331,11 @@ def queries(model: dict) -> list:
     out = []
     for panel in model.get("panels", []):
         for t in panel.get("targets", []):
-            out.append((panel.get("title", ""), t["refId"], t["query"]))
+            if "query" in t:
+                out.append((panel.get("title", ""), t["refId"], t["query"]))
     for a in model.get("annotations", {}).get("list", []):
-        if "query" in a:
-            out.append((a["name"], "annotation", a["query"]))
+        if "query" in a.get("target", {}):
+            out.append((a["name"], "annotation", a["target"]["query"]))
     return out
 
 
@@ -269,7 +384,7 @@ def write_bundle(settings, fleet, out) -> list:
     from pathlib import Path
 
     out = Path(out)
-    ps = pages(fleet)
+    ps = pages(fleet, settings)
     files = {
         "provisioning/datasources/rimba.yaml": datasource_yaml(settings),
         "provisioning/dashboards/rimba.yaml": provider_yaml(sorted({p.folder for p in ps})),

@@ -1,9 +1,18 @@
-"""Building blocks for Rimba's Grafana dashboards: InfluxQL queries, words in two languages, panels.
+"""Building blocks for Rimba's Grafana dashboards: InfluxQL queries, Grafana's unit ids, panels.
 
 Dashboards are built with grafana-foundation-sdk's typed builders. The SDK has no InfluxDB query type,
 so `InfluxQL` is ours: a raw InfluxQL target as Grafana's InfluxDB data source stores it (`query`,
-`rawQuery`, `resultFormat`). Queries use Grafana's `$timeFilter` and `$__interval` macros; every one
-of them is run against a real InfluxDB by the tests.
+`rawQuery`, `resultFormat`, `alias`). Queries use Grafana's `$timeFilter` and `$__interval` macros; the
+tests expand them as Grafana 11 does (tests/grafana_like.py) and run them against a real InfluxDB.
+
+What a panel draws depends on more than its query, so these builders fix it for every panel:
+- a time series has a minimum interval (`interval`, the data's cadence): Grafana's `$__interval` is the
+  time range over the panel's width in pixels, rounded, never below it. Without it a 24-hour chart on a
+  wide screen gets 2-minute buckets for 10-minute data, and a line of one value between empty buckets
+  is not drawn at all;
+- points are shown where a series is sparse (`showPoints: auto` draws a value with no neighbour);
+- a stat names its value (`alias`), never Grafana's `measurement.function`;
+- every unit is one of Grafana's unit ids (`GRAFANA_UNITS`), checked against `@grafana/data`.
 """
 
 from __future__ import annotations
@@ -24,7 +33,22 @@ from rimba.metrics import METRICS
 
 DATASOURCE_UID = "rimba-influxdb"
 DATASOURCE = mdash.DataSourceRef(type_val="influxdb", uid=DATASOURCE_UID)
-FWI_COLOURS = {"biru": "blue", "hijau": "green", "kuning": "yellow", "merah": "red"}
+MIXED = mdash.DataSourceRef(type_val="datasource", uid="-- Mixed --")
+GRAFANA_DS = {"type": "grafana", "uid": "grafana"}  # Grafana's built-in data source (snapshot frames)
+# Fire danger classes (SEA-FDRS: blue, green, yellow, red), as fixed colours so that both themes show the same
+# background; these are Grafana's own palette values (packages/grafana-data/src/themes/palette.ts)
+FWI_COLOURS = {"biru": "#1F60C4", "hijau": "#37872D", "kuning": "#F2CC0C", "merah": "#C4162A"}
+
+# Measurement-table unit -> Grafana unit id. Grafana's ids are the `value`s of the categories in
+# @grafana/data's valueFormats (packages/grafana-data/src/valueFormats/categories.ts); an id it does not
+# know is printed as it is ("312 lengthcm"). Grafana 11.3 has no centimetre, so the river level uses
+# Grafana's custom-unit form `suffix:<text>`. µg/m³ is `conμgm3` with U+03BC (Greek mu), not U+00B5.
+GRAFANA_UNITS = {
+    "°C": "celsius", "%": "percent", "hPa": "pressurehpa", "µg/m³": "con\u03bcgm3", "ppm": "ppm", "lx": "lux",
+    "mm": "lengthmm", "cm": "suffix:cm", "V": "volt", "dBm": "dBm", "s": "s", "": "none",
+}
+COUNT = "short"  # a plain number (counters, nodes)
+INDEX = "none"  # an index without a unit (ISPU, fire danger class)
 
 
 class InfluxQL(cogvariants.Dataquery):
@@ -44,6 +68,22 @@ class InfluxQL(cogvariants.Dataquery):
         return out
 
 
+class Snapshot(cogvariants.Dataquery):
+    """A fixed table carried in the dashboard (the built-in data source's `snapshot` query, a DataFrameJSON):
+    columns of strings or of numbers."""
+
+    def __init__(self, ref_id: str, columns: dict):
+        self.ref_id = ref_id
+        self.columns = columns
+
+    def to_json(self) -> dict:
+        frame = {"schema": {"refId": self.ref_id, "fields": [
+            {"name": k, "type": "number" if all(isinstance(x, int | float) for x in v) else "string"}
+            for k, v in self.columns.items()]},
+                 "data": {"values": [list(v) for v in self.columns.values()]}}
+        return {"refId": self.ref_id, "datasource": dict(GRAFANA_DS), "queryType": "snapshot", "snapshot": [frame]}
+
+
 class Query(cogbuilder.Builder[InfluxQL]):
     def __init__(self, ref_id: str, query: str, result_format: str = "time_series", alias: str | None = None):
         self._q = InfluxQL(ref_id, query, result_format, alias)
@@ -52,31 +92,12 @@ class Query(cogbuilder.Builder[InfluxQL]):
         return self._q
 
 
-# Words on the pages. Metric labels come from the measurement table (label_en, label_id).
-WORDS = {
-    "id": {
-        "now": "Sekarang", "day": "24 jam terakhir", "week": "7 hari terakhir", "heat_index": "Indeks panas",
-        "heat_help": "Seberapa panas terasa di tubuh: suhu udara ditambah pengaruh kelembapan (NWS).",
-        "ispu": "ISPU PM2.5", "ispu_help": "Indeks Standar Pencemar Udara dari rata-rata PM2.5 24 jam "
-        "(Permen LHK P.14/2020): Baik, Sedang, Tidak Sehat, Sangat Tidak Sehat, Berbahaya.",
-        "fire": "Bahaya kebakaran", "fire_help": "Kelas Fire Weather Index (SPBK BMKG): Rendah, Sedang, Tinggi, "
-        "Ekstrem. Dihitung dari cuaca pukul 12.00 WIB di bawah kanopi (mikroklimat).",
-        "rain": "Hujan 24 jam", "flagged": "ditandai", "temp_help": "Suhu udara di hutan sekolah.",
-        "rh_help": "Kelembapan udara relatif.", "river_help": "Tinggi muka air Sungai Kapuas di atas datum lokasi.",
-        "site_title": "{name}", "flag_note": "Titik merah: bacaan yang ditandai pemeriksaan mutu data.",
-    },
-    "en": {
-        "now": "Now", "day": "Last 24 hours", "week": "Last 7 days", "heat_index": "Heat index",
-        "heat_help": "How hot it feels: air temperature plus the effect of humidity (NWS).",
-        "ispu": "ISPU PM2.5", "ispu_help": "Indonesia's air pollution index from the 24-hour mean of PM2.5 "
-        "(Permen LHK P.14/2020): Good, Moderate, Unhealthy, Very unhealthy, Hazardous.",
-        "fire": "Fire danger", "fire_help": "Fire Weather Index class (BMKG's FDRS): Low, Moderate, High, Extreme. "
-        "From the 12:00 WIB weather under the canopy (microclimate).",
-        "rain": "Rain, 24 h", "flagged": "flagged", "temp_help": "Air temperature in the school forest.",
-        "rh_help": "Relative humidity of the air.", "river_help": "Kapuas river level above the site's datum.",
-        "site_title": "{name}", "flag_note": "Red dots: readings flagged by the data-quality checks.",
-    },
-}
+class Fixed(cogbuilder.Builder[Snapshot]):
+    def __init__(self, ref_id: str, columns: dict):
+        self._q = Snapshot(ref_id, columns)
+
+    def build(self) -> Snapshot:
+        return self._q
 
 
 def label(metric: str, lang: str) -> str:
@@ -85,9 +106,16 @@ def label(metric: str, lang: str) -> str:
 
 
 def unit_of(metric: str) -> str:
-    """Grafana's unit id for a measurement-table unit."""
-    return {"°C": "celsius", "%": "percent", "hPa": "pressurehpa", "µg/m³": "conµgm3", "ppm": "ppm", "lx": "lux",
-            "mm": "lengthmm", "cm": "lengthcm", "V": "volt", "dBm": "dBm"}.get(METRICS[metric].unit, "none")
+    """Grafana's unit id for a measurement-table unit (KeyError for a unit the table does not know)."""
+    return GRAFANA_UNITS[METRICS[metric].unit]
+
+
+def interval(seconds: int) -> str:
+    """A panel's minimum interval in Grafana's notation (`600` -> `10m`)."""
+    for size, suffix in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds % size == 0:
+            return f"{seconds // size}{suffix}"
+    return f"{seconds}s"
 
 
 def ispu_thresholds() -> gdash.ThresholdsConfig:
@@ -116,20 +144,26 @@ def fire_mappings(lang: str) -> list:
     return [mdash.ValueMap(options=options)]
 
 
-def last_value(stat_title: str, query: str, unit: str, description: str, decimals: int = 1) -> stat.Panel:
+def last_value(stat_title: str, query: str, unit: str, description: str, alias: str, every: str,
+               decimals: int = 1, coloured: bool = False) -> stat.Panel:
+    """A big number: the newest value of one query. `coloured`: the value's colour (threshold or mapping)
+    as a solid background, Grafana then picks dark or light text by its brightness, on either theme."""
     return (stat.Panel().title(stat_title).description(description).datasource(DATASOURCE)
-            .with_target(Query("A", query)).unit(unit).decimals(decimals)
+            .with_target(Query("A", query, alias=alias)).unit(unit).decimals(decimals).interval(every)
             .reduce_options(gcommon.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
-            .color_mode(mcommon.BigValueColorMode.VALUE).graph_mode(mcommon.BigValueGraphMode.AREA)
-            .text_mode(mcommon.BigValueTextMode.VALUE_AND_NAME))
+            .color_mode(mcommon.BigValueColorMode.BACKGROUND_SOLID if coloured else mcommon.BigValueColorMode.NONE)
+            .graph_mode(mcommon.BigValueGraphMode.AREA).text_mode(mcommon.BigValueTextMode.VALUE))
 
 
-def series(title: str, queries: list, unit: str, description: str = "", flagged_ref: str | None = None):
-    """A time series that shows gaps as gaps; a flagged-readings query drawn as red points."""
-    p = (timeseries.Panel().title(title).description(description).datasource(DATASOURCE).unit(unit)
-         .span_nulls(False).line_width(1).fill_opacity(8).show_points(mcommon.VisibilityMode.NEVER)
+def series(title: str, queries: list, unit: str, every: str, description: str = "", flagged_ref: str | None = None,
+           bars: bool = False):
+    """A time series that shows gaps as gaps, lone values as points; a flagged-readings query as red points."""
+    p = (timeseries.Panel().title(title).description(description).datasource(DATASOURCE).unit(unit).interval(every)
+         .span_nulls(False).line_width(1).fill_opacity(8).show_points(mcommon.VisibilityMode.AUTO)
          .legend(gcommon.VizLegendOptions().display_mode(mcommon.LegendDisplayMode.LIST)
                  .placement(mcommon.LegendPlacement.BOTTOM).show_legend(True)))
+    if bars:
+        p = p.draw_style(mcommon.GraphDrawStyle.BARS).fill_opacity(60)
     for q in queries:
         p = p.with_target(q)
     if flagged_ref:
@@ -140,8 +174,16 @@ def series(title: str, queries: list, unit: str, description: str = "", flagged_
     return p
 
 
-def grid_table(title: str, queries: list, description: str = "") -> table.Panel:
-    p = table.Panel().title(title).description(description).datasource(DATASOURCE)
+def grid_table(title: str, queries: list, description: str = "", rename: dict | None = None,
+               transformations: list = (), datasource=DATASOURCE) -> table.Panel:
+    """A table; `rename` gives its columns the page's words (Grafana's `organize` transformation)."""
+    p = (table.Panel().title(title).description(description).datasource(datasource).show_header(True)
+         .cell_height(mcommon.TableCellHeight.SM))
     for q in queries:
         p = p.with_target(q)
+    steps = list(transformations)
+    if rename:
+        steps.append(mdash.DataTransformerConfig(id_val="organize", options={"renameByName": rename}))
+    for step in steps:
+        p = p.with_transformation(step)
     return p

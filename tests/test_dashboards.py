@@ -1,8 +1,11 @@
-"""Dashboards as code: committed and current, valid against Grafana's schema, every query answered by a real
-InfluxDB holding two simulated sites, and `publish` against a server that records what Grafana would get."""
+"""Dashboards as code: committed and current, and what each panel draws from eight days of the sample fleet in a
+real InfluxDB when its queries are expanded as Grafana 11.3 expands them (tests/grafana_like.py); `publish`
+against a server that records what Grafana would get. Grafana's types, units and rules without data:
+tests/test_dashboards_grafana.py."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -19,9 +22,11 @@ from grafana_foundation_sdk.models import dashboard as mdash
 
 from dashboards import build
 from rimba import settings as settings_mod
+from rimba.climate import Haze
 from rimba.fleet import load_fleet
 from rimba.metrics import METRICS
 from rimba.simulate import Fault, Publisher, Simulation
+from tests import grafana_like as g
 from tests.support import ROOT, env_for, wait_until
 
 BUNDLE = ROOT / "dashboards" / "bundle"
@@ -55,7 +60,8 @@ def dashboards_in(bundle: Path):
 @pytest.mark.parametrize("uid", sorted(dashboards_in(BUNDLE)))
 def test_valid_against_grafanas_schema(uid):
     """The SDK's models are generated from Grafana's dashboard schema: a round trip through them keeps every
-    key (except the InfluxDB annotation fields, which that schema leaves to the data source plugin)."""
+    key (except an annotation's InfluxDB target, which that schema leaves to the data source plugin; tsc checks
+    it against Grafana 11.3's own types in tests/test_dashboards_grafana.py)."""
     model = dashboards_in(BUNDLE)[uid]
     back = json.loads(json.dumps(mdash.Dashboard.from_json(model), cls=JSONEncoder))
     lost = []
@@ -72,7 +78,7 @@ def test_valid_against_grafanas_schema(uid):
             for i, (x, y) in enumerate(zip(a, b, strict=True)):
                 walk(x, y, f"{path}[{i}]")
     walk(model, back, "")
-    assert all(re.fullmatch(r"/annotations/list\[\d+\]/(query|textColumn|tagsColumn)", p) for p in lost), lost
+    assert all(re.fullmatch(r"/annotations/list\[\d+\]/target/\w+", p) for p in lost), lost
     # and what the schema cannot say: ids unique, panels on the 24-column grid without overlap, every query
     # on Rimba's data source with its own refId, Pontianak's time
     assert model["uid"] == uid and 8 <= len(uid) <= 40 and model["timezone"] == "Asia/Pontianak"
@@ -88,7 +94,9 @@ def test_valid_against_grafanas_schema(uid):
         cells |= mine
         refs = [t["refId"] for t in p["targets"]]
         assert refs and len(refs) == len(set(refs))
-        assert all(t["datasource"]["uid"] == build.DATASOURCE.uid and t["rawQuery"] for t in p["targets"])
+        for t in p["targets"]:  # Rimba's InfluxDB, or a fixed table carried in the dashboard (a mixed panel)
+            assert (t["datasource"]["uid"] == build.DATASOURCE.uid and t["rawQuery"]) or (
+                t["queryType"] == "snapshot" and p["datasource"]["uid"] == "-- Mixed --"), p["title"]
 
 
 def test_names_come_from_the_measurement_table():
@@ -108,22 +116,32 @@ def test_names_come_from_the_measurement_table():
 # --- every query against the real InfluxDB --------------------------------------------------------------------
 
 
+SILENT = "smp29-05"  # last heard 40 days ago
+NEVER = "bansir-laut-04"  # in the fleet file, never heard from
+
+
 @pytest.fixture(scope="module")
 def filled(stack, tmp_path_factory):
-    """Eight days of the sample fleet (both sites) with faults, an outage that loses readings and a node
-    whose clock was never set, through ingest and one `rimba analyze --once`."""
+    """Eight days of the sample fleet (both sites) with a haze episode still going on, faults, an outage that loses
+    readings, a node whose clock was never set, a node silent for 40 days and one never heard from, through ingest
+    and one `rimba analyze --once`. Times are the current ones (ingest judges a reading by when it arrives), on the
+    10-minute grid, so every run puts the same readings in the same buckets."""
     from tests.conftest import Platform
 
     tmp = tmp_path_factory.mktemp("dash")
     p = Platform(stack, tmp, (ROOT / "fleet.toml").read_text())
-    now = int(time.time())
+    now = int(time.time()) // 600 * 600
     fleet = load_fleet(p.fleet_path)
     faults = [Fault("smp29-01", "air_temp_c", "spike", now - 30 * 3600, now - 30 * 3600 + 600, 11.0),
               Fault("bansir-laut-01", "water_level_cm", "out-of-range", now - 20 * 3600, now - 19 * 3600, 100.0),
               Fault("smp29-02", "air_temp_c", "spike", now - 3 * 3600, now + 3600, 6.0)]
-    sim = Simulation(fleet, seed=8, faults=faults, send_every=6, capacity=40, rtc_nodes={"smp29-03"})
+    live = set(fleet.nodes) - {SILENT, NEVER}
+    sim = Simulation(fleet, seed=8, haze=Haze(now - 3 * 86400, 3.5), faults=faults, send_every=6, capacity=40,
+                     rtc_nodes={"smp29-03"}, nodes=live)
     events = sim.history(now - 8 * 86400, now - 60, outages=[("bansir-laut-02", now - 3 * 86400,
                                                              now - 2 * 86400)])
+    gone = Simulation(fleet, seed=9, nodes={SILENT})
+    events = gone.history(now - 40 * 86400, now - 40 * 86400 + 3 * 3600) + events
     ingest = p.ingest(gap_timeout_s=1)
     pub = Publisher(p.settings, client_id="pub-dash")
     for _t, topic, payload in events:
@@ -131,8 +149,9 @@ def filled(stack, tmp_path_factory):
     for sn in sim.nodes.values():
         pub.publish(*sim.status(sn, now, now + 600), retain=True)
     pub.close()
-    wait_until(lambda: p.count() >= sim.expected(), 120, "the history stored")
+    wait_until(lambda: p.count() >= sim.expected() + gone.expected(), 120, "the history stored")
     wait_until(lambda: p.count('SELECT count("first_seq") FROM "gap"') > 0, 60, "the outage's gap")
+    _ingest_history(p, now - 8 * 86400)
     r = subprocess.run([sys.executable, "-m", "rimba.cli", "analyze", "--once", "--hours", "192", "--until",
                         str(now)], env=env_for(p.values), capture_output=True, text=True, cwd=ROOT, timeout=300,
                        check=False)
@@ -142,34 +161,168 @@ def filled(stack, tmp_path_factory):
     p.close()
 
 
-def substitute(query: str, time_from: str, now: int) -> str:
-    span = {"1h": 3600, "24h": 86400, "3d": 3 * 86400, "7d": 7 * 86400}[time_from]
-    return query.replace("$timeFilter", f"time >= {now - span}s AND time <= {now}s").replace("$__interval", "10m")
+def _ingest_history(p, start: int) -> None:
+    """The ingest's own counters for the eight days before this test's ingest started, once a minute, in its own
+    line format (ingest/lineproto.py) under its instance: a platform's ingest has been running all along."""
+    from ingest import lineproto
+
+    wait_until(lambda: p.influx.rows('SELECT first("received") FROM "ingest"'), 30, "the ingest's counters")
+    instance = p.influx.rows('SHOW TAG VALUES FROM "ingest" WITH KEY = "instance"')[0]["value"]
+    first = p.influx.rows('SELECT first("received") FROM "ingest"')[0]["time"]
+    lines = [lineproto.line("ingest", {"instance": lineproto.tag(instance)},
+                            {"received": i, "stored": i, "duplicates": 0, "dead_lettered": 0, "spooled": 0,
+                             "lag_s": 1.5}, t * 1000)
+             for i, t in enumerate(range(start, first - 60, 60))]
+    p.influx.write("\n".join(lines).encode())
+
+
+def test_the_tag_tables_are_what_is_stored(filled):
+    """The tests' table of tags (docs/contract.md and the analytics') is what the real database holds."""
+    from tests.test_dashboards_grafana import TAGS
+
+    p, _now = filled
+    for measurement in ("reading", "node_status", "gap", "ingest", "qc", "anomaly", "index", "alert"):
+        stored = {r["tagKey"] for r in p.influx.rows(f'SHOW TAG KEYS FROM "{measurement}"')}
+        assert stored == TAGS[measurement], measurement
+
+
+class Drawn:
+    """Every query of a dashboard expanded as Grafana 11.3 would for each screen of SCREENS and run against the
+    filled database; answers cached by the expanded query."""
+
+    DS_INTERVAL = "1m"  # the data source's timeInterval (datasource_yaml): the floor when a panel has none
+
+    def __init__(self, influx, now: float | None = None):
+        """`now`: the range's end, by default the clock's, as Grafana's (buckets are on the epoch's grid, so only
+        the partial first and last ones depend on it)."""
+        self.influx, self.now_ms, self.cache = influx, int((time.time() if now is None else now) * 1000), {}
+
+    def runs(self, model: dict, panel: dict):
+        """(screen, interval ms, {refId: result}) for each screen."""
+        span = g.span_ms(panel.get("timeFrom") or model["time"]["from"])
+        for screen in g.SCREENS:
+            points = panel.get("maxDataPoints") or g.panel_width(panel["gridPos"]["w"], screen)
+            ms, text = g.calculate_interval(span, points, panel.get("interval") or self.DS_INTERVAL)
+            out = {}
+            for t in panel["targets"]:
+                if "query" in t:
+                    q = g.expand(t["query"], self.now_ms - span, self.now_ms, ms, text)
+                    if q not in self.cache:
+                        self.cache[q] = self.influx.query(q, epoch="ms")
+                    out[t["refId"]] = self.cache[q]
+            yield screen[0], ms, out
+
+
+def _points_only(panel: dict) -> set:
+    """refIds drawn as points (the flagged readings): a lone value is a dot, by design."""
+    return {o["matcher"]["options"] for o in panel["fieldConfig"].get("overrides", [])
+            if o["matcher"]["id"] == "byFrameRefID"
+            and {"id": "custom.drawStyle", "value": "points"} in o["properties"]}
+
+
+def _adjacent(times: list, step: int) -> bool:
+    return any(b - a == step for a, b in itertools.pairwise(times))
 
 
 @pytest.mark.parametrize("uid", sorted(dashboards_in(BUNDLE)))
-def test_every_panel_query_returns_data(filled, uid):
-    p, _now = filled
+def test_what_every_panel_draws(filled, uid):
+    """The strict check: with `$__interval` from the range, the panel's width on a phone, a laptop and a desktop and
+    its minimum interval, `$timeFilter` and `fill` as Grafana expands them, every line of every time series has two
+    adjacent non-empty buckets (else Grafana draws nothing), every stat has a value, every table has rows."""
+    p, now = filled
     model = dashboards_in(BUNDLE)[uid]
-    default = "7d" if model["time"]["from"] == "now-7d" else "24h"
-    fields = {}
-    for m in ("reading", "index", "qc", "anomaly", "node_status", "gap", "ingest"):
-        rows = p.influx.rows(f'SHOW FIELD KEYS FROM "{m}"')
-        fields[m] = {r["fieldKey"] for r in rows}
+    drawn = Drawn(p.influx)
+    fields = {m: {r["fieldKey"] for r in p.influx.rows(f'SHOW FIELD KEYS FROM "{m}"')}
+              for m in ("reading", "index", "qc", "anomaly", "node_status", "gap", "ingest", "alert")}
     for panel in model["panels"]:
-        answered = 0
+        where = f"{uid} / {panel['title']}"
         for t in panel["targets"]:
-            q = substitute(t["query"], panel.get("timeFrom", default), int(time.time()))
-            for measurement, field in _named_fields(q):
-                assert field in fields[measurement], f"{uid} / {panel['title']}: no field {field} in {measurement}"
-            result = p.influx.query(q, epoch="s")
-            series = [s for r in result for s in r.get("series", [])]
-            values = [v for s in series for row in s["values"] for v in row[1:] if v is not None]
-            answered += bool(values)
-        assert answered, f"{uid} / {panel['title']}: every query came back empty"
+            for measurement, field in _named_fields(t.get("query", "")):
+                assert field in fields[measurement], f"{where}: no field {field} in {measurement}"
+        dots = _points_only(panel)
+        for screen, step, answers in drawn.runs(model, panel):
+            series = {ref: [s for r in res for s in r.get("series", [])] for ref, res in answers.items()}
+            values = [v for ref in series for s in series[ref] for row in s["values"] for v in row[1:]
+                      if v is not None]
+            assert values, f"{where} ({screen}): nothing"
+            if panel["type"] != "timeseries":
+                continue
+            for ref, found in series.items():
+                if ref in dots:
+                    continue
+                assert found, f"{where} ({screen}): query {ref} has no series"
+                for s in found:
+                    for j, col in enumerate(s["columns"][1:], start=1):
+                        times = [row[0] for row in s["values"] if row[j] is not None]
+                        assert _adjacent(times, step), \
+                            f"{where} ({screen}, {step // 1000} s buckets): {col} {s.get('tags', {})} is not drawn"
     for name, _ref, q in build.queries(model):
         if _ref == "annotation":
-            assert p.influx.query(substitute(q, default, int(time.time())), epoch="s")[0].get("series"), name
+            span = g.span_ms(model["time"]["from"])
+            assert p.influx.query(g.expand(q, now * 1000 - span, now * 1000, 600_000, "10m"))[0].get("series"), name
+
+
+def test_the_haze_colours_the_ispu_charts(filled):
+    """Over the 7-day chart the ISPU crosses categories: the colours are not all one."""
+    from analytics.indices import ispu_category
+
+    p, _now = filled
+    model = dashboards_in(BUNDLE)["rimba-overview"]
+    panel = next(x for x in model["panels"] if x["type"] == "timeseries")
+    _screen, _step, answers = next(Drawn(p.influx).runs(model, panel))
+    values = [row[1] for res in answers.values() for r in res for s in r.get("series", []) for row in s["values"]
+              if row[1] is not None]
+    assert len({int(ispu_category(v)) for v in values}) >= 3
+
+
+def test_rain_is_the_mean_of_the_gauges_not_their_sum(filled):
+    p, now = filled
+    model = dashboards_in(BUNDLE)["rimba-site-smp29-en"]
+    stat = next(x for x in model["panels"] if x["title"] == "Rain, 24 h")
+    _s, _step, answers = next(Drawn(p.influx).runs(model, stat))
+    shown = answers["A"][0]["series"][0]["values"][0][1]
+    per_node = p.influx.rows(f'SELECT sum("rain_mm") AS "total" FROM "reading" WHERE "site" = \'smp29\' AND '
+                             f'time >= {now - 86400}s AND time <= {now}s GROUP BY "node"')
+    totals = [r["total"] for r in per_node]
+    assert len(totals) >= 3 and shown == pytest.approx(sum(totals) / len(totals))
+
+
+def test_alerts_firing_lists_every_open_incident(filled):
+    """One row per open incident: a node's PM2.5 and PM10 incidents are two rows."""
+    p, _now = filled
+    model = dashboards_in(BUNDLE)["rimba-overview"]
+    panel = next(x for x in model["panels"] if x["targets"][0].get("query") == build.FIRING)
+    _s, _step, answers = next(Drawn(p.influx).runs(model, panel))
+    rows = g.frames(answers["A"], table=True)
+    got = len(rows[0]["data"]["values"][0]) if rows else 0
+    store = subprocess.run([sys.executable, "-m", "rimba.cli", "alerts", "list", "--json"], env=env_for(p.values),
+                           capture_output=True, text=True, cwd=ROOT, timeout=60, check=True)
+    open_ids = {json.loads(line)["id"] for line in store.stdout.splitlines()}
+    assert got >= 2 and got == len(open_ids), (got, store.stdout)
+    ids = rows[0]["data"]["values"][[f["name"] for f in rows[0]["schema"]["fields"]].index("id")]
+    assert set(ids) == open_ids
+    pm = [i for i in ids if i.startswith("ispu-unhealthy-smp29-smp29-04-")]
+    assert len(pm) == 2, ids  # PM2.5 and PM10 of one air node
+
+
+def test_last_heard_from_has_the_silent_and_the_never_heard(filled):
+    """Grafana's own transformations over what InfluxDB returns: every fleet node, the never heard first, then the
+    one silent for 40 days (past the 30 days the old query looked back)."""
+    from dashboards.words import WORDS
+
+    p, now = filled
+    model = dashboards_in(BUNDLE)["rimba-overview"]
+    col = WORDS["id"]["col"]
+    panel = next(x for x in model["panels"] if x["title"] == WORDS["id"]["heard"])
+    _s, _step, answers = next(Drawn(p.influx).runs(model, panel))
+    snapshot = next(t for t in panel["targets"] if t.get("queryType") == "snapshot")["snapshot"]
+    table = g.grafana({"transform": {"frames": g.frames(answers["A"], table=True) + snapshot,
+                                     "steps": panel["transformations"]}})["transformed"][0]
+    assert sorted(table[col["node"]]) == sorted(load_fleet(ROOT / "fleet.toml").nodes)
+    assert table[col["node"]][:2] == [NEVER, SILENT] and table[col["heard"]][0] is None
+    assert table[col["heard"]][1] < (now - 30 * 86400) * 1000
+    heard = table[col["heard"]][1:]
+    assert heard == sorted(heard)
 
 
 def _named_fields(query: str) -> list:

@@ -6,6 +6,7 @@ configuration run by the real Mosquitto with the generated files, the units veri
 from __future__ import annotations
 
 import getpass
+import json
 import re
 import shutil
 import subprocess
@@ -109,6 +110,50 @@ def test_grafana_reads_the_locked_database_as_the_reader(state):
     grafana = COMPOSE["services"]["grafana"]
     assert "./state/broker/env/viewer.env" in grafana["env_file"]
     assert "GF_SECURITY_ADMIN_PASSWORD" in _env_file(DEPLOY / "rimba.env.example")
+
+
+def interpolate(value: str, env: dict) -> str:
+    """Compose's interpolation (compose-spec, "Interpolation"): ${VAR}, ${VAR:-default}, ${VAR-default},
+    ${VAR:?error}, ${VAR?error}, $$ for a dollar; an error stops compose with `VAR` and the message."""
+    def one(m):
+        if m.group(0) == "$$":
+            return "$"
+        name, op, arg = m.group(1), m.group(2) or "", m.group(3) or ""
+        have = name in env and (env[name] != "" or ":" not in op)
+        if op.endswith("?") and not have:
+            raise ValueError(f"required variable {name} is missing a value: {arg}")
+        if op.endswith("-") and not have:
+            return arg
+        return env.get(name, "")
+    return re.sub(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}", one, value)
+
+
+def test_grafana_lets_nobody_in_anonymously():
+    """No anonymous organisation role (an anonymous Viewer may post any InfluxQL to /api/ds/query); the public site
+    pages through Grafana's public dashboards, which run their stored queries only; no sign-up."""
+    env = COMPOSE["services"]["grafana"]["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false" and "GF_AUTH_ANONYMOUS_ORG_ROLE" not in env
+    assert env["GF_PUBLIC_DASHBOARDS_ENABLED"] == "true" and env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert not any(k.startswith(("GF_AUTH_PROXY", "GF_AUTH_BASIC")) for k in env)
+    public = json.loads((ROOT / "dashboards" / "bundle" / "public-dashboards.json").read_text())["public"]
+    assert public and all(uid.startswith("rimba-site-") for uid in public)
+
+
+@pytest.mark.parametrize("admin", [None, ""])
+def test_grafana_does_not_start_without_an_admin_password(admin):
+    """Compose stops before Grafana starts, naming the variable, when rimba.env does not set it (no admin/admin)."""
+    env = {} if admin is None else {"GF_SECURITY_ADMIN_PASSWORD": admin}
+    grafana = COMPOSE["services"]["grafana"]["environment"]
+    with pytest.raises(ValueError, match="GF_SECURITY_ADMIN_PASSWORD"):
+        interpolate(grafana["GF_SECURITY_ADMIN_PASSWORD"], env)
+    example = _env_file(DEPLOY / "rimba.env.example")
+    assert example["GF_SECURITY_ADMIN_PASSWORD"] == ""  # a copy left unfilled stops too
+    assert interpolate(grafana["GF_SECURITY_ADMIN_PASSWORD"], {"GF_SECURITY_ADMIN_PASSWORD": "s3cret"}) == "s3cret"
+    assert "--env-file deploy/rimba.env" in (DEPLOY / "compose.yaml").read_text()
+    for name, svc in COMPOSE["services"].items():  # and nothing else in the file needs a variable to be set
+        for value in (svc.get("environment") or {}).values():
+            if name != "grafana" or "GF_SECURITY_ADMIN_PASSWORD" not in str(value):
+                interpolate(str(value), {})
 
 
 def test_the_locked_broker_configuration_runs_in_the_real_mosquitto(state, tmp_path):
