@@ -17,6 +17,7 @@ bookkeeping").
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
 
 
@@ -155,11 +156,14 @@ class SeqSet:
             prev = hi
         return out
 
-    # storage: two JSON-friendly lists
-    def dump(self) -> list:
-        return [self.lo, self.hi]
+    # storage: the two lists as 64-bit integers, lo then hi
+    def dump(self) -> bytes:
+        return array("q", self.lo + self.hi).tobytes()
 
     @classmethod
-    def load(cls, data) -> "SeqSet":
+    def load(cls, data: bytes) -> "SeqSet":
         """The inverse of `dump`."""
-        return cls(list(data[0]), list(data[1])) if data else cls()
+        values = array("q")
+        values.frombytes(data)
+        n = len(values) // 2
+        return cls(values[:n].tolist(), values[n:].tolist())

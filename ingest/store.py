@@ -45,8 +45,8 @@ CREATE TABLE IF NOT EXISTS epochs (
     node TEXT NOT NULL,
     epoch INTEGER NOT NULL,
     first_seen REAL NOT NULL,
-    stored TEXT NOT NULL,
-    done TEXT NOT NULL,
+    stored BLOB NOT NULL,
+    done BLOB NOT NULL,
     reported_upto INTEGER NOT NULL,
     hole_since REAL,
     PRIMARY KEY (node, epoch)
@@ -260,7 +260,7 @@ class Store:
                               "WHERE node = ? AND epoch = ?", (node, epoch)).fetchone()
         if row is None:
             return None
-        return EpochMarks(row[0], SeqSet.load(json.loads(row[1])), SeqSet.load(json.loads(row[2])), row[3], row[4])
+        return EpochMarks(row[0], SeqSet.load(row[1]), SeqSet.load(row[2]), row[3], row[4])
 
     def _load_day(self, node: str, day: int) -> array | None:
         row = self.db.execute("SELECT secs FROM times WHERE node = ? AND day = ?", (node, day)).fetchone()
@@ -304,7 +304,7 @@ def _from_first_layout(db: sqlite3.Connection) -> None:
         for lo, hi in json.loads(held):
             done.add(lo, hi)
         db.execute("INSERT OR REPLACE INTO epochs VALUES (?, ?, 0, ?, ?, 0, ?)",
-                   (node, epoch, json.dumps(st.dump()), json.dumps(done.dump()), hole_since))
+                   (node, epoch, st.dump(), done.dump(), hole_since))
     for node, site, epoch, acked_epoch, acked_seq in db.execute(
             "SELECT node, site, epoch, acked_epoch, acked_seq FROM latest").fetchall():
         ns = NodeState(site=site, epoch=epoch, epoch_seen=1.0)
@@ -365,7 +365,7 @@ class Transaction(Ledger):
                 ns = self.nodes.get(node)
                 if ns is not None and ns.epoch == epoch:
                     self.acks[node] = (epoch, em.ack)
-                rows.append((node, epoch, em.first_seen, json.dumps(em.stored.dump()), json.dumps(em.done.dump()),
+                rows.append((node, epoch, em.first_seen, em.stored.dump(), em.done.dump(),
                              em.reported_upto, em.hole_since))
             db.executemany("INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             db.executemany("INSERT OR REPLACE INTO times VALUES (?, ?, ?)",
