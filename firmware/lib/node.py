@@ -47,7 +47,10 @@ class Node:
             pass  # it exists
         self.sensors = sensors  # callable -> {metric: value or None}
         self.log = log
-        self.cfg = config.load(root)
+        notes = []
+        self.cfg = config.load(root, notes)
+        for note in notes:
+            log(note)
         self.st = _load(root)
         self.store = store.Store(root + "/buf", self.cfg["capacity"])
         self.ops = {"wifi": 0, "mqtt": 0, "bytes": 0, "readings_sent": 0}

@@ -27,8 +27,7 @@ def _ticks_ms():
 
 
 class Reader:
-    def __init__(self, profile, cfg=None):
-        cfg = cfg or {}
+    def __init__(self, profile, cfg):
         self.chips = {}
         self.errors = {}
         for name in PROFILES.get(profile, PROFILES["forest"]):
@@ -77,8 +76,8 @@ def _make(name, cfg):
     if name == "soil":
         import soil
         adc = machine.ADC(Pin(PINS["soil_adc"]), atten=machine.ADC.ATTN_11DB)
-        return soil.Soil(adc, Pin(PINS["soil_power"], Pin.OUT), _sleep_ms, cfg.get("soil_dry_mv", 2750),
-                         cfg.get("soil_wet_mv", 1250))
+        return soil.Soil(adc, Pin(PINS["soil_power"], Pin.OUT), _sleep_ms, cfg["soil_dry_mv"],
+                         cfg["soil_wet_mv"])
     if name == "ds18b20":
         import ds18b20
         import onewire
@@ -89,7 +88,7 @@ def _make(name, cfg):
     if name == "jsnsr04t":
         import jsnsr04t
         uart = machine.UART(2, baudrate=9600, tx=PINS["uart_tx"], rx=PINS["uart_rx"], timeout=200)
-        return jsnsr04t.JSNSR04T(uart, _sleep_ms, cfg.get("mount_cm", 310.0))
+        return jsnsr04t.JSNSR04T(uart, _sleep_ms, cfg["mount_cm"])
     if name == "pms5003":
         import pms5003
         uart = machine.UART(2, baudrate=9600, tx=PINS["uart_tx"], rx=PINS["uart_rx"], timeout=200)
@@ -97,5 +96,5 @@ def _make(name, cfg):
     raise ValueError("unknown sensor " + name)
 
 
-def reader(profile, cfg=None):
+def reader(profile, cfg):
     return Reader(profile, cfg)
