@@ -213,7 +213,7 @@ class Node:
         syncs = self.st["syncs"]
         parts = []
         for _seq, t, text in recs:
-            t2 = int(rclock.correct(t, syncs) + 0.5)
+            t2 = rclock.correct(t, syncs)  # integer seconds (rclock.py: no float on the time path)
             if t2 != t:
                 rec = json.loads(text)
                 rec["t"] = t2
