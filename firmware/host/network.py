@@ -12,6 +12,7 @@ class WLAN:
     def active(self, on=None):
         if on is not None:
             self._active = on
+            world.W["radio"] = bool(on)  # ADC2 stops working while the radio is on (machine.ADC)
         return self._active
 
     def connect(self, ssid, password=None):

@@ -47,7 +47,7 @@ class Node:
             pass  # it exists
         self.sensors = sensors  # callable -> {metric: value or None}
         self.log = log
-        notes = []
+        notes: list = []
         self.cfg = config.load(root, notes)
         for note in notes:
             log(note)
@@ -70,6 +70,8 @@ class Node:
             values = self.sensors()
             for name in getattr(self.sensors, "names", ()):
                 self._count(name, 1)
+            for name, n in getattr(self.sensors, "ops", {}).items():
+                self._count(name, n)
             self.store.append(rclock.now(), values)
             st["since_send"] += 1
         power_on = self.cfg["send_at_power_on"] and machine.reset_cause() != machine.DEEPSLEEP_RESET
