@@ -20,6 +20,14 @@ class WLAN:
         world.W.setdefault("events", []).append("wifi")
         self._joined = True
 
+    def ifconfig(self, config=None):
+        """(ip, netmask, gateway, dns), as MicroPython's WLAN.ifconfig; set before connect for a static address."""
+        if config is None:
+            return tuple(world.W.get("static_ip") or ("192.168.4.2", "255.255.255.0", "192.168.4.1", "192.168.4.1"))
+        if len(config) != 4 or not all(isinstance(a, str) and len(a.split(".")) == 4 for a in config):
+            raise ValueError("ifconfig needs (ip, netmask, gateway, dns) as dotted strings")
+        world.W["static_ip"] = list(config)
+
     def isconnected(self):
         return self._active and self._joined and world.W.get("wifi", True)
 
