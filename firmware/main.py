@@ -11,13 +11,21 @@ except (ImportError, AttributeError):
 
 
 def main():
+    if machine.reset_cause() == machine.DEEPSLEEP_RESET and machine.wake_reason() == machine.EXT0_WAKE:
+        import sensors
+
+        ms = sensors.tip_wake()  # a rain tip woke the chip: counted; back to sleep unless a sample is due
+        if ms:
+            machine.deepsleep(ms)
     import config
     import node
     import sensors
 
     cfg = config.load(ROOT)
-    n = node.Node(ROOT, sensors.reader(cfg["profile"], cfg))
-    machine.deepsleep(n.wake())
+    reader = sensors.reader(cfg["profile"], cfg)
+    ms = node.Node(ROOT, reader).wake()
+    sensors.before_sleep(reader, ms)
+    machine.deepsleep(ms)
 
 
 try:

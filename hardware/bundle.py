@@ -20,6 +20,19 @@ from rimba.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
+# what a node's entry in the fleet file may set in its node.json (the probe's calibration, the river mount,
+# the sending cadence, a static address); the firmware's own defaults give the types
+PROVISIONED = ("mount_cm", "soil_dry_mv", "soil_wet_mv", "send_every", "wifi_ip")
+
+
+def firmware_defaults() -> dict:
+    """config.DEFAULTS of the firmware (firmware/lib/config.py), the one table of the node's keys."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rimba_fw_config", FIRMWARE / "lib" / "config.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.DEFAULTS
 
 
 def mpy_cross() -> str:
@@ -36,12 +49,18 @@ def node_config(settings, fleet, node_id: str, wifi_ssid: str = "", wifi_passwor
     node = fleet.nodes[node_id]
     broker = settings.broker
     cfg = {"node": node.id, "site": node.site, "profile": node.profile, "sample_s": node.cadence_s,
-           "send_every": int(node.extra.get("send_every", 6)), "mqtt_host": broker.host, "mqtt_port": broker.port,
+           "send_every": 6, "mqtt_host": broker.host, "mqtt_port": broker.port,
            "mqtt_tls": broker.tls, "mqtt_user": node.id if mqtt_password else "", "mqtt_password": mqtt_password,
            "wifi_ssid": wifi_ssid, "wifi_password": wifi_password}
-    for key in ("mount_cm", "soil_dry_mv", "soil_wet_mv"):
+    defaults = firmware_defaults()
+    for key in PROVISIONED:
         if key in node.extra:
-            cfg[key] = node.extra[key]
+            value, default = node.extra[key], defaults[key]
+            number = isinstance(default, float) and isinstance(value, int)
+            if isinstance(value, bool) or not (isinstance(value, type(default)) or number):
+                raise ConfigError(f"node {node_id}: {key} must be {type(default).__name__} (fleet file), "
+                                  f"not {value!r}")
+            cfg[key] = value
     return cfg
 
 

@@ -8,6 +8,11 @@ over 1.626 s (static IP: 100 mC, 0.734 s); an MQTT session adds 8.6 mC and 40 ms
 802.11b 1 Mbps takes 8 µs at 233 mA. The board's deep-sleep current is a parameter: 10 µA for the
 chip, about 25 µA for a purpose-built board, milliamps for development boards.
 A linear regulator passes the current through, so charge at the board is charge from the battery.
+
+Counted too: wakes by the rain gauge (one per tip while asleep, each a full wake: boot and filesystem,
+firmware/lib/rain.py), connects with a static address (Wi-Fi without DHCP), and the MQTT session's
+measured length beyond the 40 ms of the measured connect-and-publish, spent listening with the radio
+on at 110 mA (Wi-Fi RX, ESP32-PICO-ZERO user manual's current table; DOMAIN.md §6.1 lists it).
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ WIFI_DHCP_MC, WIFI_DHCP_S = 204.0, 1.626
 WIFI_STATIC_MC, WIFI_STATIC_S = 100.0, 0.734
 MQTT_MC, MQTT_S = 108.6 - 100.0, 0.040
 TX_MC_PER_BYTE = 8e-6 * 233.0  # 8 µs per byte at 233 mA: seconds x mA = mC
+WIFI_RX_MA = 110.0  # the radio on, listening (waiting for the broker)
+MM_PER_TIP = 0.2794  # the forest gauge (hardware/profiles/forest.toml)
+# a Pontianak year of rain: the monthly totals of the simulation profile (DOMAIN.md §4.2, itself at the low
+# end of BMKG's 3,000-4,000 mm a year for Pontianak), Jan..Dec in mm
+PONTIANAK_RAIN_MM = (260, 210, 250, 280, 270, 220, 165, 180, 230, 350, 390, 330)
 
 # sensors: (seconds powered per reading, mA while powered); warm-ups and conversions (DOMAIN.md §5, §6)
 SENSORS = {
@@ -76,16 +86,29 @@ class Day:
     mqtt: float
     bytes_sent: float
     sensor_s: dict  # sensor -> seconds powered
+    tip_wakes: float = 0.0  # wakes by the rain gauge
+    wifi_static: float = 0.0  # of the Wi-Fi connects, those with a static address
+    mqtt_s: float = 0.0  # measured length of the MQTT sessions (0: the 40 ms each of the measurement)
+
+    def steps(self, static_ip: bool = False) -> dict:
+        """Where the awake charge goes: step -> (mC, seconds) per day."""
+        static = self.wifi if static_ip else self.wifi_static
+        listen = max(0.0, self.mqtt_s - self.mqtt * MQTT_S)
+        out = {"wake (boot, filesystem, firmware)": (self.wakes * WAKE_MC, self.wakes * WAKE_S),
+               "rain tip wakes": (self.tip_wakes * WAKE_MC, self.tip_wakes * WAKE_S),
+               "Wi-Fi connect": ((self.wifi - static) * WIFI_DHCP_MC + static * WIFI_STATIC_MC,
+                                 (self.wifi - static) * WIFI_DHCP_S + static * WIFI_STATIC_S),
+               "MQTT session": (self.mqtt * MQTT_MC, self.mqtt * MQTT_S),
+               "waiting on the broker": (listen * WIFI_RX_MA, listen),
+               "bytes sent": (self.bytes_sent * TX_MC_PER_BYTE, self.bytes_sent * 8e-6)}
+        for sensor, seconds in self.sensor_s.items():
+            out[f"sensor {sensor}"] = (seconds * SENSORS[sensor][1], seconds)  # mA x s = mC
+        return out
 
     def charge_mc(self, static_ip: bool = False) -> tuple:
         """(charge in mC awake, seconds awake)."""
-        wifi_mc, wifi_s = (WIFI_STATIC_MC, WIFI_STATIC_S) if static_ip else (WIFI_DHCP_MC, WIFI_DHCP_S)
-        mc = self.wakes * WAKE_MC + self.wifi * wifi_mc + self.mqtt * MQTT_MC + self.bytes_sent * TX_MC_PER_BYTE
-        s = self.wakes * WAKE_S + self.wifi * wifi_s + self.mqtt * MQTT_S + self.bytes_sent * 8e-6
-        for sensor, seconds in self.sensor_s.items():
-            mc += seconds * SENSORS[sensor][1]  # mA x s = mC
-            s += seconds
-        return mc, s
+        steps = self.steps(static_ip).values()
+        return sum(mc for mc, _s in steps), sum(s for _mc, s in steps)
 
 
 @dataclass(frozen=True)
@@ -113,6 +136,11 @@ def planned_day(profile: str, sample_s: float, send_s: float, reading_bytes: int
     sends = 86400 / max(send_s, sample_s)
     return Day(wakes, sends, sends, wakes * reading_bytes + sends * 250,
                {s: wakes * SENSORS[s][0] for s in PROFILES[profile]})
+
+
+def rain_tips_per_day(mm_per_tip: float = MM_PER_TIP) -> float:
+    """Tips of the gauge on a mean day of a Pontianak year."""
+    return sum(PONTIANAK_RAIN_MM) / mm_per_tip / 365
 
 
 def budget(day: Day, battery: Battery, sleep_ua: float, static_ip: bool = False) -> Budget:

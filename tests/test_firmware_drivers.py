@@ -102,13 +102,19 @@ def test_soil_probe_two_point_calibration(kat):
     assert kat["soil_broken"] is None and kat["soil_errors"] == 1
 
 
+def test_a_disconnected_soil_probe_reads_null_on_every_chip_calibration(kat):
+    """The ADC's floor reads as each chip's calibration offset (0 to 210 mV here): never 100 %, always null."""
+    assert kat["soil_unplugged"] == [None] * 5
+
+
 def test_rain_gauge_counts_debounced_tips_across_deep_sleep(tmp_path):
     from rimba.hostnode import FAKES
 
     exe = shutil.which("micropython", path=str(BIN)) or shutil.which("micropython")
     world = tmp_path / "world.json"
-    world.write_text(json.dumps({"true": 1764300000, "rtc": [1764300000, 1764300000]}))
-    env = {**os.environ, "MICROPYPATH": f"{FAKES}:{ROOT / 'firmware' / 'lib'}", "RIMBA_WORLD": str(world)}
+    world.write_text(json.dumps({"true": 1764300000, "rtc": [1764300000, 1764300000], "cause": "deepsleep"}))
+    env = {**os.environ, "MICROPYPATH": f"{FAKES}:{ROOT / 'firmware' / 'lib'}:{ROOT / 'tests' / 'firmware'}",
+           "RIMBA_WORLD": str(world)}
     runs = []
     for phase in ("first", "second"):
         r = subprocess.run([exe, "-X", "heapsize=96k", str(ROOT / "tests" / "firmware" / "rain_kat.py"), phase],

@@ -1,6 +1,17 @@
 # A fake `machine` module for the unix port, following the ESP32 quick reference's signatures:
-# Pin, ADC, I2C (a simulated SHT4x), RTC (drifting as the world says), WDT, deepsleep, reset,
-# reset_cause. Deep sleep and reset end the process; the next run is the next wake.
+# Pin, ADC, I2C (a simulated SHT4x), RTC (drifting as the world says), WDT, deepsleep, lightsleep, reset,
+# reset_cause, wake_reason. Deep sleep and reset end the process; the next run is the next wake.
+#
+# Strict where the chip is (MicroPython ESP32 quick reference; ESP-IDF sleep modes and ADC guides):
+# - deep sleep is a reset: RAM, IRQ handlers and esp32.wake_on_ext0 are gone; RTC memory stays, and is
+#   lost at power-on; machine.wake_reason() says what ended the sleep (the timer, or ext0);
+# - no Pin IRQ fires while the CPU sleeps (light or deep): an edge then is seen only as an ext0 wake,
+#   if one is armed for the level the pin reaches (ext0 is level-triggered: armed on a level the pin
+#   already has, the sleep ends at once); while the CPU runs, the IRQ handler gets each falling edge;
+# - ADC only on ADC pins; ADC2 (GPIO 0, 2, 4, 12-15, 25-27) fails while Wi-Fi is on; raw 12-bit
+#   conversions at 11 dB with a per-chip calibration offset (world "adc_offset_mv") in read_uv();
+# - GPIO 34-39 are inputs only.
+# The rain gauge: world "rain_tips" lists the true times its reed switch closes, for "rain_closure_ms".
 import sys
 import time
 
@@ -8,16 +19,75 @@ import crc8
 import world
 
 PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
+EXT0_WAKE = PIN_WAKE = 2
+EXT1_WAKE, TIMER_WAKE = 3, 4
+SLEEP, DEEPSLEEP = 2, 4
+if world.W.get("cause", "power") == "power":
+    world.W.pop("rtc_mem", None)  # RTC memory does not survive a power loss
+_ext0 = [None, None]  # armed pin number and level (esp32.wake_on_ext0), in RAM: gone at every reset
+_irqs = []  # [pin number, handler]
+_seen = [world.true_now()]  # edges up to this true time have fired their IRQ (or happened asleep)
 
 
 def reset_cause():
     return {"deepsleep": DEEPSLEEP_RESET, "power": PWRON_RESET, "crash": SOFT_RESET}[world.W.get("cause", "power")]
 
 
+def wake_reason():
+    return {"ext0": EXT0_WAKE, "timer": TIMER_WAKE}.get(world.W.get("wake"), 0)
+
+
+def _tips():
+    return world.W.get("rain_tips", ())
+
+
+def _level(n, t):
+    """The pin's level at true time t: the rain gauge's reed switch pulls it low while closed."""
+    if n == 27:
+        closed = world.W.get("rain_closure_ms", 50) / 1000
+        for tip in _tips():
+            if tip <= t < tip + closed:
+                return 0
+    return 1
+
+
+def _fire():
+    """Falling edges since the last call, while the CPU ran: their IRQ handlers run (late, not lost)."""
+    now = world.true_now()
+    for n, handler in _irqs:
+        if n == 27:
+            for tip in _tips():
+                if _seen[0] < tip <= now:
+                    handler(Pin(n))
+    _seen[0] = now
+
+
+def _sleep_until(ms):
+    """Sleep of the CPU: the true time it ends, at an armed ext0 level, or when ms have passed."""
+    _fire()
+    now = world.true_now()
+    end = now + ms / 1000
+    n, level = _ext0
+    reason = "timer"
+    if n is not None:
+        if _level(n, now) == level:
+            end, reason = now, "ext0"
+        elif level == 0 and n == 27:
+            for tip in _tips():
+                if now < tip <= end:
+                    end, reason = tip, "ext0"
+                    break
+    world.W["wake"] = reason
+    _seen[0] = end  # edges while asleep fire no IRQ
+    return end
+
+
 def deepsleep(ms=0):
-    world.W["true"] = world.true_now() + ms / 1000
+    end = _sleep_until(ms)
+    world.W["true"] = end
     world.W["cause"] = "deepsleep"
     world.W["slept_ms"] = ms
+    world.W["radio"] = False
     world.save()
     sys.exit(0)
 
@@ -25,6 +95,8 @@ def deepsleep(ms=0):
 def reset():
     world.W["true"] = world.true_now() + 1
     world.W["cause"] = "crash"
+    world.W["radio"] = False
+    world.W.pop("wake", None)
     world.save()
     sys.exit(3)
 
@@ -33,31 +105,65 @@ def unique_id():
     return b"\x24\x0a\xc4\x00\x00\x01"
 
 
+GPIOS = set(range(0, 20)) | {21, 22, 23, 25, 26, 27} | set(range(32, 40))
+ADC1 = set(range(32, 40))
+ADC2 = {0, 2, 4, 12, 13, 14, 15, 25, 26, 27}
+
+
 class Pin:
-    IN, OUT, PULL_UP, IRQ_FALLING = 1, 3, 1, 2
+    IN, OUT, PULL_UP, IRQ_FALLING, IRQ_RISING = 1, 3, 1, 2, 1
 
     def __init__(self, n, mode=None, pull=None):
+        if n not in GPIOS:
+            raise ValueError("invalid pin")
+        if mode == Pin.OUT and n >= 34:
+            raise ValueError("pin can only be input")
         self.n = n
-        self.handler = None
+        self._out = 0
 
     def irq(self, trigger=None, handler=None):
-        self.handler = handler
+        if trigger != Pin.IRQ_FALLING:
+            raise ValueError("the harness simulates falling edges only")
+        _fire()
+        _irqs.append([self.n, handler])
         return self
 
     def value(self, v=None):
-        return 1 if v is None else None
+        if v is not None:
+            self._out = v
+            return None
+        _fire()
+        return _level(self.n, world.true_now())
 
 
 class ADC:
     ATTN_0DB, ATTN_11DB = 0, 3
 
     def __init__(self, pin, atten=None):
+        if pin.n not in ADC1 | ADC2:
+            raise ValueError("invalid Pin for ADC")
         self.pin = pin
 
+    def _input_mv(self):
+        if self.pin.n == 34:  # the soil probe; None: its wire is off and the input sits at 0 V
+            mv = world.W.get("soil_mv", 2000)
+            return 0 if mv is None else mv
+        if self.pin.n == 35:
+            return world.W.get("batt_v", 3.9) / 2 * 1000
+        return 0
+
+    def _raw(self):
+        if self.pin.n in ADC2 and world.W.get("radio"):
+            raise OSError(116)  # ESP_ERR_TIMEOUT: ADC2 is the Wi-Fi driver's while Wi-Fi is on
+        off = world.W.get("adc_offset_mv", 142)
+        return max(0, min(4095, int((self._input_mv() - off) * 4095 / (3100 - off) + 0.5)))
+
+    def read_u16(self):
+        return self._raw() * 65535 // 4095
+
     def read_uv(self):
-        if self.pin.n == 34:  # the soil probe
-            return int(world.W.get("soil_mv", 2000) * 1000)
-        return int(world.W.get("batt_v", 3.9) / 2 * 1e6)
+        off = world.W.get("adc_offset_mv", 142)
+        return int((off + self._raw() * (3100 - off) / 4095) * 1000)
 
 
 class I2C:
@@ -115,8 +221,9 @@ class WDT:
 
 
 def lightsleep(ms=0):
-    """Light sleep keeps RAM and the program: in the harness, simulated time moves on at once."""
-    world.W["true"] = world.W["true"] + ms / 1000
+    """Light sleep keeps RAM and the program: in the harness, simulated time moves on at once, to the end
+    or to an armed ext0 level; no IRQ fires meanwhile."""
+    world.W["true"] += _sleep_until(ms) - world.true_now()
 
 
 class UART:

@@ -12,6 +12,9 @@ DEFAULTS = {
     "mqtt_host": "", "mqtt_port": 1883, "mqtt_user": "", "mqtt_password": "", "mqtt_tls": False,
     "ntp_host": "pool.ntp.org", "puback_ms": 5000, "wdt_ms": 60000, "safe_after": 5,
     "send_at_power_on": True,  # a freshly flashed or powered node reports at once
+    # the probe and the mount, measured for each node at installation (hardware/bundle.py writes them)
+    "soil_dry_mv": 2750, "soil_wet_mv": 1250, "mount_cm": 310.0,
+    "wifi_ip": [],  # [ip, netmask, gateway, dns]: a static address skips DHCP (about half a connect's charge)
 }
 # key: (type, low, high) for what the mailbox may set
 REMOTE = {"sample_s": (int, 10, 86400), "send_every": (int, 1, 144), "batch": (int, 1, 200)}
@@ -27,12 +30,28 @@ def _read(path):
         return {}
 
 
-def load(root):
-    """Defaults, the node's file, the last good remote update."""
+def _fits(v, default):
+    """A value of the default's type (an int where a float is expected too; a bool is not a number)."""
+    if isinstance(default, bool) or isinstance(v, bool):
+        return isinstance(v, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(v, (int, float))
+    return isinstance(v, type(default))
+
+
+def load(root, notes=None):
+    """Defaults, the node's file, the last good remote update. A key the firmware does not know, or a
+    value of the wrong type, keeps the default and is named in `notes` (logged at the next wake)."""
     cfg = dict(DEFAULTS)
     for path in (root + "/" + NODE_FILE, root + "/" + GOOD_FILE):
         for k, v in _read(path).items():
-            if k in DEFAULTS:
+            if k not in DEFAULTS:
+                if notes is not None:
+                    notes.append("config: unknown key %s ignored" % k)
+            elif not _fits(v, DEFAULTS[k]):
+                if notes is not None:
+                    notes.append("config: %s must be %s, kept %r" % (k, type(DEFAULTS[k]).__name__, DEFAULTS[k]))
+            else:
                 cfg[k] = v
     return cfg
 

@@ -13,8 +13,13 @@ PROFILES = {
 }
 
 
+_gauge: list = []  # the rain gauge, if this profile has one: light sleep must not lose its tips
+
+
 def _sleep_ms(ms):
-    if ms >= 100 and hasattr(machine, "lightsleep"):
+    if ms >= 100 and _gauge:
+        _gauge[0].light_sleep(ms)
+    elif ms >= 100:
         machine.lightsleep(ms)
     else:
         import time
@@ -27,8 +32,7 @@ def _ticks_ms():
 
 
 class Reader:
-    def __init__(self, profile, cfg=None):
-        cfg = cfg or {}
+    def __init__(self, profile, cfg):
         self.chips = {}
         self.errors = {}
         for name in PROFILES.get(profile, PROFILES["forest"]):
@@ -37,6 +41,7 @@ class Reader:
             except (OSError, ImportError, ValueError) as err:
                 self.errors[name] = str(err)
         self.names = tuple(self.chips)  # counted for the energy model
+        self.ops = {}  # other operations for the energy model (the wakes rain tips took)
 
     def __call__(self):
         out = {}
@@ -54,6 +59,7 @@ class Reader:
             out["water_temp_c" if "jsnsr04t" in c else "soil_temp_c"] = None if t is None else round(t, 2)
         if "rain" in c:
             out["rain_mm"] = c["rain"].read()
+            self.ops["tip_wakes"] = c["rain"].tip_wakes
         if "jsnsr04t" in c:
             out["water_level_cm"] = c["jsnsr04t"].read(air_t)
         if "pms5003" in c:
@@ -77,19 +83,21 @@ def _make(name, cfg):
     if name == "soil":
         import soil
         adc = machine.ADC(Pin(PINS["soil_adc"]), atten=machine.ADC.ATTN_11DB)
-        return soil.Soil(adc, Pin(PINS["soil_power"], Pin.OUT), _sleep_ms, cfg.get("soil_dry_mv", 2750),
-                         cfg.get("soil_wet_mv", 1250))
+        return soil.Soil(adc, Pin(PINS["soil_power"], Pin.OUT), _sleep_ms, cfg["soil_dry_mv"],
+                         cfg["soil_wet_mv"])
     if name == "ds18b20":
         import ds18b20
         import onewire
         return ds18b20.DS18B20(onewire.OneWire(Pin(PINS["onewire"])), _sleep_ms)
     if name == "rain":
         import rain
-        return rain.Rain(Pin(PINS["rain"], Pin.IN, Pin.PULL_UP), _ticks_ms)
+        gauge = rain.Rain(Pin(PINS["rain"], Pin.IN, Pin.PULL_UP), _ticks_ms)
+        _gauge.append(gauge)
+        return gauge
     if name == "jsnsr04t":
         import jsnsr04t
         uart = machine.UART(2, baudrate=9600, tx=PINS["uart_tx"], rx=PINS["uart_rx"], timeout=200)
-        return jsnsr04t.JSNSR04T(uart, _sleep_ms, cfg.get("mount_cm", 310.0))
+        return jsnsr04t.JSNSR04T(uart, _sleep_ms, cfg["mount_cm"])
     if name == "pms5003":
         import pms5003
         uart = machine.UART(2, baudrate=9600, tx=PINS["uart_tx"], rx=PINS["uart_rx"], timeout=200)
@@ -97,5 +105,19 @@ def _make(name, cfg):
     raise ValueError("unknown sensor " + name)
 
 
-def reader(profile, cfg=None):
+def reader(profile, cfg):
     return Reader(profile, cfg)
+
+
+def before_sleep(reader, ms):
+    """Just before deep sleep: the rain gauge learns when the next sample is due and arms its wake."""
+    if "rain" in reader.chips:
+        import rclock
+        reader.chips["rain"].sleep(rclock.now() + ms // 1000)
+
+
+def tip_wake():
+    """main.py's path for a wake by the rain gauge: count, re-arm; ms until the next sample (0: now)."""
+    import rain
+    import rclock
+    return rain.tip_wake(machine.Pin(PINS["rain"], machine.Pin.IN, machine.Pin.PULL_UP), rclock.now)

@@ -167,5 +167,7 @@ out["soil_power"] = pin.values
 sp2 = soil.Soil(FakeADC([20]), FakePin(), sleep_ms)
 out["soil_broken"] = sp2.read()
 out["soil_errors"] = sp2.errors
+# a probe with its wire off: the input at 0 V, read_uv() at each chip's calibration offset
+out["soil_unplugged"] = [soil.Soil(FakeADC([0], offset_mv=off), FakePin(), sleep_ms).read() for off in (0, 75, 142, 160, 210)]
 
 print(json.dumps(out))

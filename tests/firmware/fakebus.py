@@ -86,11 +86,20 @@ class FakeUART:
 
 
 class FakeADC:
-    def __init__(self, mv):
+    """An ESP32 ADC at 11 dB whose calibration puts raw 0 at `offset_mv`: inputs at or below it read the floor."""
+
+    def __init__(self, mv, offset_mv=142):
         self.mv = list(mv)
+        self.offset_mv = offset_mv
+        self.last = self.mv[0]
 
     def read_uv(self):
-        return self.mv.pop(0) * 1000 if len(self.mv) > 1 else self.mv[0] * 1000
+        self.last = self.mv.pop(0) if len(self.mv) > 1 else self.mv[0]
+        return max(self.last, self.offset_mv) * 1000
+
+    def read_u16(self):
+        raw = max(0, min(4095, (self.last - self.offset_mv) * 4095 // (3100 - self.offset_mv)))
+        return raw * 65535 // 4095
 
 
 class FakePin:

@@ -3,12 +3,12 @@
 import json
 import sys
 
-import machine
 import rain
 import world
+from fakebus import FakePin
 
 clock = [0]
-pin = machine.Pin(27)
+pin = FakePin()
 r = rain.Rain(pin, lambda: clock[0])
 if sys.argv[-1] == "first":
     for t in (0, 5, 100, 400, 405, 1000):  # two bounces inside 20 ms
