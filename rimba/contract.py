@@ -61,6 +61,7 @@ STATUS_MAX_BYTES = 4 * 1024
 UP_MAX_READINGS = 200
 EPOCH_MAX = 2**32 - 1
 SEQ_MAX = 2**53 - 1
+TIME_MAX = 2**53 - 1  # `t` and `now`: larger integers are no clock's reading (and no 64-bit store's)
 TRUSTED_AFTER = 1704067200  # 2024-01-01T00:00:00Z: earlier times cannot be real
 FUTURE_TOLERANCE_S = 300  # a time more than 5 min after receipt is not trusted
 LATE_AFTER_S = 900  # received more than 15 min after `t`: flagged late
@@ -225,6 +226,11 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _is_time(v) -> bool:
+    """An integer count of seconds a clock could show (a 64-bit store holds it, whatever it means)."""
+    return _is_int(v) and -TIME_MAX <= v <= TIME_MAX
+
+
 def _is_number(v) -> bool:
     return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
 
@@ -315,8 +321,8 @@ def _decode_up_body(obj: dict, site: str, node: str) -> UpBatch:
     epoch = obj["epoch"]
     if not (_is_int(epoch) and 0 <= epoch <= EPOCH_MAX):
         raise Rejected("bad-epoch", f"epoch {str(epoch)[:30]} is not an unsigned 32-bit integer")
-    if not _is_int(obj["now"]):
-        raise Rejected("bad-time", f"now {str(obj['now'])[:30]} is not an integer")
+    if not _is_time(obj["now"]):
+        raise Rejected("bad-time", f"now {str(obj['now'])[:30]} is not an integer count of seconds")
     if obj["tq"] not in ("ntp", "rtc"):
         raise Rejected("bad-type", f"tq {str(obj['tq'])[:20]!r} is not 'ntp' or 'rtc'")
     raw = obj["r"]
@@ -338,8 +344,8 @@ def _decode_up_body(obj: dict, site: str, node: str) -> UpBatch:
             raise Rejected("bad-seq", f"r[{i}].seq {seq} does not rise above {last}")
         last = seq
         t = r.get("t")
-        if type(t) is not int:
-            raise Rejected("bad-time", f"r[{i}].t {str(t)[:30]} is not an integer")
+        if type(t) is not int or not -TIME_MAX <= t <= TIME_MAX:
+            raise Rejected("bad-time", f"r[{i}].t {str(t)[:30]} is not an integer count of seconds")
         values = {}
         for key, value in r.items():
             if key == "seq" or key == "t":
@@ -377,8 +383,8 @@ def _decode_up_v2(obj: dict, site: str, node: str) -> UpBatch:
     boot = obj["boot"]
     if not (_is_int(boot) and 0 <= boot <= EPOCH_MAX):
         raise Rejected("bad-type", f"boot {str(boot)[:30]} is not an unsigned 32-bit integer")
-    if not _is_int(obj["now"]):
-        raise Rejected("bad-time", f"now {str(obj['now'])[:30]} is not an integer")
+    if not _is_time(obj["now"]):
+        raise Rejected("bad-time", f"now {str(obj['now'])[:30]} is not an integer count of seconds")
     if obj["tq"] not in ("ntp", "rtc"):
         raise Rejected("bad-type", f"tq {str(obj['tq'])[:20]!r} is not 'ntp' or 'rtc'")
     if not isinstance(rows, list):
@@ -392,8 +398,8 @@ def _decode_up_v2(obj: dict, site: str, node: str) -> UpBatch:
     if not (_is_int(first) and 1 <= first and first + len(rows) - 1 <= SEQ_MAX):
         raise Rejected("bad-seq", f"seq {str(first)[:30]} is not a positive integer")
     t = obj["t"]
-    if not _is_int(t):
-        raise Rejected("bad-time", f"t {str(t)[:30]} is not an integer")
+    if not _is_time(t):
+        raise Rejected("bad-time", f"t {str(t)[:30]} is not an integer count of seconds")
     names = obj["m"]
     if not (isinstance(names, list) and 1 <= len(names) <= COLUMNS_MAX
             and all(type(n) is str and n in _SCALE for n in names) and len(set(names)) == len(names)):
@@ -480,8 +486,8 @@ def decode_status(topic_name: str, payload: bytes, fleet) -> Status:
     if state not in STATES:
         raise Rejected("bad-state", f"state {str(state)[:20]!r} is not one of {', '.join(STATES)}")
     t = obj.get("t")
-    if t is not None and not _is_int(t):
-        raise Rejected("bad-time", f"t {str(t)[:30]} is not an integer")
+    if t is not None and not _is_time(t):
+        raise Rejected("bad-time", f"t {str(t)[:30]} is not an integer count of seconds")
     fields = {}
     for key in _STATUS_INTS:
         v = obj.get(key)

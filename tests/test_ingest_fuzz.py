@@ -21,7 +21,11 @@ from tests.support import VECTOR_FLEET, VECTORS, payload_of
 RECEIVED = VECTORS["received"]
 UP = "rimba/v1/smp29/smp29-03/up"
 STATUS = "rimba/v1/smp29/smp29-03/status"
+UP2 = "rimba/v2/smp29/smp29-03/up"
 VALID_UP = [v["body"] for v in VECTORS["up_valid"] if "body" in v and v["topic"] == UP]
+VALID_UP2 = [{"v": 2, "node": "smp29-03", "epoch": 2841937411, "boot": 17, "now": 1764301800, "tq": "ntp",
+              "seq": 1041, "t": 1764300000, "dt": 600, "m": ["air_temp_c", "air_rh_pct", "soil_vwc_pct"],
+              "x": [[2831, 842, 315], [2840, 839, None], [2852, 838, 316]], "lost": [[1001, 1012]]}]
 VALID_STATUS = [v["body"] for v in VECTORS["status_valid"]]
 
 # text as a hostile JSON encoder can make it: any code point, lone surrogates included
@@ -90,12 +94,12 @@ def _mutate(body: dict, path: list, value):
 
 
 @FUZZ
-@given(st.sampled_from(VALID_UP + VALID_STATUS), st.lists(st.integers(0, 50), min_size=1, max_size=4), json_values,
-       st.booleans())
+@given(st.sampled_from(VALID_UP + VALID_UP2 + VALID_STATUS), st.lists(st.integers(0, 50), min_size=1, max_size=4),
+       json_values, st.booleans())
 def test_valid_messages_with_one_field_mutated_never_raise(store, base, path, value, retain):
     body = copy.deepcopy(base)
     _mutate(body, path, value)
-    topic = UP if "r" in base else STATUS
+    topic = UP if "r" in base else UP2 if "x" in base else STATUS
     run_messages(store, [(topic, dumps(body), retain)])
 
 
@@ -126,6 +130,15 @@ def test_a_lone_surrogate_in_any_field_is_a_dead_letter_not_a_crash(store, field
     assert b"\\ud800" in payload and len(payload) < 600
     rows = run_messages(store, [(topic, payload, False)])
     assert len(rows) == 1 and "\\ud800" in rows[0][5]
+
+
+@pytest.mark.parametrize("key", ["now", "t"])
+def test_a_time_no_clock_can_show_is_refused_and_the_commit_holds(store, key):
+    """Found by `bench.fuzz`: a 300-digit `now` became the node's clock offset, which SQLite cannot hold."""
+    body = copy.deepcopy(VALID_UP2[0])
+    body[key] = 10**300
+    rows = run_messages(store, [(UP2, dumps(body), False), (UP, dumps(VALID_UP[0]), False)])
+    assert [r[4] for r in rows] == ["bad-time"]
 
 
 def test_every_golden_vector_is_handled_without_an_internal_error(store):
