@@ -1,0 +1,88 @@
+"""Contract v2 on the platform: a v2 batch stores the points its v1 twin stores; acks go back under the
+node's own root. (The golden vector pairs in `tests/vectors/contract-v2.json` are checked in
+`tests/test_vectors_v2.py`; here, every valid v1 vector converted.)"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from ingest.ledger import Ledger
+from ingest.pipeline import Outcome, handle
+from rimba.mqtt import Mqtt
+from rimba.simulate import Publisher
+from rimba.wire2 import to_v2
+from tests.support import VECTOR_FLEET, VECTORS, wait_until
+
+RECEIVED = VECTORS["received"]
+
+
+def points(lines) -> dict:
+    """line protocol -> {(series, time): {field: value}}: what InfluxDB would hold."""
+    out = {}
+    for line in lines:
+        series, fields, t = line.rsplit(" ", 2)
+        out.setdefault((series, t), {}).update(kv.split("=", 1) for kv in fields.split(","))
+    return out
+
+
+def store(topic, payloads) -> Outcome:
+    out = Outcome()
+    led = Ledger()
+    for p in payloads:
+        handle(led, topic, p, RECEIVED, VECTOR_FLEET, out)
+    return out
+
+
+@pytest.mark.parametrize("vector", [v for v in VECTORS["up_valid"] if "body" in v], ids=lambda v: v["name"])
+def test_a_v2_batch_stores_the_points_of_its_v1_twin(vector):
+    body = vector["body"]
+    v1 = store(vector["topic"], [json.dumps(body).encode()])
+    twins = [json.dumps(b).encode() for b in to_v2(body, boot=17)]
+    v2 = store(vector["topic"].replace("rimba/v1/", "rimba/v2/"), twins)
+    assert points(v2.lines) == points(v1.lines)
+    assert (v2.stored, len(v2.dead)) == (v1.stored, len(v1.dead))
+
+
+def test_two_hundred_rows_decode_without_a_reading_object():
+    from rimba import contract
+
+    body = {"v": 2, "node": "smp29-03", "epoch": 1, "boot": 2, "now": RECEIVED, "tq": "ntp", "seq": 1,
+            "t": RECEIVED - 200 * 600, "dt": 600, "m": ["air_temp_c", "air_rh_pct"],
+            "x": [[2800 + i, 800 + i % 200] for i in range(200)]}
+    batch = contract.decode_up("rimba/v2/smp29/smp29-03/up", json.dumps(body).encode(), VECTOR_FLEET)
+    assert batch.readings == [] and len(batch.fields) == 200 and batch.seqs[-1] == 200
+    assert batch.fields[199] == "air_temp_c=29.99,air_rh_pct=99.9"
+
+
+def test_v1_and_v2_nodes_over_mqtt_each_get_their_ack_under_their_own_root(platform_factory):
+    p = platform_factory({"w1-01": ("smp29", "forest"), "w2-01": ("smp29", "forest")})
+    p.ingest()
+    acks: dict = {}
+    lock = threading.Lock()
+
+    def on(topic, payload, *_):
+        if payload:
+            with lock:
+                acks[topic] = json.loads(payload)
+
+    sub = Mqtt(p.settings.broker, "w-acks", v5=False, subscriptions=("rimba/+/+/+/ack",), on_message=on).start()
+    t0 = 1_780_000_000
+    v1 = {"v": 1, "node": "w1-01", "epoch": 9, "now": t0 + 3600, "tq": "ntp",
+          "r": [{"seq": s, "t": t0 + 600 * s, "air_temp_c": 27.5 + s / 10} for s in (1, 2, 3)]}
+    v2 = to_v2(dict(v1, node="w2-01"), boot=1)[0]
+    pub = Publisher(p.settings, client_id="w-pub")
+    pub.publish("rimba/v1/smp29/w1-01/up", json.dumps(v1).encode())
+    pub.publish("rimba/v2/smp29/w2-01/up", json.dumps(v2).encode())
+    pub.close()
+    wait_until(lambda: len(acks) >= 2, 30, "both acks")
+    assert acks == {"rimba/v1/smp29/w1-01/ack": {"v": 1, "epoch": 9, "seq": 3},
+                    "rimba/v2/smp29/w2-01/ack": {"v": 2, "epoch": 9, "seq": 3}}
+    rows = p.influx.rows("SELECT air_temp_c, seq FROM reading GROUP BY node")
+    by_node = {}
+    for r in rows:
+        by_node.setdefault(r["node"], []).append((r["time"], r["air_temp_c"], r["seq"]))
+    assert by_node["w1-01"] == by_node["w2-01"] and len(by_node["w1-01"]) == 3
+    sub.stop()
