@@ -27,15 +27,19 @@ class NodeState:
     epoch_seen: float = 0.0  # when the current epoch was first seen
     boot: int | None = None  # the boot counter of the node's last status (v1) or batch (v2)
     offset_boot: int | None = None  # the boot `min_offset` belongs to ("none" for v1 without status)
-    min_offset: int | None = None  # the smallest received - now since the boot changed
+    min_offset: float | None = None  # the smallest received - now since the boot changed (drift allowed)
+    offset_at: float = 0.0  # when min_offset was last worked out
     status_sha: str | None = None  # the last status stored, to store a retained copy only once
     status_state: str | None = None
+    status_t: int | None = None  # the `t` of the newest status recorded
+    status_ms: int = 0  # the last status point's time: two statuses never share a point
     gap_ms: int = 0  # the last gap point's time: every gap point has its own
     status_tokens: float = -1.0  # rate budgets (token buckets); -1: full
     status_at: float = 0.0
     dead_tokens: float = -1.0
     dead_at: float = 0.0
     wire: int = 1  # the contract version the node last spoke: its acks go under that root
+    dead_bytes: int = 0  # payload bytes of its dead letters kept
 
 
 @dataclass
@@ -45,6 +49,7 @@ class EpochMarks:
     done: SeqSet = field(default_factory=SeqSet)
     reported_upto: int = 0  # holes at or below this seq were recorded as `missing` gaps
     hole_since: float | None = None  # since when a hole above reported_upto is open
+    first_t: int | None = None  # the oldest trusted (synchronised) time of its readings
 
     @property
     def ack(self) -> int:
@@ -58,7 +63,8 @@ class EpochMarks:
             self.hole_since = None
 
     def copy(self) -> "EpochMarks":
-        return EpochMarks(self.first_seen, self.stored.copy(), self.done.copy(), self.reported_upto, self.hole_since)
+        return EpochMarks(self.first_seen, self.stored.copy(), self.done.copy(), self.reported_upto, self.hole_since,
+                          self.first_t)
 
 
 _ABSENT = object()

@@ -37,6 +37,12 @@ DAY_S = 86400
 STATUS_BURST, STATUS_PER_S = 60, 1 / 60
 DEAD_BURST, DEAD_PER_S = 100, 1 / 60
 NO_NODE = "?"  # the ledger's name for messages on topics without a valid node name
+DEAD_NODE_MAX_BYTES = 4 * 1024 * 1024  # payload bytes kept of one node's dead letters; past it, evidence only
+# How fast a node's clock may run slow, in seconds per second: the smallest received − now may rise so fast
+# and still be the clock, not a wait. The ESP32's RTC in deep sleep runs on its internal 150 kHz RC
+# oscillator, whose frequency "is affected by temperature" (ESP-IDF Programming Guide, System Time, "RTC
+# timer clock sources"); boards lose 20 min in 15 h on it (espressif/arduino-esp32 issue 7084: 2.2 %).
+MAX_DRIFT = 0.03
 # A message waits at the broker at most as long as the ingest's session lives (rimba.mqtt):
 # a node whose received − now grew by more than that had its clock reset, not a wait.
 MAX_WAIT_S = 7 * 86400
@@ -50,6 +56,7 @@ class DeadLetter:
     reason: str
     node: str | None
     kind: str = "message"  # message: replayable; partial: stored without some readings or values; point: db refused
+    keep_payload: bool = True  # False: the node's share of kept payloads is spent; length and SHA-256 only
 
     def __post_init__(self):
         self.topic = contract.printable(self.topic)
@@ -107,15 +114,19 @@ def _account(out: Outcome, ns: NodeState, em: EpochMarks, site: str, node: str, 
 
 
 def _epoch(led: Ledger, out: Outcome, ns: NodeState, site: str, node: str, epoch: int,
-           received: float) -> EpochMarks:
+           received: float, newest_t: int | None = None) -> EpochMarks:
     """The node's marks for `epoch`; a new epoch seen later than the current one becomes current, and
-    what the old one never delivered is written off (`epoch-reset`)."""
+    what the old one never delivered is written off (`epoch-reset`). `newest_t`: the newest trusted time
+    of the message's readings; a new epoch whose readings are all older than the current epoch's
+    oldest trusted one is an old epoch seen late (a redelivery, a replay), whenever it arrives."""
     em = led.epoch(node, epoch)
     if em is not None:
         return em
     em = led.new_epoch(node, epoch, received)
-    if ns.epoch is None or received >= ns.epoch_seen:
-        old = led.epoch(node, ns.epoch) if ns.epoch is not None else None
+    current = led.epoch(node, ns.epoch) if ns.epoch is not None else None
+    older = newest_t is not None and current is not None and current.first_t is not None and newest_t < current.first_t
+    if ns.epoch is None or (received >= ns.epoch_seen and not older):
+        old = current
         if old is not None and old.done.top() > old.ack:
             _account(out, ns, old, site, node, old.ack + 1, old.done.top(), "epoch-reset", received)
             old.hole_since = None
@@ -136,11 +147,26 @@ def _allow(ns: NodeState, kind: str, received: float, limit: bool) -> bool:
     return ok
 
 
-def _offset(ns: NodeState, boot, own: int) -> int:
-    """The smallest received − now from the node since its boot changed, this message's included."""
+def _keep(out: Outcome, ns: NodeState, d: DeadLetter, received: float, limit: bool) -> bool:
+    """Keep a dead letter if the node's budget allows; past its share of payload bytes, as evidence only."""
+    if not _allow(ns, "dead", received, limit):
+        out.rate_limited += 1
+        return False
+    size = min(len(d.payload), contract.DEAD_LETTER_MAX_BYTES)
+    if limit and ns.dead_bytes + size > DEAD_NODE_MAX_BYTES:
+        d.keep_payload = False
+    else:
+        ns.dead_bytes += size
+    out.dead.append(d)
+    return True
+
+
+def _offset(ns: NodeState, boot, own: int, received: float) -> float:
+    """The smallest received − now from the node since its boot changed, this message's included, the
+    older ones allowed to have risen since by a slow clock's drift (`MAX_DRIFT`)."""
     if boot != ns.offset_boot or ns.min_offset is None or own - ns.min_offset > MAX_WAIT_S:
         return own
-    return min(ns.min_offset, own)
+    return min(ns.min_offset + MAX_DRIFT * max(0.0, received - ns.offset_at), own)
 
 
 def _time_index(led: Ledger, node: str):
@@ -178,23 +204,26 @@ def handle_up(led: Ledger, topic: str, payload: bytes, received: float, fleet, o
     site, node = batch.site, batch.node
     ns = led.node(node)
     ns.site = site
-    em = _epoch(led, out, ns, site, node, batch.epoch, received)
     seqs = batch.seqs
-    if em.done.holes() > contract.HOLES_MAX:
-        err = Rejected("too-fragmented", f"epoch {batch.epoch} has {em.done.holes()} open holes, more than "
-                       f"{contract.HOLES_MAX}; a node sending oldest first cannot get there")
-        _refuse(led, topic, payload, err, received, out, limit, (batch.epoch, seqs, batch.lost))
-        return
     own = int(received) - batch.now
     ns.wire = batch.version
     boot = batch.boot if batch.version >= 2 else ns.boot  # v1 batches carry none: the last status's
-    offset = _offset(ns, boot, own)
+    offset = _offset(ns, boot, own, received)
     try:
-        placed = contract.place(batch, int(received), offset)
+        placed = contract.place(batch, int(received), round(offset))
     except Rejected as err:
         _refuse(led, topic, payload, err, received, out, limit, (batch.epoch, seqs, batch.lost))
         return
-    ns.offset_boot, ns.min_offset = boot, offset
+    trusted = [p.time for p in placed if p.offset is None]
+    em = _epoch(led, out, ns, site, node, batch.epoch, received, max(trusted) if trusted else None)
+    if em.done.holes() > contract.HOLES_MAX or len(em.stored) > contract.HOLES_MAX + 1:
+        err = Rejected("too-fragmented", f"epoch {batch.epoch} has {max(em.done.holes(), len(em.stored) - 1)} "
+                       f"holes, more than {contract.HOLES_MAX}; a node sending oldest first cannot get there")
+        _refuse(led, topic, payload, err, received, out, limit, (batch.epoch, seqs, batch.lost))
+        return
+    ns.offset_boot, ns.min_offset, ns.offset_at = boot, offset, received
+    if trusted and (em.first_t is None or min(trusted) < em.first_t):
+        em.first_t = min(trusted)
 
     for lo, hi in batch.lost:
         _account(out, ns, em, site, node, lo, hi, "lost", received)
@@ -218,15 +247,15 @@ def handle_up(led: Ledger, topic: str, payload: bytes, received: float, fleet, o
     elif seqs and not collided:
         out.resent.add(node)
     if collided:
-        em.done.add_sorted(collided)
-        out.collisions += len(collided)
         seqs_text = ", ".join(map(str, collided[:20])) + (" ..." if len(collided) > 20 else "")
-        out.dead.append(DeadLetter(topic, payload, "time-collision",
-                                   f"time-collision: seq {seqs_text} at a second another reading of {node} "
-                                   "already has; not stored", node, kind="partial"))
+        d = DeadLetter(topic, payload, "time-collision", f"time-collision: seq {seqs_text} at a second another "
+                       f"reading of {node} already has; not stored", node, kind="partial")
+        if _keep(out, ns, d, received, limit):  # kept: accounted for; over budget the node sends them again
+            em.done.add_sorted(collided)
+            out.collisions += len(collided)
     if batch.faults:
-        out.dead.append(DeadLetter(topic, payload, "out-of-range", "out-of-range: " + "; ".join(batch.faults)[:500],
-                                   node, kind="partial"))
+        _keep(out, ns, DeadLetter(topic, payload, "out-of-range", "out-of-range: " + "; ".join(batch.faults)[:500],
+                                  node, kind="partial"), received, limit)
     em.note_holes(received)
     if ns.epoch == batch.epoch:
         out.touched[node] = (site, batch.epoch)
@@ -240,10 +269,8 @@ def _refuse(led: Ledger, topic: str, payload: bytes, err: Rejected, received: fl
     node = _topic_node(topic)
     salvage = salvage or err.salvage
     ns = led.node(node or NO_NODE)  # a topic without a node name shares one budget
-    if not _allow(ns, "dead", received, limit):
-        out.rate_limited += 1
+    if not _keep(out, ns, DeadLetter(topic, payload, err.code, err.reason, node), received, limit):
         return
-    out.dead.append(DeadLetter(topic, payload, err.code, err.reason, node))
     if salvage is None or node is None:
         return
     epoch, seqs, lost = salvage
@@ -271,19 +298,24 @@ def handle_status(led: Ledger, topic: str, payload: bytes, received: float, flee
         return
     ns = led.node(st.node)
     sha = hashlib.sha256(payload).hexdigest()
-    if (retained and sha == ns.status_sha) or (st.t is None and st.state == ns.status_state):
-        out.skipped += 1  # a retained copy, or a Last Will of the state already recorded
+    if sha == ns.status_sha or (st.t is None and st.state == ns.status_state):
+        out.skipped += 1  # a retained copy or a redelivery, or a Last Will of the state already recorded
         return
     if not _allow(ns, "status", received, limit):
         out.rate_limited += 1
         return
     ns.site, ns.wire = st.site, st.version
-    ns.status_sha, ns.status_state = sha, st.state
-    if "boot" in st.fields:
-        ns.boot = st.fields["boot"]
+    ms = contract.status_time_ms(st, received)
+    if ns.status_ms - 1000 < ms <= ns.status_ms:  # another status of the node in that second: its own point
+        ms = ns.status_ms + 1
+    ns.status_ms = max(ns.status_ms, ms)
+    if st.t is None or ns.status_t is None or st.t >= ns.status_t:  # an older status (a replay) is history only
+        ns.status_sha, ns.status_state = sha, st.state
+        ns.status_t = st.t if st.t is not None else ns.status_t
+        if "boot" in st.fields:
+            ns.boot = st.fields["boot"]
     fields = {"state": st.state, **st.fields}
-    out.lines.append(lineproto.line("node_status", {"site": st.site, "node": st.node}, fields,
-                                    contract.status_time_ms(st, received)))
+    out.lines.append(lineproto.line("node_status", {"site": st.site, "node": st.node}, fields, ms))
 
 
 def handle(led: Ledger, topic: str, payload: bytes, received: float, fleet, out: Outcome,

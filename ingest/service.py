@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 from ingest import lineproto, pipeline
 from ingest.pipeline import DeadLetter, Outcome
-from ingest.store import TIMES_KEEP_DAYS, Store
+from ingest.store import Store
 from ingest.writer import SpoolWriter
 from rimba import contract
-from rimba.errors import InfluxAuthError, InfluxUnavailable, RimbaError
+from rimba.errors import InfluxAuthError, InfluxUnavailable, RimbaError, StoreBusy
 from rimba.fleet import FleetWatcher
 from rimba.influx import Influx, InfluxNoDatabase
 from rimba.mqtt import Mqtt
@@ -44,6 +44,7 @@ GATHER = 500  # messages worth a transaction without waiting for the flush inter
 MAX_QUEUED_BYTES = 32 * 1024 * 1024  # payload bytes received and not yet committed, at most
 MAX_MESSAGES_PER_COMMIT = 2000  # bounds memory: a commit's lines are built in RAM
 WRITE_CHUNK_BYTES = 2 * 1024 * 1024  # spool rows claimed per write cycle
+BUSY_RETRY_S = 1.0  # after the store was found held by another process
 WRITER_STUCK_S = 120.0  # a writer silent this long (no write, no retry, no idle wake) is stuck
 ACK_EVERY_S = 0.25  # how often moved acks are published (retained), at most
 SUBSCRIPTIONS = tuple(f"{contract.root(v)}/+/+/{kind}" for v in contract.VERSIONS for kind in ("up", "status"))
@@ -208,12 +209,20 @@ class Ingest:
         return self.clock() - self._writer_beat > WRITER_STUCK_S
 
     def _commit(self, batch: list) -> None:
-        """Commit what arrived, then acknowledge it. A commit that fails is retried message by message."""
+        """Commit what arrived, then acknowledge it. A commit that fails is retried message by message;
+        one that finds the store held by another process waits, the messages kept, unacknowledged."""
         try:
             out, tx, dead_kept = self._transact(batch)
+        except StoreBusy as err:
+            self._requeue(batch, err)
+            return
         except Exception as err:
             if len(batch) == 1:
-                out, tx, dead_kept = self._transact_internal(batch[0], err)
+                try:
+                    out, tx, dead_kept = self._transact_internal(batch[0], err)
+                except StoreBusy as busy:
+                    self._requeue(batch, busy)
+                    return
             else:
                 log.warning("a commit of %d messages failed (%s); committing them one by one", len(batch), err)
                 for item in batch:
@@ -233,6 +242,13 @@ class Ingest:
         self._ack_candidates.update((n, (site, *tx.acks[n])) for n, (site, _e) in out.touched.items() if n in tx.acks)
         self._ack_force |= out.resent
 
+    def _requeue(self, batch: list, err: Exception) -> None:
+        log.warning("the ingest store is held by another process (%s); retrying in %.0f s", err, BUSY_RETRY_S)
+        with self.arrived:
+            self.queue.extendleft(reversed(batch))
+            self.queued_bytes += sum(len(item[1]) for item in batch)
+        self.stopping.wait(BUSY_RETRY_S)
+
     def _transact(self, batch: list):
         out, tx, dead_kept = transact(self.store, self.fleet.current(), batch, self.owner, self.clock)
         self.counters.internal += out.internal
@@ -250,6 +266,12 @@ class Ingest:
         return Outcome(), tx, kept
 
     def _periodic(self, now: float) -> None:
+        try:
+            self._periodic_work(now)
+        except StoreBusy as err:  # another process holds the store: the work waits for the next round
+            log.warning("the ingest store is held by another process (%s); periodic work postponed", err)
+
+    def _periodic_work(self, now: float) -> None:
         if now >= self._next_sweep:
             self._next_sweep = now + min(60.0, self.settings.gap_timeout_s / 4)
             self._sweep(now)
@@ -299,7 +321,7 @@ class Ingest:
             sent = []
             for node, site, epoch, seq, wire in todo:
                 mid = self.mqtt.publish(contract.topic(site, node, "ack", wire), contract.ack_payload(epoch, seq, wire),
-                                        qos=1, retain=True)
+                                        qos=1, retain=True, track=bool(self.settings.mqtt_share_group))
                 sent.append((mid, node, epoch, seq))
             if self.settings.mqtt_share_group:
                 # several processes publish acks: wait for the broker under the lock, so that
@@ -408,14 +430,14 @@ def transact(store: Store, fleet, batch: list, owner: str, clock=time.time):
 
 
 def sweep(store: Store, now: float, gap_timeout_s: float, owner: str) -> int:
-    """Record holes open past the timeout as `missing` gaps (the acks stay where they are), and forget
-    storage seconds too old to collide; returns the gaps recorded."""
+    """Record holes open past the timeout as `missing` gaps (the acks stay where they are), and forget each
+    node's oldest epochs past `EPOCHS_KEPT`; returns the gaps recorded."""
     out = Outcome()
     tx = store.transaction()
     with tx:
         pipeline.sweep_holes(tx, store.holes_due(now - gap_timeout_s), now, out)
         tx.spool(out.lines, owner, now)
-    store.prune_times(int(now) // pipeline.DAY_S - TIMES_KEEP_DAYS)
+    store.prune_epochs()
     return out.gaps
 
 

@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 
 from array import array
-from dataclasses import astuple, fields
+from dataclasses import fields
 
 from ingest.ledger import EpochMarks, Ledger, NodeState
 from ingest.pipeline import DeadLetter
 from ingest.seqset import SeqSet
 from rimba.contract import DEAD_LETTER_MAX_BYTES
-from rimba.errors import StoreError
+from rimba.errors import StoreBusy, StoreError
 
 VERSION = 2  # PRAGMA user_version; 0 or 1: the first layout (marks + latest), migrated on open
 _NODE_COLUMNS = [f.name for f in fields(NodeState)]
@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS epochs (
     done BLOB NOT NULL,
     reported_upto INTEGER NOT NULL,
     hole_since REAL,
+    first_t INTEGER,
     PRIMARY KEY (node, epoch)
 );
 CREATE INDEX IF NOT EXISTS epochs_hole_since ON epochs (hole_since) WHERE hole_since IS NOT NULL;
@@ -81,7 +82,8 @@ CREATE INDEX IF NOT EXISTS deadletter_digest ON deadletter (digest);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
-TIMES_KEEP_DAYS = 62  # storage seconds remembered for time collisions (longer than a node's buffer lasts)
+BUSY_TIMEOUT_S = 10  # how long a transaction waits for another process to let go of the file, then retries
+EPOCHS_KEPT = 16  # per node: older epochs are forgotten (their late resends are still caught by their times)
 
 
 class Store:
@@ -102,7 +104,7 @@ class Store:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as err:
@@ -134,6 +136,8 @@ class Store:
                 for column in _NODE_COLUMNS:  # a ledger field added since the file was made
                     if column not in have:
                         db.execute(f"ALTER TABLE nodes ADD COLUMN {column}")
+                if db.execute("SELECT 1 FROM pragma_table_info('epochs') WHERE name = 'first_t'").fetchone() is None:
+                    db.execute("ALTER TABLE epochs ADD COLUMN first_t INTEGER")
                 if old:
                     _from_first_layout(db)
                 if version < VERSION:
@@ -256,20 +260,25 @@ class Store:
                                "n.epoch = e.epoch WHERE e.hole_since IS NOT NULL AND e.hole_since <= ?",
                                (before,)).fetchall()
 
-    def prune_times(self, before_day: int) -> None:
+    def prune_epochs(self, keep: int = EPOCHS_KEPT) -> int:
+        """Forget all but each node's `keep` epochs first seen last (never the current one); returns how many."""
         with self.transaction():
-            self.db.execute("DELETE FROM times WHERE day < ?", (before_day,))
+            cur = self.db.execute(
+                "DELETE FROM epochs WHERE rowid IN (SELECT e.rowid FROM (SELECT rowid, node, epoch, ROW_NUMBER() OVER "
+                "(PARTITION BY node ORDER BY first_seen DESC) AS k FROM epochs) e LEFT JOIN nodes n ON n.node = e.node "
+                "AND n.epoch = e.epoch WHERE e.k > ? AND n.node IS NULL)", (keep,))
+            return cur.rowcount
 
     def _load_node(self, node: str) -> NodeState | None:
         row = self.db.execute(f"SELECT {', '.join(_NODE_COLUMNS)} FROM nodes WHERE node = ?", (node,)).fetchone()
         return NodeState(*row) if row else None
 
     def _load_epoch(self, node: str, epoch: int) -> EpochMarks | None:
-        row = self.db.execute("SELECT first_seen, stored, done, reported_upto, hole_since FROM epochs "
+        row = self.db.execute("SELECT first_seen, stored, done, reported_upto, hole_since, first_t FROM epochs "
                               "WHERE node = ? AND epoch = ?", (node, epoch)).fetchone()
         if row is None:
             return None
-        return EpochMarks(row[0], SeqSet.load(row[1]), SeqSet.load(row[2]), row[3], row[4])
+        return EpochMarks(row[0], SeqSet.load(row[1]), SeqSet.load(row[2]), row[3], row[4], row[5])
 
     def _load_day(self, node: str, day: int) -> array | None:
         row = self.db.execute("SELECT secs FROM times WHERE node = ? AND day = ?", (node, day)).fetchone()
@@ -300,8 +309,41 @@ class Store:
         args.append(limit)
         return self.db.execute(sql, args).fetchall()
 
+    def purge_deadletters(self, ids=None, code: str | None = None, node: str | None = None) -> tuple[int, int]:
+        """Drop dead letters (all, or those matching); returns (count, payload bytes), freed from the disk limit
+        and from each node's share of kept payloads."""
+        where, args = "1=1", []
+        if ids:
+            where += f" AND id IN ({','.join('?' * len(ids))})"
+            args += list(ids)
+        if code:
+            where += " AND code = ?"
+            args.append(code)
+        if node:
+            where += " AND node = ?"
+            args.append(node)
+        with self.transaction():
+            per_node = self.db.execute(f"SELECT node, COUNT(*), COALESCE(SUM(length(payload)), 0) FROM deadletter "
+                                       f"WHERE {where} GROUP BY node", args).fetchall()
+            self.db.execute(f"DELETE FROM deadletter WHERE {where}", args)
+            total = sum(size for _n, _c, size in per_node)
+            self.db.execute("UPDATE counters SET value = MAX(0, value - ?) WHERE name = 'dead_bytes'", (total,))
+            for name, _c, size in per_node:
+                self.db.execute("UPDATE nodes SET dead_bytes = MAX(0, dead_bytes - ?) WHERE node = ?",
+                                (size, name if name is not None else "?"))
+        return sum(c for _n, c, _s in per_node), total
+
     def deadletter_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM deadletter").fetchone()[0]
+
+
+def _row(ns: NodeState) -> tuple:
+    return tuple(getattr(ns, c) for c in _NODE_COLUMNS)
+
+
+def _busy(err: sqlite3.OperationalError) -> bool:
+    """Another process holds the file (it is frozen, or slow): wait and try again, it is not broken."""
+    return "locked" in str(err) or "busy" in str(err)
 
 
 def _from_first_layout(db: sqlite3.Connection) -> None:
@@ -312,13 +354,14 @@ def _from_first_layout(db: sqlite3.Connection) -> None:
         done = st.copy()
         for lo, hi in json.loads(held):
             done.add(lo, hi)
-        db.execute("INSERT OR REPLACE INTO epochs VALUES (?, ?, 0, ?, ?, 0, ?)",
+        db.execute("INSERT OR REPLACE INTO epochs (node, epoch, first_seen, stored, done, reported_upto, hole_since) "
+                   "VALUES (?, ?, 0, ?, ?, 0, ?)",
                    (node, epoch, st.dump(), done.dump(), hole_since))
     for node, site, epoch, acked_epoch, acked_seq in db.execute(
             "SELECT node, site, epoch, acked_epoch, acked_seq FROM latest").fetchall():
         ns = NodeState(site=site, epoch=epoch, epoch_seen=1.0)
         db.execute(f"INSERT OR REPLACE INTO nodes VALUES (?, {', '.join('?' * len(_NODE_COLUMNS))})",
-                   (node, *astuple(ns)))
+                   (node, *_row(ns)))
         db.execute("UPDATE epochs SET first_seen = 1 WHERE node = ? AND epoch = ?", (node, epoch))
         if acked_epoch is not None and acked_seq is not None:
             db.execute("INSERT OR REPLACE INTO acks VALUES (?, ?, ?)", (node, acked_epoch, acked_seq))
@@ -342,6 +385,8 @@ class Transaction(Ledger):
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as err:
             self.store.writing.release()
+            if isinstance(err, sqlite3.OperationalError) and _busy(err):
+                raise StoreBusy(f"ingest store {self.store.path}: {err}") from err
             raise StoreError(f"ingest store {self.store.path}: {err}") from err
         return self
 
@@ -368,23 +413,26 @@ class Transaction(Ledger):
             db = self.db
             marks = ", ".join("?" * len(_NODE_COLUMNS))
             db.executemany(f"INSERT OR REPLACE INTO nodes (node, {', '.join(_NODE_COLUMNS)}) VALUES (?, {marks})",
-                           [(name, *astuple(ns)) for name, ns in self.nodes.items()])
+                           [(name, *_row(ns)) for name, ns in self.nodes.items()])
             rows = []
             for (node, epoch), em in self.epochs.items():
                 ns = self.nodes.get(node)
                 if ns is not None and ns.epoch == epoch:
                     self.acks[node] = (epoch, em.ack)
                 rows.append((node, epoch, em.first_seen, em.stored.dump(), em.done.dump(),
-                             em.reported_upto, em.hole_since))
-            db.executemany("INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                             em.reported_upto, em.hole_since, em.first_t))
+            db.executemany("INSERT OR REPLACE INTO epochs (node, epoch, first_seen, stored, done, reported_upto, "
+                           "hole_since, first_t) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             db.executemany("INSERT OR REPLACE INTO times VALUES (?, ?, ?)",
                            [(node, day, arr.tobytes()) for (node, day), arr in self.days.items()])
             if self._dead_bytes:
                 db.execute("UPDATE counters SET value = value + ? WHERE name = 'dead_bytes'", (self._dead_bytes,))
             db.execute("COMMIT")
-        except sqlite3.Error as err:
+        except Exception as err:  # whatever it is, the transaction must not stay open
             self.db.execute("ROLLBACK")
-            raise StoreError(f"ingest store {self.store.path}: commit failed: {err}") from err
+            if isinstance(err, sqlite3.OperationalError) and _busy(err):
+                raise StoreBusy(f"ingest store {self.store.path}: {err}") from err
+            raise StoreError(f"ingest store {self.store.path}: commit failed: {err!r}") from err
 
     # writes
     def spool(self, lines: list, owner: str, now: float, lease_s: float = 60.0) -> None:
@@ -402,7 +450,7 @@ class Transaction(Ledger):
         digest = hashlib.sha256(d.topic.encode() + b"\0" + payload + b"\0" + d.code.encode()).hexdigest()
         if self.db.execute("SELECT 1 FROM deadletter WHERE digest = ? AND replayed IS NULL", (digest,)).fetchone():
             return False
-        kept = payload[:DEAD_LETTER_MAX_BYTES]
+        kept = payload[:DEAD_LETTER_MAX_BYTES] if d.keep_payload else b""
         self.db.execute(
             "INSERT INTO deadletter (received, topic, payload, code, reason, node, kind, digest, length, sha256) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -111,6 +111,13 @@ def cmd_deadletter(args) -> int:
                 print(replay.as_line(r))
             print(f"{len(rows)} dead letter(s){' (replayed ones included)' if args.all else ''}", file=sys.stderr)
         return 0
+    if args.action == "purge":
+        if not (args.id or args.code or args.node or args.all):
+            print("rimba deadletter purge: say which: --node ID, --code CODE, --id N, or --all", file=sys.stderr)
+            return 2
+        count, size = store.purge_deadletters(ids=args.id, code=args.code, node=args.node)
+        print(f"dropped {count} dead letter(s), {size:,} bytes")
+        return 0
     result = replay.replay(s, store, ids=args.id, code=args.code, node=args.node)
     print(f"replayed {result.replayed}, still refused {result.refused}, readings stored {result.stored}")
     return 0
@@ -333,12 +340,12 @@ def parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", parents=[common], help="run the ingest service")
     ing.set_defaults(func=cmd_ingest)
 
-    dl = sub.add_parser("deadletter", parents=[common], help="list or replay rejected messages")
-    dl.add_argument("action", choices=("list", "replay"))
+    dl = sub.add_parser("deadletter", parents=[common], help="list, replay or purge rejected messages")
+    dl.add_argument("action", choices=("list", "replay", "purge"))
     dl.add_argument("--id", type=int, action="append", help="only this dead letter (repeatable)")
     dl.add_argument("--code", help="only this reason code, e.g. unknown-node")
     dl.add_argument("--node", help="only this node")
-    dl.add_argument("--all", action="store_true", help="list: include replayed ones")
+    dl.add_argument("--all", action="store_true", help="list: include replayed ones; purge: every dead letter")
     dl.add_argument("--json", action="store_true", help="list: one JSON object per line")
     dl.add_argument("--limit", type=int, default=1000)
     dl.set_defaults(func=cmd_deadletter)

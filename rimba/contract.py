@@ -418,7 +418,7 @@ def _decode_up_v2(obj: dict, site: str, node: str) -> UpBatch:
                 continue
             if type(x) is not int:
                 raise Rejected("bad-value", f"x[{i}] {name} is {str(x)[:30]!r}, not an integer or null")
-            value = x / scale
+            value = x / scale if -TIME_MAX <= x <= TIME_MAX else float("inf")  # a float holds no more
             if not low <= value <= high:
                 faults.append(f"{name}={value} at seq {first + i} outside {low:g}..{high:g}")
                 continue

@@ -4,6 +4,7 @@
     ├── ConfigError            a setting or the fleet file is invalid (names the key)
     ├── StackError             the local broker or database cannot be started or reached
     ├── StoreError             the ingest's local store (spool, dead letters) failed
+    │   └── StoreBusy          another process holds the store: wait and retry
     └── InfluxError            the database answered with an error
         ├── InfluxAuthError    credentials refused (401/403): stop loudly
         ├── InfluxRejected     the points themselves were refused (400): dead-letter, never retry
@@ -25,6 +26,10 @@ class StackError(RimbaError):
 
 class StoreError(RimbaError):
     """The ingest's on-disk store failed."""
+
+
+class StoreBusy(StoreError):
+    """Another process holds the store's write lock longer than the wait allows; retry later."""
 
 
 class InfluxError(RimbaError):

@@ -28,7 +28,8 @@ from rimba.settings import Broker
 
 log = logging.getLogger(__name__)
 
-SESSION_EXPIRY_S = 7 * 86400  # what the broker keeps for ingest while it is away
+SESSION_EXPIRY_S = 7 * 86400
+PUBACKS_KEPT = 1024  # PUBACK ids kept for untracked publishes before they are dropped  # what the broker keeps for ingest while it is away
 
 
 class Mqtt:
@@ -69,7 +70,8 @@ class Mqtt:
         self.client.on_publish = self._on_publish
         self._unacked: set = set()  # message ids sent and not yet acknowledged; guarded by _lock
         self._lock = threading.Lock()
-        self._puback: collections.deque = collections.deque()  # filled by paho's thread, lock-free
+        # filled by paho's thread, lock-free; drained by `wait_published`, and by untracked publishes
+        self._puback: collections.deque = collections.deque()
         self._puback_event = threading.Event()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
@@ -146,14 +148,24 @@ class Mqtt:
         if qos > 0:
             self.client.ack(mid, qos)
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False):
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, track: bool = True):
         """Queue a message; paho sends it now, or after reconnecting if the broker is away.
-        Returns its message id (QoS 1: wait for it with `wait_published`)."""
+        Returns its message id (QoS 1 with `track`: wait for it with `wait_published`)."""
         with self._lock:
             info = self.client.publish(topic, payload, qos=qos, retain=retain)
-            if qos > 0:
+            if qos > 0 and track:
                 self._unacked.add(info.mid)
+            elif len(self._puback) > PUBACKS_KEPT:
+                self._forget_untracked()
         return info.mid
+
+    def _forget_untracked(self) -> None:
+        """Drop the PUBACKs nobody will wait for (a client that publishes without tracking never drains them).
+        popleft and append are atomic, so paho's thread may go on appending meanwhile."""
+        for _ in range(len(self._puback)):
+            mid = self._puback.popleft()
+            if mid in self._unacked:
+                self._puback.append(mid)
 
     def wait_published(self, mids, timeout: float) -> list:
         """Wait until the broker acknowledged each message id; return those it did.

@@ -120,3 +120,12 @@ def test_a_store_from_a_newer_rimba_is_refused(tmp_path):
     db.close()
     with pytest.raises(StoreError, match="newer Rimba"):
         Store(path)
+
+
+def test_purge_frees_the_disk_limit_and_the_nodes_share(store):
+    commit(store, up([1], bogus=1), up([2], bogus=2), up([3], bogus=3))
+    before = store.disk_bytes()
+    assert store._load_node("smp29-03").dead_bytes > 0
+    count, size = store.purge_deadletters(node="smp29-03")
+    assert count == 3 and size > 0 and store.disk_bytes() == before - size
+    assert store._load_node("smp29-03").dead_bytes == 0 and store.deadletter_count() == 0
