@@ -18,6 +18,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 FAKES = ROOT / "firmware" / "host"
+# The contract version host nodes speak unless told: the firmware's default is 2, but the ingest on main
+# decodes only v1 until the platform side of contract v2 lands. Then this becomes 2 (or goes).
+WIRE = 1
+
+
+def _firmware_wire():
+    """firmware/lib/wire.py, the node's own reading of its stored rows (plain Python)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rimba_fw_wire", ROOT / "firmware" / "lib" / "wire.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def micropython() -> str:
@@ -39,7 +52,7 @@ class FirmwareNode:
         self.heap = heap
         config = {"node": node, "site": site, "profile": "forest", "mqtt_host": "127.0.0.1", "mqtt_port": mqtt_port,
                   "sample_s": 600, "send_every": 3, "wifi_timeout_ms": 300, "puback_ms": 3000, "wdt_ms": 30000,
-                  "send_at_power_on": False}
+                  "send_at_power_on": False, "wire": WIRE}
         config.update(cfg)
         (self.root / "node.json").write_text(json.dumps(config))
         t = time.time() if start is None else start
@@ -73,14 +86,25 @@ class FirmwareNode:
         return json.loads((self.root / "buf" / "state.json").read_text())
 
     def buffered(self) -> list:
-        """Every valid record still in the flash buffer (a reading, as the node stored it)."""
+        """Every valid record still in the flash buffer, as {"seq", "t", metric: value} (firmware/lib/store.py:
+        a segment's columns line, then "seq t row" lines; firmware 0.2's segments hold v1 JSON readings)."""
+        wire = _firmware_wire()
         out = []
         for seg in sorted((self.root / "buf").glob("s*.log"), key=lambda p: int(p.stem[1:])):
+            head = None
             for line in seg.read_text().splitlines():
-                if len(line) > 9 and line[8] == " ":
-                    try:
-                        out.append(json.loads(line[9:]))
-                    except ValueError:
-                        pass
+                text = line[9:]
+                if len(line) <= 9 or line[8] != " ":
+                    continue
+                try:
+                    if text.startswith("["):
+                        head = text
+                    elif text.startswith("{"):
+                        out.append(json.loads(text))
+                    elif head is not None:
+                        seq, t, row = text.split(" ", 2)
+                        out.append({"seq": int(seq), "t": int(t), **wire.values(head, row)})
+                except ValueError:
+                    pass  # a torn line
         acked = self.buffer_state()["acked"]
         return [r for r in out if r["seq"] > acked]

@@ -258,8 +258,9 @@ def test_a_full_cycle_of_each_profile_runs_from_mpy_cross_compiled_files_in_96_k
 
 
 def test_the_firmware_builds_what_the_golden_vectors_say(tmp_path):
-    """The contract's valid `up` vectors (shared with the ingest tests) rebuilt by the firmware's own encoder
-    in MicroPython decode to the same readings, lost ranges and times as the vectors."""
+    """The contract's valid v1 `up` vectors (shared with the ingest tests), stored in a real buffer and sent by the
+    firmware's own encoder with `wire` 1 in MicroPython, decode to the same readings, lost ranges and times as the
+    vectors (a vector's readings may take several batches: one column list and rising times each)."""
     import os
     import subprocess
 
@@ -269,23 +270,26 @@ def test_the_firmware_builds_what_the_golden_vectors_say(tmp_path):
 
     world = tmp_path / "world.json"
     world.write_text(json.dumps({"true": 1764301800, "rtc": [1764301800, 1764301800]}))
+    (tmp_path / "buf").mkdir()
     env = {**os.environ, "MICROPYPATH": f"{FAKES}:{ROOT / 'firmware' / 'lib'}", "RIMBA_WORLD": str(world),
-           "RIMBA_VECTORS": str(ROOT / "tests" / "vectors" / "contract-v1.json")}
+           "RIMBA_VECTORS": str(ROOT / "tests" / "vectors" / "contract-v1.json"), "RIMBA_BUF": str(tmp_path / "buf")}
     # a larger heap: the whole vector file is loaded at once here, which a node never does
     r = subprocess.run([micropython(), "-X", "heapsize=1m", str(ROOT / "tests" / "firmware" / "vectors_fw.py")],
                        env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 0, r.stdout + r.stderr
     built = json.loads(r.stdout.strip().splitlines()[-1])
     by_name = {v["name"]: v for v in VECTORS["up_valid"]}
     assert len(built) >= 10
     for b in built:
         vector = by_name[b["name"]]
-        batch = contract.decode_up(vector["topic"], b["payload"].encode(), VECTOR_FLEET)
-        placed = contract.place(batch, VECTORS["received"])
-        got = [{"seq": x.seq, "time": p.time, "late": p.late, "offset": p.offset, "values": x.values}
-               for x, p in zip(batch.readings, placed, strict=True)]
+        got = []
+        for payload in b["payloads"]:
+            batch = contract.decode_up(vector["topic"], payload.encode(), VECTOR_FLEET)
+            placed = contract.place(batch, VECTORS["received"])
+            got += [{"seq": x.seq, "time": p.time, "late": p.late, "offset": p.offset, "values": x.values}
+                    for x, p in zip(batch.readings, placed, strict=True)]
+            assert [list(x) for x in batch.lost] == vector["expect"].get("lost", []), b["name"]
         assert got == vector["expect"]["readings"], b["name"]
-        assert [list(x) for x in batch.lost] == vector["expect"].get("lost", []), b["name"]
 
 
 def test_repeated_crashes_lead_to_safe_mode_and_the_watchdog_is_armed_first(platform_factory, tmp_path):
@@ -313,9 +317,10 @@ def test_repeated_crashes_lead_to_safe_mode_and_the_watchdog_is_armed_first(plat
     assert node.runs[-1].returncode == 0 and len(node.buffered()) == 1
 
 
-def test_the_node_speaks_tls_to_the_broker_with_the_projects_ca(platform_factory, tmp_path):
-    """The firmware in MicroPython connects to the broker's TLS listener, trusting only the CA that
-    `rimba broker tls` made (in DER beside its config); readings reach the ingest on the plain listener."""
+def test_the_node_speaks_tls_to_the_broker_with_the_projects_ca(platform_factory, tmp_path, compiled, heap):
+    """The firmware in MicroPython, compiled as flashed, in the 96 KiB heap (the compiled fakes' own added: on
+    the board they are C), connects to the broker's TLS listener, trusting only the CA that `rimba broker tls`
+    made (in DER beside its config); readings reach the ingest on the plain listener."""
     import subprocess
 
     from hardware import tls
@@ -335,7 +340,7 @@ def test_the_node_speaks_tls_to_the_broker_with_the_projects_ca(platform_factory
                                             mqtt_client_id="ingest-tls")), tmp_path / "ingest.log").start()
         ingest.wait_subscribed()
         node = FirmwareNode(tmp_path, "fw-tls", "smp29", secure, start=time.time() - 10 * 600, mqtt_tls=True,
-                            mqtt_host="localhost")
+                            mqtt_host="localhost", lib=compiled, heap=heap)
         subprocess.run(["openssl", "x509", "-in", str(paths["ca"]), "-outform", "DER", "-out",
                         str(node.root / "ca.der")], check=True, timeout=30)
         for _ in range(3):
