@@ -59,9 +59,16 @@ def heap(compiled, tmp_path_factory):
     return f"{96 * 1024 + int(r.stdout.strip())}"
 
 
-def test_readings_reach_influxdb_and_the_buffer_is_freed_only_by_the_ack(platform_factory, tmp_path):
+# Contract v2 end to end needs the platform's v2 decoding (ingest subscribed under rimba/v2/, acks on the node's
+# root), which lands on main separately: until then these run for v1 and are expected to fail for v2.
+WIRES = [1, pytest.param(2, marks=pytest.mark.xfail(strict=True, reason="platform v2 decoding lands on main"))]
+
+
+@pytest.mark.parametrize("wire", WIRES)
+def test_readings_reach_influxdb_and_the_buffer_is_freed_only_by_the_ack(platform_factory, tmp_path, wire):
     p = platform_factory({"fw-01": ("smp29", "forest")})
-    node = FirmwareNode(tmp_path, "fw-01", "smp29", port_of(p), start=time.time() - 10 * 600)  # never ahead of now
+    node = FirmwareNode(tmp_path, "fw-01", "smp29", port_of(p), start=time.time() - 10 * 600,  # never ahead of now
+                        wire=wire)
     node.set(air_temp_c=27.5, air_rh_pct=81.0, batt_v=3.95)
     for _ in range(3):  # the third wake sends; no ingest runs yet: the broker takes the batch, nobody acks
         node.wake()
@@ -70,7 +77,7 @@ def test_readings_reach_influxdb_and_the_buffer_is_freed_only_by_the_ack(platfor
     p.ingest()
     for _ in range(3):  # the batch waits at... nowhere: it was published before ingest subscribed; resent
         node.wake()
-    wait_until(lambda: p.count() >= 6, 30, "six readings stored")
+    wait_until(lambda: p.count() >= 6, 15, "six readings stored")
     # the ack moved over them: the node freed its buffer (at once, or at its next wake)
     node.wake()
     node.wake()
@@ -82,6 +89,42 @@ def test_readings_reach_influxdb_and_the_buffer_is_freed_only_by_the_ack(platfor
     assert all(abs(r["air_temp_c"] - 27.5) < 0.01 and abs(r["air_rh_pct"] - 81.0) < 0.1 for r in rows)
     status = p.influx.rows("SELECT last(batt_v), last(state) FROM node_status WHERE node = 'fw-01'")
     assert status and abs(status[0]["last"] - 3.95) < 0.01 and status[0]["last_1"] == "sleeping"
+
+
+def old_buffer(root, readings: list, state: dict) -> None:
+    """A flash buffer as firmware 0.2 left it: state.json and one segment of v1 JSON readings, CRC-checked."""
+    from binascii import crc32
+
+    buf = root / "buf"
+    buf.mkdir(parents=True)
+    (buf / "state.json").write_text(json.dumps(state))
+    lines = []
+    for r in readings:
+        text = json.dumps(r, separators=(",", ":"))
+        lines.append(f"{crc32(text.encode()) & 0xFFFFFFFF:08x} {text}\n")
+    (buf / f"s{readings[0]['seq']}.log").write_text("".join(lines))
+
+
+@pytest.mark.parametrize("wire", WIRES)
+def test_readings_buffered_by_firmware_0_2_are_stored_after_the_update(platform_factory, tmp_path, wire):
+    """A node updated while 0.2 still held five readings it had not sent (epoch 99, seq 11-15, 1-10 acked): the
+    new firmware keeps the epoch and the seq, sends the old readings and its own, every one stored once."""
+    p = platform_factory({"fw-07": ("smp29", "forest")})
+    p.ingest()
+    start = time.time() - 20 * 600
+    node = FirmwareNode(tmp_path, "fw-07", "smp29", port_of(p), start=start, wire=wire)
+    old = [{"seq": s, "t": int(start) - 600 * (16 - s), "air_temp_c": round(26.5 + s / 10, 1), "air_rh_pct": 90.1,
+            "soil_vwc_pct": 33.3, "soil_temp_c": 26.25, "rain_mm": 0.0} for s in range(11, 16)]
+    old_buffer(node.root, old, {"epoch": 99, "next": 16, "acked": 10, "lost": []})
+    for _ in range(3):
+        node.wake()
+    wait_until(lambda: len(stored(p, "fw-07")) >= 8, 15, "the old and the new readings")
+    rows = p.influx.rows("SELECT seq, air_temp_c, air_rh_pct FROM reading WHERE node = 'fw-07'", epoch="s")
+    assert [r["seq"] for r in rows] == list(range(11, 19))
+    assert [r["air_temp_c"] for r in rows[:5]] == [r["air_temp_c"] for r in old]  # the same floats
+    # their times as taken (the first sync's measured error applies to them too: within 2 s here)
+    assert all(abs(r["time"] - o["t"]) <= 2 for r, o in zip(rows, old, strict=False))
+    assert node.buffer_state()["epoch"] == 99
 
 
 def run_powerloss(root, seed, phase) -> dict:
@@ -184,18 +227,20 @@ def test_a_drifting_clock_is_corrected_between_syncs(platform_factory, tmp_path)
         assert abs(r["time"] - truth[r["seq"]]) <= 0.05 * 3 * 600 + 2
 
 
-def test_the_config_mailbox_applies_a_newer_rev_and_rejects_a_bad_one(platform_factory, tmp_path):
+@pytest.mark.parametrize("wire", WIRES)
+def test_the_config_mailbox_applies_a_newer_rev_and_rejects_a_bad_one(platform_factory, tmp_path, wire):
     from rimba.mqtt import Mqtt
 
     p = platform_factory({"fw-04": ("smp29", "forest")})
     p.ingest()
-    node = FirmwareNode(tmp_path, "fw-04", "smp29", port_of(p), start=time.time() - 30 * 600, send_every=3)
+    node = FirmwareNode(tmp_path, "fw-04", "smp29", port_of(p), start=time.time() - 30 * 600, send_every=3,
+                        wire=wire)
     m = Mqtt(p.settings.broker, "config-writer", v5=False, persistent=False).start()
 
     def desired(body):
-        m.wait_published([m.publish("rimba/v1/smp29/fw-04/config", json.dumps(body).encode(), retain=True)], 10)
+        m.wait_published([m.publish(f"rimba/v{wire}/smp29/fw-04/config", json.dumps(body).encode(), retain=True)], 10)
 
-    desired({"v": 1, "rev": 2, "send_every": 2, "sample_s": 300})
+    desired({"v": wire, "rev": 2, "send_every": 2, "sample_s": 300})
     for _ in range(3):
         node.wake()  # the third wake sends and reads the mailbox
     assert node.world["slept_ms"] == 300_000  # rev 2 in force
@@ -203,7 +248,7 @@ def test_the_config_mailbox_applies_a_newer_rev_and_rejects_a_bad_one(platform_f
     node.wake()
     node.wake()
     assert node.world["wifi_connects"] == connects + 1  # now every second wake sends
-    desired({"v": 1, "rev": 3, "send_every": 0, "sample_s": 5})  # invalid: send_every below 1
+    desired({"v": wire, "rev": 3, "send_every": 0, "sample_s": 5})  # invalid: send_every below 1
     for _ in range(2):
         r = node.wake()
     assert "config rev 3 rejected" in r.stdout
