@@ -30,7 +30,7 @@ import re
 import secrets
 from pathlib import Path
 
-from rimba import names
+from rimba import contract, names
 from rimba.errors import ConfigError
 from rimba.fleet import load_fleet
 from rimba.settings import OPTIONS
@@ -38,12 +38,20 @@ from rimba.stack import INFLUX_GRANTS
 
 # What each service's broker user may do. Mosquitto 2 checks a shared subscription's filter without its
 # `$share/<group>/` prefix, so the ingest's `read` rules cover `$share/rimba-ingest/rimba/v1/+/+/up` too.
-INGEST_RULES = ("read rimba/v1/+/+/up", "read rimba/v1/+/+/status", "write rimba/v1/+/+/ack")
+_ROOTS = tuple(contract.root(v) for v in contract.VERSIONS)  # every contract version the platform serves
+
+
+def _each_root(*rules: str) -> tuple:
+    return tuple(r.replace("{root}", root) for r in rules for root in _ROOTS)
+
+
+INGEST_RULES = _each_root("read {root}/+/+/up", "read {root}/+/+/status", "write {root}/+/+/ack")
 SERVICES = {
-    "rimba-analyze": ("write rimba/v1/+/alert", "read rimba/v1/+/+/ack", "read rimba/v1/+/+/status"),
-    "rimba-sim": ("write rimba/v1/+/+/up", "write rimba/v1/+/+/status", "read rimba/v1/+/+/ack",
-                  "read rimba/v1/+/+/config"),
-    "rimba-admin": ("write rimba/v1/+/+/config", "read rimba/v1/#"),
+    "rimba-analyze": _each_root("write {root}/+/alert", "read {root}/+/+/ack", "read {root}/+/+/status"),
+    "rimba-sim": _each_root("write {root}/+/+/up", "write {root}/+/+/status", "read {root}/+/+/ack",
+                            "read {root}/+/+/config"),
+    # firmware files (wire-v2 "Firmware updates"): only the admin publishes them
+    "rimba-admin": _each_root("write {root}/+/+/config", "read {root}/#") + ("write rimba/v2/fw/+",),
 }
 INGEST_SHARE = "rimba-ingest"  # the shared-subscription group of the ingest processes
 RESERVED = "rimba-"  # the platform's own user names start so; no node's may
@@ -129,9 +137,12 @@ class Provisioner:
         for node in sorted(fleet.nodes.values(), key=lambda n: n.id):
             if node.id not in keep or node.id in services:
                 continue
-            base = f"rimba/v1/{node.site}/{node.id}"
-            lines += [f"user {node.id}", f"topic write {base}/up", f"topic write {base}/status",
-                      f"topic read {base}/ack", f"topic read {base}/config", ""]
+            lines.append(f"user {node.id}")
+            for root in _ROOTS:  # a node speaks one version at a time, either until it is updated
+                base = f"{root}/{node.site}/{node.id}"
+                lines += [f"topic write {base}/up", f"topic write {base}/status", f"topic read {base}/ack",
+                          f"topic read {base}/config"]
+            lines += ["topic read rimba/v2/fw/+", ""]
         (self.dir / "acl").write_text("\n".join(lines))
 
     # -- nodes ---------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ class NodeState:
     status_at: float = 0.0
     dead_tokens: float = -1.0
     dead_at: float = 0.0
+    wire: int = 1  # the contract version the node last spoke: its acks go under that root
 
 
 @dataclass

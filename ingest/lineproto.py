@@ -32,10 +32,9 @@ def line(measurement: str, tags: dict, fields: dict, time_ms: int) -> str:
     return f"{measurement}{tag_part} {field_part} {time_ms}"
 
 
-def reading(site: str, node: str, values: dict, seq: int, late: bool, offset, time_s: int) -> str:
-    parts = [f"{k}={v!r}" for k, v in values.items()]  # values are floats (rimba.contract)
-    parts.append(f"seq={seq}i")
-    parts.append("late=true" if late else "late=false")
+def reading(site: str, node: str, values: str, seq: int, late: bool, offset, time_s: int) -> str:
+    """A `reading` point; `values` is the row's field text as `rimba.contract` decoded it (floats)."""
+    tail = f"seq={seq}i,late={'true' if late else 'false'}"
     if offset is not None:
-        parts.append(f"clock_offset_s={float(offset)!r}")
-    return f"reading,node={node},site={site} {','.join(parts)} {time_s * 1000}"
+        tail += f",clock_offset_s={float(offset)!r}"
+    return f"reading,node={node},site={site} {values + ',' if values else ''}{tail} {time_s * 1000}"

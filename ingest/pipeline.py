@@ -179,14 +179,15 @@ def handle_up(led: Ledger, topic: str, payload: bytes, received: float, fleet, o
     ns = led.node(node)
     ns.site = site
     em = _epoch(led, out, ns, site, node, batch.epoch, received)
-    seqs = [r.seq for r in batch.readings]
+    seqs = batch.seqs
     if em.done.holes() > contract.HOLES_MAX:
         err = Rejected("too-fragmented", f"epoch {batch.epoch} has {em.done.holes()} open holes, more than "
                        f"{contract.HOLES_MAX}; a node sending oldest first cannot get there")
         _refuse(led, topic, payload, err, received, out, limit, (batch.epoch, seqs, batch.lost))
         return
     own = int(received) - batch.now
-    boot = getattr(batch, "boot", ns.boot)
+    ns.wire = batch.version
+    boot = batch.boot if batch.version >= 2 else ns.boot  # v1 batches carry none: the last status's
     offset = _offset(ns, boot, own)
     try:
         placed = contract.place(batch, int(received), offset)
@@ -200,21 +201,21 @@ def handle_up(led: Ledger, topic: str, payload: bytes, received: float, fleet, o
     seen, record = _time_index(led, node)
     new, collided = [], []
     stored = em.stored
-    for r, p in zip(batch.readings, placed):
-        if r.seq in stored:
+    for seq, values, p in zip(seqs, batch.fields, placed):
+        if seq in stored:
             out.duplicates += 1
             continue
         if seen(p.time):
-            collided.append(r.seq)
+            collided.append(seq)
             continue
         record(p.time)
-        out.lines.append(lineproto.reading(site, node, r.values, r.seq, p.late, p.offset, p.time))
-        new.append(r.seq)
+        out.lines.append(lineproto.reading(site, node, values, seq, p.late, p.offset, p.time))
+        new.append(seq)
     if new:
         stored.add_sorted(new)
         em.done.add_sorted(new)
         out.stored += len(new)
-    elif batch.readings and not collided:
+    elif seqs and not collided:
         out.resent.add(node)
     if collided:
         em.done.add_sorted(collided)
@@ -276,7 +277,7 @@ def handle_status(led: Ledger, topic: str, payload: bytes, received: float, flee
     if not _allow(ns, "status", received, limit):
         out.rate_limited += 1
         return
-    ns.site = st.site
+    ns.site, ns.wire = st.site, st.version
     ns.status_sha, ns.status_state = sha, st.state
     if "boot" in st.fields:
         ns.boot = st.fields["boot"]

@@ -46,7 +46,7 @@ MAX_MESSAGES_PER_COMMIT = 2000  # bounds memory: a commit's lines are built in R
 WRITE_CHUNK_BYTES = 2 * 1024 * 1024  # spool rows claimed per write cycle
 WRITER_STUCK_S = 120.0  # a writer silent this long (no write, no retry, no idle wake) is stuck
 ACK_EVERY_S = 0.25  # how often moved acks are published (retained), at most
-SUBSCRIPTIONS = (f"{contract.TOPIC_ROOT}/+/+/up", f"{contract.TOPIC_ROOT}/+/+/status")
+SUBSCRIPTIONS = tuple(f"{contract.root(v)}/+/+/{kind}" for v in contract.VERSIONS for kind in ("up", "status"))
 
 
 @dataclass
@@ -295,10 +295,10 @@ class Ingest:
             have = {t[0] for t in todo}
             for node in force:
                 if node not in have and (cur := self.store.current_ack(node)) is not None:
-                    todo.append((node, *cur))
+                    todo.append((node, *cur, self.store.wire_of(node)))
             sent = []
-            for node, site, epoch, seq in todo:
-                mid = self.mqtt.publish(contract.topic(site, node, "ack"), contract.ack_payload(epoch, seq),
+            for node, site, epoch, seq, wire in todo:
+                mid = self.mqtt.publish(contract.topic(site, node, "ack", wire), contract.ack_payload(epoch, seq, wire),
                                         qos=1, retain=True)
                 sent.append((mid, node, epoch, seq))
             if self.settings.mqtt_share_group:

@@ -130,6 +130,10 @@ class Store:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
+                have = {r[0] for r in db.execute("SELECT name FROM pragma_table_info('nodes')")}
+                for column in _NODE_COLUMNS:  # a ledger field added since the file was made
+                    if column not in have:
+                        db.execute(f"ALTER TABLE nodes ADD COLUMN {column}")
                 if old:
                     _from_first_layout(db)
                 if version < VERSION:
@@ -199,11 +203,12 @@ class Store:
 
     # -- acks ----------------------------------------------------------------------------------
     def acks_to_publish(self, candidates: dict | None = None) -> list:
-        """[(node, site, epoch, seq)] ahead of the last ack published for the node's current epoch.
+        """[(node, site, epoch, seq, wire)] ahead of the last ack published for the node's current epoch;
+        `wire` is the contract version the node speaks (its ack goes under that root).
 
         `candidates`: node -> (site, epoch, ack) as a transaction computed them; None: every node.
         """
-        sql = ("SELECT n.node, n.site, n.epoch, a.epoch, a.seq FROM nodes n LEFT JOIN acks a ON a.node = n.node "
+        sql = ("SELECT n.node, n.site, n.epoch, a.epoch, a.seq, n.wire FROM nodes n LEFT JOIN acks a ON a.node = n.node "
                "WHERE n.epoch IS NOT NULL AND n.site IS NOT NULL")
         if candidates is None:
             rows = self.db.execute(sql).fetchall()
@@ -214,7 +219,7 @@ class Store:
                 part = nodes[i:i + 500]
                 rows += self.db.execute(sql + f" AND n.node IN ({','.join('?' * len(part))})", part).fetchall()
         out = []
-        for node, site, epoch, acked_epoch, acked_seq in rows:
+        for node, site, epoch, acked_epoch, acked_seq, wire in rows:
             if candidates is not None:
                 _site, c_epoch, ack = candidates[node]
                 if c_epoch != epoch:
@@ -223,8 +228,12 @@ class Store:
                 em = self._load_epoch(node, epoch)
                 ack = em.ack if em else 0
             if acked_epoch != epoch or acked_seq is None or ack > acked_seq:
-                out.append((node, site, epoch, ack))
+                out.append((node, site, epoch, ack, wire or 1))
         return out
+
+    def wire_of(self, node: str) -> int:
+        row = self.db.execute("SELECT wire FROM nodes WHERE node = ?", (node,)).fetchone()
+        return (row[0] if row else None) or 1
 
     def current_ack(self, node: str) -> tuple | None:
         row = self.db.execute("SELECT site, epoch FROM nodes WHERE node = ? AND epoch IS NOT NULL", (node,)).fetchone()

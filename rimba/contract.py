@@ -1,17 +1,21 @@
-"""Wire contract v1 in code: topics, `up` and `status` decoding, time placement.
+"""Wire contracts v1 and v2 in code: topics, `up` and `status` decoding, time placement.
+
+A v1 `up` names every metric in every reading; a v2 `up` is columnar (`m` names the
+columns once, `x` holds the rows as integers in each metric's resolution). Both decode to
+one `UpBatch` whose rows give the same storage points.
 
 Pure: no MQTT, no database. Every refusal is a `Rejected` with a stable reason
 `code` (the golden vectors in `tests/vectors/` pin them) and a human `detail`.
 
 Refusal codes, checked in this order:
 
-    topic            the topic is not rimba/v1/{site}/{node}/{up|status}
+    topic            the topic is not rimba/v1|v2/{site}/{node}/{up|status}
     too-large        payload over 16 KiB (status: 4 KiB)
     not-utf8         payload is not UTF-8
     bad-json         not JSON, or NaN/Infinity, or nested too deep
     duplicate-key    an object repeats a key
     not-object       the payload is not a JSON object
-    bad-version      `v` is not 1
+    bad-version      `v` is not the topic's version (1 or 2)
     unknown-node     the topic's node is not in the fleet file
     wrong-site       the topic's site is not the node's site in the fleet file
     node-mismatch    the payload's `node` is not the topic's node
@@ -21,8 +25,10 @@ Refusal codes, checked in this order:
     too-many         more than 200 readings
     bad-seq          `seq` not a positive integer, or not strictly increasing
     bad-time         `t` or `now` not an integer
-    unknown-key      a reading holds a key that is not `seq`, `t` or a metric name
-    bad-value        a metric value is not a finite number or null
+    unknown-key      a reading holds a key that is not `seq`, `t` or a metric name (v1)
+    bad-columns      `m` empty, over 16, repeated or not metric names; a row of the wrong length (v2)
+    bad-dt           `dt` neither an integer nor a list of len(x) - 1, or a step below 1 (v2)
+    bad-value        a metric value is not a finite number (v2: an integer) or null
     bad-lost         `lost` is not a list of [first, last] seq ranges
     bad-state        status `state` is not online, sleeping or lost
     time-impossible  even re-based, a reading's time is before 2024 or in the future
@@ -44,8 +50,12 @@ from dataclasses import dataclass, field
 from rimba.metrics import METRICS
 from rimba.names import is_name
 
-VERSION = 1
+VERSION = 1  # the first contract; a node speaks one version, all its topics under that root
+VERSIONS = (1, 2)
 TOPIC_ROOT = "rimba/v1"
+COLUMNS_MAX = 16  # v2: metric names in one batch
+WAKE_WITHIN_S = 7 * 86400  # v2 status: `wake` at most this long after `t`
+FW_STATES = ("good", "trial", "rolled-back")
 UP_MAX_BYTES = 16 * 1024
 STATUS_MAX_BYTES = 4 * 1024
 UP_MAX_READINGS = 200
@@ -61,16 +71,26 @@ DEAD_LETTER_MAX_BYTES = 16 * 1024  # of a payload kept as evidence (wire-v2), wi
 # every code a dead letter can carry, in the order of the docstring above
 CODES = ("topic", "too-large", "not-utf8", "bad-json", "duplicate-key", "not-object", "bad-version",
          "unknown-node", "wrong-site", "node-mismatch", "missing", "bad-type", "bad-epoch", "too-many",
-         "bad-seq", "bad-time", "unknown-key", "bad-value", "bad-lost", "bad-state", "time-impossible",
+         "bad-seq", "bad-time", "unknown-key", "bad-columns", "bad-dt", "bad-value", "bad-lost", "bad-state",
+         "time-impossible",
          "too-fragmented", "out-of-range", "time-collision", "internal")
 
 
-def topic(site: str, node: str, kind: str) -> str:
-    return f"{TOPIC_ROOT}/{site}/{node}/{kind}"
+def root(version: int = VERSION) -> str:
+    return f"rimba/v{version}"
 
 
-def alert_topic(site: str) -> str:
-    return f"{TOPIC_ROOT}/{site}/alert"
+def topic(site: str, node: str, kind: str, version: int = VERSION) -> str:
+    return f"rimba/v{version}/{site}/{node}/{kind}"
+
+
+def alert_topic(site: str, version: int = VERSION) -> str:
+    return f"rimba/v{version}/{site}/alert"
+
+
+def topic_version(name: str) -> int:
+    """The contract version of a node topic (1 when it is none of ours: the topic check refuses it)."""
+    return 2 if name.startswith("rimba/v2/") else 1
 
 
 class Rejected(Exception):
@@ -102,14 +122,22 @@ class Reading:
 
 @dataclass
 class UpBatch:
+    """One `up` batch of either version. `seqs`, `times` and `fields` are its rows: each row's seq,
+    time by the node's clock, and stored values as line-protocol field text (`name=float,...`)."""
+
     site: str
     node: str
     epoch: int
     now: int
     tq: str
-    readings: list
+    seqs: list
+    times: list
+    fields: list
     lost: list  # [(first, last), ...]
     faults: list = field(default_factory=list)  # "metric=value at seq N" dropped as out of range
+    version: int = 1
+    boot: int | None = None  # v2 only
+    readings: list = field(default_factory=list)  # v1 only: the Reading objects (values as dicts)
 
 
 @dataclass
@@ -119,6 +147,7 @@ class Status:
     state: str
     t: int | None
     fields: dict  # storage fields besides `state`
+    version: int = 1
 
 
 @dataclass
@@ -136,11 +165,12 @@ def printable(text: str) -> str:
 
 
 def parse_topic(name: str) -> tuple[str, str, str]:
-    """Split `rimba/v1/{site}/{node}/{kind}`; raises Rejected('topic')."""
+    """Split `rimba/v1|v2/{site}/{node}/{kind}`; raises Rejected('topic')."""
     parts = name.split("/")
     if (
         len(parts) != 5
-        or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT
+        or parts[0] != "rimba"
+        or parts[1] not in ("v1", "v2")
         or parts[4] not in ("up", "status")
         or not is_name(parts[2])
         or not is_name(parts[3])
@@ -199,9 +229,9 @@ def _is_number(v) -> bool:
     return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
 
 
-def _check_sender(obj: dict, site: str, node: str, fleet) -> None:
-    if obj.get("v") != VERSION or isinstance(obj.get("v"), bool):
-        raise Rejected("bad-version", f"v is {str(obj.get('v'))[:20]!r}, expected 1")
+def _check_sender(obj: dict, site: str, node: str, fleet, version: int) -> None:
+    if obj.get("v") != version or isinstance(obj.get("v"), bool):
+        raise Rejected("bad-version", f"v is {str(obj.get('v'))[:20]!r}, expected {version} on a v{version} topic")
     known = fleet.nodes.get(node)
     if known is None:
         raise Rejected("unknown-node", f"node {node!r} is not in the fleet file")
@@ -209,15 +239,25 @@ def _check_sender(obj: dict, site: str, node: str, fleet) -> None:
         raise Rejected("wrong-site", f"node {node!r} belongs to site {known.site!r}, not {site!r}")
 
 
-def _salvage(obj: dict):
+def _salvage(obj: dict, version: int = 1):
     """(epoch, seqs, lost) if they can be read from a broken batch, else None."""
     epoch = obj.get("epoch")
-    readings = obj.get("r")
-    if not (_is_int(epoch) and 0 <= epoch <= EPOCH_MAX and isinstance(readings, list)):
+    if not (_is_int(epoch) and 0 <= epoch <= EPOCH_MAX):
         return None
-    seqs = [r.get("seq") for r in readings if isinstance(r, dict)]
-    if len(seqs) != len(readings) or not all(_is_int(s) and 1 <= s <= SEQ_MAX for s in seqs):
-        return None
+    if version == 2:
+        first, rows = obj.get("seq"), obj.get("x", [])
+        if not isinstance(rows, list) or len(rows) > UP_MAX_READINGS:
+            return None
+        if rows and not (_is_int(first) and 1 <= first and first + len(rows) - 1 <= SEQ_MAX):
+            return None
+        seqs = list(range(first, first + len(rows))) if rows else []
+    else:
+        readings = obj.get("r")
+        if not isinstance(readings, list):
+            return None
+        seqs = [r.get("seq") for r in readings if isinstance(r, dict)]
+        if len(seqs) != len(readings) or not all(_is_int(s) and 1 <= s <= SEQ_MAX for s in seqs):
+            return None
     try:
         lost = _lost(obj.get("lost"))
     except Rejected:
@@ -249,7 +289,7 @@ def _open(topic_name: str, payload: bytes, fleet, want: str, limit: int, node_re
     if kind != want:
         raise Rejected("topic", f"expected a {want} topic: {topic_name[:120]!r}")
     obj = _loads(payload, limit)
-    _check_sender(obj, site, node, fleet)
+    _check_sender(obj, site, node, fleet, topic_version(topic_name))
     if node_required and "node" not in obj:
         raise Rejected("missing", "required key 'node' is absent")
     if "node" in obj and obj["node"] != node:
@@ -260,10 +300,11 @@ def _open(topic_name: str, payload: bytes, fleet, want: str, limit: int, node_re
 def decode_up(topic_name: str, payload: bytes, fleet) -> UpBatch:
     """Decode and validate one `up` message. Raises Rejected."""
     site, node, obj = _open(topic_name, payload, fleet, "up", UP_MAX_BYTES, node_required=True)
+    version = topic_version(topic_name)
     try:
-        return _decode_up_body(obj, site, node)
+        return _decode_up_v2(obj, site, node) if version == 2 else _decode_up_body(obj, site, node)
     except Rejected as err:
-        err.salvage = _salvage(obj)
+        err.salvage = _salvage(obj, version)
         raise
 
 
@@ -316,7 +357,85 @@ def _decode_up_body(obj: dict, site: str, node: str) -> UpBatch:
                 continue
             values[key] = float(value)
         readings.append(Reading(seq, t, values))
-    return UpBatch(site, node, epoch, obj["now"], obj["tq"], readings, _lost(obj.get("lost")), faults)
+    return UpBatch(site, node, epoch, obj["now"], obj["tq"], [r.seq for r in readings], [r.t for r in readings],
+                   [",".join(f"{k}={v!r}" for k, v in r.values.items()) for r in readings], _lost(obj.get("lost")),
+                   faults, readings=readings)
+
+
+_SCALE = {m.name: 10 ** m.dec for m in METRICS.values()}
+
+
+def _decode_up_v2(obj: dict, site: str, node: str) -> UpBatch:
+    """The columnar batch of wire-v2: rows are decoded into their field text, never into objects."""
+    rows = obj.get("x", [])
+    for key in ("epoch", "boot", "now", "tq") + (("seq", "t", "dt", "m", "x") if rows else ()):
+        if key not in obj:
+            raise Rejected("missing", f"required key {key!r} is absent")
+    epoch = obj["epoch"]
+    if not (_is_int(epoch) and 0 <= epoch <= EPOCH_MAX):
+        raise Rejected("bad-epoch", f"epoch {str(epoch)[:30]} is not an unsigned 32-bit integer")
+    boot = obj["boot"]
+    if not (_is_int(boot) and 0 <= boot <= EPOCH_MAX):
+        raise Rejected("bad-type", f"boot {str(boot)[:30]} is not an unsigned 32-bit integer")
+    if not _is_int(obj["now"]):
+        raise Rejected("bad-time", f"now {str(obj['now'])[:30]} is not an integer")
+    if obj["tq"] not in ("ntp", "rtc"):
+        raise Rejected("bad-type", f"tq {str(obj['tq'])[:20]!r} is not 'ntp' or 'rtc'")
+    if not isinstance(rows, list):
+        raise Rejected("bad-type", "x is not a list")
+    if len(rows) > UP_MAX_READINGS:
+        raise Rejected("too-many", f"{len(rows)} rows, the limit is {UP_MAX_READINGS}")
+    lost = _lost(obj.get("lost"))
+    if not rows:
+        return UpBatch(site, node, epoch, obj["now"], obj["tq"], [], [], [], lost, version=2, boot=boot)
+    first = obj["seq"]
+    if not (_is_int(first) and 1 <= first and first + len(rows) - 1 <= SEQ_MAX):
+        raise Rejected("bad-seq", f"seq {str(first)[:30]} is not a positive integer")
+    t = obj["t"]
+    if not _is_int(t):
+        raise Rejected("bad-time", f"t {str(t)[:30]} is not an integer")
+    names = obj["m"]
+    if not (isinstance(names, list) and 1 <= len(names) <= COLUMNS_MAX
+            and all(type(n) is str and n in _SCALE for n in names) and len(set(names)) == len(names)):
+        raise Rejected("bad-columns", f"m {str(names)[:80]} is not 1 to {COLUMNS_MAX} distinct metric names")
+    times = _times(obj["dt"], t, len(rows))
+    width = len(names)
+    scales = [_SCALE[n] for n in names]
+    bounds = [_RANGES[n] for n in names]
+    fields, faults = [], []
+    for i, row in enumerate(rows):  # the hot loop: plain type checks, no helper calls
+        if type(row) is not list or len(row) != width:
+            raise Rejected("bad-columns", f"x[{i}] is not a list of {width} entries")
+        parts = []
+        for name, x, scale, (low, high) in zip(names, row, scales, bounds):
+            if x is None:
+                continue
+            if type(x) is not int:
+                raise Rejected("bad-value", f"x[{i}] {name} is {str(x)[:30]!r}, not an integer or null")
+            value = x / scale
+            if not low <= value <= high:
+                faults.append(f"{name}={value} at seq {first + i} outside {low:g}..{high:g}")
+                continue
+            parts.append(f"{name}={value!r}")
+        fields.append(",".join(parts))
+    return UpBatch(site, node, epoch, obj["now"], obj["tq"], list(range(first, first + len(rows))), times, fields,
+                   lost, faults, version=2, boot=boot)
+
+
+def _times(dt, t: int, n: int) -> list:
+    """Each row's time from the first row's `t` and the steps `dt` (one integer, or one per step)."""
+    if _is_int(dt):
+        if dt < 1:
+            raise Rejected("bad-dt", f"dt {dt} is below 1")
+        return [t + i * dt for i in range(n)]
+    if not (isinstance(dt, list) and len(dt) == n - 1):
+        raise Rejected("bad-dt", f"dt is neither an integer nor a list of {n - 1} steps")
+    out = [t]
+    for step in dt:
+        if not (_is_int(step) and step >= 1):
+            raise Rejected("bad-dt", f"a step {str(step)[:30]} is not an integer of at least 1")
+        out.append(out[-1] + step)
+    return out
 
 
 def place(batch: UpBatch, received: int, offset: int | None = None) -> list:
@@ -335,15 +454,15 @@ def place(batch: UpBatch, received: int, offset: int | None = None) -> list:
         offset = own
     waited = own - offset
     out = []
-    for r in batch.readings:
-        if batch.tq == "ntp" and TRUSTED_AFTER <= r.t <= received + FUTURE_TOLERANCE_S:
-            out.append(Placed(r.t, received - r.t > LATE_AFTER_S or waited > LATE_AFTER_S, None))
+    for seq, when in zip(batch.seqs, batch.times):
+        if batch.tq == "ntp" and TRUSTED_AFTER <= when <= received + FUTURE_TOLERANCE_S:
+            out.append(Placed(when, received - when > LATE_AFTER_S or waited > LATE_AFTER_S, None))
             continue
-        t = r.t + offset
+        t = when + offset
         if not (TRUSTED_AFTER <= t <= received + FUTURE_TOLERANCE_S):
             raise Rejected(
                 "time-impossible",
-                f"seq {r.seq}: t {r.t} re-based by {offset:+d} s is {t}, before 2024 or in the future",
+                f"seq {seq}: t {when} re-based by {offset:+d} s is {t}, before 2024 or in the future",
             )
         out.append(Placed(t, received - t > LATE_AFTER_S or waited > LATE_AFTER_S, offset))
     return out
@@ -377,13 +496,22 @@ def decode_status(topic_name: str, payload: bytes, fleet) -> Status:
                 raise Rejected("bad-value", f"{key} {str(v)[:30]!r} is not a finite number")
             if METRICS[key].in_range(v):
                 fields[key] = float(v)
-    for key in _STATUS_STRS:
+    v2 = topic_version(topic_name) == 2
+    for key in _STATUS_STRS + (("fw_failed",) if v2 else ()):
         v = obj.get(key)
         if v is not None:
             if not (isinstance(v, str) and len(v) <= 64 and v.isprintable()):
                 raise Rejected("bad-type", f"{key} is not a short printable string")
             fields[key] = v
-    return Status(site, node, state, t, fields)
+    if v2:
+        fw_state = obj.get("fw_state")
+        if fw_state is not None:
+            if fw_state not in FW_STATES:
+                raise Rejected("bad-type", f"fw_state {str(fw_state)[:20]!r} is not one of {', '.join(FW_STATES)}")
+            fields["fw_state"] = fw_state
+        if "wake" in fields and t is not None and not t <= fields["wake"] <= t + WAKE_WITHIN_S:
+            raise Rejected("bad-value", f"wake {fields['wake']} is not within 7 days after t {t}")
+    return Status(site, node, state, t, fields, 2 if v2 else 1)
 
 
 def status_time_ms(status: Status, received: float) -> int:
@@ -395,5 +523,5 @@ def status_time_ms(status: Status, received: float) -> int:
     return int(received * 1000)
 
 
-def ack_payload(epoch: int, seq: int) -> bytes:
-    return json.dumps({"v": VERSION, "epoch": epoch, "seq": seq}, separators=(",", ":")).encode()
+def ack_payload(epoch: int, seq: int, version: int = VERSION) -> bytes:
+    return json.dumps({"v": version, "epoch": epoch, "seq": seq}, separators=(",", ":")).encode()

@@ -96,7 +96,7 @@ def load_fleet(path: str | os.PathLike) -> Fleet:
 class FleetWatcher:
     """Reloads the fleet file when it changes on disk (checked at most every `every_s`)."""
 
-    def __init__(self, path: str | os.PathLike, clock, every_s: float = 2.0):
+    def __init__(self, path: str | os.PathLike, clock, every_s: float = 0.2):
         self.path = Path(path)
         self._clock = clock
         self._every = every_s

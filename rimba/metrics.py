@@ -17,27 +17,28 @@ class Metric:
     high: float
     label_en: str
     label_id: str
+    dec: int = 0  # wire v2: values travel as integers in steps of 10 ** -dec
 
     def in_range(self, value: float) -> bool:
         return self.low <= value <= self.high
 
 
 _TABLE = (
-    Metric("air_temp_c", "°C", -40, 85, "Air temperature", "Suhu udara"),
-    Metric("air_rh_pct", "%", 0, 100, "Relative humidity", "Kelembapan udara"),
-    Metric("air_pressure_hpa", "hPa", 300, 1100, "Air pressure", "Tekanan udara"),
-    Metric("soil_temp_c", "°C", -40, 85, "Soil temperature", "Suhu tanah"),
-    Metric("soil_vwc_pct", "%", 0, 100, "Soil moisture", "Kelembapan tanah"),
-    Metric("pm1_ugm3", "µg/m³", 0, 2000, "PM1", "PM1"),
-    Metric("pm25_ugm3", "µg/m³", 0, 2000, "PM2.5", "PM2.5"),
-    Metric("pm10_ugm3", "µg/m³", 0, 2000, "PM10", "PM10"),
-    Metric("co2_ppm", "ppm", 0, 40000, "CO₂", "CO₂"),
-    Metric("light_lux", "lx", 0, 200000, "Light", "Cahaya"),
-    Metric("rain_mm", "mm", 0, 500, "Rain", "Hujan"),
-    Metric("water_level_cm", "cm", -1000, 5000, "River level", "Tinggi muka air"),
-    Metric("water_temp_c", "°C", -5, 60, "Water temperature", "Suhu air"),
-    Metric("batt_v", "V", 0, 6, "Battery", "Baterai"),
-    Metric("rssi_dbm", "dBm", -127, 0, "Signal", "Sinyal"),
+    Metric("air_temp_c", "°C", -40, 85, "Air temperature", "Suhu udara", dec=2),
+    Metric("air_rh_pct", "%", 0, 100, "Relative humidity", "Kelembapan udara", dec=1),
+    Metric("air_pressure_hpa", "hPa", 300, 1100, "Air pressure", "Tekanan udara", dec=1),
+    Metric("soil_temp_c", "°C", -40, 85, "Soil temperature", "Suhu tanah", dec=2),
+    Metric("soil_vwc_pct", "%", 0, 100, "Soil moisture", "Kelembapan tanah", dec=1),
+    Metric("pm1_ugm3", "µg/m³", 0, 2000, "PM1", "PM1", dec=1),
+    Metric("pm25_ugm3", "µg/m³", 0, 2000, "PM2.5", "PM2.5", dec=1),
+    Metric("pm10_ugm3", "µg/m³", 0, 2000, "PM10", "PM10", dec=1),
+    Metric("co2_ppm", "ppm", 0, 40000, "CO₂", "CO₂", dec=0),
+    Metric("light_lux", "lx", 0, 200000, "Light", "Cahaya", dec=0),
+    Metric("rain_mm", "mm", 0, 500, "Rain", "Hujan", dec=3),
+    Metric("water_level_cm", "cm", -1000, 5000, "River level", "Tinggi muka air", dec=1),
+    Metric("water_temp_c", "°C", -5, 60, "Water temperature", "Suhu air", dec=2),
+    Metric("batt_v", "V", 0, 6, "Battery", "Baterai", dec=3),
+    Metric("rssi_dbm", "dBm", -127, 0, "Signal", "Sinyal", dec=0),
 )
 
 METRICS: dict[str, Metric] = {m.name: m for m in _TABLE}

@@ -146,11 +146,15 @@ def test_bad_input_is_dead_lettered_and_good_traffic_flows(platform_factory):
 
 
 def test_deadletter_replay_after_the_fleet_is_fixed(platform_factory):
+    """An unknown node's batch, one of its values out of range: replayed once the node is in the fleet file,
+    its three readings are stored (the value is dropped) and its ack covers them."""
     p = platform_factory({"known-01": ("smp29", "forest")})
     p.ingest()
     now = int(time.time())
     body = {"v": 1, "node": "newbie-01", "epoch": 5, "now": now, "tq": "ntp",
             "r": [{"seq": s, "t": now - 60 * (4 - s), "air_temp_c": 27.0 + s} for s in (1, 2, 3)]}
+    body["r"][1]["air_rh_pct"] = 140.0
+    watcher = AckWatcher(p.settings)
     pub = Publisher(p.settings, client_id="pub-replay")
     pub.publish("rimba/v1/smp29/newbie-01/up", json.dumps(body).encode())
     pub.close()
@@ -169,9 +173,16 @@ def test_deadletter_replay_after_the_fleet_is_fixed(platform_factory):
     assert r.returncode == 0, r.stderr
     assert "replayed 1, still refused 0, readings stored 3" in r.stdout
     assert p.count("SELECT count(seq) FROM reading WHERE node = 'newbie-01'") == 3
+    assert not p.influx.rows("SELECT air_rh_pct FROM reading WHERE node = 'newbie-01'")
     r = subprocess.run([sys.executable, "-m", "rimba.cli", "deadletter", "list"], env=env, capture_output=True,
                        text=True, cwd=ROOT)
     assert "newbie-01" not in r.stdout
+    # at its next wake the node sends the batch again: a duplicate now, and its ack covers it
+    pub = Publisher(p.settings, client_id="pub-replay-2")
+    pub.publish("rimba/v1/smp29/newbie-01/up", json.dumps(body).encode())
+    pub.close()
+    wait_until(lambda: watcher.acks.get("newbie-01") == (5, 3), 30, "the replayed node's ack")
+    watcher.close()
 
 
 def test_status_and_the_ingests_own_counters(platform_factory):

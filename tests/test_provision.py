@@ -98,14 +98,17 @@ def test_the_broker_refuses_strangers_and_keeps_nodes_to_themselves(locked):
     with pytest.raises(StackError):
         client(s, None, None, wait=5)  # anonymous
     seen = []
-    ingest = client(s, "rimba-ingest-1", p.service_password("rimba-ingest-1"), subscriptions=("rimba/v1/+/+/up",),
+    ingest = client(s, "rimba-ingest-1", p.service_password("rimba-ingest-1"),
+                    subscriptions=("rimba/v1/+/+/up", "rimba/v2/+/+/up"),
                     on_message=lambda topic, payload, *_: seen.append(topic))
     wait_until(ingest.subscribed.is_set, 10, "the ingest user's subscription")
     node_a = client(s, a, a_pw)
     # A speaks for itself: delivered; A speaks as B: dropped by the broker
     node_a.wait_published([node_a.publish(f"rimba/v1/smp29/{a}/up", b"{}", qos=1)], 10)
     node_a.wait_published([node_a.publish(f"rimba/v1/smp29/{b}/up", b"{}", qos=1)], 10)
-    wait_until(lambda: f"rimba/v1/smp29/{a}/up" in seen, 10, "A's own message")
+    node_a.wait_published([node_a.publish(f"rimba/v2/smp29/{b}/up", b"{}", qos=1)], 10)
+    node_a.wait_published([node_a.publish(f"rimba/v2/smp29/{a}/up", b"{}", qos=1)], 10)  # both versions: its own
+    wait_until(lambda: f"rimba/v1/smp29/{a}/up" in seen and f"rimba/v2/smp29/{a}/up" in seen, 10, "A's own messages")
     node_a.stop()  # one connection per user: the broker makes the client id the user name
     admin = client(s, "rimba-admin", p.service_password("rimba-admin"))
     admin.wait_published([admin.publish(f"rimba/v1/smp29/{b}/config", b'{"v":1,"rev":2}', qos=1, retain=True),
@@ -118,7 +121,7 @@ def test_the_broker_refuses_strangers_and_keeps_nodes_to_themselves(locked):
     node_a = client(s, a, a_pw)
     node_a.wait_published([node_a.publish(f"rimba/v1/smp29/{a}/up", b"{}", qos=1)], 10)
     wait_until(lambda: seen.count(f"rimba/v1/smp29/{a}/up") == 2, 10, "A's second message")
-    assert f"rimba/v1/smp29/{b}/up" not in seen  # never delivered
+    assert f"rimba/v1/smp29/{b}/up" not in seen and f"rimba/v2/smp29/{b}/up" not in seen  # never delivered
     assert f"rimba/v1/smp29/{b}/config" not in got  # never readable by A
     for c in (ingest, node_a, admin):
         c.stop()

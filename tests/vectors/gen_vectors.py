@@ -111,7 +111,8 @@ invalid = [
     # (name, topic, payload as body | raw | hex, code)
     ("not a node topic", "rimba/v1/smp29/up", {"body": batch()}, "topic"),
     ("topic with a bad node name", "rimba/v1/smp29/SMP29-03/up", {"body": batch()}, "topic"),
-    ("topic of another version", "rimba/v2/smp29/smp29-03/up", {"body": batch()}, "topic"),
+    ("topic of a version not served", "rimba/v3/smp29/smp29-03/up", {"body": batch()}, "topic"),
+    ("a v1 batch on a v2 topic", "rimba/v2/smp29/smp29-03/up", {"body": batch()}, "bad-version"),
     ("broken JSON", UP, {"raw": '{"v":1,"node":"smp29-03",'}, "bad-json"),
     ("empty payload", UP, {"raw": ""}, "bad-json"),
     ("NaN literal", UP, {"raw": '{"v":1,"node":"smp29-03","epoch":1,"now":1764301800,"tq":"ntp","r":[{"seq":1,"t":1764301800,"air_temp_c":NaN}]}'}, "bad-json"),
