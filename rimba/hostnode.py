@@ -18,9 +18,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 FAKES = ROOT / "firmware" / "host"
-# The contract version host nodes speak unless told: the firmware's default is 2, but the ingest on main
-# decodes only v1 until the platform side of contract v2 lands. Then this becomes 2 (or goes).
-WIRE = 1
 
 
 def _firmware_wire():
@@ -52,7 +49,7 @@ class FirmwareNode:
         self.heap = heap
         config = {"node": node, "site": site, "profile": "forest", "mqtt_host": "127.0.0.1", "mqtt_port": mqtt_port,
                   "sample_s": 600, "send_every": 3, "wifi_timeout_ms": 300, "puback_ms": 3000, "wdt_ms": 30000,
-                  "send_at_power_on": False, "wire": WIRE}
+                  "send_at_power_on": False}
         config.update(cfg)
         (self.root / "node.json").write_text(json.dumps(config))
         t = time.time() if start is None else start

@@ -59,9 +59,8 @@ def heap(compiled, tmp_path_factory):
     return f"{96 * 1024 + int(r.stdout.strip())}"
 
 
-# Contract v2 end to end needs the platform's v2 decoding (ingest subscribed under rimba/v2/, acks on the node's
-# root), which lands on main separately: until then these run for v1 and are expected to fail for v2.
-WIRES = [1, pytest.param(2, marks=pytest.mark.xfail(strict=True, reason="platform v2 decoding lands on main"))]
+# Both contract versions end to end: v2 is the firmware's default, v1 stays supported (a node kept on it).
+WIRES = [1, 2]
 
 
 @pytest.mark.parametrize("wire", WIRES)
