@@ -149,10 +149,10 @@ def batch(fields, recs, limit, version=2, when=_same):
     top = dict(fields)
     size = 1024  # the head, `lost` and the brackets, with room to spare
     n = 0
+    names = names_of(recs[0][3]) if version == 1 and limit else []
     for i in range(limit):
         seq, t, text, head = recs[i]
         if version == 1:
-            names = names_of(head) if not n else names
             size += len(v1_reading(seq, when(t), names, text)) + 1
         else:
             size += len(text) + 12  # the row, its comma, and at most its step in a `dt` list
