@@ -121,6 +121,16 @@ def test_a_row_is_the_value_at_its_resolution_and_v1_writes_it_back_exactly(tmp_
             assert v1[name] == x / 10 ** dec[name], (name, x, v1[name])
 
 
+# a node around a store `s` for a script: its batch builder is called as node.Node._batch_text(n, ...)
+NODE = """class Stub:
+    pass
+n = Stub()
+n.store = s
+n.cfg = {"node": "smp29-03", "wire": 2}
+n.st = {"syncs": [], "synced": %r, "boot": %d}
+"""
+
+
 def record(text: str) -> str:
     return f"{crc32(text.encode()) & 0xFFFFFFFF:08x} {text}\n"
 
@@ -138,18 +148,12 @@ def test_a_buffer_of_firmware_0_2_is_kept_and_sent_after_the_update(tmp_path):
     (buf / "s41.log").write_text("".join(record(json.dumps(r, separators=(",", ":"))) for r in old[:4]))
     (buf / "s45.log").write_text("".join(record(json.dumps(r, separators=(",", ":"))) for r in old[4:])
                                  + record('{"seq":47,"t":1764318200,"air_te')[:-20])  # torn by a power loss
-    script = """import json, store, wire, node
+    script = ("""import json, store, wire, node
 s = store.Store(%r)
 names = ["air_temp_c", "air_rh_pct", "soil_vwc_pct", "soil_temp_c", "rain_mm"]
 for i in range(3):
     s.append(1764318800 + 600 * i, wire.head(names), wire.row({"air_temp_c": 28.0, "rain_mm": 0.2794}, names))
-class Stub:
-    pass
-n = Stub()
-n.store = s
-n.cfg = {"node": "smp29-03", "wire": 2}
-n.st = {"syncs": [], "synced": True, "boot": 3}
-out = []
+""" + NODE % (True, 3) + """out = []
 after = 0
 while True:
     recs = s.pending_raw(200, after=after)
@@ -159,7 +163,7 @@ while True:
     out.append("".join(pieces))
     after = recs[k - 1][0]
 print(json.dumps({"epoch": s.epoch, "next": s.next, "batches": out}))
-""" % str(buf)
+""") % str(buf)
     got = json.loads(run_mpy(tmp_path, script))
     assert got["epoch"] == 123456789 and got["next"] == 50  # the torn 47 was never taken: its seq is used again
     first, second = (json.loads(b) for b in got["batches"])
@@ -174,7 +178,7 @@ def test_a_column_change_a_hole_and_a_clock_step_each_start_a_new_batch(tmp_path
     """One run per batch: the columns change at seq 4 (a sensor added by a new profile), the clock steps back at
     seq 6 (a power-on: the RTC starts again from 2000), seqs 8-9 are missing from the buffer (a hole); every
     batch is strictly consecutive, with rising times."""
-    script = """import json, store, wire, node
+    script = ("""import json, store, wire, node
 s = store.Store(%r)
 a = ["air_temp_c"]
 b = ["air_temp_c", "air_rh_pct"]
@@ -184,19 +188,13 @@ for i, (names, when) in enumerate([(a, t), (a, t + 600), (a, t + 1200), (b, t + 
     s.append(when, wire.head(names), wire.row({"air_temp_c": 27 + i, "air_rh_pct": 80}, names))
 recs = s.pending_raw(200)
 recs = recs + [(10, 2200, "[2900,800]", recs[-1][3])]  # after a hole: seq 10, read from a later segment
-class Stub:
-    pass
-n = Stub()
-n.store = s
-n.cfg = {"node": "smp29-03", "wire": 2}
-n.st = {"syncs": [], "synced": False, "boot": 4}
-out = []
+""" + NODE % (False, 4) + """out = []
 while recs:
     pieces, k = node.Node._batch_text(n, recs, now=2000)
     out.append(json.loads("".join(pieces)))
     recs = recs[k:]
 print(json.dumps(out))
-""" % str(tmp_path / "buf")
+""") % str(tmp_path / "buf")
     batches = json.loads(run_mpy(tmp_path, script))
     assert [(b["seq"], len(b["x"]), b["dt"]) for b in batches] == [(1, 3, 600), (4, 2, 600), (6, 2, 600),
                                                                    (10, 1, [])]
