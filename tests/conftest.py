@@ -82,8 +82,8 @@ class Platform:
         fleet = load_fleet(self.fleet_path)
         m = Mqtt(self.settings.broker, f"clear-{self.values['influx_db']}", v5=False, persistent=False).start()
         try:
-            mids = [m.publish(f"rimba/v1/{n.site}/{n.id}/{kind}", b"", qos=1, retain=True)
-                    for n in fleet.nodes.values() for kind in ("status", "ack", "config")]
+            mids = [m.publish(f"rimba/v{v}/{n.site}/{n.id}/{kind}", b"", qos=1, retain=True)
+                    for v in (1, 2) for n in fleet.nodes.values() for kind in ("status", "ack", "config")]
             m.wait_published(mids, timeout=10)
         finally:
             m.stop()

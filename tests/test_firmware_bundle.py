@@ -29,3 +29,19 @@ def test_bundle_for_an_unknown_node_says_what_to_do(tmp_path):
                         str(tmp_path)], env=env_for({"fleet": str(ROOT / "fleet.toml")}), capture_output=True, text=True,
                        cwd=ROOT, timeout=60, check=False)
     assert r.returncode == 2 and "not in the fleet file" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_a_node_kept_on_contract_v1_gets_wire_1_and_a_wrong_version_stops_the_bundle(tmp_path):
+    from tests.conftest import FLEET
+
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(FLEET + '\n[nodes.old-01]\nsite = "smp29"\nprofile = "forest"\ncadence_s = 600\nwire = 1\n'
+                             '\n[nodes.bad-02]\nsite = "smp29"\nprofile = "forest"\ncadence_s = 600\nwire = 3\n')
+    env = env_for({"fleet": str(fleet)})
+    r = subprocess.run([sys.executable, "-m", "rimba.cli", "firmware", "bundle", "--node", "old-01", "--out",
+                        str(tmp_path / "a")], env=env, capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "a" / "data" / "node.json").read_text())["wire"] == 1
+    r = subprocess.run([sys.executable, "-m", "rimba.cli", "firmware", "bundle", "--node", "bad-02", "--out",
+                        str(tmp_path / "b")], env=env, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    assert r.returncode == 2 and "wire must be one of 1, 2" in r.stderr and r.stderr.count("\n") == 1, r.stderr

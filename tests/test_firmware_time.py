@@ -130,7 +130,7 @@ class Num(int):
 @pytest.fixture(scope="module")
 def fw():
     """rclock and node imported from firmware/lib into CPython with a stub `machine`; removed afterwards."""
-    names = ("machine", "rclock", "node", "config", "store", "mqtt")
+    names = ("machine", "rclock", "node", "config", "store", "mqtt", "wire")
     saved = {n: sys.modules.pop(n) for n in names if n in sys.modules}
     machine = types.ModuleType("machine")
     machine.RTC = object
@@ -201,19 +201,33 @@ def test_corrected_times_are_exact_under_float32_and_use_no_float(fw):
 
 
 def test_the_batch_carries_the_exact_corrected_time(fw):
-    """The node's own batch builder (node.Node._batch_text): the `t` it sends is the exact correction."""
+    """The node's own batch builder (node.Node._batch_text, wire.py): the times a v2 batch gives (`t` and
+    `dt`) and a v1 batch's `t` are the exact corrections."""
     import json
 
     class Store:
         epoch, lost = 7, staticmethod(list)
 
     F32.ops = 0
+    head = '["air_temp_c"]'
     for syncs, readings in histories(seed=7, n=60):
-        n = types.SimpleNamespace(cfg={"node": "n-01"}, st={"syncs": as_chip(syncs), "synced": True},
-                                  store=Store())
-        recs = [(i + 1, Num(t), json.dumps({"seq": i + 1, "t": t, "air_temp_c": 27.5})) for i, t in enumerate(readings)]
-        body = json.loads("".join(fw.node.Node._batch_text(n, recs, now=Num(readings[-1]))))
-        assert [r["t"] for r in body["r"]] == [exact(t, syncs) for t in readings]
+        readings = sorted(set(readings))  # a batch's times rise (else the node sends two batches)
+        for version in (2, 1):
+            n = types.SimpleNamespace(cfg={"node": "n-01", "wire": version}, st={"syncs": as_chip(syncs),
+                                                                                  "synced": True, "boot": 1},
+                                      store=Store())
+            recs = [(i + 1, Num(t), "[2750]", head) for i, t in enumerate(readings)]
+            sent = []
+            while recs:
+                pieces, k = fw.node.Node._batch_text(n, recs, now=Num(readings[-1]))
+                body = json.loads("".join(pieces))
+                if version == 1:
+                    sent += [r["t"] for r in body["r"]]
+                else:
+                    dt = body["dt"] if isinstance(body["dt"], list) else [body["dt"]] * (len(body["x"]) - 1)
+                    sent += [body["t"] + sum(dt[:i]) for i in range(len(body["x"]))]
+                recs = recs[k:]
+            assert sent == [exact(t, syncs) for t in readings]
     assert F32.ops == 0
 
 
@@ -235,4 +249,5 @@ def float_sites(path, functions=None):
 
 def test_no_float_enters_the_time_path_in_the_sources():
     assert float_sites(LIB / "rclock.py") == []
-    assert float_sites(LIB / "node.py", {"_batch_text", "_ntp", "_status", "wake"}) == []
+    assert float_sites(LIB / "node.py", {"_batch_text", "when", "_ntp", "_status", "wake"}) == []
+    assert float_sites(LIB / "wire.py", {"_same", "step", "run", "batch", "__iter__"}) == []

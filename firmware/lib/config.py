@@ -1,13 +1,14 @@
 # The node's configuration: defaults, then the node's file (written by provisioning), then the last
-# good update from the platform's retained `config` mailbox (contract v1: a higher `rev` is applied at
-# the next wake; unknown keys are ignored; an invalid value rejects the update and the node keeps its
-# last good configuration). Only the sampling keys can change remotely: a wrong Wi-Fi or broker
+# good update from the platform's retained `config` mailbox (contract v1 and v2: a higher `rev` is
+# applied at the next wake; unknown keys are ignored; an invalid value rejects the update and the node
+# keeps its last good configuration). `wire` is the contract version the node speaks, all its topics
+# under that version's root: 2, or 1 for a node kept on v1 while the platform it talks to needs it. Only the sampling keys can change remotely: a wrong Wi-Fi or broker
 # setting sent over the air could cut the node off for good.
 import json
 
 DEFAULTS = {
     "node": "", "site": "", "profile": "forest", "rev": 0,
-    "sample_s": 600, "send_every": 6, "batch": 50, "capacity": 4000,
+    "sample_s": 600, "send_every": 6, "batch": 200, "capacity": 4000, "wire": 2,
     "wifi_ssid": "", "wifi_password": "", "wifi_timeout_ms": 15000,
     "mqtt_host": "", "mqtt_port": 1883, "mqtt_user": "", "mqtt_password": "", "mqtt_tls": False,
     "ntp_host": "pool.ntp.org", "puback_ms": 5000, "wdt_ms": 60000, "safe_after": 5,
@@ -18,6 +19,7 @@ DEFAULTS = {
 }
 # key: (type, low, high) for what the mailbox may set
 REMOTE = {"sample_s": (int, 10, 86400), "send_every": (int, 1, 144), "batch": (int, 1, 200)}
+CHOICES = {"wire": (1, 2)}  # keys of the node's file with a few valid values
 NODE_FILE = "node.json"
 GOOD_FILE = "remote.json"
 
@@ -51,15 +53,18 @@ def load(root, notes=None):
             elif not _fits(v, DEFAULTS[k]):
                 if notes is not None:
                     notes.append("config: %s must be %s, kept %r" % (k, type(DEFAULTS[k]).__name__, DEFAULTS[k]))
+            elif k in CHOICES and v not in CHOICES[k]:
+                if notes is not None:
+                    notes.append("config: %s must be one of %s, kept %r" % (k, CHOICES[k], cfg[k]))
             else:
                 cfg[k] = v
     return cfg
 
 
-def check(update):
-    """The settable keys of a mailbox payload, or an error string."""
-    if not isinstance(update, dict) or update.get("v") != 1:
-        return "not a version 1 config"
+def check(update, version=2):
+    """The settable keys of a mailbox payload of contract `version`, or an error string."""
+    if not isinstance(update, dict) or update.get("v") != version or isinstance(update.get("v"), bool):
+        return "not a version %d config" % version
     rev = update.get("rev")
     if not isinstance(rev, int) or isinstance(rev, bool) or rev < 1:
         return "rev must be a positive integer"
@@ -81,7 +86,7 @@ def apply(root, cfg, payload):
         return cfg, "config: not JSON"
     if isinstance(update, dict) and isinstance(update.get("rev"), int) and update["rev"] <= cfg["rev"]:
         return cfg, None  # nothing new
-    good = check(update)
+    good = check(update, cfg["wire"])
     if isinstance(good, str):
         return cfg, "config rev %s rejected: %s" % (update.get("rev") if isinstance(update, dict) else "?", good)
     new = dict(cfg)

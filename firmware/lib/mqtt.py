@@ -168,8 +168,9 @@ class MQTTClient:
     def publish(self, topic, payload, qos=1, retain=False):
         """Send one message; at QoS 1 return its packet id (see wait_acked).
 
-        `payload` is bytes, a str, or a list of them sent one after the other: a large message never
-        needs one large block of a small heap.
+        `payload` is bytes, a str, or an iterable of them (a list, or an object that makes its pieces
+        each time it is iterated: wire.Up) sent one after the other: a large message never needs one
+        large block of a small heap. It is gone over twice, to count its bytes and to send them.
         """
         head = 0x30 | (qos << 1) | (1 if retain else 0)
         body = _str(topic)
@@ -178,7 +179,7 @@ class MQTTClient:
             self.pid = self.pid % 65535 + 1
             pid = self.pid
             body += struct.pack("!H", pid)
-        parts = payload if isinstance(payload, list) else [payload]
+        parts = [payload] if isinstance(payload, (str, bytes, bytearray)) else payload
         size = 0
         for part in parts:
             size += len(part.encode() if isinstance(part, str) else part)

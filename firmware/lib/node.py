@@ -1,5 +1,5 @@
-# One wake of a Rimba node (contract v1): sample, keep, and when due send what the platform has not
-# confirmed, then sleep.
+# One wake of a Rimba node (contract v2, or v1 when its `wire` setting says so): sample, keep, and when
+# due send what the platform has not confirmed, then sleep.
 #
 #   wake -> read this profile's sensors -> append to the flash buffer -> if sending is due:
 #   watchdog armed -> Wi-Fi with a deadline -> NTP, recording the RTC's error for drift correction ->
@@ -9,7 +9,13 @@
 #
 # What must survive deep sleep is on the filesystem: the buffer (store.py), the configuration
 # (config.py) and this module's small state (cycle.json: samples since the last send, consecutive
-# send failures, the boot-loop counter, NTP sync history).
+# send failures, the boot-loop counter, the boot counter, NTP sync history).
+#
+# `boot` (in every v2 batch and every status) counts the resets after which the clock may have been
+# reset: every reset but a wake from deep sleep. After a power-on or a hard reset the RTC starts again
+# (from 2000 on the ESP32), so the sync history no longer describes it and the clock is not `ntp` until
+# the next sync; a soft or watchdog reset keeps the RTC (ESP-IDF: only power-on and the chip's reset
+# pin reset the RTC domain) and its history, and still counts as a boot.
 import json
 import os
 
@@ -17,9 +23,11 @@ import config
 import machine
 import rclock
 import store
+import wire
 from mqtt import MQTTClient, MQTTError
 
-FW = "0.2.0"
+FW = "0.3.0"
+FW_STATE = "good"  # wire-v2 "Firmware updates": no update mechanism yet, so the running release is the good one
 STATE = "cycle.json"
 
 
@@ -28,7 +36,7 @@ def _load(root):
         with open(root + "/" + STATE) as f:
             return json.load(f)
     except (OSError, ValueError):
-        return {"since_send": 0, "failures": 0, "boots": 0, "syncs": [], "synced": False}
+        return {"since_send": 0, "failures": 0, "boots": 0, "boot": 0, "syncs": [], "synced": False}
 
 
 def _save(root, st):
@@ -56,25 +64,33 @@ class Node:
         self.ops = {"wifi": 0, "wifi_static": 0, "mqtt": 0, "mqtt_ms": 0, "bytes": 0, "readings_sent": 0}
 
     def topic(self, kind):
-        return "rimba/v1/%s/%s/%s" % (self.cfg["site"], self.cfg["node"], kind)
+        return "rimba/v%d/%s/%s/%s" % (self.cfg["wire"], self.cfg["site"], self.cfg["node"], kind)
 
     # -- the cycle -----------------------------------------------------------------------------------
     def wake(self):
         """One cycle; returns the milliseconds to deep-sleep."""
         st = self.st
         st["boots"] += 1
+        cause = machine.reset_cause()
+        if cause != machine.DEEPSLEEP_RESET:
+            st["boot"] = (st.get("boot", 0) + 1) & 0xFFFFFFFF
+            if cause not in (machine.SOFT_RESET, machine.WDT_RESET):
+                st["syncs"] = []  # a new clock: the old errors say nothing about it
+                st["synced"] = False
         self._count("wakes", 1)
         _save(self.root, st)  # a crash before the end of this cycle counts towards safe mode
         safe = st["boots"] > self.cfg["safe_after"]
         if not safe:
+            t = rclock.now()  # when sampling starts: the DS18B20's conversion alone takes 0.75 s
             values = self.sensors()
+            names = getattr(self.sensors, "columns", None) or sorted(values)
             for name in getattr(self.sensors, "names", ()):
                 self._count(name, 1)
             for name, n in getattr(self.sensors, "ops", {}).items():
                 self._count(name, n)
-            self.store.append(rclock.now(), values)
+            self.store.append(t, wire.head(names), wire.row(values, names))
             st["since_send"] += 1
-        power_on = self.cfg["send_at_power_on"] and machine.reset_cause() != machine.DEEPSLEEP_RESET
+        power_on = self.cfg["send_at_power_on"] and cause != machine.DEEPSLEEP_RESET
         due = safe or power_on or st["since_send"] >= self.cfg["send_every"] or \
             self.store.count() >= self.cfg["capacity"] * 3 // 4
         # after repeated failures, try only every 2nd, 4th, ... due cycle (at most every 16th)
@@ -102,6 +118,9 @@ class Node:
                 return False
             self._ntp()
             wdt.feed()
+            import gc
+
+            gc.collect()  # TLS needs its large blocks whole: what the sampling left is freed first
             client = MQTTClient(self.cfg["node"], self.cfg["mqtt_host"], self.cfg["mqtt_port"],
                                 self.cfg["mqtt_user"] or None, self.cfg["mqtt_password"] or None,
                                 ssl=self._tls() if self.cfg["mqtt_tls"] else None, timeout_ms=self.cfg["puback_ms"])
@@ -109,7 +128,7 @@ class Node:
 
             began = time.ticks_ms()
             try:
-                client.connect(will_topic=self.topic("status"), will_payload=b'{"v":1,"state":"lost"}')
+                client.connect(will_topic=self.topic("status"), will_payload='{"v":%d,"state":"lost"}' % self.cfg["wire"])
                 self.ops["mqtt"] += 1
                 client.subscribe([self.topic("ack"), self.topic("config")])
                 # a barrier, not a fixed wait: the broker sends the retained ack and config it queued for the
@@ -204,49 +223,47 @@ class Node:
             recs = self.store.pending_raw(self.cfg["batch"], after=sent_to)
             if not recs and not (first and self.store.lost()):
                 break
-            body = self._batch_text(recs)
+            body, n = self._batch_text(recs)
             pid = client.publish(self.topic("up"), body, qos=1)
             body = None
             client.wait_acked([pid], self.cfg["puback_ms"])
-            self.ops["readings_sent"] += len(recs)
+            self.ops["readings_sent"] += n
             wdt.feed()
             first = False
-            if not recs:
+            if not n:
                 break
-            sent_to = recs[-1][0]
+            sent_to = recs[n - 1][0]
             recs = None
         # No wait for the platform's ack of these batches: it is retained, and the next session reads it
         # before sending (the buffer is freed only up to an ack received). An ack that came meanwhile counts.
         self._mailbox(client)
 
     def _batch_text(self, recs, now=None):
-        """The `up` payload, as a list of text pieces, from stored (seq, t, JSON text) readings: only a
-        reading whose time the drift correction moves is parsed again; the rest go out as stored."""
+        """The next `up` payload from stored (seq, t, row, head) readings (text pieces, see wire.Up) and how
+        many of the readings it carries: one run of them (wire.run: consecutive seqs, one column list,
+        rising times). The rows go out as stored; only the times are drift-corrected, in integers
+        (rclock.py), each when it is written: no second list of a batch's size is made."""
         syncs = self.st["syncs"]
-        parts = []
-        for _seq, t, text in recs:
-            t2 = rclock.correct(t, syncs)  # integer seconds (rclock.py: no float on the time path)
-            if t2 != t:
-                rec = json.loads(text)
-                rec["t"] = t2
-                text = json.dumps(rec, separators=(",", ":"))
-            parts.append(text)
-        head = {"v": 1, "node": self.cfg["node"], "epoch": self.store.epoch,
-                "now": rclock.now() if now is None else now, "tq": "ntp" if self.st["synced"] else "rtc", "fw": FW}
+
+        def when(t):
+            return rclock.correct(t, syncs)
+
+        fields = {"v": self.cfg["wire"], "node": self.cfg["node"], "epoch": self.store.epoch,
+                  "now": rclock.now() if now is None else now, "tq": "ntp" if self.st["synced"] else "rtc",
+                  "fw": FW}
+        if self.cfg["wire"] == 2:
+            fields["boot"] = self.st.get("boot", 0)
         if self.store.lost():
-            head["lost"] = self.store.lost()
-        text = json.dumps(head, separators=(",", ":"))
-        # the payload as pieces: the head, each reading's stored text, the separators (see MQTTClient.publish)
-        out = [text[:-1] + ',"r":[']
-        for i, part in enumerate(parts):
-            out.append(part if i == 0 else "," + part)
-        out.append("]}")
-        return out
+            fields["lost"] = self.store.lost()
+        return wire.batch(fields, recs, wire.run(recs, when), self.cfg["wire"], when)
 
     def _status(self, client, state):
-        body = {"v": 1, "state": state, "t": rclock.now(), "fw": FW, "cfg": self.cfg["rev"],
-                "boot": self.st["boots"], "buffered": self.store.count(), "dropped": self.store.dropped,
-                "wake": rclock.now() + self.cfg["sample_s"]}
+        now = rclock.now()
+        body = {"v": self.cfg["wire"], "state": state, "t": now, "fw": FW, "cfg": self.cfg["rev"],
+                "boot": self.st.get("boot", 0), "reset": _reset(),
+                "buffered": self.store.count(), "dropped": self.store.dropped, "wake": now + self.cfg["sample_s"]}
+        if self.cfg["wire"] == 2:
+            body["fw_state"] = FW_STATE
         batt = _battery()
         if batt is not None:
             body["batt_v"] = batt
@@ -254,6 +271,14 @@ class Node:
             body["rssi_dbm"] = self.rssi
         pid = client.publish(self.topic("status"), json.dumps(body, separators=(",", ":")), qos=1, retain=True)
         client.wait_acked([pid], self.cfg["puback_ms"])
+
+
+def _reset():
+    """The status's `reset`: what started this run of the firmware."""
+    m = machine
+    names = {m.DEEPSLEEP_RESET: "deepsleep", m.PWRON_RESET: "power", m.HARD_RESET: "hard", m.SOFT_RESET: "soft",
+             m.WDT_RESET: "watchdog"}
+    return names.get(m.reset_cause(), "other")
 
 
 def _battery():

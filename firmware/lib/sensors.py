@@ -1,7 +1,9 @@
-# This node's sensors, by profile: a callable that reads them all and returns {metric: value or None}.
-# Pins follow the profiles in hardware/ (ESP32 DevKitC, ADC1 pins only: ADC2 stops working with
-# Wi-Fi). A chip that fails to start or to answer reports None (null on the wire) and counts an
-# error: never 0. Long waits (the PMS5003's fan, DS18B20 conversions) use light sleep.
+# This node's sensors, by profile: a callable that reads them all and returns {metric: value or None}
+# for every metric of its profile (`columns`, the same every wake: a batch is one column list, and a
+# failed chip is a null in its column, not a change of columns). Pins follow the profiles in hardware/
+# (ESP32 DevKitC, ADC1 pins only: ADC2 stops working with Wi-Fi). A chip that fails to start or to
+# answer reports None (null on the wire) and counts an error: never 0. Long waits (the PMS5003's fan,
+# DS18B20 conversions) use light sleep.
 import machine
 
 PINS = {"sda": 21, "scl": 22, "batt_adc": 35, "soil_adc": 34, "soil_power": 25, "onewire": 4, "rain": 27,
@@ -10,6 +12,12 @@ PROFILES = {
     "forest": ("sht4x", "soil", "ds18b20", "rain"),
     "river": ("jsnsr04t", "ds18b20", "sht4x", "rain"),
     "air": ("pms5003", "sht4x"),
+}
+# each profile's metrics, in the order of its rows (hardware/profiles/*.toml lists the same)
+COLUMNS = {
+    "forest": ("air_temp_c", "air_rh_pct", "soil_vwc_pct", "soil_temp_c", "rain_mm"),
+    "river": ("water_level_cm", "water_temp_c", "air_temp_c", "air_rh_pct", "rain_mm"),
+    "air": ("pm1_ugm3", "pm25_ugm3", "pm10_ugm3", "air_temp_c", "air_rh_pct"),
 }
 
 
@@ -35,7 +43,9 @@ class Reader:
     def __init__(self, profile, cfg):
         self.chips = {}
         self.errors = {}
-        for name in PROFILES.get(profile, PROFILES["forest"]):
+        profile = profile if profile in PROFILES else "forest"
+        self.columns = COLUMNS[profile]
+        for name in PROFILES[profile]:
             try:
                 self.chips[name] = _make(name, cfg)
             except (OSError, ImportError, ValueError) as err:
@@ -56,7 +66,7 @@ class Reader:
             out["soil_vwc_pct"] = c["soil"].read()
         if "ds18b20" in c:
             t = c["ds18b20"].read()
-            out["water_temp_c" if "jsnsr04t" in c else "soil_temp_c"] = None if t is None else round(t, 2)
+            out["water_temp_c" if "water_temp_c" in self.columns else "soil_temp_c"] = None if t is None else round(t, 2)
         if "rain" in c:
             out["rain_mm"] = c["rain"].read()
             self.ops["tip_wakes"] = c["rain"].tip_wakes
@@ -65,13 +75,7 @@ class Reader:
         if "pms5003" in c:
             v = c["pms5003"].read()
             out["pm1_ugm3"], out["pm25_ugm3"], out["pm10_ugm3"] = v if v is not None else (None, None, None)
-        for name in self.errors:
-            out.setdefault(_METRIC_OF.get(name, name), None)
-        return out
-
-
-_METRIC_OF = {"sht4x": "air_temp_c", "soil": "soil_vwc_pct", "ds18b20": "soil_temp_c", "rain": "rain_mm",
-              "jsnsr04t": "water_level_cm", "pms5003": "pm25_ugm3"}
+        return {m: out.get(m) for m in self.columns}  # a chip that did not start: None in its columns
 
 
 def _make(name, cfg):

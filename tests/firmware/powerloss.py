@@ -1,13 +1,14 @@
 # Power loss during buffer writes, in the real interpreter. Phase "crash": append readings and free some,
 # with the power failing at a random point chosen by SEED: inside an append (part of the record
-# written), while replacing state.json (after the temporary file, or after the rename), or while
-# removing a freed segment. Phase "check": reopen the buffer, append one reading, print what is there.
+# written, a new segment's columns line too), while replacing state.json (after the temporary file, or
+# after the rename), or while removing a freed segment. Phase "check": reopen the buffer, append one reading, print what is there.
 import json
 import os
 import random
 import sys
 
 import store
+import wire
 
 ROOT = os.getenv("PL_ROOT")
 SEED = int(os.getenv("PL_SEED"))
@@ -26,6 +27,8 @@ def die():
 if PHASE == "crash":
     appends = random.randint(5, 150)
     where = random.choice(("append", "append", "state", "rename", "remove"))
+    if SEED % 8 == 0:  # the first write of a new segment (its columns line and first reading) torn
+        appends, where = random.choice((31, 41, 71, 81, 111, 121)), "append"
     ack_at = random.randint(1, appends)
     real_open = open
     real_os = os
@@ -78,7 +81,9 @@ if PHASE == "crash":
     store.open = fake_open
     store.os = FakeOS()
     for i in range(appends):
-        s.append(1764300000 + 600 * i, {"air_temp_c": 27.0 + i % 7})
+        # the columns change now and then: a new segment starts, its columns and first reading in one write
+        names = ["air_temp_c"] if i % 40 < 30 else ["air_temp_c", "soil_vwc_pct"]
+        s.append(1764300000 + 600 * i, wire.head(names), wire.row({"air_temp_c": 27.0 + i % 7}, names))
         if i + 1 == ack_at:
             state_writes[0] = 0  # the next state replacement is where the power may fail
             s.ack(s.epoch, ack_at)
@@ -86,10 +91,10 @@ if PHASE == "crash":
     print(json.dumps({"crashed": None}))
 else:
     s = store.Store(ROOT, capacity=100)
-    recs = s.pending(100000, after=0)
-    seqs = [r["seq"] for r in recs]
-    new = s.append(1764400000, {"air_temp_c": 30.0})
+    recs = s.seqs()
+    seqs = [r[0] for r in recs]
+    new = s.append(1764400000, wire.head(["air_temp_c"]), wire.row({"air_temp_c": 30.0}, ["air_temp_c"]))
     again = store.Store(ROOT, capacity=100)  # and the reading written after the crash reads back
-    readable = new in [r["seq"] for r in again.pending(100000, after=0)]
+    readable = new in [r[0] for r in again.seqs()]
     print(json.dumps({"seqs": seqs, "acked": s.state["acked"], "lost": s.lost(), "new": new, "epoch": s.epoch,
-                      "times": [r["t"] for r in recs], "new_readable": readable}))
+                      "times": [r[1] for r in recs], "new_readable": readable}))
