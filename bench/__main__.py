@@ -1,12 +1,14 @@
 """`./dev bench`: end-to-end ingest figures on this machine, against the real stack.
 
-    python -m bench [--readings 200000] [--runs 3] [--rss-readings 1000000] [--baseline]
+    python -m bench [--readings 200000] [--runs 3] [--rss-readings 1000000] [--baseline] [--wire 1|2|both]
 
 For each run: a fresh database, `rimba ingest` as its own process, the simulator's
 traffic (batches of 10 readings with 4 metrics) published as one burst; the clock
-runs from the first publish until the last reading is queryable. Reports the median
-and every run, the ingest's peak RSS (VmHWM), and writes bench/results/ingest.json
-and a plot of stored readings over time (bench/results/ingest.png).
+runs from the first publish until the last reading is queryable. With `--wire both`
+(the default) each run is done twice, with the same readings as contract v1 and as v2
+batches, taking turns. Reports the median and every run, the ingest's peak RSS (VmHWM),
+and writes bench/results/ingest.json and a plot of stored readings over time
+(bench/results/ingest.png).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--rss-readings", type=int, default=1_000_000, help="the burst for the memory figure (0: skip)")
     p.add_argument("--baseline", action="store_true", help="also time paho + one HTTP write per message")
     p.add_argument("--outage", action="store_true", help="also: InfluxDB down during a burst, spool bounded")
+    p.add_argument("--wire", choices=("1", "2", "both"), default="both", help="the contract version of the batches")
     args = p.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rimba-bench-") as tmp:
@@ -48,24 +51,41 @@ def main(argv=None) -> int:
 
 def run(stack: Stack, tmp: Path, args) -> dict:
     report: dict = {"machine": _machine(), "readings": args.readings, "runs": []}
-    burst = Burst(stack, tmp, readings=args.readings)
-    print(f"generating {args.readings:,} readings ({burst.messages:,} messages of 10 readings x 4 metrics) ...",
-          flush=True)
+    wires = (1, 2) if args.wire == "both" else (int(args.wire),)
+    bursts = {w: Burst(stack, tmp, readings=args.readings, wire=w) for w in wires}
+    for w, b in bursts.items():
+        print(f"v{w}: {args.readings:,} readings in {b.messages:,} messages, {b.bytes / args.readings:.1f} bytes of "
+              f"payload per reading", flush=True)
+    burst = bursts[wires[0]]
     curves = []
     for i in range(args.runs):
-        r = burst.run(f"r{i}")
-        report["runs"].append({k: v for k, v in r.items() if k != "curve"})
-        curves.append(r["curve"])
-        print(f"run {i + 1}/{args.runs}: {r['per_s']:,.0f} readings/s end to end "
-              f"({r['seconds']:.2f} s), ingest CPU {r['cpu_s']:.2f} s, peak RSS {r['rss_mb']:.0f} MB, "
-              f"stored {r['stored']:,}", flush=True)
-    rates = [r["per_s"] for r in report["runs"]]
-    report["median_per_s"] = statistics.median(rates)
-    report["median_rss_mb"] = statistics.median(r["rss_mb"] for r in report["runs"])
-    report["median_cpu_s"] = statistics.median(r["cpu_s"] for r in report["runs"])
-    print(f"median: {report['median_per_s']:,.0f} readings/s; ingest CPU {report['median_cpu_s']:.2f} s "
-          f"({args.readings / report['median_cpu_s']:,.0f} readings per CPU second); "
-          f"peak RSS {report['median_rss_mb']:.0f} MB")
+        for w, b in bursts.items():
+            r = b.run(f"r{i}v{w}")
+            report["runs"].append({"wire": w, **{k: v for k, v in r.items() if k != "curve"}})
+            if w == wires[0]:
+                curves.append(r["curve"])
+            print(f"run {i + 1}/{args.runs}, v{w}: {r['per_s']:,.0f} readings/s end to end "
+                  f"({r['seconds']:.2f} s), ingest CPU {r['cpu_s']:.2f} s, peak RSS {r['rss_mb']:.0f} MB, "
+                  f"stored {r['stored']:,}", flush=True)
+    for w in wires:
+        runs = [r for r in report["runs"] if r["wire"] == w]
+        report[f"v{w}"] = {"median_per_s": statistics.median(r["per_s"] for r in runs),
+                           "median_cpu_s": statistics.median(r["cpu_s"] for r in runs),
+                           "median_rss_mb": statistics.median(r["rss_mb"] for r in runs),
+                           "bytes_per_reading": bursts[w].bytes / args.readings,
+                           "all_stored": all(r["stored"] == r["readings"] for r in runs)}
+    first = report[f"v{wires[0]}"]
+    report["median_per_s"] = first["median_per_s"]
+    report["median_rss_mb"] = first["median_rss_mb"]
+    report["median_cpu_s"] = first["median_cpu_s"]
+    for w in wires:
+        m = report[f"v{w}"]
+        print(f"median v{w}: {m['median_per_s']:,.0f} readings/s; ingest CPU {m['median_cpu_s']:.2f} s "
+              f"({args.readings / m['median_cpu_s']:,.0f} readings per CPU second); peak RSS {m['median_rss_mb']:.0f} MB")
+    if len(wires) == 2:
+        report["v2_over_v1"] = report["v2"]["median_per_s"] / report["v1"]["median_per_s"]
+        report["v2_over_v1_cpu"] = report["v1"]["median_cpu_s"] / report["v2"]["median_cpu_s"]
+        print(f"v2 / v1: {report['v2_over_v1']:.2f}x readings/s, {report['v2_over_v1_cpu']:.2f}x readings per CPU second")
     if args.baseline:
         base = naive_baseline(stack, tmp, burst)
         report["baseline_per_s"] = base

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from rimba import settings as settings_mod
 from rimba.fleet import parse_fleet
 from rimba.influx import Influx
 from rimba.simulate import Publisher, Simulation
+from rimba.wire2 import to_v2
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("air_temp_c", "air_rh_pct", "soil_vwc_pct", "batt_v")
@@ -32,9 +34,10 @@ def _toml(fleet: dict) -> str:
 
 
 class Burst:
-    def __init__(self, stack, tmp: Path, readings: int):
+    def __init__(self, stack, tmp: Path, readings: int, wire: int = 1):
         self.stack = stack
         self.tmp = tmp
+        self.wire = wire
         fleet = fleet_dict(NODES)
         self.fleet_path = tmp / "bench-fleet.toml"
         self.fleet_path.write_text(_toml(fleet))
@@ -42,8 +45,12 @@ class Burst:
         per_node = readings // NODES
         end = time.time() - 60
         self.events = sim.history(end - per_node * 60, end)
+        if wire == 2:  # the same readings as contract v2 batches
+            self.events = [(t, topic.replace("rimba/v1/", "rimba/v2/"), json.dumps(b, separators=(",", ":")).encode())
+                           for t, topic, payload in self.events for b in to_v2(json.loads(payload), boot=1)]
         self.expected = sim.expected()
         self.messages = len(self.events)
+        self.bytes = sum(len(p) for _t, _topic, p in self.events)
 
     def settings(self, db: str, state: Path, **over):
         values = {"mqtt_url": self.stack.mqtt_url, "influx_url": self.stack.influx_url, "influx_db": db,
@@ -155,7 +162,7 @@ def naive_baseline(stack, tmp: Path, burst: Burst) -> float:
 
     def on_message(client, userdata, msg):
         b = contract.decode_up(msg.topic, msg.payload, fleet)
-        lines = [lineproto.reading(b.site, b.node, r.values, r.seq, False, None, r.t) for r in b.readings]
+        lines = [lineproto.reading(b.site, b.node, f, seq, False, None, t) for seq, t, f in zip(b.seqs, b.times, b.fields)]
         writer.write(("\n".join(lines) + "\n").encode())
 
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-naive", clean_session=False)
