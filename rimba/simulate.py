@@ -309,6 +309,7 @@ def add_arguments(p) -> None:
     p.add_argument("--haze", action="store_true", help="a three-day haze episode in the backfilled period")
     p.add_argument("--resend-prob", type=float, default=0.0, help="probability a batch is sent twice")
     p.add_argument("--no-live", action="store_true", help="only the backfill")
+    p.add_argument("--until", type=int, help="backfill up to this time, UNIX seconds (default: now; implies --no-live)")
     p.add_argument("--outage", action="append", default=[], metavar="NODE:FROM_H:TO_H",
                    help="backfill: NODE cannot send from FROM_H to TO_H hours ago (repeatable)")
     p.add_argument("--fault", action="append", default=[], metavar="NODE:METRIC:KIND:FROM_H:TO_H[:SIZE]",
@@ -341,7 +342,8 @@ def parse_fault(spec: str, now: float) -> Fault:
 
 def main(settings, args) -> int:
     fleet = load_fleet(settings.fleet)
-    now = time.time()
+    now = time.time() if args.until is None else float(args.until)
+    live = not args.no_live and args.until is None  # a backfill that ends in the past has no live part
     haze = Haze(now - args.backfill_hours * 3600 * 0.6, 3) if args.haze and args.backfill_hours else None
     outages = [parse_outage(o, now) for o in args.outage]
     faults = [parse_fault(f, now) for f in args.fault]
@@ -358,7 +360,7 @@ def main(settings, args) -> int:
                 pub.publish(topic, payload)
             pub.flush()
             log.info("backfilled %d messages", len(events))
-        if not args.no_live:
+        if live:
             runner = LiveRunner(sim, pub, args.speed)
             try:
                 runner.run(args.live_seconds)

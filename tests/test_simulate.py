@@ -1,7 +1,6 @@
 """The simulator: deterministic, plausible for Pontianak, and firmware-like in what it sends."""
 
 import json
-import time
 
 from rimba import contract
 from rimba.climate import Climate, Haze
@@ -68,7 +67,7 @@ def test_faults_are_injected_and_recorded():
 def test_live_batches_carry_the_current_time():
     sim = Simulation(FLEET, seed=3, nodes={"bansir-laut-01"})
     sn = sim.nodes["bansir-laut-01"]
-    now = int(time.time())
+    now = START + 3600
     sim.sample(sn, now)
     (topic, payload), = sim.batches(sn, now)
     body = json.loads(payload)
@@ -83,7 +82,7 @@ def test_simulate_command_end_to_end(platform_factory):
 
     p = platform_factory({"cli-01": ("smp29", "forest"), "cli-02": ("bansir-laut", "river")})
     p.ingest()
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "simulate", "--backfill-hours", "6", "--no-live",
+    r = subprocess.run([sys.executable, "-m", "rimba.cli", "simulate", "--backfill-hours", "6", "--until", str(START),
                         "--resend-prob", "0.3", "--outage", "cli-01:4:2",
                         "--fault", "cli-02:water_level_cm:out-of-range:3:2"],
                        env=env_for(p.values), capture_output=True, text=True, cwd=ROOT, timeout=120)
