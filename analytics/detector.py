@@ -81,6 +81,7 @@ class Result:
     score: np.ndarray  # (rows, time) in [0, 1]
     views: np.ndarray  # (views, rows, time): each view's equivalent z, 0 where it does not apply
     baseline: np.ndarray  # (rows, time): the level view's usual value (in the series' units; NaN early)
+    kind: np.ndarray  # (rows, time) int8: the view (VIEW_NAMES) whose ratio gave the score
 
 
 VIEW_NAMES = ("level", "day", "week")
@@ -229,7 +230,8 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
     explained : array_like of bool (rows, time), optional
         Where a known cause explains the series' moves: no surprise there.
     reference : array_like (rows, time), optional
-        What the neighbours say; NaN where there is none. Where given, the series scored is x minus it.
+        What the neighbours say: the series scored is x minus it (NaN where there is none, which counts
+        as a missing value; a row of zeros for a series without neighbours).
     step_s : int, optional
 
     Returns
@@ -239,14 +241,15 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
     x = np.atleast_2d(np.asarray(x, dtype=float))
     rows, n = x.shape
     if n == 0:
-        return Result(np.zeros((rows, 0)), np.zeros((len(VIEW_NAMES), rows, 0)), np.zeros((rows, 0)))
+        return Result(np.zeros((rows, 0)), np.zeros((len(VIEW_NAMES), rows, 0)), np.zeros((rows, 0)),
+                      np.zeros((rows, 0), dtype=np.int8))
     if reference is not None:
-        ref = np.atleast_2d(np.asarray(reference, dtype=float))
-        x = np.where(np.isnan(ref), x, x - ref)
+        x = x - np.atleast_2d(np.asarray(reference, dtype=float))  # no reference: as missing
     step = grid_step(times, params.warm_up) if step_s is None else int(step_s)
     score = np.empty((rows, n))
     views = np.zeros((len(VIEW_NAMES), rows, n))
     baseline = np.empty((rows, n))
+    kind = np.zeros((rows, n), dtype=np.int8)
     for lo in range(0, rows, ROW_BLOCK):
         sl = slice(lo, lo + ROW_BLOCK)
         xs = carry_forward(x[sl])
@@ -261,19 +264,18 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
             views[2, sl] = seasonal_view(xs, scale_floor, 7 * day, params.weeks, smooth)
         if explained is not None:
             views[:, sl] = np.where(np.atleast_2d(np.asarray(explained, dtype=bool))[sl], 0.0, views[:, sl])
-        ratio = None
-        for v in views[:, sl]:
+        ratio = np.zeros(xs.shape)
+        for k, v in enumerate(views[:, sl]):
             if not v.any():
                 continue
             r = v / record(v, params)
-            ratio = r if ratio is None else np.maximum(ratio, r)
-        if ratio is None:
-            ratio = np.zeros(xs.shape)
+            kind[sl] = np.where(r > ratio, k, kind[sl])
+            np.maximum(ratio, r, out=ratio)
         ratio[:, :params.warm_up] = 0.0
         hold = max(params.hold_min, round(params.hold_s / step)) if step > 0 else params.hold_min
         ratio = ratio / np.maximum(previous_max(ratio, hold), 1.0)
         score[sl] = ratio / (ratio + 1.0)
-    return Result(score, views, baseline)
+    return Result(score, views, baseline, kind)
 
 
 def previous_max(a: np.ndarray, rows: int) -> np.ndarray:
