@@ -20,7 +20,8 @@ scores), and the fleet gives it what NAB's single series has not:
   Pontianak's real tide has more constituents than these four, and the Kapuas adds its discharge;
   what the fit leaves out is part of the residual's scale.
 
-Everything uses earlier values only, so appending data never changes a past score. Runs of
+Everything uses earlier values only (the rain context one step ahead, `RAIN_AHEAD`), so appending data
+never changes a past score (with rain: one step back). Runs of
 scores at or above `EVENT_THRESHOLD` become events with a sentence a person understands, such as
 "5.1 °C above the other nodes of its site at 14:00 WIB".
 """
@@ -33,17 +34,11 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d
 
 from analytics import detector
-from analytics.quality import RAIN_MOVES
+from analytics.quality import LOG_FLOOR, RAIN_MOVES, SCALE_FLOOR
 from analytics.robust import nanmedian
 from rimba.metrics import METRICS
 
 WIB_S = 7 * 3600
-# smallest scale per metric, about the sensor's resolution and noise, so that a very regular series does not
-# make every wobble an anomaly
-SCALE_FLOOR = {"air_temp_c": 0.3, "air_rh_pct": 2.0, "air_pressure_hpa": 0.5, "soil_temp_c": 0.2,
-               "soil_vwc_pct": 1.0, "pm1_ugm3": 3.0, "pm25_ugm3": 4.0, "pm10_ugm3": 6.0, "co2_ppm": 20.0,
-               "light_lux": 2000.0, "rain_mm": 1.0, "water_level_cm": 5.0, "water_temp_c": 0.2, "batt_v": 0.05,
-               "rssi_dbm": 4.0}
 TIDAL = ("water_level_cm",)
 TIDE_HOURS = (23.934, 25.819, 12.421, 12.0)  # K1, O1, M2, S2 (Pugh 1987, table 4.2)
 TIDE_DAYS = 15  # K1 and O1 separate after about 14 days
@@ -56,11 +51,18 @@ SOIL_WET_S = 2 * 86400  # and soil moisture's for this long (it drains over days
 # background are regional)
 RELATIVE = ("pm1_ugm3", "pm25_ugm3", "pm10_ugm3")
 REGIONAL = RELATIVE
-LOG_FLOOR = 0.15  # the scale floor of log(1 + x): about 15 %
+# Nodes sample at different moments of a step, and a gauge counts a shower only at its next reading: a node
+# can feel the rain a step before its site's gauge reports it. The rain context looks that one step
+# ahead, so with rain the newest step's score is provisional until the next step is in.
+RAIN_AHEAD = 1
 MIN_NEIGHBOURS = 3  # other nodes of the site with the metric, for their median to be the reference (with two, one
 #                    faulty node would move it half its way)
 PRODUCT_Z_FLOOR = 4.0  # the record floor, in SCALE_FLOOR units: below it, nothing is news
-PRODUCT = replace(detector.PARAMS, z_floor=PRODUCT_Z_FLOOR, windows=detector.PARAMS.windows + (864,))
+# The product's series differ from NAB's in two ways its constants follow: they have units (the record floor
+# above), and gross faults (a floating log, a stuck day) that a median of two earlier days would follow half
+# way, so the day view waits for three. The level view also looks six days back (864 steps of 10 minutes),
+# for slow faults.
+PRODUCT = replace(detector.PARAMS, z_floor=PRODUCT_Z_FLOOR, windows=detector.PARAMS.windows + (864,), min_lags=3)
 EVENT_THRESHOLD = 0.54  # the NAB threshold of the detector's constants (bench.nab_cv, median of the folds)
 CRITICAL = 0.75
 GAUSS_ABS = 1.2533  # sigma / E|residual| for Gaussian noise
@@ -98,8 +100,9 @@ def site_reference(x: np.ndarray, sites) -> np.ndarray:
     return out
 
 
-def rain_recent(rain: np.ndarray, sites, step_s: int, hold_s: int) -> np.ndarray:
-    """Per node (nodes, time): whether any gauge of its site had rain in the last hold_s (this step included)."""
+def rain_recent(rain: np.ndarray, sites, step_s: int, hold_s: int, ahead: int = 0) -> np.ndarray:
+    """Per node (nodes, time): whether any gauge of its site had rain in the last hold_s (this step included),
+    or in the next `ahead` steps."""
     sites = np.asarray(sites)
     out = np.zeros(rain.shape, dtype=bool)
     w = max(1, hold_s // step_s + 1)
@@ -108,6 +111,8 @@ def rain_recent(rain: np.ndarray, sites, step_s: int, hold_s: int) -> np.ndarray
         with np.errstate(invalid="ignore"):
             wet = (np.nan_to_num(rain[idx], nan=0.0) > 0).any(axis=0).astype(np.uint8)
         held = maximum_filter1d(wet, w, mode="constant", cval=0, origin=(w - 1) // 2)  # the last w steps
+        for k in range(1, ahead + 1):
+            held[:-k] |= wet[k:]
         out[idx] = held.astype(bool)
     return out
 
@@ -140,8 +145,8 @@ def score_cube(values, times, metrics, step_s: int, sites=None, rain=None, param
     referenced = np.zeros((n_nodes, n_m), dtype=bool)
     wet = soil_wet = None
     if rain is not None and sites is not None:
-        wet = rain_recent(rain, sites, step_s, RAIN_EXPLAINS_S)
-        soil_wet = rain_recent(rain, sites, step_s, SOIL_WET_S)
+        wet = rain_recent(rain, sites, step_s, RAIN_EXPLAINS_S, RAIN_AHEAD)
+        soil_wet = rain_recent(rain, sites, step_s, SOIL_WET_S, RAIN_AHEAD)
     rows, refs, expl, floors, where = [], [], [], [], []
     for j, m in enumerate(metrics):
         col = x[:, :, j]

@@ -67,6 +67,7 @@ class Params:
     raise_by: float = 3.0  # the most one value multiplies a view's record by
     hold_s: int = 2 * 3600  # how long a raised surprise stands for its incident (at least hold_min values)
     hold_min: int = 3
+    min_lags: int = 2  # earlier periods a seasonal view needs before it scores
     spread_frac: float = 0.1  # without a floor, scales are at least this fraction of the series' spread
 
 
@@ -163,7 +164,8 @@ def level_view(x: np.ndarray, scale_floor: np.ndarray, p: Params) -> tuple:
     return out, level
 
 
-def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: int, smooth: int) -> np.ndarray:
+def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: int, smooth: int,
+                  min_lags: int = 2) -> np.ndarray:
     """Robust z of each value against the median of the same phase `period` values apart, up to `count` back.
 
     The scale is 1.25 times the mean absolute seasonal residual over the previous period (at least
@@ -171,19 +173,19 @@ def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: in
     """
     rows, n = x.shape
     out = np.zeros((rows, n))
-    if period < 4 or n <= 2 * period:
+    if period < 4 or n <= min_lags * period:
         return out
     count = min(count, (n - 1) // period)
     lags = np.full((count, rows, n), np.nan, dtype=np.float32)
     for j in range(1, count + 1):
         lags[j - 1, :, j * period:] = x[:, :n - j * period]
     resid = np.abs(x - nanmedian(lags, axis=0))
-    resid[:, :2 * period] = 0.0
+    resid[:, :min_lags * period] = 0.0
     scale = np.concatenate([np.full((rows, 1), np.nan), trailing_mean(resid, period)[:, :-1]], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = resid / (1.25 * scale + scale_floor)
     z = np.nan_to_num(z, nan=0.0, posinf=0.0)
-    z[:, :2 * period] = 0.0
+    z[:, :min_lags * period] = 0.0
     return trailing_mean(z, smooth)
 
 
@@ -260,8 +262,8 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
         if 0 < step < 86400 and 86400 % step == 0:
             day = 86400 // step
             smooth = max(2, day // params.smooth_per_day)
-            views[1, sl] = seasonal_view(xs, scale_floor, day, params.days, smooth)
-            views[2, sl] = seasonal_view(xs, scale_floor, 7 * day, params.weeks, smooth)
+            views[1, sl] = seasonal_view(xs, scale_floor, day, params.days, smooth, params.min_lags)
+            views[2, sl] = seasonal_view(xs, scale_floor, 7 * day, params.weeks, smooth, params.min_lags)
         if explained is not None:
             views[:, sl] = np.where(np.atleast_2d(np.asarray(explained, dtype=bool))[sl], 0.0, views[:, sl])
         ratio = np.zeros(xs.shape)

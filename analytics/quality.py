@@ -59,6 +59,13 @@ _DRIFT = {"air_temp_c": 1.5, "air_rh_pct": 8.0, "air_pressure_hpa": 2.0, "soil_t
 # only exact repeats count: a quiet night there looks like a stuck sensor.
 _FLAT_TOL = {"air_temp_c": 0.03, "air_rh_pct": 0.1, "air_pressure_hpa": 0.2, "soil_vwc_pct": 0.05,
              "water_level_cm": 0.3}
+# the smallest change that means something per metric, about a sensor's resolution and noise (particulates:
+# on log(1 + x), about 15 %); the anomaly scores use the same floors (`analytics.anomaly`)
+SCALE_FLOOR = {"air_temp_c": 0.3, "air_rh_pct": 2.0, "air_pressure_hpa": 0.5, "soil_temp_c": 0.2,
+               "soil_vwc_pct": 1.0, "pm1_ugm3": 3.0, "pm25_ugm3": 4.0, "pm10_ugm3": 6.0, "co2_ppm": 20.0,
+               "light_lux": 2000.0, "rain_mm": 1.0, "water_level_cm": 5.0, "water_temp_c": 0.2, "batt_v": 0.05,
+               "rssi_dbm": 4.0}
+LOG_FLOOR = 0.15
 _NOT_FLAT = ("rain_mm", "light_lux")  # zero for hours is normal (no rain, night), and bursts too
 # metrics a rain shower moves at once: humidity to saturation, cooling, wetting, run-off, dimming, washout
 RAIN_MOVES = ("air_rh_pct", "air_temp_c", "soil_vwc_pct", "soil_temp_c", "water_level_cm", "light_lux",
@@ -190,6 +197,9 @@ def _check_block(x, metrics, site_of, lim):
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, as they should
             typical = np.nanquantile(np.where(thin > 0, thin, np.nan), 0.75, axis=-1, keepdims=True,
                                      method="lower")
+        # and never below the metric's floor: a series held still for days must not make noise of the rest
+        least = np.array([LOG_FLOOR if m in PM_METRICS else SCALE_FLOOR.get(m, 0.0) for m in metrics])[:, None]
+        typical = np.where(np.isnan(typical), typical, np.maximum(typical, least))
         with np.errstate(invalid="ignore"):
             big = size > lim.noise_factor * typical
         reversal = np.zeros(x.shape, dtype=bool)  # at t: d[t] and d[t + 1] big and of opposite sign

@@ -4,7 +4,7 @@ that analytics.quality's vectorized code must equal (the STUMPY `naive.py` habit
 import math
 import statistics
 
-from analytics.quality import DRIFT, FLAT, GAP, HUMID_PM, NOISE, PM_METRICS, RAIN_MOVES, RANGE, SPIKE, STEP, Limits
+from analytics.quality import LOG_FLOOR, SCALE_FLOOR, DRIFT, FLAT, GAP, HUMID_PM, NOISE, PM_METRICS, RAIN_MOVES, RANGE, SPIKE, STEP, Limits
 from rimba.metrics import METRICS
 
 
@@ -93,6 +93,7 @@ def naive_check(x, metrics, site_of=None, limits=None):
                 sizes = [abs(v) for v in d[::max(1, w // 2)] if v is not None and v != 0]
                 if sizes:
                     typical = sorted(sizes)[int(0.75 * (len(sizes) - 1))]  # the upper quartile, "lower" rank
+                    typical = max(typical, LOG_FLOOR if name in PM_METRICS else SCALE_FLOOR.get(name, 0.0))
                     big = [v is not None and abs(v) > lim.noise_factor * typical for v in d]
                     rev = [t + 1 < n_t and big[t] and big[t + 1] and (d[t] > 0) != (d[t + 1] > 0)
                            for t in range(n_t)]

@@ -50,7 +50,7 @@ def test_each_check_finds_its_fault():
     x[2, 30:60, 1] = 99.9  # stuck
     x[3, 70, 2] = np.nan  # dropout
     x[3, 120, 0] = 120.0  # out of range
-    x[2, 150:160, 2] += rng.normal(0, 25, 10)  # noise burst
+    x[2, 150:160, 2] = np.maximum(x[2, 150:160, 2] + rng.normal(0, 25, 10), 0.5)  # noise burst (PM stays >= 0)
     x[0, 170:180, 1] = 99.0  # condensing air: PM flagged
     metrics = ("air_temp_c", "air_rh_pct", "pm25_ugm3")
     f = check(x, metrics, ["s"] * 4, Limits(drift_window=36))
