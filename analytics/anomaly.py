@@ -7,8 +7,9 @@ scores), and the fleet gives it what NAB's single series has not:
   the node's value minus the median of theirs. Weather moves the whole site and cancels; a node
   that moves alone (a sensor fault, a node 5 °C off its neighbours) stands out.
 - **rain**: where any gauge of the site had rain in the last `RAIN_EXPLAINS_S` (for soil moisture
-  `SOIL_WET_S`), the metrics rain moves (`analytics.quality.RAIN_MOVES`) are explained: humidity
-  rising to saturation, cooling and soil wetting are the weather, not news.
+  `SOIL_WET_S`), the moves rain makes (`RAIN_SIGN`) are explained: humidity rising to saturation,
+  cooling and soil wetting are the weather, not news, and so is the return afterwards; a lone node
+  warming under rain is not (against neighbours, a shower reaches nodes a sample apart, so both ways).
 - **particulates**: scored as log(1 + x) (their scatter grows with the concentration; a dying fan
   is a factor), against the site's other PM sensors or, with too few, the city's (`REGIONAL`).
 - **units**: a scale floor per metric (`SCALE_FLOOR`, about a sensor's resolution and noise), so a
@@ -23,7 +24,7 @@ scores), and the fleet gives it what NAB's single series has not:
 Everything uses earlier values only (the rain context one step ahead, `RAIN_AHEAD`), so appending data
 never changes a past score (with rain: one step back). Runs of
 scores at or above `EVENT_THRESHOLD` become events with a sentence a person understands, such as
-"5.1 °C above the other nodes of its site at 14:00 WIB".
+"5.1 °C above this node's usual against the other nodes of its site, at 14:00 WIB".
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d
 
 from analytics import detector
-from analytics.quality import LOG_FLOOR, RAIN_MOVES, SCALE_FLOOR
+from analytics.quality import LOG_FLOOR, SCALE_FLOOR
 from analytics.robust import nanmedian
 from rimba.metrics import METRICS
 
@@ -55,8 +56,11 @@ REGIONAL = RELATIVE
 # can feel the rain a step before its site's gauge reports it. The rain context looks that one step
 # ahead, so with rain the newest step's score is provisional until the next step is in.
 RAIN_AHEAD = 1
-MIN_NEIGHBOURS = 3  # other nodes of the site with the metric, for their median to be the reference (with two, one
-#                    faulty node would move it half its way)
+# which way rain moves what it moves: humidity up, the air and soil cooler, soil wetter, run-off raising the
+# river, the light dimmer, particulates washed out; a move the other way during rain is not explained
+RAIN_SIGN = {"air_rh_pct": 1, "air_temp_c": -1, "soil_temp_c": -1, "soil_vwc_pct": 1, "water_level_cm": 1,
+             "light_lux": -1, "pm1_ugm3": -1, "pm25_ugm3": -1, "pm10_ugm3": -1}
+MIN_SITE_NODES = 3  # nodes of a site with the metric (the node itself included) for their median to be the reference
 PRODUCT_Z_FLOOR = 4.0  # the record floor, in SCALE_FLOOR units: below it, nothing is news
 # The product's series differ from NAB's in two ways its constants follow: they have units (the record floor
 # above), and gross faults (a floating log, a stuck day) that a median of two earlier days would follow half
@@ -85,18 +89,17 @@ KINDS = detector.VIEW_NAMES
 
 
 def site_reference(x: np.ndarray, sites) -> np.ndarray:
-    """For each node (axis 0) of x (nodes, time), the median of the other nodes of its site; NaN where
-    fewer than MIN_NEIGHBOURS of them have a value."""
+    """For each node (axis 0) of x (nodes, time), the median of its site's nodes, itself included; NaN where
+    fewer than MIN_SITE_NODES have a value. With three or more, one faulty node cannot move the median far
+    from the healthy ones, and the faulty one's difference from it is its fault."""
     sites = np.asarray(sites)
     out = np.full(x.shape, np.nan)
     for site in np.unique(sites):
         idx = np.flatnonzero(sites == site)
-        if len(idx) <= MIN_NEIGHBOURS:
+        if len(idx) < MIN_SITE_NODES:
             continue
-        for k, i in enumerate(idx):
-            others = x[np.delete(idx, k)]
-            enough = (~np.isnan(others)).sum(axis=0) >= MIN_NEIGHBOURS
-            out[i] = np.where(enough, nanmedian(others, axis=0), np.nan)
+        enough = (~np.isnan(x[idx])).sum(axis=0) >= MIN_SITE_NODES
+        out[idx] = np.where(enough, nanmedian(x[idx], axis=0), np.nan)
     return out
 
 
@@ -145,8 +148,10 @@ def score_cube(values, times, metrics, step_s: int, sites=None, rain=None, param
     referenced = np.zeros((n_nodes, n_m), dtype=bool)
     wet = soil_wet = None
     if rain is not None and sites is not None:
-        wet = rain_recent(rain, sites, step_s, RAIN_EXPLAINS_S, RAIN_AHEAD)
-        soil_wet = rain_recent(rain, sites, step_s, SOIL_WET_S, RAIN_AHEAD)
+        raining = rain_recent(rain, sites, step_s, 0, RAIN_AHEAD)
+        # while it rains, rain explains the moves it makes; in the hours after, the return as well (either way)
+        wet = np.where(raining, 1, np.where(rain_recent(rain, sites, step_s, RAIN_EXPLAINS_S, RAIN_AHEAD), 2, 0))
+        soil_wet = np.where(raining, 1, np.where(rain_recent(rain, sites, step_s, SOIL_WET_S, RAIN_AHEAD), 2, 0))
     rows, refs, expl, floors, where = [], [], [], [], []
     for j, m in enumerate(metrics):
         col = x[:, :, j]
@@ -166,10 +171,13 @@ def score_cube(values, times, metrics, step_s: int, sites=None, rain=None, param
         for i in np.flatnonzero(has):
             rows.append(col[i])
             refs.append(ref[i])
-            if m in RAIN_MOVES and wet is not None:
-                expl.append((soil_wet if m == "soil_vwc_pct" else wet)[i])
+            if m in RAIN_SIGN and wet is not None:
+                why = (soil_wet if m == "soil_vwc_pct" else wet)[i]
+                # against neighbours, the onset and the end of a shower reach nodes a sample apart, either way
+                sign = 2 if not np.isnan(ref[i]).all() and m not in TIDAL else RAIN_SIGN[m]
+                expl.append(np.where(why == 1, sign, why).astype(np.int8))
             else:
-                expl.append(np.zeros(n_t, dtype=bool))
+                expl.append(np.zeros(n_t, dtype=np.int8))
             floors.append(LOG_FLOOR if m in RELATIVE else SCALE_FLOOR.get(m, 0.0))
             where.append((i, j))
             referenced[i, j] = not np.isnan(ref[i]).all() and m not in TIDAL
@@ -186,7 +194,7 @@ def score_cube(values, times, metrics, step_s: int, sites=None, rain=None, param
         expected = rr[k] + res.baseline[k]
         baseline[i, :, j] = np.expm1(expected) if metrics[j] in RELATIVE else expected
         kind[i, :, j] = res.kind[k]
-        z[i, :, j] = np.where(missing[k], np.nan, res.views[:, k].max(axis=0))
+        z[i, :, j] = np.where(missing[k], np.nan, res.surprise[k])  # an incident goes on through a shower
     return Scores(score, baseline, kind, referenced, z)
 
 
@@ -251,10 +259,12 @@ def events(scores: Scores, values, times, nodes, metrics, threshold: float = EVE
 
     An event starts where the score reaches `threshold` (the detector's news) and lasts while the
     value stays at least `lasting` scales off what the views expected (the incident itself), so an
-    offset that goes on is one event that goes on."""
+    offset that goes on is one event that goes on; steps without a score (no value, or the neighbours
+    not in yet) do not end it: an event still open at the end of the window runs to its end."""
     x = np.asarray(values, dtype=float)
     hot = np.nan_to_num(scores.score, nan=0.0) >= threshold
-    off = np.nan_to_num(scores.z, nan=0.0) >= lasting
+    # off: still off, or not seen either way (no value, or the neighbours not in yet for the newest steps)
+    off = np.isnan(scores.z) | (np.nan_to_num(scores.z, nan=0.0) >= lasting)
     out = []
     step = int(times[1] - times[0]) if len(times) > 1 else 0
     for i, j in zip(*np.nonzero(hot.any(axis=1)), strict=True):
@@ -263,6 +273,9 @@ def events(scores: Scores, values, times, nodes, metrics, threshold: float = EVE
             run[t] |= run[t - 1] and off[i, t, j]
         edges = np.flatnonzero(np.diff(np.concatenate([[0], run.astype(int), [0]])))
         for a, b in zip(edges[::2], edges[1::2], strict=True):
+            if b < len(run):  # an event that ended: at the last value seen off, not after the gap before it
+                seen = np.flatnonzero(~np.isnan(scores.z[i, a:b, j]))
+                b = a + int(seen[-1]) + 1 if len(seen) else a + 1
             k = a + int(np.nanargmax(scores.score[i, a:b, j]))
             peak = float(scores.score[i, k, j])
             kind = scores.kind_name(i, k, j)
@@ -282,6 +295,6 @@ def _sentence(metric: str, diff: float, at: int, referenced: bool) -> str:
     unit = METRICS[metric].unit
     side = "above" if diff > 0 else "below"
     if referenced:
-        return f"{abs(diff):.1f} {unit} {side} the other nodes of its site at {_clock(at)}"
-    usual = "the expected tide" if metric in TIDAL else "this node's recent level"
+        return f"{abs(diff):.1f} {unit} {side} this node's usual against the other nodes of its site, at {_clock(at)}"
+    usual = "the expected tide" if metric in TIDAL else "this node's usual"
     return f"{abs(diff):.1f} {unit} {side} {usual} at {_clock(at)}"

@@ -81,8 +81,9 @@ IQR_SIGMA = 1 / 1.349  # sigma / interquartile range for Gaussian noise
 class Result:
     score: np.ndarray  # (rows, time) in [0, 1]
     views: np.ndarray  # (views, rows, time): each view's equivalent z, 0 where it does not apply
-    baseline: np.ndarray  # (rows, time): the level view's usual value (in the series' units; NaN early)
+    baseline: np.ndarray  # (rows, time): the level view's usual value, its first window's (NaN early)
     kind: np.ndarray  # (rows, time) int8: the view (VIEW_NAMES) whose ratio gave the score
+    surprise: np.ndarray  # (rows, time): the largest view, before any `explained` cause was taken out
 
 
 VIEW_NAMES = ("level", "day", "week")
@@ -132,7 +133,7 @@ def trailing_rank(x: np.ndarray, w: int, q: float) -> np.ndarray:
     """
     rows, n = x.shape
     padded = np.concatenate([np.repeat(x[:, :1], w, axis=1), x], axis=1)  # (rows, w + n)
-    rank = min(w - 1, max(0, int(round(q * (w - 1)))))
+    rank = min(w - 1, max(0, round(q * (w - 1))))
     # inclusive window ending at column c: columns c - w + 1 .. c
     out = rank_filter(padded.ravel(), rank, size=w, mode="nearest", origin=(w - 1) // 2 if w % 2 else w // 2 - 1)
     out = out.reshape(rows, w + n)
@@ -140,7 +141,7 @@ def trailing_rank(x: np.ndarray, w: int, q: float) -> np.ndarray:
 
 
 def level_view(x: np.ndarray, scale_floor: np.ndarray, p: Params) -> tuple:
-    """Robust z of each value against the recent level; also the level (of the longest window).
+    """Robust z of each value against the recent level; also the level (of the first window).
 
     For each window of W values, the value at t is compared with the median m of the W values
     before it, with the scale the interquartile range over 1.349 (the Gaussian sigma) plus
@@ -160,7 +161,8 @@ def level_view(x: np.ndarray, scale_floor: np.ndarray, p: Params) -> tuple:
         z = np.fmax(np.abs(x - med) / s, 0.5 * np.abs(recent - med) / (s / math.sqrt(p.recent)))
         z[:, :w] = 0.0
         out = np.fmax(out, z)
-        level[:, w:] = med[:, w:]
+        if w == p.windows[0]:
+            level[:, w:] = med[:, w:]
     return out, level
 
 
@@ -229,8 +231,9 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
     floor : array_like (rows,), optional
         The smallest meaningful scale per row, in the series' units. Default: none (the scale floor
         is `spread_frac` of each series' running standard deviation).
-    explained : array_like of bool (rows, time), optional
-        Where a known cause explains the series' moves: no surprise there.
+    explained : array_like of int (rows, time), optional
+        Where a known cause explains the series' moves: no surprise there. 1 explains a rise from the
+        recent level, -1 a fall, 2 (or True) either; 0 nothing.
     reference : array_like (rows, time), optional
         What the neighbours say: the series scored is x minus it (NaN where there is none, which counts
         as a missing value; a row of zeros for a series without neighbours).
@@ -244,7 +247,7 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
     rows, n = x.shape
     if n == 0:
         return Result(np.zeros((rows, 0)), np.zeros((len(VIEW_NAMES), rows, 0)), np.zeros((rows, 0)),
-                      np.zeros((rows, 0), dtype=np.int8))
+                      np.zeros((rows, 0), dtype=np.int8), np.zeros((rows, 0)))
     if reference is not None:
         x = x - np.atleast_2d(np.asarray(reference, dtype=float))  # no reference: as missing
     step = grid_step(times, params.warm_up) if step_s is None else int(step_s)
@@ -252,6 +255,7 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
     views = np.zeros((len(VIEW_NAMES), rows, n))
     baseline = np.empty((rows, n))
     kind = np.zeros((rows, n), dtype=np.int8)
+    surprise = np.zeros((rows, n))
     for lo in range(0, rows, ROW_BLOCK):
         sl = slice(lo, lo + ROW_BLOCK)
         xs = carry_forward(x[sl])
@@ -264,8 +268,12 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
             smooth = max(2, day // params.smooth_per_day)
             views[1, sl] = seasonal_view(xs, scale_floor, day, params.days, smooth, params.min_lags)
             views[2, sl] = seasonal_view(xs, scale_floor, 7 * day, params.weeks, smooth, params.min_lags)
+        surprise[sl] = views[:, sl].max(axis=0)
         if explained is not None:
-            views[:, sl] = np.where(np.atleast_2d(np.asarray(explained, dtype=bool))[sl], 0.0, views[:, sl])
+            why = np.atleast_2d(np.asarray(explained))[sl].astype(np.int8)
+            # a signed cause explains moves its way only: +1 a rise, -1 a fall (from the recent level)
+            side = np.sign(np.nan_to_num(xs - baseline[sl], nan=0.0)).astype(np.int8)
+            views[:, sl] = np.where((why != 0) & ((why == side) | (np.abs(why) > 1)), 0.0, views[:, sl])
         ratio = np.zeros(xs.shape)
         for k, v in enumerate(views[:, sl]):
             if not v.any():
@@ -277,7 +285,7 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
         hold = max(params.hold_min, round(params.hold_s / step)) if step > 0 else params.hold_min
         ratio = ratio / np.maximum(previous_max(ratio, hold), 1.0)
         score[sl] = ratio / (ratio + 1.0)
-    return Result(score, views, baseline, kind)
+    return Result(score, views, baseline, kind, surprise)
 
 
 def previous_max(a: np.ndarray, rows: int) -> np.ndarray:

@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     _FILES = [nab.files[r] for r in rels]
     CANDS = candidates()
     jobs = [(c, i) for c in range(len(CANDS)) for i in range(len(rels))]
-    scores = [dict() for _ in CANDS]
+    scores = [{} for _ in CANDS]
     with mp.get_context("fork").Pool(args.jobs) as pool:
         for c, i, s in pool.imap_unordered(_score_one, jobs, chunksize=4):
             scores[c][rels[i]] = s

@@ -4,7 +4,21 @@ that analytics.quality's vectorized code must equal (the STUMPY `naive.py` habit
 import math
 import statistics
 
-from analytics.quality import LOG_FLOOR, SCALE_FLOOR, DRIFT, FLAT, GAP, HUMID_PM, NOISE, PM_METRICS, RAIN_MOVES, RANGE, SPIKE, STEP, Limits
+from analytics.quality import (
+    DRIFT,
+    FLAT,
+    GAP,
+    HUMID_PM,
+    LOG_FLOOR,
+    NOISE,
+    PM_METRICS,
+    RAIN_MOVES,
+    RANGE,
+    SCALE_FLOOR,
+    SPIKE,
+    STEP,
+    Limits,
+)
 from rimba.metrics import METRICS
 
 
@@ -62,9 +76,9 @@ def naive_check(x, metrics, site_of=None, limits=None):
                             flags[i][t][j] |= SPIKE
             for t in range(1, n_t):
                 a, b = ok(i, t - 1, j), ok(i, t, j)
-                if step is not None and None not in (a, b) and abs(b - a) > step:
-                    if t not in spikes and (t - 1) not in spikes and not weather(i, t, j):
-                        flags[i][t][j] |= STEP
+                if (step is not None and None not in (a, b) and abs(b - a) > step and t not in spikes
+                        and (t - 1) not in spikes and not weather(i, t, j)):
+                    flags[i][t][j] |= STEP
             # flat runs: every window of flat_n values, all present, within the tolerance
             if name not in lim.flat_exempt:
                 tol = lim.flat_tol.get(name, 0.0)

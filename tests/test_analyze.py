@@ -85,7 +85,7 @@ def test_end_to_end_faults_haze_and_an_outage_become_points_and_delivered_alerts
     # anomaly: the offset on e2e-03, told in words
     anomalies = p.influx.rows("SELECT score, message, \"end\" FROM anomaly WHERE node = 'e2e-03' "
                               "AND metric = 'air_temp_c'")
-    assert anomalies and any("above the other nodes of its site" in a["message"] for a in anomalies)
+    assert anomalies and any("above this node's usual against the other nodes of its site" in a["message"] for a in anomalies)
     assert not p.influx.rows("SELECT score FROM anomaly WHERE node = 'e2e-01' AND metric = 'air_temp_c'")
     # fire codes at noon, per node
     fire = p.influx.rows("SELECT last(ffmc), last(dc), last(fwi), last(fwi_class) FROM \"index\" WHERE node = 'e2e-01'")

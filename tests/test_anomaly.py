@@ -41,7 +41,7 @@ def test_a_node_five_degrees_off_its_neighbours_is_an_event_with_a_sentence():
     ev = [e for e in events(score_cube(x, t, METRICS, STEP, sites), x, t, ["n1", "n2", "n3", "n4", "n5"], METRICS)]
     assert [(e.node, e.metric) for e in ev] == [("n2", "air_temp_c")]
     e = ev[0]
-    assert e.start == int(t[k]) and "above the other nodes of its site at 14:00 WIB" in e.message
+    assert e.start == int(t[k]) and "above this node's usual against the other nodes of its site, at 14:00 WIB" in e.message
     assert e.message.startswith("5.") and "°C" in e.message
 
 
@@ -85,7 +85,7 @@ def plain_score(times, values, p=detector.PARAMS):
 
     def rank(window, q):
         w = sorted(window)
-        return w[min(len(w) - 1, max(0, int(round(q * (len(w) - 1)))))]
+        return w[min(len(w) - 1, max(0, round(q * (len(w) - 1))))]
 
     level = [0.0] * n
     for w in p.windows:
