@@ -63,12 +63,24 @@ def derive(cube, step_s: int) -> dict:
     day = max(1, 86400 // step_s)
     if "batt_v" in cube.metrics:
         out["batt_days_left"] = battery_days_left(cube.metric("batt_v"), step_s)
-    for metric, pollutant in (("pm25_ugm3", "pm25"), ("pm10_ugm3", "pm10")):
-        if metric in cube.metrics:
-            # the regulation's basis: a 24-hour mean, with at least 75 % of the day present
-            mean24 = rolling_mean(cube.metric(metric), day, int(0.75 * day))
-            out[f"ispu_{pollutant}"] = np.asarray(indices.ispu(mean24, pollutant))
+    pm = {}
+    if "pm25_ugm3" in cube.metrics:
+        pm["pm25"] = cube.metric("pm25_ugm3")
+        if "air_rh_pct" in cube.metrics:
+            # corrected for humidity (the raw value stays in `reading`); ISPU from the corrected value
+            pm["pm25"] = out[PM25_CORRECTED] = np.asarray(indices.pm25_corrected(pm["pm25"],
+                                                                               cube.metric("air_rh_pct")))
+    if "pm10_ugm3" in cube.metrics:
+        pm["pm10"] = cube.metric("pm10_ugm3")  # no published humidity correction for PMS5003 PM10: raw
+    for pollutant, values in pm.items():
+        # the regulation's basis: a 24-hour mean, with at least 75 % of the day present
+        mean24 = rolling_mean(values, day, int(0.75 * day))
+        out[f"ispu_{pollutant}"] = np.asarray(indices.ispu(mean24, pollutant))
     return out
+
+
+PM25_CORRECTED = "pm25_corr_ugm3"  # `index` field: PM2.5 corrected for humidity (indices.pm25_corrected)
+INDEX_LABELS = {PM25_CORRECTED: ("pm_correction", indices.PM25_CORRECTION)}  # the correction named in the data
 
 
 BATTERY_EMPTY_V = 3.3  # an 18650 cell's practical floor under the ESP32's regulator (DOMAIN.md §6)
@@ -186,13 +198,14 @@ class Analyzer:
             derived = derive(cube, step)
             cols = [cube.metrics.index(m) for m in ANOMALY_METRICS]
             values = np.where(flags[:, :, cols] & quality.RANGE, np.nan, cube.values[:, :, cols])
-            scores = anomaly.score_cube(values, cube.times, ANOMALY_METRICS, step)
+            rain = cube.metric("rain_mm") if "rain_mm" in cube.metrics else None
+            scores = anomaly.score_cube(values, cube.times, ANOMALY_METRICS, step, cube.sites, rain)
             events = anomaly.events(scores, values, cube.times, cube.nodes, ANOMALY_METRICS)
             fire_start = end - FWI_DAYS * 86400
             fire_start -= (fire_start + WIB_S) % 86400
             hourly = load_cube(influx, fleet, fire_start, end, 3600, ("air_temp_c", "air_rh_pct", "rain_mm"))
             fire = fire_days(hourly, {k: v.lat for k, v in fleet.sites.items()}, s.fire_wind_kmh)
-            lines = (qc_lines(cube, flags, quality.FLAG_NAMES) + index_lines(cube, derived)
+            lines = (qc_lines(cube, flags, quality.FLAG_NAMES) + index_lines(cube, derived, INDEX_LABELS)
                      + anomaly_lines(cube, events) + fire_lines(hourly, fire))
             _write(influx, lines)
             contact, wake = last_contact(influx, end - 30 * 86400, end)

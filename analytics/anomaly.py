@@ -1,188 +1,200 @@
-"""Anomalies against each node's usual, over the whole fleet at once.
+"""Anomalies per node and metric, over the whole fleet at once: `analytics.detector` with the fleet's context.
 
-The score of a value combines three causal views of its residual from the
-node's usual, each as an "equivalent z" (how many robust standard deviations a
-single value would need to be as surprising), combined by their maximum and
-mapped into [0, 1] by z / (z + Z_HALF):
+Each node's metric is one series of the detector (`analytics.detector.score_rows`, the code NAB
+scores), and the fleet gives it what NAB's single series has not:
 
-- **level**: the value against the node's usual for this time of day. The usual
-  and its scale are robust exponential smoothing per time-of-day slot, updated
-  once a day with the day's value clipped at K scales (the robust Holt-Winters
-  idea of Gelper, Fried and Croux, *J. Forecasting* 29, 2010), so a spike or a
-  stuck day barely moves it; it exists once a slot has `min_days` values. For
-  water level the usual is the tide instead: mean, K1, O1, M2 and S2 fitted by
-  least squares to up to `TIDE_DAYS` previous days and predicted three hours
-  ahead (Pontianak's tides are mixed, mainly diurnal; DOMAIN.md §4).
-- **sustained**: the mean residual over the last hour (a second time scale), so
-  a moderate offset that lasts is caught.
-- **shift**: a two-sided CUSUM of the clipped residual (Page 1954) over the
-  last six hours, a change point detector for level shifts and drifts.
+- **neighbours**: where a site has two other nodes or more with the metric, the series scored is
+  the node's value minus the median of theirs. Weather moves the whole site and cancels; a node
+  that moves alone (a sensor fault, a node 5 °C off its neighbours) stands out.
+- **rain**: where any gauge of the site had rain in the last `RAIN_EXPLAINS_S` (for soil moisture
+  `SOIL_WET_S`), the moves rain makes (`RAIN_SIGN`) are explained: humidity rising to saturation,
+  cooling and soil wetting are the weather, not news, and so is the return afterwards; a lone node
+  warming under rain is not (against neighbours, a shower reaches nodes a sample apart, so both ways).
+- **particulates**: scored as log(1 + x) (their scatter grows with the concentration; a dying fan
+  is a factor), against the site's other PM sensors or, with too few, the city's (`REGIONAL`).
+- **units**: a scale floor per metric (`SCALE_FLOOR`, about a sensor's resolution and noise), so a
+  very regular series does not make every wobble an anomaly, and a record floor of
+  `PRODUCT_Z_FLOOR` such scales.
+- **tides**: water level without neighbours is scored as its residual from the expected tide:
+  the mean and the four main constituents (K1, O1, M2, S2; Pugh, D. T. (1987), *Tides, Surges and
+  Mean Sea-Level*, Wiley, table 4.2) fitted by least squares to up to `TIDE_DAYS` previous days.
+  Pontianak's real tide has more constituents than these four, and the Kapuas adds its discharge;
+  what the fit leaves out is part of the residual's scale.
 
-Everything uses earlier values only, so appending data never changes a past
-score. Runs of high scores become events with a sentence a person
-understands, such as "2.3 °C above this node's usual for 14:00 WIB".
+Everything uses earlier values only (the rain context one step ahead, `RAIN_AHEAD`), so appending data
+never changes a past score (with rain: one step back). Runs of
+scores at or above `EVENT_THRESHOLD` become events with a sentence a person understands, such as
+"5.1 °C above this node's usual against the other nodes of its site, at 14:00 WIB".
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.ndimage import minimum_filter1d, uniform_filter1d
+from scipy.ndimage import maximum_filter1d
 
+from analytics import detector
+from analytics.quality import LOG_FLOOR, SCALE_FLOOR
+from analytics.robust import nanmedian
 from rimba.metrics import METRICS
 
 WIB_S = 7 * 3600
-# smallest scale per metric, so that a very regular series does not make every wobble an anomaly
-SCALE_FLOOR = {"air_temp_c": 0.3, "air_rh_pct": 2.0, "air_pressure_hpa": 0.5, "soil_temp_c": 0.2,
-               "soil_vwc_pct": 1.0, "pm1_ugm3": 3.0, "pm25_ugm3": 4.0, "pm10_ugm3": 6.0, "co2_ppm": 20.0,
-               "light_lux": 2000.0, "rain_mm": 1.0, "water_level_cm": 5.0, "water_temp_c": 0.2, "batt_v": 0.05,
-               "rssi_dbm": 4.0}
 TIDAL = ("water_level_cm",)
-TIDE_HOURS = (23.934, 25.819, 12.421, 12.0)  # K1, O1, M2, S2
+TIDE_HOURS = (23.934, 25.819, 12.421, 12.0)  # K1, O1, M2, S2 (Pugh 1987, table 4.2)
 TIDE_DAYS = 15  # K1 and O1 separate after about 14 days
 TIDE_REFIT_S = 3 * 3600
 TIDE_MIN_DAYS = 2  # a day alone cannot tell the diurnal from the semidiurnal tide well enough
-Z_HALF = 6.0  # the equivalent z that scores 0.5
-SLOT_S = 600  # the usual is kept per ten minutes of the day (finer grids share their slot's)
-ALPHA = 0.25  # daily smoothing of the usual
-BETA = 0.2  # daily smoothing of its scale
-K = 3.0  # residuals are clipped at K scales before they update anything
+RAIN_EXPLAINS_S = 3 * 3600  # rain explains the moves of the metrics it moves for this long after
+SOIL_WET_S = 2 * 86400  # and soil moisture's for this long (it drains over days)
+# particulates are scored as log(1 + x): their scatter grows with the concentration, and what a dying fan
+# does is a factor; a site with too few PM sensors of its own is compared with the city's (haze and the
+# background are regional)
+RELATIVE = ("pm1_ugm3", "pm25_ugm3", "pm10_ugm3")
+REGIONAL = RELATIVE
+# Nodes sample at different moments of a step, and a gauge counts a shower only at its next reading: a node
+# can feel the rain a step before its site's gauge reports it. The rain context looks that one step
+# ahead, so with rain the newest step's score is provisional until the next step is in.
+RAIN_AHEAD = 1
+# which way rain moves what it moves: humidity up, the air and soil cooler, soil wetter, run-off raising the
+# river, the light dimmer, particulates washed out; a move the other way during rain is not explained
+RAIN_SIGN = {"air_rh_pct": 1, "air_temp_c": -1, "soil_temp_c": -1, "soil_vwc_pct": 1, "water_level_cm": 1,
+             "light_lux": -1, "pm1_ugm3": -1, "pm25_ugm3": -1, "pm10_ugm3": -1}
+MIN_SITE_NODES = 3  # nodes of a site with the metric (the node itself included) for their median to be the reference
+PRODUCT_Z_FLOOR = 4.0  # the record floor, in SCALE_FLOOR units: below it, nothing is news
+# The product's series differ from NAB's in two ways its constants follow: they have units (the record floor
+# above), and gross faults (a floating log, a stuck day) that a median of two earlier days would follow half
+# way, so the day view waits for three.
+PRODUCT = replace(detector.PARAMS, z_floor=PRODUCT_Z_FLOOR, min_lags=3)
+EVENT_THRESHOLD = 0.54  # the NAB threshold of the detector's constants (bench.nab_cv, median of the folds)
+CRITICAL = 0.75
 GAUSS_ABS = 1.2533  # sigma / E|residual| for Gaussian noise
-SUSTAIN_S = 3600  # the window of the sustained view (longer shifts are the CUSUM's)
-CUSUM_SLACK = 1.0  # in scales: shifts below about twice this are left to the other views
-CUSUM_CLIP = 4.0
-CUSUM_PER_Z = 2.0  # CUSUM units per equivalent z
-CUSUM_WINDOW_S = 6 * 3600  # the longest run the CUSUM sums over
-KINDS = ("level", "sustained", "shift")
 
 
 @dataclass
 class Scores:
-    score: np.ndarray  # (nodes, time, metrics) in [0, 1], NaN where no value or no usual yet
-    baseline: np.ndarray  # the usual value for that node, metric and time
-    z: np.ndarray  # signed residual in scales
-    views: tuple  # the equivalent z of each view, in the order of KINDS
+    score: np.ndarray  # (nodes, time, metrics) in [0, 1], NaN where no value
+    baseline: np.ndarray  # what the value was expected to be: the node's recent level, or its neighbours' plus
+    #                       its usual difference from them
+    kind: np.ndarray  # (nodes, time, metrics) int8: index in KINDS
+    referenced: np.ndarray  # (nodes, metrics) bool: scored against its neighbours
+    z: np.ndarray  # (nodes, time, metrics): the largest view's surprise, in scales (an event lasts while it is high)
 
-    def kind(self, i: int, t: int, j: int) -> str:
-        """Which view gave the score of node i, step t, metric j."""
-        return KINDS[int(np.nanargmax([v[i, t, j] for v in self.views]))]
+    def kind_name(self, i: int, t: int, j: int) -> str:
+        return KINDS[int(self.kind[i, t, j])]
 
 
-def score_cube(values, times, metrics, step_s: int, min_days: int = 3) -> Scores:
-    """Score a cube (nodes, time, metrics) whose grid starts at a WIB midnight.
+KINDS = detector.VIEW_NAMES
+
+
+def site_reference(x: np.ndarray, sites) -> np.ndarray:
+    """For each node (axis 0) of x (nodes, time), the median of its site's nodes, itself included; NaN where
+    fewer than MIN_SITE_NODES have a value. With three or more, one faulty node cannot move the median far
+    from the healthy ones, and the faulty one's difference from it is its fault."""
+    sites = np.asarray(sites)
+    out = np.full(x.shape, np.nan)
+    for site in np.unique(sites):
+        idx = np.flatnonzero(sites == site)
+        if len(idx) < MIN_SITE_NODES:
+            continue
+        enough = (~np.isnan(x[idx])).sum(axis=0) >= MIN_SITE_NODES
+        out[idx] = np.where(enough, nanmedian(x[idx], axis=0), np.nan)
+    return out
+
+
+def rain_recent(rain: np.ndarray, sites, step_s: int, hold_s: int, ahead: int = 0) -> np.ndarray:
+    """Per node (nodes, time): whether any gauge of its site had rain in the last hold_s (this step included),
+    or in the next `ahead` steps."""
+    sites = np.asarray(sites)
+    out = np.zeros(rain.shape, dtype=bool)
+    w = max(1, hold_s // step_s + 1)
+    for site in np.unique(sites):
+        idx = np.flatnonzero(sites == site)
+        with np.errstate(invalid="ignore"):
+            wet = (np.nan_to_num(rain[idx], nan=0.0) > 0).any(axis=0).astype(np.uint8)
+        held = maximum_filter1d(wet, w, mode="constant", cval=0, origin=(w - 1) // 2)  # the last w steps
+        for k in range(1, ahead + 1):
+            held[:-k] |= wet[k:]
+        out[idx] = held.astype(bool)
+    return out
+
+
+def score_cube(values, times, metrics, step_s: int, sites=None, rain=None, params=PRODUCT) -> Scores:
+    """Score a cube (nodes, time, metrics) on a regular grid.
 
     Parameters
     ----------
     values : ndarray (nodes, time, metrics)
     times : ndarray (time,)
-        UNIX seconds; the first is a local (WIB) midnight and the grid is regular.
+        UNIX seconds; the grid is regular.
     metrics : sequence of str
         Names from the measurement table.
     step_s : int
-        Grid step, seconds; 86400 must be a multiple of it.
-    min_days : int
-        How many days of values a time-of-day slot needs before it has a usual.
+        Grid step, seconds.
+    sites : sequence of str, optional
+        The site of each node (neighbours are the other nodes of a site).
+    rain : ndarray (nodes, time), optional
+        Each node's rain gauge, mm per step (NaN without a gauge).
+    params : detector.Params
     """
-    if (int(times[0]) + WIB_S) % 86400:
-        raise ValueError("the grid must start at a WIB midnight")
-    x = np.asarray(values)
+    x = np.asarray(values, dtype=float)
     n_nodes, n_t, n_m = x.shape
     times = np.asarray(times)
-    # one row per node and metric, time along the contiguous axis; in blocks of nodes small
-    # enough to stay in the processor's cache
-    rows = np.empty((4, n_nodes, n_m, n_t), dtype=np.float32)  # usual, z, sustained, shift
-    score = np.empty((n_nodes, n_m, n_t), dtype=np.float32)
-    tides = {j: tidal_usual(np.asarray(x[:, :, j], dtype=np.float32), times, step_s, SCALE_FLOOR.get(m, 0.0))
-             for j, m in enumerate(metrics) if m in TIDAL}  # fitted for all nodes at once
-    for lo in range(0, n_nodes, BLOCK):
-        block = np.ascontiguousarray(x[lo:lo + BLOCK].transpose(0, 2, 1), dtype=np.float32)
-        tide = {j: (b[lo:lo + BLOCK], s[lo:lo + BLOCK]) for j, (b, s) in tides.items()}
-        _score_rows(block, step_s, metrics, min_days, tide, rows[:, lo:lo + BLOCK], score[lo:lo + BLOCK])
-    t = (0, 2, 1)
-    base, u, sustained, shift = (r.transpose(t) for r in rows)
-    return Scores(score.transpose(t), base, u, (np.abs(u), sustained, shift))
-
-
-BLOCK = 32  # nodes per block
-
-
-def _score_rows(x, step_s, metrics, min_days, tides, out, score):
-    """Scores of x (nodes, metrics, time) into score; usual, z, sustained and shift views into out.
-
-    tides maps a metric's column to its tidal usual and scale, which replace the time of day's.
-    """
-    base, u, sustained, shift = out
-    floor = np.array([SCALE_FLOOR.get(m, 0.0) for m in metrics], dtype=np.float32)[None, :, None]
-    slots = 86400 // step_s
-    per_slot = max(1, SLOT_S // step_s)
-    seasonal, scale = seasonal_usual(x, slots, floor, min_days, per_slot if slots % per_slot == 0 else 1)
-    base[...] = seasonal
-    for j, (tide, tide_scale) in tides.items():
-        base[:, j], scale[:, j] = tide, tide_scale
-    with np.errstate(invalid="ignore"):
-        np.divide(x - base, scale, out=u)
-    zc = np.clip(u, -CUSUM_CLIP, CUSUM_CLIP)
-    w = max(3, SUSTAIN_S // step_s) | 1  # odd
-    np.multiply(np.abs(trailing_mean(zc, w, (w + 1) // 2)), np.float32(w ** 0.25), out=sustained)
-    np.divide(cusum(zc, CUSUM_SLACK, max(2, CUSUM_WINDOW_S // step_s)), np.float32(CUSUM_PER_Z), out=shift)
-    z = np.fmax(np.fmax(np.abs(u), sustained), shift)
-    with np.errstate(invalid="ignore"):
-        score[...] = np.where(np.isnan(u), np.float32(np.nan), z / (z + np.float32(Z_HALF)))
-
-
-def seasonal_usual(x, slots: int, floor, min_days: int, per_slot: int = 1):
-    """The usual value and its scale for x (nodes, metrics, time), from earlier days only.
-
-    Returns two arrays shaped like x. The day is cut into slots of `per_slot` grid steps. Per slot,
-    day by day, with r the residual of the slot's mean from the usual and a the mean absolute
-    residual of its values, the n-th day moves the usual by max(ALPHA, 1 / n) * r and the scale by
-    max(BETA, 1 / (n - 1)) towards GAUSS_ABS * a: running means at first, exponential smoothing
-    later. Once the slot has `min_days` days the usual is used, and residuals are clipped at K
-    scales first. The scale used is the larger of the slot's own, half the mean over all slots of
-    that node and metric (a day-shaped pattern of quiet slots is not trusted alone) and the
-    metric's floor.
-    """
-    n_nodes, n_m, n_t = x.shape
-    n_days = -(-n_t // slots)
-    n_slots = slots // per_slot
-    padded = np.full((n_nodes, n_m, n_days * slots), np.nan, dtype=np.float32)
-    padded[:, :, :n_t] = x
-    by_day = padded.reshape(n_nodes, n_m, n_days, n_slots, per_slot)
-    base = np.full((n_nodes, n_m, n_days, n_slots), np.nan, dtype=np.float32)
-    scale = np.full_like(base, np.nan)
-    b = np.zeros((n_nodes, n_m, n_slots), dtype=np.float32)
-    s = np.zeros_like(b)
-    n = np.zeros(b.shape, dtype=np.int16)
-    fl = np.asarray(floor, dtype=np.float32)
-    inf = np.float32(np.inf)
-    zero = np.float32(0.0)
-    for d in range(n_days):
-        ready = n >= min_days
-        used = np.maximum(np.maximum(s, 0.5 * s.mean(axis=-1, keepdims=True)), fl)
-        base[:, :, d] = np.where(ready, b, np.nan)
-        scale[:, :, d] = np.where(ready, used, np.nan)
-        bound = np.where(ready, K * used, inf)[..., None]
-        resid = np.clip(by_day[:, :, d] - b[..., None], -bound, bound)  # (nodes, metrics, slots, per_slot)
-        if per_slot == 1:
-            rc, a = resid[..., 0], np.abs(resid[..., 0])
-            have = ~np.isnan(rc)
-        else:
-            valid = ~np.isnan(resid)
-            count = valid.sum(axis=-1)
-            have = count > 0
-            with np.errstate(invalid="ignore", divide="ignore"):
-                rc = np.where(valid, resid, zero).sum(axis=-1) / count
-                a = np.where(valid, np.abs(resid), zero).sum(axis=-1) / count
-        gain_b = np.maximum(np.float32(ALPHA), 1.0 / (n + 1), dtype=np.float32)
-        gain_s = np.where(n > 0, np.maximum(np.float32(BETA), 1.0 / np.maximum(n, 1), dtype=np.float32), 0)
-        s += np.where(have, gain_s * (GAUSS_ABS * a - s), zero)
-        b += np.where(have, gain_b * rc, zero)
-        n += have
-    shape = (n_nodes, n_m, n_days * slots)
-    if per_slot > 1:
-        base, scale = np.repeat(base, per_slot, axis=-1), np.repeat(scale, per_slot, axis=-1)
-    return base.reshape(shape)[:, :, :n_t], scale.reshape(shape)[:, :, :n_t]
+    score = np.full(x.shape, np.nan)
+    baseline = np.full(x.shape, np.nan)
+    kind = np.zeros(x.shape, dtype=np.int8)
+    z = np.full(x.shape, np.nan)
+    referenced = np.zeros((n_nodes, n_m), dtype=bool)
+    wet = soil_wet = None
+    if rain is not None and sites is not None:
+        raining = rain_recent(rain, sites, step_s, 0, RAIN_AHEAD)
+        # while it rains, rain explains the moves it makes; in the hours after, the return as well (either way)
+        wet = np.where(raining, 1, np.where(rain_recent(rain, sites, step_s, RAIN_EXPLAINS_S, RAIN_AHEAD), 2, 0))
+        soil_wet = np.where(raining, 1, np.where(rain_recent(rain, sites, step_s, SOIL_WET_S, RAIN_AHEAD), 2, 0))
+    rows, refs, expl, floors, where = [], [], [], [], []
+    for j, m in enumerate(metrics):
+        col = x[:, :, j]
+        has = ~np.isnan(col).all(axis=1)
+        if not has.any():
+            continue
+        if m in RELATIVE:
+            col = np.log1p(np.maximum(col, 0.0))
+        ref = site_reference(col, sites) if sites is not None else np.full(col.shape, np.nan)
+        if m in REGIONAL and sites is not None:
+            alone = np.isnan(ref).all(axis=1)
+            ref[alone] = site_reference(col, ["city"] * n_nodes)[alone]
+        if m in TIDAL:
+            tide, _ = tidal_usual(col, times, step_s, SCALE_FLOOR.get(m, 0.0))
+            alone = np.isnan(ref).all(axis=1, keepdims=True)
+            ref = np.where(alone, tide, ref)
+        for i in np.flatnonzero(has):
+            rows.append(col[i])
+            refs.append(ref[i])
+            if m in RAIN_SIGN and wet is not None:
+                why = (soil_wet if m == "soil_vwc_pct" else wet)[i]
+                # against neighbours, the onset and the end of a shower reach nodes a sample apart, either way
+                sign = 2 if not np.isnan(ref[i]).all() and m not in TIDAL else RAIN_SIGN[m]
+                expl.append(np.where(why == 1, sign, why).astype(np.int8))
+            else:
+                expl.append(np.zeros(n_t, dtype=np.int8))
+            floors.append(LOG_FLOOR if m in RELATIVE else SCALE_FLOOR.get(m, 0.0))
+            where.append((i, j))
+            referenced[i, j] = not np.isnan(ref[i]).all() and m not in TIDAL
+    if not rows:
+        return Scores(score, baseline, kind, referenced, z)
+    xr, rr = np.array(rows), np.array(refs)
+    alone = np.isnan(rr).all(axis=1)
+    rr[alone] = 0.0  # no neighbours (and no tide) at any time: the value itself is scored
+    res = detector.score_rows(times, xr, params, floor=np.array(floors), explained=np.array(expl), reference=rr,
+                              step_s=step_s)
+    missing = np.isnan(xr - rr)  # no value, or no neighbours (or tide fit) to compare it with: no score
+    for k, (i, j) in enumerate(where):
+        score[i, :, j] = np.where(missing[k], np.nan, res.score[k])
+        expected = rr[k] + res.baseline[k]
+        baseline[i, :, j] = np.expm1(expected) if metrics[j] in RELATIVE else expected
+        kind[i, :, j] = res.kind[k]
+        z[i, :, j] = np.where(missing[k], np.nan, res.surprise[k])  # an incident goes on through a shower
+    return Scores(score, baseline, kind, referenced, z)
 
 
 def tidal_usual(x, times, step_s: int, floor: float):
@@ -227,45 +239,6 @@ def tidal_usual(x, times, step_s: int, floor: float):
     return base, scale
 
 
-def trailing_mean(a, w: int, min_count: int):
-    """NaN-aware mean of a[..., t-w+1 .. t] along the last axis; NaN with fewer than min_count values.
-
-    `w` must be odd (SciPy's running filters reach back at most half a window past centre, which
-    for an odd window is exactly a trailing one).
-    """
-    valid = ~np.isnan(a)
-    sums = uniform_filter1d(np.where(valid, a, np.float32(0.0)), w, axis=-1, mode="constant", origin=w // 2)
-    counts = np.rint(uniform_filter1d(valid.astype(np.float32), w, axis=-1, mode="constant", origin=w // 2) * w)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts >= min_count, sums * np.float32(w) / counts, np.float32(np.nan))
-
-
-def cusum_span(window: int) -> int:
-    """The longest run the windowed CUSUM sums: `window`, or one more to make the filter length odd."""
-    return window if window % 2 == 0 else window + 1
-
-
-def cusum(u, slack: float, window: int):
-    """Two-sided CUSUM over the last `window` steps, along the last axis: max(S+, S-).
-
-    S+ at t is the largest sum of (u - slack) over a run of at most `cusum_span(window)` steps ending at t
-    (zero if none is positive); S- the same for (-u - slack); NaN adds nothing. Without the window
-    this is Page's CUSUM, which after a long shift would stay high for as long again; with it, a
-    shift that ended `window` steps ago leaves no trace. With C the running sum, S+ is C_t minus the
-    smallest C over the window: a running minimum filter.
-    """
-    k = cusum_span(window) + 1  # the filter covers C over the span and the step before it
-    out = None
-    for sign in (1.0, -1.0):
-        y = np.where(np.isnan(u), np.float32(0.0), np.float32(sign) * u - np.float32(slack))
-        c = np.zeros(u.shape[:-1] + (u.shape[-1] + 1,), dtype=np.float32)
-        np.cumsum(y, axis=-1, out=c[..., 1:])
-        low = minimum_filter1d(c, k, axis=-1, mode="nearest", origin=k // 2)  # min of c[t - k + 1 .. t]
-        s = (c - low)[..., 1:]
-        out = s if out is None else np.maximum(out, s)
-    return out
-
-
 @dataclass
 class Event:
     node: str
@@ -279,23 +252,36 @@ class Event:
     message: str
 
 
-def events(scores: Scores, values, times, nodes, metrics, threshold: float = 0.5, critical: float = 0.75) -> list:
-    """Runs of scores at or above `threshold` per node and metric, as events."""
+def events(scores: Scores, values, times, nodes, metrics, threshold: float = EVENT_THRESHOLD,
+           critical: float = CRITICAL, lasting: float = PRODUCT_Z_FLOOR) -> list:
+    """Incidents per node and metric, as events.
+
+    An event starts where the score reaches `threshold` (the detector's news) and lasts while the
+    value stays at least `lasting` scales off what the views expected (the incident itself), so an
+    offset that goes on is one event that goes on; steps without a score (no value, or the neighbours
+    not in yet) do not end it: an event still open at the end of the window runs to its end."""
     x = np.asarray(values, dtype=float)
     hot = np.nan_to_num(scores.score, nan=0.0) >= threshold
+    # off: still off, or not seen either way (no value, or the neighbours not in yet for the newest steps)
+    off = np.isnan(scores.z) | (np.nan_to_num(scores.z, nan=0.0) >= lasting)
     out = []
     step = int(times[1] - times[0]) if len(times) > 1 else 0
     for i, j in zip(*np.nonzero(hot.any(axis=1)), strict=True):
-        run = hot[i, :, j]
+        run = hot[i, :, j].copy()
+        for t in range(1, len(run)):  # carry each run on while the value stays off
+            run[t] |= run[t - 1] and off[i, t, j]
         edges = np.flatnonzero(np.diff(np.concatenate([[0], run.astype(int), [0]])))
         for a, b in zip(edges[::2], edges[1::2], strict=True):
+            if b < len(run):  # an event that ended: at the last value seen off, not after the gap before it
+                seen = np.flatnonzero(~np.isnan(scores.z[i, a:b, j]))
+                b = a + int(seen[-1]) + 1 if len(seen) else a + 1
             k = a + int(np.nanargmax(scores.score[i, a:b, j]))
             peak = float(scores.score[i, k, j])
-            kind = scores.kind(i, k, j)
+            kind = scores.kind_name(i, k, j)
+            diff = float(x[i, k, j] - scores.baseline[i, k, j])
             out.append(Event(nodes[i], metrics[j], kind, int(times[a]), int(times[b - 1]) + step, peak,
                              float(x[i, k, j]), "critical" if peak >= critical else "warning",
-                             _sentence(kind, metrics[j], float(x[i, k, j] - scores.baseline[i, k, j]),
-                                       int(times[k]), int(times[a]))))
+                             _sentence(metrics[j], diff, int(times[k]), bool(scores.referenced[i, j]))))
     return out
 
 
@@ -304,12 +290,10 @@ def _clock(t: int) -> str:
     return f"{m // 60:02d}:{m % 60:02d} WIB"
 
 
-def _sentence(kind: str, metric: str, diff: float, at: int, start: int) -> str:
+def _sentence(metric: str, diff: float, at: int, referenced: bool) -> str:
     unit = METRICS[metric].unit
-    usual = "the expected tide" if metric in TIDAL else "this node's usual"
     side = "above" if diff > 0 else "below"
-    if kind == "level":
-        return f"{abs(diff):.1f} {unit} {side} {usual} for {_clock(at)}"
-    if kind == "sustained":
-        return f"{abs(diff):.1f} {unit} {side} {usual} at {_clock(at)}, and off it since {_clock(start)}"
-    return f"shifted {side} {usual} since {_clock(start)}: {abs(diff):.1f} {unit} at {_clock(at)}"
+    if referenced:
+        return f"{abs(diff):.1f} {unit} {side} this node's usual against the other nodes of its site, at {_clock(at)}"
+    usual = "the expected tide" if metric in TIDAL else "this node's usual"
+    return f"{abs(diff):.1f} {unit} {side} {usual} at {_clock(at)}"

@@ -80,13 +80,18 @@ def qc_lines(cube: Cube, flags: np.ndarray, names: dict) -> list:
     return out
 
 
-def index_lines(cube: Cube, derived: dict) -> list:
-    """`index` points: one per node and grid step that has any derived value."""
+def index_lines(cube: Cube, derived: dict, labels: dict | None = None) -> list:
+    """`index` points: one per node and grid step that has any derived value.
+
+    `labels` maps a derived field to a (name, text) string field written beside it wherever it has a
+    value (the correction a corrected value went through)."""
     names = list(derived)
+    labels = labels or {}
     stack = np.stack([derived[k] for k in names], axis=-1)  # (nodes, time, k)
     out = []
     for i, t in np.argwhere(~np.isnan(stack).all(axis=-1)):
         fields = {k: float(stack[i, t, j]) for j, k in enumerate(names) if not np.isnan(stack[i, t, j])}
+        fields.update(labels[k] for k in names if k in labels and k in fields)
         out.append(lineproto.line("index", {"site": cube.sites[i], "node": cube.nodes[i]}, fields,
                                   int(cube.times[t]) * 1000))
     return out

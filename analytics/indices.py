@@ -1,4 +1,4 @@
-"""Derived indices: dew point, heat index, humidex and the Indonesian ISPU.
+"""Derived indices: dew point, heat index, humidex, the Indonesian ISPU and PM2.5 corrected for humidity.
 
 Pure, vectorized functions: each takes scalars or NumPy arrays (broadcast
 together) and returns a float or an array. Undefined inputs (NaN, a relative
@@ -18,6 +18,14 @@ References
    Environment Canada, CLI 1-79.
 .. [4] Peraturan Menteri LHK P.14/MENLHK/SETJEN/KUM.1/7/2020 tentang Indeks Standar
    Pencemar Udara (ISPU), Lampiran: breakpoints and formula.
+.. [5] Barkjohn, K. K., Gantt, B. and Clements, A. L. (2021), "Development and application
+   of a United States-wide correction for PM2.5 data collected with the PurpleAir sensor",
+   Atmos. Meas. Tech. 14, 4617-4637, https://doi.org/10.5194/amt-14-4617-2021 (eq. for
+   PM2.5 below 50 µg/m³, fitted on 24-hour means at 39 US sites).
+.. [6] Barkjohn, K. K., Holder, A. L., Frederick, S. G. and Clements, A. L. (2022),
+   "Correction and accuracy of PurpleAir PM2.5 measurements for extreme wildfire smoke",
+   Sensors 22, 9669, https://doi.org/10.3390/s22249669 (the extension to high
+   concentrations used by the AirNow Fire and Smoke Map since October 2021).
 """
 
 from __future__ import annotations
@@ -237,6 +245,66 @@ def ispu(concentration_ugm3, pollutant):
     c = np.asarray(concentration_ugm3, dtype=float)
     with np.errstate(invalid="ignore"):
         out = np.where(c >= 0, np.interp(c, xs, ys), np.nan)
+    return _out(out)
+
+
+PM25_CORRECTION = "us-epa-2021"
+"""The name stored beside each corrected PM2.5 value (field `pm_correction` of the `index` points)."""
+
+
+@_elementwise
+def pm25_corrected(pm25_ugm3, air_rh_pct):
+    """PM2.5 from a Plantower PMS5003-class optical sensor, corrected for humidity: the US-EPA correction.
+
+    Piecewise in the sensor's reading x (µg/m³) with RH the relative humidity (%) [5]_ [6]_:
+
+    - x < 30: ``0.524 x - 0.0862 RH + 5.75``
+    - 30 <= x < 50: the slope blends from 0.524 to 0.786 (``s = x / 20 - 3/2``)
+    - 50 <= x < 210: ``0.786 x - 0.0862 RH + 5.75``
+    - 210 <= x < 260: a blend into the high-concentration form (``s = x / 50 - 21/5``)
+    - x >= 260: ``2.966 + 0.69 x + 8.84e-4 x²`` (RH no longer enters)
+
+    It was fitted in the United States (PurpleAir sensors, two PMS5003 each, against regulatory
+    monitors), not in Pontianak: a starting point until a local co-location. The paper uses the
+    sensor's "CF=1" output; the nodes send the "atm" output, which equals it below about
+    30 µg/m³ and reads lower above. A result below zero is clipped at 0 µg/m³ (below what the
+    sensor resolves).
+
+    Parameters
+    ----------
+    pm25_ugm3 : float or array_like
+        The sensor's PM2.5, µg/m³ (negative gives NaN).
+    air_rh_pct : float or array_like
+        Relative humidity at the node, % (outside 0-100 gives NaN).
+
+    Returns
+    -------
+    float or ndarray
+        Corrected PM2.5, µg/m³.
+
+    Examples
+    --------
+    >>> round(pm25_corrected(20.0, 85.0), 3)
+    8.903
+    >>> round(pm25_corrected(100.0, 70.0), 3)
+    78.316
+    >>> round(pm25_corrected(300.0, 95.0), 3)
+    289.526
+    """
+    x = np.asarray(pm25_ugm3, dtype=float)
+    rh = _rh(air_rh_pct)
+    x = np.where(x >= 0, x, np.nan)
+    low = 0.524 * x - 0.0862 * rh + 5.75
+    s1 = x / 20 - 1.5
+    blend1 = (0.786 * s1 + 0.524 * (1 - s1)) * x - 0.0862 * rh + 5.75
+    mid = 0.786 * x - 0.0862 * rh + 5.75
+    s2 = x / 50 - 21 / 5
+    blend2 = ((0.69 * s2 + 0.786 * (1 - s2)) * x - 0.0862 * rh * (1 - s2) + 2.966 * s2 + 5.75 * (1 - s2)
+              + 8.84e-4 * x * x * s2)
+    high = 2.966 + 0.69 * x + 8.84e-4 * x * x
+    with np.errstate(invalid="ignore"):
+        out = np.select([x < 30, x < 50, x < 210, x < 260, x >= 260], [low, blend1, mid, blend2, high], np.nan)
+        out = np.where(np.isnan(rh) & (x < 260), np.nan, np.maximum(out, 0.0))
     return _out(out)
 
 

@@ -11,21 +11,32 @@ Flags (combine with ``|``; stored as the `qc` measurement's `flag` field):
     RANGE     outside the metric's physical range (the measurement table)
     SPIKE     one sample far from both neighbours, in the same direction
     STEP      a jump to a new level larger than the metric's step limit
-    FLAT      the same value for `flat_n` samples or more (a stuck sensor)
+              (SPIKE and STEP are not raised where the weather explains the jump: rain at
+              the site within a step, for the metrics rain moves, or the site's other nodes
+              jumping the same way at the same time)
+    FLAT      `flat_n` samples or more within the metric's flat tolerance of each other
+              (a stuck sensor, still dithering by a digit or two)
     GAP       no value here while the node reported at other times (a dropout)
     NOISE     reversals between large sample-to-sample changes crowding a short window
     DRIFT     a day-long offset from the median of the same site's nodes (values
               flagged SPIKE, FLAT or NOISE left out)
-    HUMID_PM  a particulate reading taken above 80 % relative humidity, when
-              low-cost optical sensors read high (DOMAIN.md §1.4)
+    HUMID_PM  a particulate reading taken in condensing air (relative humidity at or
+              above `condensing_rh`, 97 %: fog, mist and rain drops in the inlet), which no
+              humidity correction can fix. Below it, humid air is corrected for instead
+              (`analytics.indices.pm25_corrected`, Barkjohn et al. 2021). Source: Jayaratne,
+              R. et al. (2018), "The influence of humidity on the performance of a low-cost
+              air particle mass sensor and the effect of atmospheric fog", Atmos. Meas. Tech.
+              11, 4883-4890, https://doi.org/10.5194/amt-11-4883-2018 (a PMS1003 read several
+              times the reference in fog).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
+from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 
 from analytics.robust import nanmedian
 from rimba.metrics import METRICS
@@ -43,7 +54,22 @@ _STEP = {"air_temp_c": 4.0, "air_rh_pct": 20.0, "air_pressure_hpa": 3.0, "soil_t
          "water_level_cm": 50.0, "water_temp_c": 2.0, "batt_v": 0.4, "rssi_dbm": 40.0}
 _DRIFT = {"air_temp_c": 1.5, "air_rh_pct": 8.0, "air_pressure_hpa": 2.0, "soil_temp_c": 1.5, "soil_vwc_pct": 8.0,
           "pm25_ugm3": 15.0, "pm10_ugm3": 25.0, "pm1_ugm3": 10.0, "water_temp_c": 1.0, "water_level_cm": 20.0}
+# how far a stuck sensor's values may still wander: a digit or two of what the nodes report. Where the
+# reported steps are coarse against a quiet day's changes (a DS18B20's 1/16 °C, a PM sensor's 1 µg/m³),
+# only exact repeats count: a quiet night there looks like a stuck sensor.
+_FLAT_TOL = {"air_temp_c": 0.03, "air_rh_pct": 0.1, "air_pressure_hpa": 0.2, "soil_vwc_pct": 0.05,
+             "water_level_cm": 0.3}
+# the smallest change that means something per metric, about a sensor's resolution and noise (particulates:
+# on log(1 + x), about 15 %); the anomaly scores use the same floors (`analytics.anomaly`)
+SCALE_FLOOR = {"air_temp_c": 0.3, "air_rh_pct": 2.0, "air_pressure_hpa": 0.5, "soil_temp_c": 0.2,
+               "soil_vwc_pct": 1.0, "pm1_ugm3": 3.0, "pm25_ugm3": 4.0, "pm10_ugm3": 6.0, "co2_ppm": 20.0,
+               "light_lux": 2000.0, "rain_mm": 1.0, "water_level_cm": 5.0, "water_temp_c": 0.2, "batt_v": 0.05,
+               "rssi_dbm": 4.0}
+LOG_FLOOR = 0.15
 _NOT_FLAT = ("rain_mm", "light_lux")  # zero for hours is normal (no rain, night), and bursts too
+# metrics a rain shower moves at once: humidity to saturation, cooling, wetting, run-off, dimming, washout
+RAIN_MOVES = ("air_rh_pct", "air_temp_c", "soil_vwc_pct", "soil_temp_c", "water_level_cm", "light_lux",
+              "pm1_ugm3", "pm25_ugm3", "pm10_ugm3")
 
 
 @dataclass
@@ -51,11 +77,13 @@ class Limits:
     step: dict = field(default_factory=lambda: dict(_STEP))
     drift: dict = field(default_factory=lambda: dict(_DRIFT))
     flat_n: int = 12  # samples
+    flat_tol: dict = field(default_factory=lambda: dict(_FLAT_TOL))
     flat_exempt: tuple = _NOT_FLAT  # also exempt from NOISE: rain and light come in bursts
     noise_window: int = 6  # samples, centred
-    noise_factor: float = 4.0
+    noise_factor: float = 2.5  # times the upper quartile of the changes (about 4 times their median)
     drift_window: int = 144  # samples (a day at 10 minutes)
-    humid_rh: float = 80.0
+    condensing_rh: float = 97.0
+    together: float = 0.5  # a jump is the site's when the site's median jump is this share of it, same sign
 
 
 def _per_metric(metrics, table, default=np.nan):
@@ -125,16 +153,18 @@ def _check_block(x, metrics, site_of, lim):
         big_prev = np.abs(d_prev) > step
         big_next = np.abs(d_next) > step
         spike = big_prev & big_next & ((d_prev > 0) == (d_next > 0))
-    mark(SPIKE, spike)
+    rain = x[:, list(metrics).index("rain_mm")] if "rain_mm" in metrics else None
+    weather = _weather(d_prev, rain, metrics, site_of, lim)
+    mark(SPIKE, spike & ~weather)
     after_spike = np.zeros_like(spike)
     after_spike[..., 1:] = spike[..., :-1]
-    mark(STEP, big_prev & ~spike & ~after_spike)
+    mark(STEP, big_prev & ~spike & ~after_spike & ~weather)
 
-    # flat lines: runs of identical values at least flat_n long
-    same = np.zeros(x.shape, dtype=bool)
-    np.equal(ok[..., 1:], ok[..., :-1], out=same[..., 1:])
+    # flat lines: flat_n values in a row within the metric's flat tolerance (a stuck sensor still
+    # dithers by a digit or two)
     exempt = np.array([m in lim.flat_exempt for m in metrics])[:, None]
-    mark(FLAT, _in_long_run(same, lim.flat_n) & present & ~exempt)
+    tol = per_metric(lim.flat_tol)
+    mark(FLAT, _in_flat_run(ok, lim.flat_n, np.where(np.isnan(tol), 0.0, tol)) & present & ~exempt)
 
     # dropouts, for metrics the node reports at all: missing while the node reported something
     # else at this time, or while this metric came before and after
@@ -161,7 +191,15 @@ def _check_block(x, metrics, site_of, lim):
         np.subtract(y[..., 1:], y[..., :-1], out=d[..., 1:])
         size = np.abs(d)
         thin = size[..., ::max(1, w // 2)]
-        typical = nanmedian(np.where(thin > 0, thin, np.nan), axis=-1, keepdims=True)
+        # the upper quartile of the changes (numpy's "lower" rank, floor(0.75 (n - 1))): a fault that
+        # holds a series still for days (water in the enclosure) must not make ordinary changes "large"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, as they should
+            typical = np.nanquantile(np.where(thin > 0, thin, np.nan), 0.75, axis=-1, keepdims=True,
+                                     method="lower")
+        # and never below the metric's floor: a series held still for days must not make noise of the rest
+        least = np.array([LOG_FLOOR if m in PM_METRICS else SCALE_FLOOR.get(m, 0.0) for m in metrics])[:, None]
+        typical = np.where(np.isnan(typical), typical, np.maximum(typical, least))
         with np.errstate(invalid="ignore"):
             big = size > lim.noise_factor * typical
         reversal = np.zeros(x.shape, dtype=bool)  # at t: d[t] and d[t + 1] big and of opposite sign
@@ -186,39 +224,69 @@ def _check_block(x, metrics, site_of, lim):
             np.bitwise_or(sub, np.uint16(DRIFT), out=sub, where=drifting & present[idx])
             flags[idx] = sub
 
-    # particulates in humid air
+    # particulates in condensing air
     if "air_rh_pct" in metrics:
         with np.errstate(invalid="ignore"):
-            humid = x[:, list(metrics).index("air_rh_pct")] > lim.humid_rh
+            humid = x[:, list(metrics).index("air_rh_pct")] >= lim.condensing_rh
         for j, m in enumerate(metrics):
             if m in PM_METRICS:
                 np.bitwise_or(flags[:, j], np.uint16(HUMID_PM), out=flags[:, j], where=humid & present[:, j])
     return flags.transpose(0, 2, 1)
 
 
-def _in_long_run(same, n: int):
-    """Whether each t lies in a run of at least n identical values (along the last axis).
+def _weather(d_prev, rain, metrics, site_of, lim):
+    """Where a jump (d_prev, (nodes, metrics, time)) is the weather's: rain at the site (any gauge, `rain`
+    (nodes, time) or None) at the step, the one before or the one after, for the metrics in RAIN_MOVES;
+    or, with three nodes or more reporting the metric at a site, the site's median jump at least
+    `together` of it in the same direction."""
+    out = np.zeros(d_prev.shape, dtype=bool)
+    sites = np.asarray(site_of) if site_of is not None else np.arange(d_prev.shape[0]).astype(str)
+    moves = np.flatnonzero([m in RAIN_MOVES for m in metrics])
+    for site in np.unique(sites):
+        idx = np.flatnonzero(sites == site)
+        if rain is not None and len(moves):
+            with np.errstate(invalid="ignore"):
+                wet = (rain[idx] > 0).any(axis=0)
+            near = wet.copy()
+            near[1:] |= wet[:-1]
+            near[:-1] |= wet[1:]
+            out[np.ix_(idx, moves)] |= near
+        if len(idx) >= 3:
+            d = d_prev[idx]
+            reporting = (~np.isnan(d)).sum(axis=0)
+            med = nanmedian(d, axis=0)
+            with np.errstate(invalid="ignore"):
+                same = (reporting >= 3) & (np.sign(med) == np.sign(d)) & (np.abs(med) >= lim.together * np.abs(d))
+            out[idx] |= same
+    return out
 
-    same[..., t] says value t equals value t - 1. The n values from s on are identical when
-    same[s + 1 .. s + n - 1] are all true (a window sum of n - 1); t lies in such a run when one
-    starts at any s in t - n + 1 .. t (a second window sum). Integer running sums, exact.
+
+def _in_flat_run(ok, n: int, tol):
+    """Whether each t lies in n consecutive values (along the last axis), none missing, whose largest and
+    smallest differ by at most tol (broadcast against ok's leading axes).
+
+    A window of n starting at s is flat when its n values are present and max - min <= tol (SciPy's
+    running maximum and minimum); t lies in one when any start in t - n + 1 .. t is flat (a running
+    count of flat starts, exact in integers).
     """
-    k = n - 1
-    length = same.shape[-1]
-    if k <= 0:
-        return np.ones(same.shape, dtype=bool)
+    length = ok.shape[-1]
+    if n <= 1:
+        return ~np.isnan(ok)
     if length < n:
-        return np.zeros(same.shape, dtype=bool)
-    c = np.zeros(same.shape[:-1] + (length + 1,), dtype=np.int32)
-    np.cumsum(same, axis=-1, out=c[..., 1:])
-    starts = np.zeros(same.shape[:-1] + (length + 1,), dtype=np.int32)  # running count of run starts
-    # a run of n starts at s = 0 .. length - n when c[s + n] - c[s + 1] == k
-    np.cumsum((c[..., n:] - c[..., 1:length - k + 1]) == k, axis=-1, out=starts[..., 1:length - k + 1])
-    starts[..., length - k + 1:] = starts[..., length - k:length - k + 1]
-    # starts s in max(t - k, 0) .. t, as a difference of the running count
-    inside = starts[..., 1:].copy()
-    inside[..., k:] -= starts[..., :length - k]
-    return inside > 0
+        return np.zeros(ok.shape, dtype=bool)
+    valid = ~np.isnan(ok)
+    hi = maximum_filter1d(np.where(valid, ok, -np.inf), n, axis=-1, mode="nearest", origin=-(n // 2))
+    lo = minimum_filter1d(np.where(valid, ok, np.inf), n, axis=-1, mode="nearest", origin=-(n // 2))
+    c = np.zeros(ok.shape[:-1] + (length + 1,), dtype=np.int32)
+    np.cumsum(valid, axis=-1, out=c[..., 1:])
+    full = np.zeros(ok.shape, dtype=bool)  # window s .. s + n - 1 inside the data and all present
+    full[..., :length - n + 1] = (c[..., n:] - c[..., :length - n + 1]) == n
+    with np.errstate(invalid="ignore"):
+        start = full & (hi - lo <= tol)
+    k = np.zeros(ok.shape[:-1] + (length + 1,), dtype=np.int32)
+    np.cumsum(start, axis=-1, out=k[..., 1:])
+    t = np.arange(length)
+    return (k[..., t + 1] - k[..., np.maximum(t + 1 - n, 0)]) > 0
 
 
 def _centred_sum(a, w):

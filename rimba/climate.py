@@ -31,8 +31,12 @@ MONTHLY = {
     7: (165, 11, 32.8, 23.0, 81), 8: (180, 11, 33.0, 23.1, 80), 9: (230, 14, 32.8, 23.2, 82),
     10: (350, 19, 32.4, 23.3, 85), 11: (390, 21, 31.8, 23.3, 87), 12: (330, 20, 31.5, 23.2, 87),
 }
-# tidal constituents (period hours, amplitude cm, phase rad): DOMAIN.md §4.2, illustrative
-TIDES = ((23.934, 45.0, 0.3), (25.819, 35.0, 1.1), (12.421, 15.0, 2.0), (12.0, 8.0, 0.7))
+# tidal constituents (period hours, amplitude cm, phase rad): DOMAIN.md §4.2, illustrative. K1, O1, M2 and
+# S2 lead a mixed, mainly diurnal tide; P1, Q1, N2, K2 and the shallow-water M4 are the smaller ones a
+# real tide also has (periods: Pugh 1987, table 4.2), so that a four-constituent fit is never exact
+TIDES = ((23.934, 45.0, 0.3), (25.819, 35.0, 1.1), (12.421, 15.0, 2.0), (12.0, 8.0, 0.7),
+         (24.066, 14.0, 0.9), (26.868, 6.0, 2.4), (12.658, 3.5, 1.7), (11.967, 2.5, 0.2), (6.210, 2.0, 1.3))
+RIVER_SWING_CM, RIVER_SWING_DAYS = 12.0, 9.0  # the Kapuas' discharge rising and falling over days
 
 
 def _month(t: float) -> int:
@@ -191,6 +195,7 @@ class Climate:
             level += amp * math.cos(2 * math.pi * hours / period + phase)
         if _month(t) in (10, 11, 12, 1):
             level += 40.0
+        level += RIVER_SWING_CM * math.sin(2 * math.pi * t / (RIVER_SWING_DAYS * DAY) + 0.7)
         level += 0.5 * self.rain_between(t - 6 * 3600, t)  # local run-off
         return level
 

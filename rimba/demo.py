@@ -63,7 +63,7 @@ def main(settings, args) -> int:
         nodes = sorted(fleet.nodes)
         faults = [Fault(nodes[0], "air_temp_c", "spike", now - 30 * 3600, now - 30 * 3600 + 600, 11.0),
                   Fault(nodes[-1], "air_rh_pct", "stuck", now - 40 * 3600, now - 34 * 3600, 99.9),
-                  Fault(nodes[1], "air_temp_c", "spike", now - 3 * 3600, now - 600, 5.0)]  # ongoing: an anomaly
+                  Fault(nodes[1], "air_temp_c", "spike", now - 3 * 3600, now + 3600, 6.0)]  # ongoing: an anomaly
         sim = Simulation(fleet, seed=int(now) // 86400, haze=Haze(now - 1.5 * 86400, 3.0, 260), send_every=3,
                          faults=faults, nodes={n for n in fleet.nodes if n not in firmware_nodes})
         pub = Publisher(provision.as_service(settings, "sim"), client_id="rimba-demo-sim", on_ack=sim.acked)

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import threading
 import time
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from rimba import contract
 from rimba.climate import DAY, Climate, Haze
@@ -42,19 +45,40 @@ RELATIVE = {"light_lux", "pm1_ugm3", "pm25_ugm3", "pm10_ugm3"}
 DECIMALS = {"air_pressure_hpa": 1, "light_lux": 0, "co2_ppm": 0, "rssi_dbm": 0, "batt_v": 3}
 
 
-FAULT_KINDS = ("spike", "stuck", "drift", "dropout", "out-of-range", "noise")
+FAULT_KINDS = ("spike", "stuck", "drift", "dropout", "out-of-range", "noise", "dead-fan", "wet", "log")
+# the smallest step each metric is reported in: a stuck sensor's values still dither by it
+RESOLUTION = {"air_temp_c": 0.01, "air_rh_pct": 0.01, "air_pressure_hpa": 0.1, "soil_temp_c": 0.0625,
+              "soil_vwc_pct": 0.01, "pm1_ugm3": 1.0, "pm25_ugm3": 1.0, "pm10_ugm3": 1.0, "water_level_cm": 0.1,
+              "water_temp_c": 0.0625, "co2_ppm": 1.0, "batt_v": 0.001, "rssi_dbm": 1.0}
+# A DS18B20 that lost its power-on conversion reads its reset value, +85 °C (Maxim DS18B20 datasheet,
+# 19-7487 Rev 6, "Operation - measuring temperature"); one that does not answer is read as -127 °C by
+# the common drivers. Both are what a node reports in the field, in range or not.
+DS18B20_ERRORS = (85.0, -127.0)
 
 
 @dataclass(frozen=True)
 class Fault:
-    """A sensor fault injected into one node's metric over [start, end)."""
+    """A sensor fault injected into one node's metric over [start, end).
+
+    Kinds and their `size`:
+
+    - spike: an offset of `size` (one or a few samples, or longer for a sustained offset)
+    - stuck: held at `size` (nan: the value when it stuck), dithering by the metric's resolution
+    - drift: `size` units per day from the start, on top of the true value
+    - dropout: no value
+    - out-of-range: `size` itself is reported (a DS18B20 error value, say); 0: the range's top + 1
+    - noise: scatter of `size`
+    - dead-fan: a PM sensor's fan dying: the reading sinks to exp(-days / size) of the true value
+    - wet: water in the enclosure: humidity pinned at 99.5-100 %
+    - log: a floating log under the ultrasonic sensor: the water level reads `size` higher
+    """
 
     node: str
     metric: str
-    kind: str  # spike | stuck | drift | dropout | out-of-range
+    kind: str
     start: float
     end: float
-    size: float = 0.0  # spike/out-of-range: offset; drift: units per day; stuck: the stuck value (nan: first)
+    size: float = 0.0
 
 
 @dataclass
@@ -95,6 +119,10 @@ class Simulation:
         self.seed = seed
         self.faults = list(faults)
         self.truth: list = []  # (node, metric, kind, t) of every value a fault changed
+        self._faults_of: dict = {}
+        for f in self.faults:
+            self._faults_of.setdefault((f.node, f.metric), []).append(f)
+        self._stuck_at: dict = {}
         climates = {sid: Climate(seed, sid, haze) for sid in fleet.sites}
         self.nodes: dict[str, SimNode] = {}
         rng = random.Random(f"{seed}/epochs")
@@ -110,25 +138,32 @@ class Simulation:
         v = sn.climate.value(metric, t, sn.last_t, sn.canopy)
         sigma = NOISE.get(metric, 0.0)
         v += r.gauss(0, sigma * (v if metric in RELATIVE else 1.0))
-        for f in self.faults:
-            if f.node == sn.id and f.metric == metric and f.start <= t < f.end:
+        raw = False
+        for f in self._faults_of.get((sn.id, metric), ()):
+            if f.start <= t < f.end:
                 if f.kind == "dropout":
                     self.truth.append((sn.id, metric, f.kind, t))
                     return None
-                if f.kind == "spike":
+                if f.kind in ("spike", "log"):
                     v += f.size
                 elif f.kind == "drift":
                     v += f.size * (t - f.start) / DAY
                 elif f.kind == "stuck":
-                    v = f.size
+                    if f not in self._stuck_at:
+                        self._stuck_at[f] = v if f.size != f.size else f.size
+                    v = self._stuck_at[f] + RESOLUTION.get(metric, 0.01) * r.choice((-1, 0, 0, 1))
                 elif f.kind == "out-of-range":
-                    v = METRICS[metric].high + abs(f.size) + 1
+                    v = f.size if f.size else METRICS[metric].high + 1
+                    raw = True
                 elif f.kind == "noise":  # a loose wire or a failing sensor: scatter of `size`
                     v += r.gauss(0, f.size)
+                elif f.kind == "dead-fan":  # less and less air through the chamber
+                    v *= math.exp(-(t - f.start) / DAY / max(f.size, 1e-3))
+                elif f.kind == "wet":
+                    v = 99.5 + 0.5 * r.random()
                 self.truth.append((sn.id, metric, f.kind, t))
         m = METRICS[metric]
-        if m.in_range(v) or any(f.kind == "out-of-range" and f.node == sn.id and f.metric == metric
-                                and f.start <= t < f.end for f in self.faults):
+        if raw or m.in_range(v):
             return round(v, DECIMALS.get(metric, 2))
         return round(min(max(v, m.low), m.high), DECIMALS.get(metric, 2))
 
@@ -212,6 +247,38 @@ class Simulation:
         events.sort(key=lambda e: e[0])
         return events
 
+    def arrays(self, start: int, end: int, step_s: int = 600, metrics: tuple = tuple(METRICS)):
+        """The readings the nodes would send over [start, end), on a grid of step_s, without any network:
+        (node ids, their sites, grid times, values (nodes, time, metrics) with NaN where none).
+
+        A grid step holds the mean of the node's readings in it (the total, for rain), as the analytics
+        loads them from the database; the values are the very ones `history` would send.
+        """
+        times = np.arange(start - start % step_s, end, step_s)
+        ids = sorted(self.nodes)
+        total = np.zeros((len(ids), len(times), len(metrics)))
+        count = np.zeros(total.shape)
+        col = {m: j for j, m in enumerate(metrics)}
+        for i, node in enumerate(ids):
+            sn = self.nodes[node]
+            cad = sn.node.cadence_s
+            t = start + _offset(sn.id, cad)
+            while t < end:
+                reading = self.sample(sn, int(t))
+                sn.buffer.clear()
+                k = (int(t) - int(times[0])) // step_s
+                for m, v in reading.items():
+                    if m in col and v is not None:
+                        total[i, k, col[m]] += v
+                        count[i, k, col[m]] += 1
+                t += cad
+        with np.errstate(invalid="ignore"):
+            values = np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
+        if "rain_mm" in col:
+            values[:, :, col["rain_mm"]] = np.where(count[:, :, col["rain_mm"]] > 0, total[:, :, col["rain_mm"]],
+                                                    np.nan)
+        return ids, [self.nodes[n].site for n in ids], times, values
+
     def expected(self) -> int:
         """Readings sent at least once (the nodes drop only their oldest, before sending)."""
         return sum(sn.sent_seq - sn.dropped for sn in self.nodes.values())
@@ -225,6 +292,79 @@ class Simulation:
         body = json.loads(payload)
         body["now"] = int(now) + sn.clock_offset
         return json.dumps(body, separators=(",", ":")).encode()
+
+
+# what each realistic fault kind can hit, by node profile
+FAULT_TARGETS = {
+    "stuck": ("air_temp_c", "air_rh_pct", "air_pressure_hpa", "soil_vwc_pct", "water_level_cm"),
+    "spike": ("air_temp_c", "air_rh_pct", "air_pressure_hpa", "soil_vwc_pct", "water_level_cm", "pm25_ugm3"),
+    "drift": ("air_temp_c", "air_rh_pct", "soil_vwc_pct", "air_pressure_hpa"),
+    "out-of-range": ("soil_temp_c", "water_temp_c"),
+    "dead-fan": ("pm25_ugm3",),
+    "wet": ("air_rh_pct",),
+    "log": ("water_level_cm",),
+}
+# drift: a total over the fault of this many times the metric's day-long neighbour limit, at least
+DRIFT_RATE = {"air_temp_c": 1.5, "air_rh_pct": 8.0, "soil_vwc_pct": 8.0, "air_pressure_hpa": 2.0}
+STEP_LIMIT = {"air_temp_c": 4.0, "air_rh_pct": 20.0, "air_pressure_hpa": 3.0, "soil_vwc_pct": 10.0,
+              "water_level_cm": 50.0, "pm25_ugm3": 200.0}
+
+
+def realistic_faults(sim: Simulation, kind: str, start: float, end: float, count: int, seed: int) -> list:
+    """`count` faults of one kind on random nodes and metrics of `sim`, in [start, end), as the field makes them.
+
+    - stuck: 4-36 h, at the value it stuck at, dithering by the resolution
+    - spike: 1-3 samples, of many sizes (log-uniform 1-20 times the metric's largest plausible change
+      between samples), up or down (PM: up)
+    - drift: 2-5 days, reaching 2-4 times the day-long limit at which neighbours disagree
+    - out-of-range: 1-12 h of a DS18B20 error value (85 or -127 °C)
+    - dead-fan: 1-4 days of PM sinking with an e-folding time of 0.3-1.5 days
+    - wet: 1-4 days of humidity pinned near 100 %
+    - log: 10-60 min of a water level 30-250 cm high
+    Faults do not overlap on a node and metric. The first day of [start, end) is left clean (the
+    detector's warm-up).
+    """
+    rng = random.Random(f"{seed}/faults/{kind}")
+    targets = [(n, m) for n, sn in sorted(sim.nodes.items()) for m in sn.metrics if m in FAULT_TARGETS[kind]]
+    out, busy = [], {}
+    tries = 0
+    while len(out) < count and tries < 100 * count and targets:
+        tries += 1
+        node, metric = rng.choice(targets)
+        cad = sim.nodes[node].node.cadence_s
+        if kind == "stuck":
+            dur = rng.uniform(4, 36) * 3600
+        elif kind == "spike":
+            dur = rng.randint(1, 3) * cad
+        elif kind == "drift":
+            dur = rng.uniform(2, 5) * DAY
+        elif kind == "out-of-range":
+            dur = rng.uniform(1, 12) * 3600
+        elif kind in ("dead-fan", "wet"):
+            dur = rng.uniform(1, 4) * DAY
+        else:
+            dur = rng.uniform(10, 60) * 60
+        t0 = rng.uniform(start + DAY, end - dur)
+        t0 -= t0 % cad
+        span = (t0 - 6 * 3600, t0 + dur + 6 * 3600)
+        if any(a < span[1] and span[0] < b for a, b in busy.get((node, metric), ())):
+            continue
+        busy.setdefault((node, metric), []).append((t0, t0 + dur))
+        if kind == "spike":
+            size = math.exp(rng.uniform(0, math.log(20))) * STEP_LIMIT[metric]
+            size *= 1 if metric == "pm25_ugm3" or rng.random() < 0.5 else -1
+        elif kind == "drift":
+            size = rng.uniform(2, 4) * DRIFT_RATE[metric] / (dur / DAY) * rng.choice((-1, 1))
+        elif kind == "out-of-range":
+            size = rng.choice(DS18B20_ERRORS)
+        elif kind == "dead-fan":
+            size = rng.uniform(0.3, 1.5)
+        elif kind == "log":
+            size = rng.uniform(30, 250)
+        else:
+            size = float("nan")
+        out.append(Fault(node, metric, kind, t0, t0 + dur, size))
+    return out
 
 
 def _offset(node_id: str, cadence: int) -> int:
@@ -309,6 +449,7 @@ def add_arguments(p) -> None:
     p.add_argument("--haze", action="store_true", help="a three-day haze episode in the backfilled period")
     p.add_argument("--resend-prob", type=float, default=0.0, help="probability a batch is sent twice")
     p.add_argument("--no-live", action="store_true", help="only the backfill")
+    p.add_argument("--until", type=int, help="backfill up to this time, UNIX seconds (default: now; implies --no-live)")
     p.add_argument("--outage", action="append", default=[], metavar="NODE:FROM_H:TO_H",
                    help="backfill: NODE cannot send from FROM_H to TO_H hours ago (repeatable)")
     p.add_argument("--fault", action="append", default=[], metavar="NODE:METRIC:KIND:FROM_H:TO_H[:SIZE]",
@@ -341,7 +482,8 @@ def parse_fault(spec: str, now: float) -> Fault:
 
 def main(settings, args) -> int:
     fleet = load_fleet(settings.fleet)
-    now = time.time()
+    now = time.time() if args.until is None else float(args.until)
+    live = not args.no_live and args.until is None  # a backfill that ends in the past has no live part
     haze = Haze(now - args.backfill_hours * 3600 * 0.6, 3) if args.haze and args.backfill_hours else None
     outages = [parse_outage(o, now) for o in args.outage]
     faults = [parse_fault(f, now) for f in args.fault]
@@ -358,7 +500,7 @@ def main(settings, args) -> int:
                 pub.publish(topic, payload)
             pub.flush()
             log.info("backfilled %d messages", len(events))
-        if not args.no_live:
+        if live:
             runner = LiveRunner(sim, pub, args.speed)
             try:
                 runner.run(args.live_seconds)

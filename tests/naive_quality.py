@@ -4,7 +4,21 @@ that analytics.quality's vectorized code must equal (the STUMPY `naive.py` habit
 import math
 import statistics
 
-from analytics.quality import DRIFT, FLAT, GAP, HUMID_PM, NOISE, PM_METRICS, RANGE, SPIKE, STEP, Limits
+from analytics.quality import (
+    DRIFT,
+    FLAT,
+    GAP,
+    HUMID_PM,
+    LOG_FLOOR,
+    NOISE,
+    PM_METRICS,
+    RAIN_MOVES,
+    RANGE,
+    SCALE_FLOOR,
+    SPIKE,
+    STEP,
+    Limits,
+)
 from rimba.metrics import METRICS
 
 
@@ -23,6 +37,29 @@ def naive_check(x, metrics, site_of=None, limits=None):
         v = x[i][t][j]
         return v if m.low <= v <= m.high else None
 
+    def site_nodes(i):
+        return [k for k in range(n_nodes) if site_of is not None and site_of[k] == site_of[i]] or [i]
+
+    def jump(k, t, j):
+        a, b = ok(k, t - 1, j), ok(k, t, j)
+        return None if None in (a, b) else b - a
+
+    def weather(i, t, j):
+        """The weather explains a jump at (i, t, j): rain at the site near t, or the site jumping together."""
+        here = site_nodes(i)
+        if metrics[j] in RAIN_MOVES and "rain_mm" in metrics:
+            r = metrics.index("rain_mm")
+            if any(0 <= s < n_t and x[k][s][r] > 0 for k in here for s in (t - 1, t, t + 1)):
+                return True
+        d = jump(i, t, j)
+        jumps = [jump(k, t, j) for k in here]
+        jumps = [v for v in jumps if v is not None]
+        if len(here) >= 3 and len(jumps) >= 3 and d is not None:
+            med = statistics.median(jumps)
+            if med != 0 and (med > 0) == (d > 0) and abs(med) >= lim.together * abs(d):
+                return True
+        return False
+
     for i in range(n_nodes):
         for j, name in enumerate(metrics):
             step = lim.step.get(name)
@@ -35,23 +72,22 @@ def naive_check(x, metrics, site_of=None, limits=None):
                     d1, d2 = b - a, b - c
                     if abs(d1) > step and abs(d2) > step and (d1 > 0) == (d2 > 0) and d1 != 0:
                         spikes.add(t)
-                        flags[i][t][j] |= SPIKE
+                        if not weather(i, t, j):
+                            flags[i][t][j] |= SPIKE
             for t in range(1, n_t):
                 a, b = ok(i, t - 1, j), ok(i, t, j)
-                if step is not None and None not in (a, b) and abs(b - a) > step:
-                    if t not in spikes and (t - 1) not in spikes:
-                        flags[i][t][j] |= STEP
-            # flat runs
+                if (step is not None and None not in (a, b) and abs(b - a) > step and t not in spikes
+                        and (t - 1) not in spikes and not weather(i, t, j)):
+                    flags[i][t][j] |= STEP
+            # flat runs: every window of flat_n values, all present, within the tolerance
             if name not in lim.flat_exempt:
-                t = 0
-                while t < n_t:
-                    u = t
-                    while u + 1 < n_t and ok(i, t, j) is not None and ok(i, u + 1, j) == ok(i, t, j):
-                        u += 1
-                    if u - t + 1 >= lim.flat_n:
-                        for k in range(t, u + 1):
+                tol = lim.flat_tol.get(name, 0.0)
+                n = lim.flat_n
+                for s in range(n_t - n + 1):
+                    window = [ok(i, k, j) for k in range(s, s + n)]
+                    if None not in window and max(window) - min(window) <= tol:
+                        for k in range(s, s + n):
                             flags[i][k][j] |= FLAT
-                    t = u + 1
             # gaps
             for t in range(n_t):
                 if present(i, t, j):
@@ -70,7 +106,8 @@ def naive_check(x, metrics, site_of=None, limits=None):
                 d = [None] + [None if None in (y(t - 1), y(t)) else y(t) - y(t - 1) for t in range(1, n_t)]
                 sizes = [abs(v) for v in d[::max(1, w // 2)] if v is not None and v != 0]
                 if sizes:
-                    typical = statistics.median(sizes)
+                    typical = sorted(sizes)[int(0.75 * (len(sizes) - 1))]  # the upper quartile, "lower" rank
+                    typical = max(typical, LOG_FLOOR if name in PM_METRICS else SCALE_FLOOR.get(name, 0.0))
                     big = [v is not None and abs(v) > lim.noise_factor * typical for v in d]
                     rev = [t + 1 < n_t and big[t] and big[t + 1] and (d[t] > 0) != (d[t + 1] > 0)
                            for t in range(n_t)]
@@ -78,11 +115,11 @@ def naive_check(x, metrics, site_of=None, limits=None):
                         lo, hi = max(0, t - w // 2), min(n_t, t - w // 2 + w)
                         if present(i, t, j) and sum(rev[lo:max(lo, hi)]) >= max(2, w // 3):
                             flags[i][t][j] |= NOISE
-            # particulates in humid air
+            # particulates in condensing air
             if name in PM_METRICS and "air_rh_pct" in metrics:
                 r = metrics.index("air_rh_pct")
                 for t in range(n_t):
-                    if present(i, t, j) and present(i, t, r) and x[i][t][r] > lim.humid_rh:
+                    if present(i, t, j) and present(i, t, r) and x[i][t][r] >= lim.condensing_rh:
                         flags[i][t][j] |= HUMID_PM
 
     if site_of is not None:

@@ -4,7 +4,6 @@ and alerts delivered."""
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -12,12 +11,15 @@ from rimba.fleet import load_fleet
 from rimba.simulate import Fault, Publisher, Simulation
 from tests.support import ROOT, env_for, wait_until
 
+# every test builds its data from a fixed time and seed, never from the hour it runs
+NOW = 1764928800  # 2025-12-05 17:00 WIB (10:00 UTC)
+
 
 def test_faults_become_qc_points_and_indices_are_stored(platform_factory):
     nodes = {"qa-01": ("smp29", "forest"), "qa-02": ("smp29", "forest"), "qa-03": ("smp29", "forest"),
              "qa-04": ("smp29", "air")}
     p = platform_factory(nodes)
-    now = int(time.time())
+    now = NOW
     start = now - 30 * 3600
     spike_at = start + 20 * 3600
     faults = [Fault("qa-01", "air_temp_c", "spike", spike_at, spike_at + 600, 12.0),
@@ -58,7 +60,7 @@ def test_end_to_end_faults_haze_and_an_outage_become_points_and_delivered_alerts
     nodes = {"e2e-01": ("smp29", "forest"), "e2e-02": ("smp29", "forest"), "e2e-03": ("smp29", "forest"),
              "e2e-04": ("smp29", "air"), "e2e-05": ("bansir-laut", "river")}
     p = platform_factory(nodes)
-    now = int(time.time())
+    now = NOW
     start = now - 4 * 86400
     faults = [Fault("e2e-03", "air_temp_c", "spike", now - 3 * 3600, now + 3600, 6.0)]
     sim = Simulation(load_fleet(p.fleet_path), seed=5, faults=faults, send_every=6,
@@ -83,7 +85,7 @@ def test_end_to_end_faults_haze_and_an_outage_become_points_and_delivered_alerts
     # anomaly: the offset on e2e-03, told in words
     anomalies = p.influx.rows("SELECT score, message, \"end\" FROM anomaly WHERE node = 'e2e-03' "
                               "AND metric = 'air_temp_c'")
-    assert anomalies and any("above this node's usual" in a["message"] for a in anomalies)
+    assert anomalies and any("above this node's usual against the other nodes of its site" in a["message"] for a in anomalies)
     assert not p.influx.rows("SELECT score FROM anomaly WHERE node = 'e2e-01' AND metric = 'air_temp_c'")
     # fire codes at noon, per node
     fire = p.influx.rows("SELECT last(ffmc), last(dc), last(fwi), last(fwi_class) FROM \"index\" WHERE node = 'e2e-01'")
@@ -105,18 +107,13 @@ def test_end_to_end_faults_haze_and_an_outage_become_points_and_delivered_alerts
 
 
 def test_analyze_runs_every_interval_until_stopped(platform_factory):
-    """Without --once, `rimba analyze` is a service: a run every analyze_every_s, a clean stop on SIGTERM."""
+    """Without --once, `rimba analyze` is a service: a run every analyze_every_s, a clean stop on SIGTERM.
+
+    The service analyses up to the wall clock, so the test gives it no readings at all (a fresh
+    deployment): what it checks is the schedule, and that an empty window is a run, not a failure."""
     import signal
 
     p = platform_factory({"svc-01": ("smp29", "forest")})
-    now = int(time.time())
-    sim = Simulation(load_fleet(p.fleet_path), seed=3, send_every=6)
-    p.ingest()
-    pub = Publisher(p.settings, client_id="pub-svc")
-    for _t, topic, payload in sim.history(now - 6 * 3600, now - 60):
-        pub.publish(topic, payload)
-    pub.close()
-    wait_until(lambda: p.count() >= sim.expected(), 60, "the history stored")
     log = p.tmp / "analyze.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "rimba.cli", "analyze"],
@@ -129,6 +126,7 @@ def test_analyze_runs_every_interval_until_stopped(platform_factory):
             code = proc.wait(timeout=30)
     assert code == 0, log.read_text()
     assert "analyzing every 5 s" in log.read_text()
+    assert "failed" not in log.read_text()
 
 
 def test_battery_days_left_from_the_three_day_slope():

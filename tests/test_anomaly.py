@@ -1,127 +1,143 @@
-"""Time-of-day anomaly scores: causal, equal to a plain loop, and events a person can read."""
+"""Anomaly scores per node and metric: the NAB detector with the fleet's context; causal, equal to a plain
+loop, and events a person can read. Every test builds its data from a fixed time and seed."""
 
 import math
 
 import numpy as np
-import pytest
 
-from analytics import anomaly
-from analytics.anomaly import SCALE_FLOOR, Z_HALF, events, score_cube
+from analytics import detector
+from analytics.anomaly import EVENT_THRESHOLD, events, score_cube
+from rimba.climate import Climate
 
-STEP = 3600
+STEP = 600
 MIDNIGHT_WIB = 1764262800  # 2025-11-28 00:00 WIB
-METRICS = ("air_temp_c", "pm25_ugm3")
+METRICS = ("air_temp_c", "air_rh_pct")
 
 
-def fleet(days=10, nodes=3, seed=2):
+def site(days=6, nodes=5, seed=2):
+    """A site's nodes sharing one weather (diurnal temperature and humidity), each with its own noise."""
     rng = np.random.default_rng(seed)
-    t = MIDNIGHT_WIB + np.arange(days * 24) * STEP
+    t = MIDNIGHT_WIB + np.arange(days * 144) * STEP
     hour = ((t + 7 * 3600) % 86400) / 3600
     x = np.empty((nodes, len(t), 2))
-    x[:, :, 0] = 27 + 4 * np.sin(2 * np.pi * (hour - 8) / 24) + rng.normal(0, 0.3, (nodes, len(t)))
-    x[:, :, 1] = 15 + rng.normal(0, 3, (nodes, len(t)))
-    x[rng.random(x.shape) < 0.05] = np.nan
-    return t, x
+    x[:, :, 0] = 27 + 4 * np.sin(2 * np.pi * (hour - 8) / 24) + rng.normal(0, 0.15, (nodes, len(t)))
+    x[:, :, 1] = 85 - 15 * np.sin(2 * np.pi * (hour - 8) / 24) + rng.normal(0, 0.8, (nodes, len(t)))
+    x[rng.random(x.shape) < 0.02] = np.nan
+    return t, x, ["s"] * nodes
 
 
 def test_causal():
-    t, x = fleet()
-    full = score_cube(x, t, METRICS, STEP).score
-    for cut in (24 * 4, 24 * 6 + 5, 24 * 9 + 23):
-        part = score_cube(x[:, :cut], t[:cut], METRICS, STEP).score
+    t, x, sites = site()
+    full = score_cube(x, t, METRICS, STEP, sites).score
+    for cut in (144 * 2, 144 * 4 + 5, 144 * 6 - 1):
+        part = score_cube(x[:, :cut], t[:cut], METRICS, STEP, sites).score
         np.testing.assert_array_equal(part, full[:, :cut])
 
 
-def plain_scores(x, metrics, step, min_days=3):
-    """The detector written one value at a time, from its docstring."""
-    n_nodes, n_t, _ = x.shape
-    slots = 86400 // step
-    w = max(3, anomaly.SUSTAIN_S // step) | 1
-    out = np.full(x.shape, np.nan)
-    for i in range(n_nodes):
-        for j, m in enumerate(metrics):
-            floor = SCALE_FLOOR[m]
-            usual, scale, count = [0.0] * slots, [0.0] * slots, [0] * slots
-            us = []
-            for k in range(n_t):
-                slot = k % slots
-                if k % slots == 0:  # a new day: the slots' usual is what the earlier days gave
-                    day_usual = usual[:]
-                    day_scale = [max(sc, 0.5 * sum(scale) / slots, floor) for sc in scale]
-                    day_ready = [c >= min_days for c in count]
-                    day_count = count[:]
-                v = float(x[i, k, j])
-                u = float("nan")
-                if not math.isnan(v) and day_ready[slot]:
-                    u = (v - day_usual[slot]) / day_scale[slot]
-                us.append(u)
-                if not math.isnan(v):  # update for the next day
-                    n = day_count[slot]
-                    r = v - day_usual[slot]
-                    if day_ready[slot]:
-                        bound = anomaly.K * day_scale[slot]
-                        r = min(max(r, -bound), bound)
-                    if n > 0:
-                        scale[slot] += max(anomaly.BETA, 1 / n) * (anomaly.GAUSS_ABS * abs(r) - scale[slot])
-                    usual[slot] += max(anomaly.ALPHA, 1 / (n + 1)) * r
-                    count[slot] += 1
-            span = anomaly.cusum_span(max(2, anomaly.CUSUM_WINDOW_S // step))
-            clipped = [0.0 if math.isnan(u) else min(max(u, -anomaly.CUSUM_CLIP), anomaly.CUSUM_CLIP) for u in us]
-            for k, u in enumerate(us):
-                if math.isnan(u):
-                    continue
-                up = down = 0.0  # the largest sums over runs of up to `span` steps ending at k
-                for length in range(1, min(span, k + 1) + 1):
-                    run = clipped[k - length + 1:k + 1]
-                    slack = anomaly.CUSUM_SLACK * sum(not math.isnan(v) for v in us[k - length + 1:k + 1])
-                    up = max(up, sum(run) - slack)  # a missing value adds nothing, not even the slack
-                    down = max(down, -sum(run) - slack)
-                recent = [min(max(v, -anomaly.CUSUM_CLIP), anomaly.CUSUM_CLIP) for v in us[max(0, k - w + 1):k + 1]
-                          if not math.isnan(v)]
-                sustained = abs(sum(recent) / len(recent)) * w ** 0.25 if len(recent) >= (w + 1) // 2 else 0.0
-                z = max(abs(u), sustained, max(up, down) / anomaly.CUSUM_PER_Z)
-                out[i, k, j] = z / (z + Z_HALF)
-    return out
-
-
-def test_equals_a_plain_loop():
-    t, x = fleet(days=6, nodes=2)
-    x[0, 100:104, 0] += 6.0  # something for the sustained and shift views to see
-    got = score_cube(x, t, METRICS, STEP).score
-    np.testing.assert_allclose(got, plain_scores(x, METRICS, STEP), rtol=2e-5, atol=2e-6, equal_nan=True)
-
-
-def test_tides_are_the_usual_for_water_level():
-    """A clean mixed tide scores low everywhere; a 40 cm surge at one high water scores high."""
-    step = 600
-    t = MIDNIGHT_WIB + np.arange(6 * 144) * step
-    h = (t - t[0]) / 3600
-    level = 150 + 45 * np.cos(2 * np.pi * h / 23.934) + 35 * np.cos(2 * np.pi * h / 25.819 + 1.1) \
-        + 15 * np.cos(2 * np.pi * h / 12.421 + 2.0) + np.random.default_rng(4).normal(0, 1.5, len(t))
-    x = level[None, :, None].copy()
-    clean = score_cube(x, t, ("water_level_cm",), step).score[0, :, 0]
-    assert np.nanmax(clean[2 * 144:]) < 0.5
-    k = 5 * 144 + 60
-    x[0, k:k + 6, 0] += 40.0
-    surge = score_cube(x, t, ("water_level_cm",), step).score[0, :, 0]
-    assert np.nanmin(surge[k:k + 6]) >= 0.5
-    assert np.isnan(clean[:2 * 144]).all()  # no fit before two days of data
-
-
-def test_an_afternoon_heat_anomaly_becomes_one_event_with_a_sentence():
-    t, x = fleet()
-    k = 24 * 8 + 14  # day 9, 14:00 WIB
-    x[1, k:k + 3, 0] += 5.0
-    s = score_cube(x, t, METRICS, STEP)
-    ev = [e for e in events(s, x, t, ["n1", "n2", "n3"], METRICS) if e.metric == "air_temp_c"]
-    assert len(ev) == 1
+def test_a_node_five_degrees_off_its_neighbours_is_an_event_with_a_sentence():
+    t, x, sites = site()
+    k = 144 * 4 + 84  # day 5, 14:00 WIB
+    x[1, k:k + 18, 0] += 5.0
+    ev = [e for e in events(score_cube(x, t, METRICS, STEP, sites), x, t, ["n1", "n2", "n3", "n4", "n5"], METRICS)]
+    assert [(e.node, e.metric) for e in ev] == [("n2", "air_temp_c")]
     e = ev[0]
-    assert (e.node, e.start, e.end) == ("n2", int(t[k]), int(t[k + 2]) + STEP)
-    assert "above this node's usual for 1" in e.message and "°C" in e.message
-    assert e.severity in ("warning", "critical")
+    assert e.start == int(t[k]) and "above this node's usual against the other nodes of its site, at 14:00 WIB" in e.message
+    assert e.message.startswith("5.") and "°C" in e.message
 
 
-def test_grid_must_start_at_midnight():
-    t, x = fleet(days=2)
-    with pytest.raises(ValueError):
-        score_cube(x[:, 1:], t[1:], METRICS, STEP)
+def test_a_shower_the_whole_site_feels_is_weather():
+    """Rain at the site: humidity to saturation, the air 2.5 °C cooler, on every node. No event, and none on
+    a single node with a gauge either (rain explains it)."""
+    t, x, sites = site()
+    rain = np.zeros(x.shape[:2])
+    k = 144 * 4 + 90  # 15:00 WIB
+    rain[:, k:k + 9] = 3.0
+    x[:, k:k + 9, 0] -= 2.5
+    x[:, k:k + 9, 1] = 99.0
+    assert not events(score_cube(x, t, METRICS, STEP, sites, rain), x, t, ["n1", "n2", "n3", "n4", "n5"], METRICS)
+    one = x[:1]
+    assert not events(score_cube(one, t, METRICS, STEP, ["s"], rain[:1]), one, t, ["n1"], METRICS)
+
+
+def test_tides_are_the_usual_for_a_lone_river_node():
+    """The simulator's tide (nine constituents and the river's swing; the fit knows four) scores low; a 60 cm
+    floating log at one high water scores high."""
+    c = Climate(7, "bansir-laut")
+    t = MIDNIGHT_WIB + np.arange(6 * 144) * STEP
+    level = np.array([c.water_level(s) for s in t]) + np.random.default_rng(4).normal(0, 0.8, len(t))
+    x = level[None, :, None].copy()
+    clean = score_cube(x, t, ("water_level_cm",), STEP).score[0, :, 0]
+    assert np.nanmax(clean) < EVENT_THRESHOLD
+    assert np.isnan(clean[:2 * 144]).all()  # no fit before two days of data
+    k = 5 * 144 + 60
+    x[0, k:k + 3, 0] += 60.0
+    log = score_cube(x, t, ("water_level_cm",), STEP).score[0, :, 0]
+    assert np.nanmax(log[k:k + 3]) >= EVENT_THRESHOLD
+
+
+def plain_score(times, values, p=detector.PARAMS):
+    """The detector written one value at a time from its docstring (no context): the oracle for score_rows."""
+    x = list(values)
+    n = len(x)
+    step = int(np.median(np.diff(times[:p.warm_up + 1].astype("datetime64[s]").astype(np.int64))))
+    spread = [float(np.std(x[:t + 1])) for t in range(n)]
+    floor = [p.spread_frac * s + 1e-9 for s in spread]
+
+    def rank(window, q):
+        w = sorted(window)
+        return w[min(len(w) - 1, max(0, round(q * (len(w) - 1))))]
+
+    level = [0.0] * n
+    for w in p.windows:
+        for t in range(w, n):
+            past = x[t - w:t]
+            med = rank(past, 0.5)
+            s = (rank(past, 0.75) - rank(past, 0.25)) / 1.349 + floor[t]
+            recent = sum(x[max(0, t - p.recent + 1):t + 1]) / min(p.recent, t + 1)
+            z = max(abs(x[t] - med) / s, 0.5 * abs(recent - med) / (s / math.sqrt(p.recent)))
+            level[t] = max(level[t], z)
+    views = [level]
+    day = 86400 // step
+    for period, count in ((day, p.days), (7 * day, p.weeks)):
+        v = [0.0] * n
+        if n > 2 * period:
+            resid = [0.0] * n
+            for t in range(2 * period, n):
+                lags = [x[t - j * period] for j in range(1, min(count, (n - 1) // period) + 1) if t - j * period >= 0]
+                resid[t] = abs(x[t] - float(np.median(lags)))
+            z = [0.0] * n
+            for t in range(2 * period, n):
+                scale = sum(resid[max(0, t - period):t]) / min(period, t)
+                z[t] = resid[t] / (1.25 * scale + floor[t])
+            smooth = max(2, day // p.smooth_per_day)
+            v = [sum(z[max(0, t - smooth + 1):t + 1]) / min(smooth, t + 1) for t in range(n)]
+        views.append(v)
+    size = p.memory // detector.RECORD_BLOCKS
+    ratio = [0.0] * n
+    for v in views:
+        if not any(v):
+            continue
+        kept = []
+        for t in range(n):
+            block = t // size  # the current block and the RECORD_BLOCKS - 1 complete ones before it
+            first = max(0, (block - detector.RECORD_BLOCKS + 1) * size)
+            bar = max([p.z_floor] + kept[first:t])
+            kept.append(min(v[t], p.raise_by * bar))
+            ratio[t] = max(ratio[t], v[t] / bar)
+    ratio[:p.warm_up] = [0.0] * p.warm_up
+    hold = max(p.hold_min, round(p.hold_s / step))
+    out = []
+    for t in range(n):
+        r = ratio[t] / max([1.0] + ratio[max(0, t - hold):t])
+        out.append(r / (r + 1))
+    return np.array(out)
+
+
+def test_vectorized_equals_a_plain_loop():
+    rng = np.random.default_rng(8)
+    n = 3 * 288 + 50
+    ts = np.datetime64("2025-11-28T00:00") + np.arange(n) * np.timedelta64(5, "m")
+    v = 10 + np.sin(2 * np.pi * np.arange(n) / 288) + rng.normal(0, 0.2, n)
+    v[700:705] += 4
+    v[800] -= 6
+    np.testing.assert_allclose(detector.score(ts, v), plain_score(ts, v), rtol=1e-5, atol=1e-7)  # the seasonal lags are kept in single precision

@@ -21,13 +21,13 @@ from tests.test_ingest import AckWatcher
 
 NODES = {f"f-{i:02d}": ("smp29" if i % 3 else "bansir-laut", ("forest", "river", "air")[i % 3]) for i in range(30)}
 RTC = {"f-01", "f-02", "f-07", "f-11"}
+NOW = 1764928800  # 2025-12-05 17:00 WIB: the traffic is built from a fixed time, never from the hour the test runs
 
 
 def traffic(platform, hours=24.0, seed=11):
     sim = Simulation(load_fleet(platform.fleet_path), seed=seed, nodes=set(NODES), rtc_nodes=RTC, send_every=3,
                      batch=10)
-    now = time.time()
-    events = sim.history(now - hours * 3600, now - 120, resend_prob=0.15)
+    events = sim.history(NOW - hours * 3600, NOW - 120, resend_prob=0.15)
     msgs = [(topic, payload) for _t, topic, payload in events]
     random.Random(seed).shuffle(msgs)
     return sim, msgs

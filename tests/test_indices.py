@@ -83,3 +83,23 @@ def test_vectorized_equals_a_plain_loop():
 
 def test_docstring_examples():
     assert doctest.testmod(indices).failed == 0
+
+
+# US-EPA correction (Barkjohn et al. 2021; the 2022 extension above 50 µg/m³), worked by hand from the equations
+@pytest.mark.parametrize("pm, rh, want", [(20.0, 85.0, 0.524 * 20 - 0.0862 * 85 + 5.75),
+                                          (100.0, 70.0, 0.786 * 100 - 0.0862 * 70 + 5.75),
+                                          (300.0, 95.0, 2.966 + 0.69 * 300 + 8.84e-4 * 300 ** 2),
+                                          (2.0, 99.0, 0.0)])  # below zero: clipped
+def test_pm25_correction_worked_values(pm, rh, want):
+    assert indices.pm25_corrected(pm, rh) == pytest.approx(want, abs=1e-9)
+
+
+def test_pm25_correction_is_continuous_and_undefined_inputs_are_nan():
+    for edge in (30.0, 50.0, 210.0, 260.0):
+        lo, hi = indices.pm25_corrected(edge - 1e-9, 80.0), indices.pm25_corrected(edge + 1e-9, 80.0)
+        assert lo == pytest.approx(hi, abs=1e-6), edge
+    x = np.linspace(0, 600, 6001)
+    y = indices.pm25_corrected(x, np.full_like(x, 80.0))
+    assert np.all(np.diff(y) >= -1e-12)  # more PM read, more PM corrected
+    assert np.isnan(indices.pm25_corrected(-1.0, 50.0)) and np.isnan(indices.pm25_corrected(20.0, 120.0))
+    assert np.isnan(indices.pm25_corrected(np.nan, 50.0))

@@ -41,7 +41,7 @@ def test_each_check_finds_its_fault():
     clean = np.zeros((4, t, 3))
     hours = np.arange(t) / 6.0
     clean[:, :, 0] = 28 + 3 * np.sin(2 * np.pi * hours / 24)  # air temperature
-    clean[:, :, 1] = 65 - 8 * np.sin(2 * np.pi * hours / 24)  # humidity, below 80 %
+    clean[:, :, 1] = 80 - 8 * np.sin(2 * np.pi * hours / 24)  # humidity, humid but below condensing
     clean[:, :, 2] = 15 + 2 * np.sin(2 * np.pi * hours / 24)  # PM2.5
     rng = np.random.default_rng(1)
     x = clean + rng.normal(0, [0.05, 0.3, 0.5], clean.shape)
@@ -50,8 +50,8 @@ def test_each_check_finds_its_fault():
     x[2, 30:60, 1] = 99.9  # stuck
     x[3, 70, 2] = np.nan  # dropout
     x[3, 120, 0] = 120.0  # out of range
-    x[2, 150:160, 2] += rng.normal(0, 25, 10)  # noise burst
-    x[0, 170:180, 1] = 92.0  # humid air: PM flagged
+    x[2, 150:160, 2] = np.maximum(x[2, 150:160, 2] + rng.normal(0, 25, 10), 0.5)  # noise burst (PM stays >= 0)
+    x[0, 170:180, 1] = 99.0  # condensing air: PM flagged
     metrics = ("air_temp_c", "air_rh_pct", "pm25_ugm3")
     f = check(x, metrics, ["s"] * 4, Limits(drift_window=36))
     assert f[0, 50, 0] & SPIKE and not f[0, 49, 0] & SPIKE
@@ -82,3 +82,29 @@ def test_robust_median_matches_numpy():
             expected = np.nanmedian(a, axis=0)
     np.testing.assert_allclose(robust.nanmedian(a, axis=0), expected, equal_nan=True)
     assert doctest.testmod(robust).failed == 0
+
+
+def test_a_rain_shower_raises_no_step_but_a_lone_jump_does():
+    """Rain at the site explains humidity jumping to saturation and the air cooling; the same jump on one
+    node of three, with no rain and its neighbours level, is the sensor."""
+    t = 60
+    metrics = ("air_temp_c", "air_rh_pct", "rain_mm")
+    x = np.zeros((3, t, 3))
+    x[:, :, 0], x[:, :, 1] = 30.0, 72.0
+    x[:, 20:26, 2] = 4.0  # a shower on the site's gauges
+    x[:, 20:26, 0], x[:, 20:26, 1] = 27.5, 99.0  # cooled, saturated
+    x[0, 40:, 1] = 96.0  # one node alone, dry weather: water in its enclosure
+    x += np.random.default_rng(2).normal(0, 0.05, x.shape) * [1, 1, 0]
+    f = check(x, metrics, ["s"] * 3)
+    assert not (f[:, 15:30] & (STEP | SPIKE)).any()
+    assert f[0, 40, 1] & STEP and not (f[1:, 40] & STEP).any()
+
+
+def test_a_jump_the_whole_site_makes_together_is_weather():
+    t = 40
+    x = np.full((4, t, 1), 70.0) + np.random.default_rng(3).normal(0, 0.2, (4, t, 1))
+    x[:, 20:, 0] += 25  # every node at once (a front, no gauge at the site)
+    x[3, 30:, 0] -= 25  # then one node alone
+    f = check(x, ("air_rh_pct",), ["s"] * 4)
+    assert not (f[:, 20] & STEP).any()
+    assert f[3, 30, 0] & STEP and not (f[:3, 30] & STEP).any()

@@ -1,7 +1,6 @@
 """The simulator: deterministic, plausible for Pontianak, and firmware-like in what it sends."""
 
 import json
-import time
 
 from rimba import contract
 from rimba.climate import Climate, Haze
@@ -68,7 +67,7 @@ def test_faults_are_injected_and_recorded():
 def test_live_batches_carry_the_current_time():
     sim = Simulation(FLEET, seed=3, nodes={"bansir-laut-01"})
     sn = sim.nodes["bansir-laut-01"]
-    now = int(time.time())
+    now = START + 3600
     sim.sample(sn, now)
     (topic, payload), = sim.batches(sn, now)
     body = json.loads(payload)
@@ -83,7 +82,7 @@ def test_simulate_command_end_to_end(platform_factory):
 
     p = platform_factory({"cli-01": ("smp29", "forest"), "cli-02": ("bansir-laut", "river")})
     p.ingest()
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "simulate", "--backfill-hours", "6", "--no-live",
+    r = subprocess.run([sys.executable, "-m", "rimba.cli", "simulate", "--backfill-hours", "6", "--until", str(START),
                         "--resend-prob", "0.3", "--outage", "cli-01:4:2",
                         "--fault", "cli-02:water_level_cm:out-of-range:3:2"],
                        env=env_for(p.values), capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -115,3 +114,32 @@ def test_light_at_the_edges_of_the_day_is_a_real_number():
     for s in range(int(17.8 * 3600), int(17.9 * 3600)):
         v = c.light(midnight + s)
         assert isinstance(v, float) and v >= 0.0
+
+
+def test_realistic_faults_look_like_the_field():
+    """Stuck dithers by the resolution (no exact repeat to find), a dying fan sinks, a wet enclosure pins the
+    humidity near 100 %, a DS18B20 error is its own value (85 °C is inside the physical range)."""
+    import numpy as np
+
+    from rimba.simulate import realistic_faults
+
+    sim = Simulation(FLEET, seed=6)
+    stuck = Fault("smp29-01", "air_temp_c", "stuck", START + 86400, START + 2 * 86400, float("nan"))
+    fan = Fault("smp29-04", "pm25_ugm3", "dead-fan", START + 86400, START + 3 * 86400, 0.5)
+    wet = Fault("smp29-02", "air_rh_pct", "wet", START + 86400, START + 3 * 86400)
+    ds = Fault("bansir-laut-01", "water_temp_c", "out-of-range", START + 86400, START + 90000, 85.0)
+    sim = Simulation(FLEET, seed=6, faults=[stuck, fan, wet, ds])
+    ids, _sites, times, x = sim.arrays(START, START + 4 * 86400, 600)
+    col = list(METRICS).index
+    during = (times >= START + 86400 + 600) & (times < START + 2 * 86400)
+    t = x[ids.index("smp29-01"), during, col("air_temp_c")]
+    assert np.ptp(t) <= 0.021 and len(np.unique(t)) > 1
+    pm = x[ids.index("smp29-04"), :, col("pm25_ugm3")]
+    day = 144
+    assert np.nanmean(pm[2 * day + 72:3 * day]) < 0.2 * np.nanmean(pm[:day])
+    rh = x[ids.index("smp29-02"), day + 1:3 * day, col("air_rh_pct")]
+    assert rh.min() >= 99.5
+    assert 85.0 in x[ids.index("bansir-laut-01"), :, col("water_temp_c")]
+    drawn = realistic_faults(Simulation(FLEET, seed=6), "log", START, START + 8 * 86400, 5, seed=6)
+    assert len(drawn) == 5 and all(f.metric == "water_level_cm" and 30 <= f.size <= 250 for f in drawn)
+    assert drawn == realistic_faults(Simulation(FLEET, seed=6), "log", START, START + 8 * 86400, 5, seed=6)

@@ -1,0 +1,182 @@
+"""`python -m bench.nab_cv`: the detector's constants chosen by cross-validation on the NAB development set.
+
+Leave one NAB category out: for each of the development set's four categories, every candidate in
+the grid (`CANDIDATES`) is scored on the other three (NAB's standard profile, its threshold optimised
+there, as NAB does), the best candidate and its threshold are kept, and the left-out category is
+scored with them, threshold and all. The four left-out results are pooled into one NAB score (the
+cross-validated score: no number in it was chosen by looking at the rows it scores). Beside it:
+
+- the in-sample score of the constants the product uses (NAB's own protocol: the threshold
+  optimised over all 24 files), for comparison with published results;
+- the constants themselves: the candidate with the best cross-validated score when each candidate
+  is held fixed and only its threshold is tuned on the other categories (choosing by the in-sample
+  score is never done).
+
+Writes bench/results/nab_cv.json. Needs pandas (the bench extra) to read the CSVs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing as mp
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from analytics import detector
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILE = "standard"
+
+
+def candidates() -> list:
+    """The grid: every combination of a few values of the constants that shape the score."""
+    base = detector.PARAMS
+    grid = {
+        "spread_frac": (0.02, 0.05, 0.1),
+        "windows": ((48, 240), (240,)),
+        "z_floor": (1.0, 2.0),
+        "recent": (3, 5),
+        "raise_by": (2.0, 3.0),
+        "hold_s": (2 * 3600, 4 * 3600),
+    }
+    keys = list(grid)
+    return [replace(base, **dict(zip(keys, combo, strict=True))) for combo in itertools.product(*grid.values())]
+
+
+_FILES: list = []
+
+
+def _score_one(job):
+    c, i = job
+    f = _FILES[i]
+    return c, i, detector.score(f.timestamps, f.values, CANDS[c])
+
+
+CANDS: list = []
+
+
+def load_nab(root: Path):
+    sys.path.insert(0, str(root))
+    import nabscore  # the scorer that ships with the set
+
+    return nabscore, nabscore.NAB(str(root))
+
+
+def squash(s: np.ndarray, threshold: float) -> np.ndarray:
+    """Scores mapped monotonically so that `threshold` becomes 0.5 (thresholds of different folds pooled)."""
+    s = np.asarray(s, dtype=float)
+    if threshold > 1.0:  # "detect nothing"
+        return 0.5 * np.clip(s, 0, 1) / 1.01
+    return np.where(s >= threshold, 0.5 + 0.5 * (s - threshold) / max(1e-12, 1.0 - threshold) * 0.999,
+                    0.5 * s / max(threshold, 1e-12))
+
+
+def held_out(nab, scores: dict, cats: list, in_cat: dict) -> tuple:
+    """One candidate's cross-validated result over `cats`: each category scored with the threshold tuned on
+    the others (NAB's optimisation there), pooled. Returns (NAB result, {category: threshold})."""
+    rels = [r for k in cats for r in in_cat[k]]
+    pooled, thresholds = {}, {}
+    for k in cats:
+        train = [r for r in rels if r not in in_cat[k]]
+        thresholds[k] = nab.score_arrays(scores, files=train)[PROFILE]["threshold"]
+        for r in in_cat[k]:
+            pooled[r] = squash(scores[r], thresholds[k])
+    return nab.score_arrays(pooled, files=rels, thresholds={p: 0.5 for p in nab.profiles}), thresholds
+
+
+def cross_validate(nab, scores: list, cands: list) -> dict:
+    """scores[c][rel] for candidate c.
+
+    Per candidate: its cross-validated score over the four categories (`held_out`). Nested: for each
+    category left out, the candidate is chosen by its cross-validated score over the other three
+    (an inner leave-one-out), its threshold tuned on those three, and the left-out category scored
+    with both; the four are pooled.
+    """
+    rels = list(nab.files)
+    cats = sorted({nab.files[r].category for r in rels})
+    in_cat = {k: [r for r in rels if nab.files[r].category == k] for k in cats}
+    per_cand = [held_out(nab, scores[c], cats, in_cat) for c in range(len(cands))]
+    chosen, pooled, inner, thresholds = {}, {}, {}, {}
+    for k in cats:
+        rest = [j for j in cats if j != k]
+        train = [r for j in rest for r in in_cat[j]]
+        inner_scores = [held_out(nab, scores[c], rest, in_cat)[0][PROFILE]["score"] for c in range(len(cands))]
+        best = int(np.argmax(inner_scores))
+        chosen[k], inner[k] = best, inner_scores[best]
+        thresholds[k] = nab.score_arrays(scores[best], files=train)[PROFILE]["threshold"]
+        for r in in_cat[k]:
+            pooled[r] = squash(scores[best][r], thresholds[k])
+    nested = nab.score_arrays(pooled, files=rels, thresholds={p: 0.5 for p in nab.profiles})
+    return {"nested": nested, "chosen": chosen, "inner": inner, "thresholds": thresholds,
+            "per_candidate": [r for r, _ in per_cand], "per_candidate_thresholds": [t for _, t in per_cand],
+            "categories": cats}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="bench.nab_cv")
+    p.add_argument("--nab-root", default=str(ROOT.parent / "shared" / "nab"), help="where nabscore.py and data/ are")
+    p.add_argument("--jobs", type=int, default=2)
+    args = p.parse_args(argv)
+    root = Path(args.nab_root)
+    if not (root / "nabscore.py").exists():
+        print(f"bench.nab_cv: no NAB scorer at {root}; pass --nab-root", file=sys.stderr)
+        return 2
+    _, nab = load_nab(root)
+    rels = list(nab.files)
+    global _FILES, CANDS
+    _FILES = [nab.files[r] for r in rels]
+    CANDS = candidates()
+    jobs = [(c, i) for c in range(len(CANDS)) for i in range(len(rels))]
+    scores = [{} for _ in CANDS]
+    with mp.get_context("fork").Pool(args.jobs) as pool:
+        for c, i, s in pool.imap_unordered(_score_one, jobs, chunksize=4):
+            scores[c][rels[i]] = s
+    cv = cross_validate(nab, scores, CANDS)
+    cv_by_cand = [r[PROFILE]["score"] for r in cv["per_candidate"]]
+    best = int(np.argmax(cv_by_cand))
+    default = CANDS.index(detector.PARAMS) if detector.PARAMS in CANDS else None
+    in_sample = nab.score_arrays(scores[default if default is not None else best], files=rels)
+    report = {
+        "profile": PROFILE,
+        "candidates": len(CANDS),
+        "cv_nested": {k: cv["nested"][k]["score"] for k in nab.profiles},
+        "cv_nested_detail": {k: {x: cv["nested"][k][x] for x in ("tp", "fp", "fn")} for k in nab.profiles},
+        "chosen_per_fold": {k: {"params": _diff(CANDS[c]), "inner_cv": cv["inner"][k],
+                                "threshold": cv["thresholds"][k]} for k, c in cv["chosen"].items()},
+        "best_by_cv": {"params": _diff(CANDS[best]), "cv": cv_by_cand[best]},
+        "product_params": _diff(detector.PARAMS),
+        "product_params_cv": None if default is None else cv_by_cand[default],
+        "in_sample": {k: in_sample[k]["score"] for k in nab.profiles},
+        "in_sample_threshold": in_sample[PROFILE]["threshold"],
+        "fold_thresholds": cv["per_candidate_thresholds"][default if default is not None else best],
+    }
+    print(f"NAB development set, {len(rels)} files, {len(CANDS)} candidates, leave one category out")
+    print(f"cross-validated ({PROFILE}): {report['cv_nested'][PROFILE]:.2f} (nested: constants and threshold "
+          f"chosen on the other categories); low-FP {report['cv_nested']['reward_low_FP_rate']:.2f}, "
+          f"low-FN {report['cv_nested']['reward_low_FN_rate']:.2f}")
+    for k, v in report["chosen_per_fold"].items():
+        print(f"  left out {k}: chose {v['params'] or 'the defaults'} (inner CV {v['inner_cv']:.2f}, "
+              f"threshold {v['threshold']:.4f})")
+    print(f"best candidate by CV: {report['best_by_cv']['params'] or 'the defaults'} ({report['best_by_cv']['cv']:.2f})")
+    print(f"product constants {report['product_params'] or '(defaults)'}: CV {report['product_params_cv']}, "
+          f"in-sample {report['in_sample'][PROFILE]:.2f} / {report['in_sample']['reward_low_FP_rate']:.2f} / "
+          f"{report['in_sample']['reward_low_FN_rate']:.2f}")
+    out = ROOT / "bench" / "results" / "nab_cv.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=1, sort_keys=True, default=float) + "\n")
+    return 0
+
+
+def _diff(params) -> dict:
+    """The constants of `params` that differ from the module's defaults."""
+    base = asdict(detector.Params())
+    return {k: v for k, v in asdict(params).items() if base[k] != v}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
