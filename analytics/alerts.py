@@ -7,7 +7,7 @@ its condition holds, in a small SQLite store beside the other state:
 
 - an incident opens when the condition has held for the rule's `for_s`
   (measured on the data, not on the evaluation clock), and is announced once:
-  one `alert` message on MQTT (contract v1, `rimba/v1/{site}/alert`,
+  one `alert` message on MQTT under each contract version served (`rimba/v1/{site}/alert`, `rimba/v2/...`,
   state `firing`) and one notification to people;
 - while it holds, people get a reminder every `repeat_s` unless someone
   acknowledged it (`rimba alerts ack ID`); a rise in severity is announced
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rimba import names
+from rimba import contract, names
 from rimba.errors import ConfigError
 from rimba.metrics import METRICS
 from rimba.settings import parse_quiet, read_toml  # noqa: F401 (parse_quiet: part of this module's API)
@@ -236,10 +236,12 @@ class Engine:
     def _publish(self, inc: dict) -> None:
         if self.publish is None:
             return
-        payload = {"v": 1, "id": inc["id"], "site": inc["site"], "node": inc["node"], "metric": inc["metric"],
-                   "kind": inc["kind"], "severity": inc["severity"], "state": inc["state"], "start": inc["start"],
-                   "end": inc["end"], "value": inc["value"], "message": inc["message"]}
-        self.publish(f"rimba/v1/{inc['site']}/alert", json.dumps(payload, separators=(",", ":")).encode())
+        body = {"id": inc["id"], "site": inc["site"], "node": inc["node"], "metric": inc["metric"],
+                "kind": inc["kind"], "severity": inc["severity"], "state": inc["state"], "start": inc["start"],
+                "end": inc["end"], "value": inc["value"], "message": inc["message"]}
+        for version in contract.VERSIONS:  # wire-v2: every alert on the alert topic of each version served
+            payload = {"v": version, **body}
+            self.publish(contract.alert_topic(inc["site"], version), json.dumps(payload, separators=(",", ":")).encode())
 
     def in_quiet_hours(self, now: int) -> bool:
         if not self.quiet:

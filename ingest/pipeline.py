@@ -170,27 +170,26 @@ def _offset(ns: NodeState, boot, own: int, received: float) -> float:
 
 
 def _time_index(led: Ledger, node: str):
-    """(seen, record) for the node's storage seconds: a bounded index, not a scan."""
+    """claim(t): record storage second `t` for the node; False if it already holds a reading there.
+    A bounded index (per node and UTC day), not a scan; a time after the day's last is an append."""
     cache: dict = {}
 
-    def find(t: int):
+    def claim(t: int) -> bool:
         day = t // DAY_S
         arr = cache.get(day)
         if arr is None:
             arr = cache[day] = led.day(node, day)
         s = t - day * DAY_S
+        if not arr or s > arr[-1]:
+            arr.append(s)
+            return True
         i = bisect_left(arr, s)
-        return arr, i, i < len(arr) and arr[i] == s
+        if i < len(arr) and arr[i] == s:
+            return False
+        arr.insert(i, s)
+        return True
 
-    def seen(t: int) -> bool:
-        return find(t)[2]
-
-    def record(t: int) -> None:
-        arr, i, present = find(t)
-        if not present:
-            arr.insert(i, t - (t // DAY_S) * DAY_S)
-
-    return seen, record
+    return claim
 
 
 def handle_up(led: Ledger, topic: str, payload: bytes, received: float, fleet, out: Outcome,
@@ -227,18 +226,19 @@ def handle_up(led: Ledger, topic: str, payload: bytes, received: float, fleet, o
 
     for lo, hi in batch.lost:
         _account(out, ns, em, site, node, lo, hi, "lost", received)
-    seen, record = _time_index(led, node)
+    claim = _time_index(led, node)
     new, collided = [], []
     stored = em.stored
+    fresh = not seqs or seqs[0] > stored.top()  # all above what was stored: none can be a resend
+    lines = out.lines
     for seq, values, p in zip(seqs, batch.fields, placed):
-        if seq in stored:
+        if not fresh and seq in stored:
             out.duplicates += 1
             continue
-        if seen(p.time):
+        if not claim(p.time):
             collided.append(seq)
             continue
-        record(p.time)
-        out.lines.append(lineproto.reading(site, node, values, seq, p.late, p.offset, p.time))
+        lines.append(lineproto.reading(site, node, values, seq, p.late, p.offset, p.time))
         new.append(seq)
     if new:
         stored.add_sorted(new)

@@ -367,6 +367,17 @@ def realistic_faults(sim: Simulation, kind: str, start: float, end: float, count
     return out
 
 
+def _as_v2(topic: str, payload: bytes) -> list:
+    """A v1 message's v2 form: `up` as v2 batches (the node's boot 1), `status` with `"v":2`."""
+    from rimba.wire2 import to_v2
+
+    body = json.loads(payload)
+    v2_topic = topic.replace("rimba/v1/", "rimba/v2/", 1)
+    if topic.endswith("/up"):
+        return [(v2_topic, json.dumps(b, separators=(",", ":")).encode()) for b in to_v2(body, boot=body.get("boot", 1))]
+    return [(v2_topic, json.dumps(dict(body, v=2), separators=(",", ":")).encode())]
+
+
 def _offset(node_id: str, cadence: int) -> int:
     return random.Random(node_id).randrange(cadence)
 
@@ -374,11 +385,12 @@ def _offset(node_id: str, cadence: int) -> int:
 class Publisher:
     """Publishes with QoS 1 over one connection and waits for the broker's PUBACKs."""
 
-    def __init__(self, settings, client_id: str = "rimba-simulator", on_ack=None):
+    def __init__(self, settings, client_id: str = "rimba-simulator", on_ack=None, wire: int = 1):
         from rimba.mqtt import Mqtt
 
         self._on_ack = on_ack
-        subs = (f"{contract.TOPIC_ROOT}/+/+/ack",) if on_ack else ()
+        self.wire = wire
+        subs = tuple(f"{contract.root(v)}/+/+/ack" for v in contract.VERSIONS) if on_ack else ()
         self.mqtt = Mqtt(settings.broker, client_id, ca_file=settings.mqtt_ca_file, v5=False, subscriptions=subs,
                          on_message=self._message, max_inflight=0)
         self.mqtt.start()
@@ -393,7 +405,12 @@ class Publisher:
             log.warning("ignoring a malformed ack on %s", topic)
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        self._pending.append(self.mqtt.publish(topic, payload, qos=1, retain=retain))
+        """Publish a v1 message; a v2 publisher sends it as the same readings in v2 batches (`rimba.wire2`)."""
+        if self.wire == 2 and topic.startswith("rimba/v1/"):
+            for t2, p2 in _as_v2(topic, payload):
+                self._pending.append(self.mqtt.publish(t2, p2, qos=1, retain=retain))
+        else:
+            self._pending.append(self.mqtt.publish(topic, payload, qos=1, retain=retain))
         if len(self._pending) >= 5000:
             self.flush()
 
@@ -449,6 +466,7 @@ def add_arguments(p) -> None:
     p.add_argument("--haze", action="store_true", help="a three-day haze episode in the backfilled period")
     p.add_argument("--resend-prob", type=float, default=0.0, help="probability a batch is sent twice")
     p.add_argument("--no-live", action="store_true", help="only the backfill")
+    p.add_argument("--wire", type=int, choices=(1, 2), default=1, help="the contract version the nodes speak")
     p.add_argument("--until", type=int, help="backfill up to this time, UNIX seconds (default: now; implies --no-live)")
     p.add_argument("--outage", action="append", default=[], metavar="NODE:FROM_H:TO_H",
                    help="backfill: NODE cannot send from FROM_H to TO_H hours ago (repeatable)")
@@ -491,7 +509,7 @@ def main(settings, args) -> int:
         if node not in fleet.nodes:
             raise RimbaError(f"node {node!r} is not in the fleet file {settings.fleet}")
     sim = Simulation(fleet, seed=args.seed, haze=haze, faults=faults)
-    pub = Publisher(settings, on_ack=sim.acked)
+    pub = Publisher(settings, on_ack=sim.acked, wire=args.wire)
     try:
         if args.backfill_hours:
             events = sim.history(now - args.backfill_hours * 3600, now - 60, resend_prob=args.resend_prob,

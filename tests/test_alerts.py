@@ -34,9 +34,11 @@ class Officer:
     def __init__(self, platform, smtp, webhook, **engine):
         self.smtp, self.webhook = smtp, webhook
         self.mqtt_seen = []
+        self.mqtt_v2 = []  # the same alerts under the v2 root (wire-v2: every version served gets them)
         self.sub = Mqtt(platform.settings.broker, f"officer-{platform.values['influx_db']}", v5=False,
-                        persistent=False, subscriptions=("rimba/v1/+/alert",),
-                        on_message=lambda topic, payload, *_: self.mqtt_seen.append(json.loads(payload))).start()
+                        persistent=False, subscriptions=("rimba/v1/+/alert", "rimba/v2/+/alert"),
+                        on_message=lambda topic, payload, *_: (self.mqtt_v2 if topic.startswith("rimba/v2/")
+                                                               else self.mqtt_seen).append(json.loads(payload))).start()
         wait_until(self.sub.subscribed.is_set, 10, "the officer's subscription")
         self.publisher = alerts.MqttPublisher(platform.settings, f"alerts-{platform.values['influx_db']}")
         self.store = alerts.AlertStore(platform.tmp / "alerts.sqlite")
@@ -95,6 +97,8 @@ def test_one_incident_one_notification_a_repeat_after_the_cooldown_and_one_resol
     assert "river-high" in o.mails[0] and "water_level_cm 195.0" in o.webhook.posts[0]["message"]
     fired = o.wait_mqtt(1)[0]
     assert (fired["state"], fired["site"], fired["node"], fired["start"]) == ("firing", "bansir-laut", "bl-01", start)
+    wait_until(lambda: o.mqtt_v2, 10, "the alert under the v2 root")
+    assert o.mqtt_v2[0] == dict(fired, v=2) and fired["v"] == 1
     # every ten minutes for four hours: nothing new; then one repeat
     for k in range(39, 62):
         assert observe(o.engine, t[:k + 1], v[:, :k + 1], int(t[k])) == []

@@ -11,6 +11,7 @@ import pytest
 
 from ingest.ledger import Ledger
 from ingest.pipeline import Outcome, handle
+from rimba.metrics import METRICS
 from rimba.mqtt import Mqtt
 from rimba.simulate import Publisher
 from rimba.wire2 import to_v2
@@ -44,6 +45,12 @@ def test_a_v2_batch_stores_the_points_of_its_v1_twin(vector):
     v2 = store(vector["topic"].replace("rimba/v1/", "rimba/v2/"), twins)
     assert points(v2.lines) == points(v1.lines)
     assert (v2.stored, len(v2.dead)) == (v1.stored, len(v1.dead))
+
+
+def _at_resolution(value: float, metric: str) -> float:
+    """A value as v2 carries it: an integer in steps of 10 ** -dec, rounded as `rimba.wire2` rounds."""
+    scale = 10 ** METRICS[metric].dec
+    return round(value * scale) / scale
 
 
 def test_two_hundred_rows_decode_without_a_reading_object():
@@ -86,3 +93,31 @@ def test_v1_and_v2_nodes_over_mqtt_each_get_their_ack_under_their_own_root(platf
         by_node.setdefault(r["node"], []).append((r["time"], r["air_temp_c"], r["seq"]))
     assert by_node["w1-01"] == by_node["w2-01"] and len(by_node["w1-01"]) == 3
     sub.stop()
+
+
+def test_rimba_simulate_speaks_v2_and_stores_what_v1_stores(platform_factory):
+    """`rimba simulate --wire 2`: the same fixed-seed backfill as v1 batches and as v2 batches, in two databases,
+    gives the same points."""
+    import subprocess
+    import sys
+
+    from tests.support import ROOT, env_for
+
+    nodes = {"sw-01": ("smp29", "forest"), "sw-02": ("bansir-laut", "river")}
+    counts = {}
+    for wire in (1, 2):
+        p = platform_factory(nodes)
+        values = dict(p.values, state_dir=str(p.tmp / f"state-v{wire}"))  # a ledger of its own
+        p.ingest(state_dir=values["state_dir"])
+        r = subprocess.run([sys.executable, "-m", "rimba.cli", "simulate", "--backfill-hours", "3", "--until",
+                            "1780000000", "--wire", str(wire), "--seed", "4"], env=env_for(values),
+                           capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+        assert r.returncode == 0, r.stderr
+        wait_until(lambda: p.count() > 0, 30, "readings")
+        wait_until(lambda: len(p.influx.rows("SELECT count(seq) FROM reading GROUP BY node")) == 2, 30, "both nodes")
+        rows = p.influx.rows("SELECT * FROM reading GROUP BY node")
+        counts[wire] = sorted((r["node"], r["time"], r["seq"], *(None if r.get(m) is None else _at_resolution(r[m], m)
+                                                                 for m in ("air_temp_c", "water_level_cm", "batt_v")))
+                              for r in rows)
+    # the simulator's v1 carries more digits than v2's resolution: the same points, at that resolution
+    assert counts[1] == counts[2] and len(counts[1]) > 20
