@@ -1,10 +1,12 @@
 """Ingest: MQTT `up`/`status` → validated, deduplicated → InfluxDB, exactly once.
 
-    pipeline.py   pure: a decoded message + the node's seq marks → lines, dead letters, new marks
-    ranges.py     pure: sets of seq numbers as sorted [first, last] ranges
+    pipeline.py   pure: one message + what is known of its node → lines, dead letters (wire-v2's storage rules)
+    ledger.py     pure: what is known of each node (epochs and their seq marks, clock, status, budgets)
+    seqset.py     pure: sets of seq numbers as sorted runs, searched by bisection
     lineproto.py  pure: InfluxDB line protocol for the contract's measurements
-    store.py      SQLite on local disk: the write-ahead spool, seq marks and dead letters
+    store.py      SQLite on local disk: the write-ahead spool, the ledger and the dead letters
     writer.py     spooled lines into InfluxDB, splitting refused writes down to the refused line
-    mqtt.py       the paho-mqtt adapter (manual acknowledgements)
+    replay.py     `rimba deadletter list | replay`: a dead letter through the pipeline again
     service.py    the composition root: receive → make durable → acknowledge → write
+(The MQTT adapter is `rimba/mqtt.py`.)
 """

@@ -291,37 +291,16 @@ class Store:
     # -- dead letters --------------------------------------------------------------------------
     def deadletters(self, include_replayed: bool = False, ids=None, code: str | None = None,
                     node: str | None = None, limit: int = 1000) -> list:
-        sql = ("SELECT id, received, topic, payload, code, reason, node, kind, replayed, length, sha256 "
-               "FROM deadletter WHERE 1=1")
-        args: list = []
+        where, args = _matching(ids, code, node)
         if not include_replayed:
-            sql += " AND replayed IS NULL"
-        if ids:
-            sql += f" AND id IN ({','.join('?' * len(ids))})"
-            args += list(ids)
-        if code:
-            sql += " AND code = ?"
-            args.append(code)
-        if node:
-            sql += " AND node = ?"
-            args.append(node)
-        sql += " ORDER BY id LIMIT ?"
-        args.append(limit)
-        return self.db.execute(sql, args).fetchall()
+            where += " AND replayed IS NULL"
+        return self.db.execute("SELECT id, received, topic, payload, code, reason, node, kind, replayed, length, sha256 "
+                               f"FROM deadletter WHERE {where} ORDER BY id LIMIT ?", [*args, limit]).fetchall()
 
     def purge_deadletters(self, ids=None, code: str | None = None, node: str | None = None) -> tuple[int, int]:
         """Drop dead letters (all, or those matching); returns (count, payload bytes), freed from the disk limit
         and from each node's share of kept payloads."""
-        where, args = "1=1", []
-        if ids:
-            where += f" AND id IN ({','.join('?' * len(ids))})"
-            args += list(ids)
-        if code:
-            where += " AND code = ?"
-            args.append(code)
-        if node:
-            where += " AND node = ?"
-            args.append(node)
+        where, args = _matching(ids, code, node)
         with self.transaction():
             per_node = self.db.execute(f"SELECT node, COUNT(*), COALESCE(SUM(length(payload)), 0) FROM deadletter "
                                        f"WHERE {where} GROUP BY node", args).fetchall()
@@ -335,6 +314,21 @@ class Store:
 
     def deadletter_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM deadletter").fetchone()[0]
+
+
+def _matching(ids, code, node) -> tuple[str, list]:
+    """The WHERE clause (and its arguments) choosing dead letters by id, code and node."""
+    where, args = "1=1", []
+    if ids:
+        where += f" AND id IN ({','.join('?' * len(ids))})"
+        args += list(ids)
+    if code:
+        where += " AND code = ?"
+        args.append(code)
+    if node:
+        where += " AND node = ?"
+        args.append(node)
+    return where, args
 
 
 def _row(ns: NodeState) -> tuple:

@@ -314,17 +314,25 @@ def decode_up(topic_name: str, payload: bytes, fleet) -> UpBatch:
         raise
 
 
-def _decode_up_body(obj: dict, site: str, node: str) -> UpBatch:
-    for key in ("epoch", "now", "tq", "r"):
+def _head(obj: dict, required: tuple, boot: bool) -> int:
+    """The checks both versions' `up` start with, in the contract's order; returns the epoch."""
+    for key in required:
         if key not in obj:
             raise Rejected("missing", f"required key {key!r} is absent")
     epoch = obj["epoch"]
     if not (_is_int(epoch) and 0 <= epoch <= EPOCH_MAX):
         raise Rejected("bad-epoch", f"epoch {str(epoch)[:30]} is not an unsigned 32-bit integer")
+    if boot and not (_is_int(obj["boot"]) and 0 <= obj["boot"] <= EPOCH_MAX):
+        raise Rejected("bad-type", f"boot {str(obj['boot'])[:30]} is not an unsigned 32-bit integer")
     if not _is_time(obj["now"]):
         raise Rejected("bad-time", f"now {str(obj['now'])[:30]} is not an integer count of seconds")
     if obj["tq"] not in ("ntp", "rtc"):
         raise Rejected("bad-type", f"tq {str(obj['tq'])[:20]!r} is not 'ntp' or 'rtc'")
+    return epoch
+
+
+def _decode_up_body(obj: dict, site: str, node: str) -> UpBatch:
+    epoch = _head(obj, ("epoch", "now", "tq", "r"), boot=False)
     raw = obj["r"]
     if not isinstance(raw, list):
         raise Rejected("bad-type", "r is not a list")
@@ -374,19 +382,8 @@ _SCALE = {m.name: 10 ** m.dec for m in METRICS.values()}
 def _decode_up_v2(obj: dict, site: str, node: str) -> UpBatch:
     """The columnar batch of wire-v2: rows are decoded into their field text, never into objects."""
     rows = obj.get("x", [])
-    for key in ("epoch", "boot", "now", "tq") + (("seq", "t", "dt", "m", "x") if rows else ()):
-        if key not in obj:
-            raise Rejected("missing", f"required key {key!r} is absent")
-    epoch = obj["epoch"]
-    if not (_is_int(epoch) and 0 <= epoch <= EPOCH_MAX):
-        raise Rejected("bad-epoch", f"epoch {str(epoch)[:30]} is not an unsigned 32-bit integer")
+    epoch = _head(obj, ("epoch", "boot", "now", "tq") + (("seq", "t", "dt", "m", "x") if rows else ()), boot=True)
     boot = obj["boot"]
-    if not (_is_int(boot) and 0 <= boot <= EPOCH_MAX):
-        raise Rejected("bad-type", f"boot {str(boot)[:30]} is not an unsigned 32-bit integer")
-    if not _is_time(obj["now"]):
-        raise Rejected("bad-time", f"now {str(obj['now'])[:30]} is not an integer count of seconds")
-    if obj["tq"] not in ("ntp", "rtc"):
-        raise Rejected("bad-type", f"tq {str(obj['tq'])[:20]!r} is not 'ntp' or 'rtc'")
     if not isinstance(rows, list):
         raise Rejected("bad-type", "x is not a list")
     if len(rows) > UP_MAX_READINGS:

@@ -191,8 +191,13 @@ def main() -> None:
         "status_valid": status_valid,
         "invalid": [dict(name=n, topic=t, code=c, **p) for n, t, p, c in invalid],
     }
+    emit(out, "contract-v1.json")
+
+
+def emit(out: dict, name: str) -> None:
+    """Write the vectors beside this file, or with --check exit 1 if the committed file differs."""
     text = json.dumps(out, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
-    target = Path(__file__).with_name("contract-v1.json")
+    target = Path(__file__).with_name(name)
     if "--check" in sys.argv:
         sys.exit(0 if target.read_text(encoding="utf-8") == text else 1)
     target.write_text(text, encoding="utf-8")

@@ -17,10 +17,8 @@ the same float as the integer divided by the power of ten.
 
 import json
 import random
-import sys
-from pathlib import Path
 
-from gen_vectors import FLEET, NOW, RECEIVED
+from gen_vectors import FLEET, NOW, RECEIVED, emit
 
 # wire-v2.md, "dec" (a stored value is the integer divided by 10 ** dec), and wire-v1.md's ranges
 DEC = {"air_temp_c": 2, "air_rh_pct": 1, "air_pressure_hpa": 1, "soil_temp_c": 2, "soil_vwc_pct": 1,
@@ -348,11 +346,7 @@ def main() -> None:
         "status_valid": status_valid,
         "invalid": [dict(name=n, topic=t, code=c, **p) for n, t, p, c in invalid],
     }
-    text = json.dumps(out, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
-    target = Path(__file__).with_name("contract-v2.json")
-    if "--check" in sys.argv:
-        sys.exit(0 if target.read_text(encoding="utf-8") == text else 1)
-    target.write_text(text, encoding="utf-8")
+    emit(out, "contract-v2.json")
 
 
 if __name__ == "__main__":
