@@ -466,3 +466,75 @@ def test_nodes_get_tls_once_the_broker_has_it_and_every_secret_file_is_the_owner
     modes = {str(f.relative_to(tmp_path)): oct(f.stat().st_mode & 0o777) for f in secret}
     assert set(modes.values()) == {"0o600"}, modes
     assert "w1f1-pass" in (out / "data" / "node.json").read_text()
+
+
+def test_on_the_locked_stack_a_fragmenting_node_holds_back_no_one_and_a_repaired_dead_letter_is_stored(locked, tmp_path):
+    """Issue 11 over the locked stack, each node with its own password and topics. Node A, hostile, fragments
+    its seqs (30,000 holes tried): node B's reading is still acknowledged promptly. Node B's batch with a value out
+    of range had been refused while the ingest's copy of the fleet file lacked B (a fleet file copied to the ingest
+    host); once the copy is fixed, `rimba deadletter replay` stores its readings and B's next send gets its ack."""
+    import shutil
+
+    from rimba.influx import Influx
+    from tests.support import IngestProcess
+
+    s, _p, _stack, (a, a_pw), (b, b_pw), _ = locked
+    r = subprocess.run([sys.executable, "-m", "rimba.cli", "stack", "lock"], env=env_for(s.values),
+                       capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    stack = Stack.from_settings(s)
+    env_dir = s.state_path / "broker" / "env"
+    ingest_env = _env_file(env_dir / "ingest-1.env")
+    stale = tmp_path / "fleet-on-the-ingest-host.toml"
+    stale.write_text(fleet_text({a: ("smp29", "forest")}))  # copied before B was added
+    base = {**s.values, "influx_url": stack.influx_url, "stats_every_s": 1, "flush_ms": 20, "fleet": str(stale)}
+    try:
+        ing = IngestProcess({**env_for(base), **ingest_env}, tmp_path / "ingest.log").start().wait_subscribed()
+        t0 = 1_780_000_000
+        acks: dict = {}
+        watcher = client(s, b, b_pw, subscriptions=(f"rimba/v1/smp29/{b}/ack",),
+                         on_message=lambda topic, payload, *_: acks.update({b: json.loads(payload)}) if payload else None)
+        body_b = {"v": 1, "node": b, "epoch": 3, "now": t0 + 3600, "tq": "ntp",
+                  "r": [{"seq": k, "t": t0 + 600 * k, "air_temp_c": 27.0 + k, **({"air_rh_pct": 140.0} if k == 2 else {})}
+                        for k in (1, 2, 3)]}
+        node_b = client(s, b, b_pw)
+        node_b.wait_published([node_b.publish(f"rimba/v1/smp29/{b}/up", json.dumps(body_b).encode(), qos=1)], 10)
+        node_b.stop()
+        admin = {**env_for(base), **ingest_env}  # replay writes what it stores: the ingest's own login
+
+        def listed():
+            out = subprocess.run([sys.executable, "-m", "rimba.cli", "deadletter", "list"], env=admin,
+                                 capture_output=True, text=True, cwd=ROOT, timeout=60, check=False).stdout
+            return out if "unknown-node" in out else None
+
+        wait_until(listed, 30, "B's batch among the dead letters")
+        # A floods its own topic with batches of odd seqs
+        node_a = client(s, a, a_pw)
+        mids = []
+        odd = list(range(1, 60_001, 2))
+        for i in range(0, len(odd), 200):
+            frag = {"v": 1, "node": a, "epoch": 1, "now": t0 + 10**6, "tq": "ntp",
+                    "r": [{"seq": q, "t": t0 + q} for q in odd[i:i + 200]]}
+            mids.append(node_a.publish(f"rimba/v1/smp29/{a}/up", json.dumps(frag, separators=(",", ":")).encode(), qos=1))
+        # the ingest host's fleet file is fixed, and the dead letter replayed
+        shutil.copy(s.fleet, stale)
+        r = subprocess.run([sys.executable, "-m", "rimba.cli", "deadletter", "replay", "--node", b], env=admin,
+                           capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+        assert r.returncode == 0 and "replayed 1, still refused 0, readings stored 3" in r.stdout, r.stdout + r.stderr
+        # B wakes again, behind A's flood: its resend is a duplicate now, and its ack comes promptly
+        node_b = client(s, b, b_pw)
+        sent = time.monotonic()
+        node_b.wait_published([node_b.publish(f"rimba/v1/smp29/{b}/up", json.dumps(body_b).encode(), qos=1)], 10)
+        wait_until(lambda: acks.get(b) == {"v": 1, "epoch": 3, "seq": 3}, 30, "B's ack")
+        waited = time.monotonic() - sent
+        assert waited < 10, f"B waited {waited:.1f} s behind the fragmenting node"  # loose: bench.holes measures it
+        viewer = _env_file(env_dir / "viewer.env")
+        influx = Influx(stack.influx_url, "rimba", user=viewer["RIMBA_INFLUX_USER"], password=viewer["RIMBA_INFLUX_PASSWORD"])
+        assert influx.rows(f"SELECT count(seq) FROM reading WHERE node = '{b}'")[0]["count"] == 3
+        assert not influx.rows(f"SELECT air_rh_pct FROM reading WHERE node = '{b}'")
+        influx.close()
+        for c in (node_a, node_b, watcher):
+            c.stop()
+        assert ing.stop() == 0
+    finally:
+        stack.stop_influx()
