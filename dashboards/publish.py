@@ -29,7 +29,7 @@ def _call(fn, what: str, url: str):
         return fn()
     except GrafanaUnauthorizedError:
         raise ConfigError(f"Grafana at {url} refused the credentials while {what}; pass a service-account "
-                          "token with --token or GRAFANA_TOKEN (Editor role, or Admin for the data source)") from None
+                          "token with --token-file or GRAFANA_TOKEN (Editor role, or Admin for the data source)") from None
     except GrafanaClientError as err:
         if getattr(err, "status_code", None) == 403:
             raise ConfigError(f"Grafana at {url} does not allow {what} for this token; it needs the Admin role")\

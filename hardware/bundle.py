@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -69,8 +70,9 @@ def node_config(settings, fleet, node_id: str, wifi_ssid: str = "", wifi_passwor
     return cfg
 
 
-def build(out, cfg: dict, march: str = "xtensawin") -> list:
-    """Write the bundle under `out`; return [(relative path, bytes)]."""
+def build(out, cfg: dict, march: str = "xtensawin", ca_pem: Path | None = None) -> list:
+    """Write the bundle under `out`; return [(relative path, bytes)]. A node that speaks TLS gets the
+    project's CA beside its config, as DER (`data/ca.der`, what `ssl` on MicroPython loads)."""
     out = Path(out)
     lib = out / "lib"
     lib.mkdir(parents=True, exist_ok=True)
@@ -87,6 +89,10 @@ def build(out, cfg: dict, march: str = "xtensawin") -> list:
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+    if cfg.get("mqtt_tls"):
+        if ca_pem is None or not Path(ca_pem).exists():
+            raise ConfigError("the node speaks TLS (mqtt_tls) but there is no CA to give it: run `rimba broker tls`")
+        (out / "data" / "ca.der").write_bytes(ssl.PEM_cert_to_DER_cert(Path(ca_pem).read_text()))
     return [(str(p.relative_to(out)), p.stat().st_size) for p in sorted(out.rglob("*")) if p.is_file()]
 
 
@@ -97,7 +103,7 @@ def main(settings, args) -> int:
 
     cfg = node_config(settings, load_fleet(settings.fleet), args.node, os.environ.get("RIMBA_WIFI_SSID", ""),
                       os.environ.get("RIMBA_WIFI_PASSWORD", ""), os.environ.get("RIMBA_NODE_MQTT_PASSWORD", ""))
-    files = build(args.out, cfg)
+    files = build(args.out, cfg, ca_pem=settings.state_path / "broker" / "ca.crt")
     for rel, size in files:
         print(f"  {size:>7,} B  {rel}")
     total = sum(size for _rel, size in files)

@@ -120,7 +120,7 @@ def main(settings, args) -> int:
         print(f"  {len(steps) + 1}. wait for {args.node}'s first reading in InfluxDB")
         return 0
     check_port(args.port)
-    bundle_mod.build(out, cfg)
+    bundle_mod.build(out, cfg, ca_pem=settings.state_path / "broker" / "ca.crt")
     steps = plan(args.node, args.port, out, args.firmware)
     started = time.time()
     for i, s in enumerate(steps, 1):

@@ -459,7 +459,11 @@ def test_nodes_get_tls_once_the_broker_has_it_and_every_secret_file_is_the_owner
     (out / "data").mkdir(parents=True)
     (out / "data" / "node.json").write_text("{}")
     (out / "data" / "node.json").chmod(0o644)  # a bundle built before
-    bundle.build(out, {**cfg, "wifi_ssid": "sekolah", "wifi_password": "w1f1-pass"})
+    bundle.build(out, {**cfg, "wifi_ssid": "sekolah", "wifi_password": "w1f1-pass"}, ca_pem=p.dir / "ca.crt")
+    import ssl
+
+    # the node gets the CA it must trust, as the DER its ssl module loads
+    assert (out / "data" / "ca.der").read_bytes() == ssl.PEM_cert_to_DER_cert((p.dir / "ca.crt").read_text())
     secret = [p.dir / name for name in ("passwd", "secrets.json", "influx.json", "ca.key", "server.key")]
     secret += [*(p.dir / "env").glob("*.env"), *p.nodes_dir.glob("*.json"), out / "data" / "node.json"]
     assert len(secret) > 10
