@@ -62,7 +62,7 @@ class EpochMarks:
         else:
             self.hole_since = None
 
-    def copy(self) -> "EpochMarks":
+    def copy(self) -> EpochMarks:
         return EpochMarks(self.first_seen, self.stored.copy(), self.done.copy(), self.reported_upto, self.hole_since,
                           self.first_t)
 

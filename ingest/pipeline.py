@@ -79,7 +79,7 @@ class Outcome:
     # nodes whose batch was all duplicates (their retained ack should be re-sent)
     resent: set = field(default_factory=set)
 
-    def merge(self, o: "Outcome") -> None:
+    def merge(self, o: Outcome) -> None:
         self.lines += o.lines
         self.dead += o.dead
         self.stored += o.stored

@@ -45,7 +45,7 @@ def as_dict(row) -> dict:
 
 def as_line(row) -> str:
     rid, received, topic, payload, code, reason, node, kind, replayed, length, _sha = row
-    when = dt.datetime.fromtimestamp(received, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    when = dt.datetime.fromtimestamp(received, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     mark = " (replayed)" if replayed else ""
     size = f"{len(payload)} bytes" if not length or length == len(payload) else f"{length} bytes, first {len(payload)} kept"
     return f"#{rid} {when} {topic or '-'} [{kind}] {reason}{mark} ({size})"

@@ -22,20 +22,20 @@ from bisect import bisect_left, bisect_right
 
 
 class SeqSet:
-    __slots__ = ("lo", "hi")
+    __slots__ = ("hi", "lo")
 
     def __init__(self, lo=None, hi=None):
         self.lo: list = lo if lo is not None else []
         self.hi: list = hi if hi is not None else []
 
     @classmethod
-    def of_runs(cls, runs) -> "SeqSet":
+    def of_runs(cls, runs) -> SeqSet:
         s = cls()
         for first, last in runs:
             s.add(first, last)
         return s
 
-    def copy(self) -> "SeqSet":
+    def copy(self) -> SeqSet:
         return SeqSet(self.lo[:], self.hi[:])
 
     def runs(self) -> list:
@@ -161,7 +161,7 @@ class SeqSet:
         return array("q", self.lo + self.hi).tobytes()
 
     @classmethod
-    def load(cls, data: bytes) -> "SeqSet":
+    def load(cls, data: bytes) -> SeqSet:
         """The inverse of `dump`."""
         values = array("q")
         values.frombytes(data)

@@ -16,10 +16,9 @@ import os
 import sqlite3
 import threading
 import time
-from pathlib import Path
-
 from array import array
 from dataclasses import fields
+from pathlib import Path
 
 from ingest.ledger import EpochMarks, Ledger, NodeState
 from ingest.pipeline import DeadLetter
@@ -150,7 +149,7 @@ class Store:
                 raise
 
     @classmethod
-    def in_state_dir(cls, state_dir: str | os.PathLike) -> "Store":
+    def in_state_dir(cls, state_dir: str | os.PathLike) -> Store:
         return cls(Path(state_dir) / "ingest.sqlite3")
 
     def close(self) -> None:
@@ -159,7 +158,7 @@ class Store:
         self._all.clear()
         self._local = threading.local()
 
-    def transaction(self) -> "Transaction":
+    def transaction(self) -> Transaction:
         return Transaction(self)
 
     # -- spool, for the writer -----------------------------------------------------------------
@@ -373,7 +372,7 @@ class Transaction(Ledger):
         self.acks: dict = {}  # after commit: node -> (epoch, ack) for the current epochs this transaction saw
         self._dead_bytes = 0
 
-    def __enter__(self) -> "Transaction":
+    def __enter__(self) -> Transaction:
         self.store.writing.acquire()
         try:
             self.db.execute("BEGIN IMMEDIATE")

@@ -57,7 +57,7 @@ class Platform:
 
     def ingest(self, **over) -> IngestProcess:
         values = dict(self.values, **over)
-        p = IngestProcess(env_for(values), self.tmp / f"ingest-{len(self.procs)}.log").start()
+        p = IngestProcess(env_for(values), self.tmp / f"ingest-{self.values['influx_db']}-{len(self.procs)}.log").start()
         self.procs.append(p)
         return p.wait_subscribed()
 

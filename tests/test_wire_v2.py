@@ -11,9 +11,10 @@ import pytest
 
 from ingest.ledger import Ledger
 from ingest.pipeline import Outcome, handle
+from rimba.fleet import load_fleet
 from rimba.metrics import METRICS
 from rimba.mqtt import Mqtt
-from rimba.simulate import Publisher
+from rimba.simulate import Publisher, Simulation
 from rimba.wire2 import to_v2
 from tests.support import VECTOR_FLEET, VECTORS, wait_until
 
@@ -113,8 +114,10 @@ def test_rimba_simulate_speaks_v2_and_stores_what_v1_stores(platform_factory):
                             "1780000000", "--wire", str(wire), "--seed", "4"], env=env_for(values),
                            capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
         assert r.returncode == 0, r.stderr
-        wait_until(lambda: p.count() > 0, 30, "readings")
-        wait_until(lambda: len(p.influx.rows("SELECT count(seq) FROM reading GROUP BY node")) == 2, 30, "both nodes")
+        sim = Simulation(load_fleet(p.fleet_path), seed=4)  # what the command sent: the readings to expect
+        sim.history(1_780_000_000 - 3 * 3600, 1_780_000_000 - 60)
+        expected = sim.expected()
+        wait_until(lambda p=p, n=expected: p.count() == n, 30, f"the {expected} readings")
         rows = p.influx.rows("SELECT * FROM reading GROUP BY node")
         counts[wire] = sorted((r["node"], r["time"], r["seq"], *(None if r.get(m) is None else _at_resolution(r[m], m)
                                                                  for m in ("air_temp_c", "water_level_cm", "batt_v")))
