@@ -1,6 +1,6 @@
 """`rimba demo` (`./dev demo`): the whole platform, live, on this machine.
 
-Brings up the stack, starts `rimba ingest` as its own process, backfills three
+Brings up the stack, starts `rimba ingest` as its own process, backfills eight
 days for the sample fleet (both sites, a haze episode, one node's outage with
 buffered backfill, resent batches, now and then a hostile message), then keeps
 the fleet sampling live and shows a terminal view until Ctrl-C. Stops what it

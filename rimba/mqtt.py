@@ -5,8 +5,9 @@ client id, and reconnects in the background. Ingest uses MQTT 3.1.1 with a
 persistent session (clean session off) and manual acknowledgements: a message
 is PUBACKed only when ingest says so. (MQTT 5 works too, `v5=True`, with a
 client-set Receive Maximum; paho decodes its per-message properties in Python,
-which costs ingest about a tenth of its throughput, so 3.1.1 is the default and
-the broker's in-flight window is set in its configuration.)
+which costs ingest about a tenth of its throughput, so ingest asks for 3.1.1 and
+the broker's in-flight window is set in its configuration. The adapter's own
+default is MQTT 5, for the other clients.)
 """
 
 from __future__ import annotations
