@@ -102,30 +102,31 @@ def test_readings_buffered_by_firmware_0_2_are_stored_after_the_update(platform_
     assert node.buffer_state()["epoch"] == 99
 
 
-def run_powerloss(root, seed, phase) -> dict:
+def run_powerloss(root, seed, phase, lib) -> dict:
+    """The power-loss harness in 96 KiB, on the firmware compiled as the device loads it (`lib`): compiling the
+    sources in the heap at import would leave the test at the mercy of the heap's fragmentation."""
     import os
     import subprocess
 
     from rimba.hostnode import micropython
     from tests.support import ROOT
 
-    env = {**os.environ, "MICROPYPATH": f"{ROOT / 'firmware' / 'lib'}", "PL_ROOT": str(root), "PL_SEED": str(seed),
-           "PL_PHASE": phase}
+    env = {**os.environ, "MICROPYPATH": str(lib), "PL_ROOT": str(root), "PL_SEED": str(seed), "PL_PHASE": phase}
     r = subprocess.run([micropython(), "-X", "heapsize=96k", str(ROOT / "tests" / "firmware" / "powerloss.py")],
                        env=env, capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode in (0, 9), r.stdout + r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def test_power_loss_during_buffer_writes_costs_at_most_the_reading_in_flight(tmp_path):
+def test_power_loss_during_buffer_writes_costs_at_most_the_reading_in_flight(tmp_path, compiled):
     """Fifty seeds: the power fails inside an append, around replacing state.json or while freeing a segment;
     the buffer reopens consistent, every reading taken before survives or was freed by an ack, at most the
     one being written is lost, and no seq is ever used twice."""
     where = {}
     for seed in range(50):
         root = tmp_path / f"s{seed}"
-        crash = run_powerloss(root, seed, "crash")
-        after = run_powerloss(root, seed, "check")
+        crash = run_powerloss(root, seed, "crash", compiled)
+        after = run_powerloss(root, seed, "check", compiled)
         where[crash["crashed"]] = where.get(crash["crashed"], 0) + 1
         seqs = after["seqs"]
         assert seqs == sorted(set(seqs)), (seed, seqs)  # no duplicates, in order
