@@ -48,7 +48,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import maximum_filter1d, rank_filter
 
-from analytics.robust import nanmedian
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ class Params:
 
 PARAMS = Params()
 RECORD_BLOCKS = 10  # blocks the record's memory is kept in
-ROW_BLOCK = 256  # series scored together (memory stays near ROW_BLOCK x time x days x 4 bytes)
+ROW_BLOCK = 16  # series whose views are computed together: their working arrays stay in the processor's cache
 IQR_SIGMA = 1 / 1.349  # sigma / interquartile range for Gaussian noise
 
 
@@ -171,18 +170,20 @@ def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: in
     """Robust z of each value against the median of the same phase `period` values apart, up to `count` back.
 
     The scale is 1.25 times the mean absolute seasonal residual over the previous period (at least
-    `scale_floor`); the z is averaged over the last `smooth` values. Zero until two earlier periods exist.
+    `scale_floor`); the z is averaged over the last `smooth` values. Zero until `min_lags` earlier periods
+    exist. The median is taken in float32, one stretch of a period at a time: within the stretch every
+    value has the same number of earlier periods, min(count, k) in the k-th, so no lag is missing.
     """
     rows, n = x.shape
-    out = np.zeros((rows, n))
     if period < 4 or n <= min_lags * period:
-        return out
+        return np.zeros((rows, n))
     count = min(count, (n - 1) // period)
-    lags = np.full((count, rows, n), np.nan, dtype=np.float32)
-    for j in range(1, count + 1):
-        lags[j - 1, :, j * period:] = x[:, :n - j * period]
-    resid = np.abs(x - nanmedian(lags, axis=0))
-    resid[:, :min_lags * period] = 0.0
+    x32 = x.astype(np.float32)
+    resid = np.zeros((rows, n))
+    for a in range(min_lags * period, n, period):
+        b = min(n, a + period)
+        lags = [x32[:, a - j * period:b - j * period] for j in range(1, min(count, a // period) + 1)]
+        resid[:, a:b] = np.abs(x[:, a:b] - median_of(lags)) if lags else np.nan
     scale = np.concatenate([np.full((rows, 1), np.nan), trailing_mean(resid, period)[:, :-1]], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = resid / (1.25 * scale + scale_floor)
@@ -191,29 +192,50 @@ def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: in
     return trailing_mean(z, smooth)
 
 
+def median_of(planes: list) -> np.ndarray:
+    """The elementwise median of a few arrays of the same shape (none NaN): the mean of the middle two of
+    them sorted by a network of compare-exchanges (exact: each minimum or maximum is one of its inputs).
+
+    Examples
+    --------
+    >>> float(median_of([np.array(3.0), np.array(1.0), np.array(2.0), np.array(9.0)]))
+    2.5
+    """
+    s = list(planes)
+    for end in range(len(s) - 1, 0, -1):  # bubble the largest left to the end
+        for j in range(end):
+            s[j], s[j + 1] = np.minimum(s[j], s[j + 1]), np.maximum(s[j], s[j + 1])
+    m = len(s)
+    return (s[(m - 1) // 2] + s[m // 2]) / 2.0
+
+
 def record(view: np.ndarray, p: Params) -> np.ndarray:
     """Each view value's record: the largest of about the previous `memory` values (at least z_floor), each
     entering the record at most `raise_by` times the record it met.
 
     Sequential by nature (what a value adds depends on the record before it), so it runs along time,
-    all rows at once. The memory is RECORD_BLOCKS blocks of memory // RECORD_BLOCKS values: the record
-    covers the current block and the last RECORD_BLOCKS - 1 complete ones.
+    all rows at once, on a copy laid out time-major (one step's rows contiguous). The memory is
+    RECORD_BLOCKS blocks of memory // RECORD_BLOCKS values: the record covers the current block and
+    the last RECORD_BLOCKS - 1 complete ones.
     """
     rows, n = view.shape
     size = max(1, p.memory // RECORD_BLOCKS)
+    steps = np.ascontiguousarray(view.T)  # (time, rows)
     ring = np.zeros((RECORD_BLOCKS - 1, rows))  # maxima of the complete blocks, oldest overwritten
     past = np.full(rows, p.z_floor)  # max(z_floor, ring.max(axis=0)), kept up to date at block ends
     current = np.zeros(rows)
-    before = np.empty((rows, n))
+    entering = np.empty(rows)
+    before = np.empty((n, rows))
     for t in range(n):
-        bar = np.maximum(past, current)
-        before[:, t] = bar
-        np.maximum(current, np.minimum(view[:, t], p.raise_by * bar), out=current)
+        bar = np.maximum(past, current, out=before[t])
+        np.multiply(bar, p.raise_by, out=entering)
+        np.minimum(steps[t], entering, out=entering)
+        np.maximum(current, entering, out=current)
         if (t + 1) % size == 0:
             ring[(t // size) % (RECORD_BLOCKS - 1)] = current
-            past = np.maximum(ring.max(axis=0), p.z_floor)
-            current = np.zeros(rows)
-    return before
+            np.maximum(ring.max(axis=0), p.z_floor, out=past)
+            current[:] = 0.0
+    return before.T
 
 
 def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, reference=None,
@@ -274,17 +296,22 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
             # a signed cause explains moves its way only: +1 a rise, -1 a fall (from the recent level)
             side = np.sign(np.nan_to_num(xs - baseline[sl], nan=0.0)).astype(np.int8)
             views[:, sl] = np.where((why != 0) & ((why == side) | (np.abs(why) > 1)), 0.0, views[:, sl])
-        ratio = np.zeros(xs.shape)
-        for k, v in enumerate(views[:, sl]):
-            if not v.any():
-                continue
+    ratio = np.zeros((rows, n))
+    for k, v in enumerate(views):
+        live = v.any(axis=1)  # a series this view never spoke for keeps ratio 0 (and the record is not stepped)
+        if not live.any():
+            continue
+        if live.all():
             r = v / record(v, params)
-            kind[sl] = np.where(r > ratio, k, kind[sl])
-            np.maximum(ratio, r, out=ratio)
-        ratio[:, :params.warm_up] = 0.0
-        hold = max(params.hold_min, round(params.hold_s / step)) if step > 0 else params.hold_min
-        ratio = ratio / np.maximum(previous_max(ratio, hold), 1.0)
-        score[sl] = ratio / (ratio + 1.0)
+        else:
+            r = np.zeros((rows, n))
+            r[live] = v[live] / record(v[live], params)
+        kind[r > ratio] = k
+        np.maximum(ratio, r, out=ratio)
+    ratio[:, :params.warm_up] = 0.0
+    hold = max(params.hold_min, round(params.hold_s / step)) if step > 0 else params.hold_min
+    ratio = ratio / np.maximum(previous_max(ratio, hold), 1.0)
+    score[:] = ratio / (ratio + 1.0)
     return Result(score, views, baseline, kind, surprise)
 
 
