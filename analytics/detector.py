@@ -211,31 +211,38 @@ def median_of(planes: list) -> np.ndarray:
 
 def record(view: np.ndarray, p: Params) -> np.ndarray:
     """Each view value's record: the largest of about the previous `memory` values (at least z_floor), each
-    entering the record at most `raise_by` times the record it met.
+    entering the record at most `raise_by` times the record it met (`records`, gathered)."""
+    return np.concatenate([bars.copy() for _, bars in records(view, p)], axis=1) if view.shape[1] else view.copy()
+
+
+def records(view: np.ndarray, p: Params, chunk: int = 256):
+    """The record of each view value, `chunk` values of time at a time: yields (start, bars), bars (rows, <= chunk)
+    the records of the values from column start on (one buffer, overwritten by the next chunk).
 
     Sequential by nature (what a value adds depends on the record before it), so it runs along time,
-    all rows at once, on a copy laid out time-major (one step's rows contiguous). The memory is
-    RECORD_BLOCKS blocks of memory // RECORD_BLOCKS values: the record covers the current block and
-    the last RECORD_BLOCKS - 1 complete ones.
+    all rows at once. The memory is RECORD_BLOCKS blocks of memory // RECORD_BLOCKS values: the record
+    covers the current block and the last RECORD_BLOCKS - 1 complete ones.
     """
     rows, n = view.shape
     size = max(1, p.memory // RECORD_BLOCKS)
-    steps = np.ascontiguousarray(view.T)  # (time, rows)
     ring = np.zeros((RECORD_BLOCKS - 1, rows))  # maxima of the complete blocks, oldest overwritten
     past = np.full(rows, p.z_floor)  # max(z_floor, ring.max(axis=0)), kept up to date at block ends
     current = np.zeros(rows)
     entering = np.empty(rows)
-    before = np.empty((n, rows))
-    for t in range(n):
-        bar = np.maximum(past, current, out=before[t])
-        np.multiply(bar, p.raise_by, out=entering)
-        np.minimum(steps[t], entering, out=entering)
-        np.maximum(current, entering, out=current)
-        if (t + 1) % size == 0:
-            ring[(t // size) % (RECORD_BLOCKS - 1)] = current
-            np.maximum(ring.max(axis=0), p.z_floor, out=past)
-            current[:] = 0.0
-    return before.T
+    buf = np.empty((rows, min(chunk, n)))
+    for start in range(0, n, chunk):
+        bars = buf[:, :min(chunk, n - start)]
+        for i in range(bars.shape[1]):
+            t = start + i
+            bar = np.maximum(past, current, out=bars[:, i])
+            np.multiply(bar, p.raise_by, out=entering)
+            np.minimum(view[:, t], entering, out=entering)
+            np.maximum(current, entering, out=current)
+            if (t + 1) % size == 0:
+                ring[(t // size) % (RECORD_BLOCKS - 1)] = current
+                np.maximum(ring.max(axis=0), p.z_floor, out=past)
+                current[:] = 0.0
+        yield start, bars
 
 
 def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, reference=None,
@@ -270,48 +277,51 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
     if n == 0:
         return Result(np.zeros((rows, 0)), np.zeros((len(VIEW_NAMES), rows, 0)), np.zeros((rows, 0)),
                       np.zeros((rows, 0), dtype=np.int8), np.zeros((rows, 0)))
-    if reference is not None:
-        x = x - np.atleast_2d(np.asarray(reference, dtype=float))  # no reference: as missing
+    if reference is not None:  # no reference: as missing
+        ref = np.atleast_2d(np.asarray(reference, dtype=float))
+        shape = np.broadcast_shapes(x.shape, ref.shape)
+        x, ref = np.broadcast_to(x, shape), np.broadcast_to(ref, shape)
+        rows, n = shape
     step = grid_step(times, params.warm_up) if step_s is None else int(step_s)
-    score = np.empty((rows, n))
+    score = np.zeros((rows, n))  # the ratio, until the last pass makes it the score
     views = np.zeros((len(VIEW_NAMES), rows, n))
     baseline = np.empty((rows, n))
     kind = np.zeros((rows, n), dtype=np.int8)
     surprise = np.zeros((rows, n))
-    for lo in range(0, rows, ROW_BLOCK):
+    fl = np.zeros(rows) if floor is None else np.broadcast_to(np.asarray(floor, dtype=float), (rows,))
+    why_all = None if explained is None else np.atleast_2d(np.asarray(explained))
+    for lo in range(0, rows, ROW_BLOCK):  # the views, a few series at a time (their arrays stay in cache)
         sl = slice(lo, lo + ROW_BLOCK)
-        xs = carry_forward(x[sl])
-        fl = np.zeros(len(xs)) if floor is None else np.broadcast_to(np.asarray(floor, dtype=float), (rows,))[sl]
-        scale_floor = np.maximum(params.spread_frac * running_spread(xs), fl[:, None]) + 1e-9
-        v_level, baseline[sl] = level_view(xs, scale_floor, params)
-        views[0, sl] = v_level
+        xs = carry_forward(x[sl] if reference is None else x[sl] - ref[sl])
+        scale_floor = np.maximum(params.spread_frac * running_spread(xs), fl[sl, None]) + 1e-9
+        views[0, sl], baseline[sl] = level_view(xs, scale_floor, params)
         if 0 < step < 86400 and 86400 % step == 0:
             day = 86400 // step
             smooth = max(2, day // params.smooth_per_day)
             views[1, sl] = seasonal_view(xs, scale_floor, day, params.days, smooth, params.min_lags)
             views[2, sl] = seasonal_view(xs, scale_floor, 7 * day, params.weeks, smooth, params.min_lags)
-        surprise[sl] = views[:, sl].max(axis=0)
-        if explained is not None:
-            why = np.atleast_2d(np.asarray(explained))[sl].astype(np.int8)
-            # a signed cause explains moves its way only: +1 a rise, -1 a fall (from the recent level)
-            side = np.sign(np.nan_to_num(xs - baseline[sl], nan=0.0)).astype(np.int8)
-            views[:, sl] = np.where((why != 0) & ((why == side) | (np.abs(why) > 1)), 0.0, views[:, sl])
-    ratio = np.zeros((rows, n))
-    for k, v in enumerate(views):
-        live = v.any(axis=1)  # a series this view never spoke for keeps ratio 0 (and the record is not stepped)
-        if not live.any():
+        np.max(views[:, sl], axis=0, out=surprise[sl])
+        if why_all is not None:
+            why = why_all[sl].astype(np.int8)
+            if why.any():
+                # a signed cause explains moves its way only: +1 a rise, -1 a fall (from the recent level)
+                side = np.sign(np.nan_to_num(xs - baseline[sl], nan=0.0)).astype(np.int8)
+                views[:, sl] = np.where((why != 0) & ((why == side) | (np.abs(why) > 1)), 0.0, views[:, sl])
+    ratio = score
+    for k, v in enumerate(views):  # each view's surprise over its record; the largest is the ratio
+        if not v.any():
             continue
-        if live.all():
-            r = v / record(v, params)
-        else:
-            r = np.zeros((rows, n))
-            r[live] = v[live] / record(v[live], params)
-        kind[r > ratio] = k
-        np.maximum(ratio, r, out=ratio)
-    ratio[:, :params.warm_up] = 0.0
+        for start, bars in records(v, params):
+            span = slice(start, start + bars.shape[1])
+            r = np.divide(v[:, span], bars, out=bars)
+            kind[:, span][r > ratio[:, span]] = k
+            np.maximum(ratio[:, span], r, out=ratio[:, span])
     hold = max(params.hold_min, round(params.hold_s / step)) if step > 0 else params.hold_min
-    ratio = ratio / np.maximum(previous_max(ratio, hold), 1.0)
-    score[:] = ratio / (ratio + 1.0)
+    for lo in range(0, rows, ROW_BLOCK):  # one alarm per incident
+        r = ratio[lo:lo + ROW_BLOCK]
+        r[:, :params.warm_up] = 0.0
+        r /= np.maximum(previous_max(r, hold), 1.0)
+        np.divide(r, r + 1.0, out=r)
     return Result(score, views, baseline, kind, surprise)
 
 
