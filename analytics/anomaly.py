@@ -184,10 +184,11 @@ def score_cube(values, times, metrics, step_s: int, sites=None, rain=None, param
         # no value, or no neighbours (or tide fit) to compare it with: no score
         missing = np.isnan(xr) if ref is None else np.isnan(xr - ref)
         expected = res.baseline if ref is None else ref + res.baseline
-        score[has, :, j] = np.where(missing, np.nan, res.score)
-        baseline[has, :, j] = np.expm1(expected) if m in RELATIVE else expected
-        kind[has, :, j] = res.kind
-        z[has, :, j] = np.where(missing, np.nan, res.surprise)  # an incident goes on through a shower
+        at = (slice(None) if has.all() else has, slice(None), j)
+        score[at] = np.where(missing, np.nan, res.score)
+        baseline[at] = np.expm1(expected) if m in RELATIVE else expected
+        kind[at] = res.kind
+        z[at] = np.where(missing, np.nan, res.surprise)  # an incident goes on through a shower
     return Scores(score, baseline, kind, referenced, z)
 
 

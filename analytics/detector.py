@@ -117,10 +117,11 @@ def running_spread(x: np.ndarray) -> np.ndarray:
 
 def trailing_mean(a: np.ndarray, w: int) -> np.ndarray:
     """Mean of the last w values (fewer at the start) along the last axis."""
-    c = np.concatenate([np.zeros(a.shape[:-1] + (1,)), np.cumsum(a, axis=-1)], axis=-1)
-    hi = np.arange(1, a.shape[-1] + 1)
-    lo = np.maximum(hi - w, 0)
-    return (c[..., hi] - c[..., lo]) / (hi - lo)
+    n = a.shape[-1]
+    hi = np.cumsum(a, axis=-1)  # the sums up to and including each value
+    lo = np.zeros_like(hi)  # and those before its window (none for the first w)
+    lo[..., w:] = hi[..., :n - w]
+    return (hi - lo) / np.minimum(np.arange(1, n + 1), w)
 
 
 def trailing_rank(x: np.ndarray, w: int, q: float) -> np.ndarray:
@@ -298,8 +299,9 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
         if 0 < step < 86400 and 86400 % step == 0:
             day = 86400 // step
             smooth = max(2, day // params.smooth_per_day)
-            views[1, sl] = seasonal_view(xs, scale_floor, day, params.days, smooth, params.min_lags)
-            views[2, sl] = seasonal_view(xs, scale_floor, 7 * day, params.weeks, smooth, params.min_lags)
+            for k, (period, count) in enumerate(((day, params.days), (7 * day, params.weeks)), start=1):
+                if n > params.min_lags * period:  # else zero, as views already are (untouched, unpaged)
+                    views[k, sl] = seasonal_view(xs, scale_floor, period, count, smooth, params.min_lags)
         np.max(views[:, sl], axis=0, out=surprise[sl])
         if why_all is not None:
             why = why_all[sl].astype(np.int8)

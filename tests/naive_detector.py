@@ -3,8 +3,9 @@ analytics.detector's fast path must equal (the STUMPY `naive.py` habit, as tests
 
 This is `analytics.detector` as it was before it was made fast: the level view over one block of
 ROW_BLOCK series at a time, the seasonal median by a sort over every lag with NaN for the missing
-ones, and the record stepped along time for each block. The helpers it shares with the fast path
-(trailing ranks and means, the carried values, the spread, the hold) are imported, not repeated.
+ones, the record stepped along time for each block, and trailing means by gathered cumulative sums.
+The helpers it shares with the fast path (trailing ranks, the carried values, the spread, the hold)
+are imported, not repeated.
 """
 
 from __future__ import annotations
@@ -24,12 +25,19 @@ from analytics.detector import (
     grid_step,
     previous_max,
     running_spread,
-    trailing_mean,
     trailing_rank,
 )
 from analytics.robust import nanmedian
 
 ROW_BLOCK = 256
+
+
+def trailing_mean(a: np.ndarray, w: int) -> np.ndarray:
+    """Mean of the last w values (fewer at the start) along the last axis."""
+    c = np.concatenate([np.zeros(a.shape[:-1] + (1,)), np.cumsum(a, axis=-1)], axis=-1)
+    hi = np.arange(1, a.shape[-1] + 1)
+    lo = np.maximum(hi - w, 0)
+    return (c[..., hi] - c[..., lo]) / (hi - lo)
 
 
 def level_view(x: np.ndarray, scale_floor: np.ndarray, p: Params) -> tuple:
