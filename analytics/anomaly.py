@@ -151,6 +151,7 @@ def score_cube(values, times, metrics, step_s: int, sites=None, rain=None, param
         # while it rains, rain explains the moves it makes; in the hours after, the return as well (either way)
         wet = np.where(raining, 1, np.where(rain_recent(rain, sites, step_s, RAIN_EXPLAINS_S, RAIN_AHEAD), 2, 0))
         soil_wet = np.where(raining, 1, np.where(rain_recent(rain, sites, step_s, SOIL_WET_S, RAIN_AHEAD), 2, 0))
+    res = None  # the detector's arrays, reused from one metric to the next
     for j, m in enumerate(metrics):  # one detector call per metric: its nodes' series, in place (no copy)
         col = x[:, :, j]
         has = ~np.isnan(col).all(axis=1)
@@ -180,7 +181,7 @@ def score_cube(values, times, metrics, step_s: int, sites=None, rain=None, param
             why = np.where(why == 1, sign, why).astype(np.int8)
         xr = col if has.all() else col[has]
         res = detector.score_rows(times, xr, params, floor=LOG_FLOOR if m in RELATIVE else SCALE_FLOOR.get(m, 0.0),
-                                  explained=why, reference=ref, step_s=step_s)
+                                  explained=why, reference=ref, step_s=step_s, out=res)
         # no value, or no neighbours (or tide fit) to compare it with: no score
         missing = np.isnan(xr) if ref is None else np.isnan(xr - ref)
         expected = res.baseline if ref is None else ref + res.baseline

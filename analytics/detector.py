@@ -247,7 +247,7 @@ def records(view: np.ndarray, p: Params, chunk: int = 256):
 
 
 def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, reference=None,
-               step_s: int | None = None) -> Result:
+               step_s: int | None = None, out: Result | None = None) -> Result:
     """Anomaly scores of the series in the rows of x.
 
     Parameters
@@ -268,6 +268,9 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
         What the neighbours say: the series scored is x minus it (NaN where there is none, which counts
         as a missing value; a row of zeros for a series without neighbours).
     step_s : int, optional
+    out : Result, optional
+        Arrays of the result's shapes to score into (a caller scoring many batches of the same size
+        keeps its memory paged in); ignored when the shapes differ.
 
     Returns
     -------
@@ -284,11 +287,16 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
         x, ref = np.broadcast_to(x, shape), np.broadcast_to(ref, shape)
         rows, n = shape
     step = grid_step(times, params.warm_up) if step_s is None else int(step_s)
-    score = np.zeros((rows, n))  # the ratio, until the last pass makes it the score
-    views = np.zeros((len(VIEW_NAMES), rows, n))
-    baseline = np.empty((rows, n))
-    kind = np.zeros((rows, n), dtype=np.int8)
-    surprise = np.zeros((rows, n))
+    if out is not None and out.score.shape == (rows, n):
+        score, views, baseline, kind, surprise = out.score, out.views, out.baseline, out.kind, out.surprise
+        for a in (score, views, kind):
+            a.fill(0)
+    else:
+        score = np.zeros((rows, n))  # the ratio, until the last pass makes it the score
+        views = np.zeros((len(VIEW_NAMES), rows, n))
+        baseline = np.empty((rows, n))  # all written, as surprise is
+        kind = np.zeros((rows, n), dtype=np.int8)
+        surprise = np.empty((rows, n))
     fl = np.zeros(rows) if floor is None else np.broadcast_to(np.asarray(floor, dtype=float), (rows,))
     why_all = None if explained is None else np.atleast_2d(np.asarray(explained))
     for lo in range(0, rows, ROW_BLOCK):  # the views, a few series at a time (their arrays stay in cache)
