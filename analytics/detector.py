@@ -9,8 +9,8 @@ How it scores
 Three views of surprise, each a robust z against what the past would have said:
 
 - **level**: the value (and half that of the mean of the last `recent` values) against the
-  recent level: the median of the previous `windows[k]` values' block medians, with a scale
-  from the blocks' own spread and the spread between them (block medians keep it O(n)).
+  recent level: the exact median of the previous `windows[k]` values, with a scale from their
+  interquartile range (SciPy's one-dimensional rank filter, O(log w) per value).
 - **day** and **week**: the value against the same phase on up to `days` earlier days and
   `weeks` earlier weeks (median), when the grid step divides a day; the z is averaged over a
   `1/smooth_per_day` of a day, so that a changed day shows rather than one odd value.
