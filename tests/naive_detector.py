@@ -1,21 +1,18 @@
 """The anomaly detector's scores computed the slow, plain way: the reference that
 analytics.detector's fast path must equal (the STUMPY `naive.py` habit, as tests/naive_quality.py).
 
-This is `analytics.detector` as it was before it was made fast: the level view over one block of
+This is `analytics.detector` as it was before it was made fast: the views over one block of
 ROW_BLOCK series at a time, the seasonal median by a sort over every lag with NaN for the missing
 ones, the record stepped along time for each block, and trailing means by gathered cumulative sums.
-The helpers it shares with the fast path (trailing ranks, the carried values, the spread, the hold)
-are imported, not repeated.
+What it shares with the fast path (the level view, trailing ranks, the carried values, the spread,
+the hold) is imported, not repeated.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from analytics.detector import (
-    IQR_SIGMA,
     PARAMS,
     RECORD_BLOCKS,
     VIEW_NAMES,
@@ -23,9 +20,9 @@ from analytics.detector import (
     Result,
     carry_forward,
     grid_step,
+    level_view,
     previous_max,
     running_spread,
-    trailing_rank,
 )
 from analytics.robust import nanmedian
 
@@ -38,32 +35,6 @@ def trailing_mean(a: np.ndarray, w: int) -> np.ndarray:
     hi = np.arange(1, a.shape[-1] + 1)
     lo = np.maximum(hi - w, 0)
     return (c[..., hi] - c[..., lo]) / (hi - lo)
-
-
-def level_view(x: np.ndarray, scale_floor: np.ndarray, p: Params) -> tuple:
-    """Robust z of each value against the recent level; also the level (of the first window).
-
-    For each window of W values, the value at t is compared with the median m of the W values
-    before it, with the scale the interquartile range over 1.349 (the Gaussian sigma) plus
-    `scale_floor`; the mean of the last `recent` values is compared too, at half weight. Zero until
-    W values exist.
-    """
-    rows, n = x.shape
-    out = np.zeros((rows, n))
-    level = np.full((rows, n), np.nan)
-    recent = trailing_mean(x, p.recent)
-    for w in p.windows:
-        if n <= w:
-            continue
-        med = trailing_rank(x, w, 0.5)
-        iqr = trailing_rank(x, w, 0.75) - trailing_rank(x, w, 0.25)
-        s = IQR_SIGMA * iqr + scale_floor
-        z = np.fmax(np.abs(x - med) / s, 0.5 * np.abs(recent - med) / (s / math.sqrt(p.recent)))
-        z[:, :w] = 0.0
-        out = np.fmax(out, z)
-        if w == p.windows[0]:
-            level[:, w:] = med[:, w:]
-    return out, level
 
 
 def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: int, smooth: int,
