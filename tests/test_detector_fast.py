@@ -59,3 +59,17 @@ def test_fast_equals_slow_with_the_week_view():
 def test_fast_equals_slow_on_any_shape(rows, n, step, nan_frac, seed):
     t, x = fleet(max(rows, 4), n, step, seed, nan_frac) if n else (np.zeros(0), np.zeros((rows, 0)))
     assert_same(detector.score_rows(t, x, anomaly.PRODUCT), naive_score_rows(t, x, anomaly.PRODUCT))
+
+
+def test_record_in_chunks_equals_the_record_stepped_whole():
+    """Heavy tails (records raised by at most raise_by a step), a huge spike, a NaN, and lengths
+    around the chunks of time the fast record is computed in."""
+    from tests.naive_detector import record as naive_record
+
+    rng = np.random.default_rng(21)
+    for n in (1, 255, 256, 257, 1000):
+        view = np.abs(rng.standard_t(2, (7, n)))
+        view[2, n // 3:n // 3 + 40] = 1e6
+        view[4, n // 2] = np.nan
+        for params in (detector.PARAMS, anomaly.PRODUCT):
+            np.testing.assert_array_equal(detector.record(view, params), naive_record(view, params))
