@@ -88,32 +88,8 @@ def record(view: np.ndarray, p: Params) -> np.ndarray:
 
 
 def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, reference=None,
-               step_s: int | None = None) -> Result:
-    """Anomaly scores of the series in the rows of x.
-
-    Parameters
-    ----------
-    times : array_like (time,)
-        UNIX seconds or datetime64; the median step of the warm-up decides whether the day and
-        week views apply (a step that divides a day), unless `step_s` is given.
-    x : array_like (rows, time)
-        The series; NaN is carried forward from the last value.
-    params : Params
-    floor : array_like (rows,), optional
-        The smallest meaningful scale per row, in the series' units. Default: none (the scale floor
-        is `spread_frac` of each series' running standard deviation).
-    explained : array_like of int (rows, time), optional
-        Where a known cause explains the series' moves: no surprise there. 1 explains a rise from the
-        recent level, -1 a fall, 2 (or True) either; 0 nothing.
-    reference : array_like (rows, time), optional
-        What the neighbours say: the series scored is x minus it (NaN where there is none, which counts
-        as a missing value; a row of zeros for a series without neighbours).
-    step_s : int, optional
-
-    Returns
-    -------
-    Result
-    """
+                     step_s: int | None = None) -> Result:
+    """`analytics.detector.score_rows` (the same arguments), the slow way."""
     x = np.atleast_2d(np.asarray(x, dtype=float))
     rows, n = x.shape
     if n == 0:
