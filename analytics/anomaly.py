@@ -140,10 +140,10 @@ def score_cube(values, times, metrics, step_s: int, sites=None, rain=None, param
     x = np.asarray(values, dtype=float)
     n_nodes, n_t, n_m = x.shape
     times = np.asarray(times)
-    score = np.full(x.shape, np.nan)
-    baseline = np.full(x.shape, np.nan)
+    score = np.empty(x.shape)
+    baseline = np.empty(x.shape)
     kind = np.zeros(x.shape, dtype=np.int8)
-    z = np.full(x.shape, np.nan)
+    z = np.empty(x.shape)
     referenced = np.zeros((n_nodes, n_m), dtype=bool)
     wet = soil_wet = None
     if rain is not None and sites is not None:
@@ -151,49 +151,45 @@ def score_cube(values, times, metrics, step_s: int, sites=None, rain=None, param
         # while it rains, rain explains the moves it makes; in the hours after, the return as well (either way)
         wet = np.where(raining, 1, np.where(rain_recent(rain, sites, step_s, RAIN_EXPLAINS_S, RAIN_AHEAD), 2, 0))
         soil_wet = np.where(raining, 1, np.where(rain_recent(rain, sites, step_s, SOIL_WET_S, RAIN_AHEAD), 2, 0))
-    rows, refs, expl, floors, where = [], [], [], [], []
-    for j, m in enumerate(metrics):
+    res = None  # the detector's arrays, reused from one metric to the next
+    for j, m in enumerate(metrics):  # one detector call per metric: its nodes' series, in place (no copy)
         col = x[:, :, j]
         has = ~np.isnan(col).all(axis=1)
+        for out in (score, baseline, z):
+            out[~has, :, j] = np.nan
         if not has.any():
             continue
         if m in RELATIVE:
             col = np.log1p(np.maximum(col, 0.0))
-        ref = site_reference(col, sites) if sites is not None else np.full(col.shape, np.nan)
+        ref = site_reference(col, sites) if sites is not None else None
         if m in REGIONAL and sites is not None:
             alone = np.isnan(ref).all(axis=1)
             ref[alone] = site_reference(col, ["city"] * n_nodes)[alone]
         if m in TIDAL:
             tide, _ = tidal_usual(col, times, step_s, SCALE_FLOOR.get(m, 0.0))
-            alone = np.isnan(ref).all(axis=1, keepdims=True)
-            ref = np.where(alone, tide, ref)
-        for i in np.flatnonzero(has):
-            rows.append(col[i])
-            refs.append(ref[i])
-            if m in RAIN_SIGN and wet is not None:
-                why = (soil_wet if m == "soil_vwc_pct" else wet)[i]
-                # against neighbours, the onset and the end of a shower reach nodes a sample apart, either way
-                sign = 2 if not np.isnan(ref[i]).all() and m not in TIDAL else RAIN_SIGN[m]
-                expl.append(np.where(why == 1, sign, why).astype(np.int8))
-            else:
-                expl.append(np.zeros(n_t, dtype=np.int8))
-            floors.append(LOG_FLOOR if m in RELATIVE else SCALE_FLOOR.get(m, 0.0))
-            where.append((i, j))
-            referenced[i, j] = not np.isnan(ref[i]).all() and m not in TIDAL
-    if not rows:
-        return Scores(score, baseline, kind, referenced, z)
-    xr, rr = np.array(rows), np.array(refs)
-    alone = np.isnan(rr).all(axis=1)
-    rr[alone] = 0.0  # no neighbours (and no tide) at any time: the value itself is scored
-    res = detector.score_rows(times, xr, params, floor=np.array(floors), explained=np.array(expl), reference=rr,
-                              step_s=step_s)
-    missing = np.isnan(xr - rr)  # no value, or no neighbours (or tide fit) to compare it with: no score
-    for k, (i, j) in enumerate(where):
-        score[i, :, j] = np.where(missing[k], np.nan, res.score[k])
-        expected = rr[k] + res.baseline[k]
-        baseline[i, :, j] = np.expm1(expected) if metrics[j] in RELATIVE else expected
-        kind[i, :, j] = res.kind[k]
-        z[i, :, j] = np.where(missing[k], np.nan, res.surprise[k])  # an incident goes on through a shower
+            alone = np.ones((n_nodes, 1), dtype=bool) if ref is None else np.isnan(ref).all(axis=1, keepdims=True)
+            ref = np.where(alone, tide, np.nan if ref is None else ref)
+        neighbours = np.zeros(n_nodes, dtype=bool) if ref is None else ~np.isnan(ref).all(axis=1)
+        if ref is not None:
+            ref = np.where(neighbours[:, None], ref, 0.0)[has]  # no neighbours (and no tide) at any time: the value itself
+        referenced[:, j] = has & neighbours & (m not in TIDAL)
+        why = None
+        if m in RAIN_SIGN and wet is not None:
+            why = (soil_wet if m == "soil_vwc_pct" else wet)[has]
+            # against neighbours, the onset and the end of a shower reach nodes a sample apart, either way
+            sign = np.where(neighbours[has] & (m not in TIDAL), 2, RAIN_SIGN[m])[:, None]
+            why = np.where(why == 1, sign, why).astype(np.int8)
+        xr = col if has.all() else col[has]
+        res = detector.score_rows(times, xr, params, floor=LOG_FLOOR if m in RELATIVE else SCALE_FLOOR.get(m, 0.0),
+                                  explained=why, reference=ref, step_s=step_s, out=res)
+        # no value, or no neighbours (or tide fit) to compare it with: no score
+        missing = np.isnan(xr) if ref is None else np.isnan(xr - ref)
+        expected = res.baseline if ref is None else ref + res.baseline
+        at = (slice(None) if has.all() else has, slice(None), j)
+        score[at] = np.where(missing, np.nan, res.score)
+        baseline[at] = np.expm1(expected) if m in RELATIVE else expected
+        kind[at] = res.kind
+        z[at] = np.where(missing, np.nan, res.surprise)  # an incident goes on through a shower
     return Scores(score, baseline, kind, referenced, z)
 
 

@@ -9,8 +9,8 @@ How it scores
 Three views of surprise, each a robust z against what the past would have said:
 
 - **level**: the value (and half that of the mean of the last `recent` values) against the
-  recent level: the median of the previous `windows[k]` values' block medians, with a scale
-  from the blocks' own spread and the spread between them (block medians keep it O(n)).
+  recent level: the exact median of the previous `windows[k]` values, with a scale from their
+  interquartile range (SciPy's one-dimensional rank filter, O(log w) per value).
 - **day** and **week**: the value against the same phase on up to `days` earlier days and
   `weeks` earlier weeks (median), when the grid step divides a day; the z is averaged over a
   `1/smooth_per_day` of a day, so that a changed day shows rather than one odd value.
@@ -48,7 +48,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import maximum_filter1d, rank_filter
 
-from analytics.robust import nanmedian
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ class Params:
 
 PARAMS = Params()
 RECORD_BLOCKS = 10  # blocks the record's memory is kept in
-ROW_BLOCK = 256  # series scored together (memory stays near ROW_BLOCK x time x days x 4 bytes)
+ROW_BLOCK = 16  # series whose views are computed together: their working arrays stay in the processor's cache
 IQR_SIGMA = 1 / 1.349  # sigma / interquartile range for Gaussian noise
 
 
@@ -118,10 +117,11 @@ def running_spread(x: np.ndarray) -> np.ndarray:
 
 def trailing_mean(a: np.ndarray, w: int) -> np.ndarray:
     """Mean of the last w values (fewer at the start) along the last axis."""
-    c = np.concatenate([np.zeros(a.shape[:-1] + (1,)), np.cumsum(a, axis=-1)], axis=-1)
-    hi = np.arange(1, a.shape[-1] + 1)
-    lo = np.maximum(hi - w, 0)
-    return (c[..., hi] - c[..., lo]) / (hi - lo)
+    n = a.shape[-1]
+    hi = np.cumsum(a, axis=-1)  # the sums up to and including each value
+    lo = np.zeros_like(hi)  # and those before its window (none for the first w)
+    lo[..., w:] = hi[..., :n - w]
+    return (hi - lo) / np.minimum(np.arange(1, n + 1), w)
 
 
 def trailing_rank(x: np.ndarray, w: int, q: float) -> np.ndarray:
@@ -171,18 +171,20 @@ def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: in
     """Robust z of each value against the median of the same phase `period` values apart, up to `count` back.
 
     The scale is 1.25 times the mean absolute seasonal residual over the previous period (at least
-    `scale_floor`); the z is averaged over the last `smooth` values. Zero until two earlier periods exist.
+    `scale_floor`); the z is averaged over the last `smooth` values. Zero until `min_lags` earlier periods
+    exist. The median is taken in float32, one stretch of a period at a time: within the stretch every
+    value has the same number of earlier periods, min(count, k) in the k-th, so no lag is missing.
     """
     rows, n = x.shape
-    out = np.zeros((rows, n))
     if period < 4 or n <= min_lags * period:
-        return out
+        return np.zeros((rows, n))
     count = min(count, (n - 1) // period)
-    lags = np.full((count, rows, n), np.nan, dtype=np.float32)
-    for j in range(1, count + 1):
-        lags[j - 1, :, j * period:] = x[:, :n - j * period]
-    resid = np.abs(x - nanmedian(lags, axis=0))
-    resid[:, :min_lags * period] = 0.0
+    x32 = x.astype(np.float32)
+    resid = np.zeros((rows, n))
+    for a in range(min_lags * period, n, period):
+        b = min(n, a + period)
+        lags = [x32[:, a - j * period:b - j * period] for j in range(1, min(count, a // period) + 1)]
+        resid[:, a:b] = np.abs(x[:, a:b] - median_of(lags)) if lags else np.nan
     scale = np.concatenate([np.full((rows, 1), np.nan), trailing_mean(resid, period)[:, :-1]], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = resid / (1.25 * scale + scale_floor)
@@ -191,9 +193,32 @@ def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: in
     return trailing_mean(z, smooth)
 
 
+def median_of(planes: list) -> np.ndarray:
+    """The elementwise median of a few arrays of the same shape (none NaN): the mean of the middle two of
+    them sorted by a network of compare-exchanges (exact: each minimum or maximum is one of its inputs).
+
+    Examples
+    --------
+    >>> float(median_of([np.array(3.0), np.array(1.0), np.array(2.0), np.array(9.0)]))
+    2.5
+    """
+    s = list(planes)
+    for end in range(len(s) - 1, 0, -1):  # bubble the largest left to the end
+        for j in range(end):
+            s[j], s[j + 1] = np.minimum(s[j], s[j + 1]), np.maximum(s[j], s[j + 1])
+    m = len(s)
+    return (s[(m - 1) // 2] + s[m // 2]) / 2.0
+
+
 def record(view: np.ndarray, p: Params) -> np.ndarray:
     """Each view value's record: the largest of about the previous `memory` values (at least z_floor), each
-    entering the record at most `raise_by` times the record it met.
+    entering the record at most `raise_by` times the record it met (`records`, gathered)."""
+    return np.concatenate([bars.copy() for _, bars in records(view, p)], axis=1) if view.shape[1] else view.copy()
+
+
+def records(view: np.ndarray, p: Params, chunk: int = 256):
+    """The record of each view value, `chunk` values of time at a time: yields (start, bars), bars (rows, <= chunk)
+    the records of the values from column start on (one buffer, overwritten by the next chunk).
 
     Sequential by nature (what a value adds depends on the record before it), so it runs along time,
     all rows at once. The memory is RECORD_BLOCKS blocks of memory // RECORD_BLOCKS values: the record
@@ -204,20 +229,25 @@ def record(view: np.ndarray, p: Params) -> np.ndarray:
     ring = np.zeros((RECORD_BLOCKS - 1, rows))  # maxima of the complete blocks, oldest overwritten
     past = np.full(rows, p.z_floor)  # max(z_floor, ring.max(axis=0)), kept up to date at block ends
     current = np.zeros(rows)
-    before = np.empty((rows, n))
-    for t in range(n):
-        bar = np.maximum(past, current)
-        before[:, t] = bar
-        np.maximum(current, np.minimum(view[:, t], p.raise_by * bar), out=current)
-        if (t + 1) % size == 0:
-            ring[(t // size) % (RECORD_BLOCKS - 1)] = current
-            past = np.maximum(ring.max(axis=0), p.z_floor)
-            current = np.zeros(rows)
-    return before
+    entering = np.empty(rows)
+    buf = np.empty((rows, min(chunk, n)))
+    for start in range(0, n, chunk):
+        bars = buf[:, :min(chunk, n - start)]
+        for i in range(bars.shape[1]):
+            t = start + i
+            bar = np.maximum(past, current, out=bars[:, i])
+            np.multiply(bar, p.raise_by, out=entering)
+            np.minimum(view[:, t], entering, out=entering)
+            np.maximum(current, entering, out=current)
+            if (t + 1) % size == 0:
+                ring[(t // size) % (RECORD_BLOCKS - 1)] = current
+                np.maximum(ring.max(axis=0), p.z_floor, out=past)
+                current[:] = 0.0
+        yield start, bars
 
 
 def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, reference=None,
-               step_s: int | None = None) -> Result:
+               step_s: int | None = None, out: Result | None = None) -> Result:
     """Anomaly scores of the series in the rows of x.
 
     Parameters
@@ -238,6 +268,9 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
         What the neighbours say: the series scored is x minus it (NaN where there is none, which counts
         as a missing value; a row of zeros for a series without neighbours).
     step_s : int, optional
+    out : Result, optional
+        Arrays of the result's shapes to score into (a caller scoring many batches of the same size
+        keeps its memory paged in); ignored when the shapes differ.
 
     Returns
     -------
@@ -248,43 +281,57 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
     if n == 0:
         return Result(np.zeros((rows, 0)), np.zeros((len(VIEW_NAMES), rows, 0)), np.zeros((rows, 0)),
                       np.zeros((rows, 0), dtype=np.int8), np.zeros((rows, 0)))
-    if reference is not None:
-        x = x - np.atleast_2d(np.asarray(reference, dtype=float))  # no reference: as missing
+    if reference is not None:  # no reference: as missing
+        ref = np.atleast_2d(np.asarray(reference, dtype=float))
+        shape = np.broadcast_shapes(x.shape, ref.shape)
+        x, ref = np.broadcast_to(x, shape), np.broadcast_to(ref, shape)
+        rows, n = shape
     step = grid_step(times, params.warm_up) if step_s is None else int(step_s)
-    score = np.empty((rows, n))
-    views = np.zeros((len(VIEW_NAMES), rows, n))
-    baseline = np.empty((rows, n))
-    kind = np.zeros((rows, n), dtype=np.int8)
-    surprise = np.zeros((rows, n))
-    for lo in range(0, rows, ROW_BLOCK):
+    if out is not None and out.score.shape == (rows, n):
+        score, views, baseline, kind, surprise = out.score, out.views, out.baseline, out.kind, out.surprise
+        for a in (score, views, kind):
+            a.fill(0)
+    else:
+        score = np.zeros((rows, n))  # the ratio, until the last pass makes it the score
+        views = np.zeros((len(VIEW_NAMES), rows, n))
+        baseline = np.empty((rows, n))  # all written, as surprise is
+        kind = np.zeros((rows, n), dtype=np.int8)
+        surprise = np.empty((rows, n))
+    fl = np.zeros(rows) if floor is None else np.broadcast_to(np.asarray(floor, dtype=float), (rows,))
+    why_all = None if explained is None else np.atleast_2d(np.asarray(explained))
+    for lo in range(0, rows, ROW_BLOCK):  # the views, a few series at a time (their arrays stay in cache)
         sl = slice(lo, lo + ROW_BLOCK)
-        xs = carry_forward(x[sl])
-        fl = np.zeros(len(xs)) if floor is None else np.broadcast_to(np.asarray(floor, dtype=float), (rows,))[sl]
-        scale_floor = np.maximum(params.spread_frac * running_spread(xs), fl[:, None]) + 1e-9
-        v_level, baseline[sl] = level_view(xs, scale_floor, params)
-        views[0, sl] = v_level
+        xs = carry_forward(x[sl] if reference is None else x[sl] - ref[sl])
+        scale_floor = np.maximum(params.spread_frac * running_spread(xs), fl[sl, None]) + 1e-9
+        views[0, sl], baseline[sl] = level_view(xs, scale_floor, params)
         if 0 < step < 86400 and 86400 % step == 0:
             day = 86400 // step
             smooth = max(2, day // params.smooth_per_day)
-            views[1, sl] = seasonal_view(xs, scale_floor, day, params.days, smooth, params.min_lags)
-            views[2, sl] = seasonal_view(xs, scale_floor, 7 * day, params.weeks, smooth, params.min_lags)
-        surprise[sl] = views[:, sl].max(axis=0)
-        if explained is not None:
-            why = np.atleast_2d(np.asarray(explained))[sl].astype(np.int8)
-            # a signed cause explains moves its way only: +1 a rise, -1 a fall (from the recent level)
-            side = np.sign(np.nan_to_num(xs - baseline[sl], nan=0.0)).astype(np.int8)
-            views[:, sl] = np.where((why != 0) & ((why == side) | (np.abs(why) > 1)), 0.0, views[:, sl])
-        ratio = np.zeros(xs.shape)
-        for k, v in enumerate(views[:, sl]):
-            if not v.any():
-                continue
-            r = v / record(v, params)
-            kind[sl] = np.where(r > ratio, k, kind[sl])
-            np.maximum(ratio, r, out=ratio)
-        ratio[:, :params.warm_up] = 0.0
-        hold = max(params.hold_min, round(params.hold_s / step)) if step > 0 else params.hold_min
-        ratio = ratio / np.maximum(previous_max(ratio, hold), 1.0)
-        score[sl] = ratio / (ratio + 1.0)
+            for k, (period, count) in enumerate(((day, params.days), (7 * day, params.weeks)), start=1):
+                if n > params.min_lags * period:  # else zero, as views already are (untouched, unpaged)
+                    views[k, sl] = seasonal_view(xs, scale_floor, period, count, smooth, params.min_lags)
+        np.max(views[:, sl], axis=0, out=surprise[sl])
+        if why_all is not None:
+            why = why_all[sl].astype(np.int8)
+            if why.any():
+                # a signed cause explains moves its way only: +1 a rise, -1 a fall (from the recent level)
+                side = np.sign(np.nan_to_num(xs - baseline[sl], nan=0.0)).astype(np.int8)
+                views[:, sl] = np.where((why != 0) & ((why == side) | (np.abs(why) > 1)), 0.0, views[:, sl])
+    ratio = score
+    for k, v in enumerate(views):  # each view's surprise over its record; the largest is the ratio
+        if not v.any():
+            continue
+        for start, bars in records(v, params):
+            span = slice(start, start + bars.shape[1])
+            r = np.divide(v[:, span], bars, out=bars)
+            kind[:, span][r > ratio[:, span]] = k
+            np.maximum(ratio[:, span], r, out=ratio[:, span])
+    hold = max(params.hold_min, round(params.hold_s / step)) if step > 0 else params.hold_min
+    for lo in range(0, rows, ROW_BLOCK):  # one alarm per incident
+        r = ratio[lo:lo + ROW_BLOCK]
+        r[:, :params.warm_up] = 0.0
+        r /= np.maximum(previous_max(r, hold), 1.0)
+        np.divide(r, r + 1.0, out=r)
     return Result(score, views, baseline, kind, surprise)
 
 

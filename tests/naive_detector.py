@@ -1,0 +1,135 @@
+"""The anomaly detector's scores computed the slow, plain way: the reference that
+analytics.detector's fast path must equal (the STUMPY `naive.py` habit, as tests/naive_quality.py).
+
+This is `analytics.detector` as it was before it was made fast: the views over one block of
+ROW_BLOCK series at a time, the seasonal median by a sort over every lag with NaN for the missing
+ones, the record stepped along time for each block, and trailing means by gathered cumulative sums.
+What it shares with the fast path (the level view, trailing ranks, the carried values, the spread,
+the hold) is imported, not repeated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analytics.detector import (
+    PARAMS,
+    RECORD_BLOCKS,
+    VIEW_NAMES,
+    Params,
+    Result,
+    carry_forward,
+    grid_step,
+    level_view,
+    previous_max,
+    running_spread,
+)
+from analytics.robust import nanmedian
+
+ROW_BLOCK = 256
+
+
+def trailing_mean(a: np.ndarray, w: int) -> np.ndarray:
+    """Mean of the last w values (fewer at the start) along the last axis."""
+    c = np.concatenate([np.zeros(a.shape[:-1] + (1,)), np.cumsum(a, axis=-1)], axis=-1)
+    hi = np.arange(1, a.shape[-1] + 1)
+    lo = np.maximum(hi - w, 0)
+    return (c[..., hi] - c[..., lo]) / (hi - lo)
+
+
+def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: int, smooth: int,
+                  min_lags: int = 2) -> np.ndarray:
+    """Robust z of each value against the median of the same phase `period` values apart, up to `count` back.
+
+    The scale is 1.25 times the mean absolute seasonal residual over the previous period (at least
+    `scale_floor`); the z is averaged over the last `smooth` values. Zero until two earlier periods exist.
+    """
+    rows, n = x.shape
+    out = np.zeros((rows, n))
+    if period < 4 or n <= min_lags * period:
+        return out
+    count = min(count, (n - 1) // period)
+    lags = np.full((count, rows, n), np.nan, dtype=np.float32)
+    for j in range(1, count + 1):
+        lags[j - 1, :, j * period:] = x[:, :n - j * period]
+    resid = np.abs(x - nanmedian(lags, axis=0))
+    resid[:, :min_lags * period] = 0.0
+    scale = np.concatenate([np.full((rows, 1), np.nan), trailing_mean(resid, period)[:, :-1]], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = resid / (1.25 * scale + scale_floor)
+    z = np.nan_to_num(z, nan=0.0, posinf=0.0)
+    z[:, :min_lags * period] = 0.0
+    return trailing_mean(z, smooth)
+
+
+def record(view: np.ndarray, p: Params) -> np.ndarray:
+    """Each view value's record: the largest of about the previous `memory` values (at least z_floor), each
+    entering the record at most `raise_by` times the record it met.
+
+    Sequential by nature (what a value adds depends on the record before it), so it runs along time,
+    all rows at once. The memory is RECORD_BLOCKS blocks of memory // RECORD_BLOCKS values: the record
+    covers the current block and the last RECORD_BLOCKS - 1 complete ones.
+    """
+    rows, n = view.shape
+    size = max(1, p.memory // RECORD_BLOCKS)
+    ring = np.zeros((RECORD_BLOCKS - 1, rows))  # maxima of the complete blocks, oldest overwritten
+    past = np.full(rows, p.z_floor)  # max(z_floor, ring.max(axis=0)), kept up to date at block ends
+    current = np.zeros(rows)
+    before = np.empty((rows, n))
+    for t in range(n):
+        bar = np.maximum(past, current)
+        before[:, t] = bar
+        np.maximum(current, np.minimum(view[:, t], p.raise_by * bar), out=current)
+        if (t + 1) % size == 0:
+            ring[(t // size) % (RECORD_BLOCKS - 1)] = current
+            past = np.maximum(ring.max(axis=0), p.z_floor)
+            current = np.zeros(rows)
+    return before
+
+
+def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, reference=None,
+                     step_s: int | None = None) -> Result:
+    """`analytics.detector.score_rows` (the same arguments), the slow way."""
+    x = np.atleast_2d(np.asarray(x, dtype=float))
+    rows, n = x.shape
+    if n == 0:
+        return Result(np.zeros((rows, 0)), np.zeros((len(VIEW_NAMES), rows, 0)), np.zeros((rows, 0)),
+                      np.zeros((rows, 0), dtype=np.int8), np.zeros((rows, 0)))
+    if reference is not None:
+        x = x - np.atleast_2d(np.asarray(reference, dtype=float))  # no reference: as missing
+    step = grid_step(times, params.warm_up) if step_s is None else int(step_s)
+    score = np.empty((rows, n))
+    views = np.zeros((len(VIEW_NAMES), rows, n))
+    baseline = np.empty((rows, n))
+    kind = np.zeros((rows, n), dtype=np.int8)
+    surprise = np.zeros((rows, n))
+    for lo in range(0, rows, ROW_BLOCK):
+        sl = slice(lo, lo + ROW_BLOCK)
+        xs = carry_forward(x[sl])
+        fl = np.zeros(len(xs)) if floor is None else np.broadcast_to(np.asarray(floor, dtype=float), (rows,))[sl]
+        scale_floor = np.maximum(params.spread_frac * running_spread(xs), fl[:, None]) + 1e-9
+        v_level, baseline[sl] = level_view(xs, scale_floor, params)
+        views[0, sl] = v_level
+        if 0 < step < 86400 and 86400 % step == 0:
+            day = 86400 // step
+            smooth = max(2, day // params.smooth_per_day)
+            views[1, sl] = seasonal_view(xs, scale_floor, day, params.days, smooth, params.min_lags)
+            views[2, sl] = seasonal_view(xs, scale_floor, 7 * day, params.weeks, smooth, params.min_lags)
+        surprise[sl] = views[:, sl].max(axis=0)
+        if explained is not None:
+            why = np.atleast_2d(np.asarray(explained))[sl].astype(np.int8)
+            # a signed cause explains moves its way only: +1 a rise, -1 a fall (from the recent level)
+            side = np.sign(np.nan_to_num(xs - baseline[sl], nan=0.0)).astype(np.int8)
+            views[:, sl] = np.where((why != 0) & ((why == side) | (np.abs(why) > 1)), 0.0, views[:, sl])
+        ratio = np.zeros(xs.shape)
+        for k, v in enumerate(views[:, sl]):
+            if not v.any():
+                continue
+            r = v / record(v, params)
+            kind[sl] = np.where(r > ratio, k, kind[sl])
+            np.maximum(ratio, r, out=ratio)
+        ratio[:, :params.warm_up] = 0.0
+        hold = max(params.hold_min, round(params.hold_s / step)) if step > 0 else params.hold_min
+        ratio = ratio / np.maximum(previous_max(ratio, hold), 1.0)
+        score[sl] = ratio / (ratio + 1.0)
+    return Result(score, views, baseline, kind, surprise)
