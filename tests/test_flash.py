@@ -81,7 +81,8 @@ class FakeBoard:
         os.close(a_slave)
         self.port = os.ttyname(self.b_slave)
         self.stop = threading.Event()
-        threading.Thread(target=self._relay, daemon=True).start()
+        self.relay = threading.Thread(target=self._relay, daemon=True)
+        self.relay.start()
 
     def _relay(self):
         while not self.stop.is_set():
@@ -94,9 +95,16 @@ class FakeBoard:
                 os.write(self.b_master if fd == self.a_master else self.a_master, data)
 
     def close(self):
+        """Leave the REPL as a person would (Ctrl-D: the unix port exits, its files closed), then stop the relay
+        before its descriptors are closed under it."""
+        try:
+            os.write(self.a_master, b"\r\x04")
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
         self.stop.set()
-        self.proc.kill()
-        self.proc.wait()
+        self.relay.join(timeout=5)
         for fd in (self.a_master, self.b_master, self.b_slave):
             os.close(fd)
 
