@@ -338,7 +338,7 @@ class LiveView:
                          f"{fw.failures} failed")
         firing = self._alerts()
         lines.append(f"alerts firing: {len(firing)}")
-        for inc in firing[:4]:
+        for inc in _worth_showing(firing, 4):
             lines.append(f"  {inc['severity']:8} {inc['site']:12} {inc['node'] or '(site)':14} {inc['message'][:70]}")
         by_site = {r["site"]: r for r in means}
         for sid, site in self.fleet.sites.items():
@@ -348,3 +348,19 @@ class LiveView:
             vals = [f"{METRICS[m].label_en} {row[m]:,.1f} {METRICS[m].unit}" for m in SHOWN if row.get(m) is not None]
             lines.append("  " + ("   ".join(vals) if vals else "(no readings yet)"))
         return "\n".join(lines)
+
+
+_SEVERITY = {"critical": 0, "warning": 1, "info": 2}
+
+
+def _worth_showing(firing: list, n: int) -> list:
+    """Up to `n` incidents for the view: the most severe of each kind first (an officer should see that both
+    a haze and a faulty sensor are going on), then the rest by severity, newest first."""
+    ranked = sorted(firing, key=lambda inc: (_SEVERITY.get(inc["severity"], 3), -(inc.get("start") or 0)))
+    first, seen = [], set()
+    for inc in ranked:
+        if inc["kind"] not in seen:
+            seen.add(inc["kind"])
+            first.append(inc)
+    rest = [inc for inc in ranked if inc not in first]
+    return (first + rest)[:n]
