@@ -123,10 +123,9 @@ def _epoch(led: Ledger, out: Outcome, ns: NodeState, site: str, node: str, epoch
     if em is not None:
         return em
     em = led.new_epoch(node, epoch, received)
-    current = led.epoch(node, ns.epoch) if ns.epoch is not None else None
-    older = newest_t is not None and current is not None and current.first_t is not None and newest_t < current.first_t
+    old = led.epoch(node, ns.epoch) if ns.epoch is not None else None
+    older = newest_t is not None and old is not None and old.first_t is not None and newest_t < old.first_t
     if ns.epoch is None or (received >= ns.epoch_seen and not older):
-        old = current
         if old is not None and old.done.top() > old.ack:
             _account(out, ns, old, site, node, old.ack + 1, old.done.top(), "epoch-reset", received)
             old.hole_since = None
@@ -266,7 +265,7 @@ def _refuse(led: Ledger, topic: str, payload: bytes, err: Rejected, received: fl
     """A refused batch: kept as a dead letter, and, when it came from the registered node on its own
     topic with readable seqs, accounted for so the ack moves over it (one bad batch never blocks a
     node). Over the node's budget it is neither kept nor accounted for: the node keeps it and resends."""
-    node = _topic_node(topic)
+    node = topic_node(topic)
     salvage = salvage or err.salvage
     ns = led.node(node or NO_NODE)  # a topic without a node name shares one budget
     if not _keep(out, ns, DeadLetter(topic, payload, err.code, err.reason, node), received, limit):
@@ -347,6 +346,7 @@ def sweep_holes(led: Ledger, due: list, now: float, out: Outcome, limit: int = 1
         em.hole_since = None
 
 
-def _topic_node(topic: str) -> str | None:
+def topic_node(topic: str) -> str | None:
+    """The node name in a node topic, if it is a valid one."""
     parts = topic.split("/")
     return parts[3] if len(parts) == 5 and is_name(parts[3]) else None

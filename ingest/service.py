@@ -446,4 +446,4 @@ class _Fatal(Exception):
 
 
 def _internal(topic: str, payload: bytes, err: BaseException) -> DeadLetter:
-    return DeadLetter(topic, payload, "internal", f"internal: {err!r}"[:300], pipeline._topic_node(topic))
+    return DeadLetter(topic, payload, "internal", f"internal: {err!r}"[:300], pipeline.topic_node(topic))
