@@ -23,7 +23,10 @@ def main():
 
     cfg = config.load(ROOT)
     reader = sensors.reader(cfg["profile"], cfg)
-    ms = node.Node(ROOT, reader).wake()
+    n = node.Node(ROOT, reader)
+    ms = n.wake()
+    if n.reboot:
+        machine.reset()  # into the release just installed, on trial (loader.py)
     sensors.before_sleep(reader, ms)
     machine.deepsleep(ms)
 

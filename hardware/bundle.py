@@ -1,7 +1,9 @@
 """`rimba firmware bundle`: what goes onto a node's flash, built on this machine.
 
 The firmware modules compiled with mpy-cross for the ESP32 (`-march=xtensawin`: smaller, faster to
-load, no compiler on the board), `main.py` as source (the board runs it by name), and the node's
+load, no compiler on the board) with the application's `main.py` as source, in the first of the two
+release slots (`fw/a`, with its `release.json`); the boot selector (`firmware/loader.py`) as the
+board's `main.py` (the board runs it by name; updates over the air never replace it); and the node's
 configuration, `data/node.json`, from the fleet file and the settings: node, site, profile, sampling
 cadence, broker, Wi-Fi. Secrets (Wi-Fi and broker passwords) go into the file and nowhere else: the
 command never prints them. Reports the size of every file and the total.
@@ -86,11 +88,50 @@ def application(out, march: str = "xtensawin", source: Path = FIRMWARE) -> list:
     return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
 
 
+def fw_version(source: Path = FIRMWARE) -> str:
+    """The version a firmware tree builds: the FW constant of its lib/node.py."""
+    import re
+
+    m = re.search(r'^FW = "([0-9]+(?:\.[0-9]+)*)"', (Path(source) / "lib" / "node.py").read_text(), re.M)
+    if not m:
+        raise ConfigError(f"{source}/lib/node.py has no FW = \"<version>\" line")
+    return m.group(1)
+
+
+def sha256_files(base: Path) -> dict:
+    """{path relative to base: SHA-256 hex} of every file under it: a release's `files`."""
+    import hashlib
+
+    base = Path(base)
+    return {str(p.relative_to(base)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(base.rglob("*")) if p.is_file() and p.name != "release.json"}
+
+
+BOOT_MAIN = "import loader  # the boot selector, loader.mpy: it starts the good release (fw/a or fw/b)\n"
+
+
+def factory(out, version: str, march: str = "xtensawin") -> None:
+    """Around an application in out/fw/a: its release.json (the version it is, its files), and the boot
+    selector (firmware/loader.py, compiled, which an update never replaces) started by a one-line main.py:
+    the board runs main.py by name from source, and compiling the selector there would cost the heap more
+    than the release it starts."""
+    out = Path(out)
+    slot = out / "fw" / "a"
+    (slot / "release.json").write_text(json.dumps({"version": version, "files": sha256_files(slot)},
+                                                  sort_keys=True) + "\n")
+    r = subprocess.run([mpy_cross(), f"-march={march}", "-o", str(out / "loader.mpy"), str(FIRMWARE / "loader.py")],
+                       capture_output=True, text=True, check=False)
+    if r.returncode:
+        raise ConfigError(f"mpy-cross could not compile loader.py: {r.stderr.strip()}")
+    (out / "main.py").write_text(BOOT_MAIN)
+
+
 def build(out, cfg: dict, march: str = "xtensawin", ca_pem: Path | None = None) -> list:
     """Write the bundle under `out`; return [(relative path, bytes)]. A node that speaks TLS gets the
     project's CA beside its config, as DER (`data/ca.der`, what `ssl` on MicroPython loads)."""
     out = Path(out)
-    application(out, march)
+    application(out / "fw" / "a", march)
+    factory(out, fw_version())
     (out / "data").mkdir(exist_ok=True)
     # the Wi-Fi and broker passwords: readable by the owner only, also when the file was there before
     fd = os.open(out / "data" / "node.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

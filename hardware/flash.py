@@ -43,7 +43,7 @@ def plan(node: str, port: str, bundle: Path, firmware: str | None) -> list:
                   Step("write MicroPython", [esptool, "--chip", "esp32", "--port", port, "--baud", "460800",
                                              "write-flash", "-z", "0x1000", firmware])]
     mp = [_tool("mpremote"), "connect", port, "resume"]  # no soft reset: an old main.py could start sleeping
-    parts = [str(bundle / name) for name in ("lib", "data", "main.py")]
+    parts = [str(bundle / name) for name in ("fw", "data", "loader.mpy", "main.py")]
     steps.append(Step("copy the firmware and the node's config", mp + ["fs", "cp", "-r", *parts, ":"]))
     steps.append(Step("reset the board", [_tool("mpremote"), "connect", port, "reset"]))
     return steps

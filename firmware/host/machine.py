@@ -15,7 +15,7 @@
 import sys
 import time
 
-import crc8
+import checksums
 import world
 
 PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
@@ -179,8 +179,8 @@ class I2C:
         st = int((t + 45) * 65535 / 175 + 0.5)
         srh = int((rh + 6) * 65535 / 125 + 0.5)
         b = bytearray((st >> 8, st & 255, 0, srh >> 8, srh & 255, 0))
-        b[2] = crc8.sensirion(b, 0, 2)
-        b[5] = crc8.sensirion(b, 3, 5)
+        b[2] = checksums.sensirion(b[0:2])
+        b[5] = checksums.sensirion(b[3:5])
         self._resp = bytes(b)
 
     def readfrom_into(self, addr, buf):

@@ -16,6 +16,9 @@ DEFAULTS = {
     # the probe and the mount, measured for each node at installation (hardware/bundle.py writes them)
     "soil_dry_mv": 2750, "soil_wet_mv": 1250, "mount_cm": 310.0,
     "wifi_ip": [],  # [ip, netmask, gateway, dns]: a static address skips DHCP (about half a connect's charge)
+    # firmware updates (ota.py): the node's update key (64 hex digits, made at provisioning, never sent
+    # over the air), how long a trial release waits for the platform's ack, how long a download may take
+    "fw_key": "", "ack_ms": 10000, "fw_ms": 120000,
 }
 # key: (type, low, high) for what the mailbox may set
 REMOTE = {"sample_s": (int, 10, 86400), "send_every": (int, 1, 144), "batch": (int, 1, 200)}

@@ -14,8 +14,16 @@ except ImportError:  # pragma: no cover
     select = None  # type: ignore[assignment]
 
 
+PIECE = 512  # the largest piece of a streamed payload held at once
+
+
 class MQTTError(Exception):
     pass
+
+
+def keep(topic):
+    """The default sink: every payload is kept whole, in `messages`."""
+    return None
 
 
 def _ms():
@@ -61,6 +69,8 @@ class MQTTClient:
         self.messages = []  # (topic, payload, retain) received
         self.acked = set()
         self.bytes_sent = 0
+        self.bytes_received = 0
+        self.sink = keep  # topic -> an object with write(piece) and close(), or None (the payload kept whole)
 
     # -- the wire ------------------------------------------------------------------------------------
     def _send(self, data):
@@ -95,6 +105,7 @@ class MQTTClient:
             chunk = sock.read(n - len(buf)) if hasattr(sock, "read") else sock.recv(n - len(buf))
             if not chunk:
                 raise MQTTError("the broker closed the connection")
+            self.bytes_received += len(chunk)
             buf += chunk
         return buf
 
@@ -114,10 +125,37 @@ class MQTTClient:
             shift += 7
             if not b & 0x80:
                 break
+        if head >> 4 == 3 and self.sink is not keep and n >= 2:
+            return self._stream(head, n, deadline)
         body = self._recv(n, deadline) if n else b""
         return head >> 4, head & 0x0F, body
 
+    def _stream(self, head, n, deadline):
+        """A PUBLISH whose topic `sink` takes: its payload goes to the sink's write() in pieces of at most
+        PIECE bytes as they arrive, never whole in RAM (a firmware file: lib/ota.py)."""
+        raw = self._recv(2, deadline)
+        tlen = struct.unpack("!H", raw)[0]
+        topic = self._recv(tlen, deadline)
+        left = n - 2 - tlen
+        pid = b""
+        if (head >> 1) & 3:
+            pid = self._recv(2, deadline)
+            left -= 2
+        out = self.sink(topic.decode())
+        if out is None:
+            return 3, head & 0x0F, raw + topic + pid + (self._recv(left, deadline) if left > 0 else b"")
+        while left > 0:
+            piece = self._recv(min(left, PIECE), deadline)
+            out.write(piece)
+            left -= len(piece)
+        out.close()
+        if pid:
+            self._send(b"\x40\x02" + pid)  # PUBACK
+        return 3, -1, None
+
     def _handle(self, kind, flags, body):
+        if body is None:
+            return  # streamed to a sink
         if kind == 3:  # PUBLISH from the broker
             tlen = struct.unpack("!H", body[:2])[0]
             topic = body[2:2 + tlen].decode()
@@ -190,8 +228,12 @@ class MQTTClient:
 
     def wait_acked(self, pids, ms=None):
         """Read until every packet id in pids is acknowledged; raise MQTTError at the deadline."""
+        self.until(lambda: all(p in self.acked for p in pids), ms)
+
+    def until(self, done, ms=None):
+        """Read what the broker sends until done() is true; raise MQTTError at the deadline."""
         deadline = self._deadline(ms)
-        while not all(p in self.acked for p in pids):
+        while not done():
             self._handle(*self._packet(deadline))
 
     def subscribe(self, topics, qos=1):

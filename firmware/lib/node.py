@@ -24,19 +24,17 @@ import machine
 import rclock
 import store
 import wire
+import mqtt
 from mqtt import MQTTClient, MQTTError
 
-FW = "0.3.0"
-FW_STATE = "good"  # wire-v2 "Firmware updates": no update mechanism yet, so the running release is the good one
+FW = "0.4.0"  # the version this tree builds; a node runs the version in its slot's release.json (ota.py)
 STATE = "cycle.json"
+FW_TOPIC = "rimba/v2/fw/"
 
 
 def _load(root):
-    try:
-        with open(root + "/" + STATE) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {"since_send": 0, "failures": 0, "boots": 0, "boot": 0, "syncs": [], "synced": False}
+    return _json(root + "/" + STATE) or {"since_send": 0, "failures": 0, "boots": 0, "boot": 0, "syncs": [],
+                                         "synced": False}
 
 
 def _save(root, st):
@@ -61,6 +59,10 @@ class Node:
             log(note)
         self.st = _load(root)
         self.store = store.Store(root + "/buf", self.cfg["capacity"])
+        self.fs = root.rsplit("/", 1)[0]  # the filesystem root: the data directory is its `data`
+        self.fw = running(self.fs)
+        self.offer = None  # the release the retained config offers, read at this session
+        self.reboot = False  # a release was installed: reset into it instead of sleeping
         self.ops = {"wifi": 0, "wifi_static": 0, "mqtt": 0, "mqtt_ms": 0, "bytes": 0, "readings_sent": 0}
 
     def topic(self, kind):
@@ -91,11 +93,12 @@ class Node:
             self.store.append(t, wire.head(names), wire.row(values, names))
             st["since_send"] += 1
         power_on = self.cfg["send_at_power_on"] and cause != machine.DEEPSLEEP_RESET
-        due = safe or power_on or st["since_send"] >= self.cfg["send_every"] or \
+        trial = self.fw["state"] == "trial"  # a release on trial proves itself at every wake until it is good
+        due = safe or power_on or trial or st["since_send"] >= self.cfg["send_every"] or \
             self.store.count() >= self.cfg["capacity"] * 3 // 4
         # after repeated failures, try only every 2nd, 4th, ... due cycle (at most every 16th)
         wait = 1 << min(max(st["failures"] - 2, 0), 4)
-        if due and st["since_send"] % wait == 0 or due and (safe or power_on):
+        if due and st["since_send"] % wait == 0 or due and (safe or power_on or trial):
             ok = self.send(safe)
             st["failures"] = 0 if ok else st["failures"] + 1
             if ok:
@@ -138,6 +141,10 @@ class Node:
                 wdt.feed()
                 if not safe:
                     self._flush(client, wdt)
+                    if self.fw["state"] == "trial":
+                        self._confirm(client, wdt)
+                    elif self.cfg["wire"] == 2:
+                        self._update(client, wdt)
                 self._status(client, "sleeping")
                 client.disconnect()
             finally:
@@ -209,6 +216,10 @@ class Node:
                 self.cfg, note = config.apply(self.root, self.cfg, payload)
                 if note:
                     self.log(note)
+                try:
+                    self.offer = json.loads(payload).get("fw")
+                except (ValueError, AttributeError):
+                    self.offer = None
         client.messages = []
 
     def _flush(self, client, wdt):
@@ -238,6 +249,79 @@ class Node:
         # before sending (the buffer is freed only up to an ack received). An ack that came meanwhile counts.
         self._mailbox(client)
 
+    # -- firmware updates (ota.py, wire-v2 "Firmware updates") --------------------------------------
+    def _confirm(self, client, wdt):
+        """A release on trial: wait for the platform's ack of everything sent, then it is the good one."""
+        import time
+
+        top = self.store.next - 1
+        began = time.ticks_ms()
+        try:
+            while self.store.state["acked"] < top:
+                left = self.cfg["ack_ms"] - time.ticks_diff(time.ticks_ms(), began)
+                if left <= 0:
+                    raise MQTTError("timed out")
+                client.until(lambda: any(m[0].endswith("/ack") for m in client.messages), left)
+                self._mailbox(client)
+                wdt.feed()
+        except MQTTError as err:
+            self.log("trial %s: no ack yet (%s)" % (self.fw["version"], err))
+            return
+        import ota
+
+        ota.mark_good(self.fs)
+        self.fw = running(self.fs)
+        self.log("release %s is good" % self.fw["version"])
+
+    def _update(self, client, wdt):
+        """Install the release the config offers, if it is newer and its signature holds; reset into it."""
+        import ota
+
+        offer, self.offer = self.offer, None
+        verdict = ota.check(offer, self.cfg["fw_key"], self.fw)
+        if verdict is None:
+            return
+        if not isinstance(verdict, str):
+            try:
+                why = ota.install(self.fs, self.fw, verdict, lambda sinks: self._fetch(client, sinks, wdt), wdt.feed)
+            except (OSError, MQTTError) as err:
+                self.log("update %s: interrupted (%s); it resumes at the next send" % (verdict["version"], err))
+                return
+            if why is None:
+                ota.switch(self.fs, self.fw)
+                self.reboot = True
+                self.log("release %s installed; booting it on trial" % verdict["version"])
+                return
+            verdict = why
+        version = offer.get("version") if isinstance(offer, dict) and ota.version_key(offer.get("version")) else "?"
+        self.log("release %s refused: %s" % (version, verdict))
+        ota.refuse(self.fs, version, verdict)
+        self.fw = running(self.fs)
+
+    def _fetch(self, client, sinks, wdt):
+        """The files {sha: path} from their retained topics, each streamed to flash as it arrives."""
+        import ota
+
+        taken = {}
+
+        def sink(topic):
+            sha = topic[len(FW_TOPIC):] if topic.startswith(FW_TOPIC) else None
+            if sha in sinks and sha not in taken:
+                taken[sha] = ota.Sink(sinks[sha], sha, wdt.feed)
+                return taken[sha]
+            return None
+
+        client.sink = sink
+        try:
+            client.subscribe([FW_TOPIC + sha for sha in sinks])
+            client.until(lambda: len(taken) == len(sinks) and all(s.ok is not None for s in taken.values()),
+                         self.cfg["fw_ms"])
+        finally:
+            client.sink = mqtt.keep
+            for s in taken.values():
+                if s.ok is None:
+                    s.f.close()  # cut off mid-file: the piece stays as .part and is fetched again
+
     def _batch_text(self, recs, now=None):
         """The next `up` payload from stored (seq, t, row, head) readings (text pieces, see wire.Up) and how
         many of the readings it carries: one run of them (wire.run: consecutive seqs, one column list,
@@ -250,7 +334,7 @@ class Node:
 
         fields = {"v": self.cfg["wire"], "node": self.cfg["node"], "epoch": self.store.epoch,
                   "now": rclock.now() if now is None else now, "tq": "ntp" if self.st["synced"] else "rtc",
-                  "fw": FW}
+                  "fw": self.fw["version"]}
         if self.cfg["wire"] == 2:
             fields["boot"] = self.st.get("boot", 0)
         if self.store.lost():
@@ -259,11 +343,13 @@ class Node:
 
     def _status(self, client, state):
         now = rclock.now()
-        body = {"v": self.cfg["wire"], "state": state, "t": now, "fw": FW, "cfg": self.cfg["rev"],
+        body = {"v": self.cfg["wire"], "state": state, "t": now, "fw": self.fw["version"], "cfg": self.cfg["rev"],
                 "boot": self.st.get("boot", 0), "reset": _reset(),
                 "buffered": self.store.count(), "dropped": self.store.dropped, "wake": now + self.cfg["sample_s"]}
         if self.cfg["wire"] == 2:
-            body["fw_state"] = FW_STATE
+            body["fw_state"] = self.fw["state"]
+            if self.fw["state"] == "rolled-back" and self.fw["failed"]:
+                body["fw_failed"] = self.fw["failed"]
         batt = _battery()
         if batt is not None:
             body["batt_v"] = batt
@@ -271,6 +357,28 @@ class Node:
             body["rssi_dbm"] = self.rssi
         pid = client.publish(self.topic("status"), json.dumps(body, separators=(",", ":")), qos=1, retain=True)
         client.wait_acked([pid], self.cfg["puback_ms"])
+
+
+def _json(path):
+    try:
+        with open(path) as f:
+            out = json.load(f)
+        return out if isinstance(out, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def running(fs):
+    """What runs now (the loader's fw.json, the slot's release.json): {"version", "state", "failed", "slot"}.
+    A node flashed without slots runs FW, good, and cannot be updated (slot None). Here and not in ota.py:
+    every wake needs it, and only a wake that updates needs ota's code in its heap."""
+    rec = _json(fs + "/fw.json")
+    slot = rec.get("trial") or rec.get("good")
+    version = _json(fs + "/fw/%s/release.json" % slot).get("version") if slot in ("a", "b") else None
+    if not isinstance(version, str):
+        return {"version": FW, "state": "good", "failed": None, "slot": None}
+    state = "trial" if rec.get("trial") else "rolled-back" if rec.get("failed") else "good"
+    return {"version": version, "state": state, "failed": rec.get("failed"), "slot": slot}
 
 
 def _reset():

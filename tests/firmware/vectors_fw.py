@@ -34,6 +34,7 @@ for k, v in enumerate(vectors["up_valid"]):
         assert s.append(r["t"], wire.head(names), wire.row(r, names)) == r["seq"]
     n = Stub()
     n.cfg = {"node": body["node"], "wire": 1}
+    n.fw = {"version": body["fw"]}
     n.st = {"syncs": [], "synced": body["tq"] == "ntp"}
     n.store = s
     payloads = []

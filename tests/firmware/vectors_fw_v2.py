@@ -46,7 +46,7 @@ for k, p in enumerate(vectors["pairs"]):
     n = Stub()
     n.store = s
     n.st = {"syncs": [], "synced": v2["tq"] == "ntp", "boot": v2["boot"]}
-    node.FW = v2["fw"]
+    n.fw = {"version": v2["fw"]}
     built = {"name": p["name"]}
     for version in (2, 1):
         n.cfg = {"node": v2["node"], "wire": version}
