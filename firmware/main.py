@@ -19,6 +19,15 @@ def main():
             machine.deepsleep(ms)
     import config
     import node
+
+    if node.update_due(ROOT):
+        n = node.Node(ROOT, None)
+        n.update()  # a boot of its own for a firmware update: nothing else in the heap
+        if n.reboot:
+            machine.reset()  # into the release just installed, on trial (loader.py)
+        import sensors  # not installed: sleep on until the sample that was due
+
+        machine.deepsleep(sensors.resume(n.cfg["profile"], n.cfg["sample_s"] * 1000))
     import sensors
 
     cfg = config.load(ROOT)
@@ -26,7 +35,7 @@ def main():
     n = node.Node(ROOT, reader)
     ms = n.wake()
     if n.reboot:
-        machine.reset()  # into the release just installed, on trial (loader.py)
+        machine.reset()  # a release was offered: the next boot installs it
     sensors.before_sleep(reader, ms)
     machine.deepsleep(ms)
 
@@ -35,4 +44,7 @@ try:
     main()
 except Exception as err:  # noqa: BLE001 - the last line of defence on a board nobody visits
     print("rimba: crashed:", err)
+    import sys
+
+    sys.print_exception(err)  # the serial log of a board on the bench shows where
     machine.reset()

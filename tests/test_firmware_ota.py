@@ -57,9 +57,9 @@ def test_the_node_signs_and_writes_the_canonical_text_as_cpython_does(tmp_path_f
     (tmp / "cases.json").write_text(json.dumps([[f, v, k.hex()] for f, v, k in cases]))
     script = (f"import json, binascii, ota\ncases = json.load(open({str(tmp / 'cases.json')!r}))\n"
               "for files, version, key in cases:\n"
-              "    text = ota.canonical(files, version)\n"
-              "    print(json.dumps([text, binascii.hexlify(ota.hmac_sha256(binascii.unhexlify(key), text.encode()))"
-              ".decode()]))\n")
+              "    text = ''.join(ota.canonical(files, version))\n"
+              "    mac = ota.hmac_sha256(binascii.unhexlify(key), ota.canonical(files, version))\n"
+              "    print(json.dumps([text, binascii.hexlify(mac).decode()]))\n")
     got = run_mpy(tmp, script)
     for (files, version, key), (text, mac) in zip(cases, got, strict=True):
         assert text == json.dumps({"files": files, "version": version}, sort_keys=True, separators=(",", ":"))
@@ -246,13 +246,12 @@ release = json.load(real_open(FS + "/offer.json"))
 store = json.load(real_open(FS + "/store.json"))
 
 
-def fetch(sinks):
-    for sha in sorted(sinks):
-        s = ota.Sink(sinks[sha], sha)
-        data = store[sha].encode()
-        for i in range(0, len(data), 100):
-            s.write(data[i:i + 100])
-        s.close()
+def fetch(sha, path):
+    s = ota.Sink(path, sha)
+    data = store[sha].encode()
+    for i in range(0, len(data), 100):
+        s.write(data[i:i + 100])
+    s.close()
 
 
 run = {"version": "0.4.0", "state": "good", "failed": None, "slot": json.load(real_open(FS + "/fw.json"))["good"]}

@@ -25,6 +25,7 @@ REMOTE = {"sample_s": (int, 10, 86400), "send_every": (int, 1, 144), "batch": (i
 CHOICES = {"wire": (1, 2)}  # keys of the node's file with a few valid values
 NODE_FILE = "node.json"
 GOOD_FILE = "remote.json"
+OFFER_FILE = "offer.json"  # a checked firmware release, for the boot that installs it (ota.py)
 
 
 def _read(path):

@@ -89,11 +89,15 @@ class MQTTClient:
         self.bytes_sent += len(data)
 
     def _recv(self, n, deadline):
+        """Exactly n bytes, read into one buffer allocated once: a retained config of 2 KB must not need
+        the growing copies a fragmented heap may not have room for."""
         sock = self.sock
         if sock is None:
             raise MQTTError("not connected")
-        buf = b""
-        while len(buf) < n:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
             wait = _remaining(deadline)
             if wait <= 0:
                 raise MQTTError("timed out waiting for the broker")
@@ -102,11 +106,11 @@ class MQTTClient:
                 p.register(sock, select.POLLIN)
                 if not p.poll(max(1, min(wait, 1000))):
                     continue
-            chunk = sock.read(n - len(buf)) if hasattr(sock, "read") else sock.recv(n - len(buf))
-            if not chunk:
+            k = sock.readinto(view[got:]) if hasattr(sock, "readinto") else sock.recv_into(view[got:])
+            if not k:
                 raise MQTTError("the broker closed the connection")
-            self.bytes_received += len(chunk)
-            buf += chunk
+            got += k
+        self.bytes_received += n
         return buf
 
     def _deadline(self, ms=None):
@@ -125,48 +129,37 @@ class MQTTClient:
             shift += 7
             if not b & 0x80:
                 break
-        if head >> 4 == 3 and self.sink is not keep and n >= 2:
-            return self._stream(head, n, deadline)
+        if head >> 4 == 3 and n >= 2:
+            self._publish_in(head, n, deadline)
+            return 3, head & 0x0F, None
         body = self._recv(n, deadline) if n else b""
         return head >> 4, head & 0x0F, body
 
-    def _stream(self, head, n, deadline):
-        """A PUBLISH whose topic `sink` takes: its payload goes to the sink's write() in pieces of at most
-        PIECE bytes as they arrive, never whole in RAM (a firmware file: lib/ota.py)."""
-        raw = self._recv(2, deadline)
-        tlen = struct.unpack("!H", raw)[0]
-        topic = self._recv(tlen, deadline)
+    def _publish_in(self, head, n, deadline):
+        """A PUBLISH from the broker: acknowledged (QoS 1), and its payload kept in `messages`, or, when `sink`
+        takes its topic, given to the sink's write() in pieces of at most PIECE bytes as they arrive, never
+        whole in RAM (a firmware file: lib/ota.py)."""
+        tlen = struct.unpack("!H", self._recv(2, deadline))[0]
+        topic = bytes(self._recv(tlen, deadline)).decode()
         left = n - 2 - tlen
         pid = b""
         if (head >> 1) & 3:
             pid = self._recv(2, deadline)
             left -= 2
-        out = self.sink(topic.decode())
+        out = self.sink(topic)
         if out is None:
-            return 3, head & 0x0F, raw + topic + pid + (self._recv(left, deadline) if left > 0 else b"")
-        while left > 0:
-            piece = self._recv(min(left, PIECE), deadline)
-            out.write(piece)
-            left -= len(piece)
-        out.close()
+            self.messages.append((topic, self._recv(left, deadline) if left > 0 else b"", bool(head & 1)))
+        else:
+            while left > 0:
+                piece = self._recv(min(left, PIECE), deadline)
+                out.write(piece)
+                left -= len(piece)
+            out.close()
         if pid:
             self._send(b"\x40\x02" + pid)  # PUBACK
-        return 3, -1, None
 
     def _handle(self, kind, flags, body):
-        if body is None:
-            return  # streamed to a sink
-        if kind == 3:  # PUBLISH from the broker
-            tlen = struct.unpack("!H", body[:2])[0]
-            topic = body[2:2 + tlen].decode()
-            pos = 2 + tlen
-            qos = (flags >> 1) & 3
-            if qos:
-                pid = body[pos:pos + 2]
-                pos += 2
-                self._send(b"\x40\x02" + pid)  # PUBACK
-            self.messages.append((topic, bytes(body[pos:]), bool(flags & 1)))
-        elif kind == 4:  # PUBACK
+        if kind == 4:  # PUBACK
             self.acked.add(struct.unpack("!H", body[:2])[0])
 
     # -- the protocol --------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ class Node:
         self.fw = running(self.fs)
         self.offer = None  # the release the retained config offers, read at this session
         self.reboot = False  # a release was installed: reset into it instead of sleeping
-        self.ops = {"wifi": 0, "wifi_static": 0, "mqtt": 0, "mqtt_ms": 0, "bytes": 0, "readings_sent": 0}
+        self.ops = {"wifi": 0, "wifi_static": 0, "mqtt": 0, "mqtt_ms": 0, "bytes": 0, "bytes_in": 0, "readings_sent": 0}
 
     def topic(self, kind):
         return "rimba/v%d/%s/%s/%s" % (self.cfg["wire"], self.cfg["site"], self.cfg["node"], kind)
@@ -124,9 +124,7 @@ class Node:
             import gc
 
             gc.collect()  # TLS needs its large blocks whole: what the sampling left is freed first
-            client = MQTTClient(self.cfg["node"], self.cfg["mqtt_host"], self.cfg["mqtt_port"],
-                                self.cfg["mqtt_user"] or None, self.cfg["mqtt_password"] or None,
-                                ssl=self._tls() if self.cfg["mqtt_tls"] else None, timeout_ms=self.cfg["puback_ms"])
+            client = self._client()
             import time
 
             began = time.ticks_ms()
@@ -134,6 +132,7 @@ class Node:
                 client.connect(will_topic=self.topic("status"), will_payload='{"v":%d,"state":"lost"}' % self.cfg["wire"])
                 self.ops["mqtt"] += 1
                 client.subscribe([self.topic("ack"), self.topic("config")])
+                gc.collect()  # the retained config (2 KB when it offers a release) comes next, in one block
                 # a barrier, not a fixed wait: the broker sends the retained ack and config it queued for the
                 # subscription before it answers a PINGREQ sent after it (Mosquitto answers in order)
                 client.ping()
@@ -143,18 +142,24 @@ class Node:
                     self._flush(client, wdt)
                     if self.fw["state"] == "trial":
                         self._confirm(client, wdt)
-                    elif self.cfg["wire"] == 2:
-                        self._update(client, wdt)
+                    elif self.cfg["wire"] == 2 and self.offer is not None:
+                        self._consider()
                 self._status(client, "sleeping")
                 client.disconnect()
             finally:
                 self.ops["bytes"] += client.bytes_sent
+                self.ops["bytes_in"] += client.bytes_received
                 self.ops["mqtt_ms"] += time.ticks_diff(time.ticks_ms(), began)
                 client.close()
             return True
         except (OSError, MQTTError) as err:
             self.log("send failed: %s" % err)
             return False
+
+    def _client(self):
+        return MQTTClient(self.cfg["node"], self.cfg["mqtt_host"], self.cfg["mqtt_port"],
+                          self.cfg["mqtt_user"] or None, self.cfg["mqtt_password"] or None,
+                          ssl=self._tls() if self.cfg["mqtt_tls"] else None, timeout_ms=self.cfg["puback_ms"])
 
     def _tls(self):
         """A TLS context trusting the project's CA (ca.der beside the config, from `rimba broker tls`)."""
@@ -273,54 +278,102 @@ class Node:
         self.fw = running(self.fs)
         self.log("release %s is good" % self.fw["version"])
 
-    def _update(self, client, wdt):
-        """Install the release the config offers, if it is newer and its signature holds; reset into it."""
+    def _consider(self):
+        """A release the config offers: refused here (not newer, badly formed, a bad signature: nothing is
+        fetched), or kept in data/offer.json and installed in a boot of its own (update), which has the heap
+        to itself: this session's batches and sensors are not in it."""
+        import gc
+
+        gc.collect()  # what the batches left, before ota's code comes in
         import ota
 
         offer, self.offer = self.offer, None
         verdict = ota.check(offer, self.cfg["fw_key"], self.fw)
         if verdict is None:
             return
-        if not isinstance(verdict, str):
-            try:
-                why = ota.install(self.fs, self.fw, verdict, lambda sinks: self._fetch(client, sinks, wdt), wdt.feed)
-            except (OSError, MQTTError) as err:
-                self.log("update %s: interrupted (%s); it resumes at the next send" % (verdict["version"], err))
-                return
-            if why is None:
-                ota.switch(self.fs, self.fw)
-                self.reboot = True
-                self.log("release %s installed; booting it on trial" % verdict["version"])
-                return
-            verdict = why
-        version = offer.get("version") if isinstance(offer, dict) and ota.version_key(offer.get("version")) else "?"
-        self.log("release %s refused: %s" % (version, verdict))
-        ota.refuse(self.fs, version, verdict)
-        self.fw = running(self.fs)
+        if isinstance(verdict, str):
+            self._refuse(offer, verdict)
+            return
+        wait = self.st.get("fw_wait")  # [version, failed attempts, send sessions still to skip]
+        if wait and wait[0] == verdict["version"] and wait[2] > 0:
+            wait[2] -= 1
+            return
+        ota.keep_offer(self.root, verdict)
+        self.reboot = True
+        self.log("release %s offered: installing it at once, in a boot of its own" % verdict["version"])
 
-    def _fetch(self, client, sinks, wdt):
-        """The files {sha: path} from their retained topics, each streamed to flash as it arrives."""
+    def _refuse(self, offer, why):
         import ota
 
-        taken = {}
+        version = offer.get("version") if isinstance(offer, dict) and ota.version_key(offer.get("version")) else "?"
+        self.log("release %s refused: %s" % (version, why))
+        ota.refuse(self.fs, version, why)
+        self.fw = running(self.fs)
+
+    def update(self):
+        """The boot that installs a kept offer (the offer is taken first: a crash here costs this one attempt,
+        and the next session's retained config offers it again). Wi-Fi, MQTT, the files fetched and installed,
+        the switch to the trial (self.reboot), or a refusal when a file's bytes do not match."""
+        import ota
+
+        release = ota.take_offer(self.root)
+        if release is None:
+            return
+        wdt = machine.WDT(timeout=self.cfg["wdt_ms"])
+        client = None
+        try:
+            if not self._wifi(wdt):
+                raise OSError("no Wi-Fi")
+            client = self._client()
+            client.connect()
+            self.ops["mqtt"] += 1
+            why = ota.install(self.fs, self.fw, release, lambda sha, path: self._fetch(client, sha, path, wdt),
+                              wdt.feed)
+            client.disconnect()
+        except (OSError, MQTTError) as err:
+            # tried again at a later send session: the next, then every 2nd, 4th, ... (at most every 16th)
+            wait = self.st.get("fw_wait")
+            n = wait[1] + 1 if wait and wait[0] == release["version"] else 1
+            self.st["fw_wait"] = [release["version"], n, (1 << min(n - 1, 4)) - 1]
+            self.log("update %s: interrupted (%s)" % (release["version"], err))
+            return
+        finally:
+            if client is not None:
+                self.ops["bytes"] += client.bytes_sent
+                self.ops["bytes_in"] += client.bytes_received
+                client.close()
+            for k in self.ops:
+                self._count(k, self.ops[k])
+            _save(self.root, self.st)
+        self.st.pop("fw_wait", None)
+        if why is not None:
+            self._refuse(release, why)
+        else:
+            ota.switch(self.fs, self.fw)
+            self.reboot = True
+            self.log("release %s installed; booting it on trial" % release["version"])
+        _save(self.root, self.st)
+
+    def _fetch(self, client, sha, path, wdt):
+        """One file from its retained topic, streamed to flash as it arrives (a Sink checks its hash)."""
+        import ota
+
+        got: list = []
 
         def sink(topic):
-            sha = topic[len(FW_TOPIC):] if topic.startswith(FW_TOPIC) else None
-            if sha in sinks and sha not in taken:
-                taken[sha] = ota.Sink(sinks[sha], sha, wdt.feed)
-                return taken[sha]
+            if topic == FW_TOPIC + sha and not got:
+                got.append(ota.Sink(path, sha, wdt.feed))
+                return got[0]
             return None
 
         client.sink = sink
         try:
-            client.subscribe([FW_TOPIC + sha for sha in sinks])
-            client.until(lambda: len(taken) == len(sinks) and all(s.ok is not None for s in taken.values()),
-                         self.cfg["fw_ms"])
+            client.subscribe([FW_TOPIC + sha])
+            client.until(lambda: got and got[0].ok is not None, self.cfg["fw_ms"])
         finally:
             client.sink = mqtt.keep
-            for s in taken.values():
-                if s.ok is None:
-                    s.f.close()  # cut off mid-file: the piece stays as .part and is fetched again
+            if got and got[0].ok is None:
+                got[0].f.close()  # cut off mid-file: the piece stays as .part, and is fetched again
 
     def _batch_text(self, recs, now=None):
         """The next `up` payload from stored (seq, t, row, head) readings (text pieces, see wire.Up) and how
@@ -366,6 +419,15 @@ def _json(path):
         return out if isinstance(out, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+def update_due(root):
+    """Whether this boot installs a firmware update (ota.keep_offer left one under the data directory)."""
+    try:
+        os.stat(root + "/" + config.OFFER_FILE)
+        return True
+    except OSError:
+        return False
 
 
 def running(fs):

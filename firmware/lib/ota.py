@@ -14,6 +14,8 @@ import hashlib
 import json
 import os
 
+from config import OFFER_FILE as OFFER
+
 SLOTS = ("a", "b")
 MAX_FILES = 64
 SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
@@ -78,19 +80,25 @@ def _hex_ok(h, n):
 
 
 def canonical(files, version):
-    """The signed text: json.dumps({"files": files, "version": version}, sort_keys=True,
-    separators=(",", ":")) as CPython writes it, for the safe characters `check` allows."""
-    body = ",".join('"%s":"%s"' % (p, files[p]) for p in sorted(files))
-    return '{"files":{%s},"version":"%s"}' % (body, version)
+    """The signed text in pieces: json.dumps({"files": files, "version": version}, sort_keys=True,
+    separators=(",", ":")) as CPython writes it (for the safe characters `check` allows), never one string:
+    a release's is about 2 KB, a block a fragmented heap may not have."""
+    yield '{"files":{'
+    first = True
+    for p in sorted(files):
+        yield ('"%s":"%s"' if first else ',"%s":"%s"') % (p, files[p])
+        first = False
+    yield '},"version":"%s"}' % version
 
 
-def hmac_sha256(key, msg):
-    """HMAC-SHA256 (RFC 2104 with SHA-256, FIPS 180-4; block of 64 bytes)."""
+def hmac_sha256(key, pieces):
+    """HMAC-SHA256 (RFC 2104 with SHA-256, FIPS 180-4; block of 64 bytes) of the concatenated pieces."""
     if len(key) > 64:
         key = hashlib.sha256(key).digest()
     key = key + b"\x00" * (64 - len(key))
     inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    inner.update(msg)
+    for piece in pieces:
+        inner.update(piece.encode() if isinstance(piece, str) else piece)
     outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
     outer.update(inner.digest())
     return outer.digest()
@@ -136,7 +144,7 @@ def check(offer, key_hex, run):
         return "bad-signature: no update key"
     if not _hex_ok(sig, 64):
         return "bad-signature"
-    want = hmac_sha256(binascii.unhexlify(key_hex), canonical(files, version).encode())
+    want = hmac_sha256(binascii.unhexlify(key_hex), canonical(files, version))
     if not _same(want, binascii.unhexlify(str(sig))):
         return "bad-signature"
     return {"version": version, "files": files, "sig": sig}
@@ -215,9 +223,9 @@ def target(run):
 
 
 def install(fs, run, release, fetch, feed=None):
-    """Put `release` into the slot the running release (`run`, node.running) does not use. `fetch(wanted)` gets the missing
-    files, {sha: Sink}, from the broker (an OSError if it cannot finish: the next session resumes).
-    Returns None when the slot is complete, or a refusal reason (a file whose bytes do not match)."""
+    """Put `release` into the slot the running release (`run`, node.running) does not use. `fetch(sha, path)`
+    streams one file from the broker into a Sink (an OSError or MQTTError if it cannot finish: the next
+    session resumes). Returns None when the slot is complete, or a refusal reason (bytes that do not match)."""
     slot = target(run)
     base = fs + "/fw/" + slot
     _mkdirs(base + "/lib")
@@ -227,36 +235,53 @@ def install(fs, run, release, fetch, feed=None):
     for rel in _tree(base):  # what the release does not have, and pieces of interrupted downloads
         if rel not in files:
             os.remove(base + "/" + rel)
-    have = {}  # sha -> a path of the running slot with those bytes
     old = manifest(fs, run["slot"]).get("files", {})
-    for rel in old:
-        have[old[rel]] = fs + "/fw/" + run["slot"] + "/" + rel
-    wanted = {}
+    missing = []
     for rel in sorted(files):
         path = base + "/" + rel
         _mkdirs(path.rsplit("/", 1)[0])
         if _exists(path) and sha256_file(path) == files[rel]:
-            continue
-        src = have.get(files[rel])
-        if src and _exists(src) and sha256_file(src) == files[rel]:
-            _copy(src, path, feed)
-        elif files[rel] not in wanted:
-            wanted[files[rel]] = rel
-    sinks = {}
-    for sha in wanted:
-        sinks[sha] = base + "/" + wanted[sha]
-    if sinks:
-        fetch(sinks)
+            continue  # there already: an earlier attempt's
+        src = fs + "/fw/" + run["slot"] + "/" + rel
+        if old.get(rel) == files[rel] and _exists(src) and sha256_file(src) == files[rel]:
+            _copy(src, path, feed)  # unchanged since the running release: no need to fetch it
+        else:
+            missing.append(rel)
+    old = None
+    for rel in missing:  # one at a time: one file's bookkeeping in the heap
+        fetch(files[rel], base + "/" + rel)
     for rel in sorted(files):  # every file once more, as it is in flash now
         path = base + "/" + rel
-        if not _exists(path):
-            src = base + "/" + wanted.get(files[rel], rel)
-            if _exists(src):
-                _copy(src, path, feed)  # a second path with the bytes of one already fetched
         if not _exists(path) or sha256_file(path) != files[rel]:
             return "bad-hash: %s" % rel
-    _replace(base + "/release.json", release)
+    _write_release(base + "/release.json", release)
     return None
+
+
+def _write_release(path, release):
+    """A release as JSON, written in pieces (about 2 KB as one string: a block a fragmented heap may not
+    have), to a temporary file renamed over `path`."""
+    with open(path + ".tmp", "w") as f:
+        f.write('{"sig":"%s","version":"%s","files":{' % (release.get("sig", ""), release["version"]))
+        first = True
+        for p in sorted(release["files"]):
+            f.write(('"%s":"%s"' if first else ',"%s":"%s"') % (p, release["files"][p]))
+            first = False
+        f.write("}}")
+    os.rename(path + ".tmp", path)
+
+
+def keep_offer(root, release):
+    """The checked release, kept for the boot that installs it."""
+    _write_release(root + "/" + OFFER, release)
+
+
+def take_offer(root):
+    """The kept offer, removed from flash as it is read (one attempt per offer), or None."""
+    out = _read(root + "/" + OFFER)
+    if _exists(root + "/" + OFFER):
+        os.remove(root + "/" + OFFER)
+    return out if out.get("files") else None
 
 
 def switch(fs, run):

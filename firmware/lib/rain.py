@@ -66,8 +66,13 @@ def tip_wake(pin, now):
     state[0] += 1
     state[1] += 1
     _save(state)
+    return resume(pin, now)
+
+
+def resume(pin, now):
+    """Re-arm after a wake that took no sample; the ms left until the next sample (0: due now)."""
     arm(pin)
-    return max(0, state[2] - now()) * 1000
+    return max(0, _load()[2] - now()) * 1000
 
 
 class Rain:

