@@ -148,10 +148,11 @@ class FirmwareStore:
                 self.db.execute("UPDATE target SET revert = 'due' WHERE rollout = ? AND state NOT IN ('good', "
                                 "'skipped')", (rid,))
 
-    def good_nodes(self, version: str) -> set:
-        """Nodes that took `version` in any rollout of it."""
+    def rolled_out(self, version: str) -> set:
+        """Nodes a finished rollout of `version` took to the end: each took it, or rolled it back (a node does
+        not try a version again), or is offered it still (it takes it at its next wake)."""
         return {r["node"] for r in self.db.execute(
-            "SELECT t.node FROM target t JOIN rollout r ON r.id = t.rollout WHERE r.version = ? AND t.state = 'good'",
+            "SELECT t.node FROM target t JOIN rollout r ON r.id = t.rollout WHERE r.version = ? AND r.state = 'done'",
             (version,))}
 
     # -- what the nodes said ---------------------------------------------------------------------------

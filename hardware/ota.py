@@ -31,10 +31,19 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+def _quiet_adapter() -> None:
+    """A command's output is its own lines: the MQTT adapter's connection notes (meant for the services'
+    logs) only when something goes wrong."""
+    import logging
+
+    logging.getLogger("rimba.mqtt").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
 def release_main(settings, args) -> int:
     from hardware.bundle import FIRMWARE
     from hardware.fwbroker import FirmwareBroker
 
+    _quiet_adapter()
     source = Path(args.source) if args.source else FIRMWARE
     version = rel.check_version(args.version) if args.version else rel.tree_version(source)
     blobs = rel.build(source)
@@ -130,6 +139,7 @@ def rollout_main(settings, args, clock=time.time) -> int:
     from hardware.fwbroker import FirmwareBroker
     from hardware.provision import Provisioner
 
+    _quiet_adapter()
     version = rel.check_version(args.version)
     fleet = load_fleet(settings.fleet)
     prov = Provisioner(settings)
@@ -188,6 +198,7 @@ def status_rows(store, fleet, statuses: dict) -> tuple:
 def status_main(settings, args) -> int:
     from hardware.fwbroker import FirmwareBroker
 
+    _quiet_adapter()
     fleet = load_fleet(settings.fleet)
     port = FirmwareBroker(settings, fleet).start()
     try:

@@ -125,7 +125,7 @@ class Rollouts:
         halted = [r for r in self.store.rollouts(version) if r["state"] == "halted"]
         if halted:
             raise ConfigError(f"the rollout of {version} halted ({halted[-1]['reason']}); release a newer version")
-        done = self.store.good_nodes(version)
+        done = self.store.rolled_out(version)
         todo = [n for n in selected if n not in done]
         if not todo:
             self.say(f"{version} is already rolled out to the {len(selected)} selected nodes: nothing to do")
@@ -144,16 +144,18 @@ class Rollouts:
         rest = len(todo) - min(plan.canary, len(todo))
         self.say(f"rollout #{rid} of {version}: canary {', '.join(todo[:plan.canary])}"
                  + (f"; then {rest} nodes in {max(assigned)} waves of up to {plan.wave_size}" if rest else "")
-                 + (f"; {len(done & set(selected))} selected nodes have {version} already" if done & set(selected) else ""))
+                 + (f"; {len(done & set(selected))} selected nodes were in its earlier rollout" if done & set(selected) else ""))
         return rid
 
     # -- stepping ----------------------------------------------------------------------------------------
     def step(self, rid: int) -> str:
         """Do everything that can be done now without waiting; return the rollout's state."""
         r = self.store.rollout(rid)
-        if r["state"] == "running":
+        while r["state"] == "running":
             self._running(r)
-            r = self.store.rollout(rid)
+            before, r = r, self.store.rollout(rid)
+            if r["wave"] == before["wave"]:
+                break  # waiting for this wave; a wave passed is followed by the next one's offers at once
         if r["state"] == "halting":
             self._revert(r)
             r = self.store.rollout(rid)
