@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hardware import release as rel
 from hardware.fwstore import FirmwareStore
-from hardware.rollout import Plan, Rollouts
+from hardware.rollout import Plan, Rollouts, failure_limit, waves
 from rimba.errors import ConfigError
 from rimba.fleet import load_fleet
 
@@ -75,10 +75,14 @@ def release_main(settings, args) -> int:
     return 0
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
 def select(fleet, sites, nodes_arg, has_key) -> list:
-    """The rollout's nodes in canary order: --nodes as given, else the nodes of the --site(s), else the whole
-    fleet, sorted by id. A node kept on contract v1, or without an update key, cannot take a release: named
-    with --nodes, that is an error; otherwise it is left out, with a line saying so."""
+    """(The rollout's nodes in canary order, lines naming those left out): --nodes as given, else the nodes of
+    the --site(s), else the whole fleet, sorted by id. A node kept on contract v1, or without an update key,
+    cannot take a release: named with --nodes, that is an error; otherwise it is left out."""
     def updatable(node) -> str:
         if fleet.nodes[node].extra.get("wire", 2) != 2:
             return "speaks contract v1 (wire = 1 in the fleet file); updates need v2"
@@ -95,19 +99,16 @@ def select(fleet, sites, nodes_arg, has_key) -> list:
                 raise ConfigError(f"--nodes: {node} is not in the fleet file")
             if why := updatable(node):
                 raise ConfigError(f"--nodes: {node} {why}")
-        return chosen
+        return chosen, []
     for site in sites or ():
         if site not in fleet.sites:
             raise ConfigError(f"--site {site}: not in the fleet file; sites are {', '.join(sorted(fleet.sites))}")
     candidates = sorted(n.id for n in fleet.nodes.values() if not sites or n.site in sites)
     left = {n: updatable(n) for n in candidates}
-    for node, why in left.items():
-        if why:
-            _say(f"{node}: left out, it {why}")
     chosen = [n for n in candidates if not left[n]]
     if not chosen:
-        raise ConfigError("no node of the selection can take a release")
-    return chosen
+        raise ConfigError("no node of the selection can take a release: " + "; ".join(f"{n} {w}" for n, w in left.items()))
+    return chosen, [f"{n}: left out, it {why}" for n, why in left.items() if why]
 
 
 def _timeout(fleet, nodes) -> float:
@@ -149,19 +150,25 @@ def rollout_main(settings, args, clock=time.time) -> int:
         try:
             if store.release(version) is None:
                 raise ConfigError(f"no release {version}; `rimba firmware release` records one")
-            chosen = select(fleet, args.site, args.nodes, lambda n: bool(prov.bundle_keys(n)))
+            waves(1, args.canary, args.wave)  # the plan checked before anything else
+            failure_limit(args.max_failures, 1)
+            if args.timeout is not None and not args.timeout > 0:
+                raise ConfigError(f"--timeout {args.timeout:g}: seconds, more than 0")
+            chosen, left_out = select(fleet, args.site, args.nodes, lambda n: bool(prov.bundle_keys(n)))
             plan = Plan(args.canary, args.wave, str(args.max_failures),
                         float(args.timeout) if args.timeout else _timeout(fleet, chosen))
             port = FirmwareBroker(settings, fleet).start()
             engine = Rollouts(store, port, prov.update_key, {n.id: n.site for n in fleet.nodes.values()}, clock, _say)
-            rid = engine.start(version, chosen, plan)
+            rid = engine.start(version, chosen, plan, notes=left_out)
             if rid is None:
                 return 0
             if engine.run(rid, lambda deadline: port.wait_change(min(deadline - clock(), 30.0))) == "halted":
                 reason = store.rollout(rid)["reason"]
-                reverted = sum(t["revert"] == "done" for t in store.targets(rid))
-                print(f"rimba: rollout of {version} halted: {reason}; the {reverted} nodes not updated were "
-                      "offered their previous release again", file=sys.stderr)
+                reverted = [t for t in store.targets(rid) if t["revert"] == "done"]
+                none = sum(t["previous"] is None for t in reverted)
+                print(f"rimba: rollout of {version} halted: {reason}; {_count(len(reverted), 'node')} not updated "
+                      "offered the release they had before again"
+                      + (f" ({none} had none: {version} withdrawn from their config)" if none else ""), file=sys.stderr)
                 return 1
             return 0
         finally:
@@ -181,7 +188,8 @@ def status_rows(store, fleet, statuses: dict) -> tuple:
             where = "canary" if t["wave"] == 0 else f"wave {t['wave']}"
             what = t["state"] + (f" ({t['detail']})" if t["detail"] else "")
             if t["revert"] == "done":
-                what += ", previous release offered again"
+                before = json.loads(t["previous"])["version"] if t["previous"] else None
+                what += f", {before} offered again" if before else f", {r['version']} withdrawn"
             place[t["node"]] = f"{where}: {what}"
     rows = []
     for node in sorted(fleet.nodes.values(), key=lambda n: n.id):

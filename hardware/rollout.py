@@ -109,9 +109,10 @@ class Rollouts:
         self._published: set = set()  # releases whose files this run has published
 
     # -- starting ----------------------------------------------------------------------------------------
-    def start(self, version: str, selected: list, plan: Plan) -> int | None:
+    def start(self, version: str, selected: list, plan: Plan, notes=()) -> int | None:
         """The rollout of `version` over `selected` node ids (in canary order): the unfinished one resumed,
-        or a new one; None when every selected node has taken `version` already (nothing to do)."""
+        or a new one (`notes` said before it is made); None when a finished rollout of `version` took every
+        selected node (nothing to do)."""
         files = self.store.release(version)
         if files is None:
             raise ConfigError(f"no release {version}; `rimba firmware release` records one")
@@ -140,6 +141,8 @@ class Rollouts:
             previous = before.get("fw") if isinstance(before, dict) else None
             ok = isinstance(previous, dict) and previous.get("version") != version
             targets.append((node, self.nodes[node], wave, previous if ok else None))
+        for line in notes:
+            self.say(line)
         rid = self.store.create_rollout(version, plan.__dict__, targets, self.clock())
         rest = len(todo) - min(plan.canary, len(todo))
         self.say(f"rollout #{rid} of {version}: canary {', '.join(todo[:plan.canary])}"

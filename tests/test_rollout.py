@@ -184,6 +184,7 @@ def test_a_canary_that_rolls_back_halts_the_rollout_and_the_rest_get_the_previou
         assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stdout + r.stderr
         assert r.stderr.startswith("rimba: rollout of 1.1.0 halted: the canary had 1 of 2 failed (smp29-01 rolled "
                                    "back)") or r.stderr.startswith("rimba: rollout of 1.1.0 halted: the canary had 2 of 2")
+        assert r.stderr.endswith("; 5 nodes not updated offered the release they had before again\n"), r.stderr
         for n in ("smp29-03", "smp29-04", "smp29-05"):
             assert "1.1.0" not in fake.offered(n)
         # every node's config offers 1.0.0 again, signed for it: the previous release
@@ -199,9 +200,9 @@ def test_a_canary_that_rolls_back_halts_the_rollout_and_the_rest_get_the_previou
         assert out["rollout"]["state"] == "halted" and out["rollout"]["version"] == "1.1.0"
         row = {x["node"]: x for x in out["nodes"]}["smp29-01"]
         assert (row["fw"], row["fw_state"], row["fw_failed"]) == ("1.0.0", "rolled-back", "1.1.0")
-        assert row["rollout"] == "canary: failed (rolled back), previous release offered again"
+        assert row["rollout"] == "canary: failed (rolled back), 1.0.0 offered again"
         assert {x["node"]: x for x in out["nodes"]}["smp29-05"]["rollout"] == \
-            "wave 1: pending, previous release offered again"
+            "wave 1: pending, 1.0.0 offered again"
         wait_until(lambda: p.influx.rows("SELECT last(fw_failed) AS f FROM node_status WHERE node = 'smp29-01'"),
                    30, "the rolled-back status stored")
     finally:
@@ -417,3 +418,32 @@ def test_a_rollout_killed_anywhere_ends_as_the_rules_say(tmp_path_factory, case)
             roll.start("1.1.0", order, plan)
     assert len(broker.history) == published
     store.close()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["9.9.9", "--canary", "1"], "no release 9.9.9"),
+    (["1.x", "--canary", "1"], "integers joined by dots"),
+    (["1.1.0", "--canary", "0"], "--canary and --wave: at least 1 node"),
+    (["1.1.0", "--canary", "1", "--max-failures", "1.5"], "a fraction below 1"),
+    (["1.1.0", "--canary", "1", "--max-failures", "some"], "a count (0, 1, 2 ...) or a fraction"),
+    (["1.1.0", "--canary", "1", "--timeout", "0"], "--timeout 0: seconds, more than 0"),
+    (["1.1.0", "--canary", "1", "--site", "smp29", "--nodes", "smp29-01"], "--site or --nodes, not both"),
+    (["1.1.0", "--canary", "1", "--site", "nowhere"], "--site nowhere: not in the fleet file"),
+    (["1.1.0", "--canary", "1", "--nodes", "nobody"], "--nodes: nobody is not in the fleet file"),
+    (["1.1.0", "--canary", "1", "--nodes", "old-01"], "--nodes: old-01 speaks contract v1"),
+    (["1.1.0", "--canary", "1", "--nodes", "smp29-01"], "--nodes: smp29-01 has no update key"),
+    (["1.1.0", "--canary", "1", "--site", "bansir-laut"], "no node of the selection can take a release"),
+])
+def test_rollout_mistakes_are_one_line_before_anything_is_published(tmp_path, argv, says):
+    from tests.conftest import FLEET
+
+    (tmp_path / "fleet.toml").write_text(FLEET + '\n[nodes.smp29-01]\nsite = "smp29"\nprofile = "forest"\n'
+                                         'cadence_s = 600\n\n[nodes.old-01]\nsite = "bansir-laut"\nprofile = "river"\n'
+                                         "cadence_s = 600\nwire = 1\n")
+    values = {"state_dir": str(tmp_path / "state"), "fleet": str(tmp_path / "fleet.toml"),
+              "mqtt_url": "mqtt://127.0.0.1:1"}  # nothing listens: a mistake must be found before connecting
+    store = FirmwareStore.in_state_dir(tmp_path / "state")
+    add_release(store, "1.1.0")
+    store.close()
+    r = _cli(values, "firmware", "rollout", *argv)
+    assert r.returncode == 2 and says in r.stderr and r.stderr.count("\n") == 1 and not r.stdout, r.stderr
