@@ -10,6 +10,8 @@ being up or caught up, and a rollout that resumes after a kill gets every node's
 when it subscribes. The ingest stores the same statuses in `node_status` for the dashboards. The one
 thing the retained status loses is the firmware report under a Last Will (`{"v":2,"state":"lost"}`
 carries no `fw`): the watcher keeps the last report it saw, and the rollout keeps it in its store.
+`rimba firmware status`, which only reads, takes them from InfluxDB as the viewer: on a locked broker the
+admin is one client id (the user's name), which a running rollout holds.
 
 Reading a retained config before changing it needs to know when the broker has sent every retained
 message of the subscription; MQTT has no marker for that. The barrier: after subscribing, publish a

@@ -77,15 +77,26 @@ class FirmwareStore:
         return [(r["version"], json.loads(r["files"]), r["created"])
                 for r in self.db.execute("SELECT * FROM release ORDER BY created, version")]
 
+    def check_release(self, version: str, files: dict) -> bool:
+        """True when `version` is new, False when it was recorded with these `files`; a ConfigError when it
+        was recorded with other files, or is an earlier version written otherwise (1.02 and 1.2)."""
+        from hardware.release import version_key
+
+        known = self.release(version)
+        if known is not None:
+            if known != files:
+                raise ConfigError(f"release {version} was recorded with other files; bump the version "
+                                  "(--version, or FW in firmware/lib/node.py)")
+            return False
+        for other, _files, _created in self.releases():
+            if version_key(other) == version_key(version):
+                raise ConfigError(f"version {version} is {other}, released before; bump the version")
+        return True
+
     def add_release(self, version: str, blobs: dict, files: dict, now: float) -> bool:
-        """Record a release; False when it was already recorded with these files. A ConfigError when the
-        version was released with other files."""
+        """Record a release; False when it was already recorded with these files (see check_release)."""
         with self.tx():
-            known = self.release(version)
-            if known is not None:
-                if known != files:
-                    raise ConfigError(f"release {version} was recorded with other files; bump the version "
-                                      "(--version, or FW in firmware/lib/node.py)")
+            if not self.check_release(version, files):
                 return False
             for path, data in blobs.items():
                 self.db.execute("INSERT OR IGNORE INTO blob VALUES (?, ?)", (files[path], data))

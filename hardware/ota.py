@@ -2,7 +2,8 @@
 
     release   build the application from the tree (or --from DIR), publish its files, record it
     rollout   offer a release to a canary, then to the rest in waves; halt when a wave fails
-    status    each node's running version, its fw_state and fw_failed, and its place in the rollout
+    status    each node's running version, its fw_state and fw_failed (stored by the ingest), and its
+              place in the rollout
 
 The pieces: hardware/release.py (what a release is, its signature), hardware/fwstore.py (the durable
 record), hardware/rollout.py (the rollout, pure), hardware/fwbroker.py (the broker). Each node's update
@@ -39,32 +40,37 @@ def _quiet_adapter() -> None:
     logging.getLogger("rimba.mqtt").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+class _AdminLock:
+    """One release or rollout process at a time: two rollouts would offer configs over each other, and on a
+    locked broker the admin login is one client id, which two processes would take from each other."""
+
+    def __init__(self, state: Path):
+        state.mkdir(parents=True, exist_ok=True)
+        self.f = open(state / "firmware.lock", "w")
+
+    def __enter__(self):
+        try:
+            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ConfigError("another `rimba firmware rollout` or `release` is running on this state directory") \
+                from None
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+        return False
+
+
 def release_main(settings, args) -> int:
     from hardware.bundle import FIRMWARE
-    from hardware.fwbroker import FirmwareBroker
 
     _quiet_adapter()
     source = Path(args.source) if args.source else FIRMWARE
     version = rel.check_version(args.version) if args.version else rel.tree_version(source)
     blobs = rel.build(source)
     files = rel.manifest(blobs)
-    store = FirmwareStore.in_state_dir(settings.state_path)
-    try:
-        for other, other_files, _created in store.releases():
-            if other != version and rel.version_key(other) == rel.version_key(version):
-                raise ConfigError(f"version {version} is {other}, released before; bump the version")
-        known = store.release(version)
-        if known is not None and known != files:
-            raise ConfigError(f"release {version} was recorded with other files; bump the version (--version, or "
-                              "FW in firmware/lib/node.py)")
-        port = FirmwareBroker(settings, load_fleet(settings.fleet), watch=False).start()
-        try:  # the files first: a release is recorded only once the broker holds every file of it
-            port.publish_files({files[p]: data for p, data in blobs.items()})
-        finally:
-            port.close()
-        new = store.add_release(version, blobs, files, time.time())
-    finally:
-        store.close()
+    with _AdminLock(settings.state_path):
+        new = _record(settings, version, blobs, files)
     for path in sorted(files):
         print(f"  {len(blobs[path]):>7,} B  {files[path][:12]}  {path}")
     total = sum(len(b) for b in blobs.values())
@@ -73,6 +79,23 @@ def release_main(settings, args) -> int:
     else:
         print(f"release {version} was recorded before with these files: nothing changed (files published again)")
     return 0
+
+
+def _record(settings, version: str, blobs: dict, files: dict) -> bool:
+    """Publish the release's files, then record it; False when it was recorded before with these files."""
+    from hardware.fwbroker import FirmwareBroker
+
+    store = FirmwareStore.in_state_dir(settings.state_path)
+    try:
+        store.check_release(version, files)  # refused before anything of it is published
+        port = FirmwareBroker(settings, load_fleet(settings.fleet), watch=False).start()
+        try:  # the files first: a release is recorded only once the broker holds every file of it
+            port.publish_files({files[p]: data for p, data in blobs.items()})
+        finally:
+            port.close()
+        return store.add_release(version, blobs, files, time.time())
+    finally:
+        store.close()
 
 
 def _count(n: int, what: str) -> str:
@@ -117,25 +140,6 @@ def _timeout(fleet, nodes) -> float:
                                for n in nodes)
 
 
-class _RolloutLock:
-    """One rollout process at a time: two would offer configs over each other."""
-
-    def __init__(self, state: Path):
-        state.mkdir(parents=True, exist_ok=True)
-        self.f = open(state / "firmware.lock", "w")
-
-    def __enter__(self):
-        try:
-            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise ConfigError("another `rimba firmware rollout` is running on this state directory") from None
-        return self
-
-    def __exit__(self, *exc):
-        self.f.close()
-        return False
-
-
 def rollout_main(settings, args, clock=time.time) -> int:
     from hardware.fwbroker import FirmwareBroker
     from hardware.provision import Provisioner
@@ -144,7 +148,7 @@ def rollout_main(settings, args, clock=time.time) -> int:
     version = rel.check_version(args.version)
     fleet = load_fleet(settings.fleet)
     prov = Provisioner(settings)
-    with _RolloutLock(settings.state_path):
+    with _AdminLock(settings.state_path):
         store = FirmwareStore.in_state_dir(settings.state_path)
         port = None
         try:
@@ -177,9 +181,9 @@ def rollout_main(settings, args, clock=time.time) -> int:
             store.close()
 
 
-def status_rows(store, fleet, statuses: dict) -> tuple:
+def status_rows(store, fleet, reports: dict) -> tuple:
     """(the current rollout or None, one row per node of the fleet): running version, fw_state, fw_failed
-    (from the node's retained status, else the last report the rollouts saw) and its place in the rollout."""
+    (from `reports`, {node: newest report}, else the last one a rollout saw) and its place in the rollout."""
     seen = store.seen()
     r = store.unfinished() or store.latest()
     place = {}
@@ -193,8 +197,8 @@ def status_rows(store, fleet, statuses: dict) -> tuple:
             place[t["node"]] = f"{where}: {what}"
     rows = []
     for node in sorted(fleet.nodes.values(), key=lambda n: n.id):
-        st = statuses.get((node.site, node.id)) or {}
-        report = st if "fw" in st else seen.get(node.id) or {}
+        st = reports.get(node.id) or {}
+        report = st if st.get("fw") else seen.get(node.id) or {}
         rows.append({"node": node.id, "site": node.site, "state": st.get("state"), "fw": report.get("fw"),
                      "fw_state": report.get("fw_state"), "fw_failed": report.get("fw_failed"),
                      "rollout": place.get(node.id)})
@@ -203,19 +207,34 @@ def status_rows(store, fleet, statuses: dict) -> tuple:
     return current, rows
 
 
-def status_main(settings, args) -> int:
-    from hardware.fwbroker import FirmwareBroker
+def stored_reports(settings) -> dict:
+    """{node: state, fw, fw_state, fw_failed} from InfluxDB's `node_status`: the newest status that carries a
+    firmware report (a Last Will carries none), and the newest state. Read as the viewer: a status query
+    needs no admin login (on a locked broker the admin is one client id, which a running rollout holds)."""
+    from hardware.provision import as_service
+    from rimba.influx import Influx
 
-    _quiet_adapter()
-    fleet = load_fleet(settings.fleet)
-    port = FirmwareBroker(settings, fleet).start()
+    if not (settings.influx_user or settings.influx_token):
+        settings = as_service(settings, "viewer")
+    influx = Influx.from_settings(settings)
+    out: dict = {}
     try:
-        statuses = port.statuses()
+        for row in influx.rows('SELECT "fw", "fw_state", "fw_failed" FROM "node_status" WHERE "fw" =~ /./ '
+                               'GROUP BY "node" ORDER BY time DESC LIMIT 1'):
+            out[row["node"]] = {k: row.get(k) for k in ("fw", "fw_state", "fw_failed")}
+        for row in influx.rows('SELECT last("state") AS "state" FROM "node_status" GROUP BY "node"'):
+            out.setdefault(row["node"], {})["state"] = row["state"]
     finally:
-        port.close()
+        influx.close()
+    return out
+
+
+def status_main(settings, args) -> int:
+    fleet = load_fleet(settings.fleet)
+    reports = stored_reports(settings)
     store = FirmwareStore.in_state_dir(settings.state_path)
     try:
-        current, rows = status_rows(store, fleet, statuses)
+        current, rows = status_rows(store, fleet, reports)
     finally:
         store.close()
     if args.json:
@@ -231,5 +250,6 @@ def status_main(settings, args) -> int:
         fw = row["fw"] or "?"
         state = row["fw_state"] or "-"
         failed = f" failed {row['fw_failed']}" if row["fw_failed"] else ""
-        print(f"{row['node']:20} {row['site']:14} {fw:10} {state:12}{failed:16} {row['rollout'] or ''}".rstrip())
+        print(f"{row['node']:20} {row['site']:14} {row['state'] or '-':9} {fw:10} {state:12}{failed:16} "
+              f"{row['rollout'] or ''}".rstrip())
     return 0

@@ -123,7 +123,7 @@ def test_canary_two_of_five_then_the_rest_and_a_second_rollout_is_a_no_op(fleet5
             cfg = port.config("smp29", n)
             assert cfg == {"v": 2, "rev": 1, "fw": {"version": "1.1.0", "files": files,
                                                      "sig": rel.sign(keys[n], files, "1.1.0")}}
-        current, rows = status_rows(store, load_fleet(p.fleet_path), port.statuses())
+        current, rows = status_rows(store, load_fleet(p.fleet_path), {n: s for (_, n), s in port.statuses().items()})
         assert current["state"] == "done" and {r["fw"] for r in rows} == {"1.1.0"}
         assert [r["rollout"] for r in rows] == ["canary: good"] * 2 + ["wave 1: good"] * 3
         # a second rollout of the same release: nothing published
@@ -194,6 +194,8 @@ def test_a_canary_that_rolls_back_halts_the_rollout_and_the_rest_get_the_previou
         assert "1.1.0" in fake.offered("smp29-01") and fake.running["smp29-01"] == "1.0.0"
         r = _cli(p.values, "firmware", "rollout", "1.1.0", "--canary", "2")
         assert r.returncode == 2 and "halted" in r.stderr and "release a newer version" in r.stderr, r.stderr
+        wait_until(lambda: p.influx.rows("SELECT fw_failed FROM node_status WHERE node = 'smp29-01' AND "
+                                         "fw_failed =~ /./"), 30, "the rolled-back status stored")
         r = _cli(p.values, "firmware", "status", "--json")
         assert r.returncode == 0, r.stderr
         out = json.loads(r.stdout)
@@ -203,8 +205,10 @@ def test_a_canary_that_rolls_back_halts_the_rollout_and_the_rest_get_the_previou
         assert row["rollout"] == "canary: failed (rolled back), 1.0.0 offered again"
         assert {x["node"]: x for x in out["nodes"]}["smp29-05"]["rollout"] == \
             "wave 1: pending, 1.0.0 offered again"
-        wait_until(lambda: p.influx.rows("SELECT last(fw_failed) AS f FROM node_status WHERE node = 'smp29-01'"),
-                   30, "the rolled-back status stored")
+        r = _cli(p.values, "firmware", "status")
+        line = next(x for x in r.stdout.splitlines() if x.startswith("smp29-01 "))
+        assert r.stdout.startswith("rollout #2 of 1.1.0: halted (the canary had") and line.split()[2:6] == \
+            ["sleeping", "1.0.0", "rolled-back", "failed"], r.stdout
     finally:
         fake.close()
         store.close()
