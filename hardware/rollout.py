@@ -241,6 +241,9 @@ class Rollouts:
         for t in self.store.targets(rid):
             if t["revert"] != "due":
                 continue
+            if t["node"] not in self.nodes:  # removed from the fleet since: its config is no one's
+                self.store.set_target(rid, t["node"], revert="done")
+                continue
             previous = json.loads(t["previous"]) if t["previous"] else None
             if previous is not None and previous.get("version") != version:
                 if self.store.release(previous["version"]) is not None:

@@ -258,7 +258,8 @@ def cmd_node(args) -> int:
         return 0
     p.remove(args.id)
     reloaded = reload_broker(s)
-    print(f"removed {args.id}: out of the fleet file, the password file and the ACL"
+    print(f"removed {args.id}: out of the fleet file, the password file and the ACL; its config file and "
+          "update key deleted"
           + ("; the broker has reloaded" if reloaded else ""))
     return 0
 

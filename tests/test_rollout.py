@@ -17,7 +17,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -33,7 +32,7 @@ from rimba.errors import ConfigError
 from rimba.fleet import load_fleet
 from tests.fwnodes import FakeNodes
 from tests.support import ROOT, env_for, wait_until
-from tests.test_release import clear_retained
+from tests.test_release import _cli, clear_retained
 
 NODES = {f"smp29-0{i}": "smp29" for i in range(1, 6)}
 T = 1_780_000_000.0  # the injected clock starts here
@@ -163,11 +162,6 @@ def test_a_silent_canary_times_out_on_the_clock_and_a_wave_may_have_failures_wit
         fake.close()
         port.close()
         store.close()
-
-
-def _cli(values, *argv, timeout=120):
-    return subprocess.run([sys.executable, "-m", "rimba.cli", *argv], env=env_for(values), capture_output=True,
-                          text=True, cwd=ROOT, timeout=timeout, check=False)
 
 
 def test_a_canary_that_rolls_back_halts_the_rollout_and_the_rest_get_the_previous_release(fleet5):
