@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from hardware.release import offer
 from rimba.errors import ConfigError
 
 ENDED = ("done", "halted")
@@ -146,7 +147,8 @@ class Rollouts:
         rid = self.store.create_rollout(version, plan.__dict__, targets, self.clock())
         rest = len(todo) - min(plan.canary, len(todo))
         self.say(f"rollout #{rid} of {version}: canary {', '.join(todo[:plan.canary])}"
-                 + (f"; then {rest} nodes in {max(assigned)} waves of up to {plan.wave_size}" if rest else "")
+                 + (f"; then {rest} nodes in {max(assigned)} wave{'s' if max(assigned) > 1 else ''} of up to "
+                    f"{plan.wave_size}" if rest else "")
                  + (f"; {len(done & set(selected))} selected nodes were in its earlier rollout" if done & set(selected) else ""))
         return rid
 
@@ -195,8 +197,6 @@ class Rollouts:
                                           settled_at=self.clock())
                     self.say(f"{node}: skipped, no longer in the fleet file")
                     continue
-                from hardware.release import offer
-
                 fw = offer(self.keys(node), files, version)
                 self.port.publish_config(t["site"], node, with_fw(self.port.config(t["site"], node), fw))
                 self.store.set_target(rid, node, state="offered", offered_at=self.clock())
