@@ -270,9 +270,13 @@ def fleet_health(fleet, cadence: Cadence | None = None) -> Page:
     c = cadence or Cadence.of(fleet)
     status = grid_table("Nodes: battery, signal, firmware", [Query(
         "A", _q('SELECT last("batt_v") AS "battery V", last("rssi_dbm") AS "signal dBm", last("fw") AS "firmware", '
+                'last("fw_state") AS "firmware state", last("fw_failed") AS "last rolled back", '
                 'last("cfg") AS "config rev", last("buffered") AS "buffered", last("dropped") AS "dropped", '
                 'last("state") AS "state" FROM "node_status"', group='GROUP BY "node"'), "table")],
-        "Each node's newest status in the range.", rename={"Time": "Newest status", "node": "Node"})
+        "Each node's newest status in the range. Firmware state: good, trial (a new release booted, not yet "
+        "proven by an acknowledged send) or rolled-back; last rolled back: the newest release the node rolled "
+        "back or refused in the range (`rimba firmware status` shows the rollout).",
+        rename={"Time": "Newest status", "node": "Node"})
     days = grid_table("Battery: days to empty", [Query(
         "A", _q('SELECT last("batt_days_left") AS "days left" FROM "index"', group='GROUP BY "node"'), "table")],
         "From the slope of the last three days of battery voltage, to 3.3 V; empty when charging or level.",

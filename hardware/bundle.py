@@ -152,6 +152,8 @@ def main(settings, args) -> int:
 
     cfg = node_config(settings, load_fleet(settings.fleet), args.node, os.environ.get("RIMBA_WIFI_SSID", ""),
                       os.environ.get("RIMBA_WIFI_PASSWORD", ""), os.environ.get("RIMBA_NODE_MQTT_PASSWORD", ""))
+    from hardware.provision import Provisioner  # the node's update key (wire-v2 "Firmware updates")
+    cfg.update(Provisioner(settings).bundle_keys(args.node))
     files = build(args.out, cfg, ca_pem=settings.state_path / "broker" / "ca.crt")
     for rel, size in files:
         print(f"  {size:>7,} B  {rel}")

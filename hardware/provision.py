@@ -3,7 +3,9 @@
 `rimba node add --site smp29 --profile forest` registers the node in the fleet file, gives it a random
 password (printed once, stored only as a hash in the broker's password file and in the node's own
 config file under the state directory, which is never committed), regenerates the ACL and writes
-the node's config file for flashing. `rimba node remove` takes it out of all three. The platform's
+the node's config file for flashing, with the node's update key (`fw_key`: 32 random bytes in hex, which
+signs the firmware releases offered to it; never printed, never sent over the air). `rimba node remove`
+takes it out of all three, and its key with its config file. The platform's
 services have their own users: one per ingest process, `rimba-ingest-1` ... `rimba-ingest-N` (each reads
 every node's `up` and `status` through the shared subscription `$share/rimba-ingest/...` and writes
 `ack`), `rimba-analyze` (writes `alert`, reads `ack` for overdue checks), `rimba-sim` (the simulator:
@@ -164,13 +166,17 @@ class Provisioner:
         _check_not_reserved(node_id)
         with self.fleet_path.open("a", encoding="utf-8") as f:
             f.write(f'\n[nodes.{node_id}]\nsite = "{site}"\nprofile = "{profile}"\ncadence_s = {int(cadence_s)}\n')
+        (self.nodes_dir / f"{node_id}.json").unlink(missing_ok=True)  # a stale file: a new node gets a new key
         return node_id, self.credentials(node_id, fresh=True)
 
     def credentials(self, node_id: str, fresh: bool = False) -> str:
         """The broker password of a node in the fleet file: the one in its config file, or (`fresh`, or none
-        yet) a new one, hashed into the password file, with the node's config file and label written."""
+        yet) a new one, hashed into the password file, with the node's config file and label written. The
+        node's update key is kept through a new password, and made when the file has none (a node
+        provisioned before firmware updates)."""
         path = self.nodes_dir / f"{node_id}.json"
         if not fresh and path.exists() and node_id in self._hashes():
+            self.update_key(node_id)
             return json.loads(path.read_text())["mqtt_password"]
         fleet = load_fleet(self.fleet_path)
         if node_id not in fleet.nodes:
@@ -183,11 +189,35 @@ class Provisioner:
         from hardware.bundle import node_config
 
         node = fleet.nodes[node_id]
-        cfg = {**node_config(self.settings, fleet, node_id, mqtt_password=password), **self.node_broker()}
+        cfg = {**node_config(self.settings, fleet, node_id, mqtt_password=password), **self.node_broker(),
+               "fw_key": self._config(node_id).get("fw_key") or new_update_key()}
         self.nodes_dir.mkdir(parents=True, exist_ok=True)
         _write_private(path, json.dumps(cfg, indent=1, sort_keys=True) + "\n")
         self.label(node_id, node.site, node.profile)
         return password
+
+    def _config(self, node_id: str) -> dict:
+        path = self.nodes_dir / f"{node_id}.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def update_key(self, node_id: str) -> str:
+        """The node's update key (wire-v2 "Firmware updates"; hex, `fw_key` in its config file), made on first
+        need for a node provisioned before there were keys. Never printed, never sent over the air: it goes
+        to the node in its flash bundle, and signs the releases offered to it. A ConfigError when the node has
+        no config file (not provisioned: `rimba node add`)."""
+        cfg = self._config(node_id)
+        if not cfg:
+            raise ConfigError(f"node {node_id} has no config file in {self.nodes_dir}, so no update key: "
+                              "provision it with `rimba node add`")
+        if not cfg.get("fw_key"):
+            cfg["fw_key"] = new_update_key()
+            _write_private(self.nodes_dir / f"{node_id}.json", json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+        return cfg["fw_key"]
+
+    def bundle_keys(self, node_id: str) -> dict:
+        """What `rimba firmware bundle` adds to a node's node.json from its config file: its update key, when
+        the node is provisioned ({} for a node that is not: it cannot be updated over the air)."""
+        return {"fw_key": self.update_key(node_id)} if self._config(node_id) else {}
 
     def node_broker(self) -> dict:
         """What a node's config says about the broker beyond the settings: TLS on the stack's TLS port once
@@ -229,6 +259,11 @@ class Provisioner:
         hashes = self._hashes()
         return [(n.id, n.site, n.profile, n.cadence_s, n.id in hashes) for n in sorted(fleet.nodes.values(),
                                                                                       key=lambda n: n.id)]
+
+
+def new_update_key() -> str:
+    """32 random bytes from the operating system's CSPRNG, as 64 lowercase hex characters."""
+    return secrets.token_hex(32)
 
 
 def _check_not_reserved(node_id: str) -> None:

@@ -222,9 +222,14 @@ def cmd_hw(args) -> int:
 
 
 def cmd_firmware(args) -> int:
-    from hardware import bundle
+    if args.fw_action == "bundle":
+        from hardware import bundle
 
-    return bundle.main(_settings(args), args)
+        return bundle.main(_settings(args), args)
+    from hardware import ota
+
+    run = {"release": ota.release_main, "rollout": ota.rollout_main, "status": ota.status_main}[args.fw_action]
+    return run(_settings(args), args)
 
 
 def cmd_node(args) -> int:
@@ -253,7 +258,8 @@ def cmd_node(args) -> int:
         return 0
     p.remove(args.id)
     reloaded = reload_broker(s)
-    print(f"removed {args.id}: out of the fleet file, the password file and the ACL"
+    print(f"removed {args.id}: out of the fleet file, the password file and the ACL; its config file and "
+          "update key deleted"
           + ("; the broker has reloaded" if reloaded else ""))
     return 0
 
@@ -409,12 +415,33 @@ def parser() -> argparse.ArgumentParser:
     bm.add_argument("--profile", default="forest")
     bm.set_defaults(func=cmd_hw)
 
-    fw = sub.add_parser("firmware", parents=[common], help="the node firmware: build a node's flash bundle")
+    fw = sub.add_parser("firmware", parents=[common], help="the node firmware: a node's flash bundle, releases "
+                        "over the air")
     fw_sub = fw.add_subparsers(dest="fw_action", required=True)
     fb = fw_sub.add_parser("bundle", parents=[common], help="compiled firmware plus the node's config, and its size")
     fb.add_argument("--node", required=True, help="a node id from the fleet file")
     fb.add_argument("--out", default="build/firmware", help="folder for the bundle")
     fb.set_defaults(func=cmd_firmware)
+    fr = fw_sub.add_parser("release", parents=[common], help="build a release from the tree, publish its files, "
+                           "record it")
+    fr.add_argument("--version", help="the release's version (default: FW in firmware/lib/node.py, or in DIR)")
+    fr.add_argument("--from", dest="source", metavar="DIR", help="a firmware tree (lib/ and main.py) instead of "
+                    "firmware/")
+    fo = fw_sub.add_parser("rollout", parents=[common], help="offer a release to a canary, then the rest in waves; "
+                           "halt when a wave fails")
+    fo.add_argument("version", metavar="VERSION")
+    fo.add_argument("--canary", type=int, required=True, metavar="N", help="nodes that get it first")
+    fo.add_argument("--site", action="append", help="only this site's nodes (repeatable)")
+    fo.add_argument("--nodes", help="only these nodes, comma-separated, canary first")
+    fo.add_argument("--wave", type=int, default=10, metavar="K", help="nodes per wave after the canary")
+    fo.add_argument("--max-failures", default="0", metavar="F",
+                    help="failures a wave may have: a count (0, 1, ...) or a fraction (0.2, 20%%); more halts it")
+    fo.add_argument("--timeout", type=float, metavar="S", help="seconds a node has to report the release good "
+                    "(default: three of the slowest node's send intervals)")
+    fs = fw_sub.add_parser("status", parents=[common], help="each node's version and fw_state, and the rollout")
+    fs.add_argument("--json", action="store_true", help="one JSON object")
+    for parser_ in (fr, fo, fs):
+        parser_.set_defaults(func=cmd_firmware)
 
     nd = sub.add_parser("node", help="provision nodes: the fleet file, broker credentials, the ACL")
     nd_sub = nd.add_subparsers(dest="node_action", required=True)

@@ -148,6 +148,9 @@ def filled(stack, tmp_path_factory):
         pub.publish(topic, sim.restamp(topic, payload, time.time()))
     for sn in sim.nodes.values():
         pub.publish(*sim.status(sn, now, now + 600), retain=True)
+    # one node on contract v2 that rolled a release back: the fleet table's firmware state (v2 statuses only)
+    pub.publish("rimba/v2/smp29/smp29-01/status", json.dumps({"v": 2, "state": "sleeping", "t": now + 1, "fw": "sim-1",
+                "fw_state": "rolled-back", "fw_failed": "sim-2", "wake": now + 600}).encode(), retain=True)
     pub.close()
     wait_until(lambda: p.count() >= sim.expected() + gone.expected(), 120, "the history stored")
     wait_until(lambda: p.count('SELECT count("first_seq") FROM "gap"') > 0, 60, "the outage's gap")
