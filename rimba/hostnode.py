@@ -68,7 +68,8 @@ def heap_for(lib: Path, kib: int = 96) -> str:
 def install(home: Path, lib: Path) -> None:
     """Lay a node's filesystem out as `rimba firmware bundle` does: the application (lib's modules, compiled or
     sources, and the main.py beside lib or the tree's) as the factory release in fw/a, the loader as main.py."""
-    from hardware.bundle import factory, fw_version
+    from hardware.bundle import FIRMWARE, factory
+    from hardware.release import tree_version
 
     slot = home / "fw" / "a"
     if slot.exists():
@@ -79,7 +80,7 @@ def install(home: Path, lib: Path) -> None:
             shutil.copy(src, slot / "lib" / src.name)
     main = lib.parent / "main.py" if (lib.parent / "main.py").exists() else ROOT / "firmware" / "main.py"
     shutil.copy(main, slot / "main.py")
-    factory(home, fw_version())
+    factory(home, tree_version(FIRMWARE))
 
 
 class FirmwareNode:

@@ -66,6 +66,28 @@ def test_the_node_signs_and_writes_the_canonical_text_as_cpython_does(tmp_path_f
         assert mac == sign(key, files, version)
 
 
+def test_the_node_agrees_with_the_platforms_signature_vectors(tmp_path):
+    """tests/vectors/fw-sig.json (computed with CPython's hmac, the platform's tests read it too): the node's
+    canonical text and signature for every valid case, and every refused case refused by the node."""
+    vectors = json.loads((ROOT / "tests" / "vectors" / "fw-sig.json").read_text())
+    (tmp_path / "v.json").write_text(json.dumps(vectors))
+    script = (f"import json, binascii, ota\nv = json.load(open({str(tmp_path / 'v.json')!r}))\n"
+              "run = {'version': '0.0.1', 'state': 'good', 'failed': None, 'slot': 'a'}\n"
+              "for c in v['valid']:\n"
+              "    mac = ota.hmac_sha256(binascii.unhexlify(c['key']), ota.canonical(c['files'], c['version']))\n"
+              "    print(json.dumps([''.join(ota.canonical(c['files'], c['version'])), binascii.hexlify(mac).decode(),"
+              " isinstance(ota.check(c, c['key'], run), dict)]))\n"
+              "for c in v['refused']:\n"
+              "    print(json.dumps([ota.check(c, c['key'], run)]))\n")
+    got = run_mpy(tmp_path, script)
+    valid, refused = got[:len(vectors["valid"])], got[len(vectors["valid"]):]
+    for case, (text, mac, installs) in zip(vectors["valid"], valid, strict=True):
+        assert (text, mac, installs) == (case["canonical"], case["sig"], True), case
+    assert len(refused) == len(vectors["refused"])
+    for case, (verdict,) in zip(vectors["refused"], refused, strict=True):
+        assert isinstance(verdict, str) and verdict.startswith(("bad-signature", "bad-release")), (case, verdict)
+
+
 KEY = bytes(range(32))
 FILES = {"main.py": "ab" * 32, "lib/node.mpy": "cd" * 32}
 RUN = {"version": "0.4.0", "state": "good", "failed": None, "slot": "a"}

@@ -5,14 +5,14 @@ files are retained on rimba/v2/fw/{sha256}; the node downloads, installs, reboot
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
+import re
 import shutil
 import time
 
 import pytest
 
-from hardware.bundle import application
+from hardware import release as rel
 from rimba.hostnode import FirmwareNode
 from rimba.mqtt import Mqtt
 from tests.support import ROOT, wait_until
@@ -20,29 +20,24 @@ from tests.support import ROOT, wait_until
 KEY = bytes.fromhex("5a" * 32)
 
 
-def release(tmp_path, version: str, change=None, extra: dict | None = None) -> dict:
-    """A release of the tree at `version` ({path: bytes}), built as `rimba firmware release` builds it
-    (hardware.bundle.application: mpy-cross for the ESP32); `change(src)` edits the sources first."""
+def tree(tmp_path, version: str, change=None):
+    """A copy of the firmware tree at `version` (its FW line), `change(src)` applied to it."""
     src = tmp_path / f"src-{version}"
     shutil.copytree(ROOT / "firmware", src, ignore=shutil.ignore_patterns("__pycache__", "host"))
     node_py = src / "lib" / "node.py"
-    text = node_py.read_text()
-    node_py.write_text(text.replace(text[text.index('FW = "'):text.index('"', text.index('FW = "') + 6) + 1],
-                                    f'FW = "{version}"'))
+    node_py.write_text(re.sub(r'^FW = "[^"]*"', f'FW = "{version}"', node_py.read_text(), flags=re.M))
     if change:
         change(src)
-    out = tmp_path / f"rel-{version}"
-    application(out, source=src)
-    files = {rel: (out / rel).read_bytes() for rel in sorted(str(p.relative_to(out)) for p in out.rglob("*")
-                                                             if p.is_file())}
-    files.update(extra or {})
-    return files
+    return src
+
+
+def release(tmp_path, version: str, change=None, extra: dict | None = None) -> dict:
+    """A release of the tree at `version` ({path: bytes}), built as `rimba firmware release` builds it."""
+    return {**rel.build(tree(tmp_path, version, change)), **(extra or {})}
 
 
 def offer(files: dict, version: str, key: bytes = KEY) -> dict:
-    hashes = {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
-    text = json.dumps({"files": hashes, "version": version}, sort_keys=True, separators=(",", ":"))
-    return {"version": version, "files": hashes, "sig": hmac.new(key, text.encode(), hashlib.sha256).hexdigest()}
+    return rel.offer(key.hex(), rel.manifest(files), version)
 
 
 class Publisher:
