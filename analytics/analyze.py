@@ -221,6 +221,36 @@ class Analyzer:
         return {"nodes": len(cube.nodes), "steps": len(cube.times), "lines": len(lines), "flags": counts,
                 "events": len(events), "changes": changes}
 
+    def run_incremental(self, inc, now: int) -> dict:
+        """One incremental run (`analytics.incremental`), then the alert rules over the owned nodes' last day."""
+        result = inc.run(now)
+        st = inc.st
+        own = np.flatnonzero(st.owned)
+        last = slice(max(0, st.steps - 86400 // st.step), st.steps)
+        values = st.values()[own][:, last]
+        times = st.start + np.arange(st.steps)[last] * st.step
+        cube = load_cube_like(st, own, times, values)
+        cols = [cube.metrics.index(m) for m in ANOMALY_METRICS]
+        flags = st.flags[own][:, last]
+        anomalous = np.where(flags[:, :, cols] & quality.RANGE, np.nan, values[:, :, cols])
+        derived = {k: v[own][:, last] for k, v in st.derived.items()}
+        owned = set(cube.nodes)
+        events = sorted((e for e in st.events.values() if e.node in owned), key=lambda e: e.start)
+        noons = sorted({t for _, t in st.fire})
+        fwi_v = np.full((len(noons), len(own)), np.nan)
+        for (node, t), v in st.fire.items():
+            if node in owned:
+                fwi_v[noons.index(t), cube.nodes.index(node)] = v["fwi"]
+        fire = FireDays(np.array(noons, dtype=np.int64), fwi.FwiDays(*([fwi_v] * len(fwi.FwiDays.__dataclass_fields__))))
+        fleet = load_fleet(self.settings.fleet)
+        observations = self.observe(fleet, cube, derived, events, anomalous, fire, cube, st.contact, st.wake, now)
+        observations = [ob for ob in observations if ob.site in inc.sites]
+        changes = self.engine.evaluate(observations, now)
+        alert_lines = self._alert_lines(changes, now)
+        if alert_lines:
+            inc.influx.write(("\n".join(alert_lines) + "\n").encode())
+        return {**result, "changes": changes}
+
     def _alert_lines(self, changes: list, now: int) -> list:
         """Alert state for the dashboards: every open incident at this run's time, and each resolution.
 
@@ -285,6 +315,13 @@ class Analyzer:
         return obs
 
 
+def load_cube_like(st, rows, times, values):
+    """The incremental state's rows as a Cube (what the alert rules read)."""
+    from analytics.data import Cube
+
+    return Cube([st.nodes[i] for i in rows], [st.sites[i] for i in rows], times, tuple(METRICS), values)
+
+
 def run_once(settings, start: int, end: int, step_s: int = 600) -> dict:
     """One run over [start, end) (the CLI's `--once`)."""
     analyzer = Analyzer(settings.with_(analyze_step_s=step_s))
@@ -308,16 +345,22 @@ def main(settings, args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    from analytics.incremental import Incremental
+
     analyzer = Analyzer(settings)
-    print(f"analyzing every {settings.analyze_every_s} s (Ctrl-C stops)", flush=True)
+    influx = Influx.from_settings(settings)
+    inc = Incremental(settings, load_fleet(settings.fleet), influx)
+    print(f"analyzing sites {', '.join(inc.sites)} every {settings.analyze_every_s} s (Ctrl-C stops)", flush=True)
     try:
         while not stop.is_set():
             began = time.time()
             try:
-                analyzer.run(int(began))
+                analyzer.run_incremental(inc, int(began))
             except Exception as err:  # noqa: BLE001 - a failed run is logged and retried, the service goes on
-                log.error("analysis run failed: %s", err)
+                log.error("analysis run failed: %s (the next run reads again from where this one stopped)", err)
             stop.wait(max(1.0, settings.analyze_every_s - (time.time() - began)))
     finally:
+        inc.close()
+        influx.close()
         analyzer.close()
     return 0

@@ -113,6 +113,8 @@ class State:
     derived: dict = field(default_factory=dict)
     events: dict = field(default_factory=dict)  # (node, metric, start) -> Event
     fire: dict = field(default_factory=dict)  # (node, noon) -> codes
+    unwritten: list = field(default_factory=list)  # points computed by a run whose write failed
+    pending: dict = field(default_factory=dict)  # node index -> earliest changed step not yet computed and written
     tide_x: np.ndarray = None  # (nodes, steps) the tidal metric's values of the TIDE_DAYS before the window
     audited: int = 0
     saved: int = 0
@@ -284,6 +286,8 @@ class Incremental:
             pad[1] = grow
             return np.concatenate([a[:, drop:], np.full(pad, fill, dtype=a.dtype)], axis=1)
 
+        if drop:
+            st.pending = {i: max(0, v - drop) for i, v in st.pending.items()}
         if drop:  # the tide is fitted on up to TIDE_DAYS: keep the tidal metric's values past the window
             keep = anomaly.TIDE_DAYS * 86400 // st.step
             tidal = st.values()[:, :drop, [METRIC_LIST.index(m) for m in anomaly.TIDAL]]
@@ -330,9 +334,10 @@ class Incremental:
         began = time.process_time()
         step = self.step
         cold = self.st is None
-        changed: dict = {}
         if cold:
             self.st = self._new_state(now)
+        changed = self.st.pending  # what a run that failed part-way merged is computed by the next one
+        if cold:
             self._cold_read(now, changed)
         else:
             self._slide(now)
@@ -347,18 +352,21 @@ class Incremental:
                 self._audit(now, changed)
             self._statuses(now - self.s.analyze_reread_s, now)
         self._hourly_from_cells(changed)
-        lines = self._compute(changed, now, cold)
+        lines = self.st.unwritten + self._compute(changed, now, cold)
+        n_changed = len(changed)
+        self.st.pending, self.st.unwritten = {}, lines
         for i in range(0, len(lines), 5000):
             self.influx.write(("\n".join(lines[i:i + 5000]) + "\n").encode())
+            self.st.unwritten = lines[i + 5000:]
         if cold or (self.s.analyze_snapshot_s and now - self.st.saved >= self.s.analyze_snapshot_s):
             self.st.saved = now
             self.store.save(self.st)
         self.stats["runs"] += 1
         self.stats["read_failures"] = self.reader.failures + self.pm_reader.failures
         self.stats["queries"] = self.reader.queries + self.pm_reader.queries
-        out = {"lines": len(lines), "changed_nodes": len(changed), "cpu_s": time.process_time() - began,
+        out = {"lines": len(lines), "changed_nodes": n_changed, "cpu_s": time.process_time() - began,
                "cold": cold, **self.stats}
-        log.info("incremental run: %d nodes with new readings, %d points written (%.2f s CPU)", len(changed),
+        log.info("incremental run: %d nodes with new readings, %d points written (%.2f s CPU)", n_changed,
                  len(lines), out["cpu_s"])
         return out
 
