@@ -473,7 +473,8 @@ class Stream:
         if kf:
             seg_floor[:, ctx.shape[1] - kf:ctx.shape[1]] = self.floors[:, -kf:]
         views = np.zeros((len(VIEW_NAMES), rows, k))
-        lv, level = level_view(seg, seg_floor, p, off)
+        cut = max(0, ctx.shape[1] - max(p.windows))  # the level view needs its windows only (not the seasons')
+        lv, level = level_view(seg[:, cut:], seg_floor[:, cut:], p, off + cut)
         views[0], baseline = lv[:, -k:], level[:, -k:]
         for v, period, cnt, smooth in self._seasons():
             if n0 + k > p.min_lags * period:

@@ -414,8 +414,9 @@ class Incremental:
         st.audited = now
 
     def _bar(self, what: str, k: int, n: int) -> None:
-        if self.progress:
-            done = int(30 * k / max(1, n))
+        done = int(30 * k / max(1, n))
+        if self.progress and (k == n or done != getattr(self, "_last_bar", None)):
+            self._last_bar = done
             sys.stderr.write(f"\r{what}: [{'#' * done}{'.' * (30 - done)}] {k}/{n}")
             if k == n:
                 sys.stderr.write("\n")
@@ -560,6 +561,9 @@ class Incremental:
                 if phase == 0:
                     st.checks.setdefault(offset + c0, {})[m] = stream.checkpoint()
                 c1 = min(st.steps, c0 + every - phase)
+                horizon = st.steps - rewind  # before it, no checkpoint can be needed: a day at a time
+                if c1 < horizon:
+                    c1 = max(c1, min(horizon - horizon % every, c0 + 144 * every))
                 sl = slice(c0 - lo, c1 - lo)
                 results.append(stream.advance(xr[:, sl], None if why is None else why[:, sl],
                                               None if ref is None else ref[:, sl]))
