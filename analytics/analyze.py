@@ -174,7 +174,10 @@ class Analyzer:
         self.rules = alerts.load_rules(s.alert_rules)
         notify = alerts.apprise_notifier(s.alert_notify.split()) if s.alert_notify.strip() else None
         s.state_path.mkdir(parents=True, exist_ok=True)
-        self.publisher = alerts.MqttPublisher(s, f"rimba-analyze-{s.influx_db}")
+        part = "" if s.analyze_partition == "1/1" and not s.analyze_sites.strip() else \
+            "-" + (s.analyze_partition.replace("/", "of") if not s.analyze_sites.strip() else
+                   "-".join(s.analyze_sites.replace(",", " ").split()))
+        self.publisher = alerts.MqttPublisher(s, f"rimba-analyze-{s.influx_db}{part}")  # one client id a partition
         self.engine = alerts.Engine(alerts.AlertStore(s.state_path / "alerts.sqlite"), repeat_s=s.alert_repeat_s,
                                     clear_s=s.alert_clear_s, quiet=alerts.parse_quiet(s.alert_quiet_hours),
                                     publish=self.publisher, notify=notify)
