@@ -145,10 +145,8 @@ def fire_days(hourly, lat_of: dict, wind_kmh: float) -> FireDays:
     return FireDays(hourly.times[12:days * 24:24][:days], codes)
 
 
-def fire_lines(hourly, fire: FireDays) -> list:
-    from ingest import lineproto
-
-    out = []
+def fire_values(hourly, fire: FireDays):
+    """(site, node, noon, codes) for each node and day with all six codes (and the FWI's danger class)."""
     names = ("ffmc", "dmc", "dc", "isi", "bui", "fwi")
     for d, t in enumerate(fire.times):
         for i, node in enumerate(hourly.nodes):
@@ -156,8 +154,14 @@ def fire_lines(hourly, fire: FireDays) -> list:
             if any(np.isnan(v) for v in values.values()):
                 continue
             values["fwi_class"] = int(fwi.danger_class("fwi", values["fwi"]))
-            out.append(lineproto.line("index", {"site": hourly.sites[i], "node": node}, values, int(t) * 1000))
-    return out
+            yield hourly.sites[i], node, int(t), values
+
+
+def fire_lines(hourly, fire: FireDays) -> list:
+    from ingest import lineproto
+
+    return [lineproto.line("index", {"site": site, "node": node}, values, t * 1000)
+            for site, node, t, values in fire_values(hourly, fire)]
 
 
 @dataclass

@@ -48,9 +48,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analytics import anomaly, detector, fwi, quality
-from analytics.analyze import ANOMALY_METRICS, FWI_DAYS, INDEX_LABELS, WIB_S, derive, fire_days
-from analytics.data import TOTALS, Cube, Reader, regex_of
+from analytics import anomaly, detector, quality
+from analytics.analyze import ANOMALY_METRICS, FWI_DAYS, INDEX_LABELS, WIB_S, derive, fire_days, fire_values
+from analytics.data import TOTALS, Cube, Reader, qc_lines, regex_of
 from ingest import lineproto
 from rimba.metrics import METRICS
 
@@ -461,17 +461,7 @@ class Incremental:
         old = st.flags[nodes]
         new_bits = flags & ~old
         st.flags[nodes] = flags
-        out = []
-        for bit, check in quality.FLAG_NAMES.items():
-            for i, t, j in np.argwhere(new_bits & bit):
-                v = cube.values[i, t, j]
-                fields = {"flag": int(bit)}
-                if not np.isnan(v):
-                    fields["value"] = float(v)
-                out.append(lineproto.line("qc", {"site": cube.sites[i], "node": cube.nodes[i],
-                                                 "metric": cube.metrics[j], "check": check},
-                                          fields, int(cube.times[t]) * 1000))
-        return out
+        return qc_lines(cube, new_bits, quality.FLAG_NAMES)  # the flags raised since the last run
 
     def _indices(self, cube, nodes) -> list:
         st = self.st
@@ -618,16 +608,10 @@ class Incremental:
                       st.h_start + np.arange(mean.shape[1]) * 3600, FIRE_METRICS, mean)
         fire = fire_days(hourly, {k: v.lat for k, v in self.fleet.sites.items()}, self.s.fire_wind_kmh)
         out = []
-        names = ("ffmc", "dmc", "dc", "isi", "bui", "fwi")
-        for d, t in enumerate(fire.times):
-            for i, node in enumerate(hourly.nodes):
-                vals = {k: float(getattr(fire.codes, k)[d, i]) for k in names}
-                if any(np.isnan(v) for v in vals.values()):
-                    continue
-                vals["fwi_class"] = int(fwi.danger_class("fwi", vals["fwi"]))
-                if st.fire.get((node, int(t))) != vals:
-                    st.fire[(node, int(t))] = vals
-                    out.append(lineproto.line("index", {"site": hourly.sites[i], "node": node}, vals, int(t) * 1000))
+        for site, node, t, vals in fire_values(hourly, fire):
+            if st.fire.get((node, t)) != vals:
+                st.fire[(node, t)] = vals
+                out.append(lineproto.line("index", {"site": site, "node": node}, vals, t * 1000))
         return out
 
 
