@@ -357,7 +357,7 @@ def main(settings, args) -> int:
     analyzer = Analyzer(settings)
     influx = Influx.from_settings(settings)
     inc = Incremental(settings, load_fleet(settings.fleet), influx)
-    print(f"analyzing sites {', '.join(inc.sites)} every {settings.analyze_every_s} s (Ctrl-C stops)", flush=True)
+    print(f"analyzing every {settings.analyze_every_s} s, sites {', '.join(inc.sites)} (Ctrl-C stops)", flush=True)
     try:
         while not stop.is_set():
             began = time.time()

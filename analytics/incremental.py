@@ -366,8 +366,8 @@ class Incremental:
         self.stats["queries"] = self.reader.queries + self.pm_reader.queries
         out = {"lines": len(lines), "changed_nodes": n_changed, "cpu_s": time.process_time() - began,
                "cold": cold, **self.stats}
-        log.info("incremental run: %d nodes with new readings, %d points written (%.2f s CPU)", n_changed,
-                 len(lines), out["cpu_s"])
+        log.info("analyzed %d nodes x %d steps incrementally: %d with new readings, %d points written (%.2f s CPU)",
+                 int(self.st.owned.sum()), self.st.steps, n_changed, len(lines), out["cpu_s"])
         return out
 
     def _cold_read(self, now: int, changed: dict) -> None:
