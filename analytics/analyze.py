@@ -145,10 +145,8 @@ def fire_days(hourly, lat_of: dict, wind_kmh: float) -> FireDays:
     return FireDays(hourly.times[12:days * 24:24][:days], codes)
 
 
-def fire_lines(hourly, fire: FireDays) -> list:
-    from ingest import lineproto
-
-    out = []
+def fire_values(hourly, fire: FireDays):
+    """(site, node, noon, codes) for each node and day with all six codes (and the FWI's danger class)."""
     names = ("ffmc", "dmc", "dc", "isi", "bui", "fwi")
     for d, t in enumerate(fire.times):
         for i, node in enumerate(hourly.nodes):
@@ -156,8 +154,14 @@ def fire_lines(hourly, fire: FireDays) -> list:
             if any(np.isnan(v) for v in values.values()):
                 continue
             values["fwi_class"] = int(fwi.danger_class("fwi", values["fwi"]))
-            out.append(lineproto.line("index", {"site": hourly.sites[i], "node": node}, values, int(t) * 1000))
-    return out
+            yield hourly.sites[i], node, int(t), values
+
+
+def fire_lines(hourly, fire: FireDays) -> list:
+    from ingest import lineproto
+
+    return [lineproto.line("index", {"site": site, "node": node}, values, t * 1000)
+            for site, node, t, values in fire_values(hourly, fire)]
 
 
 @dataclass
@@ -174,7 +178,10 @@ class Analyzer:
         self.rules = alerts.load_rules(s.alert_rules)
         notify = alerts.apprise_notifier(s.alert_notify.split()) if s.alert_notify.strip() else None
         s.state_path.mkdir(parents=True, exist_ok=True)
-        self.publisher = alerts.MqttPublisher(s, f"rimba-analyze-{s.influx_db}")
+        part = "" if s.analyze_partition == "1/1" and not s.analyze_sites.strip() else \
+            "-" + (s.analyze_partition.replace("/", "of") if not s.analyze_sites.strip() else
+                   "-".join(s.analyze_sites.replace(",", " ").split()))
+        self.publisher = alerts.MqttPublisher(s, f"rimba-analyze-{s.influx_db}{part}")  # one client id a partition
         self.engine = alerts.Engine(alerts.AlertStore(s.state_path / "alerts.sqlite"), repeat_s=s.alert_repeat_s,
                                     clear_s=s.alert_clear_s, quiet=alerts.parse_quiet(s.alert_quiet_hours),
                                     publish=self.publisher, notify=notify)
@@ -220,6 +227,36 @@ class Analyzer:
                  ", ".join(f"{c.what} {c.incident['id']}" for c in changes) or "no change")
         return {"nodes": len(cube.nodes), "steps": len(cube.times), "lines": len(lines), "flags": counts,
                 "events": len(events), "changes": changes}
+
+    def run_incremental(self, inc, now: int) -> dict:
+        """One incremental run (`analytics.incremental`), then the alert rules over the owned nodes' last day."""
+        result = inc.run(now)
+        st = inc.st
+        own = np.flatnonzero(st.owned)
+        last = slice(max(0, st.steps - 86400 // st.step), st.steps)
+        values = st.values()[own][:, last]
+        times = st.start + np.arange(st.steps)[last] * st.step
+        cube = load_cube_like(st, own, times, values)
+        cols = [cube.metrics.index(m) for m in ANOMALY_METRICS]
+        flags = st.flags[own][:, last]
+        anomalous = np.where(flags[:, :, cols] & quality.RANGE, np.nan, values[:, :, cols])
+        derived = {k: v[own][:, last] for k, v in st.derived.items()}
+        owned = set(cube.nodes)
+        events = sorted((e for e in st.events.values() if e.node in owned), key=lambda e: e.start)
+        noons = sorted({t for _, t in st.fire})
+        fwi_v = np.full((len(noons), len(own)), np.nan)
+        for (node, t), v in st.fire.items():
+            if node in owned:
+                fwi_v[noons.index(t), cube.nodes.index(node)] = v["fwi"]
+        fire = FireDays(np.array(noons, dtype=np.int64), fwi.FwiDays(*([fwi_v] * len(fwi.FwiDays.__dataclass_fields__))))
+        fleet = load_fleet(self.settings.fleet)
+        observations = self.observe(fleet, cube, derived, events, anomalous, fire, cube, st.contact, st.wake, now)
+        observations = [ob for ob in observations if ob.site in inc.sites]
+        changes = self.engine.evaluate(observations, now)
+        alert_lines = self._alert_lines(changes, now)
+        if alert_lines:
+            inc.influx.write(("\n".join(alert_lines) + "\n").encode())
+        return {**result, "changes": changes}
 
     def _alert_lines(self, changes: list, now: int) -> list:
         """Alert state for the dashboards: every open incident at this run's time, and each resolution.
@@ -285,6 +322,13 @@ class Analyzer:
         return obs
 
 
+def load_cube_like(st, rows, times, values):
+    """The incremental state's rows as a Cube (what the alert rules read)."""
+    from analytics.data import Cube
+
+    return Cube([st.nodes[i] for i in rows], [st.sites[i] for i in rows], times, tuple(METRICS), values)
+
+
 def run_once(settings, start: int, end: int, step_s: int = 600) -> dict:
     """One run over [start, end) (the CLI's `--once`)."""
     analyzer = Analyzer(settings.with_(analyze_step_s=step_s))
@@ -308,16 +352,22 @@ def main(settings, args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    from analytics.incremental import Incremental
+
     analyzer = Analyzer(settings)
-    print(f"analyzing every {settings.analyze_every_s} s (Ctrl-C stops)", flush=True)
+    influx = Influx.from_settings(settings)
+    inc = Incremental(settings, load_fleet(settings.fleet), influx)
+    print(f"analyzing every {settings.analyze_every_s} s, sites {', '.join(inc.sites)} (Ctrl-C stops)", flush=True)
     try:
         while not stop.is_set():
             began = time.time()
             try:
-                analyzer.run(int(began))
+                analyzer.run_incremental(inc, int(began))
             except Exception as err:  # noqa: BLE001 - a failed run is logged and retried, the service goes on
-                log.error("analysis run failed: %s", err)
+                log.error("analysis run failed: %s (the next run reads again from where this one stopped)", err)
             stop.wait(max(1.0, settings.analyze_every_s - (time.time() - began)))
     finally:
+        inc.close()
+        influx.close()
         analyzer.close()
     return 0

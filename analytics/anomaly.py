@@ -145,12 +145,7 @@ def score_cube(values, times, metrics, step_s: int, sites=None, rain=None, param
     kind = np.zeros(x.shape, dtype=np.int8)
     z = np.empty(x.shape)
     referenced = np.zeros((n_nodes, n_m), dtype=bool)
-    wet = soil_wet = None
-    if rain is not None and sites is not None:
-        raining = rain_recent(rain, sites, step_s, 0, RAIN_AHEAD)
-        # while it rains, rain explains the moves it makes; in the hours after, the return as well (either way)
-        wet = np.where(raining, 1, np.where(rain_recent(rain, sites, step_s, RAIN_EXPLAINS_S, RAIN_AHEAD), 2, 0))
-        soil_wet = np.where(raining, 1, np.where(rain_recent(rain, sites, step_s, SOIL_WET_S, RAIN_AHEAD), 2, 0))
+    wet = rain_context(rain, sites, step_s)
     res = None  # the detector's arrays, reused from one metric to the next
     for j, m in enumerate(metrics):  # one detector call per metric: its nodes' series, in place (no copy)
         col = x[:, :, j]
@@ -159,41 +154,69 @@ def score_cube(values, times, metrics, step_s: int, sites=None, rain=None, param
             out[~has, :, j] = np.nan
         if not has.any():
             continue
-        if m in RELATIVE:
-            col = np.log1p(np.maximum(col, 0.0))
-        ref = site_reference(col, sites) if sites is not None else None
-        if m in REGIONAL and sites is not None:
-            alone = np.isnan(ref).all(axis=1)
-            ref[alone] = site_reference(col, ["city"] * n_nodes)[alone]
-        if m in TIDAL:
-            tide, _ = tidal_usual(col, times, step_s, SCALE_FLOOR.get(m, 0.0))
-            alone = np.ones((n_nodes, 1), dtype=bool) if ref is None else np.isnan(ref).all(axis=1, keepdims=True)
-            ref = np.where(alone, tide, np.nan if ref is None else ref)
-        neighbours = np.zeros(n_nodes, dtype=bool) if ref is None else ~np.isnan(ref).all(axis=1)
-        if ref is not None:
-            ref = np.where(neighbours[:, None], ref, 0.0)[has]  # no neighbours (and no tide) at any time: the value itself
-        referenced[:, j] = has & neighbours & (m not in TIDAL)
-        why = None
-        if m in RAIN_SIGN and wet is not None:
-            why = (soil_wet if m == "soil_vwc_pct" else wet)[has]
-            # against neighbours, the onset and the end of a shower reach nodes a sample apart, either way
-            sign = np.where(neighbours[has] & (m not in TIDAL), 2, RAIN_SIGN[m])[:, None]
-            why = np.where(why == 1, sign, why).astype(np.int8)
-        xr = col if has.all() else col[has]
-        res = detector.score_rows(times, xr, params, floor=LOG_FLOOR if m in RELATIVE else SCALE_FLOOR.get(m, 0.0),
-                                  explained=why, reference=ref, step_s=step_s, out=res)
-        # no value, or no neighbours (or tide fit) to compare it with: no score
-        missing = np.isnan(xr) if ref is None else np.isnan(xr - ref)
-        expected = res.baseline if ref is None else ref + res.baseline
+        xr, ref, why, referenced[:, j] = detector_inputs(col, times, m, step_s, sites, wet, has)
+        res = detector.score_rows(times, xr, params, floor=scale_floor(m), explained=why, reference=ref,
+                                  step_s=step_s, out=res)
         at = (slice(None) if has.all() else has, slice(None), j)
-        score[at] = np.where(missing, np.nan, res.score)
-        baseline[at] = np.expm1(expected) if m in RELATIVE else expected
-        kind[at] = res.kind
-        z[at] = np.where(missing, np.nan, res.surprise)  # an incident goes on through a shower
+        score[at], baseline[at], kind[at], z[at] = detector_outputs(m, xr, ref, res)
     return Scores(score, baseline, kind, referenced, z)
 
 
-def tidal_usual(x, times, step_s: int, floor: float):
+def scale_floor(metric: str) -> float:
+    return LOG_FLOOR if metric in RELATIVE else SCALE_FLOOR.get(metric, 0.0)
+
+
+def rain_context(rain, sites, step_s: int, ahead: int = RAIN_AHEAD):
+    """(wet, soil_wet) per node and step, each 1 while it rains at the site, 2 in the hours after, 0 else;
+    None without rain or sites."""
+    if rain is None or sites is None:
+        return None
+    raining = rain_recent(rain, sites, step_s, 0, ahead)
+    # while it rains, rain explains the moves it makes; in the hours after, the return as well (either way)
+    wet = np.where(raining, 1, np.where(rain_recent(rain, sites, step_s, RAIN_EXPLAINS_S, ahead), 2, 0))
+    soil_wet = np.where(raining, 1, np.where(rain_recent(rain, sites, step_s, SOIL_WET_S, ahead), 2, 0))
+    return wet, soil_wet
+
+
+def detector_inputs(col, times, m: str, step_s: int, sites, wet, has, tide_from: int = 0, offset: int = 0):
+    """What the detector scores for metric m: (series, reference, explained, referenced) for the rows `has`
+    of col (nodes, time); reference and explained None where they do not apply. `tide_from`: the first
+    column whose expected tide is needed (the fits before it are skipped); `offset`: col's first column in
+    the whole series (the tide is refitted at multiples of TIDE_REFIT_S from its start)."""
+    n_nodes = col.shape[0]
+    if m in RELATIVE:
+        col = np.log1p(np.maximum(col, 0.0))
+    ref = site_reference(col, sites) if sites is not None else None
+    if m in REGIONAL and sites is not None:
+        alone = np.isnan(ref).all(axis=1)
+        ref[alone] = site_reference(col, ["city"] * n_nodes)[alone]
+    if m in TIDAL:
+        tide, _ = tidal_usual(col, times, step_s, SCALE_FLOOR.get(m, 0.0), tide_from, offset)
+        alone = np.ones((n_nodes, 1), dtype=bool) if ref is None else np.isnan(ref).all(axis=1, keepdims=True)
+        ref = np.where(alone, tide, np.nan if ref is None else ref)
+    neighbours = np.zeros(n_nodes, dtype=bool) if ref is None else ~np.isnan(ref).all(axis=1)
+    if ref is not None:
+        ref = np.where(neighbours[:, None], ref, 0.0)[has]  # no neighbours (and no tide) at any time: the value itself
+    referenced = has & neighbours & (m not in TIDAL)
+    why = None
+    if m in RAIN_SIGN and wet is not None:
+        why = (wet[1] if m == "soil_vwc_pct" else wet[0])[has]
+        # against neighbours, the onset and the end of a shower reach nodes a sample apart, either way
+        sign = np.where(neighbours[has] & (m not in TIDAL), 2, RAIN_SIGN[m])[:, None]
+        why = np.where(why == 1, sign, why).astype(np.int8)
+    return (col if has.all() else col[has]), ref, why, referenced
+
+
+def detector_outputs(m: str, xr, ref, res):
+    """(score, baseline, kind, z) of the detector's result for metric m, in the metric's units."""
+    # no value, or no neighbours (or tide fit) to compare it with: no score
+    missing = np.isnan(xr) if ref is None else np.isnan(xr - ref)
+    expected = res.baseline if ref is None else ref + res.baseline
+    return (np.where(missing, np.nan, res.score), np.expm1(expected) if m in RELATIVE else expected, res.kind,
+            np.where(missing, np.nan, res.surprise))  # an incident goes on through a shower
+
+
+def tidal_usual(x, times, step_s: int, floor: float, from_col: int = 0, offset: int = 0):
     """The expected tide per node (nodes, time), from the values before each stretch.
 
     Every TIDE_REFIT_S the mean and the constituents of TIDE_HOURS (cosine and sine each) are
@@ -215,7 +238,11 @@ def tidal_usual(x, times, step_s: int, floor: float):
     thin = max(1, 1800 // step_s)
     every = max(1, TIDE_REFIT_S // step_s)
     window = TIDE_DAYS * 86400 // step_s
-    for lo_pred in range(every, n_t, every):
+    first = max(every, from_col + offset)  # stretches are counted from the series' start (offset: x's first column)
+    for lo_abs in range(first - first % every, n_t + offset, every):
+        lo_pred = lo_abs - offset
+        if lo_pred < 0 or lo_pred + every <= from_col:
+            continue
         lo, hi = max(0, lo_pred - window), lo_pred
         a = design[lo:hi][::-1][::thin]  # thinned back from the newest value
         y = x[:, lo:hi][:, ::-1][:, ::thin].astype(float)

@@ -129,3 +129,81 @@ def last_contact(influx, start: int, end: int) -> tuple:
                 elif value is not None:
                     wake[node] = int(value)
     return contact, wake
+
+
+@dataclass
+class Cells:
+    """Readings per node and grid step, as read: the sum and count of each metric and the readings' count."""
+
+    node: str
+    times: np.ndarray  # (k,) UNIX seconds of each step
+    sums: np.ndarray  # (k, metrics): for TOTALS the total, else the sum (mean = sum / count)
+    counts: np.ndarray  # (k, metrics)
+    readings: np.ndarray  # (k,) readings in the step (count of `seq`)
+
+
+class Reader:
+    """Reads the `reading` measurement in bounded queries: each covers a stretch of time sized so that it
+    returns at most `max_rows` rows (nodes x steps), streamed in chunks (`Influx.query_stream`). A query
+    that fails to answer (a timeout, a 5xx) is logged, counted in `failures`, and retried on half the
+    stretch, down to one step, `attempts` times at that size; then the error is raised and the caller's
+    run ends with what it has merged so far (the next run reads again from there)."""
+
+    def __init__(self, influx, metrics=METRICS, max_rows: int = 20_000, attempts: int = 3, sleep=None, log=None):
+        import logging
+        import time
+
+        self.influx, self.metrics, self.max_rows, self.attempts = influx, tuple(metrics), max_rows, attempts
+        self.sleep = time.sleep if sleep is None else sleep
+        self.log = log or logging.getLogger("rimba.analyze")
+        self.failures = 0
+        self.queries = 0
+
+    def cells(self, lo: int, hi: int, step: int, nodes: int, where: str = ""):
+        """Yield Cells for [lo, hi) on the step grid (lo and hi multiples of step), `nodes` the number of nodes
+        the `where` clause (InfluxQL, without AND) can match, for sizing the stretches."""
+        from rimba.errors import InfluxUnavailable
+
+        span = max(1, self.max_rows // max(1, nodes)) * step
+        t = lo
+        while t < hi:
+            size, tries = min(span, hi - t), 0
+            while True:
+                try:
+                    got = list(self._query(t, min(hi, t + size), step, where))
+                    break
+                except InfluxUnavailable as err:
+                    self.failures += 1
+                    tries = tries + 1 if size <= step else 0
+                    self.log.warning("reading %d s of readings from %d failed (%s); retrying on %d s", size, t, err,
+                                     max(step, size // 2))
+                    if tries >= self.attempts:
+                        raise
+                    size = max(step, (size // 2) // step * step)
+                    self.sleep(min(5.0, 0.2 * 2 ** tries))
+            yield from got
+            t += size
+
+    def _query(self, lo: int, hi: int, step: int, where: str):
+        sel = ", ".join(f'sum("{m}") AS "s{j}", count("{m}") AS "c{j}"' for j, m in enumerate(self.metrics))
+        cond = f" AND {where}" if where else ""
+        q = (f'SELECT {sel}, count("seq") AS "n" FROM reading WHERE time >= {lo}s AND time < {hi}s{cond} '
+             f"GROUP BY time({step}s), node fill(none)")
+        self.queries += 1
+        m = len(self.metrics)
+        for series in self.influx.query_stream(q, epoch="s"):
+            cols = series["columns"]
+            data = np.array([[np.nan if v is None else v for v in r] for r in series["values"]], dtype=float)
+            if not len(data):
+                continue
+            s_idx = [cols.index(f"s{j}") for j in range(m)]
+            c_idx = [cols.index(f"c{j}") for j in range(m)]
+            yield Cells(series.get("tags", {}).get("node"), data[:, 0].astype(np.int64), data[:, s_idx],
+                        np.nan_to_num(data[:, c_idx]), np.nan_to_num(data[:, cols.index("n")]))
+
+
+def regex_of(names) -> str:
+    """An InfluxQL regular expression matching exactly these tag values."""
+    import re
+
+    return "/^(" + "|".join(re.escape(n).replace("/", r"\/") for n in sorted(names)) + ")$/"

@@ -140,57 +140,69 @@ def trailing_rank(x: np.ndarray, w: int, q: float) -> np.ndarray:
     return out[:, w - 1:w - 1 + n]  # the window ending just before each value
 
 
-def level_view(x: np.ndarray, scale_floor: np.ndarray, p: Params) -> tuple:
+def level_view(x: np.ndarray, scale_floor: np.ndarray, p: Params, offset: int = 0) -> tuple:
     """Robust z of each value against the recent level; also the level (of the first window).
 
     For each window of W values, the value at t is compared with the median m of the W values
     before it, with the scale the interquartile range over 1.349 (the Gaussian sigma) plus
     `scale_floor`; the mean of the last `recent` values is compared too, at half weight. Zero until
-    W values exist.
+    W values exist. `offset`: the index of x's first column in the whole series (a `Stream`'s
+    context); with an offset, only the columns with max(windows) columns before them in x are exact.
     """
     rows, n = x.shape
     out = np.zeros((rows, n))
     level = np.full((rows, n), np.nan)
     recent = trailing_mean(x, p.recent)
     for w in p.windows:
-        if n <= w:
+        if offset + n <= w:
             continue
         med = trailing_rank(x, w, 0.5)
         iqr = trailing_rank(x, w, 0.75) - trailing_rank(x, w, 0.25)
         s = IQR_SIGMA * iqr + scale_floor
         z = np.fmax(np.abs(x - med) / s, 0.5 * np.abs(recent - med) / (s / math.sqrt(p.recent)))
-        z[:, :w] = 0.0
+        z[:, :max(0, w - offset)] = 0.0
         out = np.fmax(out, z)
         if w == p.windows[0]:
-            level[:, w:] = med[:, w:]
+            level[:, max(0, w - offset):] = med[:, max(0, w - offset):]
     return out, level
 
 
 def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: int, smooth: int,
-                  min_lags: int = 2) -> np.ndarray:
+                  min_lags: int = 2, offset: int = 0) -> np.ndarray:
     """Robust z of each value against the median of the same phase `period` values apart, up to `count` back.
 
     The scale is 1.25 times the mean absolute seasonal residual over the previous period (at least
     `scale_floor`); the z is averaged over the last `smooth` values. Zero until `min_lags` earlier periods
     exist. The median is taken in float32, one stretch of a period at a time: within the stretch every
     value has the same number of earlier periods, min(count, k) in the k-th, so no lag is missing.
+    `offset`: the index of x's first column in the whole series (stretches are counted from the series'
+    start); with an offset, only the columns with `seasonal_context` columns before them are exact.
     """
     rows, n = x.shape
-    if period < 4 or n <= min_lags * period:
+    if period < 4 or offset + n <= min_lags * period:
         return np.zeros((rows, n))
-    count = min(count, (n - 1) // period)
     x32 = x.astype(np.float32)
     resid = np.zeros((rows, n))
-    for a in range(min_lags * period, n, period):
-        b = min(n, a + period)
-        lags = [x32[:, a - j * period:b - j * period] for j in range(1, min(count, a // period) + 1)]
-        resid[:, a:b] = np.abs(x[:, a:b] - median_of(lags)) if lags else np.nan
+    first = max(min_lags * period, offset)  # the first column, counted from the series' start, with a residual
+    for a in range(first - (first - min_lags * period) % period, offset + n, period):  # whole stretches
+        b = min(offset + n, a + period)
+        lags_n = min(count, a // period)
+        lo = max(a, offset + lags_n * period)  # columns whose lags are all in x
+        if lo >= b:
+            continue
+        lags = [x32[:, lo - j * period - offset:b - j * period - offset] for j in range(1, lags_n + 1)]
+        resid[:, lo - offset:b - offset] = np.abs(x[:, lo - offset:b - offset] - median_of(lags))
     scale = np.concatenate([np.full((rows, 1), np.nan), trailing_mean(resid, period)[:, :-1]], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = resid / (1.25 * scale + scale_floor)
     z = np.nan_to_num(z, nan=0.0, posinf=0.0)
-    z[:, :min_lags * period] = 0.0
+    z[:, :max(0, min_lags * period - offset)] = 0.0
     return trailing_mean(z, smooth)
+
+
+def seasonal_context(period: int, count: int, smooth: int) -> int:
+    """Columns a seasonal view needs before a value to score it as the whole series would."""
+    return count * period + period + smooth
 
 
 def median_of(planes: list) -> np.ndarray:
@@ -216,34 +228,39 @@ def record(view: np.ndarray, p: Params) -> np.ndarray:
     return np.concatenate([bars.copy() for _, bars in records(view, p)], axis=1) if view.shape[1] else view.copy()
 
 
-def records(view: np.ndarray, p: Params, chunk: int = 256):
+def records(view: np.ndarray, p: Params, chunk: int = 256, state: tuple | None = None, offset: int = 0):
     """The record of each view value, `chunk` values of time at a time: yields (start, bars), bars (rows, <= chunk)
     the records of the values from column start on (one buffer, overwritten by the next chunk).
 
     Sequential by nature (what a value adds depends on the record before it), so it runs along time,
     all rows at once. The memory is RECORD_BLOCKS blocks of memory // RECORD_BLOCKS values: the record
-    covers the current block and the last RECORD_BLOCKS - 1 complete ones.
+    covers the current block and the last RECORD_BLOCKS - 1 complete ones. `state` (ring, past, current),
+    from `record_state`, is carried on in place; `offset` is the index of view's first column in the
+    whole series (the blocks are counted from its start).
     """
     rows, n = view.shape
     size = max(1, p.memory // RECORD_BLOCKS)
-    ring = np.zeros((RECORD_BLOCKS - 1, rows))  # maxima of the complete blocks, oldest overwritten
-    past = np.full(rows, p.z_floor)  # max(z_floor, ring.max(axis=0)), kept up to date at block ends
-    current = np.zeros(rows)
+    ring, past, current = record_state(rows, p) if state is None else state
     entering = np.empty(rows)
     buf = np.empty((rows, min(chunk, n)))
     for start in range(0, n, chunk):
         bars = buf[:, :min(chunk, n - start)]
         for i in range(bars.shape[1]):
-            t = start + i
+            t = offset + start + i
             bar = np.maximum(past, current, out=bars[:, i])
             np.multiply(bar, p.raise_by, out=entering)
-            np.minimum(view[:, t], entering, out=entering)
+            np.minimum(view[:, start + i], entering, out=entering)
             np.maximum(current, entering, out=current)
             if (t + 1) % size == 0:
                 ring[(t // size) % (RECORD_BLOCKS - 1)] = current
                 np.maximum(ring.max(axis=0), p.z_floor, out=past)
                 current[:] = 0.0
         yield start, bars
+
+
+def record_state(rows: int, p: Params) -> tuple:
+    """A record before any value: (ring of complete blocks' maxima, max(z_floor, ring), the current block's)."""
+    return np.zeros((RECORD_BLOCKS - 1, rows)), np.full(rows, p.z_floor), np.zeros(rows)
 
 
 def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, reference=None,
@@ -355,3 +372,188 @@ def score(timestamps, values, params: Params = PARAMS) -> np.ndarray:
     True
     """
     return score_rows(timestamps, np.asarray(values, dtype=float)[None, :], params).score[0]
+
+
+STATE_VERSION = 1  # of `Stream.to_bytes`: raise it whenever what a Stream carries, or how it scores, changes
+
+
+class StateVersionError(ValueError):
+    """A saved Stream of another STATE_VERSION (or not one at all): rebuild it from the history."""
+
+
+class Stream:
+    """The detector carried from one stretch of columns to the next (incremental runs).
+
+    ``advance(x, ...)`` scores the next columns of the rows exactly as one `score_rows` call over the
+    whole series would have scored them (to floating-point rounding: the running sums here start from
+    the carried ones). What it carries is the list in the module docstring: the last `keep` values of
+    each referenced, carried-forward series (the views' context), the running sum and sum of squares
+    (the spread floor), each view's record (`record_state`), the last `hold` ratios, and the column
+    count (warm-up, record blocks and seasonal stretches are counted from the series' start).
+
+    `checkpoint()` and `restore()` take the stream back to an earlier column, for values that arrive
+    late: the context kept is `keep + rewind` columns, so a checkpoint up to `rewind` columns old can be
+    restored. `to_bytes()` and `from_bytes()` save and load it, versioned by STATE_VERSION.
+    """
+
+    def __init__(self, rows: int, step_s: int, params: Params = PARAMS, floor=None, rewind: int = 0):
+        self.p, self.step, self.rewind = params, int(step_s), int(rewind)
+        self.floor = np.zeros(rows) if floor is None else np.broadcast_to(np.asarray(floor, float), (rows,)).copy()
+        self.n = 0
+        self.tail = np.zeros((rows, 0))
+        self.floors = np.zeros((rows, 0))  # the scale floor of the last columns (the seasonal z's smoothing)
+        self.sums = np.zeros((2, rows))
+        self.rec = [record_state(rows, params) for _ in VIEW_NAMES]
+        self.ratios = np.zeros((rows, self.hold))
+
+    @property
+    def rows(self) -> int:
+        return self.tail.shape[0]
+
+    @property
+    def hold(self) -> int:
+        return max(self.p.hold_min, round(self.p.hold_s / self.step)) if self.step > 0 else self.p.hold_min
+
+    def _seasons(self) -> list:
+        """(view index, period, count, smooth) of the seasonal views that can apply at this step."""
+        step = self.step
+        if not (0 < step < 86400 and 86400 % step == 0):
+            return []
+        day = 86400 // step
+        smooth = max(2, day // self.p.smooth_per_day)
+        return [(k, period, count, smooth) for k, (period, count) in
+                enumerate(((day, self.p.days), (7 * day, self.p.weeks)), start=1)]
+
+    @property
+    def keep_floors(self) -> int:
+        return max([smooth for *_, smooth in self._seasons()] + [1])
+
+    @property
+    def keep(self) -> int:
+        """Columns of context the views need before a value."""
+        need = [max(self.p.windows), self.p.recent]
+        need += [seasonal_context(period, count, smooth) for _, period, count, smooth in self._seasons()]
+        return max(need)
+
+    def add_rows(self, k: int, floor=0.0) -> None:
+        """k more series, as if they had been there from the start without a value (zeros, carried)."""
+        rows = self.rows
+        self.floor = np.concatenate([self.floor, np.broadcast_to(np.asarray(floor, float), (k,))])
+        self.tail = np.concatenate([self.tail, np.zeros((k, self.tail.shape[1]))])
+        fresh_floor = np.broadcast_to(np.asarray(floor, float), (k,))[:, None] + 1e-9  # no spread yet: the floor
+        self.floors = np.concatenate([self.floors, np.broadcast_to(fresh_floor, (k, self.floors.shape[1]))])
+        self.sums = np.concatenate([self.sums, np.zeros((2, k))], axis=1)
+        fresh = record_state(k, self.p)
+        self.rec = [tuple(np.concatenate([a, b], axis=-1) for a, b in zip(r, fresh, strict=True)) for r in self.rec]
+        self.ratios = np.concatenate([self.ratios, np.zeros((k, self.hold))])
+        assert self.rows == rows + k
+
+    def advance(self, x, explained=None, reference=None) -> Result:
+        """Score the next columns: x (rows, k); explained and reference as in `score_rows`."""
+        p = self.p
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        rows, k = x.shape
+        if reference is not None:
+            x = x - np.broadcast_to(np.asarray(reference, dtype=float), x.shape)
+        last = self.tail[:, -1:] if self.tail.shape[1] else np.full((rows, 1), np.nan)
+        xs = carry_forward(np.concatenate([last, x], axis=1))[:, 1:]
+        n0 = self.n
+        # the spread floor: the running sums carried, added in the same order as one pass would
+        cs = np.cumsum(np.concatenate([self.sums[:, :, None], np.stack([xs, xs * xs])], axis=2), axis=2)[:, :, 1:]
+        count = n0 + 1 + np.arange(k)
+        mean = cs[0] / count
+        spread = np.sqrt(np.maximum(cs[1] / count - mean * mean, 0.0))
+        scale_floor = np.maximum(p.spread_frac * spread, self.floor[:, None]) + 1e-9
+        ctx = self.tail[:, -self.keep:] if n0 >= self.keep else self.tail  # the whole series while it is short
+        seg = np.concatenate([ctx, xs], axis=1)
+        off = n0 - ctx.shape[1]
+        # the context's own scale floors where a view looks at them (the seasonal z's smoothing), else any
+        seg_floor = np.concatenate([np.ones(ctx.shape), scale_floor], axis=1)
+        kf = min(self.floors.shape[1], ctx.shape[1])
+        if kf:
+            seg_floor[:, ctx.shape[1] - kf:ctx.shape[1]] = self.floors[:, -kf:]
+        views = np.zeros((len(VIEW_NAMES), rows, k))
+        cut = max(0, ctx.shape[1] - max(p.windows))  # the level view needs its windows only (not the seasons')
+        lv, level = level_view(seg[:, cut:], seg_floor[:, cut:], p, off + cut)
+        views[0], baseline = lv[:, -k:], level[:, -k:]
+        for v, period, cnt, smooth in self._seasons():
+            if n0 + k > p.min_lags * period:
+                views[v] = seasonal_view(seg, seg_floor, period, cnt, smooth, p.min_lags, off)[:, -k:]
+        surprise = views.max(axis=0)
+        if explained is not None:
+            why = np.broadcast_to(np.asarray(explained), (rows, k)).astype(np.int8)
+            if why.any():
+                side = np.sign(np.nan_to_num(xs - baseline, nan=0.0)).astype(np.int8)
+                views = np.where((why != 0) & ((why == side) | (np.abs(why) > 1)), 0.0, views)
+        ratio = np.zeros((rows, k))
+        kind = np.zeros((rows, k), dtype=np.int8)
+        for v in range(len(VIEW_NAMES)):
+            for start, bars in records(views[v], p, state=self.rec[v], offset=n0):
+                span = slice(start, start + bars.shape[1])
+                r = np.divide(views[v][:, span], bars, out=bars)
+                kind[:, span][r > ratio[:, span]] = v
+                np.maximum(ratio[:, span], r, out=ratio[:, span])
+        ratio[:, :max(0, p.warm_up - n0)] = 0.0
+        joined = np.concatenate([self.ratios, ratio], axis=1)
+        held = previous_max(joined, self.hold)[:, -k:]
+        score = ratio / np.maximum(held, 1.0)
+        score /= score + 1.0
+        self.ratios = joined[:, -self.hold:].copy()
+        self.sums = cs[:, :, -1].copy()
+        self.tail = np.concatenate([self.tail, xs], axis=1)[:, -(self.keep + self.rewind):]
+        self.floors = np.concatenate([self.floors, scale_floor], axis=1)[:, -(self.keep_floors + self.rewind):]
+        self.n = n0 + k
+        return Result(score, views, baseline, kind, surprise)
+
+    def checkpoint(self) -> dict:
+        """What restore() needs to take the stream back to this column (not the context: it is kept)."""
+        return {"n": self.n, "sums": self.sums.copy(), "ratios": self.ratios.copy(),
+                "rec": [tuple(a.copy() for a in r) for r in self.rec]}
+
+    def restore(self, ck: dict) -> None:
+        """Back to a checkpoint; series added since it are as they were then (no value yet)."""
+        back = self.n - ck["n"]
+        if back < 0 or self.tail.shape[1] - back < min(ck["n"], self.keep):
+            raise ValueError(f"checkpoint at column {ck['n']} is out of reach (now {self.n}, rewind {self.rewind})")
+        had = ck["sums"].shape[1]
+        extra = self.rows - had
+        self.tail = self.tail[:, :self.tail.shape[1] - back]
+        self.floors = self.floors[:, :max(0, self.floors.shape[1] - back)]
+        self.n = ck["n"]
+        self.sums = np.concatenate([ck["sums"], np.zeros((2, extra))], axis=1)
+        self.ratios = np.concatenate([ck["ratios"], np.zeros((extra, self.hold))])
+        fresh = record_state(extra, self.p)
+        self.rec = [tuple(np.concatenate([a.copy(), b], axis=-1) for a, b in zip(r, f, strict=True))
+                    for r, f in zip(ck["rec"], [fresh] * len(VIEW_NAMES), strict=True)]
+        if extra:
+            self.tail[had:] = 0.0
+            self.floors[had:] = self.floor[had:, None] + 1e-9
+
+    def to_bytes(self) -> bytes:
+        import io
+
+        arrays = {"floor": self.floor, "tail": self.tail, "floors": self.floors, "sums": self.sums, "ratios": self.ratios,
+                  "meta": np.array([STATE_VERSION, self.n, self.step, self.rewind], dtype=np.int64),
+                  "params": np.frombuffer(repr(self.p).encode(), dtype=np.uint8)}
+        for v, r in enumerate(self.rec):
+            for i, a in enumerate(r):
+                arrays[f"rec{v}_{i}"] = a
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, params: Params = PARAMS) -> Stream:
+        import io
+
+        try:
+            z = np.load(io.BytesIO(blob))
+            version, n, step, rewind = (int(v) for v in z["meta"])
+        except (ValueError, KeyError, OSError) as err:
+            raise StateVersionError(f"not a detector state: {err}") from err
+        if version != STATE_VERSION or bytes(z["params"]).decode() != repr(params):
+            raise StateVersionError(f"detector state version {version} with other constants; this is {STATE_VERSION}")
+        s = cls(len(z["floor"]), step, params, z["floor"], rewind)
+        s.n, s.tail, s.floors, s.sums, s.ratios = n, z["tail"], z["floors"], z["sums"], z["ratios"]
+        s.rec = [tuple(z[f"rec{v}_{i}"] for i in range(3)) for v in range(len(VIEW_NAMES))]
+        return s

@@ -2,8 +2,9 @@
 
 1,000 nodes x 7 days of 1-minute data x 4 metrics (40 million values): quality
 checks, time-of-day anomaly scores and indices, timed with process CPU time
-(median of --runs), against the plain per-point loop the tests check them with
-(`tests/naive_quality.py`), run on a slice and scaled per value, in the same run.
+(median of --runs). The speed-up against the plain per-point loop the tests check the quality
+checks with (`tests/naive_quality.py`) is measured on one slice (--loop-nodes x 1 day) for the same
+work: the loop and the vectorized quality checks, both on that slice, nothing extrapolated.
 """
 
 from __future__ import annotations
@@ -88,11 +89,11 @@ def main(argv=None) -> int:
     report = {"values": values, "cpu_s_median": fast, "runs": times, "part_medians_s": part_medians,
               "loop_s_per_million_values": loop_per_value * 1e6,
               "quality_vectorized_s_per_million_values_same_slice": vec_small * 1e6,
-              "speedup_vs_loop": loop_per_value * values / fast}
+              "quality_speedup_vs_loop_same_slice": loop_per_value / vec_small}
     print(f"median {fast:.2f} s CPU for quality + anomaly scores + indices over {values:,} values (" +
           ", ".join(f"{k} {v:.2f}" for k, v in part_medians.items()) + ")")
-    print(f"plain loop (quality checks only): {loop_per_value * 1e6:.1f} s per million values -> "
-          f"{loop_per_value * values:,.0f} s for the fleet; vectorized is {report['speedup_vs_loop']:,.0f}x faster")
+    print(f"quality checks on the same slice ({xs.size:,} values): plain loop {loop_per_value * 1e6:.1f} s per "
+          f"million values, vectorized {vec_small * 1e6:.3f}: {report['quality_speedup_vs_loop_same_slice']:,.0f}x")
     out = ROOT / "bench" / "results" / "analytics.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")

@@ -115,6 +115,41 @@ class Influx:
                 raise InfluxRejected(r["error"])
         return results
 
+    def query_stream(self, q: str, epoch: str = "s", chunk_size: int = 10_000, database: str | None = None):
+        """Run one InfluxQL statement with `chunked=true`; yield its series as they arrive.
+
+        The server sends the result in JSON objects of at most `chunk_size` rows (one a line), so
+        neither side holds a large answer whole; a series longer than that comes in several pieces,
+        each yielded as it comes. Errors are classified as for `query`.
+        """
+        params = {"q": q, "epoch": epoch, "db": database or self.database, "chunked": "true",
+                  "chunk_size": str(chunk_size)}
+        url = f"{self.prefix}/query?{urllib.parse.urlencode(params)}"
+        conn = self._connection()
+        try:
+            conn.request("POST", url, body=None, headers=dict(self.headers))
+            resp = conn.getresponse()
+            if resp.status != 200:
+                data = resp.read()
+                self.close()
+                raise self._error(resp.status, data)
+            for line in resp:
+                if not line.strip():
+                    continue
+                for r in json.loads(line).get("results", []):
+                    if "error" in r:
+                        raise InfluxRejected(r["error"])
+                    yield from r.get("series", [])
+            resp.read()
+        except (OSError, http.client.HTTPException, ValueError) as err:  # a socket timeout is an OSError
+            self.close()
+            raise InfluxUnavailable(f"InfluxDB at {self.host}:{self.port} did not answer: {err}") from err
+        except BaseException:
+            self.close()  # a half-read answer leaves the connection unusable
+            raise
+        if resp.will_close:
+            self.close()
+
     def rows(self, q: str, epoch: str = "s") -> list[dict]:
         """The rows of a single-statement query, each a dict of column → value (tags included)."""
         out = []

@@ -71,6 +71,16 @@ OPTIONS = (
     Option("analyze_days", "RIMBA_ANALYZE_DAYS", float, 8.0,
            "days of data each run looks at (the anomaly baselines need three)", 0.1, 60),
     Option("analyze_step_s", "RIMBA_ANALYZE_STEP_S", int, 600, "the analytics' time grid, seconds", 60, 3600),
+    Option("analyze_sites", "RIMBA_ANALYZE_SITES", str, "",
+           "the sites this analytics process owns, separated by commas or spaces (empty: see analyze_partition)"),
+    Option("analyze_partition", "RIMBA_ANALYZE_PARTITION", str, "1/1",
+           "K/N: this process owns the sites whose name hashes to K of N (when analyze_sites is empty)"),
+    Option("analyze_reread_s", "RIMBA_ANALYZE_REREAD_S", int, 7200,
+           "each run re-reads this much of the recent past per node (nodes send their readings late)", 60, 86400),
+    Option("analyze_audit_s", "RIMBA_ANALYZE_AUDIT_S", int, 3600,
+           "how often readings that arrived behind a node's newest (resends, replays) are looked for", 60, 86400),
+    Option("analyze_snapshot_s", "RIMBA_ANALYZE_SNAPSHOT_S", int, 900,
+           "how often the analytics' state is saved (a restart re-reads from InfluxDB what came since)", 0, 86400),
     Option("fire_wind_kmh", "RIMBA_FIRE_WIND_KMH", float, 6.0,
            "10-m noon wind for the fire weather index (the nodes measure none)", 0, 100),
     Option("alert_rules", "RIMBA_ALERT_RULES", str, "", "TOML file of [[rule]] tables (empty: the built-in rules)"),
@@ -161,6 +171,14 @@ def read_toml(path, what: str) -> dict:
         raise ConfigError(f"{what} {path}: {err}") from None
 
 
+def parse_partition(text: str) -> tuple:
+    """`analyze_partition` "K/N" as (k, n), 1 <= k <= n; ConfigError naming the key otherwise."""
+    k, slash, n = text.strip().partition("/")
+    if not (slash and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise ConfigError(f"analyze_partition: {text!r} is not K/N with 1 <= K <= N (e.g. 2/3)")
+    return int(k), int(n)
+
+
 def parse_quiet(text: str) -> tuple | None:
     """'21:00-06:00' -> (1260, 360), the minutes of the day (WIB) quiet hours start and end; '' -> None."""
     if not text:
@@ -238,6 +256,7 @@ def _check(values: dict) -> None:
     if values["mqtt_share_group"] and "/" in values["mqtt_share_group"] + values["mqtt_client_id"]:
         raise ConfigError("mqtt_share_group: may not contain '/'")
     parse_quiet(values["alert_quiet_hours"])
+    parse_partition(values["analyze_partition"])
     for key in ("mqtt_client_id", "influx_db"):
         if not values[key]:
             raise ConfigError(f"{key}: may not be empty")

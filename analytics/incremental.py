@@ -1,0 +1,628 @@
+"""Incremental runs: each run reads what arrived since the last one, recomputes the steps it touches, and
+writes only the points that changed. The batch path (`analytics.analyze.Analyzer.run`) stays the oracle.
+
+What a run reads (InfluxDB 1.x stores no arrival time, and late readings keep their old timestamps):
+
+1. every node's last `analyze_reread_s` (2 hours: nodes send hourly, so their newest readings are up to
+   an hour old when they arrive), for the owned sites, in one bounded, streamed query per stretch;
+2. a node whose newest reading is older than that (silent, or back from an outage and sending its
+   buffer oldest first) is read from its own arrival watermark, the newest step seen from it: a backfill
+   arrives in order, so everything before the watermark was already there;
+3. what can still arrive behind a watermark (a lost batch resent after later ones, a dead letter
+   replayed) is found by an audit every `analyze_audit_s`: the count of readings per node and step over
+   the window, one integer field, against the counts held; the steps that differ are read again.
+
+Each cell (node, step) holds the sum and count of each metric, so a re-read changes only the cells whose
+readings changed, and each run knows the earliest step that changed.
+
+What a run computes, from the earliest changed step on: the detector (`analytics.detector.Stream`, one
+per metric, rewound to the hourly checkpoint before that step, so a backfill recomputes the hours it
+touches and no more); the quality checks, indices, events and fire codes of the sites whose cells
+changed, over the window (they are cheap per site, and so equal the batch exactly); the alert rules.
+Each output is compared with what the last run produced, and only what differs is written: a new flag,
+an index field whose value changed (the point carries only that field), a new or changed event, a
+changed fire code.
+
+State (`analytics-<partition>.state` under the state directory, SQLite): the window's cells, the
+streams and their checkpoints, the last outputs, the watermarks, saved every `analyze_snapshot_s` and at
+the end; a restart resumes from it and reads again from its watermarks. A state of another
+STATE_VERSION (or another fleet, step or window) is rebuilt from history: a cold start reads the window
+in bounded stretches, with a progress bar, and runs the detector through it an hour at a time.
+
+The detector starts at the window's start at the cold start and is carried from there (the batch path
+restarts it at each run's window start): the oracle for the scores is `anomaly.score_cube` over the
+whole history since that origin. Not exact: a node first seen with neighbours or without them keeps
+that choice (the batch decides it on the window), and the tide is fitted on at most the window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import pickle
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analytics import anomaly, detector, quality
+from analytics.analyze import ANOMALY_METRICS, FWI_DAYS, INDEX_LABELS, WIB_S, derive, fire_days, fire_values
+from analytics.data import TOTALS, Cube, Reader, qc_lines, regex_of
+from ingest import lineproto
+from rimba.metrics import METRICS
+
+log = logging.getLogger("rimba.analyze")
+STATE_VERSION = 1  # of this module's state; the detector's streams carry their own (detector.STATE_VERSION)
+FIRE_METRICS = ("air_temp_c", "air_rh_pct", "rain_mm")
+CHECK_EVERY_S = 3600  # the streams' checkpoints: late data rewinds to the hour before it
+REWIND_S = 2 * 86400  # how far back late data can rewind the detector (older: recomputed from the oldest)
+METRIC_LIST = tuple(METRICS)
+PM = quality.PM_METRICS
+
+
+def window_start(end: int, days: float) -> int:
+    """The batch's window start for a run ending at `end`: `days` back, to a WIB midnight."""
+    start = end - int(days * 86400)
+    return start - (start + WIB_S) % 86400
+
+
+def owned_sites(settings, fleet) -> list:
+    """The sites this process owns: `analyze_sites`, or those of its `analyze_partition` K/N by a stable hash
+    of the site's name (the same on every host: SHA-1, not Python's salted hash)."""
+    from rimba.errors import ConfigError
+    from rimba.settings import parse_partition
+
+    named = [s for s in settings.analyze_sites.replace(",", " ").split() if s]
+    if named:
+        unknown = sorted(set(named) - set(fleet.sites))
+        if unknown:
+            raise ConfigError(f"analyze_sites: {', '.join(unknown)} not in the fleet file")
+        return sorted(named)
+    k, n = parse_partition(settings.analyze_partition)
+    return sorted(s for s in fleet.sites if int(hashlib.sha1(s.encode()).hexdigest(), 16) % n == k - 1)
+
+
+@dataclass
+class State:
+    """Everything a run carries (see the module docstring); arrays are (nodes, steps[, metrics])."""
+
+    key: str  # fleet, sites, step, window: another key means a rebuild
+    origin: int  # the detector's column 0
+    start: int  # the window's first step
+    step: int
+    nodes: list
+    sites: list
+    owned: np.ndarray  # (nodes,) bool
+    sums: np.ndarray  # (nodes, steps, metrics)
+    counts: np.ndarray
+    readings: np.ndarray  # (nodes, steps)
+    h_start: int = 0  # the fire codes' hourly cells
+    h_sums: np.ndarray = None
+    h_counts: np.ndarray = None
+    watermark: dict = field(default_factory=dict)  # node -> newest step seen
+    contact: dict = field(default_factory=dict)
+    wake: dict = field(default_factory=dict)
+    rows: dict = field(default_factory=dict)  # metric -> node indices of the stream's rows
+    streams: dict = field(default_factory=dict)  # metric -> detector.Stream (saved with to_bytes)
+    checks: dict = field(default_factory=dict)  # column -> {metric: checkpoint}
+    scores: anomaly.Scores | None = None  # (nodes, steps, ANOMALY_METRICS) over the window
+    flags: np.ndarray = None
+    derived: dict = field(default_factory=dict)
+    events: dict = field(default_factory=dict)  # (node, metric, start) -> Event
+    fire: dict = field(default_factory=dict)  # (node, noon) -> codes
+    unwritten: list = field(default_factory=list)  # points computed by a run whose write failed
+    pending: dict = field(default_factory=dict)  # node index -> earliest changed step not yet computed and written
+    tide_x: np.ndarray = None  # (nodes, steps) the tidal metric's values of the TIDE_DAYS before the window
+    audited: int = 0
+    saved: int = 0
+
+    @property
+    def steps(self) -> int:
+        return self.sums.shape[1]
+
+    def values(self) -> np.ndarray:
+        """The cube's values: each metric's mean per step (for TOTALS the total), NaN without a reading."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = self.sums / self.counts
+        tot = [METRIC_LIST.index(m) for m in TOTALS]
+        mean[:, :, tot] = self.sums[:, :, tot]
+        return np.where(self.counts > 0, mean, np.nan)
+
+
+class StateStore:
+    """The state in SQLite: one row per part, written in one transaction."""
+
+    def __init__(self, path):
+        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS part (name TEXT PRIMARY KEY, data BLOB NOT NULL)")
+
+    def save(self, st: State) -> None:
+        streams = {m: s.to_bytes() for m, s in st.streams.items()}
+        rest = dict(st.__dict__, streams={})
+        with io.BytesIO() as buf:
+            pickle.dump(rest, buf, protocol=pickle.HIGHEST_PROTOCOL)
+            body = buf.getvalue()
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("DELETE FROM part")
+        self.db.execute("INSERT INTO part VALUES ('version', ?)", (str(STATE_VERSION).encode(),))
+        self.db.execute("INSERT INTO part VALUES ('state', ?)", (body,))
+        self.db.executemany("INSERT INTO part VALUES (?, ?)", [(f"stream:{m}", b) for m, b in streams.items()])
+        self.db.execute("COMMIT")
+
+    def load(self, key: str) -> State | None:
+        """The saved state, or None when there is none, or it is of another version or key."""
+        parts = dict(self.db.execute("SELECT name, data FROM part"))
+        if parts.get("version") != str(STATE_VERSION).encode():
+            return None
+        try:
+            st = State(**pickle.loads(parts["state"]))
+            if st.key != key:
+                return None
+            st.streams = {name[7:]: detector.Stream.from_bytes(b, anomaly.PRODUCT)
+                          for name, b in parts.items() if name.startswith("stream:")}
+        except (detector.StateVersionError, KeyError, TypeError, pickle.UnpicklingError) as err:
+            log.warning("analytics state not usable (%s): rebuilding from history", err)
+            return None
+        return st
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class Incremental:
+    """One partition's incremental analytics: `run(now)` once a minute."""
+
+    def __init__(self, settings, fleet, influx, sites=None, progress=None):
+        self.s, self.fleet, self.influx = settings, fleet, influx
+        self.sites = sorted(sites if sites is not None else owned_sites(settings, fleet))
+        self.step = settings.analyze_step_s
+        self.progress = progress if progress is not None else sys.stderr.isatty()
+        self.reader = Reader(influx)
+        self.pm_reader = Reader(influx, PM)
+        settings.state_path.mkdir(parents=True, exist_ok=True)
+        k, n = (1, 1) if settings.analyze_sites.strip() else _partition(settings)
+        name = "analytics.state" if n == 1 and not settings.analyze_sites.strip() else \
+            f"analytics-{hashlib.sha1(' '.join(self.sites).encode()).hexdigest()[:8]}.state"
+        self.store = StateStore(settings.state_path / name)
+        self.key = hashlib.sha1(repr((sorted((i, n.site) for i, n in fleet.nodes.items()), self.sites, self.step,
+                                      settings.analyze_days)).encode()).hexdigest()
+        self.st: State | None = self.store.load(self.key)
+        self.stats = {"runs": 0, "read_failures": 0, "queries": 0}
+
+    def close(self) -> None:
+        if self.st is not None:
+            self.store.save(self.st)
+        self.store.close()
+
+    # --- reading -------------------------------------------------------------------------------------------
+
+    def _where_owned(self) -> str:
+        return "" if set(self.sites) == set(self.fleet.sites) else f'"site" =~ {regex_of(self.sites)}'
+
+    def _merge(self, cells, changed: dict, pm_only: bool = False) -> None:
+        """Cells into the state; changed[node index] = the earliest window step whose cell changed."""
+        st = self.st
+        row = {n: i for i, n in enumerate(st.nodes)}
+        cols = [METRIC_LIST.index(m) for m in PM] if pm_only else slice(None)
+        for c in cells:
+            i = row.get(c.node)
+            if i is None:
+                continue  # a node no longer in the fleet file
+            t = (c.times - st.start) // st.step
+            ok = (t >= 0) & (t < st.steps)
+            if not ok.any():
+                continue
+            t = t[ok]
+            sums, counts = np.nan_to_num(c.sums[ok]), c.counts[ok]
+            old_s, old_c = st.sums[i, t][:, cols], st.counts[i, t][:, cols]
+            diff = (old_c != counts).any(axis=1) | (np.abs(old_s - sums) > 1e-9 * (1 + np.abs(sums))).any(axis=1)
+            if not pm_only:
+                diff |= st.readings[i, t] != c.readings[ok]
+            if diff.any():
+                tt = t[diff]
+                if pm_only:
+                    st.sums[i, tt[:, None], np.array(cols)[None, :]] = sums[diff]
+                    st.counts[i, tt[:, None], np.array(cols)[None, :]] = counts[diff]
+                else:
+                    st.sums[i, tt], st.counts[i, tt] = sums[diff], counts[diff]
+                    st.readings[i, tt] = c.readings[ok][diff]
+                changed[i] = min(changed.get(i, st.steps), int(tt.min()))
+            if not pm_only:
+                newest = int(st.start + t.max() * st.step)
+                st.watermark[c.node] = max(st.watermark.get(c.node, 0), newest)
+                st.contact[c.node] = max(st.contact.get(c.node, 0), int(c.times[ok].max()))
+
+    def _read(self, lo: int, hi: int, changed: dict, nodes=None) -> None:
+        where = self._where_owned() if nodes is None else f'"node" =~ {regex_of(nodes)}'
+        count = int(self.st.owned.sum()) if nodes is None else len(nodes)
+        self._merge(self.reader.cells(lo, hi, self.step, count, where), changed)
+        if where and nodes is None:  # the city's PM sensors, for the regional reference
+            others = f'"site" !~ {regex_of(self.sites)}'
+            self._merge(self.pm_reader.cells(lo, hi, self.step, len(self.st.nodes) - count, others), changed,
+                        pm_only=True)
+
+    def _statuses(self, lo: int, hi: int) -> None:
+        window = f"time >= {int(lo)}s AND time <= {int(hi)}s"
+        owned = self._where_owned()
+        cond = f" AND {owned}" if owned else ""
+        for q, into in ((f"SELECT last(\"state\") FROM node_status WHERE {window} AND \"state\" <> 'lost'{cond} "
+                         "GROUP BY node", "contact"),
+                        (f'SELECT last("wake") FROM node_status WHERE {window}{cond} GROUP BY node', "wake")):
+            for series in self.influx.query_stream(q, epoch="s"):
+                node = series.get("tags", {}).get("node")
+                t, value = series["values"][0][:2]
+                if into == "contact":
+                    self.st.contact[node] = max(self.st.contact.get(node, 0), int(t))
+                elif value is not None:
+                    self.st.wake[node] = int(value)
+
+    # --- the state's window --------------------------------------------------------------------------------
+
+    def _new_state(self, end: int) -> State:
+        nodes = sorted(self.fleet.nodes)
+        sites = [self.fleet.nodes[n].site for n in nodes]
+        start = window_start(end, self.s.analyze_days)
+        steps = (end - 1 - start) // self.step + 1
+        shape = (len(nodes), steps, len(METRIC_LIST))
+        h_start = window_start(end, FWI_DAYS)
+        hours = (end - 1 - h_start) // 3600 + 1
+        return State(self.key, start, start, self.step, nodes, sites, np.isin(sites, self.sites),
+                     np.zeros(shape), np.zeros(shape, dtype=np.float32), np.zeros(shape[:2], dtype=np.float32),
+                     h_start, np.zeros((len(nodes), hours, 3)), np.zeros((len(nodes), hours, 3), np.float32))
+
+    def _slide(self, end: int) -> None:
+        """Grow the window to `end`; at a new WIB midnight its start moves on by whole days."""
+        st = self.st
+        start = max(st.start, window_start(end, self.s.analyze_days))
+        drop = (start - st.start) // st.step
+        grow = max(0, (end - 1 - start) // st.step + 1 - (st.steps - drop))
+
+        def move(a, fill):
+            pad = list(a.shape)
+            pad[1] = grow
+            return np.concatenate([a[:, drop:], np.full(pad, fill, dtype=a.dtype)], axis=1)
+
+        if drop:
+            st.pending = {i: max(0, v - drop) for i, v in st.pending.items()}
+        if drop:  # the tide is fitted on up to TIDE_DAYS: keep the tidal metric's values past the window
+            keep = anomaly.TIDE_DAYS * 86400 // st.step
+            tidal = st.values()[:, :drop, [METRIC_LIST.index(m) for m in anomaly.TIDAL]]
+            old = st.tide_x if st.tide_x is not None else np.zeros(tidal.shape[:1] + (0,) + tidal.shape[2:])
+            st.tide_x = np.concatenate([old, tidal], axis=1)[:, -keep:]
+        if drop or grow:
+            st.sums, st.counts, st.readings = move(st.sums, 0), move(st.counts, 0), move(st.readings, 0)
+            if st.flags is not None:
+                st.flags = move(st.flags, 0)
+                st.derived = {k: move(v, np.nan) for k, v in st.derived.items()}
+                sc = st.scores
+                st.scores = anomaly.Scores(move(sc.score, np.nan), move(sc.baseline, np.nan), move(sc.kind, 0),
+                                           sc.referenced, move(sc.z, np.nan))
+            st.start = start
+        h_start = max(st.h_start, window_start(end, FWI_DAYS))
+        h_drop = (h_start - st.h_start) // 3600
+        h_grow = max(0, (end - 1 - h_start) // 3600 + 1 - (st.h_sums.shape[1] - h_drop))
+        if h_drop or h_grow:
+            drop, grow = h_drop, h_grow
+            st.h_sums, st.h_counts = move(st.h_sums, 0), move(st.h_counts, 0)
+            st.h_start = h_start
+
+    def _hourly_from_cells(self, changed: dict) -> None:
+        """The fire codes' hourly cells from the window's cells, for the hours whose cells changed."""
+        st = self.st
+        per_hour = 3600 // st.step
+        cols = [METRIC_LIST.index(m) for m in FIRE_METRICS]
+        off = (st.start - st.h_start) // 3600  # the window's first hour in the hourly cells
+        for i, first in changed.items():
+            h0 = first // per_hour
+            n_h = (st.steps + per_hour - 1) // per_hour
+            s = np.zeros((n_h * per_hour, 3))
+            c = np.zeros((n_h * per_hour, 3), np.float32)
+            s[:st.steps], c[:st.steps] = st.sums[i][:, cols], st.counts[i][:, cols]
+            hs = s.reshape(n_h, per_hour, 3).sum(axis=1)
+            hc = c.reshape(n_h, per_hour, 3).sum(axis=1)
+            lo, hi = off + h0, min(st.h_sums.shape[1], off + n_h)
+            st.h_sums[i, lo:hi], st.h_counts[i, lo:hi] = hs[h0:h0 + hi - lo], hc[h0:h0 + hi - lo]
+
+    # --- a run -----------------------------------------------------------------------------------------------
+
+    def run(self, now: int) -> dict:
+        """Read what arrived, recompute what it touches, write what changed. Returns counters."""
+        began = time.process_time()
+        step = self.step
+        cold = self.st is None
+        if cold:
+            self.st = self._new_state(now)
+        changed = self.st.pending  # what a run that failed part-way merged is computed by the next one
+        if cold:
+            self._cold_read(now, changed)
+        else:
+            self._slide(now)
+            lo = max(self.st.start, (now - self.s.analyze_reread_s) // step * step)
+            self._read(lo, now, changed)
+            silent = [n for n, i in zip(self.st.nodes, self.st.owned, strict=True)
+                      if i and self.st.watermark.get(n, self.st.start) < lo]
+            if silent:
+                since = max(self.st.start, min(self.st.watermark.get(n, self.st.start) for n in silent))
+                self._read(since, lo, changed, nodes=silent)
+            if now - self.st.audited >= self.s.analyze_audit_s:
+                self._audit(now, changed)
+            self._statuses(now - self.s.analyze_reread_s, now)
+        self._hourly_from_cells(changed)
+        lines = self.st.unwritten + self._compute(changed, now, cold)
+        n_changed = len(changed)
+        self.st.pending, self.st.unwritten = {}, lines
+        for i in range(0, len(lines), 5000):
+            self.influx.write(("\n".join(lines[i:i + 5000]) + "\n").encode())
+            self.st.unwritten = lines[i + 5000:]
+        if cold or (self.s.analyze_snapshot_s and now - self.st.saved >= self.s.analyze_snapshot_s):
+            self.st.saved = now
+            self.store.save(self.st)
+        self.stats["runs"] += 1
+        self.stats["read_failures"] = self.reader.failures + self.pm_reader.failures
+        self.stats["queries"] = self.reader.queries + self.pm_reader.queries
+        out = {"lines": len(lines), "changed_nodes": n_changed, "cpu_s": time.process_time() - began,
+               "cold": cold, **self.stats}
+        log.info("analyzed %d nodes x %d steps incrementally: %d with new readings, %d points written (%.2f s CPU)",
+                 int(self.st.owned.sum()), self.st.steps, n_changed, len(lines), out["cpu_s"])
+        return out
+
+    def _cold_read(self, now: int, changed: dict) -> None:
+        """The window (and the fire codes' 30 days of hours) from history, in bounded stretches."""
+        st = self.st
+        span = max(st.step, 86400 // 4)
+        stretches = list(range(st.start, now, span))
+        for k, lo in enumerate(stretches):
+            self._read(lo, min(now, lo + span), changed)
+            self._bar("reading the window", k + 1, len(stretches))
+        hourly = Reader(self.influx, FIRE_METRICS)
+        where = self._where_owned()
+        row = {n: i for i, n in enumerate(st.nodes)}
+        for c in hourly.cells(st.h_start, st.start, 3600, int(st.owned.sum()), where):
+            i = row.get(c.node)
+            if i is not None:
+                h = (c.times - st.h_start) // 3600
+                st.h_sums[i, h], st.h_counts[i, h] = np.nan_to_num(c.sums), c.counts
+        self._statuses(now - 30 * 86400, now)
+        st.audited = now
+
+    def _audit(self, now: int, changed: dict) -> None:
+        """Readings that arrived behind a watermark: the count per node and step against the cells'."""
+        st = self.st
+        where = self._where_owned()
+        cond = f" AND {where}" if where else ""
+        row = {n: i for i, n in enumerate(st.nodes)}
+        stale: dict = {}
+        span = max(st.step, 20_000 // max(1, int(st.owned.sum())) * st.step)
+        for lo in range(st.start, now, span):
+            q = (f'SELECT count("seq") FROM reading WHERE time >= {lo}s AND time < {min(now, lo + span)}s{cond} '
+                 f"GROUP BY time({st.step}s), node fill(none)")
+            for series in self.influx.query_stream(q, epoch="s"):
+                i = row.get(series.get("tags", {}).get("node"))
+                if i is None:
+                    continue
+                v = np.array(series["values"], dtype=float)
+                t = ((v[:, 0] - st.start) // st.step).astype(int)
+                bad = t[st.readings[i, t] != v[:, 1]]
+                if bad.size:
+                    stale[i] = (int(bad.min()), int(bad.max()))
+        for i, (a, b) in stale.items():
+            self._read(st.start + a * st.step, st.start + (b + 1) * st.step, changed, nodes=[st.nodes[i]])
+        st.audited = now
+
+    def _bar(self, what: str, k: int, n: int) -> None:
+        done = int(30 * k / max(1, n))
+        if self.progress and (k == n or done != getattr(self, "_last_bar", None)):
+            self._last_bar = done
+            sys.stderr.write(f"\r{what}: [{'#' * done}{'.' * (30 - done)}] {k}/{n}")
+            if k == n:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+    # --- computing -------------------------------------------------------------------------------------------
+
+    def _compute(self, changed: dict, now: int, cold: bool) -> list:
+        st = self.st
+        values = st.values()
+        if st.flags is None:
+            st.flags = np.zeros(values.shape, np.uint16)
+            st.scores = anomaly.Scores(*(np.full(values.shape[:2] + (len(ANOMALY_METRICS),), np.nan) for _ in range(2)),
+                                       np.zeros(values.shape[:2] + (len(ANOMALY_METRICS),), np.int8),
+                                       np.zeros((len(st.nodes), len(ANOMALY_METRICS)), bool),
+                                       np.full(values.shape[:2] + (len(ANOMALY_METRICS),), np.nan))
+        if not changed:
+            return []
+        sites = np.asarray(st.sites)
+        dirty_sites = sorted({st.sites[i] for i in changed if st.owned[i]})
+        nodes = np.flatnonzero(np.isin(sites, dirty_sites))
+        first = min(changed.values())
+        lines: list = []
+        if len(nodes):
+            cube = Cube([st.nodes[i] for i in nodes], [st.sites[i] for i in nodes], st.start + np.arange(st.steps)
+                        * st.step, METRIC_LIST, values[nodes])
+            lines += self._quality(cube, nodes)
+            lines += self._indices(cube, nodes)
+        low = np.array([METRICS[m].low for m in METRIC_LIST])
+        high = np.array([METRICS[m].high for m in METRIC_LIST])
+        with np.errstate(invalid="ignore"):
+            in_range = np.where((values < low) | (values > high), np.nan, values)  # the RANGE flag's values left out
+        scored = self._detector(in_range, first, cold)
+        lines += self._events(in_range, scored)
+        if len(nodes):
+            lines += self._fire(nodes)
+        return lines
+
+    def _quality(self, cube, nodes) -> list:
+        st = self.st
+        flags = quality.check(cube.values, cube.metrics, cube.sites)
+        old = st.flags[nodes]
+        new_bits = flags & ~old
+        st.flags[nodes] = flags
+        return qc_lines(cube, new_bits, quality.FLAG_NAMES)  # the flags raised since the last run
+
+    def _indices(self, cube, nodes) -> list:
+        st = self.st
+        derived = derive(cube, st.step)
+        out = []
+        names = list(derived)
+        changed = {}
+        for k in names:
+            new = derived[k]
+            old = st.derived.get(k)
+            if old is None:
+                old = np.full((len(st.nodes), st.steps), np.nan)
+                st.derived[k] = old
+            prev = old[nodes]
+            changed[k] = ~np.isnan(new) & ~((np.abs(new - prev) <= 1e-12 * np.abs(new)) & ~np.isnan(prev))
+            old[nodes] = new
+        any_changed = np.any([changed[k] for k in names], axis=0) if names else np.zeros((0, 0), bool)
+        for i, t in np.argwhere(any_changed):
+            fields = {k: float(derived[k][i, t]) for k in names if changed[k][i, t]}
+            fields.update(INDEX_LABELS[k] for k in names if k in INDEX_LABELS and k in fields)
+            out.append(lineproto.line("index", {"site": cube.sites[i], "node": cube.nodes[i]}, fields,
+                                      int(cube.times[t]) * 1000))
+        return out
+
+    def _detector(self, values, first: int, cold: bool) -> set:
+        """Advance every metric's stream from the hourly checkpoint before `first` (a window step) to the
+        newest step; returns the node indices whose scores were recomputed."""
+        st = self.st
+        step = st.step
+        offset = (st.start - st.origin) // step  # the window's first step, as a detector column
+        every = max(1, CHECK_EVERY_S // step)
+        rewind = REWIND_S // step + every
+        col = offset + max(0, first - anomaly.RAIN_AHEAD)
+        marks = sorted(c for c in st.checks if c <= col)
+        back = marks[-1] if marks else (min(st.checks) if st.checks else offset)
+        if not marks and st.checks:
+            log.warning("late readings from before the oldest checkpoint: the detector recomputed from there")
+        back = max(back, offset)
+        times = st.start + np.arange(st.steps) * step
+        lo_w = max(0, back - offset - anomaly.SOIL_WET_S // step - 2)  # the inputs' context before `back`
+        wet = anomaly.rain_context(values[:, :, METRIC_LIST.index("rain_mm")], st.sites, step)
+        scored = set()
+        for j, m in enumerate(ANOMALY_METRICS):
+            x = values[:, :, METRIC_LIST.index(m)]
+            rows = st.rows.setdefault(m, [])
+            known = set(rows)
+            new = [int(i) for i in np.flatnonzero(~np.isnan(x).all(axis=1) & st.owned) if i not in known]
+            stream = st.streams.get(m)
+            if stream is None:
+                if not new:
+                    continue
+                stream = st.streams[m] = detector.Stream(0, step, anomaly.PRODUCT, rewind=rewind)
+                stream.n = back  # no value before: the state of series without one
+            if new:
+                stream.add_rows(len(new), anomaly.scale_floor(m))
+                rows.extend(new)
+            if stream.n > back:
+                ck = st.checks.get(back, {}).get(m) or _fresh(stream, back)
+                try:
+                    stream.restore(ck)
+                except ValueError as err:
+                    log.warning("%s: %s; recomputed from the oldest context kept", m, err)
+            a = stream.n - offset  # the window step of the stream's next column
+            has = np.zeros(len(st.nodes), bool)
+            has[rows] = True
+            lo, w, xm, tm = min(lo_w, a), wet, x, times
+            if m in anomaly.TIDAL:  # the fits look back up to TIDE_DAYS, before the window too
+                pre = 0 if st.tide_x is None else st.tide_x.shape[1]
+                lo = -pre
+                if pre:
+                    xm = np.concatenate([st.tide_x[:, :, anomaly.TIDAL.index(m)], x], axis=1)
+                    tm = np.concatenate([st.start + np.arange(-pre, 0) * step, times])
+                    w = None if wet is None else tuple(np.concatenate([np.zeros((len(st.nodes), pre), a_.dtype), a_],
+                                                                      axis=1) for a_ in wet)
+                xm, tm = xm[:, lo + pre:] if pre else xm, tm
+            else:
+                xm, tm = x[:, lo:], times[lo:]
+                w = None if wet is None else (wet[0][:, lo:], wet[1][:, lo:])
+            xr, ref, why, referenced = anomaly.detector_inputs(xm, tm, m, step, st.sites, w, has,
+                                                               tide_from=a - lo, offset=offset + lo)
+            pos = np.searchsorted(np.sort(rows), rows)  # the stream's rows among the ones `has` picked, in order
+            xr, ref, why = (None if v is None else v[pos] for v in (xr, ref, why))
+            results = []
+            c0 = a
+            while c0 < st.steps:  # an hour at a time, with a checkpoint at each hour's start
+                phase = (offset + c0) % every
+                if phase == 0:
+                    st.checks.setdefault(offset + c0, {})[m] = stream.checkpoint()
+                c1 = min(st.steps, c0 + every - phase)
+                horizon = st.steps - rewind  # before it, no checkpoint can be needed: a day at a time
+                if c1 < horizon:
+                    c1 = max(c1, min(horizon - horizon % every, c0 + 144 * every))
+                sl = slice(c0 - lo, c1 - lo)
+                results.append(stream.advance(xr[:, sl], None if why is None else why[:, sl],
+                                              None if ref is None else ref[:, sl]))
+                if cold:
+                    self._bar(f"detector {m}", c1, st.steps)
+                c0 = c1
+            if not results:
+                continue
+            res = detector.Result(*(np.concatenate([getattr(r, f) for r in results], axis=-1)
+                                    for f in ("score", "views", "baseline", "kind", "surprise")))
+            k0 = a - lo
+            sc, base, kind, z = anomaly.detector_outputs(m, xr[:, k0:], None if ref is None else ref[:, k0:], res)
+            at = (np.asarray(rows)[:, None], np.arange(a, st.steps)[None, :], j)
+            st.scores.score[at], st.scores.baseline[at], st.scores.kind[at], st.scores.z[at] = sc, base, kind, z
+            st.scores.referenced[rows, j] = referenced[rows]
+            scored.update(rows)
+        keep = offset + st.steps - rewind
+        st.checks = {c: v for c, v in st.checks.items() if c >= keep}
+        return scored
+
+    def _events(self, values, scored: set) -> list:
+        st = self.st
+        if not scored:
+            return []
+        idx = np.array(sorted(scored))
+        x = values[idx][:, :, [METRIC_LIST.index(m) for m in ANOMALY_METRICS]]
+        sc = st.scores
+        sub = anomaly.Scores(sc.score[idx], sc.baseline[idx], sc.kind[idx], sc.referenced[idx], sc.z[idx])
+        times = st.start + np.arange(st.steps) * st.step
+        nodes = [st.nodes[i] for i in idx]
+        evs = anomaly.events(sub, x, times, nodes, ANOMALY_METRICS)
+        mine = set(nodes)
+        old = {k: e for k, e in st.events.items() if k[0] in mine}
+        new = {(e.node, e.metric, e.start): e for e in evs}
+        for k in old:
+            st.events.pop(k)
+        st.events.update(new)
+        site_of = dict(zip(st.nodes, st.sites, strict=True))
+        return [lineproto.line("anomaly", {"site": site_of[e.node], "node": e.node, "metric": e.metric,
+                                           "kind": e.kind, "severity": e.severity},
+                               {"score": float(e.peak), "value": float(e.value), "end": int(e.end),
+                                "message": e.message}, int(e.start) * 1000)
+                for k, e in new.items() if old.get(k) != e]
+
+    def _fire(self, nodes) -> list:
+        st = self.st
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = st.h_sums[nodes] / st.h_counts[nodes]
+        mean[:, :, 2] = st.h_sums[nodes][:, :, 2]
+        mean = np.where(st.h_counts[nodes] > 0, mean, np.nan)
+        hourly = Cube([st.nodes[i] for i in nodes], [st.sites[i] for i in nodes],
+                      st.h_start + np.arange(mean.shape[1]) * 3600, FIRE_METRICS, mean)
+        fire = fire_days(hourly, {k: v.lat for k, v in self.fleet.sites.items()}, self.s.fire_wind_kmh)
+        out = []
+        for site, node, t, vals in fire_values(hourly, fire):
+            if st.fire.get((node, t)) != vals:
+                st.fire[(node, t)] = vals
+                out.append(lineproto.line("index", {"site": site, "node": node}, vals, t * 1000))
+        return out
+
+
+def _fresh(stream: detector.Stream, n: int) -> dict:
+    """A checkpoint at column n of series that had no value yet."""
+    rows = stream.rows
+    return {"n": n, "sums": np.zeros((2, rows)), "ratios": np.zeros((rows, stream.hold)),
+            "rec": [detector.record_state(rows, stream.p) for _ in detector.VIEW_NAMES]}
+
+
+def _partition(settings) -> tuple:
+    from rimba.settings import parse_partition
+
+    return parse_partition(settings.analyze_partition)
