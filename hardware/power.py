@@ -36,6 +36,7 @@ WIFI_STATIC_MC, WIFI_STATIC_S = 100.0, 0.734
 MQTT_MC, MQTT_S = 108.6 - 100.0, 0.040
 TX_MC_PER_BYTE = 8e-6 * 233.0  # 8 µs per byte at 233 mA: seconds x mA = mC
 WIFI_RX_MA = 110.0  # the radio on, listening (waiting for the broker)
+RX_MC_PER_BYTE = 8e-6 * WIFI_RX_MA  # a byte received at 802.11b 1 Mbps (the slowest rate: an upper bound)
 MM_PER_TIP = 0.2794  # the forest gauge (hardware/profiles/forest.toml)
 # a Pontianak year of rain: the monthly totals of the simulation profile (DOMAIN.md §4.2, itself at the low
 # end of BMKG's 3,000-4,000 mm a year for Pontianak), Jan..Dec in mm
@@ -102,6 +103,7 @@ class Day:
     tip_wakes: float = 0.0  # wakes by the rain gauge
     wifi_static: float = 0.0  # of the Wi-Fi connects, those with a static address
     mqtt_s: float = 0.0  # measured length of the MQTT sessions (0: the 40 ms each of the measurement)
+    bytes_received: float = 0.0  # beyond the session's own (a firmware update's files)
 
     def steps(self, static_ip: bool = False) -> dict:
         """Where the awake charge goes: step -> (mC, seconds) per day."""
@@ -113,7 +115,8 @@ class Day:
                                  (self.wifi - static) * WIFI_DHCP_S + static * WIFI_STATIC_S),
                "MQTT session": (self.mqtt * MQTT_MC, self.mqtt * MQTT_S),
                "waiting on the broker": (listen * WIFI_RX_MA, listen),
-               "bytes sent": (self.bytes_sent * TX_MC_PER_BYTE, self.bytes_sent * 8e-6)}
+               "bytes sent": (self.bytes_sent * TX_MC_PER_BYTE, self.bytes_sent * 8e-6),
+               "bytes received": (self.bytes_received * RX_MC_PER_BYTE, self.bytes_received * 8e-6)}
         for sensor, seconds in self.sensor_s.items():
             out[f"sensor {sensor}"] = (seconds * SENSORS[sensor][1], seconds)  # mA x s = mC
         return out

@@ -39,17 +39,18 @@ def micropython() -> str:
 
 
 def compile_firmware(dest: Path) -> Path:
-    """The firmware as the device loads it, under `dest`: every module of firmware/lib compiled with mpy-cross
-    into dest/lib, main.py as source, and the fakes compiled into dest/fakes (on the board `machine`,
-    `network` and `esp32` are C in flash, not heap). Returns dest/lib."""
-    from hardware.bundle import mpy_cross
+    """The firmware as the device loads it, under `dest`: the application exactly as `rimba firmware bundle` and
+    `rimba firmware release` build it (hardware.bundle.application: firmware/lib compiled with mpy-cross for
+    the ESP32 into dest/lib, main.py as source; the same bytes, so an update fetches only what changed), and
+    the fakes compiled into dest/fakes (on the board `machine`, `network` and `esp32` are C in flash, not
+    heap). Returns dest/lib."""
+    from hardware.bundle import application, mpy_cross
 
+    application(dest)
     exe = mpy_cross()
-    for src_dir, out in ((ROOT / "firmware" / "lib", dest / "lib"), (FAKES, dest / "fakes")):
-        out.mkdir(parents=True, exist_ok=True)
-        for src in src_dir.glob("*.py"):
-            subprocess.run([exe, "-o", str(out / (src.stem + ".mpy")), str(src)], check=True, timeout=60)
-    shutil.copy(ROOT / "firmware" / "main.py", dest / "main.py")
+    (dest / "fakes").mkdir(parents=True, exist_ok=True)
+    for src in FAKES.glob("*.py"):
+        subprocess.run([exe, "-o", str(dest / "fakes" / (src.stem + ".mpy")), str(src)], check=True, timeout=60)
     return dest / "lib"
 
 
@@ -120,10 +121,25 @@ class FirmwareNode:
         return {**os.environ, "MICROPYPATH": str(self.fakes), "RIMBA_ROOT": str(self.root),
                 "RIMBA_WORLD": str(self.world_path)}
 
-    def wake(self, expect_sleep: bool = True) -> subprocess.CompletedProcess:
-        """One run of the firmware from reset: the board's main.py (the loader), which starts a slot's release."""
-        r = subprocess.run([micropython(), "-X", f"heapsize={self.heap}", str(self.home / "main.py")],
-                           env=self.env(), capture_output=True, text=True, timeout=120, check=False)
+    def wake(self, expect_sleep: bool = True, hang_s: float | None = None) -> subprocess.CompletedProcess:
+        """One run of the firmware from reset: the board's main.py (the loader), which starts a slot's release.
+
+        `hang_s`: a run still going after that many seconds has hung. The harness then does what the chip's
+        watchdog would: if the firmware armed one (machine.WDT), the chip resets with the watchdog as the
+        cause, its timeout later; if none is armed, nothing ever would, and the node is dead (an error)."""
+        argv = [micropython(), "-X", f"heapsize={self.heap}", str(self.home / "main.py")]
+        try:
+            r = subprocess.run(argv, env=self.env(), capture_output=True, text=True, timeout=hang_s or 120,
+                               check=False)
+        except subprocess.TimeoutExpired as hung:
+            w = self.world
+            if hang_s is None or "wdt_ms" not in w:
+                raise AssertionError(f"the node hung with no watchdog armed: {hung.stdout!r}") from None
+            w.update(cause="watchdog", radio=False, true=w["true"] + w.pop("wdt_ms") / 1000)
+            w.pop("wake", None)
+            self.world_path.write_text(json.dumps(w))
+            out = hung.stdout.decode() if isinstance(hung.stdout, bytes) else hung.stdout or ""
+            r = subprocess.CompletedProcess(argv, -9, out, "")
         self.runs.append(r)
         if expect_sleep:
             assert r.returncode == 0 and self.world.get("cause") == "deepsleep", r.stdout + r.stderr

@@ -123,6 +123,7 @@ def test_a_release_is_downloaded_in_pieces_booted_on_trial_and_good_and_readings
     node.wake()
     wait_until(lambda: status(p, "ota-01").get("fw_state") == "good", 20, "the factory release's status")
     assert status(p, "ota-01")["fw"] == "0.4.0"
+    epoch = node.buffer_state()["epoch"]
     big = bytes(range(256)) * 400  # 102,400 bytes
     files = release(tmp_path, "0.9.0", extra={"lib/tables.bin": big})
     pub = publisher(p)
@@ -136,7 +137,11 @@ def test_a_release_is_downloaded_in_pieces_booted_on_trial_and_good_and_readings
     assert node.boot_record == {"good": "a", "trial": "b", "tries": 0, "wdt": 0}
     assert (node.home / "fw" / "b" / "lib" / "tables.bin").read_bytes() == big
     downloaded = json.loads((node.root / "cycle.json").read_text())["ops"]["bytes_in"]
-    assert downloaded > sum(len(d) for d in files.values())  # every file came over the air, once
+    factory = node.home / "fw" / "a"
+    changed = {p for p, d in files.items() if not (factory / p).exists() or (factory / p).read_bytes() != d}
+    assert {"lib/node.mpy", "lib/tables.bin"} <= changed and len(changed) < len(files)
+    # what changed came over the air, once; the rest was copied from the running slot
+    assert sum(len(files[p]) for p in changed) < downloaded < sum(len(d) for d in files.values())
     r = node.wake()  # the trial's first boot: it sends, waits for the ack, and is good
     assert "release 0.9.0 is good" in r.stdout, r.stdout
     assert node.boot_record == {"good": "b"}
@@ -145,7 +150,7 @@ def test_a_release_is_downloaded_in_pieces_booted_on_trial_and_good_and_readings
     wait_until(lambda: len(readings(p, "ota-01")) >= 4, 20, "every reading stored")
     seqs = readings(p, "ota-01")
     assert sorted(seqs) == [1, 2, 3, 4], seqs  # one reading a wake (the one that installed too), each once
-    assert node.buffer_state()["epoch"] == json.loads((node.root / "buf" / "state.json").read_text())["epoch"]
+    assert node.buffer_state()["epoch"] == epoch  # the buffer's epoch (and so its seqs) untouched by the update
 
 
 def test_a_release_that_crashes_at_import_is_rolled_back_by_itself_and_not_tried_again(
@@ -176,6 +181,34 @@ def test_a_release_that_crashes_at_import_is_rolled_back_by_itself_and_not_tried
     assert node.boot_record["good"] == "a" and "trial" not in node.boot_record
     wait_until(lambda: len(readings(p, "ota-02")) >= 4, 20, "the readings")
     assert sorted(readings(p, "ota-02")) == [1, 2, 3, 4]  # the crashed boots took none; none lost or doubled
+
+
+def test_a_release_that_hangs_is_reset_by_the_watchdog_twice_and_rolled_back(
+        platform_factory, publisher, tmp_path, compiled, heap):
+    """A release that never returns from an import: nothing in it feeds or even arms a watchdog, but the loader
+    armed one for the trial, so the chip resets (the harness kills the run and resets it with the watchdog as the
+    cause); after two such resets the loader rolls back."""
+    p = platform_factory({"ota-03": ("smp29", "forest")})
+    p.ingest()
+    node = make_node(p, tmp_path, "ota-03", compiled, heap)
+    node.wake()
+
+    def hangs(src):
+        sensors = src / "lib" / "sensors.py"
+        sensors.write_text("while True:\n    pass\n" + sensors.read_text())
+
+    files = release(tmp_path, "0.9.3", hangs)
+    pub = publisher(p)
+    pub.files(files)
+    pub.config("ota-03", {"v": 2, "rev": 1, "fw": offer(files, "0.9.3")})
+    assert node.wake(expect_sleep=False).returncode == 3  # offered
+    assert node.wake(expect_sleep=False).returncode == 3  # installed
+    for resets in (1, 2):
+        assert node.wake(expect_sleep=False, hang_s=3).returncode == -9  # hung, reset by the watchdog
+        assert node.world["cause"] == "watchdog"
+    node.wake()  # the loader counts the second watchdog reset: back to slot a, which runs and reports
+    assert node.boot_record == {"good": "a", "failed": "0.9.3", "why": "2 watchdog resets"}
+    wait_status(p, "ota-03", {"fw": "0.4.0", "fw_state": "rolled-back", "fw_failed": "0.9.3"})
 
 
 @pytest.mark.parametrize("fault", ["flipped-byte", "wrong-signature"])

@@ -30,7 +30,8 @@ _seen = [world.true_now()]  # edges up to this true time have fired their IRQ (o
 
 
 def reset_cause():
-    return {"deepsleep": DEEPSLEEP_RESET, "power": PWRON_RESET, "crash": SOFT_RESET}[world.W.get("cause", "power")]
+    return {"deepsleep": DEEPSLEEP_RESET, "power": PWRON_RESET, "crash": SOFT_RESET,
+            "watchdog": WDT_RESET}[world.W.get("cause", "power")]
 
 
 def wake_reason():
@@ -83,6 +84,7 @@ def _sleep_until(ms):
 
 
 def deepsleep(ms=0):
+    world.W.pop("wdt_ms", None)  # a reset: the watchdog is off until armed again
     end = _sleep_until(ms)
     world.W["true"] = end
     world.W["cause"] = "deepsleep"
@@ -93,6 +95,7 @@ def deepsleep(ms=0):
 
 
 def reset():
+    world.W.pop("wdt_ms", None)
     world.W["true"] = world.true_now() + 1
     world.W["cause"] = "crash"
     world.W["radio"] = False
@@ -212,9 +215,14 @@ def _rtc_memory(data=None):
 
 
 class WDT:
+    """Armed, it is on the world file at once: the harness (rimba/hostnode.py), standing for the hardware,
+    resets a run that outlasts it (a hung program is found by the timer, not by the program)."""
+
     def __init__(self, id=0, timeout=5000):
         self.timeout = timeout
         world.W.setdefault("events", []).append("wdt")
+        world.W["wdt_ms"] = timeout
+        world.save()
 
     def feed(self):
         pass

@@ -319,6 +319,7 @@ class Node:
         release = ota.take_offer(self.root)
         if release is None:
             return
+        self._count("update_boots", 1)  # a boot of its own: the energy model counts it as a wake
         wdt = machine.WDT(timeout=self.cfg["wdt_ms"])
         client = None
         try:
