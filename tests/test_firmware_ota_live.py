@@ -153,6 +153,24 @@ def test_a_release_is_downloaded_in_pieces_booted_on_trial_and_good_and_readings
     assert node.buffer_state()["epoch"] == epoch  # the buffer's epoch (and so its seqs) untouched by the update
 
 
+def prepend(code: str):
+    """A change to a firmware tree: `code` first in lib/sensors.py (which main.py imports at every wake)."""
+    def change(src):
+        sensors = src / "lib" / "sensors.py"
+        sensors.write_text(code + sensors.read_text())
+    return change
+
+
+def installed(node, pub, files: dict, version: str) -> None:
+    """Offer the release to the node and let it take it: the send session that keeps the offer and resets, and
+    the boot that installs it and resets into the trial."""
+    pub.files(files)
+    pub.config(node.home.name, {"v": 2, "rev": 1, "fw": offer(files, version)})
+    assert node.wake(expect_sleep=False).returncode == 3  # offered: reset into the boot that installs it
+    assert node.wake(expect_sleep=False).returncode == 3  # installed: reset into the trial
+    assert node.boot_record["trial"] == "b"
+
+
 def test_a_release_that_crashes_at_import_is_rolled_back_by_itself_and_not_tried_again(
         platform_factory, publisher, tmp_path, compiled, heap):
     p = platform_factory({"ota-02": ("smp29", "forest")})
@@ -160,16 +178,8 @@ def test_a_release_that_crashes_at_import_is_rolled_back_by_itself_and_not_tried
     node = make_node(p, tmp_path, "ota-02", compiled, heap)
     node.wake()
 
-    def broken(src):
-        sensors = src / "lib" / "sensors.py"
-        sensors.write_text('raise RuntimeError("a broken release")\n' + sensors.read_text())
-
-    files = release(tmp_path, "0.9.1", broken)
-    pub = publisher(p)
-    pub.files(files)
-    pub.config("ota-02", {"v": 2, "rev": 1, "fw": offer(files, "0.9.1")})
-    assert node.wake(expect_sleep=False).returncode == 3  # offered: reset into the boot that installs it
-    assert node.wake(expect_sleep=False).returncode == 3  # installed: reset into the trial
+    installed(node, publisher(p), release(tmp_path, "0.9.1", prepend('raise RuntimeError("a broken release")\n')),
+              "0.9.1")
     for boot in (1, 2, 3):
         r = node.wake(expect_sleep=False)
         assert r.returncode == 3 and "a broken release" in r.stdout, r.stdout  # crashed, the chip resets
@@ -193,16 +203,7 @@ def test_a_release_that_hangs_is_reset_by_the_watchdog_twice_and_rolled_back(
     node = make_node(p, tmp_path, "ota-03", compiled, heap)
     node.wake()
 
-    def hangs(src):
-        sensors = src / "lib" / "sensors.py"
-        sensors.write_text("while True:\n    pass\n" + sensors.read_text())
-
-    files = release(tmp_path, "0.9.3", hangs)
-    pub = publisher(p)
-    pub.files(files)
-    pub.config("ota-03", {"v": 2, "rev": 1, "fw": offer(files, "0.9.3")})
-    assert node.wake(expect_sleep=False).returncode == 3  # offered
-    assert node.wake(expect_sleep=False).returncode == 3  # installed
+    installed(node, publisher(p), release(tmp_path, "0.9.3", prepend("while True:\n    pass\n")), "0.9.3")
     for resets in (1, 2):
         assert node.wake(expect_sleep=False, hang_s=3).returncode == -9  # hung, reset by the watchdog
         assert node.world["cause"] == "watchdog"

@@ -15,7 +15,7 @@ from hardware.fwstore import FirmwareStore
 from hardware.provision import Provisioner
 from rimba.hostnode import FirmwareNode
 from tests.support import ROOT, env_for, wait_until
-from tests.test_firmware_ota_live import readings, status, tree
+from tests.test_firmware_ota_live import prepend, readings, status, tree
 from tests.test_release import clear_retained
 
 NODES = [f"roll-0{i}" for i in range(1, 6)]
@@ -96,10 +96,7 @@ def test_a_rollout_reaches_a_canary_of_two_then_the_rest_and_a_crashing_release_
                                for n in NODES), 30, "every node on 0.9.0, good")
         assert all(node.boot_record == {"good": "b"} for node in nodes.values())
 
-        def broken(src):
-            sensors = src / "lib" / "sensors.py"
-            sensors.write_text('raise RuntimeError("a broken release")\n' + sensors.read_text())
-
+        broken = prepend('raise RuntimeError("a broken release")\n')
         r = cli(p.values, "firmware", "release", "--from", str(tree(tmp_path, "0.9.1", broken)))
         assert r.returncode == 0, r.stdout + r.stderr
         code, out, offered = roll(p, nodes, "0.9.1")

@@ -28,10 +28,12 @@ GOOD_FILE = "remote.json"
 OFFER_FILE = "offer.json"  # a checked firmware release, for the boot that installs it (ota.py)
 
 
-def _read(path):
+def read(path):
+    """A JSON object from a file of the node's, or {} when it is missing, torn or not an object."""
     try:
         with open(path) as f:
-            return json.load(f)
+            out = json.load(f)
+        return out if isinstance(out, dict) else {}
     except (OSError, ValueError):
         return {}
 
@@ -50,7 +52,7 @@ def load(root, notes=None):
     value of the wrong type, keeps the default and is named in `notes` (logged at the next wake)."""
     cfg = dict(DEFAULTS)
     for path in (root + "/" + NODE_FILE, root + "/" + GOOD_FILE):
-        for k, v in _read(path).items():
+        for k, v in read(path).items():
             if k not in DEFAULTS:
                 if notes is not None:
                     notes.append("config: unknown key %s ignored" % k)
@@ -95,7 +97,7 @@ def apply(root, cfg, payload):
         return cfg, "config rev %s rejected: %s" % (update.get("rev") if isinstance(update, dict) else "?", good)
     new = dict(cfg)
     new.update(good)
-    saved = _read(root + "/" + GOOD_FILE)
+    saved = read(root + "/" + GOOD_FILE)
     saved.update(good)
     tmp = root + "/" + GOOD_FILE + ".tmp"
     with open(tmp, "w") as f:

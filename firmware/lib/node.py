@@ -33,7 +33,7 @@ FW_TOPIC = "rimba/v2/fw/"
 
 
 def _load(root):
-    return _json(root + "/" + STATE) or {"since_send": 0, "failures": 0, "boots": 0, "boot": 0, "syncs": [],
+    return config.read(root + "/" + STATE) or {"since_send": 0, "failures": 0, "boots": 0, "boot": 0, "syncs": [],
                                          "synced": False}
 
 
@@ -413,15 +413,6 @@ class Node:
         client.wait_acked([pid], self.cfg["puback_ms"])
 
 
-def _json(path):
-    try:
-        with open(path) as f:
-            out = json.load(f)
-        return out if isinstance(out, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def update_due(root):
     """Whether this boot installs a firmware update (ota.keep_offer left one under the data directory)."""
     try:
@@ -435,9 +426,9 @@ def running(fs):
     """What runs now (the loader's fw.json, the slot's release.json): {"version", "state", "failed", "slot"}.
     A node flashed without slots runs FW, good, and cannot be updated (slot None). Here and not in ota.py:
     every wake needs it, and only a wake that updates needs ota's code in its heap."""
-    rec = _json(fs + "/fw.json")
+    rec = config.read(fs + "/fw.json")
     slot = rec.get("trial") or rec.get("good")
-    version = _json(fs + "/fw/%s/release.json" % slot).get("version") if slot in ("a", "b") else None
+    version = config.read(fs + "/fw/%s/release.json" % slot).get("version") if slot in ("a", "b") else None
     if not isinstance(version, str):
         return {"version": FW, "state": "good", "failed": None, "slot": None}
     state = "trial" if rec.get("trial") else "rolled-back" if rec.get("failed") else "good"

@@ -15,20 +15,12 @@ import json
 import os
 
 from config import OFFER_FILE as OFFER
+from config import read
 
 SLOTS = ("a", "b")
 MAX_FILES = 64
 SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
 PIECE = 512
-
-
-def _read(path):
-    try:
-        with open(path) as f:
-            out = json.load(f)
-        return out if isinstance(out, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 def _replace(path, obj):
@@ -115,11 +107,11 @@ def _same(a, b):
 
 
 def record(fs):
-    return _read(fs + "/fw.json")
+    return read(fs + "/fw.json")
 
 
 def manifest(fs, slot):
-    return _read(fs + "/fw/" + slot + "/release.json")
+    return read(fs + "/fw/" + slot + "/release.json")
 
 
 def check(offer, key_hex, run):
@@ -278,7 +270,7 @@ def keep_offer(root, release):
 
 def take_offer(root):
     """The kept offer, removed from flash as it is read (one attempt per offer), or None."""
-    out = _read(root + "/" + OFFER)
+    out = read(root + "/" + OFFER)
     if _exists(root + "/" + OFFER):
         os.remove(root + "/" + OFFER)
     return out if out.get("files") else None
