@@ -42,7 +42,7 @@ def tree(tmp: Path, version: str, every_file: bool) -> Path:
     src = tmp / f"src-{version}"
     shutil.copytree(ROOT / "firmware", src, ignore=shutil.ignore_patterns("__pycache__", "host"))
     node_py = src / "lib" / "node.py"
-    node_py.write_text(re.sub(r'^FW = "[^"]*"', f'FW = "{version}"', node_py.read_text(), flags=re.M))
+    node_py.write_text(re.sub(r'^FW = "[^"]*"', f'FW = "{version}"', node_py.read_text(), flags=re.MULTILINE))
     if every_file:
         for path in [*(src / "lib").glob("*.py"), src / "main.py"]:
             path.write_text(f"# release {version}\n" + path.read_text())

@@ -12,7 +12,6 @@ import os
 import random
 import subprocess
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -89,11 +88,12 @@ def test_the_node_agrees_with_the_platforms_signature_vectors(tmp_path):
 
 
 KEY = bytes(range(32))
+KEY_HEX = KEY.hex()
 FILES = {"main.py": "ab" * 32, "lib/node.mpy": "cd" * 32}
 RUN = {"version": "0.4.0", "state": "good", "failed": None, "slot": "a"}
 
 
-def verdicts(tmp_path, offers: list, run=RUN, key=KEY.hex()) -> list:
+def verdicts(tmp_path, offers: list, run=RUN, key: str = KEY_HEX) -> list:
     (tmp_path / "offers.json").write_text(json.dumps([offers, run, key]))
     script = (f"import json, ota\noffers, run, key = json.load(open({str(tmp_path / 'offers.json')!r}))\n"
               "for o in offers:\n    v = ota.check(o, key, run)\n    print(json.dumps([v]))\n")

@@ -25,7 +25,7 @@ def tree(tmp_path, version: str, change=None):
     src = tmp_path / f"src-{version}"
     shutil.copytree(ROOT / "firmware", src, ignore=shutil.ignore_patterns("__pycache__", "host"))
     node_py = src / "lib" / "node.py"
-    node_py.write_text(re.sub(r'^FW = "[^"]*"', f'FW = "{version}"', node_py.read_text(), flags=re.M))
+    node_py.write_text(re.sub(r'^FW = "[^"]*"', f'FW = "{version}"', node_py.read_text(), flags=re.MULTILINE))
     if change:
         change(src)
     return src
@@ -50,9 +50,9 @@ class Publisher:
 
     def files(self, files: dict, corrupt: str | None = None) -> None:
         mids = []
-        for rel, data in files.items():
+        for path, data in files.items():
             topic = f"rimba/v2/fw/{hashlib.sha256(data).hexdigest()}"
-            if rel == corrupt:
+            if path == corrupt:
                 data = bytes([data[0] ^ 0x01]) + data[1:]  # one flipped bit, under the true file's name
             mids.append(self.m.publish(topic, data, qos=1, retain=True))
             self.topics.add(topic)
