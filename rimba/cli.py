@@ -20,17 +20,21 @@ from rimba.errors import ConfigError, RimbaError
 
 # No flag carries a secret (the command line shows in `ps` to every user): passwords and tokens come from
 # the environment (the env files of `rimba stack lock`) or from a file named by a *_file flag.
-_SETTING_FLAGS = ("mqtt_url", "mqtt_password_file", "mqtt_ca_file", "mqtt_client_id", "mqtt_share_group",
-                  "influx_url", "influx_db", "influx_token_file", "influx_user", "influx_password_file", "fleet",
-                  "state_dir", "spool_max_mb", "batch_lines", "flush_ms", "gap_timeout_s", "stats_every_s",
-                  "log_level")
+# the settings a command line may set, by what they are for: each command takes the groups it uses
+BASE = ("fleet", "state_dir", "log_level")
+MQTT = ("mqtt_url", "mqtt_password_file", "mqtt_ca_file")
+INFLUX = ("influx_url", "influx_db", "influx_token_file", "influx_user", "influx_password_file")
+INGEST = ("mqtt_client_id", "mqtt_share_group", "spool_max_mb", "batch_lines", "flush_ms", "gap_timeout_s",
+          "stats_every_s")
+_SETTING_FLAGS = MQTT + INFLUX + INGEST + BASE
 
 
-def _common() -> argparse.ArgumentParser:
+def _common(*groups: tuple) -> argparse.ArgumentParser:
+    """A parent parser with --config and the setting flags of `groups` (BASE always)."""
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--config", help="settings file (TOML); see `rimba config sample`")
     by_key = {o.key: o for o in settings_mod.OPTIONS}
-    for key in _SETTING_FLAGS:
+    for key in [k for k in _SETTING_FLAGS if k in BASE or any(k in g for g in groups)]:
         p.add_argument("--" + key.replace("_", "-"), dest=key, default=None, help=f"{by_key[key].help} "
                        f"[{by_key[key].env}]")
     return p
@@ -317,11 +321,13 @@ def cmd_demo(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    common = _common()
+    # each command's --help shows the settings it uses
+    with_base, with_mqtt, with_influx, with_both, with_all = (
+        _common(), _common(MQTT), _common(INFLUX), _common(MQTT, INFLUX), _common(MQTT, INFLUX, INGEST))
     p = argparse.ArgumentParser(prog="rimba", description="Rimba environmental sensing platform")
     sub = p.add_subparsers(dest="command", required=True)
 
-    st = sub.add_parser("stack", parents=[common], help="start/stop the local Mosquitto and InfluxDB")
+    st = sub.add_parser("stack", parents=[with_both], help="start/stop the local Mosquitto and InfluxDB")
     st.add_argument("action", choices=("up", "down", "status", "lock"),
                     help="lock: broker users and ACL (no anonymous access), InfluxDB users, an env file per service")
     st.add_argument("--ingest-processes", type=int, choices=range(1, 65), metavar="N",
@@ -329,7 +335,7 @@ def parser() -> argparse.ArgumentParser:
                     "at least 1)")
     st.set_defaults(func=cmd_stack)
 
-    bk = sub.add_parser("backup", parents=[common], help="back up the database, fleet, credentials, CA and stores")
+    bk = sub.add_parser("backup", parents=[with_both], help="back up the database, fleet, credentials, CA and stores")
     bk.add_argument("--to", required=True, help="folder for the backups (each in its own rimba-<time>Z folder)")
     bk.add_argument("--keep", type=int, default=0, help="delete all but the newest KEEP backups there (0: keep all)")
     bk.add_argument("--influx-rpc", help="InfluxDB's backup RPC, host:port (default: the local stack's, else "
@@ -337,16 +343,16 @@ def parser() -> argparse.ArgumentParser:
     bk.add_argument("--every", help="keep running, one backup every this long (e.g. 1d, 6h): for compose")
     bk.set_defaults(func=cmd_backup)
 
-    rs = sub.add_parser("restore", parents=[common], help="restore a backup into a fresh state directory")
+    rs = sub.add_parser("restore", parents=[with_both], help="restore a backup into a fresh state directory")
     rs.add_argument("source", help="a backup folder (rimba-<time>Z)")
     rs.add_argument("--influx-rpc", help="restore into the InfluxDB whose backup RPC is here (default: start the "
                     "local stack)")
     rs.set_defaults(func=cmd_restore)
 
-    ing = sub.add_parser("ingest", parents=[common], help="run the ingest service")
+    ing = sub.add_parser("ingest", parents=[with_all], help="run the ingest service")
     ing.set_defaults(func=cmd_ingest)
 
-    dl = sub.add_parser("deadletter", parents=[common], help="list, replay or purge rejected messages")
+    dl = sub.add_parser("deadletter", parents=[with_base], help="list, replay or purge rejected messages")
     dl.add_argument("action", choices=("list", "replay", "purge"))
     dl.add_argument("--id", type=int, action="append", help="only this dead letter (repeatable)")
     dl.add_argument("--code", help="only this reason code, e.g. unknown-node")
@@ -356,17 +362,17 @@ def parser() -> argparse.ArgumentParser:
     dl.add_argument("--limit", type=int, default=1000)
     dl.set_defaults(func=cmd_deadletter)
 
-    cf = sub.add_parser("config", parents=[common], help="show the settings in force, or a commented sample")
+    cf = sub.add_parser("config", parents=[with_all], help="show the settings in force, or a commented sample")
     cf.add_argument("action", choices=("show", "sample"))
     cf.set_defaults(func=cmd_config)
 
-    sim = sub.add_parser("simulate", parents=[common], help="publish realistic contract traffic for the fleet")
+    sim = sub.add_parser("simulate", parents=[with_mqtt], help="publish realistic contract traffic for the fleet")
     from rimba import simulate
 
     simulate.add_arguments(sim)
     sim.set_defaults(func=cmd_simulate)
 
-    an = sub.add_parser("analyze", parents=[common],
+    an = sub.add_parser("analyze", parents=[with_both],
                         help="quality flags, anomalies, indices and alerts: every minute, or --once")
     an.add_argument("--once", action="store_true", help="one run over the window, then stop")
     an.add_argument("--hours", type=float, default=192.0, help="with --once: this many hours back from --until")
@@ -374,7 +380,7 @@ def parser() -> argparse.ArgumentParser:
     an.add_argument("--step", type=int, help="grid step, seconds (default: analyze_step_s)")
     an.set_defaults(func=cmd_analyze)
 
-    al = sub.add_parser("alerts", parents=[common], help="list alerts, or acknowledge one")
+    al = sub.add_parser("alerts", parents=[with_base], help="list alerts, or acknowledge one")
     al.add_argument("action", choices=("list", "ack"))
     al.add_argument("id", nargs="?", help="with ack: the alert's id (from list)")
     al.add_argument("--by", default=os.environ.get("USER", "someone"), help="with ack: who acknowledges it")
@@ -382,7 +388,7 @@ def parser() -> argparse.ArgumentParser:
     al.add_argument("--json", action="store_true", help="with list: one JSON object per line")
     al.set_defaults(func=cmd_alerts)
 
-    db = sub.add_parser("dashboards", parents=[common], help="build the Grafana bundle, or publish it")
+    db = sub.add_parser("dashboards", parents=[with_influx], help="build the Grafana bundle, or publish it")
     db.add_argument("action", choices=("build", "publish"))
     db.add_argument("--out", default="dashboards/bundle", help="where the bundle goes (build) or comes from (publish)")
     db.add_argument("--grafana", help="with publish: Grafana's base URL, e.g. http://localhost:3000")
@@ -390,7 +396,7 @@ def parser() -> argparse.ArgumentParser:
                     "$GRAFANA_TOKEN)")
     db.set_defaults(func=cmd_dashboards)
 
-    rp = sub.add_parser("report", parents=[common], help="a site's weekly report: PDF to print, PNG to share")
+    rp = sub.add_parser("report", parents=[with_influx], help="a site's weekly report: PDF to print, PNG to share")
     rp.add_argument("--site", required=True, help="a site id from the fleet file, e.g. smp29")
     rp.add_argument("--days", type=int, default=7, help="whole days back from the last midnight (WIB)")
     rp.add_argument("--lang", default="id", help="id (Bahasa Indonesia) or en (English)")
@@ -415,19 +421,19 @@ def parser() -> argparse.ArgumentParser:
     bm.add_argument("--profile", default="forest")
     bm.set_defaults(func=cmd_hw)
 
-    fw = sub.add_parser("firmware", parents=[common], help="the node firmware: a node's flash bundle, releases "
+    fw = sub.add_parser("firmware", parents=[with_base], help="the node firmware: a node's flash bundle, releases "
                         "over the air")
     fw_sub = fw.add_subparsers(dest="fw_action", required=True)
-    fb = fw_sub.add_parser("bundle", parents=[common], help="compiled firmware plus the node's config, and its size")
+    fb = fw_sub.add_parser("bundle", parents=[with_mqtt], help="compiled firmware plus the node's config, and its size")
     fb.add_argument("--node", required=True, help="a node id from the fleet file")
     fb.add_argument("--out", default="build/firmware", help="folder for the bundle")
     fb.set_defaults(func=cmd_firmware)
-    fr = fw_sub.add_parser("release", parents=[common], help="build a release from the tree, publish its files, "
+    fr = fw_sub.add_parser("release", parents=[with_mqtt], help="build a release from the tree, publish its files, "
                            "record it")
     fr.add_argument("--version", help="the release's version (default: FW in firmware/lib/node.py, or in DIR)")
     fr.add_argument("--from", dest="source", metavar="DIR", help="a firmware tree (lib/ and main.py) instead of "
                     "firmware/")
-    fo = fw_sub.add_parser("rollout", parents=[common], help="offer a release to a canary, then the rest in waves; "
+    fo = fw_sub.add_parser("rollout", parents=[with_mqtt], help="offer a release to a canary, then the rest in waves; "
                            "halt when a wave fails")
     fo.add_argument("version", metavar="VERSION")
     fo.add_argument("--canary", type=int, required=True, metavar="N", help="nodes that get it first")
@@ -438,22 +444,22 @@ def parser() -> argparse.ArgumentParser:
                     help="failures a wave may have: a count (0, 1, ...) or a fraction (0.2, 20%%); more halts it")
     fo.add_argument("--timeout", type=float, metavar="S", help="seconds a node has to report the release good "
                     "(default: three of the slowest node's send intervals)")
-    fs = fw_sub.add_parser("status", parents=[common], help="each node's version and fw_state, and the rollout")
+    fs = fw_sub.add_parser("status", parents=[with_influx], help="each node's version and fw_state, and the rollout")
     fs.add_argument("--json", action="store_true", help="one JSON object")
     for parser_ in (fr, fo, fs):
         parser_.set_defaults(func=cmd_firmware)
 
     nd = sub.add_parser("node", help="provision nodes: the fleet file, broker credentials, the ACL")
     nd_sub = nd.add_subparsers(dest="node_action", required=True)
-    na = nd_sub.add_parser("add", parents=[common], help="register a node; prints its password once")
+    na = nd_sub.add_parser("add", parents=[with_mqtt], help="register a node; prints its password once")
     na.add_argument("--site", required=True)
     na.add_argument("--profile", required=True, help="forest, river or air")
     na.add_argument("--id", help="the node id (default: the site and the next free number)")
     na.add_argument("--cadence", type=int, default=600, help="seconds between readings")
-    nl = nd_sub.add_parser("list", parents=[common], help="the fleet's nodes and whether they have credentials")
-    nr = nd_sub.add_parser("remove", parents=[common], help="take a node out of the fleet and the broker")
+    nl = nd_sub.add_parser("list", parents=[with_base], help="the fleet's nodes and whether they have credentials")
+    nr = nd_sub.add_parser("remove", parents=[with_mqtt], help="take a node out of the fleet and the broker")
     nr.add_argument("id")
-    nf = nd_sub.add_parser("flash", parents=[common], help="erase, write MicroPython, upload the firmware and "
+    nf = nd_sub.add_parser("flash", parents=[with_both], help="erase, write MicroPython, upload the firmware and "
                            "config, wait for the first reading")
     nf.add_argument("id")
     nf.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
@@ -467,12 +473,12 @@ def parser() -> argparse.ArgumentParser:
 
     br = sub.add_parser("broker", help="the broker's TLS certificate")
     br_sub = br.add_subparsers(dest="broker_action", required=True)
-    bt = br_sub.add_parser("tls", parents=[common], help="make the project CA and the broker's certificate")
+    bt = br_sub.add_parser("tls", parents=[with_mqtt], help="make the project CA and the broker's certificate")
     bt.add_argument("--host", action="append", help="a name or address clients use (repeatable; default "
                     "localhost and 127.0.0.1)")
     bt.set_defaults(func=cmd_broker)
 
-    demo = sub.add_parser("demo", parents=[common], help="the live demo: stack, simulated fleet, ingest, live view")
+    demo = sub.add_parser("demo", parents=[with_base], help="the live demo: stack, simulated fleet, ingest, live view")
     demo.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")
     demo.add_argument("--speed", type=float, default=120.0,
                       help="live nodes sample this many times faster than their cadence")

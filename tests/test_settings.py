@@ -141,3 +141,17 @@ def test_secrets_from_files(tmp_path):
     for path, why in ((tmp_path / "missing", "cannot read"), (tmp_path / "empty", "is empty")):
         with pytest.raises(ConfigError, match=f"^influx_password_file .*{why}"):
             settings.build(env={"RIMBA_INFLUX_USER": "u", "RIMBA_INFLUX_PASSWORD_FILE": str(path)})
+
+
+def test_each_commands_help_shows_the_settings_it_uses_and_no_others():
+    """`rimba node flash --help` once listed the ingest's spool and share-group flags: each command takes the
+    groups of settings it uses (rimba/cli.py), and the ingest and `config show` take them all."""
+    ingest_only = ("--spool-max-mb", "--mqtt-share-group", "--batch-lines", "--flush-ms")
+    for argv in (("node", "flash"), ("firmware", "rollout"), ("report",), ("simulate",), ("alerts",)):
+        out = run_cli(*argv, "--help").stdout
+        assert "--state-dir" in out and not any(f in out for f in ingest_only), argv
+    assert "--mqtt-url" not in run_cli("report", "--help").stdout  # the report reads InfluxDB only
+    assert "--influx-url" not in run_cli("simulate", "--help").stdout  # the simulator publishes only
+    for argv in (("ingest",), ("config", "show")):
+        out = run_cli(*argv, "--help").stdout
+        assert all(f in out for f in ingest_only + ("--mqtt-url", "--influx-url")), argv
