@@ -2,7 +2,7 @@
 
 The same model serves `rimba hw power` (planning a profile) and the firmware's own energy figure (fed by
 the operations a cycle counted: wakes, Wi-Fi connects, MQTT sessions, bytes sent, sensor warm-ups).
-Figures from DOMAIN.md §6, measured on an ESP32 running MicroPython (glenn20, upy-esp32-experiments):
+Figures measured on an ESP32 running MicroPython (glenn20, upy-esp32-experiments, ESPNowvsWifiEnergyUsage):
 a wake with boot, filesystem and application costs 3.3 + 23.6 mC over 0.42 s; Wi-Fi with DHCP 204 mC
 over 1.626 s (static IP: 100 mC, 0.734 s); an MQTT session adds 8.6 mC and 40 ms. Sending a byte at
 802.11b 1 Mbps takes 8 µs at 233 mA. The board's deep-sleep current is a parameter: 10 µA for the
@@ -21,7 +21,7 @@ is 22 to 33 °C all year (BMKG's forecast ranges), never within the 25 °C row, 
 Counted too: wakes by the rain gauge (one per tip while asleep, each a full wake: boot and filesystem,
 firmware/lib/rain.py), connects with a static address (Wi-Fi without DHCP), and the MQTT session's
 measured length beyond the 40 ms of the measured connect-and-publish, spent listening with the radio
-on at 110 mA (Wi-Fi RX, ESP32-PICO-ZERO user manual's current table; DOMAIN.md §6.1 lists it).
+on at 110 mA (Wi-Fi RX, ESP32-PICO-ZERO user manual's current table).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ TX_MC_PER_BYTE = 8e-6 * 233.0  # 8 µs per byte at 233 mA: seconds x mA = mC
 WIFI_RX_MA = 110.0  # the radio on, listening (waiting for the broker)
 RX_MC_PER_BYTE = 8e-6 * WIFI_RX_MA  # a byte received at 802.11b 1 Mbps (the slowest rate: an upper bound)
 MM_PER_TIP = 0.2794  # the forest gauge (hardware/profiles/forest.toml)
-# a Pontianak year of rain: the monthly totals of the simulation profile (DOMAIN.md §4.2, itself at the low
+# a Pontianak year of rain: the monthly totals of the simulator's profile (rimba/climate.py, itself at the low
 # end of BMKG's 3,000-4,000 mm a year for Pontianak), Jan..Dec in mm
 PONTIANAK_RAIN_MM = (260, 210, 250, 280, 270, 220, 165, 180, 230, 350, 390, 330)
 
@@ -46,7 +46,8 @@ PONTIANAK_RAIN_MM = (260, 210, 250, 280, 270, 220, 165, 180, 230, 350, 390, 330)
 STORAGE_LOSS_MONTH = 0.10 / 3  # -30..45 °C: at least 90 % recovered after 3 months
 STORAGE_LOSS_COOL_MONTH = 0.10 / 18  # -30..25 °C: at least 90 % after 1.5 years
 
-# sensors: (seconds powered per reading, mA while powered); warm-ups and conversions (DOMAIN.md §5, §6)
+# sensors: (seconds powered per reading, mA while powered); warm-ups and conversions from each datasheet
+# (DS18B20: 750 ms at 12 bits; PMS5003: 30 s after wake-up, about 100 mA; SHT4x: 8.3 ms high repeatability)
 SENSORS = {
     "sht4x": (0.009, 0.5),
     "bme280": (0.010, 0.7),

@@ -1,8 +1,10 @@
 """A synthetic but realistic Pontianak climate, for the simulator.
 
 Values are deterministic functions of (seed, site, time): the same reading
-resent comes out identical. Shapes and magnitudes follow `DOMAIN.md` §4
-(the monthly simulation profile in §4.2, marked provisional there):
+resent comes out identical. Shapes and magnitudes are a synthesised monthly profile, provisional until
+BMKG's normals for Pontianak are at hand, within what BMKG publishes for the city (Stasiun Klimatologi
+Siantan: the Kalbar normal 23 to over 33 °C, daily mean RH 73-90 %, wettest months May and October;
+reported by Antara Kalbar):
 - temperature: monthly Tmin/Tmax, minimum near 06:00 WIB, maximum near 13:45 WIB,
   cooled by rain;
 - humidity: from a dew point near the daily minimum temperature (so it is the
@@ -24,14 +26,15 @@ from dataclasses import dataclass
 WIB = 7 * 3600
 DAY = 86400
 
-# month -> (rain mm, rain days, Tmax, Tmin, RH mean): DOMAIN.md §4.2
+# month -> (rain mm, rain days, Tmax, Tmin, RH mean): the synthesised profile (above)
 MONTHLY = {
     1: (260, 17, 31.5, 23.2, 86), 2: (210, 14, 32.0, 23.2, 85), 3: (250, 16, 32.3, 23.4, 85),
     4: (280, 18, 32.6, 23.6, 85), 5: (270, 17, 32.8, 23.7, 84), 6: (220, 14, 32.7, 23.3, 83),
     7: (165, 11, 32.8, 23.0, 81), 8: (180, 11, 33.0, 23.1, 80), 9: (230, 14, 32.8, 23.2, 82),
     10: (350, 19, 32.4, 23.3, 85), 11: (390, 21, 31.8, 23.3, 87), 12: (330, 20, 31.5, 23.2, 87),
 }
-# tidal constituents (period hours, amplitude cm, phase rad): DOMAIN.md §4.2, illustrative. K1, O1, M2 and
+# tidal constituents (period hours, amplitude cm, phase rad): illustrative, sized to BMKG Maritim Pontianak's
+# high tides of 1.7-1.9 m. K1, O1, M2 and
 # S2 lead a mixed, mainly diurnal tide; P1, Q1, N2, K2 and the shallow-water M4 are the smaller ones a
 # real tide also has (periods: Pugh 1987, table 4.2), so that a four-constituent fit is never exact
 TIDES = ((23.934, 45.0, 0.3), (25.819, 35.0, 1.1), (12.421, 15.0, 2.0), (12.0, 8.0, 0.7),

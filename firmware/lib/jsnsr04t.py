@@ -1,7 +1,8 @@
 # JSN-SR04T v2/v3 waterproof ultrasonic sensor in UART mode (the river level at Bansir Laut).
 # Frame FF H L SUM at 9600 8N1, SUM = (0xFF + H + L) & 0xFF, distance H*256+L in millimetres, measured
 # by the module at c = 343 m/s; with the air temperature known, the distance is rescaled to
-# c = 331.3 + 0.606 T m/s (DOMAIN.md 5.11). In on-request mode the node sends 0x55 for each ping.
+# c = 331.3 + 0.606 T m/s (the speed of sound in dry air, linear near ambient: Kinsler et al., Fundamentals
+# of Acoustics, ch. 5). In on-request mode the node sends 0x55 for each ping.
 # The median of several pings goes out; pings inside the 20-25 cm blind zone are rejected.
 
 BLIND_MM = 250

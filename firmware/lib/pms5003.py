@@ -3,7 +3,7 @@
 # 00 1C, thirteen big-endian words, then the 16-bit sum of bytes 0..29; d4..d6 are PM1.0, PM2.5 and
 # PM10 "under atmospheric environment" (µg/m³), used for ambient readings. Commands are 7 bytes,
 # 42 4D CMD DATAH DATAL and their 16-bit sum: E4 00 00 sleeps, E4 00 01 wakes. After waking the fan
-# needs 30 s before the numbers can be trusted (DOMAIN.md 5.6).
+# needs 30 s before the numbers can be trusted (the data manual: stable data at least 30 s after wake-up).
 import struct
 
 SLEEP = b"\x42\x4d\xe4\x00\x00\x01\x73"

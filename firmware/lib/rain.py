@@ -1,4 +1,5 @@
-# Tipping-bucket rain gauge, reed switch to ground with a pull-up (DOMAIN.md 5.12): 0.2794 mm per tip.
+# Tipping-bucket rain gauge, reed switch to ground with a pull-up: 0.2794 mm (0.011 in) per tip, the bucket
+# of Argent Data Systems' 80422 weather sensor assembly (its datasheet; the Misol WH-SP-RG is the same).
 #
 # Counted whether the CPU runs or sleeps:
 # - running: a Pin IRQ on the falling edge, with a 20 ms debounce;

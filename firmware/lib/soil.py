@@ -1,4 +1,5 @@
-# Capacitive soil moisture probe v1.2 on an ESP32 ADC1 pin (DOMAIN.md 5.5): the output falls as the
+# Capacitive soil moisture probe v1.2 on an ESP32 ADC1 pin (DFRobot SEN0193 wiki; ADC1 because ADC2 stops
+# with Wi-Fi, and 11 dB for 150-2450 mV, ESP-IDF's ADC guide): the output falls as the
 # soil gets wetter. Two-point calibration per probe: pct = (dry - raw) / (dry - wet) * 100, clamped to
 # 0..100; the median of several calibrated readings (ADC.read_uv, millivolts). The probe is powered
 # from a pin only while it is read.

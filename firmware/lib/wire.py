@@ -1,15 +1,15 @@
 # The wire contract on the node: how a reading is kept and how batches are written from what is kept
-# (contract v2, wire-v2.md; v1, wire-v1.md, for a node whose `wire` setting keeps it there).
+# (contract v2; v1 for a node whose `wire` setting keeps it there; docs/contract.md describes both).
 #
 # A reading is stored as its v2 row: the JSON list of its values as integers in each metric's resolution
-# (`dec`, wire-v2.md's table) or null, in the order of its segment's columns (the JSON list of metric
+# (`dec`, the v2 contract's table) or null, in the order of its segment's columns (the JSON list of metric
 # names, `head`). A v2 batch pastes the stored texts as they are: `m` is the head, the rows are `x`, and
 # only `seq`, `t` and `dt` are written at send time (the times after drift correction, integers).
 # A v1 batch writes each row back as v1 decimals: exact, the integer over its power of ten is the
 # decimal the row was made from, so the platform stores the same float either way.
 import json
 
-# wire-v2.md, "dec": a stored value is the integer divided by 10 ** dec
+# contract v2, "dec": a stored value is the integer divided by 10 ** dec
 DEC = {"air_temp_c": 2, "air_rh_pct": 1, "air_pressure_hpa": 1, "soil_temp_c": 2, "soil_vwc_pct": 1,
        "pm1_ugm3": 1, "pm25_ugm3": 1, "pm10_ugm3": 1, "co2_ppm": 0, "light_lux": 0, "rain_mm": 3,
        "water_level_cm": 1, "water_temp_c": 2, "batt_v": 3, "rssi_dbm": 0}
