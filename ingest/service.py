@@ -65,13 +65,19 @@ class Counters:
 
 
 class Ingest:
-    def __init__(self, settings, clock=time.time):
+    """The composition root: built from the settings, or from the parts given (the tests' own fakes of the
+    broker and the database, a clock, a pause): `mqtt` is called with the message handler and gives the
+    client (rimba.mqtt.Mqtt's interface: start, stop, ack, publish, wait_published, connected); `influx`
+    writes lines; `pause(seconds)` waits unless the service is stopping (a backoff, a retry)."""
+
+    def __init__(self, settings, clock=time.time, *, store: Store | None = None, influx=None, mqtt=None,
+                 pause=None):
         self.settings = settings
         self.clock = clock
         self.owner = settings.mqtt_client_id
-        self.store = Store.in_state_dir(settings.state_path)
+        self.store = store or Store.in_state_dir(settings.state_path)
         self.fleet = FleetWatcher(settings.fleet, clock)
-        self.influx = Influx.from_settings(settings)
+        self.influx = influx or Influx.from_settings(settings)
         self.spool_writer = SpoolWriter(self.influx, self.store, settings.batch_lines, clock)
         self.counters = Counters()
         self.queue: collections.deque = collections.deque()
@@ -94,11 +100,12 @@ class Ingest:
         self._next_sweep = 0.0
         self._influx_down_since: float | None = None
         self._spool_full = False
+        self.pause = pause or self.stopping.wait
         share = settings.mqtt_share_group
         subs = tuple(f"$share/{share}/{t}" for t in SUBSCRIPTIONS) if share else SUBSCRIPTIONS
-        self.mqtt = Mqtt(settings.broker, settings.mqtt_client_id, ca_file=settings.mqtt_ca_file,
-                         v5=False, persistent=True, manual_ack=True, subscriptions=subs,
-                         on_message=self._on_message)
+        self.mqtt = mqtt(self._on_message) if mqtt else \
+            Mqtt(settings.broker, settings.mqtt_client_id, ca_file=settings.mqtt_ca_file, v5=False, persistent=True,
+                 manual_ack=True, subscriptions=subs, on_message=self._on_message)
 
     # -- receiving (paho's thread) --------------------------------------------------------------
     def _on_message(self, topic, payload, mid, qos, retain):
@@ -247,7 +254,7 @@ class Ingest:
         with self.arrived:
             self.queue.extendleft(reversed(batch))
             self.queued_bytes += sum(len(item[1]) for item in batch)
-        self.stopping.wait(BUSY_RETRY_S)
+        self.pause(BUSY_RETRY_S)
 
     def _transact(self, batch: list):
         out, tx, dead_kept = transact(self.store, self.fleet.current(), batch, self.owner, self.clock)
@@ -364,7 +371,7 @@ class Ingest:
             except Exception:  # an error nobody foresaw: logged, counted, retried after a pause
                 self.counters.writer_errors += 1
                 log.exception("unexpected error in the InfluxDB writer; retrying")
-                self.stopping.wait(backoff * random.uniform(0.5, 1.0))
+                self.pause(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, 10.0)
 
     def _write_once(self, backoff: float) -> float:
@@ -382,7 +389,7 @@ class Ingest:
             if self._influx_down_since is None:
                 self._influx_down_since = self.clock()
                 log.warning("InfluxDB unavailable, spooling on disk and retrying: %s", err)
-            self.stopping.wait(backoff * random.uniform(0.5, 1.0))
+            self.pause(backoff * random.uniform(0.5, 1.0))
             return min(backoff * 2, 10.0)
         except InfluxNoDatabase:
             log.warning("database %r not found; creating it", self.settings.influx_db)

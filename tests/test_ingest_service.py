@@ -1,0 +1,214 @@
+"""The ingest service's own logic, with its parts substituted (ingest/service.py's composition root): a broker
+and a database we own, as strict as the real ones where the service relies on them (a PUBACK only for a
+message received, a publish only while connected, a write that fails as InfluxDB fails), an injected clock and
+pause, and the real SQLite store. No stack, no process: what the integration tests cover end to end, here one
+rule at a time: acknowledged only once durable, nothing acknowledged while the spool is full, the ack published
+once it moved and again after the broker was away, the writer backing off while InfluxDB is down and never
+dying of an error."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from ingest.service import Ingest
+from rimba import settings as settings_mod
+from rimba.errors import InfluxUnavailable, StoreBusy
+from tests.conftest import fleet_text
+
+pytestmark = pytest.mark.unit
+T = 1_780_000_000.0
+
+
+class Clock:
+    def __init__(self):
+        self.t = T
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Broker:
+    """The service's MQTT client, played: what it acknowledged and published; connected or not."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.acked: list = []
+        self.published: list = []
+        self.connected = threading.Event()
+        self.connected.set()
+        self.received: set = set()
+        self.mid = 0
+
+    def deliver(self, topic: str, body: dict) -> int:
+        self.mid += 1
+        self.received.add(self.mid)
+        self.handler(topic, json.dumps(body).encode(), self.mid, 1, False)
+        return self.mid
+
+    def ack(self, mid, qos):
+        assert mid in self.received and mid not in self.acked, mid  # a PUBACK only for a message received, once
+        self.acked.append(mid)
+
+    def publish(self, topic, payload, qos=1, retain=False, track=True):
+        assert self.connected.is_set(), "published while disconnected"
+        self.mid += 1
+        self.published.append((topic, json.loads(payload), retain))
+        return self.mid
+
+    def wait_published(self, mids, timeout):
+        return list(mids)
+
+    def start(self, wait_s=0):
+        return self
+
+    def stop(self):
+        pass
+
+
+class Database:
+    """InfluxDB's write, played: it takes lines, or fails as an unreachable InfluxDB does."""
+
+    def __init__(self):
+        self.lines: list = []
+        self.down = False
+
+    def write(self, lines):
+        if self.down:
+            raise InfluxUnavailable("connection refused")
+        text = lines.decode() if isinstance(lines, bytes) else lines
+        self.lines.extend(text if isinstance(text, list) else text.splitlines())
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def service(tmp_path):
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(fleet_text({"smp29-01": ("smp29", "forest")}))
+    made = {}
+
+    def make(**values):
+        s = settings_mod.build(overrides={"state_dir": str(tmp_path / "state"), "fleet": str(fleet), **values},
+                               env={})
+        clock, pauses, db = Clock(), [], Database()
+        ingest = Ingest(s, clock, influx=db, mqtt=lambda handler: made.setdefault("broker", Broker(handler)),
+                        pause=pauses.append)
+        ingest.wrote.set()  # a full spool's wait for the writer returns at once: the test is the writer
+        made.update(ingest=ingest, clock=clock, pauses=pauses, db=db)
+        return ingest, made["broker"], db, clock, pauses
+
+    yield make
+    if "ingest" in made:
+        made["ingest"].store.close()
+
+
+def batch(seqs, epoch=7, t0=int(T) - 7200) -> dict:
+    """A v1 batch of readings a minute apart, all in the past of the clock."""
+    return {"v": 1, "node": "smp29-01", "epoch": epoch, "now": int(T), "tq": "ntp", "fw": "1.0.0",
+            "r": [{"seq": s, "t": t0 + 60 * s, "air_temp_c": 27.5} for s in seqs]}
+
+
+UP = "rimba/v1/smp29/smp29-01/up"
+ACK = "rimba/v1/smp29/smp29-01/ack"
+
+
+def test_a_message_is_acknowledged_once_durable_and_its_ack_published_when_it_moves(service):
+    ingest, broker, _db, clock, _pauses = service()
+    mid = broker.deliver(UP, batch([1, 2, 3]))
+    assert broker.acked == []  # received, not yet durable
+    ingest._process_once()
+    assert broker.acked == [mid]  # committed to the store, then the PUBACK
+    clock.t += 1
+    ingest._periodic(clock())
+    assert (ACK, {"v": 1, "epoch": 7, "seq": 3}, True) in broker.published
+    published = len(broker.published)
+    clock.t += 1
+    ingest._periodic(clock())
+    assert len(broker.published) == published  # an ack that did not move is not published again
+
+
+def test_nothing_is_acknowledged_while_the_spool_is_full_and_all_of_it_once_there_is_room(service):
+    ingest, broker, db, _clock, _pauses = service()
+    ingest.spool_max = ingest.store.disk_bytes() + 1000  # room for about one batch more than the store has
+    first = broker.deliver(UP, batch(range(1, 30)))
+    ingest._process_once()
+    assert broker.acked == [first]  # the spool had room for this one
+    waiting = broker.deliver(UP, batch(range(30, 60)))
+    ingest._process_once()
+    assert broker.acked == [first]  # full: not acknowledged, so the broker keeps it
+    assert ingest._spool_full
+    ingest._write_once(0.1)  # the writer drains the spool into the database
+    ingest._process_once()
+    assert broker.acked == [first, waiting] and db.lines
+
+
+def test_an_ack_not_published_while_the_broker_was_away_is_published_when_it_is_back(service):
+    ingest, broker, _db, clock, _pauses = service()
+    broker.deliver(UP, batch([1, 2]))
+    broker.connected.clear()
+    ingest._process_once()
+    clock.t += 1
+    ingest._periodic(clock())
+    assert not broker.published  # nothing published to a broker that is not there
+    broker.connected.set()
+    clock.t += 1
+    ingest._periodic(clock())
+    assert (ACK, {"v": 1, "epoch": 7, "seq": 2}, True) in broker.published
+
+
+def test_the_writer_backs_off_while_influxdb_is_down_keeps_the_lines_and_drains_when_it_is_back(service):
+    ingest, broker, db, _clock, pauses = service()
+    broker.deliver(UP, batch([1, 2, 3]))
+    ingest._process_once()
+    db.down = True
+    backoff = 0.1
+    for _ in range(8):
+        backoff = ingest._write_once(backoff)
+    assert backoff == 10.0 and ingest.counters.write_retries == 8  # doubling, at most 10 s
+    assert all(0 < p <= 10.0 for p in pauses) and pauses[-1] > pauses[0]  # each retry waited, longer and longer
+    assert not db.lines and ingest.store.spool_size()[0] > 0  # kept on disk meanwhile
+    db.down = False
+    assert ingest._write_once(backoff) == 0.1  # back: the next backoff starts small again
+    assert len([line for line in db.lines if line.startswith("reading,")]) == 3
+
+
+def test_the_writer_thread_survives_an_error_nobody_foresaw(service):
+    ingest, broker, db, _clock, pauses = service()
+    calls = []
+
+    def broken(lines):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("a bug in a writer nobody foresaw")
+        ingest.stop()  # the second attempt goes through; then the test ends the thread
+        Database.write(db, lines)
+
+    db.write = broken
+    broker.deliver(UP, batch([1]))
+    ingest._process_once()
+    ingest._writer()  # returns only once stopped
+    assert ingest.counters.writer_errors == 1 and len(calls) >= 2 and pauses  # logged, counted, retried after a pause
+    assert any(line.startswith("reading,") for line in db.lines)
+
+
+def test_a_store_held_by_another_process_acknowledges_nothing_and_the_messages_wait_in_order(service):
+    ingest, broker, _db, _clock, pauses = service()
+    real = ingest._transact
+    calls = []
+
+    def held_once(items):
+        calls.append([item[3] for item in items])
+        if len(calls) == 1:
+            raise StoreBusy("database is locked")
+        return real(items)
+
+    ingest._transact = held_once
+    mids = [broker.deliver(UP, batch([1, 2])), broker.deliver(UP, batch([3, 4]))]
+    ingest._process_once()
+    assert broker.acked == [] and pauses == [1.0]  # not durable: no PUBACK; waited before trying again
+    ingest._process_once()
+    assert calls == [mids, mids] and broker.acked == mids  # the same messages, in their order, then acknowledged
