@@ -240,3 +240,30 @@ def test_alerts_cli_lists_and_acknowledges(tmp_path):
     r = subprocess.run([*cli, "ack", "no-such-id"], env=env, capture_output=True, text=True, cwd=ROOT, timeout=60,
                        check=False)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "rimba alerts list" in r.stderr
+
+
+def test_alert_messages_go_to_the_broker_after_the_commit_and_one_not_confirmed_goes_again(tmp_path):
+    """The engine's outbox: the alert messages of an evaluation are stored in its transaction and published after
+    it commits (never while the store is held: the broker may take seconds); a message the broker did not
+    confirm stays in the outbox and goes at the next evaluation, in order, once."""
+    store = alerts.AlertStore(tmp_path / "alerts.sqlite")
+    sent: list = []
+    broker_up = [False]
+
+    def publish(topic, payload):
+        assert not store.db.in_transaction, "published inside the store's transaction"
+        if not broker_up[0]:
+            return False
+        sent.append((topic, json.loads(payload)))
+        return True
+
+    engine = alerts.Engine(store, publish=publish)
+    t, v = river([150.0] * 30 + [195.0] * 10)
+    inc = observe(engine, t, v, int(t[-1]))[0].incident
+    assert sent == [] and len(store.outbox()) == 2  # the incident is recorded; its two messages wait
+    broker_up[0] = True
+    assert observe(engine, t, v, int(t[-1]) + STEP) == []  # nothing new: the waiting messages go out
+    assert [(topic, body["state"], body["v"]) for topic, body in sent] == [
+        ("rimba/v1/bansir-laut/alert", "firing", 1), ("rimba/v2/bansir-laut/alert", "firing", 2)]
+    assert sent[0][1]["id"] == inc["id"] and store.outbox() == []
+    store.close()
