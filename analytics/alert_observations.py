@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.alert_rules import SEVERITIES, Rule
+from rimba import wib
 from rimba.metrics import METRICS
 
-WIB_S = 7 * 3600
+WIB_S = wib.OFFSET_S  # the engine's quiet hours are in WIB too
 
 
 @dataclass
@@ -34,8 +35,7 @@ class Observation:
 
 
 def _clock(t: int) -> str:
-    m = ((int(t) + WIB_S) % 86400) // 60
-    return f"{m // 60:02d}:{m % 60:02d} WIB"
+    return wib.clock(t)
 
 
 def _trailing_run_start(times, values, cond) -> int:

@@ -18,12 +18,13 @@ import numpy as np
 
 from analytics import indices
 from analytics.data import load_cube
+from rimba import wib
 from rimba.errors import ConfigError
 from rimba.fleet import load_fleet
 from rimba.influx import Influx
 from rimba.metrics import METRICS
 
-WIB_S = 7 * 3600
+WIB_S = wib.OFFSET_S
 REPORT_METRICS = ("air_temp_c", "air_rh_pct", "pm25_ugm3", "rain_mm", "water_level_cm", "soil_vwc_pct")
 DAYS = {"id": ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu"),
         "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")}
@@ -75,7 +76,7 @@ def make(settings, site: str, days: int, lang: str, until: int | None = None, ou
     if site not in fleet.sites:
         raise ConfigError(f"--site {site}: not in the fleet file; sites are {', '.join(sorted(fleet.sites))}")
     end = int(time.time()) if until is None else int(until)
-    end -= (end + WIB_S) % 86400  # up to the last WIB midnight: whole days
+    end = wib.midnight_before(end)  # up to the last WIB midnight: whole days
     start = end - days * 86400
     influx = Influx.from_settings(settings)
     try:

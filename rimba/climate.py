@@ -23,7 +23,9 @@ import random
 import time
 from dataclasses import dataclass
 
-WIB = 7 * 3600
+from rimba import wib
+
+WIB = wib.OFFSET_S
 DAY = 86400
 
 # month -> (rain mm, rain days, Tmax, Tmin, RH mean): the synthesised profile (above)

@@ -23,6 +23,7 @@ from analytics import analyze
 from analytics.alerts import AlertStore
 from hardware import provision
 from ingest.store import Store
+from rimba import wib
 from rimba.climate import Haze
 from rimba.errors import RimbaError
 from rimba.fleet import load_fleet
@@ -32,7 +33,7 @@ from rimba.simulate import Fault, LiveRunner, Publisher, Simulation
 from rimba.stack import Stack
 
 log = logging.getLogger("rimba.demo")
-WIB = dt.timezone(dt.timedelta(hours=7), "WIB")
+WIB = wib.TZ
 SHOWN = ("air_temp_c", "air_rh_pct", "soil_vwc_pct", "light_lux", "rain_mm", "pm25_ugm3", "water_level_cm",
          "water_temp_c", "batt_v")
 
