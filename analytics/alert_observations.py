@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.alert_rules import SEVERITIES, Rule
-from rimba import wib
-from rimba.metrics import METRICS
+from rimba import metrics, wib
 
 WIB_S = wib.OFFSET_S  # the engine's quiet hours are in WIB too
 
@@ -57,7 +56,7 @@ def _trailing_run_start(times, values, cond) -> int:
 def threshold_observations(rule: Rule, times, series, nodes, sites, now: int, firing, stale_s: int) -> list:
     """Observations of a threshold rule; series is (nodes, time) of the rule's metric."""
     out = []
-    unit = METRICS[rule.metric].unit if rule.metric in METRICS else ("°C" if rule.metric.endswith("_c") else "")
+    unit = metrics.unit(rule.metric)
     for i, node in enumerate(nodes):
         v = series[i]
         valid = np.flatnonzero(~np.isnan(v))

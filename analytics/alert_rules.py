@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 from rimba import names
 from rimba.errors import ConfigError
+from rimba.metrics import DERIVED as DERIVED_FIELDS
 from rimba.metrics import METRICS
 from rimba.settings import read_toml
 
 KINDS = ("threshold", "ispu", "fire", "anomaly", "overdue")
 SEVERITIES = ("info", "warning", "critical")
-DERIVED = ("heat_index_c", "dew_point_c", "humidex", "ispu_pm25", "ispu_pm10", "fwi", "ffmc", "dc")
+DERIVED = tuple(DERIVED_FIELDS)  # a threshold rule may watch any derived field (rimba/metrics.py)
 
 
 @dataclass(frozen=True)

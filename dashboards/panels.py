@@ -29,6 +29,7 @@ from grafana_foundation_sdk.models import dashboard as mdash
 
 from analytics.fwi import CLASS_NAMES
 from analytics.indices import ISPU_CATEGORIES
+from rimba import metrics
 from rimba.metrics import METRICS
 
 DATASOURCE_UID = "rimba-influxdb"
@@ -45,7 +46,7 @@ FWI_COLOURS = {"biru": "#1F60C4", "hijau": "#37872D", "kuning": "#F2CC0C", "mera
 # Grafana's custom-unit form `suffix:<text>`. µg/m³ is `conμgm3` with U+03BC (Greek mu), not U+00B5.
 GRAFANA_UNITS = {
     "°C": "celsius", "%": "percent", "hPa": "pressurehpa", "µg/m³": "con\u03bcgm3", "ppm": "ppm", "lx": "lux",
-    "mm": "lengthmm", "cm": "suffix:cm", "V": "volt", "dBm": "dBm", "s": "s", "": "none",
+    "mm": "lengthmm", "cm": "suffix:cm", "V": "volt", "dBm": "dBm", "s": "s", "d": "d", "": "none",
 }
 COUNT = "short"  # a plain number (counters, nodes)
 INDEX = "none"  # an index without a unit (ISPU, fire danger class)
@@ -105,9 +106,10 @@ def label(metric: str, lang: str) -> str:
     return m.label_id if lang == "id" else m.label_en
 
 
-def unit_of(metric: str) -> str:
-    """Grafana's unit id for a measurement-table unit (KeyError for a unit the table does not know)."""
-    return GRAFANA_UNITS[METRICS[metric].unit]
+def unit_of(name: str) -> str:
+    """Grafana's unit id for a measurement's or a derived field's unit (rimba/metrics.py; KeyError for a unit
+    the table does not know)."""
+    return GRAFANA_UNITS[metrics.unit(name)]
 
 
 def interval(seconds: int) -> str:

@@ -43,3 +43,43 @@ _TABLE = (
 
 METRICS: dict[str, Metric] = {m.name: m for m in _TABLE}
 """Metric name → definition, in the contract's order."""
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A field the analytics computes and stores in the `index` measurement (not a measurement)."""
+
+    name: str
+    unit: str  # "" for an index or a class without a unit
+    label_en: str
+    label_id: str
+    source: str  # where its definition comes from
+
+
+_DERIVED = (
+    Derived("dew_point_c", "°C", "Dew point", "Titik embun", "Magnus formula (Alduchov and Eskridge 1996)"),
+    Derived("heat_index_c", "°C", "Heat index", "Indeks panas", "US NWS heat index (Rothfusz 1990, NWS SR 90-23)"),
+    Derived("humidex", "°C", "Humidex", "Humidex", "Masterton and Richardson 1979 (Environment Canada)"),
+    Derived("pm25_corr_ugm3", "µg/m³", "PM2.5, humidity-corrected", "PM2.5 terkoreksi kelembapan",
+            "US EPA correction for PurpleAir (Barkjohn et al. 2021), fitted in the US"),
+    Derived("pm_correction", "", "PM correction applied", "Koreksi PM yang dipakai",
+            "the correction's name, stored beside the corrected value (analytics.indices)"),
+    Derived("ispu_pm25", "", "ISPU (PM2.5)", "ISPU (PM2.5)", "Permen LHK P.14/2020"),
+    Derived("ispu_pm10", "", "ISPU (PM10)", "ISPU (PM10)", "Permen LHK P.14/2020"),
+    Derived("ffmc", "", "Fine fuel moisture code", "Kode kelembapan bahan halus", "Van Wagner 1987"),
+    Derived("dmc", "", "Duff moisture code", "Kode kelembapan lapisan duff", "Van Wagner 1987"),
+    Derived("dc", "", "Drought code", "Kode kekeringan", "Van Wagner 1987"),
+    Derived("isi", "", "Initial spread index", "Indeks penyebaran awal", "Van Wagner 1987"),
+    Derived("bui", "", "Buildup index", "Indeks bahan bakar tersedia", "Van Wagner 1987"),
+    Derived("fwi", "", "Fire weather index", "Indeks cuaca kebakaran", "Van Wagner 1987"),
+    Derived("fwi_class", "", "Fire danger class", "Kelas bahaya kebakaran", "ASEAN SEA-FDRS classes"),
+    Derived("batt_days_left", "d", "Battery days left", "Sisa hari baterai", "the battery's trend (analytics)"),
+)
+
+DERIVED: dict[str, Derived] = {d.name: d for d in _DERIVED}
+"""Derived field name → definition: the one table of the `index` measurement's fields."""
+
+
+def unit(name: str) -> str:
+    """The unit of a measurement or a derived field (KeyError for neither)."""
+    return METRICS[name].unit if name in METRICS else DERIVED[name].unit

@@ -90,6 +90,11 @@ def test_end_to_end_faults_haze_and_an_outage_become_points_and_delivered_alerts
     # fire codes at noon, per node
     fire = p.influx.rows("SELECT last(ffmc), last(dc), last(fwi), last(fwi_class) FROM \"index\" WHERE node = 'e2e-01'")
     assert fire and 0 <= fire[0]["last"] <= 101 and fire[0]["last_3"] in (0, 1, 2, 3)
+    # every field of `index` is in the one table of derived fields (rimba/metrics.py: units, labels, sources)
+    from rimba.metrics import DERIVED
+
+    written = {r["fieldKey"] for r in p.influx.rows('SHOW FIELD KEYS FROM "index"')}
+    assert written and written <= set(DERIVED), written - set(DERIVED)
     # alerts: the silent river node, the haze (ISPU) and the anomaly, by MQTT and by the webhook
     wait_until(lambda: len(seen) >= 3, 10, "alerts on MQTT")
     kinds = {(m["kind"], m["node"]) for m in seen}
