@@ -28,6 +28,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hardware.profiles import load as load_profile
+from hardware.profiles import names as profile_names
+
 MC_PER_MAH = 3600.0
 
 WAKE_MC, WAKE_S = 3.3 + 23.6, 0.07 + 0.35
@@ -58,11 +61,8 @@ SENSORS = {
     "rain": (0.0, 0.0),  # the interrupt counter costs nothing measurable
     "battery": (0.001, 0.1),
 }
-PROFILES = {
-    "forest": ("sht4x", "soil", "ds18b20", "rain", "battery"),
-    "river": ("jsnsr04t", "ds18b20", "sht4x", "rain", "battery"),
-    "air": ("pms5003", "sht4x", "battery"),
-}
+# each profile's sensors, from its file (hardware/profiles/*.toml), and the battery divider every node reads
+PROFILES = {name: (*(s["part"] for s in load_profile(name)["sensors"]), "battery") for name in profile_names()}
 BOARDS = {"chip": 10.0, "module": 25.0, "devkitc-v4": 3800.0, "devkitc-clone": 11380.0}  # deep sleep, µA
 
 

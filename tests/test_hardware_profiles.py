@@ -27,6 +27,8 @@ def test_the_firmware_pins_and_sensors_are_the_profiles(name):
     for role, gpio in p["pins"].items():
         assert fw[role] == gpio, f"{name}: {role} is GPIO{gpio} in the profile, GPIO{fw[role]} in the firmware"
     assert {s["part"] for s in p["sensors"]} == set(firmware_constant("PROFILES")[name])
+    # the node's columns are the profile's metrics, the same set (the firmware fixes their order)
+    assert set(firmware_constant("COLUMNS")[name]) == {m for s in p["sensors"] for m in s["metrics"]}
     for s in p["sensors"]:
         assert all(m in METRICS for m in s["metrics"])
     adc = [p["pins"][k] for k in p["pins"] if k.endswith("_adc")]
