@@ -29,7 +29,7 @@ def _fs():
     return data.rsplit("/", 1)[0] if data else ""
 
 
-def _json(path):
+def _json(path):  # its own, as is all of it: the selector depends on no module of any release
     import json
 
     try:

@@ -28,6 +28,17 @@ GOOD_FILE = "remote.json"
 OFFER_FILE = "offer.json"  # a checked firmware release, for the boot that installs it (ota.py)
 
 
+def exists(path):
+    """Whether a file or directory of the node's is there."""
+    import os
+
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
 def read(path):
     """A JSON object from a file of the node's, or {} when it is missing, torn or not an object."""
     try:

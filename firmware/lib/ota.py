@@ -15,7 +15,7 @@ import json
 import os
 
 from config import OFFER_FILE as OFFER
-from config import read
+from config import exists, read
 
 SLOTS = ("a", "b")
 MAX_FILES = 64
@@ -30,20 +30,12 @@ def _replace(path, obj):
     os.rename(tmp, path)
 
 
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 def _mkdirs(path):
     at = "/" if path.startswith("/") else ""
     for part in path.split("/"):
         if part:
             at = at + part if not at or at.endswith("/") else at + "/" + part
-            if not _exists(at):
+            if not exists(at):
                 os.mkdir(at)
 
 
@@ -221,7 +213,7 @@ def install(fs, run, release, fetch, feed=None):
     slot = target(run)
     base = fs + "/fw/" + slot
     _mkdirs(base + "/lib")
-    if _exists(base + "/release.json"):
+    if exists(base + "/release.json"):
         os.remove(base + "/release.json")  # from here on the slot is incomplete, and never booted
     files = release["files"]
     for rel in _tree(base):  # what the release does not have, and pieces of interrupted downloads
@@ -232,10 +224,10 @@ def install(fs, run, release, fetch, feed=None):
     for rel in sorted(files):
         path = base + "/" + rel
         _mkdirs(path.rsplit("/", 1)[0])
-        if _exists(path) and sha256_file(path) == files[rel]:
+        if exists(path) and sha256_file(path) == files[rel]:
             continue  # there already: an earlier attempt's
         src = fs + "/fw/" + run["slot"] + "/" + rel
-        if old.get(rel) == files[rel] and _exists(src) and sha256_file(src) == files[rel]:
+        if old.get(rel) == files[rel] and exists(src) and sha256_file(src) == files[rel]:
             _copy(src, path, feed)  # unchanged since the running release: no need to fetch it
         else:
             missing.append(rel)
@@ -244,7 +236,7 @@ def install(fs, run, release, fetch, feed=None):
         fetch(files[rel], base + "/" + rel)
     for rel in sorted(files):  # every file once more, as it is in flash now
         path = base + "/" + rel
-        if not _exists(path) or sha256_file(path) != files[rel]:
+        if not exists(path) or sha256_file(path) != files[rel]:
             return "bad-hash: %s" % rel
     _write_release(base + "/release.json", release)
     return None
@@ -271,7 +263,7 @@ def keep_offer(root, release):
 def take_offer(root):
     """The kept offer, removed from flash as it is read (one attempt per offer), or None."""
     out = read(root + "/" + OFFER)
-    if _exists(root + "/" + OFFER):
+    if exists(root + "/" + OFFER):
         os.remove(root + "/" + OFFER)
     return out if out.get("files") else None
 

@@ -26,17 +26,10 @@ import json
 import os
 
 import wire
+from config import exists
 from binascii import crc32
 
 SEGMENT = 64  # readings per segment
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
 
 
 def _line(text):
@@ -66,7 +59,7 @@ class Store:
     def __init__(self, root, capacity=4000, new_epoch=None):
         self.root = root
         self.capacity = capacity
-        if not _exists(root):
+        if not exists(root):
             os.mkdir(root)
         self.state = self._load_state(new_epoch)
         self.segments = sorted(int(n[1:-4]) for n in os.listdir(root) if n.startswith("s") and n.endswith(".log"))
