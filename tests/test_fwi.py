@@ -9,6 +9,8 @@ from analytics import fwi as fwi_mod
 from analytics.fwi import danger_class, fwi_daily
 from tests.support import ROOT
 
+pytestmark = pytest.mark.unit  # no stack, no process
+
 rows = np.loadtxt(ROOT / "tests" / "data" / "cfs_fwi_49days.txt", comments="#", skiprows=6)
 COLS = ["mth", "day", "lat", "temp", "rh", "ws", "pr", "ffmc", "dmc", "dc", "isi", "bui", "fwi"]
 DATA = {c: rows[:, i] for i, c in enumerate(COLS)}

@@ -10,6 +10,8 @@ from hardware import profiles
 from rimba.metrics import METRICS
 from tests.support import ROOT
 
+pytestmark = pytest.mark.unit  # no stack, no process
+
 
 def firmware_constant(name: str):
     """A literal constant of firmware/lib/sensors.py (PINS, PROFILES), read without running MicroPython code."""

@@ -9,6 +9,8 @@ import pytest
 from analytics import indices
 from analytics.indices import ISPU_CATEGORIES, dew_point_c, heat_index_c, humidex_c, ispu, ispu_category
 
+pytestmark = pytest.mark.unit  # no stack, no process
+
 
 def f_to_c(f):
     return (f - 32) * 5 / 9

@@ -18,6 +18,8 @@ from ingest.store import Store
 from rimba.contract import CODES
 from tests.support import VECTOR_FLEET, VECTORS, payload_of
 
+pytestmark = pytest.mark.unit  # no stack, no process
+
 RECEIVED = VECTORS["received"]
 UP = "rimba/v1/smp29/smp29-03/up"
 STATUS = "rimba/v1/smp29/smp29-03/status"

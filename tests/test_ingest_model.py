@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -28,6 +29,8 @@ from ingest import replay
 from ingest.service import sweep, transact
 from ingest.store import Store
 from rimba.fleet import parse_fleet
+
+pytestmark = pytest.mark.unit  # no stack, no process
 
 START = 1_780_000_000  # 2026-05-28, a fixed time
 Y2000 = 946_684_800

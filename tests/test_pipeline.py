@@ -4,10 +4,14 @@ checked against a plain Python set on seeded random data."""
 import json
 import random
 
+import pytest
+
 from ingest.ledger import Ledger
 from ingest.pipeline import Outcome, handle, sweep_holes
 from ingest.seqset import SeqSet
 from tests.support import VECTOR_FLEET, VECTORS
+
+pytestmark = pytest.mark.unit  # no stack, no process
 
 RECEIVED = VECTORS["received"]
 UP = "rimba/v1/smp29/smp29-03/up"

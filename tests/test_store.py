@@ -15,6 +15,8 @@ from rimba.errors import StoreError
 from rimba.fleet import parse_fleet
 from tests.support import VECTOR_FLEET, VECTORS
 
+pytestmark = pytest.mark.unit  # no stack, no process
+
 RECEIVED = VECTORS["received"]
 UP = "rimba/v1/smp29/smp29-03/up"
 
