@@ -14,12 +14,17 @@ them, straight to InfluxDB, to keep the run short), then:
   analytics CPU (process time), InfluxDB CPU (utime + stime of influxd from /proc/<pid>/stat, during
   the run), points written, readings that arrived.
 
+Then the state's snapshot (what `analyze_snapshot_s` saves): its size on disk and the CPU and wall time of
+one save. With `--profile DIR`, the steady-state runs are profiled (cProfile; its overhead inflates the
+CPU figures of that run, so profile and measure in separate runs) into DIR/steady-<nodes>.prof.
+
 Medians over `--runs` runs, one benchmark run; results in bench/results/analytics_scale.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import statistics
@@ -90,7 +95,7 @@ def influx_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
-def one_size(n: int, runs: int, tmp: Path) -> dict:
+def one_size(n: int, runs: int, tmp: Path, profile: Path | None = None) -> dict:
     stack = Stack(tmp / f"n{n}", free_port(), free_port(), database="bench")
     stack.start_influx()
     try:
@@ -116,6 +121,7 @@ def one_size(n: int, runs: int, tmp: Path) -> dict:
         print(f"{n} nodes: cold start {cold_fig['wall_s']:.1f} s wall, {cold_fig['cpu_s']:.1f} s CPU, InfluxDB "
               f"{cold_fig['influx_cpu_s']:.1f} s CPU, {cold['lines']:,} points", flush=True)
         steady = []
+        prof = cProfile.Profile() if profile else None
         for r in range(runs):
             now = END + 60 * (r + 1)
             sending = [nd for nd in nodes if now - 60 <= (now // 3600 * 3600 + phase[nd[0]]) < now
@@ -126,17 +132,30 @@ def one_size(n: int, runs: int, tmp: Path) -> dict:
                 last_sent[nd[0]] = now - 60
             write(influx, live)
             i0, c0, w0 = influx_cpu(pid), time.process_time(), time.perf_counter()
+            if prof:
+                prof.enable()
             out = eng.run(now)
+            if prof:
+                prof.disable()
             steady.append({"cpu_s": time.process_time() - c0, "influx_cpu_s": influx_cpu(pid) - i0,
                            "wall_s": time.perf_counter() - w0, "points": out["lines"], "readings": len(live),
                            "nodes_sending": len(sending)})
             print(f"  run {r + 1}: {steady[-1]['cpu_s']:.2f} s CPU, InfluxDB {steady[-1]['influx_cpu_s']:.2f} s, "
                   f"{steady[-1]['wall_s']:.2f} s wall, {out['lines']} points for {len(live)} readings "
                   f"from {len(sending)} nodes", flush=True)
+        if prof:
+            profile.mkdir(parents=True, exist_ok=True)
+            prof.dump_stats(str(profile / f"steady-{n}.prof"))
+        c0, w0 = time.process_time(), time.perf_counter()
+        eng.store.save(eng.st)
+        snap = {"cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - w0,
+                "bytes": sum(f.stat().st_size for f in (tmp / f"state{n}").glob("analytics*"))}
+        print(f"  snapshot: {snap['bytes'] / 1e6:.1f} MB on disk, saved in {snap['wall_s']:.2f} s wall, "
+              f"{snap['cpu_s']:.2f} s CPU", flush=True)
         eng.close()
         med = {k: statistics.median(x[k] for x in steady) for k in steady[0]}
         return {"nodes": n, "history_write_s": history_s, "cold": cold_fig, "steady_runs": steady,
-                "steady_median": med, "freshness_max_s": 60 + max(x["wall_s"] for x in steady),
+                "steady_median": med, "snapshot": snap, "freshness_max_s": 60 + max(x["wall_s"] for x in steady),
                 "core_share_steady": (med["cpu_s"] + med["influx_cpu_s"]) / 60}
     finally:
         stack.influxd.stop()
@@ -146,17 +165,20 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="bench.analytics_scale")
     p.add_argument("--nodes", type=int, nargs="+", default=[100, 1000])
     p.add_argument("--runs", type=int, default=5, help="steady-state runs per size")
+    p.add_argument("--profile", type=Path, help="profile the steady-state runs into this folder (cProfile)")
     args = p.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory(prefix="rimba-bench-scale-") as tmp:
         for n in args.nodes:
-            results.append(one_size(n, args.runs, Path(tmp)))
+            results.append(one_size(n, args.runs, Path(tmp), args.profile))
     for r in results:
         m = r["steady_median"]
         print(f"{r['nodes']:>6} nodes | cold start {r['cold']['wall_s']:.0f} s | steady per run: analytics "
               f"{m['cpu_s']:.2f} s CPU, InfluxDB {m['influx_cpu_s']:.2f} s CPU ({100 * r['core_share_steady']:.1f} % "
               f"of a core at 60 s), {m['points']:.0f} points for {m['readings']:.0f} readings | freshness "
               f"<= {r['freshness_max_s']:.0f} s")
+    if args.profile:
+        return 0  # a profiled run's figures are not the benchmark's
     out = ROOT / "bench" / "results" / "analytics_scale.json"
     out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     return 0
