@@ -155,7 +155,7 @@ class StateStore:
 
     def save(self, st: State) -> None:
         streams = {m: s.to_bytes() for m, s in st.streams.items()}
-        rest = dict(st.__dict__, streams={})
+        rest = dict(st.__dict__, streams={}, flags=None, derived={})  # those two: recomputed from the cells on load
         with io.BytesIO() as buf:
             pickle.dump(rest, buf, protocol=pickle.HIGHEST_PROTOCOL)
             body = buf.getvalue()
@@ -165,6 +165,7 @@ class StateStore:
         self.db.execute("INSERT INTO part VALUES ('state', ?)", (body,))
         self.db.executemany("INSERT INTO part VALUES (?, ?)", [(f"rows:{m}", b) for m, b in streams.items()])
         self.db.execute("COMMIT")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # else the log keeps a second copy of it all on disk
 
     def load(self, key: str) -> State | None:
         """The saved state, or None when there is none, or it is of another version or key."""
@@ -204,7 +205,24 @@ class Incremental:
         self.key = hashlib.sha1(repr((sorted((i, n.site) for i, n in fleet.nodes.items()), self.sites, self.step,
                                       settings.analyze_days)).encode()).hexdigest()
         self.st: State | None = self.store.load(self.key)
+        if self.st is not None:
+            self._outputs_from_cells()
         self.stats = {"runs": 0, "read_failures": 0, "queries": 0}
+
+    def _outputs_from_cells(self) -> None:
+        """The quality flags and the indices of a loaded state (not saved: they follow from its cells)."""
+        st = self.st
+        nodes = np.flatnonzero(st.owned)
+        st.flags = np.zeros(st.sums.shape, np.uint16)
+        st.derived = {}
+        if not len(nodes):
+            return
+        cube = Cube([st.nodes[i] for i in nodes], [st.sites[i] for i in nodes],
+                    st.start + np.arange(st.steps) * st.step, METRIC_LIST, st.values(nodes))
+        st.flags[nodes] = quality.check(cube.values, cube.metrics, cube.sites)
+        for k, v in derive(cube, st.step).items():
+            st.derived[k] = np.full((len(st.nodes), st.steps), np.nan)
+            st.derived[k][nodes] = v
 
     def close(self) -> None:
         if self.st is not None:
@@ -324,6 +342,7 @@ class Incremental:
             pad[1] = grow
             return np.concatenate([a[:, drop:], np.full(pad, fill, dtype=a.dtype)], axis=1)
 
+        self._moved = (drop, grow)
         if drop:
             st.pending = {i: max(0, v - drop) for i, v in st.pending.items()}
         if drop:  # the tide is fitted on up to TIDE_DAYS: keep the tidal metric's values past the window
@@ -465,19 +484,30 @@ class Incremental:
     def _compute(self, changed: dict, now: int, cold: bool) -> list:
         st = self.st
         if st.flags is None:
-            shape = st.sums.shape[:2] + (len(ANOMALY_METRICS),)
             st.flags = np.zeros(st.sums.shape, np.uint16)
+        if st.scores is None:
+            shape = st.sums.shape[:2] + (len(ANOMALY_METRICS),)
             st.scores = anomaly.Scores(np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape, np.int8),
                                        np.zeros((len(st.nodes), len(ANOMALY_METRICS)), bool), np.full(shape, np.nan))
         lines: list = []
         sites = np.asarray(st.sites)
-        dirty_sites = sorted({st.sites[i] for i in changed if st.owned[i]})
+        drop, grow = getattr(self, "_moved", (0, 0))
+        self._moved = (0, 0)
+        # a site whose cells changed is recomputed over the window; at a WIB midnight, as the window moves on, all
+        dirty_sites = sorted(self.sites if drop else {st.sites[i] for i in changed if st.owned[i]})
         nodes = np.flatnonzero(np.isin(sites, dirty_sites))
+        times = st.start + np.arange(st.steps) * st.step
         if len(nodes):
-            cube = Cube([st.nodes[i] for i in nodes], [st.sites[i] for i in nodes], st.start + np.arange(st.steps)
-                        * st.step, METRIC_LIST, st.values(nodes))
+            cube = Cube([st.nodes[i] for i in nodes], [st.sites[i] for i in nodes], times, METRIC_LIST,
+                        st.values(nodes))
             lines += self._quality(cube, nodes)
             lines += self._indices(cube, nodes)
+        clean = np.flatnonzero(st.owned & ~np.isin(sites, dirty_sites))
+        if grow and len(clean):  # new steps without a reading yet: the rolling means go on (the ISPU's day)
+            lo = max(0, st.steps - grow - max(1, 86400 // st.step))
+            cube = Cube([st.nodes[i] for i in clean], [st.sites[i] for i in clean], times[lo:], METRIC_LIST,
+                        st.values(clean, lo))
+            lines += self._indices(cube, clean, lo, st.steps - grow - lo)
         scored = self._detector(changed, cold)
         end = st.start + st.steps * st.step
         if st.events_end and end != st.events_end:  # the window grew or moved on: open events run to its end
@@ -502,9 +532,11 @@ class Incremental:
         st.flags[nodes] = flags
         return qc_lines(cube, new_bits, quality.FLAG_NAMES)  # the flags raised since the last run
 
-    def _indices(self, cube, nodes) -> list:
+    def _indices(self, cube, nodes, lo: int = 0, keep: int = 0) -> list:
+        """The indices of `nodes` from the cube (the window's steps from lo on), compared and kept from the
+        cube's step `keep` on (the steps before it are the rolling means' context)."""
         st = self.st
-        derived = derive(cube, st.step)
+        derived = {k: v[:, keep:] for k, v in derive(cube, st.step).items()}
         out = []
         names = list(derived)
         changed = {}
@@ -514,15 +546,15 @@ class Incremental:
             if old is None:
                 old = np.full((len(st.nodes), st.steps), np.nan)
                 st.derived[k] = old
-            prev = old[nodes]
+            prev = old[nodes, lo + keep:]
             changed[k] = ~np.isnan(new) & ~((np.abs(new - prev) <= 1e-12 * np.abs(new)) & ~np.isnan(prev))
-            old[nodes] = new
+            old[nodes, lo + keep:] = new
         any_changed = np.any([changed[k] for k in names], axis=0) if names else np.zeros((0, 0), bool)
         for i, t in np.argwhere(any_changed):
             fields = {k: float(derived[k][i, t]) for k in names if changed[k][i, t]}
             fields.update(INDEX_LABELS[k] for k in names if k in INDEX_LABELS and k in fields)
             out.append(lineproto.line("index", {"site": cube.sites[i], "node": cube.nodes[i]}, fields,
-                                      int(cube.times[t]) * 1000))
+                                      int(cube.times[keep + t]) * 1000))
         return out
 
     def _detector(self, changed: dict, cold: bool) -> set:
