@@ -127,9 +127,9 @@ class State:
     def values(self, nodes=None, lo: int = 0, metrics=METRIC_LIST, hi: int | None = None) -> np.ndarray:
         """The cube's values (nodes, steps lo..hi, metrics): each metric's mean per step (for TOTALS the total),
         NaN without a reading; `nodes` node indices (default all)."""
-        rows = slice(None) if nodes is None else np.asarray(nodes, dtype=np.int64)
-        cols = [METRIC_LIST.index(m) for m in metrics]
-        sums, counts = self.sums[rows, lo:hi][:, :, cols], self.counts[rows, lo:hi][:, :, cols]
+        rows = np.arange(len(self.nodes)) if nodes is None else np.asarray(nodes, dtype=np.int64)
+        at = np.ix_(rows, np.arange(self.steps)[lo:hi], [METRIC_LIST.index(m) for m in metrics])  # one copy
+        sums, counts = self.sums[at], self.counts[at]
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = sums / counts
         tot = [k for k, m in enumerate(metrics) if m in TOTALS]
@@ -447,27 +447,30 @@ class Incremental:
         st.audited = now
 
     def _audit(self, now: int, changed: dict) -> None:
-        """Readings that arrived behind a watermark: the count per node and step against the cells'."""
+        """Readings that arrived behind a watermark: the count per node and day (one integer field) against the
+        cells'; a node's day whose count differs is read again (the merge finds the steps that changed)."""
         st = self.st
         where = self._where_owned()
         cond = f" AND {where}" if where else ""
         row = self._row()
-        stale: dict = {}
-        span = max(st.step, 20_000 // max(1, int(st.owned.sum())) * st.step)
+        held = np.concatenate([np.zeros((len(st.nodes), 1)), np.cumsum(st.readings, axis=1, dtype=float)], axis=1)
+        stale: list = []
+        span = max(1, 20_000 // max(1, int(st.owned.sum()))) * 86400
         for lo in range(st.start, now, span):
-            q = (f'SELECT count("seq") FROM reading WHERE time >= {lo}s AND time < {min(now, lo + span)}s{cond} '
-                 f"GROUP BY time({st.step}s), node fill(none)")
+            hi = min(now, lo + span)
+            q = (f'SELECT count("seq") FROM reading WHERE time >= {lo}s AND time < {hi}s{cond} '
+                 "GROUP BY time(86400s), node fill(none)")
             for series in self.influx.query_stream(q, epoch="s"):
                 i = row.get(series.get("tags", {}).get("node"))
                 if i is None:
                     continue
-                v = np.array(series["values"], dtype=float)
-                t = ((v[:, 0] - st.start) // st.step).astype(int)
-                bad = t[st.readings[i, t] != v[:, 1]]
-                if bad.size:
-                    stale[i] = (int(bad.min()), int(bad.max()))
-        for i, (a, b) in stale.items():
-            self._read(st.start + a * st.step, st.start + (b + 1) * st.step, changed, nodes=[st.nodes[i]])
+                for day, count in series["values"]:
+                    a, b = max(lo, int(day)), min(hi, int(day) + 86400)  # the day's part inside the query
+                    ta, tb = (a - st.start) // st.step, min(st.steps, -(-(b - st.start) // st.step))
+                    if held[i, tb] - held[i, ta] != count:
+                        stale.append((i, a, b))
+        for i, a, b in stale:
+            self._read(a - (a - st.start) % st.step, b, changed, nodes=[st.nodes[i]])
         st.audited = now
 
     def _bar(self, what: str, k: int, n: int) -> None:
