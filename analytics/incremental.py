@@ -393,11 +393,12 @@ class Incremental:
         cold = self.st is None
         if cold:
             self.st = self._new_state(now)
+        if not cold:
+            self._slide(now)  # (the steps of `pending` move with the window)
         changed = self.st.pending  # what a run that failed part-way merged is computed by the next one
         if cold:
             self._cold_read(now, changed)
         else:
-            self._slide(now)
             lo = max(self.st.start, (now - self.s.analyze_reread_s) // step * step)
             self._read_recent(lo, now, changed)
             silent = [n for n, i in zip(self.st.nodes, self.st.owned, strict=True)
@@ -608,6 +609,14 @@ class Incremental:
                 for d in np.unique(at):
                     store.add(int((at == d).sum()), anomaly.scale_floor(m), int(d))
                     rows.extend(i for i, c in zip(new, at, strict=True) if c == d)
+            behind = np.flatnonzero(store.n < offset)
+            if len(behind):  # left behind the window's start (the service was down): on without values to it
+                log.warning("%s: %d series behind the window's start: taken on to it without values", m, len(behind))
+                for n in np.unique(store.n[behind]):
+                    sel = behind[store.n[behind] == n]
+                    s = store.take(sel)
+                    s.advance(np.full((len(sel), offset - int(n)), np.nan))
+                    store.put(sel, s)
             lag_col = end - LAG_S // step
             starts: dict = {}  # start column -> the store's rows that start there
             for r, i in enumerate(rows):
