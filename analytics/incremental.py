@@ -4,28 +4,37 @@ writes only the points that changed. The batch path (`analytics.analyze.Analyzer
 What a run reads (InfluxDB 1.x stores no arrival time, and late readings keep their old timestamps):
 
 1. every node's last `analyze_reread_s` (2 hours: nodes send hourly, so their newest readings are up to
-   an hour old when they arrive), for the owned sites, in one bounded, streamed query per stretch;
+   an hour old when they arrive): first the count of readings per node over it (one integer field, one
+   row per node), against the counts held; then the cells of the nodes whose count differs, in bounded,
+   streamed queries (the nodes that sent since the last run, not the fleet);
 2. a node whose newest reading is older than that (silent, or back from an outage and sending its
    buffer oldest first) is read from its own arrival watermark, the newest step seen from it: a backfill
    arrives in order, so everything before the watermark was already there;
 3. what can still arrive behind a watermark (a lost batch resent after later ones, a dead letter
-   replayed) is found by an audit every `analyze_audit_s`: the count of readings per node and step over
-   the window, one integer field, against the counts held; the steps that differ are read again.
+   replayed) is found by an audit every `analyze_audit_s`: the count of readings per node and day over
+   the window, one integer field, against the counts held; a node's day that differs is read again.
 
 Each cell (node, step) holds the sum and count of each metric, so a re-read changes only the cells whose
 readings changed, and each run knows the earliest step that changed.
 
-What a run computes, from the earliest changed step on: the detector (`analytics.detector.Stream`, one
-per metric, rewound to the hourly checkpoint before that step, so a backfill recomputes the hours it
-touches and no more); the quality checks, indices, events and fire codes of the sites whose cells
-changed, over the window (they are cheap per site, and so equal the batch exactly); the alert rules.
+What a run computes: the detector for the series whose inputs changed (`analytics.detector.Rows`, one per
+metric, each series at its own column): a series' inputs are its site's (the neighbours' median, the rain)
+and, for the particulates, the city's (the regional reference), so a site's change makes its nodes' series
+dirty from the site's earliest changed step, and any node's change every particulate series from that
+node's; each dirty series goes back to its own hourly checkpoint before that step (or on from where it
+stopped, if earlier), so a backfill recomputes the hours it touches and no more, and the series of quiet
+sites are not touched. The quality checks, indices, events and fire codes of the sites whose cells
+changed, over the window (they are cheap per site, and so equal the batch exactly); at a WIB midnight,
+as the window moves on, those of every site; on a new step, the rolling means (the ISPU's 24 hours) of
+the sites without a reading yet; the events of the nodes rescored, or open at the window's end.
 Each output is compared with what the last run produced, and only what differs is written: a new flag,
 an index field whose value changed (the point carries only that field), a new or changed event, a
 changed fire code.
 
 State (`analytics-<partition>.state` under the state directory, SQLite): the window's cells, the
-streams and their checkpoints, the last outputs, the watermarks, saved every `analyze_snapshot_s` and at
-the end; a restart resumes from it and reads again from its watermarks. A state of another
+streams and their checkpoints, the scores, events and fire codes, the watermarks, saved every
+`analyze_snapshot_s` and at the end (the quality flags and indices are not saved: a restart recomputes
+them from the cells); a restart resumes from it and reads again from its watermarks. A state of another
 STATE_VERSION (or another fleet, step or window) is rebuilt from history: a cold start reads the window
 in bounded stretches, with a progress bar, and runs the detector through it an hour at a time.
 
@@ -38,7 +47,6 @@ that choice (the batch decides it on the window), and the tide is fitted on at m
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import pickle
 import sqlite3
@@ -156,9 +164,7 @@ class StateStore:
     def save(self, st: State) -> None:
         streams = {m: s.to_bytes() for m, s in st.streams.items()}
         rest = dict(st.__dict__, streams={}, flags=None, derived={})  # those two: recomputed from the cells on load
-        with io.BytesIO() as buf:
-            pickle.dump(rest, buf, protocol=pickle.HIGHEST_PROTOCOL)
-            body = buf.getvalue()
+        body = pickle.dumps(rest, protocol=pickle.HIGHEST_PROTOCOL)  # one copy of the arrays (a BytesIO made two)
         self.db.execute("BEGIN IMMEDIATE")
         self.db.execute("DELETE FROM part")
         self.db.execute("INSERT INTO part VALUES ('version', ?)", (str(STATE_VERSION).encode(),))
