@@ -16,7 +16,8 @@ them, straight to InfluxDB, to keep the run short), then:
   the run), points written, readings that arrived.
 
 Then the state's snapshot (what `analyze_snapshot_s` saves): its size on disk and the CPU and wall time of
-one save. With `--profile DIR`, the steady-state runs are profiled (cProfile; its overhead inflates the
+one save; a restart (the state loaded, then saved); the process's peak RSS; and the share of a core with
+the snapshot and the audit amortized over the runs between them (the mean run, not the median). With `--profile DIR`, the steady-state runs are profiled (cProfile; its overhead inflates the
 CPU figures of that run, so profile and measure in separate runs) into DIR/steady-<nodes>.prof.
 
 Medians over `--runs` runs, one benchmark run; results in bench/results/analytics_scale.json.
@@ -28,6 +29,7 @@ import argparse
 import cProfile
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -179,7 +181,8 @@ def one_size(n: int, runs: int, tmp: Path, profile: Path | None = None) -> dict:
         # amortized: a snapshot every analyze_snapshot_s, an audit every analyze_audit_s (60-second runs)
         extra = (snap["cpu_s"] * 60 / s.analyze_snapshot_s
                  + max(0.0, audit["cpu_s"] + audit["influx_cpu_s"] - per_run) * 60 / s.analyze_audit_s)
-        return {"nodes": n, "history_write_s": history_s, "cold": cold_fig, "steady_runs": steady,
+        return {"nodes": n, "history_write_s": history_s,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # of the process so far "cold": cold_fig, "steady_runs": steady,
                 "steady_median": med, "steady_mean": mean, "snapshot": snap, "audit_run": audit,
                 "freshness_max_s": 60 + max(x["wall_s"] for x in steady),
                 "core_share_steady": (med["cpu_s"] + med["influx_cpu_s"]) / 60,
@@ -205,7 +208,7 @@ def main(argv=None) -> int:
               f"of a core at 60 s), {m['points']:.0f} points for {m['readings']:.0f} readings | freshness "
               f"<= {r['freshness_max_s']:.0f} s | with the snapshot and audit amortized "
               f"{100 * r['core_share_amortized']:.1f} % | snapshot {r['snapshot']['bytes'] / 1e6:.0f} MB, "
-              f"{r['snapshot']['wall_s']:.1f} s")
+              f"{r['snapshot']['wall_s']:.1f} s | peak RSS {r['peak_rss_mb']:.0f} MB")
     if args.profile:
         return 0  # a profiled run's figures are not the benchmark's
     out = ROOT / "bench" / "results" / "analytics_scale.json"
