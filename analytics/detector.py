@@ -381,6 +381,31 @@ class StateVersionError(ValueError):
     """A saved Stream of another STATE_VERSION (or not one at all): rebuild it from the history."""
 
 
+def _saved(arrays: dict, meta: list, params: Params) -> bytes:
+    """Arrays as an npz, with STATE_VERSION and the rest of `meta` and the constants they were made with."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.array([STATE_VERSION, *meta], dtype=np.int64),
+             params=np.frombuffer(repr(params).encode(), dtype=np.uint8), **arrays)
+    return buf.getvalue()
+
+
+def _loaded(blob: bytes, params: Params) -> tuple:
+    """(arrays, the rest of meta) of `_saved`; StateVersionError when of another version or constants."""
+    import io
+
+    try:
+        with np.load(io.BytesIO(blob)) as npz:
+            z = {k: npz[k] for k in npz.files}  # each read of an npz member decodes it again
+        version, *meta = (int(v) for v in z["meta"])
+    except (ValueError, KeyError, OSError) as err:
+        raise StateVersionError(f"not a detector state: {err}") from err
+    if version != STATE_VERSION or bytes(z["params"]).decode() != repr(params):
+        raise StateVersionError(f"detector state version {version} with other constants; this is {STATE_VERSION}")
+    return z, meta
+
+
 class Stream:
     """The detector carried from one stretch of columns to the next (incremental runs).
 
@@ -530,29 +555,15 @@ class Stream:
             self.floors[had:] = self.floor[had:, None] + 1e-9
 
     def to_bytes(self) -> bytes:
-        import io
-
-        arrays = {"floor": self.floor, "tail": self.tail, "floors": self.floors, "sums": self.sums, "ratios": self.ratios,
-                  "meta": np.array([STATE_VERSION, self.n, self.step, self.rewind], dtype=np.int64),
-                  "params": np.frombuffer(repr(self.p).encode(), dtype=np.uint8)}
+        arrays = {"floor": self.floor, "tail": self.tail, "floors": self.floors, "sums": self.sums, "ratios": self.ratios}
         for v, r in enumerate(self.rec):
             for i, a in enumerate(r):
                 arrays[f"rec{v}_{i}"] = a
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        return buf.getvalue()
+        return _saved(arrays, [self.n, self.step, self.rewind], self.p)
 
     @classmethod
     def from_bytes(cls, blob: bytes, params: Params = PARAMS) -> Stream:
-        import io
-
-        try:
-            z = np.load(io.BytesIO(blob))
-            version, n, step, rewind = (int(v) for v in z["meta"])
-        except (ValueError, KeyError, OSError) as err:
-            raise StateVersionError(f"not a detector state: {err}") from err
-        if version != STATE_VERSION or bytes(z["params"]).decode() != repr(params):
-            raise StateVersionError(f"detector state version {version} with other constants; this is {STATE_VERSION}")
+        z, (n, step, rewind) = _loaded(blob, params)
         s = cls(len(z["floor"]), step, params, z["floor"], rewind)
         s.n, s.tail, s.floors, s.sums, s.ratios = n, z["tail"], z["floors"], z["sums"], z["ratios"]
         s.rec = [tuple(z[f"rec{v}_{i}"] for i in range(3)) for v in range(len(VIEW_NAMES))]
@@ -667,13 +678,9 @@ class Rows:
         self.checks = {c: ck for c, ck in self.checks.items() if c >= before}
 
     def to_bytes(self) -> bytes:
-        import io
-
         cols = sorted(self.checks)
-        arrays = {"meta": np.array([STATE_VERSION, self.step, self.rewind], dtype=np.int64),
-                  "params": np.frombuffer(repr(self.p).encode(), dtype=np.uint8), "n": self.n, "width": self.width,
-                  "fwidth": self.fwidth, "floor": self.floor, "tail": self.tail, "floors": self.floors,
-                  "sums": self.sums, "ratios": self.ratios, "cols": np.array(cols, dtype=np.int64)}
+        arrays = {"n": self.n, "width": self.width, "fwidth": self.fwidth, "floor": self.floor, "tail": self.tail,
+                  "floors": self.floors, "sums": self.sums, "ratios": self.ratios, "cols": np.array(cols, dtype=np.int64)}
         for v, r in enumerate(self.rec):
             for i, a in enumerate(r):
                 arrays[f"rec{v}_{i}"] = a
@@ -682,22 +689,11 @@ class Rows:
         arrays["ck_sums"] = np.array([self.checks[c]["sums"] for c in cols]).reshape((len(cols), 2, len(self)))
         arrays["ck_ratios"] = np.array([self.checks[c]["ratios"] for c in cols]).reshape(
             (len(cols), len(self), self.hold))
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        return buf.getvalue()
+        return _saved(arrays, [self.step, self.rewind], self.p)
 
     @classmethod
     def from_bytes(cls, blob: bytes, params: Params = PARAMS) -> Rows:
-        import io
-
-        try:
-            with np.load(io.BytesIO(blob)) as npz:
-                z = {k: npz[k] for k in npz.files}  # each read of an npz member decodes it again
-            version, step, rewind = (int(v) for v in z["meta"])
-        except (ValueError, KeyError, OSError) as err:
-            raise StateVersionError(f"not a detector state: {err}") from err
-        if version != STATE_VERSION or bytes(z["params"]).decode() != repr(params):
-            raise StateVersionError(f"detector state version {version} with other constants; this is {STATE_VERSION}")
+        z, (step, rewind) = _loaded(blob, params)
         r = cls(step, params, rewind)
         for name in ("n", "width", "fwidth", "floor", "tail", "floors", "sums", "ratios"):
             setattr(r, name, z[name])

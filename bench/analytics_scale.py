@@ -181,8 +181,8 @@ def one_size(n: int, runs: int, tmp: Path, profile: Path | None = None) -> dict:
         # amortized: a snapshot every analyze_snapshot_s, an audit every analyze_audit_s (60-second runs)
         extra = (snap["cpu_s"] * 60 / s.analyze_snapshot_s
                  + max(0.0, audit["cpu_s"] + audit["influx_cpu_s"] - per_run) * 60 / s.analyze_audit_s)
-        return {"nodes": n, "history_write_s": history_s,
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # of the process so far "cold": cold_fig, "steady_runs": steady,
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB, the process's peak so far
+        return {"nodes": n, "history_write_s": history_s, "peak_rss_mb": rss, "cold": cold_fig, "steady_runs": steady,
                 "steady_median": med, "steady_mean": mean, "snapshot": snap, "audit_run": audit,
                 "freshness_max_s": 60 + max(x["wall_s"] for x in steady),
                 "core_share_steady": (med["cpu_s"] + med["influx_cpu_s"]) / 60,
