@@ -3,8 +3,9 @@
 A small fleet (a forest site of four nodes and an air node, a river site of two and two air nodes: every
 air node is scored against the city's, the regional reference) sends hourly, each
 node at its own minute; a cold start, then a run every 20 minutes for a day and a half, with a node's
-ten-hour outage backfilled oldest first, and a batch lost and resent hours later behind the node's
-newest readings (found by the audit). At the end every flag, index, score, event and fire code the
+ten-hour outage backfilled oldest first, and an air node's batch lost and resent hours later behind its
+newest readings (found by the audit; it moves the city's reference of the other site's air node, whose
+series must be recomputed as far back although its own site sent nothing old). At the end every flag, index, score, event and fire code the
 runs hold equals a full recomputation over the same data (quality, indices and events on the window,
 the detector from its origin), within floating-point tolerance; the points in InfluxDB are what the
 runs wrote, and later runs wrote only new or changed points.
