@@ -381,6 +381,31 @@ class StateVersionError(ValueError):
     """A saved Stream of another STATE_VERSION (or not one at all): rebuild it from the history."""
 
 
+def _saved(arrays: dict, meta: list, params: Params) -> bytes:
+    """Arrays as an npz, with STATE_VERSION and the rest of `meta` and the constants they were made with."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.array([STATE_VERSION, *meta], dtype=np.int64),
+             params=np.frombuffer(repr(params).encode(), dtype=np.uint8), **arrays)
+    return buf.getvalue()
+
+
+def _loaded(blob: bytes, params: Params) -> tuple:
+    """(arrays, the rest of meta) of `_saved`; StateVersionError when of another version or constants."""
+    import io
+
+    try:
+        with np.load(io.BytesIO(blob)) as npz:
+            z = {k: npz[k] for k in npz.files}  # each read of an npz member decodes it again
+        version, *meta = (int(v) for v in z["meta"])
+    except (ValueError, KeyError, OSError) as err:
+        raise StateVersionError(f"not a detector state: {err}") from err
+    if version != STATE_VERSION or bytes(z["params"]).decode() != repr(params):
+        raise StateVersionError(f"detector state version {version} with other constants; this is {STATE_VERSION}")
+    return z, meta
+
+
 class Stream:
     """The detector carried from one stretch of columns to the next (incremental runs).
 
@@ -530,30 +555,150 @@ class Stream:
             self.floors[had:] = self.floor[had:, None] + 1e-9
 
     def to_bytes(self) -> bytes:
-        import io
-
-        arrays = {"floor": self.floor, "tail": self.tail, "floors": self.floors, "sums": self.sums, "ratios": self.ratios,
-                  "meta": np.array([STATE_VERSION, self.n, self.step, self.rewind], dtype=np.int64),
-                  "params": np.frombuffer(repr(self.p).encode(), dtype=np.uint8)}
+        arrays = {"floor": self.floor, "tail": self.tail, "floors": self.floors, "sums": self.sums, "ratios": self.ratios}
         for v, r in enumerate(self.rec):
             for i, a in enumerate(r):
                 arrays[f"rec{v}_{i}"] = a
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        return buf.getvalue()
+        return _saved(arrays, [self.n, self.step, self.rewind], self.p)
 
     @classmethod
     def from_bytes(cls, blob: bytes, params: Params = PARAMS) -> Stream:
-        import io
-
-        try:
-            z = np.load(io.BytesIO(blob))
-            version, n, step, rewind = (int(v) for v in z["meta"])
-        except (ValueError, KeyError, OSError) as err:
-            raise StateVersionError(f"not a detector state: {err}") from err
-        if version != STATE_VERSION or bytes(z["params"]).decode() != repr(params):
-            raise StateVersionError(f"detector state version {version} with other constants; this is {STATE_VERSION}")
+        z, (n, step, rewind) = _loaded(blob, params)
         s = cls(len(z["floor"]), step, params, z["floor"], rewind)
         s.n, s.tail, s.floors, s.sums, s.ratios = n, z["tail"], z["floors"], z["sums"], z["ratios"]
         s.rec = [tuple(z[f"rec{v}_{i}"] for i in range(3)) for v in range(len(VIEW_NAMES))]
         return s
+
+
+class Rows:
+    """Series of one metric, each at its own column: the state of many `Stream` rows side by side, for runs
+    that recompute only the series whose data changed (`analytics.incremental`).
+
+    Each row carries what a Stream carries (its context right-aligned in `tail` and `floors`, `width` and
+    `fwidth` columns of them valid), its own column count `n`, and a checkpoint at the columns passed by
+    `mark`. `take(rows)` gives a Stream of rows at one column; `put(rows, stream)` keeps what it became;
+    `back_to(rows, col)` takes rows back to their checkpoint at `col`. A row left at its column while others
+    go on is exactly what it would be had it gone on with no value since, once it is taken on from there.
+    `to_bytes()` and `from_bytes()` save and load it all, versioned by STATE_VERSION.
+    """
+
+    def __init__(self, step_s: int, params: Params = PARAMS, rewind: int = 0):
+        probe = Stream(0, step_s, params, rewind=rewind)
+        self.p, self.step, self.rewind, self.hold = params, int(step_s), int(rewind), probe.hold
+        self.cap, self.cap_f = probe.keep + self.rewind, probe.keep_floors + self.rewind
+        self.n = np.zeros(0, np.int64)
+        self.width = np.zeros(0, np.int64)
+        self.fwidth = np.zeros(0, np.int64)
+        self.floor = np.zeros(0)
+        self.tail = np.zeros((0, self.cap))
+        self.floors = np.zeros((0, self.cap_f))
+        self.sums = np.zeros((2, 0))
+        self.rec = [record_state(0, params) for _ in VIEW_NAMES]
+        self.ratios = np.zeros((0, self.hold))
+        self.checks: dict = {}  # column -> a Stream.checkpoint() of every row
+
+    def __len__(self) -> int:
+        return len(self.n)
+
+    def _fresh(self, n: int, rows: int) -> dict:
+        return {"n": n, "sums": np.zeros((2, rows)), "ratios": np.zeros((rows, self.hold)),
+                "rec": [record_state(rows, self.p) for _ in VIEW_NAMES]}
+
+    @staticmethod
+    def _join_ck(a: dict, b: dict) -> dict:
+        return {"n": a["n"], "sums": np.concatenate([a["sums"], b["sums"]], axis=1),
+                "ratios": np.concatenate([a["ratios"], b["ratios"]]),
+                "rec": [tuple(np.concatenate([x, y], axis=-1) for x, y in zip(r, s, strict=True))
+                        for r, s in zip(a["rec"], b["rec"], strict=True)]}
+
+    def add(self, k: int, floor, n: int) -> None:
+        """k more series at column n, as if they had been there from the start without a value."""
+        fl = np.broadcast_to(np.asarray(floor, float), (k,))
+        self.n = np.concatenate([self.n, np.full(k, n, np.int64)])
+        self.width = np.concatenate([self.width, np.full(k, min(n, self.cap), np.int64)])
+        self.fwidth = np.concatenate([self.fwidth, np.full(k, min(n, self.cap_f), np.int64)])
+        self.floor = np.concatenate([self.floor, fl])
+        self.tail = np.concatenate([self.tail, np.zeros((k, self.cap))])  # carried forward from no value: zeros
+        self.floors = np.concatenate([self.floors, np.broadcast_to(fl[:, None] + 1e-9, (k, self.cap_f))])
+        self.sums = np.concatenate([self.sums, np.zeros((2, k))], axis=1)
+        fresh = record_state(k, self.p)
+        self.rec = [tuple(np.concatenate([a, b], axis=-1) for a, b in zip(r, fresh, strict=True)) for r in self.rec]
+        self.ratios = np.concatenate([self.ratios, np.zeros((k, self.hold))])
+        self.checks = {c: self._join_ck(ck, self._fresh(c, k)) for c, ck in self.checks.items()}
+
+    def take(self, rows) -> Stream:
+        """A Stream of these rows (a copy), which must be at one column."""
+        rows = np.asarray(rows, dtype=np.int64)
+        n = self.n[rows]
+        if len(rows) and (n != n[0]).any():
+            raise ValueError("rows at different columns")
+        w, wf = int(self.width[rows].min(initial=self.cap)), int(self.fwidth[rows].min(initial=self.cap_f))
+        s = Stream(len(rows), self.step, self.p, self.floor[rows], self.rewind)
+        s.n = int(n[0]) if len(rows) else 0
+        s.tail, s.floors = self.tail[rows, self.cap - w:], self.floors[rows, self.cap_f - wf:]
+        s.sums, s.ratios = self.sums[:, rows], self.ratios[rows]
+        s.rec = [tuple(a[..., rows] for a in r) for r in self.rec]
+        return s
+
+    def put(self, rows, s: Stream) -> None:
+        """Keep the state of a Stream taken from these rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        w, wf = s.tail.shape[1], s.floors.shape[1]
+        self.tail[rows, self.cap - w:], self.floors[rows, self.cap_f - wf:] = s.tail, s.floors
+        self.width[rows], self.fwidth[rows], self.n[rows] = w, wf, s.n
+        self.sums[:, rows], self.ratios[rows] = s.sums, s.ratios
+        for mine, theirs in zip(self.rec, s.rec, strict=True):
+            for a, b in zip(mine, theirs, strict=True):
+                a[..., rows] = b
+
+    def mark(self, rows, s: Stream) -> None:
+        """Keep the checkpoint of a Stream taken from these rows, at its column."""
+        ck = self.checks.get(s.n)
+        if ck is None:
+            ck = self.checks[s.n] = self._fresh(s.n, len(self))
+        got = s.checkpoint()
+        ck["sums"][:, rows], ck["ratios"][rows] = got["sums"], got["ratios"]
+        for mine, theirs in zip(ck["rec"], got["rec"], strict=True):
+            for a, b in zip(mine, theirs, strict=True):
+                a[..., rows] = b
+
+    def back_to(self, rows, col: int) -> None:
+        """These rows back to their checkpoint at column `col` (ValueError when it is out of reach)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        ck = self.checks[col]
+        for n in np.unique(self.n[rows]):
+            sel = rows[self.n[rows] == n]
+            s = self.take(sel)
+            s.restore({"n": col, "sums": ck["sums"][:, sel], "ratios": ck["ratios"][sel],
+                       "rec": [tuple(a[..., sel] for a in r) for r in ck["rec"]]})
+            self.put(sel, s)
+
+    def forget(self, before: int) -> None:
+        """Drop the checkpoints before column `before`."""
+        self.checks = {c: ck for c, ck in self.checks.items() if c >= before}
+
+    def to_bytes(self) -> bytes:
+        cols = sorted(self.checks)
+        arrays = {"n": self.n, "width": self.width, "fwidth": self.fwidth, "floor": self.floor, "tail": self.tail,
+                  "floors": self.floors, "sums": self.sums, "ratios": self.ratios, "cols": np.array(cols, dtype=np.int64)}
+        for v, r in enumerate(self.rec):
+            for i, a in enumerate(r):
+                arrays[f"rec{v}_{i}"] = a
+                arrays[f"ck_rec{v}_{i}"] = np.array([self.checks[c]["rec"][v][i] for c in cols]).reshape(
+                    (len(cols),) + a.shape)
+        arrays["ck_sums"] = np.array([self.checks[c]["sums"] for c in cols]).reshape((len(cols), 2, len(self)))
+        arrays["ck_ratios"] = np.array([self.checks[c]["ratios"] for c in cols]).reshape(
+            (len(cols), len(self), self.hold))
+        return _saved(arrays, [self.step, self.rewind], self.p)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, params: Params = PARAMS) -> Rows:
+        z, (step, rewind) = _loaded(blob, params)
+        r = cls(step, params, rewind)
+        for name in ("n", "width", "fwidth", "floor", "tail", "floors", "sums", "ratios"):
+            setattr(r, name, z[name])
+        r.rec = [tuple(z[f"rec{v}_{i}"] for i in range(3)) for v in range(len(VIEW_NAMES))]
+        r.checks = {int(c): {"n": int(c), "sums": z["ck_sums"][k], "ratios": z["ck_ratios"][k],
+                             "rec": [tuple(z[f"ck_rec{v}_{i}"][k] for i in range(3)) for v in range(len(VIEW_NAMES))]}
+                    for k, c in enumerate(z["cols"])}
+        return r

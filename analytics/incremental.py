@@ -4,28 +4,37 @@ writes only the points that changed. The batch path (`analytics.analyze.Analyzer
 What a run reads (InfluxDB 1.x stores no arrival time, and late readings keep their old timestamps):
 
 1. every node's last `analyze_reread_s` (2 hours: nodes send hourly, so their newest readings are up to
-   an hour old when they arrive), for the owned sites, in one bounded, streamed query per stretch;
+   an hour old when they arrive): first the count of readings per node over it (one integer field, one
+   row per node), against the counts held; then the cells of the nodes whose count differs, in bounded,
+   streamed queries (the nodes that sent since the last run, not the fleet);
 2. a node whose newest reading is older than that (silent, or back from an outage and sending its
    buffer oldest first) is read from its own arrival watermark, the newest step seen from it: a backfill
    arrives in order, so everything before the watermark was already there;
 3. what can still arrive behind a watermark (a lost batch resent after later ones, a dead letter
-   replayed) is found by an audit every `analyze_audit_s`: the count of readings per node and step over
-   the window, one integer field, against the counts held; the steps that differ are read again.
+   replayed) is found by an audit every `analyze_audit_s`: the count of readings per node and day over
+   the window, one integer field, against the counts held; a node's day that differs is read again.
 
 Each cell (node, step) holds the sum and count of each metric, so a re-read changes only the cells whose
 readings changed, and each run knows the earliest step that changed.
 
-What a run computes, from the earliest changed step on: the detector (`analytics.detector.Stream`, one
-per metric, rewound to the hourly checkpoint before that step, so a backfill recomputes the hours it
-touches and no more); the quality checks, indices, events and fire codes of the sites whose cells
-changed, over the window (they are cheap per site, and so equal the batch exactly); the alert rules.
+What a run computes: the detector for the series whose inputs changed (`analytics.detector.Rows`, one per
+metric, each series at its own column): a series' inputs are its site's (the neighbours' median, the rain)
+and, for the particulates, the city's (the regional reference), so a site's change makes its nodes' series
+dirty from the site's earliest changed step, and any node's change every particulate series from that
+node's; each dirty series goes back to its own hourly checkpoint before that step (or on from where it
+stopped, if earlier), so a backfill recomputes the hours it touches and no more, and the series of quiet
+sites are not touched. The quality checks, indices, events and fire codes of the sites whose cells
+changed, over the window (they are cheap per site, and so equal the batch exactly); at a WIB midnight,
+as the window moves on, those of every site; on a new step, the rolling means (the ISPU's 24 hours) of
+the sites without a reading yet; the events of the nodes rescored, or open at the window's end.
 Each output is compared with what the last run produced, and only what differs is written: a new flag,
 an index field whose value changed (the point carries only that field), a new or changed event, a
 changed fire code.
 
 State (`analytics-<partition>.state` under the state directory, SQLite): the window's cells, the
-streams and their checkpoints, the last outputs, the watermarks, saved every `analyze_snapshot_s` and at
-the end; a restart resumes from it and reads again from its watermarks. A state of another
+streams and their checkpoints, the scores, events and fire codes, the watermarks, saved every
+`analyze_snapshot_s` and at the end (the quality flags and indices are not saved: a restart recomputes
+them from the cells); a restart resumes from it and reads again from its watermarks. A state of another
 STATE_VERSION (or another fleet, step or window) is rebuilt from history: a cold start reads the window
 in bounded stretches, with a progress bar, and runs the detector through it an hour at a time.
 
@@ -38,7 +47,6 @@ that choice (the batch decides it on the window), and the tide is fitted on at m
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import pickle
 import sqlite3
@@ -55,10 +63,11 @@ from ingest import lineproto
 from rimba.metrics import METRICS
 
 log = logging.getLogger("rimba.analyze")
-STATE_VERSION = 1  # of this module's state; the detector's streams carry their own (detector.STATE_VERSION)
+STATE_VERSION = 2  # of this module's state; the detector's streams carry their own (detector.STATE_VERSION)
 FIRE_METRICS = ("air_temp_c", "air_rh_pct", "rain_mm")
 CHECK_EVERY_S = 3600  # the streams' checkpoints: late data rewinds to the hour before it
 REWIND_S = 2 * 86400  # how far back late data can rewind the detector (older: recomputed from the oldest)
+LAG_S = 6 * 3600  # a series whose inputs have not changed for this long is taken on through its missing values
 METRIC_LIST = tuple(METRICS)
 PM = quality.PM_METRICS
 
@@ -106,8 +115,7 @@ class State:
     contact: dict = field(default_factory=dict)
     wake: dict = field(default_factory=dict)
     rows: dict = field(default_factory=dict)  # metric -> node indices of the stream's rows
-    streams: dict = field(default_factory=dict)  # metric -> detector.Stream (saved with to_bytes)
-    checks: dict = field(default_factory=dict)  # column -> {metric: checkpoint}
+    streams: dict = field(default_factory=dict)  # metric -> detector.Rows, each row at its own column (to_bytes)
     scores: anomaly.Scores | None = None  # (nodes, steps, ANOMALY_METRICS) over the window
     flags: np.ndarray = None
     derived: dict = field(default_factory=dict)
@@ -118,18 +126,31 @@ class State:
     tide_x: np.ndarray = None  # (nodes, steps) the tidal metric's values of the TIDE_DAYS before the window
     audited: int = 0
     saved: int = 0
+    events_end: int = 0  # the window's end when the events were last computed (an open event runs to it)
 
     @property
     def steps(self) -> int:
         return self.sums.shape[1]
 
-    def values(self) -> np.ndarray:
-        """The cube's values: each metric's mean per step (for TOTALS the total), NaN without a reading."""
+    def values(self, nodes=None, lo: int = 0, metrics=METRIC_LIST, hi: int | None = None) -> np.ndarray:
+        """The cube's values (nodes, steps lo..hi, metrics): each metric's mean per step (for TOTALS the total),
+        NaN without a reading; `nodes` node indices (default all)."""
+        rows = np.arange(len(self.nodes)) if nodes is None else np.asarray(nodes, dtype=np.int64)
+        at = np.ix_(rows, np.arange(self.steps)[lo:hi], [METRIC_LIST.index(m) for m in metrics])  # one copy
+        sums, counts = self.sums[at], self.counts[at]
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = self.sums / self.counts
-        tot = [METRIC_LIST.index(m) for m in TOTALS]
-        mean[:, :, tot] = self.sums[:, :, tot]
-        return np.where(self.counts > 0, mean, np.nan)
+            mean = sums / counts
+        tot = [k for k, m in enumerate(metrics) if m in TOTALS]
+        mean[:, :, tot] = sums[:, :, tot]
+        return np.where(counts > 0, mean, np.nan)
+
+    def in_range(self, nodes=None, lo: int = 0, metrics=METRIC_LIST) -> np.ndarray:
+        """`values` without those out of the measurement table's range (the RANGE flag's)."""
+        x = self.values(nodes, lo, metrics)
+        low = np.array([METRICS[m].low for m in metrics])
+        high = np.array([METRICS[m].high for m in metrics])
+        with np.errstate(invalid="ignore"):
+            return np.where((x < low) | (x > high), np.nan, x)
 
 
 class StateStore:
@@ -142,16 +163,15 @@ class StateStore:
 
     def save(self, st: State) -> None:
         streams = {m: s.to_bytes() for m, s in st.streams.items()}
-        rest = dict(st.__dict__, streams={})
-        with io.BytesIO() as buf:
-            pickle.dump(rest, buf, protocol=pickle.HIGHEST_PROTOCOL)
-            body = buf.getvalue()
+        rest = dict(st.__dict__, streams={}, flags=None, derived={})  # those two: recomputed from the cells on load
+        body = pickle.dumps(rest, protocol=pickle.HIGHEST_PROTOCOL)  # one copy of the arrays (a BytesIO made two)
         self.db.execute("BEGIN IMMEDIATE")
         self.db.execute("DELETE FROM part")
         self.db.execute("INSERT INTO part VALUES ('version', ?)", (str(STATE_VERSION).encode(),))
         self.db.execute("INSERT INTO part VALUES ('state', ?)", (body,))
-        self.db.executemany("INSERT INTO part VALUES (?, ?)", [(f"stream:{m}", b) for m, b in streams.items()])
+        self.db.executemany("INSERT INTO part VALUES (?, ?)", [(f"rows:{m}", b) for m, b in streams.items()])
         self.db.execute("COMMIT")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # else the log keeps a second copy of it all on disk
 
     def load(self, key: str) -> State | None:
         """The saved state, or None when there is none, or it is of another version or key."""
@@ -162,8 +182,8 @@ class StateStore:
             st = State(**pickle.loads(parts["state"]))
             if st.key != key:
                 return None
-            st.streams = {name[7:]: detector.Stream.from_bytes(b, anomaly.PRODUCT)
-                          for name, b in parts.items() if name.startswith("stream:")}
+            st.streams = {name[5:]: detector.Rows.from_bytes(b, anomaly.PRODUCT)
+                          for name, b in parts.items() if name.startswith("rows:")}
         except (detector.StateVersionError, KeyError, TypeError, pickle.UnpicklingError) as err:
             log.warning("analytics state not usable (%s): rebuilding from history", err)
             return None
@@ -191,7 +211,24 @@ class Incremental:
         self.key = hashlib.sha1(repr((sorted((i, n.site) for i, n in fleet.nodes.items()), self.sites, self.step,
                                       settings.analyze_days)).encode()).hexdigest()
         self.st: State | None = self.store.load(self.key)
+        if self.st is not None:
+            self._outputs_from_cells()
         self.stats = {"runs": 0, "read_failures": 0, "queries": 0}
+
+    def _outputs_from_cells(self) -> None:
+        """The quality flags and the indices of a loaded state (not saved: they follow from its cells)."""
+        st = self.st
+        nodes = np.flatnonzero(st.owned)
+        st.flags = np.zeros(st.sums.shape, np.uint16)
+        st.derived = {}
+        if not len(nodes):
+            return
+        cube = Cube([st.nodes[i] for i in nodes], [st.sites[i] for i in nodes],
+                    st.start + np.arange(st.steps) * st.step, METRIC_LIST, st.values(nodes))
+        st.flags[nodes] = quality.check(cube.values, cube.metrics, cube.sites)
+        for k, v in derive(cube, st.step).items():
+            st.derived[k] = np.full((len(st.nodes), st.steps), np.nan)
+            st.derived[k][nodes] = v
 
     def close(self) -> None:
         if self.st is not None:
@@ -206,7 +243,7 @@ class Incremental:
     def _merge(self, cells, changed: dict, pm_only: bool = False) -> None:
         """Cells into the state; changed[node index] = the earliest window step whose cell changed."""
         st = self.st
-        row = {n: i for i, n in enumerate(st.nodes)}
+        row = self._row()
         cols = [METRIC_LIST.index(m) for m in PM] if pm_only else slice(None)
         for c in cells:
             i = row.get(c.node)
@@ -222,6 +259,8 @@ class Incremental:
             diff = (old_c != counts).any(axis=1) | (np.abs(old_s - sums) > 1e-9 * (1 + np.abs(sums))).any(axis=1)
             if not pm_only:
                 diff |= st.readings[i, t] != c.readings[ok]
+            else:
+                st.readings[i, t] = c.readings[ok]  # compared by the probe of `_read_recent` only
             if diff.any():
                 tt = t[diff]
                 if pm_only:
@@ -244,6 +283,29 @@ class Incremental:
             others = f'"site" !~ {regex_of(self.sites)}'
             self._merge(self.pm_reader.cells(lo, hi, self.step, len(self.st.nodes) - count, others), changed,
                         pm_only=True)
+
+    def _read_recent(self, lo: int, hi: int, changed: dict) -> None:
+        """The last `analyze_reread_s`: the count of readings per node (one integer field, far cheaper to scan
+        than every metric) against the cells', then the cells of the nodes whose count differs."""
+        st = self.st
+        row = self._row()
+        held = st.readings[:, (lo - st.start) // st.step:].sum(axis=1)
+        owned = self._where_owned()
+        parts = [(owned, False)] + ([(f'"site" !~ {regex_of(self.sites)}', True)] if owned else [])
+        for where, pm_only in parts:  # the owned nodes; the city's PM sensors, for the regional reference
+            cond = f" AND {where}" if where else ""
+            q = f'SELECT count("seq") FROM reading WHERE time >= {int(lo)}s AND time < {int(hi)}s{cond} GROUP BY node'
+            stale = []
+            for series in self.influx.query_stream(q, epoch="s"):
+                node = series.get("tags", {}).get("node")
+                i = row.get(node)
+                if i is not None and series["values"][0][1] != held[i]:
+                    stale.append(node)
+            self.stats["probed"] = self.stats.get("probed", 0) + 1
+            if stale:
+                reader = self.pm_reader if pm_only else self.reader
+                self._merge(reader.cells(lo, hi, st.step, len(stale), f'"node" =~ {regex_of(stale)}'), changed,
+                            pm_only=pm_only)
 
     def _statuses(self, lo: int, hi: int) -> None:
         window = f"time >= {int(lo)}s AND time <= {int(hi)}s"
@@ -286,11 +348,12 @@ class Incremental:
             pad[1] = grow
             return np.concatenate([a[:, drop:], np.full(pad, fill, dtype=a.dtype)], axis=1)
 
+        self._moved = (drop, grow)
         if drop:
             st.pending = {i: max(0, v - drop) for i, v in st.pending.items()}
         if drop:  # the tide is fitted on up to TIDE_DAYS: keep the tidal metric's values past the window
             keep = anomaly.TIDE_DAYS * 86400 // st.step
-            tidal = st.values()[:, :drop, [METRIC_LIST.index(m) for m in anomaly.TIDAL]]
+            tidal = st.values(None, 0, anomaly.TIDAL, hi=drop)
             old = st.tide_x if st.tide_x is not None else np.zeros(tidal.shape[:1] + (0,) + tidal.shape[2:])
             st.tide_x = np.concatenate([old, tidal], axis=1)[:, -keep:]
         if drop or grow:
@@ -336,13 +399,14 @@ class Incremental:
         cold = self.st is None
         if cold:
             self.st = self._new_state(now)
+        if not cold:
+            self._slide(now)  # (the steps of `pending` move with the window)
         changed = self.st.pending  # what a run that failed part-way merged is computed by the next one
         if cold:
             self._cold_read(now, changed)
         else:
-            self._slide(now)
             lo = max(self.st.start, (now - self.s.analyze_reread_s) // step * step)
-            self._read(lo, now, changed)
+            self._read_recent(lo, now, changed)
             silent = [n for n, i in zip(self.st.nodes, self.st.owned, strict=True)
                       if i and self.st.watermark.get(n, self.st.start) < lo]
             if silent:
@@ -380,7 +444,7 @@ class Incremental:
             self._bar("reading the window", k + 1, len(stretches))
         hourly = Reader(self.influx, FIRE_METRICS)
         where = self._where_owned()
-        row = {n: i for i, n in enumerate(st.nodes)}
+        row = self._row()
         for c in hourly.cells(st.h_start, st.start, 3600, int(st.owned.sum()), where):
             i = row.get(c.node)
             if i is not None:
@@ -390,27 +454,30 @@ class Incremental:
         st.audited = now
 
     def _audit(self, now: int, changed: dict) -> None:
-        """Readings that arrived behind a watermark: the count per node and step against the cells'."""
+        """Readings that arrived behind a watermark: the count per node and day (one integer field) against the
+        cells'; a node's day whose count differs is read again (the merge finds the steps that changed)."""
         st = self.st
         where = self._where_owned()
         cond = f" AND {where}" if where else ""
-        row = {n: i for i, n in enumerate(st.nodes)}
-        stale: dict = {}
-        span = max(st.step, 20_000 // max(1, int(st.owned.sum())) * st.step)
+        row = self._row()
+        held = np.concatenate([np.zeros((len(st.nodes), 1)), np.cumsum(st.readings, axis=1, dtype=float)], axis=1)
+        stale: list = []
+        span = max(1, 20_000 // max(1, int(st.owned.sum()))) * 86400
         for lo in range(st.start, now, span):
-            q = (f'SELECT count("seq") FROM reading WHERE time >= {lo}s AND time < {min(now, lo + span)}s{cond} '
-                 f"GROUP BY time({st.step}s), node fill(none)")
+            hi = min(now, lo + span)
+            q = (f'SELECT count("seq") FROM reading WHERE time >= {lo}s AND time < {hi}s{cond} '
+                 "GROUP BY time(86400s), node fill(none)")
             for series in self.influx.query_stream(q, epoch="s"):
                 i = row.get(series.get("tags", {}).get("node"))
                 if i is None:
                     continue
-                v = np.array(series["values"], dtype=float)
-                t = ((v[:, 0] - st.start) // st.step).astype(int)
-                bad = t[st.readings[i, t] != v[:, 1]]
-                if bad.size:
-                    stale[i] = (int(bad.min()), int(bad.max()))
-        for i, (a, b) in stale.items():
-            self._read(st.start + a * st.step, st.start + (b + 1) * st.step, changed, nodes=[st.nodes[i]])
+                for day, count in series["values"]:
+                    a, b = max(lo, int(day)), min(hi, int(day) + 86400)  # the day's part inside the query
+                    ta, tb = (a - st.start) // st.step, min(st.steps, -(-(b - st.start) // st.step))
+                    if held[i, tb] - held[i, ta] != count:
+                        stale.append((i, a, b))
+        for i, a, b in stale:
+            self._read(a - (a - st.start) % st.step, b, changed, nodes=[st.nodes[i]])
         st.audited = now
 
     def _bar(self, what: str, k: int, n: int) -> None:
@@ -426,34 +493,46 @@ class Incremental:
 
     def _compute(self, changed: dict, now: int, cold: bool) -> list:
         st = self.st
-        values = st.values()
         if st.flags is None:
-            st.flags = np.zeros(values.shape, np.uint16)
-            st.scores = anomaly.Scores(*(np.full(values.shape[:2] + (len(ANOMALY_METRICS),), np.nan) for _ in range(2)),
-                                       np.zeros(values.shape[:2] + (len(ANOMALY_METRICS),), np.int8),
-                                       np.zeros((len(st.nodes), len(ANOMALY_METRICS)), bool),
-                                       np.full(values.shape[:2] + (len(ANOMALY_METRICS),), np.nan))
-        if not changed:
-            return []
-        sites = np.asarray(st.sites)
-        dirty_sites = sorted({st.sites[i] for i in changed if st.owned[i]})
-        nodes = np.flatnonzero(np.isin(sites, dirty_sites))
-        first = min(changed.values())
+            st.flags = np.zeros(st.sums.shape, np.uint16)
+        if st.scores is None:
+            shape = st.sums.shape[:2] + (len(ANOMALY_METRICS),)
+            st.scores = anomaly.Scores(np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape, np.int8),
+                                       np.zeros((len(st.nodes), len(ANOMALY_METRICS)), bool), np.full(shape, np.nan))
         lines: list = []
+        sites = np.asarray(st.sites)
+        drop, grow = getattr(self, "_moved", (0, 0))
+        self._moved = (0, 0)
+        # a site whose cells changed is recomputed over the window; at a WIB midnight, as the window moves on, all
+        dirty_sites = sorted(self.sites if drop else {st.sites[i] for i in changed if st.owned[i]})
+        nodes = np.flatnonzero(np.isin(sites, dirty_sites))
+        times = st.start + np.arange(st.steps) * st.step
         if len(nodes):
-            cube = Cube([st.nodes[i] for i in nodes], [st.sites[i] for i in nodes], st.start + np.arange(st.steps)
-                        * st.step, METRIC_LIST, values[nodes])
+            cube = Cube([st.nodes[i] for i in nodes], [st.sites[i] for i in nodes], times, METRIC_LIST,
+                        st.values(nodes))
             lines += self._quality(cube, nodes)
             lines += self._indices(cube, nodes)
-        low = np.array([METRICS[m].low for m in METRIC_LIST])
-        high = np.array([METRICS[m].high for m in METRIC_LIST])
-        with np.errstate(invalid="ignore"):
-            in_range = np.where((values < low) | (values > high), np.nan, values)  # the RANGE flag's values left out
-        scored = self._detector(in_range, first, cold)
-        lines += self._events(in_range, scored)
+        clean = np.flatnonzero(st.owned & ~np.isin(sites, dirty_sites))
+        if grow and len(clean):  # new steps without a reading yet: the rolling means go on (the ISPU's day)
+            lo = max(0, st.steps - grow - max(1, 86400 // st.step))
+            cube = Cube([st.nodes[i] for i in clean], [st.sites[i] for i in clean], times[lo:], METRIC_LIST,
+                        st.values(clean, lo))
+            lines += self._indices(cube, clean, lo, st.steps - grow - lo)
+        scored = self._detector(changed, cold)
+        end = st.start + st.steps * st.step
+        if st.events_end and end != st.events_end:  # the window grew or moved on: open events run to its end
+            row = self._row()
+            scored |= {row[e.node] for e in st.events.values() if e.end >= st.events_end or e.start < st.start}
+        st.events_end = end
+        lines += self._events(scored)
         if len(nodes):
             lines += self._fire(nodes)
         return lines
+
+    def _row(self) -> dict:
+        if getattr(self, "_rows_of", (None,))[0] is not self.st:
+            self._rows_of = (self.st, {n: i for i, n in enumerate(self.st.nodes)})
+        return self._rows_of[1]
 
     def _quality(self, cube, nodes) -> list:
         st = self.st
@@ -463,9 +542,11 @@ class Incremental:
         st.flags[nodes] = flags
         return qc_lines(cube, new_bits, quality.FLAG_NAMES)  # the flags raised since the last run
 
-    def _indices(self, cube, nodes) -> list:
+    def _indices(self, cube, nodes, lo: int = 0, keep: int = 0) -> list:
+        """The indices of `nodes` from the cube (the window's steps from lo on), compared and kept from the
+        cube's step `keep` on (the steps before it are the rolling means' context)."""
         st = self.st
-        derived = derive(cube, st.step)
+        derived = {k: v[:, keep:] for k, v in derive(cube, st.step).items()}
         out = []
         names = list(derived)
         changed = {}
@@ -475,111 +556,176 @@ class Incremental:
             if old is None:
                 old = np.full((len(st.nodes), st.steps), np.nan)
                 st.derived[k] = old
-            prev = old[nodes]
+            prev = old[nodes, lo + keep:]
             changed[k] = ~np.isnan(new) & ~((np.abs(new - prev) <= 1e-12 * np.abs(new)) & ~np.isnan(prev))
-            old[nodes] = new
+            old[nodes, lo + keep:] = new
         any_changed = np.any([changed[k] for k in names], axis=0) if names else np.zeros((0, 0), bool)
         for i, t in np.argwhere(any_changed):
             fields = {k: float(derived[k][i, t]) for k in names if changed[k][i, t]}
             fields.update(INDEX_LABELS[k] for k in names if k in INDEX_LABELS and k in fields)
             out.append(lineproto.line("index", {"site": cube.sites[i], "node": cube.nodes[i]}, fields,
-                                      int(cube.times[t]) * 1000))
+                                      int(cube.times[keep + t]) * 1000))
         return out
 
-    def _detector(self, values, first: int, cold: bool) -> set:
-        """Advance every metric's stream from the hourly checkpoint before `first` (a window step) to the
-        newest step; returns the node indices whose scores were recomputed."""
+    def _detector(self, changed: dict, cold: bool) -> set:
+        """Advance the series whose inputs changed, each from its checkpoint before its earliest changed step
+        (or from where it stopped, if that is earlier), to the newest step; returns the node indices whose
+        scores were recomputed.
+
+        A series' inputs are its site's (the neighbours' median, the rain) and, for the particulates, the
+        city's (the regional reference): a change at a site makes its nodes' series dirty from the site's
+        earliest changed step, and a change of any node makes every particulate series dirty from that
+        node's. A series whose inputs did not change stays where it stopped: it has no value since (else its
+        site would have changed), and is taken on from there when its site next changes, or after LAG_S."""
         st = self.st
         step = st.step
         offset = (st.start - st.origin) // step  # the window's first step, as a detector column
         every = max(1, CHECK_EVERY_S // step)
         rewind = REWIND_S // step + every
-        col = offset + max(0, first - anomaly.RAIN_AHEAD)
-        marks = sorted(c for c in st.checks if c <= col)
-        back = marks[-1] if marks else (min(st.checks) if st.checks else offset)
-        if not marks and st.checks:
-            log.warning("late readings from before the oldest checkpoint: the detector recomputed from there")
-        back = max(back, offset)
+        end = offset + st.steps
+        site_first: dict = {}
+        for i, t in changed.items():
+            if st.owned[i]:
+                site_first[st.sites[i]] = min(site_first.get(st.sites[i], t), t)
+        city_first = min(changed.values(), default=None)
         times = st.start + np.arange(st.steps) * step
-        lo_w = max(0, back - offset - anomaly.SOIL_WET_S // step - 2)  # the inputs' context before `back`
-        wet = anomaly.rain_context(values[:, :, METRIC_LIST.index("rain_mm")], st.sites, step)
-        scored = set()
+        sites = np.asarray(st.sites)
+        scored: set = set()
+        warned = False
         for j, m in enumerate(ANOMALY_METRICS):
-            x = values[:, :, METRIC_LIST.index(m)]
             rows = st.rows.setdefault(m, [])
             known = set(rows)
-            new = [int(i) for i in np.flatnonzero(~np.isnan(x).all(axis=1) & st.owned) if i not in known]
-            stream = st.streams.get(m)
-            if stream is None:
+            k_m = METRIC_LIST.index(m)
+            firsts = {}  # node index -> the window step from which its series' inputs changed
+            for i in np.flatnonzero(st.owned):
+                t = site_first.get(st.sites[i])
+                if m in anomaly.REGIONAL and city_first is not None:
+                    t = city_first if t is None else min(t, city_first)
+                if t is not None:
+                    firsts[int(i)] = t
+            new = [i for i in sorted(changed) if st.owned[i] and i not in known and st.counts[i, :, k_m].any()]
+            store = st.streams.get(m)
+            if store is None:
                 if not new:
                     continue
-                stream = st.streams[m] = detector.Stream(0, step, anomaly.PRODUCT, rewind=rewind)
-                stream.n = back  # no value before: the state of series without one
-            if new:
-                stream.add_rows(len(new), anomaly.scale_floor(m))
-                rows.extend(new)
-            if stream.n > back:
-                ck = st.checks.get(back, {}).get(m) or _fresh(stream, back)
-                try:
-                    stream.restore(ck)
-                except ValueError as err:
-                    log.warning("%s: %s; recomputed from the oldest context kept", m, err)
-            a = stream.n - offset  # the window step of the stream's next column
-            has = np.zeros(len(st.nodes), bool)
-            has[rows] = True
-            lo, w, xm, tm = min(lo_w, a), wet, x, times
-            if m in anomaly.TIDAL:  # the fits look back up to TIDE_DAYS, before the window too
-                pre = 0 if st.tide_x is None else st.tide_x.shape[1]
-                lo = -pre
-                if pre:
-                    xm = np.concatenate([st.tide_x[:, :, anomaly.TIDAL.index(m)], x], axis=1)
-                    tm = np.concatenate([st.start + np.arange(-pre, 0) * step, times])
-                    w = None if wet is None else tuple(np.concatenate([np.zeros((len(st.nodes), pre), a_.dtype), a_],
-                                                                      axis=1) for a_ in wet)
-                xm, tm = xm[:, lo + pre:] if pre else xm, tm
-            else:
-                xm, tm = x[:, lo:], times[lo:]
-                w = None if wet is None else (wet[0][:, lo:], wet[1][:, lo:])
-            xr, ref, why, referenced = anomaly.detector_inputs(xm, tm, m, step, st.sites, w, has,
-                                                               tide_from=a - lo, offset=offset + lo)
-            pos = np.searchsorted(np.sort(rows), rows)  # the stream's rows among the ones `has` picked, in order
-            xr, ref, why = (None if v is None else v[pos] for v in (xr, ref, why))
-            results = []
-            c0 = a
-            while c0 < st.steps:  # an hour at a time, with a checkpoint at each hour's start
-                phase = (offset + c0) % every
-                if phase == 0:
-                    st.checks.setdefault(offset + c0, {})[m] = stream.checkpoint()
-                c1 = min(st.steps, c0 + every - phase)
-                horizon = st.steps - rewind  # before it, no checkpoint can be needed: a day at a time
-                if c1 < horizon:
-                    c1 = max(c1, min(horizon - horizon % every, c0 + 144 * every))
-                sl = slice(c0 - lo, c1 - lo)
-                results.append(stream.advance(xr[:, sl], None if why is None else why[:, sl],
-                                              None if ref is None else ref[:, sl]))
-                if cold:
-                    self._bar(f"detector {m}", c1, st.steps)
-                c0 = c1
-            if not results:
-                continue
-            res = detector.Result(*(np.concatenate([getattr(r, f) for r in results], axis=-1)
-                                    for f in ("score", "views", "baseline", "kind", "surprise")))
-            k0 = a - lo
-            sc, base, kind, z = anomaly.detector_outputs(m, xr[:, k0:], None if ref is None else ref[:, k0:], res)
-            at = (np.asarray(rows)[:, None], np.arange(a, st.steps)[None, :], j)
-            st.scores.score[at], st.scores.baseline[at], st.scores.kind[at], st.scores.z[at] = sc, base, kind, z
-            st.scores.referenced[rows, j] = referenced[rows]
-            scored.update(rows)
-        keep = offset + st.steps - rewind
-        st.checks = {c: v for c, v in st.checks.items() if c >= keep}
+                store = st.streams[m] = detector.Rows(step, anomaly.PRODUCT, rewind=rewind)
+            if new:  # a new series starts, without a value before, at the hour before its first change
+                at = [offset + max(0, firsts.get(i, 0) - anomaly.RAIN_AHEAD) for i in new]
+                at = np.array([d - (d - offset) % every for d in at])
+                for d in np.unique(at):
+                    store.add(int((at == d).sum()), anomaly.scale_floor(m), int(d))
+                    rows.extend(i for i, c in zip(new, at, strict=True) if c == d)
+            behind = np.flatnonzero(store.n < offset)
+            if len(behind):  # left behind the window's start (the service was down): on without values to it
+                log.warning("%s: %d series behind the window's start: taken on to it without values", m, len(behind))
+                for n in np.unique(store.n[behind]):
+                    sel = behind[store.n[behind] == n]
+                    s = store.take(sel)
+                    s.advance(np.full((len(sel), offset - int(n)), np.nan))
+                    store.put(sel, s)
+            lag_col = end - LAG_S // step
+            starts: dict = {}  # start column -> the store's rows that start there
+            for r, i in enumerate(rows):
+                n = int(store.n[r])
+                t = firsts.get(i)
+                if t is None:
+                    if n >= lag_col or n >= end:
+                        continue
+                    start = n  # left behind too long: taken on through its missing values
+                else:
+                    d = offset + max(0, t - anomaly.RAIN_AHEAD)
+                    if d >= n:
+                        start = n
+                    else:
+                        marks = [c for c in store.checks if c <= d]
+                        if marks:
+                            start = max(marks)
+                        else:
+                            start = min(store.checks, default=n)
+                            if not warned:
+                                log.warning("late readings from before the oldest checkpoint: the detector "
+                                            "recomputed from there")
+                                warned = True
+                        start = min(start, n)
+                if start < end:
+                    starts.setdefault(max(start, offset), []).append(r)
+            for start, group in sorted(starts.items()):
+                group = sorted(group, key=lambda r: rows[r])  # in node order, as the inputs come
+                back = [r for r in group if store.n[r] > start]
+                if back:
+                    try:
+                        store.back_to(back, start)
+                    except (KeyError, ValueError) as err:
+                        log.warning("%s: %s; recomputed from the oldest context kept", m, err)
+                        continue
+                g_nodes = np.array([rows[r] for r in group])
+                scored.update(int(i) for i in g_nodes)
+                self._advance(store, group, g_nodes, j, m, start - offset, offset, every, rewind, times, sites, cold)
+            store.forget(end - rewind)
         return scored
 
-    def _events(self, values, scored: set) -> list:
+    def _advance(self, store, group, g_nodes, j, m, a, offset, every, rewind, times, sites, cold) -> None:
+        """The series `group` of the store (nodes g_nodes, at window step a) on to the newest step, an hour at
+        a time with a checkpoint at each hour's start; their scores into the state."""
+        st = self.st
+        step = st.step
+        if m in anomaly.REGIONAL:
+            nodes_in = np.arange(len(st.nodes))  # the city's median: every node's
+        else:
+            nodes_in = np.flatnonzero(np.isin(sites, sorted({st.sites[i] for i in g_nodes})))
+        has = np.isin(nodes_in, g_nodes)
+        lo = max(0, a - anomaly.SOIL_WET_S // step - 2)  # the inputs' context before a
+        if m in anomaly.TIDAL:
+            lo = 0  # the fits look back up to TIDE_DAYS, before the window too
+        r0 = max(0, lo - anomaly.SOIL_WET_S // step - 1)  # the rain context's own context
+        rain = st.values(nodes_in, r0, ("rain_mm",))[:, :, 0]
+        wet = anomaly.rain_context(rain, sites[nodes_in], step)
+        wet = None if wet is None else tuple(w[:, lo - r0:] for w in wet)
+        x = st.in_range(nodes_in, lo, (m,))[:, :, 0]
+        tm = times[lo:]
+        if m in anomaly.TIDAL and st.tide_x is not None and st.tide_x.shape[1]:
+            pre = st.tide_x.shape[1]
+            x = np.concatenate([st.tide_x[nodes_in, :, anomaly.TIDAL.index(m)], x], axis=1)
+            tm = np.concatenate([st.start + np.arange(-pre, 0) * step, tm])
+            wet = None if wet is None else tuple(np.concatenate([np.zeros((len(nodes_in), pre), w.dtype), w], axis=1)
+                                                 for w in wet)
+            lo = -pre
+        xr, ref, why, referenced = anomaly.detector_inputs(x, tm, m, step, sites[nodes_in], wet, has,
+                                                           tide_from=a - lo, offset=offset + lo)
+        stream = store.take(group)
+        results = []
+        c0 = a
+        while c0 < st.steps:
+            phase = (offset + c0) % every
+            if phase == 0:
+                store.mark(group, stream)
+            c1 = min(st.steps, c0 + every - phase)
+            horizon = st.steps - rewind  # before it, no checkpoint can be needed: a day at a time
+            if c1 < horizon:
+                c1 = max(c1, min(horizon - horizon % every, c0 + 144 * every))
+            sl = slice(c0 - lo, c1 - lo)
+            results.append(stream.advance(xr[:, sl], None if why is None else why[:, sl],
+                                          None if ref is None else ref[:, sl]))
+            if cold:
+                self._bar(f"detector {m}", c1, st.steps)
+            c0 = c1
+        store.put(group, stream)
+        if not results:
+            return
+        res = detector.Result(*(np.concatenate([getattr(r, f) for r in results], axis=-1)
+                                for f in ("score", "views", "baseline", "kind", "surprise")))
+        k0 = a - lo
+        sc, base, kind, z = anomaly.detector_outputs(m, xr[:, k0:], None if ref is None else ref[:, k0:], res)
+        at = (g_nodes[:, None], np.arange(a, st.steps)[None, :], j)
+        st.scores.score[at], st.scores.baseline[at], st.scores.kind[at], st.scores.z[at] = sc, base, kind, z
+        st.scores.referenced[g_nodes, j] = referenced[has]
+
+    def _events(self, scored: set) -> list:
         st = self.st
         if not scored:
             return []
         idx = np.array(sorted(scored))
-        x = values[idx][:, :, [METRIC_LIST.index(m) for m in ANOMALY_METRICS]]
+        x = st.in_range(idx, 0, ANOMALY_METRICS)
         sc = st.scores
         sub = anomaly.Scores(sc.score[idx], sc.baseline[idx], sc.kind[idx], sc.referenced[idx], sc.z[idx])
         times = st.start + np.arange(st.steps) * st.step
@@ -613,13 +759,6 @@ class Incremental:
                 st.fire[(node, t)] = vals
                 out.append(lineproto.line("index", {"site": site, "node": node}, vals, t * 1000))
         return out
-
-
-def _fresh(stream: detector.Stream, n: int) -> dict:
-    """A checkpoint at column n of series that had no value yet."""
-    rows = stream.rows
-    return {"n": n, "sums": np.zeros((2, rows)), "ratios": np.zeros((rows, stream.hold)),
-            "rec": [detector.record_state(rows, stream.p) for _ in detector.VIEW_NAMES]}
 
 
 def _partition(settings) -> tuple:

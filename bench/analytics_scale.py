@@ -6,7 +6,8 @@ them, straight to InfluxDB, to keep the run short), then:
 
 - the cold start: one `Incremental.run` that reads the window and the fire codes' 30 days and builds
   the state, wall and CPU seconds;
-- the steady state at a 60-second cadence with live traffic: each node sends its last hour of readings
+- the steady state at a 60-second cadence with live traffic (then one more run that also makes the hourly
+  audit of the window, reported apart): each node sends its last hour of readings
   once an hour at its own minute (as the firmware does), so each simulated minute N/60 nodes send; the
   minute's batches are written, then a run. The clock is simulated (runs follow one another without
   waiting the minute), so freshness is the cadence plus the run's wall time: a batch written just after
@@ -14,14 +15,21 @@ them, straight to InfluxDB, to keep the run short), then:
   analytics CPU (process time), InfluxDB CPU (utime + stime of influxd from /proc/<pid>/stat, during
   the run), points written, readings that arrived.
 
+Then the state's snapshot (what `analyze_snapshot_s` saves): its size on disk and the CPU and wall time of
+one save; a restart (the state loaded, then saved); the process's peak RSS; and the share of a core with
+the snapshot and the audit amortized over the runs between them (the mean run, not the median). With `--profile DIR`, the steady-state runs are profiled (cProfile; its overhead inflates the
+CPU figures of that run, so profile and measure in separate runs) into DIR/steady-<nodes>.prof.
+
 Medians over `--runs` runs, one benchmark run; results in bench/results/analytics_scale.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -90,7 +98,7 @@ def influx_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
-def one_size(n: int, runs: int, tmp: Path) -> dict:
+def one_size(n: int, runs: int, tmp: Path, profile: Path | None = None) -> dict:
     stack = Stack(tmp / f"n{n}", free_port(), free_port(), database="bench")
     stack.start_influx()
     try:
@@ -116,6 +124,7 @@ def one_size(n: int, runs: int, tmp: Path) -> dict:
         print(f"{n} nodes: cold start {cold_fig['wall_s']:.1f} s wall, {cold_fig['cpu_s']:.1f} s CPU, InfluxDB "
               f"{cold_fig['influx_cpu_s']:.1f} s CPU, {cold['lines']:,} points", flush=True)
         steady = []
+        prof = cProfile.Profile() if profile else None
         for r in range(runs):
             now = END + 60 * (r + 1)
             sending = [nd for nd in nodes if now - 60 <= (now // 3600 * 3600 + phase[nd[0]]) < now
@@ -126,18 +135,58 @@ def one_size(n: int, runs: int, tmp: Path) -> dict:
                 last_sent[nd[0]] = now - 60
             write(influx, live)
             i0, c0, w0 = influx_cpu(pid), time.process_time(), time.perf_counter()
+            if prof:
+                prof.enable()
             out = eng.run(now)
+            if prof:
+                prof.disable()
             steady.append({"cpu_s": time.process_time() - c0, "influx_cpu_s": influx_cpu(pid) - i0,
                            "wall_s": time.perf_counter() - w0, "points": out["lines"], "readings": len(live),
                            "nodes_sending": len(sending)})
             print(f"  run {r + 1}: {steady[-1]['cpu_s']:.2f} s CPU, InfluxDB {steady[-1]['influx_cpu_s']:.2f} s, "
                   f"{steady[-1]['wall_s']:.2f} s wall, {out['lines']} points for {len(live)} readings "
                   f"from {len(sending)} nodes", flush=True)
+        # the hourly audit (`analyze_audit_s`): one more run, with the minute's traffic, that audits the window
+        now = END + 60 * (runs + 1)
+        sending = [nd for nd in nodes if now - 60 <= (now // 3600 * 3600 + phase[nd[0]]) < now]
+        live = []
+        for nd in sending:
+            live += lines_for([nd], last_sent[nd[0]], now - 60, seed=n)
+            last_sent[nd[0]] = now - 60
+        write(influx, live)
+        eng.st.audited = 0
+        i0, c0, w0 = influx_cpu(pid), time.process_time(), time.perf_counter()
+        eng.run(now)
+        audit = {"cpu_s": time.process_time() - c0, "influx_cpu_s": influx_cpu(pid) - i0,
+                 "wall_s": time.perf_counter() - w0, "readings": len(live)}
+        print(f"  a run with the audit: {audit['cpu_s']:.2f} s CPU, InfluxDB {audit['influx_cpu_s']:.2f} s, "
+              f"{audit['wall_s']:.2f} s wall", flush=True)
+        if prof:
+            profile.mkdir(parents=True, exist_ok=True)
+            prof.dump_stats(str(profile / f"steady-{n}.prof"))
+        c0, w0 = time.process_time(), time.perf_counter()
+        eng.store.save(eng.st)
+        snap = {"cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - w0,
+                "bytes": sum(f.stat().st_size for f in (tmp / f"state{n}").glob("analytics*"))}
+        print(f"  snapshot: {snap['bytes'] / 1e6:.1f} MB on disk, saved in {snap['wall_s']:.2f} s wall, "
+              f"{snap['cpu_s']:.2f} s CPU", flush=True)
         eng.close()
+        c0, w0 = time.process_time(), time.perf_counter()
+        incremental.Incremental(s, fleet, influx, progress=False).close()  # a restart: the state loaded (and saved)
+        snap["restart_cpu_s"], snap["restart_wall_s"] = time.process_time() - c0, time.perf_counter() - w0
+        print(f"  a restart (load and save): {snap['restart_wall_s']:.2f} s wall", flush=True)
         med = {k: statistics.median(x[k] for x in steady) for k in steady[0]}
-        return {"nodes": n, "history_write_s": history_s, "cold": cold_fig, "steady_runs": steady,
-                "steady_median": med, "freshness_max_s": 60 + max(x["wall_s"] for x in steady),
-                "core_share_steady": (med["cpu_s"] + med["influx_cpu_s"]) / 60}
+        mean = {k: statistics.mean(x[k] for x in steady) for k in steady[0]}
+        per_run = mean["cpu_s"] + mean["influx_cpu_s"]
+        # amortized: a snapshot every analyze_snapshot_s, an audit every analyze_audit_s (60-second runs)
+        extra = (snap["cpu_s"] * 60 / s.analyze_snapshot_s
+                 + max(0.0, audit["cpu_s"] + audit["influx_cpu_s"] - per_run) * 60 / s.analyze_audit_s)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB, the process's peak so far
+        return {"nodes": n, "history_write_s": history_s, "peak_rss_mb": rss, "cold": cold_fig, "steady_runs": steady,
+                "steady_median": med, "steady_mean": mean, "snapshot": snap, "audit_run": audit,
+                "freshness_max_s": 60 + max(x["wall_s"] for x in steady),
+                "core_share_steady": (med["cpu_s"] + med["influx_cpu_s"]) / 60,
+                "core_share_amortized": (per_run + extra) / 60}
     finally:
         stack.influxd.stop()
 
@@ -146,17 +195,22 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="bench.analytics_scale")
     p.add_argument("--nodes", type=int, nargs="+", default=[100, 1000])
     p.add_argument("--runs", type=int, default=5, help="steady-state runs per size")
+    p.add_argument("--profile", type=Path, help="profile the steady-state runs into this folder (cProfile)")
     args = p.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory(prefix="rimba-bench-scale-") as tmp:
         for n in args.nodes:
-            results.append(one_size(n, args.runs, Path(tmp)))
+            results.append(one_size(n, args.runs, Path(tmp), args.profile))
     for r in results:
         m = r["steady_median"]
         print(f"{r['nodes']:>6} nodes | cold start {r['cold']['wall_s']:.0f} s | steady per run: analytics "
               f"{m['cpu_s']:.2f} s CPU, InfluxDB {m['influx_cpu_s']:.2f} s CPU ({100 * r['core_share_steady']:.1f} % "
               f"of a core at 60 s), {m['points']:.0f} points for {m['readings']:.0f} readings | freshness "
-              f"<= {r['freshness_max_s']:.0f} s")
+              f"<= {r['freshness_max_s']:.0f} s | with the snapshot and audit amortized "
+              f"{100 * r['core_share_amortized']:.1f} % | snapshot {r['snapshot']['bytes'] / 1e6:.0f} MB, "
+              f"{r['snapshot']['wall_s']:.1f} s | peak RSS {r['peak_rss_mb']:.0f} MB")
+    if args.profile:
+        return 0  # a profiled run's figures are not the benchmark's
     out = ROOT / "bench" / "results" / "analytics_scale.json"
     out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     return 0

@@ -1,9 +1,11 @@
 """Incremental runs (`analytics.incremental`) held to the batch path, through the real InfluxDB.
 
-A small fleet (a forest site of four nodes, a river site of two, an air node alone) sends hourly, each
+A small fleet (a forest site of four nodes and an air node, a river site of two and two air nodes: every
+air node is scored against the city's, the regional reference) sends hourly, each
 node at its own minute; a cold start, then a run every 20 minutes for a day and a half, with a node's
-ten-hour outage backfilled oldest first, and a batch lost and resent hours later behind the node's
-newest readings (found by the audit). At the end every flag, index, score, event and fire code the
+ten-hour outage backfilled oldest first, and an air node's batch lost and resent hours later behind its
+newest readings (found by the audit; it moves the city's reference of the other site's air node, whose
+series must be recomputed as far back although its own site sent nothing old). At the end every flag, index, score, event and fire code the
 runs hold equals a full recomputation over the same data (quality, indices and events on the window,
 the detector from its origin), within floating-point tolerance; the points in InfluxDB are what the
 runs wrote, and later runs wrote only new or changed points.
@@ -22,7 +24,7 @@ T0 = 1764262800  # 2025-11-28 00:00 WIB, a fixed time
 STEP = 600
 NODES = {"inc-f1": ("smp29", "forest"), "inc-f2": ("smp29", "forest"), "inc-f3": ("smp29", "forest"),
          "inc-f4": ("smp29", "forest"), "inc-r1": ("bansir-laut", "river"), "inc-r2": ("bansir-laut", "river"),
-         "inc-a1": ("smp29", "air")}
+         "inc-a1": ("smp29", "air"), "inc-a2": ("bansir-laut", "air"), "inc-a3": ("bansir-laut", "air")}
 PHASE = {n: 7 * k % 60 for k, n in enumerate(NODES)}  # each node sends at its own minute of the hour
 
 
@@ -86,7 +88,7 @@ def test_incremental_runs_equal_the_batch_with_late_arrivals(fleet_platform):
     data = readings()
     cold_at = T0 + 3 * 86400 + 17 * 60
     outage = ("inc-f3", cold_at + 2 * 3600, cold_at + 12 * 3600)
-    hole = ("inc-r1", cold_at + 20 * 3600, cold_at + 30 * 3600)
+    hole = ("inc-a2", cold_at + 20 * 3600, cold_at + 30 * 3600)  # a particulate sensor: the city's reference
     runs = [cold_at + k * 1200 for k in range(0, 36 * 3 + 1)]
     settings = p.settings.with_(analyze_audit_s=3600, analyze_snapshot_s=3 * 3600, analyze_days=3.0)
     fleet = load_fleet(p.fleet_path)
