@@ -27,12 +27,13 @@ import numpy as np
 
 from analytics import alerts, anomaly, fwi, indices, quality
 from analytics.data import anomaly_lines, index_lines, last_contact, load_cube, qc_lines
+from rimba import wib
 from rimba.fleet import load_fleet
 from rimba.influx import Influx
 from rimba.metrics import METRICS
 
 log = logging.getLogger("rimba.analyze")
-WIB_S = 7 * 3600
+WIB_S = wib.OFFSET_S
 FWI_DAYS = 30  # days of noon weather the fire codes run over (the drought code has a long memory)
 # metrics whose anomalies mean something to people; rain and light come in bursts, and the node's own
 # battery and signal are the fleet-health view's
@@ -196,7 +197,7 @@ class Analyzer:
         now = end if now is None else now
         days = s.analyze_days if days is None else days
         start = end - int(days * 86400)
-        start -= (start + WIB_S) % 86400  # from a WIB midnight
+        start = wib.midnight_before(start)  # from a WIB midnight
         fleet = load_fleet(s.fleet)
         influx = Influx.from_settings(s)
         try:
@@ -209,7 +210,7 @@ class Analyzer:
             scores = anomaly.score_cube(values, cube.times, ANOMALY_METRICS, step, cube.sites, rain)
             events = anomaly.events(scores, values, cube.times, cube.nodes, ANOMALY_METRICS)
             fire_start = end - FWI_DAYS * 86400
-            fire_start -= (fire_start + WIB_S) % 86400
+            fire_start = wib.midnight_before(fire_start)
             hourly = load_cube(influx, fleet, fire_start, end, 3600, ("air_temp_c", "air_rh_pct", "rain_mm"))
             fire = fire_days(hourly, {k: v.lat for k, v in fleet.sites.items()}, s.fire_wind_kmh)
             lines = (qc_lines(cube, flags, quality.FLAG_NAMES) + index_lines(cube, derived, INDEX_LABELS)

@@ -57,9 +57,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analytics import anomaly, detector, quality
-from analytics.analyze import ANOMALY_METRICS, FWI_DAYS, INDEX_LABELS, WIB_S, derive, fire_days, fire_values
+from analytics.analyze import ANOMALY_METRICS, FWI_DAYS, INDEX_LABELS, derive, fire_days, fire_values
 from analytics.data import TOTALS, Cube, Reader, qc_lines, regex_of
 from ingest import lineproto
+from rimba import wib
 from rimba.metrics import METRICS
 
 log = logging.getLogger("rimba.analyze")
@@ -75,7 +76,7 @@ PM = quality.PM_METRICS
 def window_start(end: int, days: float) -> int:
     """The batch's window start for a run ending at `end`: `days` back, to a WIB midnight."""
     start = end - int(days * 86400)
-    return start - (start + WIB_S) % 86400
+    return wib.midnight_before(start)
 
 
 def owned_sites(settings, fleet) -> list:
