@@ -368,7 +368,7 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
         surprise = np.empty((rows, n))
     fl = np.zeros(rows) if floor is None else np.broadcast_to(np.asarray(floor, dtype=float), (rows,))
     why_all = None if explained is None else np.atleast_2d(np.asarray(explained))
-    novel = np.zeros((rows, n), dtype=bool)
+    novel = None if params.novel_tol is None else np.zeros((rows, n), dtype=bool)  # the range check
     for lo in range(0, rows, ROW_BLOCK):  # the views, a few series at a time (their arrays stay in cache)
         sl = slice(lo, lo + ROW_BLOCK)
         xs = carry_forward(x[sl] if reference is None else x[sl] - ref[sl])
@@ -381,7 +381,8 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
                 if n > params.min_lags * period:  # else zero, as views already are (untouched, unpaged)
                     views[k, sl] = seasonal_view(xs, scale_floor, period, count, smooth, params.min_lags)
         np.max(views[:, sl], axis=0, out=surprise[sl])
-        novel[sl] = novel_values(xs, fl[sl], params)[0]
+        if novel is not None:
+            novel[sl] = novel_values(xs, fl[sl], params)[0]
         if why_all is not None:
             why = why_all[sl].astype(np.int8)
             if why.any():
@@ -389,7 +390,8 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
                 side = np.sign(np.nan_to_num(xs - baseline[sl], nan=0.0)).astype(np.int8)
                 cause = (why != 0) & ((why == side) | (np.abs(why) > 1))
                 views[:, sl] = np.where(cause, 0.0, views[:, sl])
-                novel[sl] &= ~cause
+                if novel is not None:
+                    novel[sl] &= ~cause
     ratio = score
     for k, v in enumerate(views):  # each view's surprise over its record; the largest is the ratio
         if not v.any():
@@ -399,7 +401,8 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
             r = np.divide(v[:, span], bars, out=bars)
             kind[:, span][r > ratio[:, span]] = k
             np.maximum(ratio[:, span], r, out=ratio[:, span])
-    with_novelty(ratio, kind, novel, params)
+    if novel is not None:
+        with_novelty(ratio, kind, novel, params)
     hold = max(params.hold_min, round(params.hold_s / step)) if step > 0 else params.hold_min
     for lo in range(0, rows, ROW_BLOCK):  # one alarm per incident
         r = ratio[lo:lo + ROW_BLOCK]
