@@ -61,7 +61,8 @@ from scipy.ndimage import maximum_filter1d, rank_filter
 @dataclass(frozen=True)
 class Params:
     """The detector's constants; the defaults are the values chosen by cross-validation on NAB
-    (`bench.nab_cv`, leave one category out)."""
+    (`bench.nab_cv`, leave one category out), but for the range check's two, set beforehand and not
+    tuned (Numenta's published tolerance, and twice the record)."""
 
     windows: tuple = (48, 240)  # values in the recent-level baselines
     recent: int = 3  # values averaged for the slow variant of the level view
