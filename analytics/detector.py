@@ -15,6 +15,13 @@ Three views of surprise, each a robust z against what the past would have said:
   `weeks` earlier weeks (median), when the grid step divides a day; the z is averaged over a
   `1/smooth_per_day` of a day, so that a changed day shows rather than one odd value.
 
+- **range**: a value outside the range of all the values before it, by more than `novel_tol` of
+  that range (and at least the row's ``floor``), is news whatever the views say: its ratio is at
+  least `novel_ratio`. This is the "spatial anomaly" of Numenta's NAB detector (a value beyond the
+  minimum or maximum seen so far by its `spatialTolerance`, 0.05, scores 1: numenta/NAB,
+  nab/detectors/numenta/numenta_detector.py); the tolerance is that published value, not one
+  chosen on NAB here. Its kind is the level view's.
+
 Each view is judged against its own recent record: the ratio of the view's surprise to the
 largest it gave over roughly the previous `memory` values (at least `z_floor`; each value
 raises the record by at most `raise_by` times the record it met, so a short glitch cannot set
@@ -35,8 +42,9 @@ State (what a streaming run would carry from one value to the next)
 -------------------------------------------------------------------
 Per series: the last ``max(windows)`` values (level), the last ``days`` days and ``weeks`` weeks
 of values at the grid step (day and week views, as z over the last smoothing window), the running
-count, sum and sum of squares (the spread floor), each view's record blocks (``RECORD_BLOCKS``
-block maxima covering `memory` values, and the current block's), and the last `hold` ratios.
+count, sum and sum of squares (the spread floor), the smallest and largest value so far (the
+range), each view's record blocks (``RECORD_BLOCKS`` block maxima covering `memory` values, and the
+current block's), and the last `hold` ratios.
 `State` names them; `score_rows` computes them all from the start of the window it is given.
 """
 
@@ -49,11 +57,11 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d, rank_filter
 
 
-
 @dataclass(frozen=True)
 class Params:
     """The detector's constants; the defaults are the values chosen by cross-validation on NAB
-    (`bench.nab_cv`, leave one category out)."""
+    (`bench.nab_cv`, leave one category out), but for the range check's two, set beforehand and not
+    tuned (Numenta's published tolerance, and twice the record)."""
 
     windows: tuple = (48, 240)  # values in the recent-level baselines
     recent: int = 3  # values averaged for the slow variant of the level view
@@ -68,6 +76,8 @@ class Params:
     hold_min: int = 3
     min_lags: int = 2  # earlier periods a seasonal view needs before it scores
     spread_frac: float = 0.1  # without a floor, scales are at least this fraction of the series' spread
+    novel_tol: float | None = 0.05  # a value beyond the range seen so far by this fraction of it is news (None: off)
+    novel_ratio: float = 2.0  # the ratio such a value scores at least (twice its view's record)
 
 
 PARAMS = Params()
@@ -222,6 +232,48 @@ def median_of(planes: list) -> np.ndarray:
     return (s[(m - 1) // 2] + s[m // 2]) / 2.0
 
 
+def novel_values(xs: np.ndarray, floor: np.ndarray, p: Params, lo: np.ndarray | None = None,
+                 hi: np.ndarray | None = None) -> tuple:
+    """Where each value lies outside the range of the values before it: (mask, lo, hi).
+
+    A value is novel when it is above the largest value before it, or below the smallest, by more than
+    `novel_tol` times that range and at least `floor` (per row), and the range is not empty (a series
+    flat so far has none: Numenta's NAB detector, numenta/NAB nab/detectors/numenta/numenta_detector.py,
+    its "spatial anomaly" with a tolerance of 0.05). xs (rows, time) has no NaN (carried forward);
+    `lo` and `hi` (rows,) are the smallest and largest value before xs's first column (a `Stream`'s
+    state; none: xs is the series' start), and the returned ones include xs. All False when
+    `novel_tol` is None.
+
+    Examples
+    --------
+    >>> m, lo, hi = novel_values(np.array([[0.0, 1.0, 1.04, 1.1, -0.1]]), np.zeros(1), PARAMS)
+    >>> m.tolist(), float(lo[0]), float(hi[0])
+    ([[False, False, False, True, True]], -0.1, 1.1)
+    """
+    rows, n = xs.shape
+    lo = np.full(rows, np.inf) if lo is None else lo
+    hi = np.full(rows, -np.inf) if hi is None else hi
+    if n == 0 or p.novel_tol is None:
+        run_lo = np.minimum(lo, xs.min(axis=1)) if n else lo
+        run_hi = np.maximum(hi, xs.max(axis=1)) if n else hi
+        return np.zeros((rows, n), dtype=bool), run_lo, run_hi
+    before_hi = np.maximum.accumulate(np.concatenate([hi[:, None], xs[:, :-1]], axis=1), axis=1)
+    before_lo = np.minimum.accumulate(np.concatenate([lo[:, None], xs[:, :-1]], axis=1), axis=1)
+    with np.errstate(invalid="ignore"):  # inf - inf before the first value: no range
+        span = before_hi - before_lo
+        margin = np.maximum(p.novel_tol * span, np.asarray(floor, dtype=float).reshape(-1, 1))
+        mask = (span > 0) & ((xs > before_hi + margin) | (xs < before_lo - margin))
+    return mask, np.minimum(before_lo[:, -1], xs[:, -1]), np.maximum(before_hi[:, -1], xs[:, -1])
+
+
+def with_novelty(ratio: np.ndarray, kind: np.ndarray, novel: np.ndarray, p: Params) -> None:
+    """Novel values' ratios raised to at least `novel_ratio`, their kind the level view's where that
+    raised them (in place)."""
+    raised = novel & (ratio < p.novel_ratio)
+    ratio[raised] = p.novel_ratio
+    kind[raised] = 0
+
+
 def record(view: np.ndarray, p: Params) -> np.ndarray:
     """Each view value's record: the largest of about the previous `memory` values (at least z_floor), each
     entering the record at most `raise_by` times the record it met (`records`, gathered)."""
@@ -316,6 +368,7 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
         surprise = np.empty((rows, n))
     fl = np.zeros(rows) if floor is None else np.broadcast_to(np.asarray(floor, dtype=float), (rows,))
     why_all = None if explained is None else np.atleast_2d(np.asarray(explained))
+    novel = None if params.novel_tol is None else np.zeros((rows, n), dtype=bool)  # the range check
     for lo in range(0, rows, ROW_BLOCK):  # the views, a few series at a time (their arrays stay in cache)
         sl = slice(lo, lo + ROW_BLOCK)
         xs = carry_forward(x[sl] if reference is None else x[sl] - ref[sl])
@@ -328,12 +381,17 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
                 if n > params.min_lags * period:  # else zero, as views already are (untouched, unpaged)
                     views[k, sl] = seasonal_view(xs, scale_floor, period, count, smooth, params.min_lags)
         np.max(views[:, sl], axis=0, out=surprise[sl])
+        if novel is not None:
+            novel[sl] = novel_values(xs, fl[sl], params)[0]
         if why_all is not None:
             why = why_all[sl].astype(np.int8)
             if why.any():
                 # a signed cause explains moves its way only: +1 a rise, -1 a fall (from the recent level)
                 side = np.sign(np.nan_to_num(xs - baseline[sl], nan=0.0)).astype(np.int8)
-                views[:, sl] = np.where((why != 0) & ((why == side) | (np.abs(why) > 1)), 0.0, views[:, sl])
+                cause = (why != 0) & ((why == side) | (np.abs(why) > 1))
+                views[:, sl] = np.where(cause, 0.0, views[:, sl])
+                if novel is not None:
+                    novel[sl] &= ~cause
     ratio = score
     for k, v in enumerate(views):  # each view's surprise over its record; the largest is the ratio
         if not v.any():
@@ -343,6 +401,8 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
             r = np.divide(v[:, span], bars, out=bars)
             kind[:, span][r > ratio[:, span]] = k
             np.maximum(ratio[:, span], r, out=ratio[:, span])
+    if novel is not None:
+        with_novelty(ratio, kind, novel, params)
     hold = max(params.hold_min, round(params.hold_s / step)) if step > 0 else params.hold_min
     for lo in range(0, rows, ROW_BLOCK):  # one alarm per incident
         r = ratio[lo:lo + ROW_BLOCK]
@@ -374,7 +434,13 @@ def score(timestamps, values, params: Params = PARAMS) -> np.ndarray:
     return score_rows(timestamps, np.asarray(values, dtype=float)[None, :], params).score[0]
 
 
-STATE_VERSION = 1  # of `Stream.to_bytes`: raise it whenever what a Stream carries, or how it scores, changes
+STATE_VERSION = 2  # of `Stream.to_bytes`: raise it whenever what a Stream carries, or how it scores, changes
+
+
+def fresh_range(k: int, n: int) -> np.ndarray:
+    """The range (smallest, largest) of k series without a value after n columns: none yet, or the zeros they
+    are carried as (`carry_forward`)."""
+    return np.zeros((2, k)) if n else np.stack([np.full(k, np.inf), np.full(k, -np.inf)])
 
 
 class StateVersionError(ValueError):
@@ -413,8 +479,9 @@ class Stream:
     whole series would have scored them (to floating-point rounding: the running sums here start from
     the carried ones). What it carries is the list in the module docstring: the last `keep` values of
     each referenced, carried-forward series (the views' context), the running sum and sum of squares
-    (the spread floor), each view's record (`record_state`), the last `hold` ratios, and the column
-    count (warm-up, record blocks and seasonal stretches are counted from the series' start).
+    (the spread floor), the smallest and largest value so far (the range), each view's record
+    (`record_state`), the last `hold` ratios, and the column count (warm-up, record blocks and seasonal
+    stretches are counted from the series' start).
 
     `checkpoint()` and `restore()` take the stream back to an earlier column, for values that arrive
     late: the context kept is `keep + rewind` columns, so a checkpoint up to `rewind` columns old can be
@@ -428,6 +495,7 @@ class Stream:
         self.tail = np.zeros((rows, 0))
         self.floors = np.zeros((rows, 0))  # the scale floor of the last columns (the seasonal z's smoothing)
         self.sums = np.zeros((2, rows))
+        self.range = np.stack([np.full(rows, np.inf), np.full(rows, -np.inf)])  # smallest and largest value so far
         self.rec = [record_state(rows, params) for _ in VIEW_NAMES]
         self.ratios = np.zeros((rows, self.hold))
 
@@ -468,6 +536,7 @@ class Stream:
         fresh_floor = np.broadcast_to(np.asarray(floor, float), (k,))[:, None] + 1e-9  # no spread yet: the floor
         self.floors = np.concatenate([self.floors, np.broadcast_to(fresh_floor, (k, self.floors.shape[1]))])
         self.sums = np.concatenate([self.sums, np.zeros((2, k))], axis=1)
+        self.range = np.concatenate([self.range, fresh_range(k, self.n)], axis=1)
         fresh = record_state(k, self.p)
         self.rec = [tuple(np.concatenate([a, b], axis=-1) for a, b in zip(r, fresh, strict=True)) for r in self.rec]
         self.ratios = np.concatenate([self.ratios, np.zeros((k, self.hold))])
@@ -505,11 +574,14 @@ class Stream:
             if n0 + k > p.min_lags * period:
                 views[v] = seasonal_view(seg, seg_floor, period, cnt, smooth, p.min_lags, off)[:, -k:]
         surprise = views.max(axis=0)
+        novel, lo, hi = novel_values(xs, self.floor, p, *self.range)
         if explained is not None:
             why = np.broadcast_to(np.asarray(explained), (rows, k)).astype(np.int8)
             if why.any():
                 side = np.sign(np.nan_to_num(xs - baseline, nan=0.0)).astype(np.int8)
-                views = np.where((why != 0) & ((why == side) | (np.abs(why) > 1)), 0.0, views)
+                cause = (why != 0) & ((why == side) | (np.abs(why) > 1))
+                views = np.where(cause, 0.0, views)
+                novel &= ~cause
         ratio = np.zeros((rows, k))
         kind = np.zeros((rows, k), dtype=np.int8)
         for v in range(len(VIEW_NAMES)):
@@ -518,6 +590,7 @@ class Stream:
                 r = np.divide(views[v][:, span], bars, out=bars)
                 kind[:, span][r > ratio[:, span]] = v
                 np.maximum(ratio[:, span], r, out=ratio[:, span])
+        with_novelty(ratio, kind, novel, p)
         ratio[:, :max(0, p.warm_up - n0)] = 0.0
         joined = np.concatenate([self.ratios, ratio], axis=1)
         held = previous_max(joined, self.hold)[:, -k:]
@@ -525,6 +598,7 @@ class Stream:
         score /= score + 1.0
         self.ratios = joined[:, -self.hold:].copy()
         self.sums = cs[:, :, -1].copy()
+        self.range = np.stack([lo, hi])
         self.tail = np.concatenate([self.tail, xs], axis=1)[:, -(self.keep + self.rewind):]
         self.floors = np.concatenate([self.floors, scale_floor], axis=1)[:, -(self.keep_floors + self.rewind):]
         self.n = n0 + k
@@ -532,7 +606,7 @@ class Stream:
 
     def checkpoint(self) -> dict:
         """What restore() needs to take the stream back to this column (not the context: it is kept)."""
-        return {"n": self.n, "sums": self.sums.copy(), "ratios": self.ratios.copy(),
+        return {"n": self.n, "sums": self.sums.copy(), "range": self.range.copy(), "ratios": self.ratios.copy(),
                 "rec": [tuple(a.copy() for a in r) for r in self.rec]}
 
     def restore(self, ck: dict) -> None:
@@ -546,6 +620,7 @@ class Stream:
         self.floors = self.floors[:, :max(0, self.floors.shape[1] - back)]
         self.n = ck["n"]
         self.sums = np.concatenate([ck["sums"], np.zeros((2, extra))], axis=1)
+        self.range = np.concatenate([ck["range"], fresh_range(extra, ck["n"])], axis=1)
         self.ratios = np.concatenate([ck["ratios"], np.zeros((extra, self.hold))])
         fresh = record_state(extra, self.p)
         self.rec = [tuple(np.concatenate([a.copy(), b], axis=-1) for a, b in zip(r, f, strict=True))
@@ -555,7 +630,8 @@ class Stream:
             self.floors[had:] = self.floor[had:, None] + 1e-9
 
     def to_bytes(self) -> bytes:
-        arrays = {"floor": self.floor, "tail": self.tail, "floors": self.floors, "sums": self.sums, "ratios": self.ratios}
+        arrays = {"floor": self.floor, "tail": self.tail, "floors": self.floors, "sums": self.sums, "range": self.range,
+                  "ratios": self.ratios}
         for v, r in enumerate(self.rec):
             for i, a in enumerate(r):
                 arrays[f"rec{v}_{i}"] = a
@@ -566,6 +642,7 @@ class Stream:
         z, (n, step, rewind) = _loaded(blob, params)
         s = cls(len(z["floor"]), step, params, z["floor"], rewind)
         s.n, s.tail, s.floors, s.sums, s.ratios = n, z["tail"], z["floors"], z["sums"], z["ratios"]
+        s.range = z["range"]
         s.rec = [tuple(z[f"rec{v}_{i}"] for i in range(3)) for v in range(len(VIEW_NAMES))]
         return s
 
@@ -593,6 +670,7 @@ class Rows:
         self.tail = np.zeros((0, self.cap))
         self.floors = np.zeros((0, self.cap_f))
         self.sums = np.zeros((2, 0))
+        self.range = np.zeros((2, 0))  # each row's smallest and largest value so far (the range check)
         self.rec = [record_state(0, params) for _ in VIEW_NAMES]
         self.ratios = np.zeros((0, self.hold))
         self.checks: dict = {}  # column -> a Stream.checkpoint() of every row
@@ -601,12 +679,13 @@ class Rows:
         return len(self.n)
 
     def _fresh(self, n: int, rows: int) -> dict:
-        return {"n": n, "sums": np.zeros((2, rows)), "ratios": np.zeros((rows, self.hold)),
+        return {"n": n, "sums": np.zeros((2, rows)), "range": fresh_range(rows, n), "ratios": np.zeros((rows, self.hold)),
                 "rec": [record_state(rows, self.p) for _ in VIEW_NAMES]}
 
     @staticmethod
     def _join_ck(a: dict, b: dict) -> dict:
         return {"n": a["n"], "sums": np.concatenate([a["sums"], b["sums"]], axis=1),
+                "range": np.concatenate([a["range"], b["range"]], axis=1),
                 "ratios": np.concatenate([a["ratios"], b["ratios"]]),
                 "rec": [tuple(np.concatenate([x, y], axis=-1) for x, y in zip(r, s, strict=True))
                         for r, s in zip(a["rec"], b["rec"], strict=True)]}
@@ -621,6 +700,7 @@ class Rows:
         self.tail = np.concatenate([self.tail, np.zeros((k, self.cap))])  # carried forward from no value: zeros
         self.floors = np.concatenate([self.floors, np.broadcast_to(fl[:, None] + 1e-9, (k, self.cap_f))])
         self.sums = np.concatenate([self.sums, np.zeros((2, k))], axis=1)
+        self.range = np.concatenate([self.range, fresh_range(k, n)], axis=1)
         fresh = record_state(k, self.p)
         self.rec = [tuple(np.concatenate([a, b], axis=-1) for a, b in zip(r, fresh, strict=True)) for r in self.rec]
         self.ratios = np.concatenate([self.ratios, np.zeros((k, self.hold))])
@@ -636,7 +716,7 @@ class Rows:
         s = Stream(len(rows), self.step, self.p, self.floor[rows], self.rewind)
         s.n = int(n[0]) if len(rows) else 0
         s.tail, s.floors = self.tail[rows, self.cap - w:], self.floors[rows, self.cap_f - wf:]
-        s.sums, s.ratios = self.sums[:, rows], self.ratios[rows]
+        s.sums, s.ratios, s.range = self.sums[:, rows], self.ratios[rows], self.range[:, rows]
         s.rec = [tuple(a[..., rows] for a in r) for r in self.rec]
         return s
 
@@ -646,7 +726,7 @@ class Rows:
         w, wf = s.tail.shape[1], s.floors.shape[1]
         self.tail[rows, self.cap - w:], self.floors[rows, self.cap_f - wf:] = s.tail, s.floors
         self.width[rows], self.fwidth[rows], self.n[rows] = w, wf, s.n
-        self.sums[:, rows], self.ratios[rows] = s.sums, s.ratios
+        self.sums[:, rows], self.ratios[rows], self.range[:, rows] = s.sums, s.ratios, s.range
         for mine, theirs in zip(self.rec, s.rec, strict=True):
             for a, b in zip(mine, theirs, strict=True):
                 a[..., rows] = b
@@ -657,7 +737,7 @@ class Rows:
         if ck is None:
             ck = self.checks[s.n] = self._fresh(s.n, len(self))
         got = s.checkpoint()
-        ck["sums"][:, rows], ck["ratios"][rows] = got["sums"], got["ratios"]
+        ck["sums"][:, rows], ck["ratios"][rows], ck["range"][:, rows] = got["sums"], got["ratios"], got["range"]
         for mine, theirs in zip(ck["rec"], got["rec"], strict=True):
             for a, b in zip(mine, theirs, strict=True):
                 a[..., rows] = b
@@ -669,7 +749,7 @@ class Rows:
         for n in np.unique(self.n[rows]):
             sel = rows[self.n[rows] == n]
             s = self.take(sel)
-            s.restore({"n": col, "sums": ck["sums"][:, sel], "ratios": ck["ratios"][sel],
+            s.restore({"n": col, "sums": ck["sums"][:, sel], "ratios": ck["ratios"][sel], "range": ck["range"][:, sel],
                        "rec": [tuple(a[..., sel] for a in r) for r in ck["rec"]]})
             self.put(sel, s)
 
@@ -680,13 +760,15 @@ class Rows:
     def to_bytes(self) -> bytes:
         cols = sorted(self.checks)
         arrays = {"n": self.n, "width": self.width, "fwidth": self.fwidth, "floor": self.floor, "tail": self.tail,
-                  "floors": self.floors, "sums": self.sums, "ratios": self.ratios, "cols": np.array(cols, dtype=np.int64)}
+                  "floors": self.floors, "sums": self.sums, "range": self.range, "ratios": self.ratios,
+                  "cols": np.array(cols, dtype=np.int64)}
         for v, r in enumerate(self.rec):
             for i, a in enumerate(r):
                 arrays[f"rec{v}_{i}"] = a
                 arrays[f"ck_rec{v}_{i}"] = np.array([self.checks[c]["rec"][v][i] for c in cols]).reshape(
                     (len(cols),) + a.shape)
         arrays["ck_sums"] = np.array([self.checks[c]["sums"] for c in cols]).reshape((len(cols), 2, len(self)))
+        arrays["ck_range"] = np.array([self.checks[c]["range"] for c in cols]).reshape((len(cols), 2, len(self)))
         arrays["ck_ratios"] = np.array([self.checks[c]["ratios"] for c in cols]).reshape(
             (len(cols), len(self), self.hold))
         return _saved(arrays, [self.step, self.rewind], self.p)
@@ -695,10 +777,10 @@ class Rows:
     def from_bytes(cls, blob: bytes, params: Params = PARAMS) -> Rows:
         z, (step, rewind) = _loaded(blob, params)
         r = cls(step, params, rewind)
-        for name in ("n", "width", "fwidth", "floor", "tail", "floors", "sums", "ratios"):
+        for name in ("n", "width", "fwidth", "floor", "tail", "floors", "sums", "range", "ratios"):
             setattr(r, name, z[name])
         r.rec = [tuple(z[f"rec{v}_{i}"] for i in range(3)) for v in range(len(VIEW_NAMES))]
-        r.checks = {int(c): {"n": int(c), "sums": z["ck_sums"][k], "ratios": z["ck_ratios"][k],
+        r.checks = {int(c): {"n": int(c), "sums": z["ck_sums"][k], "ratios": z["ck_ratios"][k], "range": z["ck_range"][k],
                              "rec": [tuple(z[f"ck_rec{v}_{i}"][k] for i in range(3)) for v in range(len(VIEW_NAMES))]}
                     for k, c in enumerate(z["cols"])}
         return r

@@ -111,10 +111,41 @@ def cross_validate(nab, scores: list, cands: list) -> dict:
         thresholds[k] = nab.score_arrays(scores[best], files=train)[PROFILE]["threshold"]
         for r in in_cat[k]:
             pooled[r] = squash(scores[best][r], thresholds[k])
-    nested = nab.score_arrays(pooled, files=rels, thresholds={p: 0.5 for p in nab.profiles})
+    nested = nab.score_arrays(pooled, files=rels, thresholds={p: 0.5 for p in nab.profiles}, per_file=True)
     return {"nested": nested, "chosen": chosen, "inner": inner, "thresholds": thresholds,
+            "per_category": per_category(nab, pooled, nested, in_cat),
             "per_candidate": [r for r, _ in per_cand], "per_candidate_thresholds": [t for _, t in per_cand],
             "categories": cats}
+
+
+def per_category(nab, pooled: dict, nested: dict, in_cat: dict) -> dict:
+    """What each left-out category gave the nested score (its pooled scores, thresholds at 0.5).
+
+    Per category: its raw NAB score (the part of the pooled raw score it contributed: the pooled
+    score is 100 * (raw - null) / (perfect - null) over all files), its windows and how many were
+    detected, its detections outside every window (rows, after the probation), and its own NAB score
+    (normalised with its own null and perfect; none for a category without windows).
+    """
+    res = nested[PROFILE]
+    out = {}
+    for k, files in in_cat.items():
+        detected = outside = windows = 0
+        for r in files:
+            f = nab.files[r]
+            hit = np.asarray(pooled[r]) >= 0.5
+            hit[:f.probation] = False
+            inside = np.zeros(f.n, dtype=bool)
+            for a, b in f.windows:
+                inside[a:b + 1] = True
+                detected += bool(hit[a:b + 1].any())
+            windows += len(f.windows)
+            outside += int((hit & ~inside).sum())
+        own = None
+        if windows:
+            own = nab.score_arrays(pooled, files=files, thresholds={p: 0.5 for p in nab.profiles})[PROFILE]["score"]
+        out[k] = {"raw": sum(res["files"][r]["raw"] for r in files), "windows": windows, "detected": detected,
+                  "outside": outside, "score": own}
+    return out
 
 
 def main(argv=None) -> int:
@@ -147,7 +178,10 @@ def main(argv=None) -> int:
         "cv_nested": {k: cv["nested"][k]["score"] for k in nab.profiles},
         "cv_nested_detail": {k: {x: cv["nested"][k][x] for x in ("tp", "fp", "fn")} for k in nab.profiles},
         "chosen_per_fold": {k: {"params": _diff(CANDS[c]), "inner_cv": cv["inner"][k],
-                                "threshold": cv["thresholds"][k]} for k, c in cv["chosen"].items()},
+                                "threshold": cv["thresholds"][k], **cv["per_category"][k]}
+                            for k, c in cv["chosen"].items()},
+        "cv_per_candidate": dict(zip(("min", "quartile_1", "median", "quartile_3", "max"),
+                                     np.percentile(cv_by_cand, [0, 25, 50, 75, 100]).tolist(), strict=True)),
         "best_by_cv": {"params": _diff(CANDS[best]), "cv": cv_by_cand[best]},
         "product_params": _diff(detector.PARAMS),
         "product_params_cv": None if default is None else cv_by_cand[default],
@@ -160,8 +194,13 @@ def main(argv=None) -> int:
           f"chosen on the other categories); low-FP {report['cv_nested']['reward_low_FP_rate']:.2f}, "
           f"low-FN {report['cv_nested']['reward_low_FN_rate']:.2f}")
     for k, v in report["chosen_per_fold"].items():
+        own = "no windows" if v["score"] is None else f"its own score {v['score']:.2f}"
         print(f"  left out {k}: chose {v['params'] or 'the defaults'} (inner CV {v['inner_cv']:.2f}, "
-              f"threshold {v['threshold']:.4f})")
+              f"threshold {v['threshold']:.4f}); raw {v['raw']:.2f}, {v['detected']} of {v['windows']} windows, "
+              f"{v['outside']} rows detected outside them, {own}")
+    q = report["cv_per_candidate"]
+    print(f"CV of each candidate held fixed: min {q['min']:.2f}, quartiles {q['quartile_1']:.2f} / {q['median']:.2f} / "
+          f"{q['quartile_3']:.2f}, max {q['max']:.2f}")
     print(f"best candidate by CV: {report['best_by_cv']['params'] or 'the defaults'} ({report['best_by_cv']['cv']:.2f})")
     print(f"product constants {report['product_params'] or '(defaults)'}: CV {report['product_params_cv']}, "
           f"in-sample {report['in_sample'][PROFILE]:.2f} / {report['in_sample']['reward_low_FP_rate']:.2f} / "

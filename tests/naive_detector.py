@@ -1,7 +1,7 @@
 """The anomaly detector's scores computed the slow, plain way: the reference that
 analytics.detector's fast path must equal (the STUMPY `naive.py` habit, as tests/naive_quality.py).
 
-This is `analytics.detector` as it was before it was made fast: the views over one block of
+This is `analytics.detector` as it was before it was made fast (and the range check, value by value): the views over one block of
 ROW_BLOCK series at a time, the seasonal median by a sort over every lag with NaN for the missing
 ones, the record stepped along time for each block, and trailing means by gathered cumulative sums.
 What it shares with the fast path (the level view, trailing ranks, the carried values, the spread,
@@ -87,6 +87,25 @@ def record(view: np.ndarray, p: Params) -> np.ndarray:
     return before
 
 
+def novel(xs: np.ndarray, floor: np.ndarray, p: Params) -> np.ndarray:
+    """Values outside the range of the values before them by more than novel_tol of it (and the floor), one
+    value at a time with the smallest and largest so far (Numenta's "spatial anomaly")."""
+    rows, n = xs.shape
+    out = np.zeros((rows, n), dtype=bool)
+    if p.novel_tol is None:
+        return out
+    for i in range(rows):
+        lo = hi = None
+        for t in range(n):
+            v = xs[i, t]
+            if lo is not None and hi > lo:
+                margin = max(p.novel_tol * (hi - lo), floor[i])
+                out[i, t] = v > hi + margin or v < lo - margin
+            lo = v if lo is None else min(lo, v)
+            hi = v if hi is None else max(hi, v)
+    return out
+
+
 def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, reference=None,
                      step_s: int | None = None) -> Result:
     """`analytics.detector.score_rows` (the same arguments), the slow way."""
@@ -116,11 +135,14 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
             views[1, sl] = seasonal_view(xs, scale_floor, day, params.days, smooth, params.min_lags)
             views[2, sl] = seasonal_view(xs, scale_floor, 7 * day, params.weeks, smooth, params.min_lags)
         surprise[sl] = views[:, sl].max(axis=0)
+        new = novel(xs, fl, params)
         if explained is not None:
             why = np.atleast_2d(np.asarray(explained))[sl].astype(np.int8)
             # a signed cause explains moves its way only: +1 a rise, -1 a fall (from the recent level)
             side = np.sign(np.nan_to_num(xs - baseline[sl], nan=0.0)).astype(np.int8)
-            views[:, sl] = np.where((why != 0) & ((why == side) | (np.abs(why) > 1)), 0.0, views[:, sl])
+            cause = (why != 0) & ((why == side) | (np.abs(why) > 1))
+            views[:, sl] = np.where(cause, 0.0, views[:, sl])
+            new &= ~cause
         ratio = np.zeros(xs.shape)
         for k, v in enumerate(views[:, sl]):
             if not v.any():
@@ -128,6 +150,8 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
             r = v / record(v, params)
             kind[sl] = np.where(r > ratio, k, kind[sl])
             np.maximum(ratio, r, out=ratio)
+        kind[sl] = np.where(new & (ratio < params.novel_ratio), 0, kind[sl])  # a novel value: at least novel_ratio
+        ratio = np.where(new, np.maximum(ratio, params.novel_ratio), ratio)
         ratio[:, :params.warm_up] = 0.0
         hold = max(params.hold_min, round(params.hold_s / step)) if step > 0 else params.hold_min
         ratio = ratio / np.maximum(previous_max(ratio, hold), 1.0)

@@ -124,6 +124,12 @@ def plain_score(times, values, p=detector.PARAMS):
             bar = max([p.z_floor] + kept[first:t])
             kept.append(min(v[t], p.raise_by * bar))
             ratio[t] = max(ratio[t], v[t] / bar)
+    lo = hi = None  # the range check: a value beyond all before it by novel_tol of their range
+    for t in range(n):
+        if p.novel_tol is not None and lo is not None and hi > lo:
+            if x[t] > hi + p.novel_tol * (hi - lo) or x[t] < lo - p.novel_tol * (hi - lo):
+                ratio[t] = max(ratio[t], p.novel_ratio)
+        lo, hi = (x[t], x[t]) if lo is None else (min(lo, x[t]), max(hi, x[t]))
     ratio[:p.warm_up] = [0.0] * p.warm_up
     hold = max(p.hold_min, round(p.hold_s / step))
     out = []
