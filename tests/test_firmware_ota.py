@@ -370,3 +370,25 @@ def boot(tmp_path, fs) -> str:
     except (OSError, ValueError):
         rec = {}
     return choose(tmp_path, rec, "PWRON_RESET", fs=fs)[0]
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.text(max_size=80),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=70), inner,
+                                                                                        max_size=4), max_leaves=12)
+hostile = st.one_of(
+    json_values,
+    st.fixed_dictionaries({"version": json_values, "files": json_values, "sig": json_values}),
+    st.fixed_dictionaries({"version": st.sampled_from(["0.5.0", "9.9.9", "1" * 40, "0..1", ""]),
+                           "files": st.dictionaries(st.text(max_size=70), json_values, max_size=6),
+                           "sig": st.text("0123456789abcdef", min_size=0, max_size=70)}))
+
+
+@given(st.lists(hostile, min_size=25, max_size=25))
+def test_whatever_a_config_carries_as_fw_the_node_answers_and_never_crashes(tmp_path_factory, offers):
+    """Generated `fw` values, hostile or broken (wrong types, odd versions, paths and hashes of any text),
+    through the node's own check in MicroPython, 25 at a time: each is nothing to do, a refusal, or a release,
+    and a release only when it is well formed and signed with the node's key (none of these is)."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    got = verdicts(tmp, offers)
+    assert len(got) == len(offers)
+    assert all(v is None or isinstance(v, str) for v in got), [v for v in got if isinstance(v, dict)]
