@@ -103,19 +103,28 @@ def sha256_files(base: Path) -> dict:
 BOOT_MAIN = "import loader  # the boot selector, loader.mpy: it starts the good release (fw/a or fw/b)\n"
 
 
-def factory(out, version: str, march: str = "xtensawin") -> None:
+def compile_loader(out: Path, march: str = "xtensawin") -> Path:
+    """firmware/loader.py compiled for the board, as out/loader.mpy."""
+    r = subprocess.run([mpy_cross(), f"-march={march}", "-o", str(Path(out) / "loader.mpy"),
+                        str(FIRMWARE / "loader.py")], capture_output=True, text=True, check=False)
+    if r.returncode:
+        raise ConfigError(f"mpy-cross could not compile loader.py: {r.stderr.strip()}")
+    return Path(out) / "loader.mpy"
+
+
+def factory(out, version: str, march: str = "xtensawin", loader: Path | None = None) -> None:
     """Around an application in out/fw/a: its release.json (the version it is, its files), and the boot
     selector (firmware/loader.py, compiled, which an update never replaces) started by a one-line main.py:
     the board runs main.py by name from source, and compiling the selector there would cost the heap more
-    than the release it starts."""
+    than the release it starts. `loader`: the selector compiled already (compile_loader), copied."""
     out = Path(out)
     slot = out / "fw" / "a"
     (slot / "release.json").write_text(json.dumps({"version": version, "files": sha256_files(slot)},
                                                   sort_keys=True) + "\n")
-    r = subprocess.run([mpy_cross(), f"-march={march}", "-o", str(out / "loader.mpy"), str(FIRMWARE / "loader.py")],
-                       capture_output=True, text=True, check=False)
-    if r.returncode:
-        raise ConfigError(f"mpy-cross could not compile loader.py: {r.stderr.strip()}")
+    if loader is None:
+        compile_loader(out, march)
+    else:
+        shutil.copy(loader, out / "loader.mpy")
     (out / "main.py").write_text(BOOT_MAIN)
 
 

@@ -7,6 +7,7 @@ benchmark and the demo run nodes this way."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -66,11 +67,21 @@ def heap_for(lib: Path, kib: int = 96) -> str:
     return f"{kib * 1024 + int(r.stdout.strip())}"
 
 
+@functools.lru_cache(maxsize=1)
+def _factory_parts() -> tuple:
+    """The tree's version and the boot selector compiled once per process (not once per simulated node)."""
+    import tempfile
+
+    from hardware.bundle import FIRMWARE, compile_loader
+    from hardware.release import tree_version
+
+    return tree_version(FIRMWARE), compile_loader(Path(tempfile.mkdtemp(prefix="rimba-loader-")))
+
+
 def install(home: Path, lib: Path) -> None:
     """Lay a node's filesystem out as `rimba firmware bundle` does: the application (lib's modules, compiled or
     sources, and the main.py beside lib or the tree's) as the factory release in fw/a, the loader as main.py."""
-    from hardware.bundle import FIRMWARE, factory
-    from hardware.release import tree_version
+    from hardware.bundle import factory
 
     slot = home / "fw" / "a"
     if slot.exists():
@@ -81,7 +92,8 @@ def install(home: Path, lib: Path) -> None:
             shutil.copy(src, slot / "lib" / src.name)
     main = lib.parent / "main.py" if (lib.parent / "main.py").exists() else ROOT / "firmware" / "main.py"
     shutil.copy(main, slot / "main.py")
-    factory(home, tree_version(FIRMWARE))
+    version, loader = _factory_parts()
+    factory(home, version, loader=loader)
 
 
 class FirmwareNode:

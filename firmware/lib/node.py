@@ -374,7 +374,7 @@ class Node:
         finally:
             client.sink = mqtt.keep
             if got and got[0].ok is None:
-                got[0].f.close()  # cut off mid-file: the piece stays as .part, and is fetched again
+                got[0].abandon()
 
     def _batch_text(self, recs, now=None):
         """The next `up` payload from stored (seq, t, row, head) readings (text pieces, see wire.Up) and how

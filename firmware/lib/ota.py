@@ -163,6 +163,10 @@ class Sink:
         if self.feed:
             self.feed()
 
+    def abandon(self):
+        """Cut off mid-file: the piece stays as .part, removed and fetched again by the next attempt."""
+        self.f.close()
+
     def close(self):
         self.f.close()
         self.ok = binascii.hexlify(self.hash.digest()).decode() == self.sha
