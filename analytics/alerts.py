@@ -44,7 +44,7 @@ from analytics.alert_observations import (
 )
 from analytics.alert_rules import DEFAULT_RULES, DERIVED, KINDS, SEVERITIES, Rule, load_rules
 from analytics.alert_store import AlertStore
-from rimba.notify import MqttPublisher, apprise_notifier
+from rimba.adapters.notify import MqttPublisher, apprise_notifier
 from rimba.settings import parse_quiet
 
 __all__ = ["DEFAULT_RULES", "DERIVED", "KINDS", "SEVERITIES", "WIB_S", "AlertStore", "Change", "Engine",

@@ -29,7 +29,7 @@ from analytics import alerts, anomaly, fwi, indices, quality
 from analytics.data import anomaly_lines, index_lines, last_contact, load_cube, qc_lines
 from rimba import wib
 from rimba.fleet import load_fleet
-from rimba.influx import Influx
+from rimba.adapters.influx import Influx
 from rimba.metrics import METRICS
 
 log = logging.getLogger("rimba.analyze")
@@ -159,7 +159,7 @@ def fire_values(hourly, fire: FireDays):
 
 
 def fire_lines(hourly, fire: FireDays) -> list:
-    from ingest import lineproto
+    from rimba import lineproto
 
     return [lineproto.line("index", {"site": site, "node": node}, values, t * 1000)
             for site, node, t, values in fire_values(hourly, fire)]
@@ -266,7 +266,7 @@ class Analyzer:
         for a site alert), rule, metric (`all` when the rule has none), severity; fields id, state, message,
         start. The tags without severity are the incident's key, so two open incidents never share a point.
         """
-        from ingest import lineproto
+        from rimba import lineproto
 
         incidents = [(inc, "firing") for inc in self.engine.store.open_incidents()]
         incidents += [(c.incident, "resolved") for c in changes if c.what == "resolved"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest import lineproto
+from rimba import lineproto
 from rimba.metrics import METRICS
 
 CHUNK_S = 86400  # one query per day of data

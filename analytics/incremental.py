@@ -59,7 +59,7 @@ import numpy as np
 from analytics import anomaly, detector, quality
 from analytics.analyze import ANOMALY_METRICS, FWI_DAYS, INDEX_LABELS, derive, fire_days, fire_values
 from analytics.data import TOTALS, Cube, Reader, qc_lines, regex_of
-from ingest import lineproto
+from rimba import lineproto
 from rimba import wib
 from rimba.metrics import METRICS
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from bench.ingest_burst import Burst, naive_baseline
-from rimba.stack import Stack, free_port
+from rimba.dev.stack import Stack, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

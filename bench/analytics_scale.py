@@ -41,8 +41,8 @@ import numpy as np
 from analytics import incremental
 from rimba import settings as settings_mod
 from rimba.fleet import load_fleet
-from rimba.influx import Influx
-from rimba.stack import Stack, free_port
+from rimba.adapters.influx import Influx
+from rimba.dev.stack import Stack, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 STEP = 600

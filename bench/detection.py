@@ -8,7 +8,7 @@ would send) go through the analytics' own steps (`analytics.quality.check`,
    like the sample fleet) for `--days` days with the simulator's rain and no fault at all. Reported:
    anomaly events per node per 30 days, and `step`/`spike` flags (all of them are false; those
    within an hour of rain at the site are counted apart).
-2. **Faults** (`rimba.simulate.realistic_faults`): per kind, recall (share of injected faults with an
+2. **Faults** (`rimba.dev.simulate.realistic_faults`): per kind, recall (share of injected faults with an
    event or flag on that node and metric during the fault) and precision (share of events and flags
    that fall on a fault), on seeds never used to choose a constant (`HELD_OUT_SEEDS`).
 
@@ -29,7 +29,7 @@ from analytics import anomaly, quality
 from analytics.analyze import ANOMALY_METRICS
 from rimba.fleet import parse_fleet
 from rimba.metrics import METRICS
-from rimba.simulate import FAULT_TARGETS, Simulation, realistic_faults
+from rimba.dev.simulate import FAULT_TARGETS, Simulation, realistic_faults
 
 ROOT = Path(__file__).resolve().parent.parent
 START = 1764262800  # 2025-11-28 00:00 WIB: November, in the rainy season
@@ -147,12 +147,12 @@ def summarise(runs: list) -> dict:
 
 
 def demo_week(now: int) -> dict:
-    """The demo's backfill (rimba.demo: the sample fleet without its two firmware nodes, its three faults and
+    """The demo's backfill (rimba.app.demo: the sample fleet without its two firmware nodes, its three faults and
     haze, seeded by the day) analysed as `rimba analyze` does; the anomaly events of each site in the last
     seven days, as the weekly report counts them."""
-    from rimba.climate import Haze
+    from rimba.dev.climate import Haze
     from rimba.fleet import load_fleet
-    from rimba.simulate import Fault
+    from rimba.dev.simulate import Fault
 
     fleet = load_fleet(ROOT / "fleet.toml")
     firmware = {n for n, node in fleet.nodes.items() if node.extra.get("demo") == "firmware"}

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from hardware import power
 from rimba import settings as settings_mod
-from rimba.influx import Influx
-from rimba.stack import Stack, free_port
+from rimba.adapters.influx import Influx
+from rimba.dev.stack import Stack, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WAKES = 144
@@ -38,7 +38,7 @@ class Listener:
     """Every `up` payload the broker passes on, as published: (topic, bytes)."""
 
     def __init__(self, broker):
-        from rimba.mqtt import Mqtt
+        from rimba.adapters.mqtt import Mqtt
 
         self.lock = threading.Lock()
         self.got: list = []
@@ -62,7 +62,7 @@ def rows(payload: bytes) -> int:
 
 def day(tmp: Path, port: int, node_id: str, wire: int, influx, listener, wait_until, fw: dict) -> dict:
     """The counted operations of a day of the forest node speaking `wire`, and the payloads it sent."""
-    from rimba.hostnode import FirmwareNode
+    from rimba.dev.hostnode import FirmwareNode
 
     start = time.time() - (WAKES + 2) * 600
     node = FirmwareNode(tmp, node_id, "smp29", port, start=start, sample_s=600, send_every=6, wifi_ip=STATIC,
@@ -89,7 +89,7 @@ def day(tmp: Path, port: int, node_id: str, wire: int, influx, listener, wait_un
 
 def full_batch(tmp: Path, port: int, node_id: str, wire: int, listener, wait_until, fw: dict) -> float:
     """Payload bytes per reading of the one batch a node sends after FULL samples kept (as after an outage)."""
-    from rimba.hostnode import FirmwareNode
+    from rimba.dev.hostnode import FirmwareNode
 
     node = FirmwareNode(tmp, node_id, "smp29", port, start=time.time() - (FULL + 2) * 600, sample_s=600,
                         send_every=FULL, wifi_ip=STATIC, wire=wire, **fw)
@@ -115,7 +115,7 @@ def budget(ops: dict) -> tuple:
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from rimba.hostnode import compile_firmware, heap_for
+    from rimba.dev.hostnode import compile_firmware, heap_for
     from tests.conftest import fleet_text
     from tests.support import IngestProcess, env_for, wait_until
 

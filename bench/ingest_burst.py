@@ -12,8 +12,8 @@ from pathlib import Path
 
 from rimba import settings as settings_mod
 from rimba.fleet import parse_fleet
-from rimba.influx import Influx
-from rimba.simulate import Publisher, Simulation
+from rimba.adapters.influx import Influx
+from rimba.dev.simulate import Publisher, Simulation
 from rimba.wire2 import to_v2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ class Burst:
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("RIMBA_")}, **s.env(),
                "PYTHONPATH": str(ROOT)}
         log = open(self.tmp / f"ingest-{name}.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "rimba.cli", "ingest", "--log-level", "info"], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "rimba", "ingest", "--log-level", "info"], env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
         try:
             _wait(lambda: b" ready: " in (self.tmp / f"ingest-{name}.log").read_bytes(), 30)
@@ -151,7 +151,7 @@ def naive_baseline(stack, tmp: Path, burst: Burst) -> float:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from ingest import lineproto
+    from rimba import lineproto
     from rimba import contract
 
     db = "bench_naive"

@@ -26,8 +26,8 @@ from pathlib import Path
 from hardware import power
 from hardware import release as rel
 from rimba import settings as settings_mod
-from rimba.influx import Influx
-from rimba.stack import Stack, free_port
+from rimba.adapters.influx import Influx
+from rimba.dev.stack import Stack, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WAKES = 12
@@ -62,7 +62,7 @@ def day(ops: dict) -> power.Day:
 
 def run(tmp: Path, port: int, name: str, fw: dict, offered) -> tuple:
     """(ops, runs of the firmware) of twelve wakes; `offered(name)` publishes the offer before the first."""
-    from rimba.hostnode import FirmwareNode
+    from rimba.dev.hostnode import FirmwareNode
 
     node = FirmwareNode(tmp, name, "smp29", port, start=time.time() - (WAKES + 6) * 600, sample_s=600,
                         send_every=6, wifi_ip=STATIC, fw_key=KEY, **fw)
@@ -80,8 +80,8 @@ def run(tmp: Path, port: int, name: str, fw: dict, offered) -> tuple:
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from rimba.hostnode import compile_firmware, heap_for
-    from rimba.mqtt import Mqtt
+    from rimba.dev.hostnode import compile_firmware, heap_for
+    from rimba.adapters.mqtt import Mqtt
     from tests.conftest import fleet_text
     from tests.support import IngestProcess, env_for
 

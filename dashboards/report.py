@@ -21,7 +21,7 @@ from analytics.data import load_cube
 from rimba import wib
 from rimba.errors import ConfigError
 from rimba.fleet import load_fleet
-from rimba.influx import Influx
+from rimba.adapters.influx import Influx
 from rimba.metrics import METRICS
 
 WIB_S = wib.OFFSET_S

@@ -76,7 +76,7 @@ def check_port(port: str) -> None:
 
 def first_reading(settings, node: str, since: float, timeout_s: float) -> dict | None:
     from hardware.provision import as_service
-    from rimba.influx import Influx
+    from rimba.adapters.influx import Influx
 
     if not (settings.influx_user or settings.influx_token):
         settings = as_service(settings, "viewer")  # the provisioning state's reader, once the stack is locked

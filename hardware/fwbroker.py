@@ -46,7 +46,7 @@ PUBACK_S = 30.0
 class FirmwareBroker:
     def __init__(self, settings, fleet, watch: bool = True):
         from hardware.provision import as_service
-        from rimba.mqtt import Mqtt
+        from rimba.adapters.mqtt import Mqtt
 
         admin = as_service(settings, "admin")  # the locked broker lets only the admin write configs and files
         self.fleet = fleet

@@ -37,7 +37,7 @@ def _quiet_adapter() -> None:
     logs) only when something goes wrong."""
     import logging
 
-    logging.getLogger("rimba.mqtt").setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.getLogger("rimba.adapters.mqtt").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 class _AdminLock:
@@ -212,7 +212,7 @@ def stored_reports(settings) -> dict:
     firmware report (a Last Will carries none), and the newest state. Read as the viewer: a status query
     needs no admin login (on a locked broker the admin is one client id, which a running rollout holds)."""
     from hardware.provision import as_service
-    from rimba.influx import Influx
+    from rimba.adapters.influx import Influx
 
     if not (settings.influx_user or settings.influx_token):
         settings = as_service(settings, "viewer")

@@ -36,7 +36,7 @@ from rimba import contract, names
 from rimba.errors import ConfigError
 from rimba.fleet import load_fleet
 from rimba.settings import OPTIONS
-from rimba.stack import INFLUX_GRANTS
+from rimba.dev.stack import INFLUX_GRANTS
 
 # What each service's broker user may do. Mosquitto 2 checks a shared subscription's filter without its
 # `$share/<group>/` prefix, so the ingest's `read` rules cover `$share/rimba-ingest/rimba/v1/+/+/up` too.
@@ -376,7 +376,7 @@ def reload_broker(settings) -> bool:
     """Ask the stack's running Mosquitto to reread its password file and ACL (SIGHUP)."""
     import signal
 
-    from rimba.stack import Stack
+    from rimba.dev.stack import Stack
 
     pid = Stack.from_settings(settings).mosquitto.pid()
     if pid is None:

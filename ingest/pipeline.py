@@ -26,7 +26,7 @@ import hashlib
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
-from ingest import lineproto
+from rimba import lineproto
 from ingest.ledger import EpochMarks, Ledger, NodeState
 from rimba import contract
 from rimba.contract import Rejected
@@ -43,7 +43,7 @@ DEAD_NODE_MAX_BYTES = 4 * 1024 * 1024  # payload bytes kept of one node's dead l
 # oscillator, whose frequency "is affected by temperature" (ESP-IDF Programming Guide, System Time, "RTC
 # timer clock sources"); boards lose 20 min in 15 h on it (espressif/arduino-esp32 issue 7084: 2.2 %).
 MAX_DRIFT = 0.03
-# A message waits at the broker at most as long as the ingest's session lives (rimba.mqtt):
+# A message waits at the broker at most as long as the ingest's session lives (rimba.adapters.mqtt):
 # a node whose received − now grew by more than that had its clock reset, not a wait.
 MAX_WAIT_S = 7 * 86400
 

@@ -20,7 +20,7 @@ from ingest import pipeline
 from ingest.pipeline import Outcome
 from ingest.writer import SpoolWriter
 from rimba.fleet import load_fleet
-from rimba.influx import Influx
+from rimba.adapters.influx import Influx
 
 OWNER = "replay"
 

@@ -28,15 +28,16 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ingest import lineproto, pipeline
+from ingest import pipeline
+from rimba import lineproto
 from ingest.pipeline import DeadLetter, Outcome
 from ingest.store import Store
 from ingest.writer import SpoolWriter
 from rimba import contract
 from rimba.errors import InfluxAuthError, InfluxUnavailable, RimbaError, StoreBusy
 from rimba.fleet import FleetWatcher
-from rimba.influx import Influx, InfluxNoDatabase
-from rimba.mqtt import Mqtt
+from rimba.adapters.influx import Influx, InfluxNoDatabase
+from rimba.adapters.mqtt import Mqtt
 
 log = logging.getLogger("rimba.ingest")
 
@@ -67,7 +68,7 @@ class Counters:
 class Ingest:
     """The composition root: built from the settings, or from the parts given (the tests' own fakes of the
     broker and the database, a clock, a pause): `mqtt` is called with the message handler and gives the
-    client (rimba.mqtt.Mqtt's interface: start, stop, ack, publish, wait_published, connected); `influx`
+    client (rimba.adapters.mqtt.Mqtt's interface: start, stop, ack, publish, wait_published, connected); `influx`
     writes lines; `pause(seconds)` waits unless the service is stopping (a backoff, a retry)."""
 
     def __init__(self, settings, clock=time.time, *, store: Store | None = None, influx=None, mqtt=None,

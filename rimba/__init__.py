@@ -2,7 +2,7 @@
 
 The shared core lives here: the measurement table (`rimba.metrics`), the wire
 contract (`rimba.contract`), the fleet file (`rimba.fleet`), settings
-(`rimba.settings`), the local stack (`rimba.stack`), the simulator and the CLI.
+(`rimba.settings`), the local stack (`rimba.dev.stack`), the simulator and the CLI.
 """
 
 __version__ = "0.1.0"

@@ -16,8 +16,8 @@ from aiosmtpd.controller import Controller
 from hypothesis import settings as hypothesis_settings
 
 from rimba import settings as settings_mod
-from rimba.influx import Influx
-from rimba.stack import Stack, free_port
+from rimba.adapters.influx import Influx
+from rimba.dev.stack import Stack, free_port
 from tests.support import IngestProcess, env_for
 
 _counter = itertools.count(1)
@@ -77,7 +77,7 @@ class Platform:
         """Clear what this test left retained for its nodes (status, ack, config): the broker is shared, and
         a later test's ingest would otherwise receive them as messages from nodes it does not know."""
         from rimba.fleet import load_fleet
-        from rimba.mqtt import Mqtt
+        from rimba.adapters.mqtt import Mqtt
 
         fleet = load_fleet(self.fleet_path)
         m = Mqtt(self.settings.broker, f"clear-{self.values['influx_db']}", v5=False, persistent=False).start()
@@ -90,7 +90,7 @@ class Platform:
 
     def _forget_sessions(self) -> None:
         """Remove the ingest's persistent sessions from the broker (a clean-session connect)."""
-        from rimba.mqtt import Mqtt
+        from rimba.adapters.mqtt import Mqtt
 
         for p in self.procs:
             cid = p.env["RIMBA_MQTT_CLIENT_ID"]
@@ -180,7 +180,7 @@ def webhook():
 @pytest.fixture(scope="session")
 def compiled(tmp_path_factory):
     """The firmware as the device loads it: every module compiled with mpy-cross, main.py as source."""
-    from rimba.hostnode import compile_firmware
+    from rimba.dev.hostnode import compile_firmware
 
     return compile_firmware(tmp_path_factory.mktemp("fw"))
 
@@ -189,6 +189,6 @@ def compiled(tmp_path_factory):
 def heap(compiled):
     """96 KiB for the firmware, plus what the compiled fakes themselves take: on the board `machine`,
     `network` and `esp32` are C in flash, not heap, so their code must not eat the firmware's 96 KiB."""
-    from rimba.hostnode import heap_for
+    from rimba.dev.hostnode import heap_for
 
     return heap_for(compiled)

@@ -48,7 +48,7 @@ class IngestProcess:
 
     def start(self) -> IngestProcess:
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "rimba.cli", "ingest", *self.extra], env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "rimba", "ingest", *self.extra], env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
         return self
 

@@ -18,7 +18,7 @@ import pytest
 
 from analytics import alerts
 from rimba.fleet import parse_fleet
-from rimba.mqtt import Mqtt
+from rimba.adapters.mqtt import Mqtt
 from tests.support import ROOT, env_for, wait_until
 
 MIDNIGHT_WIB = 1764262800  # 2025-11-28 00:00 WIB
@@ -228,7 +228,7 @@ def test_alerts_cli_lists_and_acknowledges(tmp_path):
     inc = observe(engine, t, v, int(t[-1]))[0].incident
     store.close()
     env = env_for({"state_dir": str(tmp_path)})
-    cli = [sys.executable, "-m", "rimba.cli", "alerts"]
+    cli = [sys.executable, "-m", "rimba", "alerts"]
     r = subprocess.run([*cli, "list"], env=env, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
     assert r.returncode == 0 and inc["id"] in r.stdout and "1 alert(s) firing" in r.stderr
     r = subprocess.run([*cli, "ack", inc["id"], "--by", "petugas"], env=env, capture_output=True, text=True, cwd=ROOT,

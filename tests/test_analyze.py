@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from rimba.fleet import load_fleet
-from rimba.simulate import Fault, Publisher, Simulation
+from rimba.dev.simulate import Fault, Publisher, Simulation
 from tests.support import ROOT, env_for, wait_until
 
 # every test builds its data from a fixed time and seed, never from the hour it runs
@@ -32,7 +32,7 @@ def test_faults_become_qc_points_and_indices_are_stored(platform_factory):
         pub.publish(topic, payload)
     pub.close()
     wait_until(lambda: p.count() >= sim.expected(), 60, "the history stored")
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "analyze", "--once", "--hours", "31", "--until", str(now)],
+    r = subprocess.run([sys.executable, "-m", "rimba", "analyze", "--once", "--hours", "31", "--until", str(now)],
                        env=env_for(p.values), capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     spikes = p.influx.rows("SELECT flag, value FROM qc WHERE node = 'qa-01' AND \"check\" = 'spike' "
@@ -55,7 +55,7 @@ def test_end_to_end_faults_haze_and_an_outage_become_points_and_delivered_alerts
     """Four days of a small fleet with a haze episode, a three-hour +6 °C offset on one node (ongoing)
     and a river node that fell silent five hours ago: `rimba analyze --once` stores qc, anomaly and index
     points (fire codes included), and the officers' webhook and MQTT get the alerts."""
-    from rimba.climate import Haze
+    from rimba.dev.climate import Haze
 
     nodes = {"e2e-01": ("smp29", "forest"), "e2e-02": ("smp29", "forest"), "e2e-03": ("smp29", "forest"),
              "e2e-04": ("smp29", "air"), "e2e-05": ("bansir-laut", "river")}
@@ -73,13 +73,13 @@ def test_end_to_end_faults_haze_and_an_outage_become_points_and_delivered_alerts
     pub.close()
     wait_until(lambda: p.count() >= sim.expected(), 60, "the history stored")
     seen = []
-    from rimba.mqtt import Mqtt
+    from rimba.adapters.mqtt import Mqtt
 
     sub = Mqtt(p.settings.broker, "officer-e2e", v5=False, persistent=False, subscriptions=("rimba/v1/+/alert",),
                on_message=lambda topic, payload, *_: seen.append(json.loads(payload))).start()
     wait_until(sub.subscribed.is_set, 10, "the officer's subscription")
     env = env_for(dict(p.values, alert_notify=webhook.url))
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "analyze", "--once", "--hours", "96", "--until", str(now)],
+    r = subprocess.run([sys.executable, "-m", "rimba", "analyze", "--once", "--hours", "96", "--until", str(now)],
                        env=env, capture_output=True, text=True, cwd=ROOT, timeout=180, check=False)
     assert r.returncode == 0, r.stderr
     # anomaly: the offset on e2e-03, told in words
@@ -106,7 +106,7 @@ def test_end_to_end_faults_haze_and_an_outage_become_points_and_delivered_alerts
     assert "e2e-05: silent since" in text and "ISPU PM2.5" in text
     sub.stop()
     # and the CLI lists them
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "alerts", "list"], env=env, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "rimba", "alerts", "list"], env=env, capture_output=True, text=True,
                        cwd=ROOT, timeout=60, check=False)
     assert r.returncode == 0 and "e2e-05" in r.stdout
 
@@ -121,7 +121,7 @@ def test_analyze_runs_every_interval_until_stopped(platform_factory):
     p = platform_factory({"svc-01": ("smp29", "forest")})
     log = p.tmp / "analyze.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "rimba.cli", "analyze"],
+        proc = subprocess.Popen([sys.executable, "-m", "rimba", "analyze"],
                                 env=env_for(dict(p.values, analyze_every_s=5, analyze_days=1)), stdout=out,
                                 stderr=subprocess.STDOUT, cwd=ROOT)
         try:

@@ -7,7 +7,7 @@ import numpy as np
 
 from analytics import detector
 from analytics.anomaly import EVENT_THRESHOLD, events, score_cube
-from rimba.climate import Climate
+from rimba.dev.climate import Climate
 
 STEP = 600
 MIDNIGHT_WIB = 1764262800  # 2025-11-28 00:00 WIB

@@ -13,21 +13,21 @@ import pytest
 from hardware import tls
 from hardware.provision import Provisioner, as_service, lock_influx, service_env
 from ingest.store import Store
-from rimba import backup
+from rimba.app import backup
 from rimba import settings as settings_mod
 from rimba.errors import ConfigError
 from rimba.fleet import load_fleet
-from rimba.influx import Influx
-from rimba.mqtt import Mqtt
+from rimba.adapters.influx import Influx
+from rimba.adapters.mqtt import Mqtt
 from rimba.settings import Broker
-from rimba.simulate import Publisher, Simulation
-from rimba.stack import Stack, free_port
+from rimba.dev.simulate import Publisher, Simulation
+from rimba.dev.stack import Stack, free_port
 from tests.conftest import fleet_text
 from tests.support import ROOT, IngestProcess, env_for, wait_until
 
 
 def rimba(*args, values):
-    return subprocess.run([sys.executable, "-m", "rimba.cli", *args], env=env_for(values), capture_output=True,
+    return subprocess.run([sys.executable, "-m", "rimba", *args], env=env_for(values), capture_output=True,
                           text=True, cwd=ROOT, timeout=300, check=False)
 
 

@@ -22,10 +22,10 @@ from grafana_foundation_sdk.models import dashboard as mdash
 
 from dashboards import build
 from rimba import settings as settings_mod
-from rimba.climate import Haze
+from rimba.dev.climate import Haze
 from rimba.fleet import load_fleet
 from rimba.metrics import METRICS
-from rimba.simulate import Fault, Publisher, Simulation
+from rimba.dev.simulate import Fault, Publisher, Simulation
 from tests import grafana_like as g
 from tests.support import ROOT, env_for, wait_until
 
@@ -155,7 +155,7 @@ def filled(stack, tmp_path_factory):
     wait_until(lambda: p.count() >= sim.expected() + gone.expected(), 120, "the history stored")
     wait_until(lambda: p.count('SELECT count("first_seq") FROM "gap"') > 0, 60, "the outage's gap")
     _ingest_history(p, now - 8 * 86400)
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "analyze", "--once", "--hours", "192", "--until",
+    r = subprocess.run([sys.executable, "-m", "rimba", "analyze", "--once", "--hours", "192", "--until",
                         str(now)], env=env_for(p.values), capture_output=True, text=True, cwd=ROOT, timeout=300,
                        check=False)
     assert r.returncode == 0, r.stderr
@@ -167,7 +167,7 @@ def filled(stack, tmp_path_factory):
 def _ingest_history(p, start: int) -> None:
     """The ingest's own counters for the eight days before this test's ingest started, once a minute, in its own
     line format (ingest/lineproto.py) under its instance: a platform's ingest has been running all along."""
-    from ingest import lineproto
+    from rimba import lineproto
 
     wait_until(lambda: p.influx.rows('SELECT first("received") FROM "ingest"'), 30, "the ingest's counters")
     instance = p.influx.rows('SHOW TAG VALUES FROM "ingest" WITH KEY = "instance"')[0]["value"]
@@ -298,7 +298,7 @@ def test_alerts_firing_lists_every_open_incident(filled):
     _s, _step, answers = next(Drawn(p.influx).runs(model, panel))
     rows = g.frames(answers["A"], table=True)
     got = len(rows[0]["data"]["values"][0]) if rows else 0
-    store = subprocess.run([sys.executable, "-m", "rimba.cli", "alerts", "list", "--json"], env=env_for(p.values),
+    store = subprocess.run([sys.executable, "-m", "rimba", "alerts", "list", "--json"], env=env_for(p.values),
                            capture_output=True, text=True, cwd=ROOT, timeout=60, check=True)
     open_ids = {json.loads(line)["id"] for line in store.stdout.splitlines()}
     assert got >= 2 and got == len(open_ids), (got, store.stdout)
@@ -416,7 +416,7 @@ class _GrafanaHandler(BaseHTTPRequestHandler):
 def publish_cli(url: str, token: str, bundle: Path = BUNDLE):
     env = env_for({})
     env["GRAFANA_TOKEN"] = token
-    return subprocess.run([sys.executable, "-m", "rimba.cli", "dashboards", "publish", "--out", str(bundle),
+    return subprocess.run([sys.executable, "-m", "rimba", "dashboards", "publish", "--out", str(bundle),
                            "--grafana", url], env=env, capture_output=True, text=True, cwd=ROOT, timeout=120,
                           check=False)
 
@@ -486,7 +486,7 @@ def test_report_cli_errors_are_one_line(filled, tmp_path):
     env = env_for(p.values)
     for args, says in ((["--site", "nowhere"], "sites are"), (["--site", "smp29", "--lang", "fr"], "choose id"),
                        (["--site", "smp29", "--days", "0"], "choose 1 to 62")):
-        r = subprocess.run([sys.executable, "-m", "rimba.cli", "report", *args, "--out", str(tmp_path)], env=env,
+        r = subprocess.run([sys.executable, "-m", "rimba", "report", *args, "--out", str(tmp_path)], env=env,
                            capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
         assert r.returncode == 2 and says in r.stderr and r.stderr.count("\n") == 1, r.stderr
 

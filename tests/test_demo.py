@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from rimba.stack import free_port, influx_answers, mqtt_answers
+from rimba.dev.stack import free_port, influx_answers, mqtt_answers
 from tests.support import ROOT
 
 
@@ -11,7 +11,7 @@ def test_demo_runs_and_cleans_up(tmp_path):
     mq, ix = free_port(), free_port()
     env = {"PATH": "/usr/bin:/bin:/usr/sbin", "HOME": str(tmp_path), "RIMBA_STATE_DIR": str(tmp_path / "state"),
            "RIMBA_MQTT_URL": f"mqtt://127.0.0.1:{mq}", "RIMBA_INFLUX_URL": f"http://127.0.0.1:{ix}"}
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "demo", "--seconds", "12"], env=env, cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "rimba", "demo", "--seconds", "12"], env=env, cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     last = r.stdout.split("Rimba live demo")[-1]

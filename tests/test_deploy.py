@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from rimba import settings as settings_mod
-from rimba.cli import parser
+from rimba.app.cli import parser
 from rimba.errors import StackError
-from rimba.stack import find_binary, free_port, mqtt_answers
+from rimba.dev.stack import find_binary, free_port, mqtt_answers
 from tests.support import ROOT, env_for, wait_until
 
 DEPLOY = ROOT / "deploy"
@@ -34,7 +34,7 @@ def state(tmp_path_factory):
     home = tmp_path_factory.mktemp("deploy")
     env = env_for({"state_dir": str(home / "state"), "fleet": str(ROOT / "fleet.toml")})
     for args in (["stack", "lock"], ["broker", "tls", "--host", "localhost", "--host", "127.0.0.1"]):
-        r = subprocess.run([sys.executable, "-m", "rimba.cli", *args], env=env, capture_output=True, text=True,
+        r = subprocess.run([sys.executable, "-m", "rimba", *args], env=env, capture_output=True, text=True,
                            cwd=ROOT, timeout=120, check=False)
         assert r.returncode == 0, r.stderr
     return home
@@ -159,7 +159,7 @@ def test_grafana_does_not_start_without_an_admin_password(admin):
 def test_the_locked_broker_configuration_runs_in_the_real_mosquitto(state, tmp_path):
     """deploy's mosquitto.conf with the generated files: nobody anonymous on either listener, a service
     logs in with its password, and a client trusting the project's CA gets in over TLS."""
-    from rimba.mqtt import Mqtt
+    from rimba.adapters.mqtt import Mqtt
     from rimba.settings import Broker
 
     broker_dir = state / "state" / "broker"

@@ -1,4 +1,4 @@
-"""Fault injection as the field makes them (`rimba.simulate.realistic_faults`): a stuck sensor still dithers,
+"""Fault injection as the field makes them (`rimba.dev.simulate.realistic_faults`): a stuck sensor still dithers,
 drifts are slow, spikes come in many sizes, a DS18B20 reports its error values, a PM fan dies slowly,
 water gets into an enclosure, a log floats under a river sensor. The analytics' qc flags and anomaly
 events (`bench.detection`, the same steps as `rimba analyze`) must find each kind (recall: the share of

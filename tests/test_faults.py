@@ -15,7 +15,7 @@ import time
 
 from ingest.store import Store
 from rimba.fleet import load_fleet
-from rimba.simulate import Publisher, Simulation
+from rimba.dev.simulate import Publisher, Simulation
 from tests.support import wait_until
 from tests.test_ingest import AckWatcher
 

@@ -12,7 +12,7 @@ from tests.support import ROOT, env_for
 def test_bundle_compiles_every_module_and_writes_the_nodes_config(tmp_path):
     env = env_for({"mqtt_url": "mqtt://broker.example:8883", "fleet": str(ROOT / "fleet.toml")})
     env.update(RIMBA_WIFI_SSID="sekolah", RIMBA_WIFI_PASSWORD="rahasia-wifi")
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "firmware", "bundle", "--node", "smp29-01", "--out",
+    r = subprocess.run([sys.executable, "-m", "rimba", "firmware", "bundle", "--node", "smp29-01", "--out",
                         str(tmp_path)], env=env, capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     modules = {p.stem for p in (ROOT / "firmware" / "lib").glob("*.py")}
@@ -33,7 +33,7 @@ def test_bundle_compiles_every_module_and_writes_the_nodes_config(tmp_path):
 
 
 def test_bundle_for_an_unknown_node_says_what_to_do(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "firmware", "bundle", "--node", "nobody", "--out",
+    r = subprocess.run([sys.executable, "-m", "rimba", "firmware", "bundle", "--node", "nobody", "--out",
                         str(tmp_path)], env=env_for({"fleet": str(ROOT / "fleet.toml")}), capture_output=True, text=True,
                        cwd=ROOT, timeout=60, check=False)
     assert r.returncode == 2 and "not in the fleet file" in r.stderr and r.stderr.count("\n") == 1
@@ -46,10 +46,10 @@ def test_a_node_kept_on_contract_v1_gets_wire_1_and_a_wrong_version_stops_the_bu
     fleet.write_text(FLEET + '\n[nodes.old-01]\nsite = "smp29"\nprofile = "forest"\ncadence_s = 600\nwire = 1\n'
                              '\n[nodes.bad-02]\nsite = "smp29"\nprofile = "forest"\ncadence_s = 600\nwire = 3\n')
     env = env_for({"fleet": str(fleet)})
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "firmware", "bundle", "--node", "old-01", "--out",
+    r = subprocess.run([sys.executable, "-m", "rimba", "firmware", "bundle", "--node", "old-01", "--out",
                         str(tmp_path / "a")], env=env, capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "a" / "data" / "node.json").read_text())["wire"] == 1
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "firmware", "bundle", "--node", "bad-02", "--out",
+    r = subprocess.run([sys.executable, "-m", "rimba", "firmware", "bundle", "--node", "bad-02", "--out",
                         str(tmp_path / "b")], env=env, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
     assert r.returncode == 2 and "wire must be one of 1, 2" in r.stderr and r.stderr.count("\n") == 1, r.stderr

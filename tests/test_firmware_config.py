@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from rimba.hostnode import FirmwareNode
+from rimba.dev.hostnode import FirmwareNode
 from tests.conftest import FLEET
 from tests.support import ROOT, env_for
 
@@ -22,7 +22,7 @@ def bundle_for(tmp_path, node_text: str, node: str):
     out = tmp_path / "bundle"
     # a broker nobody listens on: the node keeps its reading and reports that sending failed
     env = env_for({"mqtt_url": "mqtt://127.0.0.1:9", "fleet": str(fleet)})
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "firmware", "bundle", "--node", node, "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "rimba", "firmware", "bundle", "--node", node, "--out", str(out)],
                        env=env, capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     return out, r
@@ -73,7 +73,7 @@ def test_a_provisioned_value_of_the_wrong_type_stops_the_bundle_naming_the_key(t
     fleet = tmp_path / "fleet.toml"
     fleet.write_text(FLEET + '\n[nodes.bad-01]\nsite = "smp29"\nprofile = "forest"\ncadence_s = 600\n'
                              'soil_dry_mv = "dry"\n')
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "firmware", "bundle", "--node", "bad-01", "--out",
+    r = subprocess.run([sys.executable, "-m", "rimba", "firmware", "bundle", "--node", "bad-01", "--out",
                         str(tmp_path / "b")], env=env_for({"fleet": str(fleet)}), capture_output=True, text=True,
                        cwd=ROOT, timeout=60, check=False)
     assert r.returncode == 2 and "soil_dry_mv" in r.stderr and r.stderr.count("\n") == 1, r.stderr

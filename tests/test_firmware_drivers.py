@@ -108,7 +108,7 @@ def test_a_disconnected_soil_probe_reads_null_on_every_chip_calibration(kat):
 
 
 def test_rain_gauge_counts_debounced_tips_across_deep_sleep(tmp_path):
-    from rimba.hostnode import FAKES
+    from rimba.dev.hostnode import FAKES
 
     exe = shutil.which("micropython", path=str(BIN)) or shutil.which("micropython")
     world = tmp_path / "world.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rimba.hostnode import FirmwareNode
+from rimba.dev.hostnode import FirmwareNode
 from tests.support import wait_until
 
 
@@ -91,7 +91,7 @@ def run_powerloss(root, seed, phase, lib) -> dict:
     import os
     import subprocess
 
-    from rimba.hostnode import micropython
+    from rimba.dev.hostnode import micropython
     from tests.support import ROOT
 
     env = {**os.environ, "MICROPYPATH": str(lib), "PL_ROOT": str(root), "PL_SEED": str(seed), "PL_PHASE": phase}
@@ -188,7 +188,7 @@ def test_a_drifting_clock_is_corrected_between_syncs(platform_factory, tmp_path)
 
 @pytest.mark.parametrize("wire", WIRES)
 def test_the_config_mailbox_applies_a_newer_rev_and_rejects_a_bad_one(platform_factory, tmp_path, wire):
-    from rimba.mqtt import Mqtt
+    from rimba.adapters.mqtt import Mqtt
 
     p = platform_factory({"fw-04": ("smp29", "forest")})
     p.ingest()
@@ -258,7 +258,7 @@ def test_the_firmware_builds_what_the_golden_vectors_say(tmp_path):
     import subprocess
 
     from rimba import contract
-    from rimba.hostnode import FAKES, micropython
+    from rimba.dev.hostnode import FAKES, micropython
     from tests.support import ROOT, VECTOR_FLEET, VECTORS
 
     world = tmp_path / "world.json"
@@ -317,7 +317,7 @@ def test_the_node_speaks_tls_to_the_broker_with_the_projects_ca(platform_factory
     import subprocess
 
     from hardware import tls
-    from rimba.stack import Stack, free_port
+    from rimba.dev.stack import Stack, free_port
 
     p = platform_factory({"fw-tls": ("smp29", "forest")})
     state = tmp_path / "broker-state"

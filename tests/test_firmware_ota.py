@@ -15,7 +15,7 @@ import subprocess
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rimba.hostnode import FAKES, micropython
+from rimba.dev.hostnode import FAKES, micropython
 from tests.support import ROOT
 
 LIB = ROOT / "firmware" / "lib"

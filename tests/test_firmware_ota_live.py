@@ -13,8 +13,8 @@ import time
 import pytest
 
 from hardware import release as rel
-from rimba.hostnode import FirmwareNode
-from rimba.mqtt import Mqtt
+from rimba.dev.hostnode import FirmwareNode
+from rimba.adapters.mqtt import Mqtt
 from tests.support import ROOT, wait_until
 
 KEY = bytes.fromhex("5a" * 32)

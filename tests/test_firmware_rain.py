@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from rimba.hostnode import FAKES, FirmwareNode, micropython
+from rimba.dev.hostnode import FAKES, FirmwareNode, micropython
 from tests.support import ROOT
 
 START = 1_764_300_000  # 2025-11-28 03:20 UTC, a fixed time

@@ -13,7 +13,7 @@ import time
 
 from hardware.fwstore import FirmwareStore
 from hardware.provision import Provisioner
-from rimba.hostnode import FirmwareNode
+from rimba.dev.hostnode import FirmwareNode
 from tests.support import ROOT, env_for, wait_until
 from tests.test_firmware_ota_live import prepend, readings, status, tree
 from tests.test_release import clear_retained
@@ -34,14 +34,14 @@ def dead(p, node):
 
 
 def cli(values: dict, *argv, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rimba.cli", *argv], env=env_for(values), capture_output=True,
+    return subprocess.run([sys.executable, "-m", "rimba", *argv], env=env_for(values), capture_output=True,
                           text=True, cwd=ROOT, timeout=timeout, check=False)
 
 
 def roll(p, nodes: dict, version: str, deadline_s: float = 240) -> tuple:
     """Run `rimba firmware rollout VERSION --canary 2` while every node wakes in turn, as they would in the
     field, until the rollout ends. Returns (its exit code and output, {node: [round of each 'offered' line]})."""
-    proc = subprocess.Popen([sys.executable, "-m", "rimba.cli", "firmware", "rollout", version, "--canary", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "rimba", "firmware", "rollout", version, "--canary", "2",
                              "--timeout", "600"], env=env_for(p.values), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     offered: dict = {n: [] for n in nodes}

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rimba.hostnode import FAKES, micropython
+from rimba.dev.hostnode import FAKES, micropython
 from tests.support import ROOT
 
 V2 = json.loads((ROOT / "tests" / "vectors" / "contract-v2.json").read_text(encoding="utf-8"))

@@ -14,7 +14,7 @@ import tty
 from pathlib import Path
 
 from hardware import bundle, flash
-from rimba.hostnode import micropython
+from rimba.dev.hostnode import micropython
 from tests.support import ROOT, env_for
 
 
@@ -37,7 +37,7 @@ def test_the_plan_is_exact(tmp_path):
 
 
 def run(args, values):
-    return subprocess.run([sys.executable, "-m", "rimba.cli", "node", "flash", *args], env=env_for(values),
+    return subprocess.run([sys.executable, "-m", "rimba", "node", "flash", *args], env=env_for(values),
                           capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
 
 

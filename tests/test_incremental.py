@@ -17,7 +17,7 @@ import pytest
 from analytics import anomaly, incremental, quality
 from analytics.analyze import ANOMALY_METRICS, FWI_DAYS, derive, fire_days
 from analytics.data import load_cube
-from ingest import lineproto
+from rimba import lineproto
 from rimba.fleet import load_fleet
 
 T0 = 1764262800  # 2025-11-28 00:00 WIB, a fixed time

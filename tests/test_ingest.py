@@ -12,8 +12,8 @@ import time
 
 from rimba.contract import TOPIC_ROOT
 from rimba.fleet import load_fleet
-from rimba.mqtt import Mqtt
-from rimba.simulate import Publisher, Simulation
+from rimba.adapters.mqtt import Mqtt
+from rimba.dev.simulate import Publisher, Simulation
 from tests.conftest import fleet_text
 from tests.support import ROOT, VECTORS, env_for, payload_of, wait_until
 
@@ -122,7 +122,7 @@ def test_bad_input_is_dead_lettered_and_good_traffic_flows(platform_factory):
     assert ing.proc.poll() is None, "ingest must keep running"
     wait_until(lambda: p.count("SELECT count(seq) FROM reading WHERE node = 'good-01'") == sim.expected(), 30,
                "the good node's readings")
-    out = subprocess.run([sys.executable, "-m", "rimba.cli", "deadletter", "list", "--json"], env=env_for(p.values),
+    out = subprocess.run([sys.executable, "-m", "rimba", "deadletter", "list", "--json"], env=env_for(p.values),
                          capture_output=True, text=True, cwd=ROOT, check=True)
     kept = [json.loads(line) for line in out.stdout.splitlines()]
     by_payload = {}
@@ -161,20 +161,20 @@ def test_deadletter_replay_after_the_fleet_is_fixed(platform_factory):
     env = env_for(p.values)
 
     def listed():
-        r = subprocess.run([sys.executable, "-m", "rimba.cli", "deadletter", "list"], env=env, capture_output=True,
+        r = subprocess.run([sys.executable, "-m", "rimba", "deadletter", "list"], env=env, capture_output=True,
                            text=True, cwd=ROOT)
         return r.stdout if "unknown-node" in r.stdout else None
 
     line = wait_until(listed, 30, "the dead letter to be listed")
     assert "rimba/v1/smp29/newbie-01/up" in line and "not in the fleet file" in line
     p.fleet_path.write_text(fleet_text({"known-01": ("smp29", "forest"), "newbie-01": ("smp29", "forest")}))
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "deadletter", "replay"], env=env, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "rimba", "deadletter", "replay"], env=env, capture_output=True,
                        text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert "replayed 1, still refused 0, readings stored 3" in r.stdout
     assert p.count("SELECT count(seq) FROM reading WHERE node = 'newbie-01'") == 3
     assert not p.influx.rows("SELECT air_rh_pct FROM reading WHERE node = 'newbie-01'")
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "deadletter", "list"], env=env, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "rimba", "deadletter", "list"], env=env, capture_output=True,
                        text=True, cwd=ROOT)
     assert "newbie-01" not in r.stdout
     # at its next wake the node sends the batch again: a duplicate now, and its ack covers it
@@ -230,7 +230,7 @@ def test_points_the_database_refuses_are_dead_lettered_not_retried(platform_fact
     env = env_for(p.values)
 
     def refused():
-        r = subprocess.run([sys.executable, "-m", "rimba.cli", "deadletter", "list", "--json", "--code", "db-refused"],
+        r = subprocess.run([sys.executable, "-m", "rimba", "deadletter", "list", "--json", "--code", "db-refused"],
                            env=env, capture_output=True, text=True, cwd=ROOT)
         rows = [json.loads(x) for x in r.stdout.splitlines()]
         return rows if len(rows) == 2 else None

@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from rimba.mqtt import Mqtt
+from rimba.adapters.mqtt import Mqtt
 from tests.conftest import fleet_text
 from tests.support import ROOT, env_for, wait_until
 
@@ -135,7 +135,7 @@ class Scenario:
 
 
 def _cli(p, *args):
-    return subprocess.run([sys.executable, "-m", "rimba.cli", *args], env=env_for(p.values), capture_output=True,
+    return subprocess.run([sys.executable, "-m", "rimba", *args], env=env_for(p.values), capture_output=True,
                           text=True, cwd=ROOT, timeout=120, check=False)
 
 

@@ -43,12 +43,12 @@ def test_a_development_board_cannot_run_on_batteries():
 
 
 def test_hw_power_cli_prints_the_budget_and_plots(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "hw", "power", "--profile", "forest", "--sample", "10m",
+    r = subprocess.run([sys.executable, "-m", "rimba", "hw", "power", "--profile", "forest", "--sample", "10m",
                         "--send", "1h", "--battery", "2x18650", "--plot", str(tmp_path / "life.png")],
                        capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     assert "9.83 mAh per day" in r.stdout and "488 days" in r.stdout
     assert (tmp_path / "life.png").stat().st_size > 10_000
-    bad = subprocess.run([sys.executable, "-m", "rimba.cli", "hw", "power", "--send", "1m", "--sample", "10m"],
+    bad = subprocess.run([sys.executable, "-m", "rimba", "hw", "power", "--send", "1m", "--sample", "10m"],
                          capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1

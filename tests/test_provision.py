@@ -15,9 +15,9 @@ from hardware.provision import Provisioner, hash_password
 from rimba import settings as settings_mod
 from rimba.errors import StackError
 from rimba.fleet import load_fleet
-from rimba.mqtt import Mqtt
+from rimba.adapters.mqtt import Mqtt
 from rimba.settings import Broker
-from rimba.stack import Stack, free_port
+from rimba.dev.stack import Stack, free_port
 from tests.conftest import fleet_text
 from tests.support import ROOT, env_for, wait_until
 
@@ -48,7 +48,7 @@ def locked(tmp_path):
     values = {"mqtt_url": f"mqtt://127.0.0.1:{port}", "state_dir": str(tmp_path / "state"),
               "fleet": str(tmp_path / "fleet.toml"), "influx_url": f"http://127.0.0.1:{free_port()}"}
     s = settings_mod.build(overrides=values, env={})
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "node", "add", "--site", "smp29", "--profile", "forest"],
+    r = subprocess.run([sys.executable, "-m", "rimba", "node", "add", "--site", "smp29", "--profile", "forest"],
                        env=env_for(values), capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     a = r.stdout.split("added ")[1].split()[0]
@@ -129,9 +129,9 @@ def test_the_broker_refuses_strangers_and_keeps_nodes_to_themselves(locked):
 
 def test_provisioning_round_trip_with_the_simulator_and_ingest(locked, tmp_path):
     """A node added gets its readings stored through the locked broker; removed, it is refused."""
-    from rimba.influx import Influx
-    from rimba.simulate import Publisher, Simulation
-    from rimba.stack import influx_answers
+    from rimba.adapters.influx import Influx
+    from rimba.dev.simulate import Publisher, Simulation
+    from rimba.dev.stack import influx_answers
     from tests.support import IngestProcess
 
     s, p, stack, (a, a_pw), _b, _ = locked
@@ -151,7 +151,7 @@ def test_provisioning_round_trip_with_the_simulator_and_ingest(locked, tmp_path)
         influx = Influx(stack.influx_url, "rimba")
         wait_until(lambda: (influx.rows("SELECT count(seq) FROM reading") or [{"count": 0}])[0]["count"]
                    >= sim.expected(), 30, "the node's readings stored")
-        r = subprocess.run([sys.executable, "-m", "rimba.cli", "node", "remove", a], env=env_for(
+        r = subprocess.run([sys.executable, "-m", "rimba", "node", "remove", a], env=env_for(
             {"state_dir": str(s.state_path), "fleet": s.fleet, "mqtt_url": s.values["mqtt_url"]}),
             capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
         assert r.returncode == 0 and "the broker has reloaded" in r.stdout, r.stdout + r.stderr
@@ -210,7 +210,7 @@ def test_tls_with_the_generated_ca_works_and_another_ca_is_refused(tmp_path):
 def test_influxdb_with_authentication_and_separate_writer_and_reader(tmp_path):
     from hardware.provision import lock_influx
     from rimba.errors import InfluxAuthError, InfluxRejected
-    from rimba.influx import Influx
+    from rimba.adapters.influx import Influx
 
     s = settings_mod.build(overrides={"state_dir": str(tmp_path / "state")}, env={})
     users = lock_influx(s)
@@ -242,7 +242,7 @@ def test_stack_lock_restarts_an_open_stack_locked_and_gives_every_service_its_ow
     """`rimba stack lock` on a running open stack: afterwards nobody gets in anonymously, and each service's
     env file lets it do its own job and nothing else."""
     from rimba.errors import InfluxAuthError, InfluxRejected
-    from rimba.influx import Influx
+    from rimba.adapters.influx import Influx
 
     (tmp_path / "fleet.toml").write_text(fleet_text({}))
     values = {"mqtt_url": f"mqtt://127.0.0.1:{free_port()}", "influx_url": f"http://127.0.0.1:{free_port()}",
@@ -252,7 +252,7 @@ def test_stack_lock_restarts_an_open_stack_locked_and_gives_every_service_its_ow
     stack.up()
     try:
         client(s, None, None).stop()  # open before
-        r = subprocess.run([sys.executable, "-m", "rimba.cli", "stack", "lock"], env=env_for(values),
+        r = subprocess.run([sys.executable, "-m", "rimba", "stack", "lock"], env=env_for(values),
                            capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
         assert r.returncode == 0 and "restarted with authentication on" in r.stdout, r.stdout + r.stderr
         with pytest.raises(StackError, match="anonymously; a locked broker wants"):
@@ -284,7 +284,7 @@ def test_stack_lock_restarts_an_open_stack_locked_and_gives_every_service_its_ow
         assert image["INFLUXDB_WRITE_USER"] == logins["ingest-1"]["RIMBA_INFLUX_USER"]
         assert image["INFLUXDB_USER_PASSWORD"] == logins["analyze"]["RIMBA_INFLUX_PASSWORD"]
         assert image["INFLUXDB_READ_USER"] == logins["viewer"]["RIMBA_INFLUX_USER"]
-        r = subprocess.run([sys.executable, "-m", "rimba.cli", "stack", "lock"], env=env_for(values),
+        r = subprocess.run([sys.executable, "-m", "rimba", "stack", "lock"], env=env_for(values),
                            capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
         assert r.returncode == 0 and {p.stem: _env_file(p) for p in env_dir.glob("*.env")} == logins  # kept
     finally:
@@ -382,12 +382,12 @@ def test_two_ingest_processes_from_the_lock_each_their_own_user_and_a_hostile_no
     """`rimba stack lock --ingest-processes 2`: two users, two env files, one shared subscription. The two
     `rimba ingest` processes never disconnect each other; a node connecting with their client ids while
     they run, and again while they are away (clean sessions), changes nothing: every reading is stored once."""
-    from rimba.influx import Influx
-    from rimba.simulate import Publisher, Simulation
+    from rimba.adapters.influx import Influx
+    from rimba.dev.simulate import Publisher, Simulation
     from tests.support import IngestProcess
 
     s, p, _stack, (a, a_pw), _b, _ = locked
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "stack", "lock", "--ingest-processes", "2"],
+    r = subprocess.run([sys.executable, "-m", "rimba", "stack", "lock", "--ingest-processes", "2"],
                        env=env_for(s.values), capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert r.returncode == 0 and "restarted with authentication on" in r.stdout, r.stdout + r.stderr
     stack = Stack.from_settings(s)  # the lock restarted the running broker, and started InfluxDB, with these
@@ -479,11 +479,11 @@ def test_on_the_locked_stack_a_fragmenting_node_holds_back_no_one_and_a_repaired
     host); once the copy is fixed, `rimba deadletter replay` stores its readings and B's next send gets its ack."""
     import shutil
 
-    from rimba.influx import Influx
+    from rimba.adapters.influx import Influx
     from tests.support import IngestProcess
 
     s, _p, _stack, (a, a_pw), (b, b_pw), _ = locked
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "stack", "lock"], env=env_for(s.values),
+    r = subprocess.run([sys.executable, "-m", "rimba", "stack", "lock"], env=env_for(s.values),
                        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     stack = Stack.from_settings(s)
@@ -507,7 +507,7 @@ def test_on_the_locked_stack_a_fragmenting_node_holds_back_no_one_and_a_repaired
         admin = {**env_for(base), **ingest_env}  # replay writes what it stores: the ingest's own login
 
         def listed():
-            out = subprocess.run([sys.executable, "-m", "rimba.cli", "deadletter", "list"], env=admin,
+            out = subprocess.run([sys.executable, "-m", "rimba", "deadletter", "list"], env=admin,
                                  capture_output=True, text=True, cwd=ROOT, timeout=60, check=False).stdout
             return out if "unknown-node" in out else None
 
@@ -522,7 +522,7 @@ def test_on_the_locked_stack_a_fragmenting_node_holds_back_no_one_and_a_repaired
             mids.append(node_a.publish(f"rimba/v1/smp29/{a}/up", json.dumps(frag, separators=(",", ":")).encode(), qos=1))
         # the ingest host's fleet file is fixed, and the dead letter replayed
         shutil.copy(s.fleet, stale)
-        r = subprocess.run([sys.executable, "-m", "rimba.cli", "deadletter", "replay", "--node", b], env=admin,
+        r = subprocess.run([sys.executable, "-m", "rimba", "deadletter", "replay", "--node", b], env=admin,
                            capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
         assert r.returncode == 0 and "replayed 1, still refused 0, readings stored 3" in r.stdout, r.stdout + r.stderr
         # B wakes again, behind A's flood: its resend is a duplicate now, and its ack comes promptly

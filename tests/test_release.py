@@ -21,7 +21,7 @@ from hardware import release as rel
 from hardware.fwstore import FirmwareStore
 from hardware.provision import Provisioner
 from rimba.errors import ConfigError
-from rimba.mqtt import Mqtt
+from rimba.adapters.mqtt import Mqtt
 from tests.support import ROOT, env_for, wait_until
 
 VECTOR = json.loads((ROOT / "tests" / "vectors" / "fw-sig.json").read_text())
@@ -145,7 +145,7 @@ def test_bad_hashes_keys_and_trees_are_refused_in_one_line(tmp_path):
 
 # -- the node's update key ---------------------------------------------------------------------------------
 def _cli(values: dict, *argv, timeout=120):
-    return subprocess.run([sys.executable, "-m", "rimba.cli", *argv], env=env_for(values), capture_output=True,
+    return subprocess.run([sys.executable, "-m", "rimba", *argv], env=env_for(values), capture_output=True,
                           text=True, cwd=ROOT, timeout=timeout, check=False)
 
 

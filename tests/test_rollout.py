@@ -215,7 +215,7 @@ def test_a_rollout_killed_in_the_middle_resumes_where_it_stopped(fleet5, tmp_pat
     store = FirmwareStore.in_state_dir(p.settings.state_path)
     try:
         add_release(store, "1.1.0")
-        argv = [sys.executable, "-m", "rimba.cli", "firmware", "rollout", "1.1.0", "--canary", "2", "--wave", "2",
+        argv = [sys.executable, "-m", "rimba", "firmware", "rollout", "1.1.0", "--canary", "2", "--wave", "2",
                 "--timeout", "300"]
         with open(tmp_path / "first.log", "wb") as log:
             proc = subprocess.Popen(argv, env=env_for(p.values), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)

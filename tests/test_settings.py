@@ -80,7 +80,7 @@ def test_sample_fleet_parses():
 
 
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "rimba.cli", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "rimba", *args], capture_output=True, text=True, cwd=ROOT,
                           env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", **(env or {})})
 
 
@@ -93,7 +93,7 @@ def test_cli_user_errors_are_one_line():
 
 def test_stack_says_how_to_install_a_missing_binary(tmp_path):
     from rimba.errors import StackError
-    from rimba.stack import find_binary
+    from rimba.dev.stack import find_binary
 
     for name, package in (("mosquitto", "mosquitto"), ("influxd", "influxdb")):
         with pytest.raises(StackError, match=f"apt-get install {package}"):
@@ -105,7 +105,7 @@ def test_no_flag_takes_a_secret():
     """A command line shows in `ps` to every user: secrets come from the environment or a *_file flag."""
     import argparse
 
-    from rimba.cli import parser
+    from rimba.app.cli import parser
 
     def flags(p):
         for action in p._actions:

@@ -3,10 +3,10 @@
 import json
 
 from rimba import contract
-from rimba.climate import Climate, Haze
+from rimba.dev.climate import Climate, Haze
 from rimba.fleet import load_fleet
 from rimba.metrics import METRICS
-from rimba.simulate import Fault, Simulation
+from rimba.dev.simulate import Fault, Simulation
 from tests.support import ROOT
 
 FLEET = load_fleet(ROOT / "fleet.toml")
@@ -82,7 +82,7 @@ def test_simulate_command_end_to_end(platform_factory):
 
     p = platform_factory({"cli-01": ("smp29", "forest"), "cli-02": ("bansir-laut", "river")})
     p.ingest()
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "simulate", "--backfill-hours", "6", "--until", str(START),
+    r = subprocess.run([sys.executable, "-m", "rimba", "simulate", "--backfill-hours", "6", "--until", str(START),
                         "--resend-prob", "0.3", "--outage", "cli-01:4:2",
                         "--fault", "cli-02:water_level_cm:out-of-range:3:2"],
                        env=env_for(p.values), capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -100,14 +100,14 @@ def test_simulate_command_refuses_bad_specs():
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "rimba.cli", "simulate", "--fleet", str(ROOT / "fleet.toml"),
+    r = subprocess.run([sys.executable, "-m", "rimba", "simulate", "--fleet", str(ROOT / "fleet.toml"),
                         "--fault", "smp29-01:air_temp:spike:1:0"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--fault" in r.stderr
 
 
 def test_light_at_the_edges_of_the_day_is_a_real_number():
     """sin(pi) rounds to a tiny negative number; raised to a power it was once a complex 'light'."""
-    from rimba.climate import Climate
+    from rimba.dev.climate import Climate
 
     c = Climate(1, "smp29")
     midnight = 1764262800  # WIB
@@ -121,7 +121,7 @@ def test_realistic_faults_look_like_the_field():
     humidity near 100 %, a DS18B20 error is its own value (85 °C is inside the physical range)."""
     import numpy as np
 
-    from rimba.simulate import realistic_faults
+    from rimba.dev.simulate import realistic_faults
 
     sim = Simulation(FLEET, seed=6)
     stuck = Fault("smp29-01", "air_temp_c", "stuck", START + 86400, START + 2 * 86400, float("nan"))

@@ -3,12 +3,12 @@
 import subprocess
 import sys
 
-from rimba.stack import free_port, influx_answers, mqtt_answers
+from rimba.dev.stack import free_port, influx_answers, mqtt_answers
 from tests.support import ROOT
 
 
 def rimba(*args, env):
-    return subprocess.run([sys.executable, "-m", "rimba.cli", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "rimba", *args], capture_output=True, text=True, cwd=ROOT,
                           env=env, timeout=120)
 
 
@@ -60,7 +60,7 @@ def test_influxdb_debug_endpoints_and_the_backup_rpc(tmp_path):
     from hardware.provision import lock_influx
     from rimba import settings as settings_mod
     from rimba.errors import StackError
-    from rimba.stack import Stack
+    from rimba.dev.stack import Stack
 
     s = settings_mod.build(overrides={"state_dir": str(tmp_path)}, env={})
     lock_influx(s)

@@ -13,8 +13,8 @@ from ingest.ledger import Ledger
 from ingest.pipeline import Outcome, handle
 from rimba.fleet import load_fleet
 from rimba.metrics import METRICS
-from rimba.mqtt import Mqtt
-from rimba.simulate import Publisher, Simulation
+from rimba.adapters.mqtt import Mqtt
+from rimba.dev.simulate import Publisher, Simulation
 from rimba.wire2 import to_v2
 from tests.support import VECTOR_FLEET, VECTORS, wait_until
 
@@ -110,7 +110,7 @@ def test_rimba_simulate_speaks_v2_and_stores_what_v1_stores(platform_factory):
         p = platform_factory(nodes)
         values = dict(p.values, state_dir=str(p.tmp / f"state-v{wire}"))  # a ledger of its own
         p.ingest(state_dir=values["state_dir"])
-        r = subprocess.run([sys.executable, "-m", "rimba.cli", "simulate", "--backfill-hours", "3", "--until",
+        r = subprocess.run([sys.executable, "-m", "rimba", "simulate", "--backfill-hours", "3", "--until",
                             "1780000000", "--wire", str(wire), "--seed", "4"], env=env_for(values),
                            capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
         assert r.returncode == 0, r.stderr

@@ -4,7 +4,7 @@ One busy node makes the ingest publish up to 4 acks a second (ACK_EVERY_S): ~12 
 
 import random
 
-from rimba.mqtt import Mqtt
+from rimba.adapters.mqtt import Mqtt
 from tests.support import wait_until
 
 
@@ -17,7 +17,7 @@ def test_published_acks_are_not_remembered_forever(stack):
         for i in range(2000):  # what Ingest._publish_acks does, one process, no share group
             m.publish("rimba/v1/smp29/audit-leak/ack", b'{"v":1,"epoch":1,"seq":%d}' % i, qos=1, retain=False,
                       track=False)
-        from rimba.mqtt import PUBACKS_KEPT
+        from rimba.adapters.mqtt import PUBACKS_KEPT
 
         wait_until(lambda: len(m._puback) > PUBACKS_KEPT, 30, "the last PUBACKs")
         m.publish("rimba/v1/smp29/audit-leak/ack", b"{}", qos=1, retain=False, track=False)  # the next ack drains

@@ -34,7 +34,7 @@ class MqttPublisher:
     """Publishes `alert` messages (QoS 1) and waits for the broker to take each one."""
 
     def __init__(self, settings, client_id: str):
-        from rimba.mqtt import Mqtt
+        from rimba.adapters.mqtt import Mqtt
 
         self.mqtt = Mqtt(settings.broker, client_id, ca_file=settings.mqtt_ca_file, v5=False, persistent=False)
         self.started = False

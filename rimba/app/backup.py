@@ -37,7 +37,7 @@ import urllib.error
 from pathlib import Path
 
 from rimba.errors import ConfigError, StackError
-from rimba.stack import Stack, find_binary, json_error
+from rimba.dev.stack import Stack, find_binary, json_error
 
 PREFIX = "rimba-"
 SQLITE_SUFFIXES = (".sqlite", ".sqlite3")

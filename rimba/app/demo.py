@@ -24,15 +24,15 @@ from analytics.alerts import AlertStore
 from hardware import provision
 from ingest.store import Store
 from rimba import wib
-from rimba.climate import Haze
+from rimba.dev.climate import Haze
 from rimba.errors import RimbaError
 from rimba.fleet import load_fleet
-from rimba.influx import Influx
+from rimba.adapters.influx import Influx
 from rimba.metrics import METRICS
-from rimba.simulate import Fault, LiveRunner, Publisher, Simulation
-from rimba.stack import Stack
+from rimba.dev.simulate import Fault, LiveRunner, Publisher, Simulation
+from rimba.dev.stack import Stack
 
-log = logging.getLogger("rimba.demo")
+log = logging.getLogger("rimba.app.demo")
 WIB = wib.TZ
 SHOWN = ("air_temp_c", "air_rh_pct", "soil_vwc_pct", "light_lux", "rain_mm", "pm25_ugm3", "water_level_cm",
          "water_temp_c", "batt_v")
@@ -54,7 +54,7 @@ def main(settings, args) -> int:
     ingest_log = state / "ingest.log"
     env = {**os.environ, **settings.with_(stats_every_s=1).env(), **provision.service_env(settings, "ingest")}
     viewer = provision.as_service(settings, "viewer")
-    ingest = subprocess.Popen([sys.executable, "-m", "rimba.cli", "ingest"], env=env,
+    ingest = subprocess.Popen([sys.executable, "-m", "rimba", "ingest"], env=env,
                               stdout=open(ingest_log, "ab"), stderr=subprocess.STDOUT)
     view = None
     pub = None
@@ -124,7 +124,7 @@ def main(settings, args) -> int:
 
 def _show_locked(settings) -> None:
     """Say how the stack is locked, and show the broker turning away a client without a login."""
-    from rimba.mqtt import Mqtt
+    from rimba.adapters.mqtt import Mqtt
 
     try:
         stranger = dataclasses.replace(settings.broker, user=None, password=None)
@@ -180,14 +180,14 @@ def _write_bundle_and_reports(settings, fleet, state) -> None:
 
 
 class FirmwareFleet(threading.Thread):
-    """A few nodes run by the real firmware in the MicroPython unix port (rimba.hostnode), waking every
+    """A few nodes run by the real firmware in the MicroPython unix port (rimba.dev.hostnode), waking every
     cadence / speed seconds on the demo's clock: their world's time is the real time at each wake."""
 
     def __init__(self, settings, fleet, nodes: dict, home, speed: float):
         """`nodes`: {node id: its broker password}."""
         super().__init__(name="firmware-nodes", daemon=True)
         from hardware.bundle import node_config
-        from rimba.hostnode import FirmwareNode
+        from rimba.dev.hostnode import FirmwareNode
 
         self.stop = threading.Event()
         self.every_s = max(2.0, min(fleet.nodes[n].cadence_s for n in nodes) / speed) if nodes else 60.0

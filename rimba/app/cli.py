@@ -51,7 +51,7 @@ def _settings(args) -> settings_mod.Settings:
 
 
 def cmd_stack(args) -> int:
-    from rimba.stack import Stack
+    from rimba.dev.stack import Stack
 
     s = _settings(args)
     stack = Stack.from_settings(s)
@@ -141,7 +141,7 @@ def cmd_config(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from rimba import simulate
+    from rimba.dev import simulate
 
     s = _settings(args)
     return simulate.main(s, args)
@@ -279,7 +279,7 @@ def cmd_broker(args) -> int:
 
 
 def cmd_backup(args) -> int:
-    from rimba import backup
+    from rimba.app import backup
 
     s = _settings(args)
     if args.every is None:
@@ -295,7 +295,7 @@ def cmd_backup(args) -> int:
         raise ConfigError(f"--every: {err}") from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    log = logging.getLogger("rimba.backup")
+    log = logging.getLogger("rimba.app.backup")
     while not stop.is_set():
         try:
             log.info("backup %s written", backup.backup(s, args.to, args.influx_rpc, args.keep))
@@ -306,7 +306,7 @@ def cmd_backup(args) -> int:
 
 
 def cmd_restore(args) -> int:
-    from rimba import backup
+    from rimba.app import backup
 
     done = backup.restore(_settings(args), args.source, args.influx_rpc)
     print(f"restored {done['files']} files from {args.source}: database {done['database']}, state in "
@@ -315,7 +315,7 @@ def cmd_restore(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from rimba import demo
+    from rimba.app import demo
 
     return demo.main(_settings(args), args)
 
@@ -367,7 +367,7 @@ def parser() -> argparse.ArgumentParser:
     cf.set_defaults(func=cmd_config)
 
     sim = sub.add_parser("simulate", parents=[with_mqtt], help="publish realistic contract traffic for the fleet")
-    from rimba import simulate
+    from rimba.dev import simulate
 
     simulate.add_arguments(sim)
     sim.set_defaults(func=cmd_simulate)

@@ -8,7 +8,7 @@ outages (buffered backfill), duplicate sends (a lost PUBACK) and sensor faults
 (spikes, stuck values, drift, dropouts, out-of-range values), whose ground truth
 is kept in `Simulation.truth` for the analytics tests.
 
-Values come from `rimba.climate` and are deterministic: the same seed gives the
+Values come from `rimba.dev.climate` and are deterministic: the same seed gives the
 same readings, and a resent reading is identical.
 """
 
@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rimba import contract
-from rimba.climate import DAY, Climate, Haze
+from rimba.dev.climate import DAY, Climate, Haze
 from rimba.errors import RimbaError
 from rimba.fleet import Node, load_fleet
 from rimba.metrics import METRICS
 
-log = logging.getLogger("rimba.simulate")
+log = logging.getLogger("rimba.dev.simulate")
 
 PROFILE_METRICS = {
     "forest": ("air_temp_c", "air_rh_pct", "air_pressure_hpa", "soil_temp_c", "soil_vwc_pct", "light_lux",
@@ -386,7 +386,7 @@ class Publisher:
     """Publishes with QoS 1 over one connection and waits for the broker's PUBACKs."""
 
     def __init__(self, settings, client_id: str = "rimba-simulator", on_ack=None, wire: int = 1):
-        from rimba.mqtt import Mqtt
+        from rimba.adapters.mqtt import Mqtt
 
         self._on_ack = on_ack
         self.wire = wire
