@@ -31,7 +31,7 @@ passed in, so the tests drive the clock.
 #   alert_observations.py  what the latest data says, rule by rule and subject
 #   alert_engine.py        incidents: opened, reminded, escalated, resolved; messages and notifications
 #   alert_store.py         incidents, held notifications and the outbox, in SQLite
-#   rimba/notify.py        the adapters: Apprise for people, MQTT for the alert messages
+#   rimba/adapters/notify.py        the adapters: Apprise for people, MQTT for the alert messages
 
 from analytics.alert_engine import Change, Engine, digest, messages
 from analytics.alert_observations import (

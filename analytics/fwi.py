@@ -36,8 +36,6 @@ CLASSES = {
     "ffmc": ((73.0, 78.0, 83.0), "provisional; de Groot, Wardati & Wang 2005 (ignition 81-83, hotspots >= 78)"),
     "dc": ((140.0, 260.0, 350.0), "provisional; Field et al. 2004 (severe haze above DC 388.2)"),
 }
-CLASS_NAMES = (("Rendah", "Low", "biru"), ("Sedang", "Moderate", "hijau"), ("Tinggi", "High", "kuning"),
-               ("Ekstrem", "Extreme", "merah"))
 
 
 def _arr(x):

@@ -34,6 +34,8 @@ import functools
 
 import numpy as np
 
+from rimba.metrics import ISPU_CATEGORIES
+
 MAGNUS_A = 17.625
 MAGNUS_B = 243.04  # °C
 
@@ -42,16 +44,6 @@ _ISPU_BREAKPOINTS = {
     "pm25": (np.array([0.0, 15.5, 55.4, 150.4, 250.4, 500.0]), np.array([0.0, 50, 100, 200, 300, 500])),
     "pm10": (np.array([0.0, 50, 150, 350, 420, 500]), np.array([0.0, 50, 100, 200, 300, 500])),
 }
-
-#: ISPU categories: (upper bound, Indonesian name, English name, colour name, hex colour)
-ISPU_CATEGORIES = (
-    (50, "Baik", "Good", "hijau", "#2E9E44"),
-    (100, "Sedang", "Moderate", "biru", "#1F6FD1"),
-    (200, "Tidak Sehat", "Unhealthy", "kuning", "#F2C200"),
-    (300, "Sangat Tidak Sehat", "Very unhealthy", "merah", "#D62728"),
-    (float("inf"), "Berbahaya", "Hazardous", "hitam", "#000000"),
-)
-
 
 CHUNK = 1 << 16  # values per piece when a function works through a large array
 

@@ -3,7 +3,7 @@
 1,000 nodes x 7 days of 1-minute data x 4 metrics (40 million values): quality
 checks, time-of-day anomaly scores and indices, timed with process CPU time
 (median of --runs). The speed-up against the plain per-point loop the tests check the quality
-checks with (`tests/naive_quality.py`) is measured on one slice (--loop-nodes x 1 day) for the same
+checks with (`bench/naive_quality.py`) is measured on one slice (--loop-nodes x 1 day) for the same
 work: the loop and the vectorized quality checks, both on that slice, nothing extrapolated.
 """
 
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     p.add_argument("--loop-nodes", type=int, default=3, help="nodes x 1 day timed with the plain loop")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from tests.naive_quality import naive_check
+    from bench.naive_quality import naive_check
 
     t, x, sites = fleet(args.nodes, args.days)
     values = x.size

@@ -116,8 +116,8 @@ def budget(ops: dict) -> tuple:
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     from rimba.dev.hostnode import compile_firmware, heap_for
-    from tests.conftest import fleet_text
-    from tests.support import IngestProcess, env_for, wait_until
+    from rimba.dev.harness import fleet_text
+    from rimba.dev.harness import IngestProcess, env_for, wait_until
 
     names = {2: "energy-02", 1: "energy-01"}
     full_names = {2: "energy-f2", 1: "energy-f1"}

@@ -24,7 +24,7 @@ from pathlib import Path
 from ingest.service import transact
 from ingest.store import Store
 from rimba.contract import CODES
-from tests.support import VECTOR_FLEET, VECTORS, payload_of
+from rimba.dev.harness import VECTOR_FLEET, VECTORS, payload_of
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RECEIVED = VECTORS["received"]

@@ -82,8 +82,8 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from rimba.dev.hostnode import compile_firmware, heap_for
     from rimba.adapters.mqtt import Mqtt
-    from tests.conftest import fleet_text
-    from tests.support import IngestProcess, env_for
+    from rimba.dev.harness import fleet_text
+    from rimba.dev.harness import IngestProcess, env_for
 
     kinds = {"full": True, "typical": False}
     names = ["ota-a-full", "ota-b-full", "ota-a-typical", "ota-b-typical"]

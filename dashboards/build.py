@@ -45,6 +45,7 @@ from dashboards.panels import (
     unit_of,
 )
 from dashboards.words import WORDS
+from rimba import profiles
 
 TIMEZONE = "Asia/Pontianak"  # WIB
 LANGS = ("id", "en")
@@ -95,9 +96,7 @@ class Cadence:
 @cache
 def profile_metrics(profile: str) -> frozenset:
     """The metrics a node of this hardware profile measures (hardware/profiles/<profile>.toml, its sensors)."""
-    from hardware import profiles
-
-    return frozenset(m for sensor in profiles.load(profile)["sensors"] for m in sensor["metrics"])
+    return frozenset(profiles.metrics(profile))
 
 
 def site_metrics(fleet, site: str) -> set:

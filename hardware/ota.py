@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from hardware import release as rel
+from rimba import image
 from hardware.fwstore import FirmwareStore
 from hardware.rollout import Plan, Rollouts, failure_limit, waves
 from rimba.errors import ConfigError
@@ -62,11 +63,11 @@ class _AdminLock:
 
 
 def release_main(settings, args) -> int:
-    from hardware.bundle import FIRMWARE
+    from rimba.image import FIRMWARE
 
     _quiet_adapter()
     source = Path(args.source) if args.source else FIRMWARE
-    version = rel.check_version(args.version) if args.version else rel.tree_version(source)
+    version = image.check_version(args.version) if args.version else image.tree_version(source)
     blobs = rel.build(source)
     files = rel.manifest(blobs)
     with _AdminLock(settings.state_path):
@@ -145,7 +146,7 @@ def rollout_main(settings, args, clock=time.time) -> int:
     from hardware.provision import Provisioner
 
     _quiet_adapter()
-    version = rel.check_version(args.version)
+    version = image.check_version(args.version)
     fleet = load_fleet(settings.fleet)
     prov = Provisioner(settings)
     with _AdminLock(settings.state_path):

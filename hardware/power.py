@@ -28,8 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hardware.profiles import load as load_profile
-from hardware.profiles import names as profile_names
+from rimba import profiles
 
 MC_PER_MAH = 3600.0
 
@@ -41,7 +40,7 @@ TX_MC_PER_BYTE = 8e-6 * 233.0  # 8 µs per byte at 233 mA: seconds x mA = mC
 WIFI_RX_MA = 110.0  # the radio on, listening (waiting for the broker)
 RX_MC_PER_BYTE = 8e-6 * WIFI_RX_MA  # a byte received at 802.11b 1 Mbps (the slowest rate: an upper bound)
 MM_PER_TIP = 0.2794  # the forest gauge (hardware/profiles/forest.toml)
-# a Pontianak year of rain: the monthly totals of the simulator's profile (rimba/climate.py, itself at the low
+# a Pontianak year of rain: the monthly totals of the simulator's profile (rimba/dev/climate.py, itself at the low
 # end of BMKG's 3,000-4,000 mm a year for Pontianak), Jan..Dec in mm
 PONTIANAK_RAIN_MM = (260, 210, 250, 280, 270, 220, 165, 180, 230, 350, 390, 330)
 
@@ -62,7 +61,7 @@ SENSORS = {
     "battery": (0.001, 0.1),
 }
 # each profile's sensors, from its file (hardware/profiles/*.toml), and the battery divider every node reads
-PROFILES = {name: (*(s["part"] for s in load_profile(name)["sensors"]), "battery") for name in profile_names()}
+PROFILES = {name: (*profiles.sensors(name), "battery") for name in profiles.names()}
 BOARDS = {"chip": 10.0, "module": 25.0, "devkitc-v4": 3800.0, "devkitc-clone": 11380.0}  # deep sleep, µA
 
 

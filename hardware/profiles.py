@@ -4,13 +4,11 @@ the pin map."""
 
 from __future__ import annotations
 
-import tomllib
 from html import escape
 from pathlib import Path
 
 from rimba.errors import ConfigError
-
-DIR = Path(__file__).resolve().parent / "profiles"
+from rimba.profiles import load, names
 # which pins each sensor uses, and the wire's label
 WIRES = {
     "sht4x": (("sda", "SDA"), ("scl", "SCL")),
@@ -20,17 +18,6 @@ WIRES = {
     "jsnsr04t": (("uart_tx", "RX"), ("uart_rx", "TX")),
     "pms5003": (("uart_tx", "RX"), ("uart_rx", "TX")),
 }
-
-
-def load(name: str) -> dict:
-    path = DIR / f"{name}.toml"
-    if not path.exists():
-        raise ConfigError(f"profile {name}: one of {', '.join(sorted(p.stem for p in DIR.glob('*.toml')))}")
-    return tomllib.loads(path.read_text(encoding="utf-8"))
-
-
-def names() -> list:
-    return sorted(p.stem for p in DIR.glob("*.toml"))
 
 
 def bom_lines(profile: dict) -> list:

@@ -32,11 +32,10 @@ import re
 import secrets
 from pathlib import Path
 
-from rimba import contract, names
+from rimba import access, contract, names, profiles
 from rimba.errors import ConfigError
 from rimba.fleet import load_fleet
 from rimba.settings import OPTIONS
-from rimba.dev.stack import INFLUX_GRANTS
 
 # What each service's broker user may do. Mosquitto 2 checks a shared subscription's filter without its
 # `$share/<group>/` prefix, so the ingest's `read` rules cover `$share/rimba-ingest/rimba/v1/+/+/up` too.
@@ -57,7 +56,6 @@ SERVICES = {
 }
 INGEST_SHARE = "rimba-ingest"  # the shared-subscription group of the ingest processes
 RESERVED = "rimba-"  # the platform's own user names start so; no node's may
-PROFILES = ("forest", "river", "air")
 _INGEST_USER = re.compile(r"rimba-ingest-([1-9][0-9]*)\Z")
 
 
@@ -154,8 +152,8 @@ class Provisioner:
         fleet = load_fleet(self.fleet_path)
         if site not in fleet.sites:
             raise ConfigError(f"--site {site}: not in the fleet file; sites are {', '.join(sorted(fleet.sites))}")
-        if profile not in PROFILES:
-            raise ConfigError(f"--profile {profile}: one of {', '.join(PROFILES)}")
+        if profile not in profiles.names():
+            raise ConfigError(f"--profile {profile}: one of {', '.join(profiles.names())}")
         if node_id is None:
             taken = {n for n in fleet.nodes}
             node_id = next(f"{site}-{i:02d}" for i in range(1, 1000) if f"{site}-{i:02d}" not in taken)
@@ -287,12 +285,11 @@ def lock_influx(settings) -> dict:
     """Users for the stack's InfluxDB, {role: [user, password]}: an admin, a writer (ingest), an analyst
     (the analytics: reads and writes the database) and a reader (Grafana, reports). Made once; a role
     added later is added to the file."""
-    path = settings.state_path / "broker" / "influx.json"
-    users = json.loads(path.read_text()) if path.exists() else {}
-    roles = ("admin", *INFLUX_GRANTS)
-    if set(users) >= set(roles):
+    path = access.broker_dir(settings.state_path) / "influx.json"
+    users = access.influx_users(settings.state_path)
+    if set(users) >= set(access.INFLUX_ROLES):
         return users
-    for role in roles:
+    for role in access.INFLUX_ROLES:
         users.setdefault(role, [f"rimba-{role}", secrets.token_urlsafe(18)])
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_private(path, json.dumps(users, indent=1) + "\n")
@@ -370,16 +367,3 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
-
-
-def reload_broker(settings) -> bool:
-    """Ask the stack's running Mosquitto to reread its password file and ACL (SIGHUP)."""
-    import signal
-
-    from rimba.dev.stack import Stack
-
-    pid = Stack.from_settings(settings).mosquitto.pid()
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGHUP)
-    return True

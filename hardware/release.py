@@ -1,14 +1,14 @@
 """A firmware release (wire-v2 "Firmware updates"): what it is made of, how it is checked and signed.
 
 A release is a `version` and its `files`: every file of the application, by its path relative to the
-node's filesystem root (`main.py`, `lib/<module>.mpy`, as `hardware.bundle.application` writes them),
+node's filesystem root (`main.py`, `lib/<module>.mpy`, as `rimba.image.application` writes them),
 each with the lowercase hex SHA-256 of its bytes. A node is offered a release as
 `{"version", "files", "sig"}`, where `sig` is HMAC-SHA256 (RFC 2104, FIPS 180-4), keyed with the node's
 own update key, over the canonical text of `{"files": ..., "version": ...}`: JSON with sorted keys and
 no spaces. The node computes the same text and refuses the release when the signatures differ, so the
 canonical text is pinned by a golden vector (`tests/vectors/fw-sig.json`) that both sides test against.
 
-This module is pure except `build`, which runs mpy-cross through `hardware.bundle.application`.
+This module is pure except `build`, which runs mpy-cross through `rimba.image.application`.
 Every refusal is a `ConfigError` of one line.
 
 >>> files = {"main.py": "ab" * 32}
@@ -30,21 +30,12 @@ import tempfile
 from pathlib import Path
 
 from rimba.errors import ConfigError
+from rimba.image import check_version, digest
 
-VERSION = re.compile(r"[0-9]+(\.[0-9]+)*")
 PATH = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 KEY = re.compile(r"[0-9a-f]{64}")  # the node's update key: 32 random bytes as lowercase hex (`fw_key`)
-VERSION_MAX = 32  # characters; a version is a few small integers
 PATH_MAX = 64  # characters; the node's filesystem (LittleFS) allows 255, the application needs far fewer
-FW_LINE = re.compile(r'^FW\s*=\s*"([^"\n]*)"', re.MULTILINE)  # firmware/lib/node.py: FW = "0.3.0"
-
-
-def check_version(version) -> str:
-    """`version` when it is a release version (`1`, `1.2.0`: integers joined by dots), else a ConfigError."""
-    if not (isinstance(version, str) and len(version) <= VERSION_MAX and VERSION.fullmatch(version)):
-        raise ConfigError(f"version {str(version)[:40]!r}: integers joined by dots, e.g. 1.2.0")
-    return version
 
 
 def version_key(version: str) -> tuple:
@@ -66,9 +57,9 @@ def check_files(files) -> dict:
     """`files` ({path: sha256 hex}) when every path and hash is valid and there is at least one file."""
     if not isinstance(files, dict) or not files:
         raise ConfigError("a release needs at least one file")
-    for path, digest in files.items():
+    for path, sha in files.items():
         check_path(path)
-        if not (isinstance(digest, str) and SHA256.fullmatch(digest)):
+        if not (isinstance(sha, str) and SHA256.fullmatch(sha)):
             raise ConfigError(f"file {path}: its hash must be 64 lowercase hex characters (SHA-256)")
     return files
 
@@ -97,32 +88,15 @@ def offer(key: str, files: dict, version: str) -> dict:
     return {"version": version, "files": dict(sorted(files.items())), "sig": sign(key, files, version)}
 
 
-def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def manifest(blobs: dict) -> dict:
     """{path: sha256} of {path: bytes}, the paths checked."""
     return {check_path(p): digest(data) for p, data in sorted(blobs.items())}
 
 
-def tree_version(source: Path) -> str:
-    """The `FW` constant of `source`/lib/node.py, read from the text (the module is MicroPython's, not
-    importable here)."""
-    path = Path(source) / "lib" / "node.py"
-    try:
-        m = FW_LINE.search(path.read_text(encoding="utf-8"))
-    except OSError:
-        m = None
-    if m is None:
-        raise ConfigError(f"no FW = \"...\" line in {path}: give the release's version with --version")
-    return check_version(m[1])
-
-
 def build(source: Path, march: str = "xtensawin") -> dict:
     """{path: bytes} of the application built from the firmware tree `source` (lib/*.py compiled with
     mpy-cross, main.py as source), the same build as `rimba firmware bundle`."""
-    from hardware.bundle import application
+    from rimba.image import application
 
     source = Path(source)
     if not (source / "lib").is_dir() or not (source / "main.py").is_file():

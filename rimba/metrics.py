@@ -80,6 +80,22 @@ DERIVED: dict[str, Derived] = {d.name: d for d in _DERIVED}
 """Derived field name → definition: the one table of the `index` measurement's fields."""
 
 
+# The scales the derived indices are read on, for the analytics and the pages alike.
+# ISPU categories (Permen LHK P.14/MENLHK/SETJEN/KUM.1/7/2020, Indeks Standar Pencemar Udara):
+# (upper bound, Indonesian name, English name, colour name, hex colour)
+ISPU_CATEGORIES = (
+    (50, "Baik", "Good", "hijau", "#2E9E44"),
+    (100, "Sedang", "Moderate", "biru", "#1F6FD1"),
+    (200, "Tidak Sehat", "Unhealthy", "kuning", "#F2C200"),
+    (300, "Sangat Tidak Sehat", "Very unhealthy", "merah", "#D62728"),
+    (float("inf"), "Berbahaya", "Hazardous", "hitam", "#000000"),
+)
+# Fire danger classes, in the order of the analytics' class numbers 0-3 (ASEAN SEA-FDRS: Rendah, Sedang,
+# Tinggi, Ekstrem): (Indonesian name, English name, colour name)
+FWI_CLASSES = (("Rendah", "Low", "biru"), ("Sedang", "Moderate", "hijau"), ("Tinggi", "High", "kuning"),
+               ("Ekstrem", "Extreme", "merah"))
+
+
 def unit(name: str) -> str:
     """The unit of a measurement or a derived field (KeyError for neither)."""
     return METRICS[name].unit if name in METRICS else DERIVED[name].unit

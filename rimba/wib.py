@@ -29,5 +29,19 @@ def clock(t: float) -> str:
     >>> clock(1764262800)
     '00:00 WIB'
     """
-    m = (int(local(t)) % DAY_S) // 60
+    m = minute_of_day(t)
     return f"{m // 60:02d}:{m % 60:02d} WIB"
+
+
+def minute_of_day(t: float) -> int:
+    """Minutes since the WIB midnight before the UNIX time `t` (0-1439)."""
+    return (int(local(t)) % DAY_S) // 60
+
+
+def date(t: float) -> str:
+    """'YYYY-MM-DD' of the WIB day of the UNIX time `t`.
+
+    >>> date(1764262800 - 1)
+    '2025-11-27'
+    """
+    return dt.datetime.fromtimestamp(int(t), TZ).strftime("%Y-%m-%d")

@@ -18,7 +18,7 @@ from hypothesis import settings as hypothesis_settings
 from rimba import settings as settings_mod
 from rimba.adapters.influx import Influx
 from rimba.dev.stack import Stack, free_port
-from tests.support import IngestProcess, env_for
+from rimba.dev.harness import IngestProcess, env_for, fleet_text
 
 _counter = itertools.count(1)
 
@@ -97,26 +97,6 @@ class Platform:
             m = Mqtt(self.settings.broker, cid, v5=False, persistent=False)
             m.start()
             m.stop()
-
-
-FLEET = """
-[sites.smp29]
-name = "SMP 29"
-lat = -0.0263
-lon = 109.3425
-
-[sites.bansir-laut]
-name = "Bansir Laut"
-lat = -0.04
-lon = 109.35
-"""
-
-
-def fleet_text(nodes: dict) -> str:
-    out = [FLEET]
-    for node, (site, profile) in nodes.items():
-        out.append(f'[nodes.{node}]\nsite = "{site}"\nprofile = "{profile}"\ncadence_s = 600\n')
-    return "\n".join(out)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The anomaly detector's scores computed the slow, plain way: the reference that
-analytics.detector's fast path must equal (the STUMPY `naive.py` habit, as tests/naive_quality.py).
+analytics.detector's fast path must equal (the STUMPY `naive.py` habit, as bench/naive_quality.py).
 
 This is `analytics.detector` as it was before it was made fast (and the range check, value by value): the views over one block of
 ROW_BLOCK series at a time, the seasonal median by a sort over every lag with NaN for the missing

@@ -19,7 +19,7 @@ import pytest
 from analytics import alerts
 from rimba.fleet import parse_fleet
 from rimba.adapters.mqtt import Mqtt
-from tests.support import ROOT, env_for, wait_until
+from rimba.dev.harness import ROOT, env_for, wait_until
 
 MIDNIGHT_WIB = 1764262800  # 2025-11-28 00:00 WIB
 STEP = 600

@@ -9,7 +9,7 @@ import pytest
 
 from rimba.fleet import load_fleet
 from rimba.dev.simulate import Fault, Publisher, Simulation
-from tests.support import ROOT, env_for, wait_until
+from rimba.dev.harness import ROOT, env_for, wait_until
 
 # every test builds its data from a fixed time and seed, never from the hour it runs
 NOW = 1764928800  # 2025-12-05 17:00 WIB (10:00 UTC)

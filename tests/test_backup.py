@@ -22,8 +22,8 @@ from rimba.adapters.mqtt import Mqtt
 from rimba.settings import Broker
 from rimba.dev.simulate import Publisher, Simulation
 from rimba.dev.stack import Stack, free_port
-from tests.conftest import fleet_text
-from tests.support import ROOT, IngestProcess, env_for, wait_until
+from rimba.dev.harness import fleet_text
+from rimba.dev.harness import ROOT, IngestProcess, env_for, wait_until
 
 
 def rimba(*args, values):

@@ -8,7 +8,7 @@ import pytest
 from rimba import contract
 from rimba.contract import Rejected
 from rimba.metrics import METRICS
-from tests.support import ROOT, VECTOR_FLEET, VECTORS, payload_of
+from rimba.dev.harness import ROOT, VECTOR_FLEET, VECTORS, payload_of
 
 RECEIVED = VECTORS["received"]
 

@@ -27,7 +27,7 @@ from rimba.fleet import load_fleet
 from rimba.metrics import METRICS
 from rimba.dev.simulate import Fault, Publisher, Simulation
 from tests import grafana_like as g
-from tests.support import ROOT, env_for, wait_until
+from rimba.dev.harness import ROOT, env_for, wait_until
 
 BUNDLE = ROOT / "dashboards" / "bundle"
 PANEL_TYPES = {"stat", "timeseries", "table"}
@@ -166,7 +166,7 @@ def filled(stack, tmp_path_factory):
 
 def _ingest_history(p, start: int) -> None:
     """The ingest's own counters for the eight days before this test's ingest started, once a minute, in its own
-    line format (ingest/lineproto.py) under its instance: a platform's ingest has been running all along."""
+    line format (rimba/lineproto.py) under its instance: a platform's ingest has been running all along."""
     from rimba import lineproto
 
     wait_until(lambda: p.influx.rows('SELECT first("received") FROM "ingest"'), 30, "the ingest's counters")
@@ -464,10 +464,11 @@ def test_publish_without_a_bundle_says_how_to_build_it(tmp_path):
 @pytest.mark.parametrize("site", ["smp29", "bansir-laut"])
 @pytest.mark.parametrize("lang", ["id", "en"])
 def test_the_weekly_report_renders_with_data(filled, tmp_path, site, lang):
+    from analytics import weekly
     from dashboards import report
 
     p, now = filled
-    r = report.make(p.settings, site, 7, lang, until=now + 86400, out_dir=tmp_path)
+    r = report.make(weekly.gather(p.settings, site, 7, until=now + 86400), lang, out_dir=tmp_path)
     assert r.pdf.exists() and r.png.exists() and r.pages == 2
     assert r.pdf.read_bytes().count(b"/Type /Page\n") + r.pdf.read_bytes().count(b"/Type /Page ") >= 2 or \
         r.pdf.read_bytes().count(b"/Type /Page") >= 3  # two pages and the page tree

@@ -12,13 +12,13 @@ import re
 
 import pytest
 
-from analytics.indices import ISPU_CATEGORIES
+from rimba.metrics import ISPU_CATEGORIES
 from dashboards import build, panels
 from dashboards.words import WORDS
 from rimba.fleet import load_fleet
 from rimba.metrics import METRICS
 from tests import grafana_like as g
-from tests.support import ROOT
+from rimba.dev.harness import ROOT
 
 BUNDLE = ROOT / "dashboards" / "bundle"
 PAGES = {p.stem: json.loads(p.read_text()) for p in sorted(BUNDLE.glob("dashboards/*/*.json"))}

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from rimba.dev.stack import free_port, influx_answers, mqtt_answers
-from tests.support import ROOT
+from rimba.dev.harness import ROOT
 
 
 def test_demo_runs_and_cleans_up(tmp_path):

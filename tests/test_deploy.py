@@ -20,7 +20,7 @@ from rimba import settings as settings_mod
 from rimba.app.cli import parser
 from rimba.errors import StackError
 from rimba.dev.stack import find_binary, free_port, mqtt_answers
-from tests.support import ROOT, env_for, wait_until
+from rimba.dev.harness import ROOT, env_for, wait_until
 
 DEPLOY = ROOT / "deploy"
 COMPOSE = yaml.safe_load((DEPLOY / "compose.yaml").read_text())

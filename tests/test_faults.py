@@ -16,7 +16,7 @@ import time
 from ingest.store import Store
 from rimba.fleet import load_fleet
 from rimba.dev.simulate import Publisher, Simulation
-from tests.support import wait_until
+from rimba.dev.harness import wait_until
 from tests.test_ingest import AckWatcher
 
 NODES = {f"f-{i:02d}": ("smp29" if i % 3 else "bansir-laut", ("forest", "river", "air")[i % 3]) for i in range(30)}

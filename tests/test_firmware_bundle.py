@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from tests.support import ROOT, env_for
+from rimba.dev.harness import ROOT, env_for
 
 
 def test_bundle_compiles_every_module_and_writes_the_nodes_config(tmp_path):
@@ -40,7 +40,7 @@ def test_bundle_for_an_unknown_node_says_what_to_do(tmp_path):
 
 
 def test_a_node_kept_on_contract_v1_gets_wire_1_and_a_wrong_version_stops_the_bundle(tmp_path):
-    from tests.conftest import FLEET
+    from rimba.dev.harness import FLEET
 
     fleet = tmp_path / "fleet.toml"
     fleet.write_text(FLEET + '\n[nodes.old-01]\nsite = "smp29"\nprofile = "forest"\ncadence_s = 600\nwire = 1\n'

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from rimba.dev.hostnode import FirmwareNode
-from tests.conftest import FLEET
-from tests.support import ROOT, env_for
+from rimba.dev.harness import FLEET
+from rimba.dev.harness import ROOT, env_for
 
 START = 1_764_300_000  # 2025-11-28 03:20 UTC, a fixed time
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from rimba.dev.harness import ROOT
 
 BIN = Path(sys.executable).parent
 

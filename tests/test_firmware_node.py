@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rimba.dev.hostnode import FirmwareNode
-from tests.support import wait_until
+from rimba.dev.harness import wait_until
 
 
 def port_of(p) -> int:
@@ -92,7 +92,7 @@ def run_powerloss(root, seed, phase, lib) -> dict:
     import subprocess
 
     from rimba.dev.hostnode import micropython
-    from tests.support import ROOT
+    from rimba.dev.harness import ROOT
 
     env = {**os.environ, "MICROPYPATH": str(lib), "PL_ROOT": str(root), "PL_SEED": str(seed), "PL_PHASE": phase}
     r = subprocess.run([micropython(), "-X", "heapsize=96k", str(ROOT / "tests" / "firmware" / "powerloss.py")],
@@ -259,7 +259,7 @@ def test_the_firmware_builds_what_the_golden_vectors_say(tmp_path):
 
     from rimba import contract
     from rimba.dev.hostnode import FAKES, micropython
-    from tests.support import ROOT, VECTOR_FLEET, VECTORS
+    from rimba.dev.harness import ROOT, VECTOR_FLEET, VECTORS
 
     world = tmp_path / "world.json"
     world.write_text(json.dumps({"true": 1764301800, "rtc": [1764301800, 1764301800]}))
@@ -325,7 +325,7 @@ def test_the_node_speaks_tls_to_the_broker_with_the_projects_ca(platform_factory
     plain, secure = free_port(), free_port()
     stack = Stack(state, plain, free_port(), tls_port=secure)
     stack.start_mosquitto()
-    from tests.support import IngestProcess, env_for
+    from rimba.dev.harness import IngestProcess, env_for
 
     ingest = None
     try:

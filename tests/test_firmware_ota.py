@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rimba.dev.hostnode import FAKES, micropython
-from tests.support import ROOT
+from rimba.dev.harness import ROOT
 
 LIB = ROOT / "firmware" / "lib"
 

@@ -15,7 +15,7 @@ import pytest
 from hardware import release as rel
 from rimba.dev.hostnode import FirmwareNode
 from rimba.adapters.mqtt import Mqtt
-from tests.support import ROOT, wait_until
+from rimba.dev.harness import ROOT, wait_until
 
 KEY = bytes.fromhex("5a" * 32)
 

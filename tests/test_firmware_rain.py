@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from rimba.dev.hostnode import FAKES, FirmwareNode, micropython
-from tests.support import ROOT
+from rimba.dev.harness import ROOT
 
 START = 1_764_300_000  # 2025-11-28 03:20 UTC, a fixed time
 MM = 0.2794

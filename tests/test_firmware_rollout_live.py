@@ -14,7 +14,7 @@ import time
 from hardware.fwstore import FirmwareStore
 from hardware.provision import Provisioner
 from rimba.dev.hostnode import FirmwareNode
-from tests.support import ROOT, env_for, wait_until
+from rimba.dev.harness import ROOT, env_for, wait_until
 from tests.test_firmware_ota_live import prepend, readings, status, tree
 from tests.test_release import clear_retained
 

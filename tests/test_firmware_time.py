@@ -21,7 +21,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from tests.support import ROOT
+from rimba.dev.harness import ROOT
 
 LIB = ROOT / "firmware" / "lib"
 

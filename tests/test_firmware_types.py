@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from rimba.dev.harness import ROOT
 
 SITE = Path(next(p for p in sys.path if p.endswith("site-packages")))
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rimba.dev.hostnode import FAKES, micropython
-from tests.support import ROOT
+from rimba.dev.harness import ROOT
 
 V2 = json.loads((ROOT / "tests" / "vectors" / "contract-v2.json").read_text(encoding="utf-8"))
 LIB = ROOT / "firmware" / "lib"

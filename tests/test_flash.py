@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hardware import bundle, flash
 from rimba.dev.hostnode import micropython
-from tests.support import ROOT, env_for
+from rimba.dev.harness import ROOT, env_for
 
 
 def test_the_plan_is_exact(tmp_path):

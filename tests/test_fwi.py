@@ -7,7 +7,7 @@ import pytest
 
 from analytics import fwi as fwi_mod
 from analytics.fwi import danger_class, fwi_daily
-from tests.support import ROOT
+from rimba.dev.harness import ROOT
 
 pytestmark = pytest.mark.unit  # no stack, no process
 

@@ -8,7 +8,7 @@ import pytest
 
 from hardware import profiles
 from rimba.metrics import METRICS
-from tests.support import ROOT
+from rimba.dev.harness import ROOT
 
 pytestmark = pytest.mark.unit  # no stack, no process
 

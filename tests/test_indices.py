@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from analytics import indices
-from analytics.indices import ISPU_CATEGORIES, dew_point_c, heat_index_c, humidex_c, ispu, ispu_category
+from analytics.indices import dew_point_c, heat_index_c, humidex_c, ispu, ispu_category
+from rimba.metrics import ISPU_CATEGORIES
 
 pytestmark = pytest.mark.unit  # no stack, no process
 

@@ -14,8 +14,8 @@ from rimba.contract import TOPIC_ROOT
 from rimba.fleet import load_fleet
 from rimba.adapters.mqtt import Mqtt
 from rimba.dev.simulate import Publisher, Simulation
-from tests.conftest import fleet_text
-from tests.support import ROOT, VECTORS, env_for, payload_of, wait_until
+from rimba.dev.harness import fleet_text
+from rimba.dev.harness import ROOT, VECTORS, env_for, payload_of, wait_until
 
 
 class AckWatcher:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from ingest.service import transact
 from ingest.store import Store
 from rimba.contract import CODES
-from tests.support import VECTOR_FLEET, VECTORS, payload_of
+from rimba.dev.harness import VECTOR_FLEET, VECTORS, payload_of
 
 pytestmark = pytest.mark.unit  # no stack, no process
 

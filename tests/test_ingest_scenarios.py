@@ -27,8 +27,8 @@ import time
 import pytest
 
 from rimba.adapters.mqtt import Mqtt
-from tests.conftest import fleet_text
-from tests.support import ROOT, env_for, wait_until
+from rimba.dev.harness import fleet_text
+from rimba.dev.harness import ROOT, env_for, wait_until
 
 START = 1_780_000_000  # 2026-05-28: fixed, so each run sees the same week
 NODES = {"sc-01": "ntp", "sc-02": "ntp", "sc-03": "ntp"}

@@ -16,7 +16,7 @@ import pytest
 from ingest.service import Ingest
 from rimba import settings as settings_mod
 from rimba.errors import InfluxUnavailable, StoreBusy
-from tests.conftest import fleet_text
+from rimba.dev.harness import fleet_text
 
 pytestmark = pytest.mark.unit
 T = 1_780_000_000.0

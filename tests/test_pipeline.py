@@ -9,7 +9,7 @@ import pytest
 from ingest.ledger import Ledger
 from ingest.pipeline import Outcome, handle, sweep_holes
 from ingest.seqset import SeqSet
-from tests.support import VECTOR_FLEET, VECTORS
+from rimba.dev.harness import VECTOR_FLEET, VECTORS
 
 pytestmark = pytest.mark.unit  # no stack, no process
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from hardware import power
-from tests.support import ROOT
+from rimba.dev.harness import ROOT
 
 
 def test_forest_on_two_18650_matches_the_hand_calculation():

@@ -18,8 +18,8 @@ from rimba.fleet import load_fleet
 from rimba.adapters.mqtt import Mqtt
 from rimba.settings import Broker
 from rimba.dev.stack import Stack, free_port
-from tests.conftest import fleet_text
-from tests.support import ROOT, env_for, wait_until
+from rimba.dev.harness import fleet_text
+from rimba.dev.harness import ROOT, env_for, wait_until
 
 
 def test_the_password_hash_is_mosquittos():
@@ -132,7 +132,7 @@ def test_provisioning_round_trip_with_the_simulator_and_ingest(locked, tmp_path)
     from rimba.adapters.influx import Influx
     from rimba.dev.simulate import Publisher, Simulation
     from rimba.dev.stack import influx_answers
-    from tests.support import IngestProcess
+    from rimba.dev.harness import IngestProcess
 
     s, p, stack, (a, a_pw), _b, _ = locked
     stack.start_influx()
@@ -384,7 +384,7 @@ def test_two_ingest_processes_from_the_lock_each_their_own_user_and_a_hostile_no
     they run, and again while they are away (clean sessions), changes nothing: every reading is stored once."""
     from rimba.adapters.influx import Influx
     from rimba.dev.simulate import Publisher, Simulation
-    from tests.support import IngestProcess
+    from rimba.dev.harness import IngestProcess
 
     s, p, _stack, (a, a_pw), _b, _ = locked
     r = subprocess.run([sys.executable, "-m", "rimba", "stack", "lock", "--ingest-processes", "2"],
@@ -480,7 +480,7 @@ def test_on_the_locked_stack_a_fragmenting_node_holds_back_no_one_and_a_repaired
     import shutil
 
     from rimba.adapters.influx import Influx
-    from tests.support import IngestProcess
+    from rimba.dev.harness import IngestProcess
 
     s, _p, _stack, (a, a_pw), (b, b_pw), _ = locked
     r = subprocess.run([sys.executable, "-m", "rimba", "stack", "lock"], env=env_for(s.values),

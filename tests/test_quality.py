@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from analytics.quality import DRIFT, FLAT, GAP, HUMID_PM, NOISE, RANGE, SPIKE, STEP, Limits, check
-from tests.naive_quality import naive_check
+from bench.naive_quality import naive_check
 
 METRICS = ("air_temp_c", "air_rh_pct", "pm25_ugm3", "rain_mm", "water_level_cm")
 

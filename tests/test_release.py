@@ -18,11 +18,12 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from hardware import release as rel
+from rimba import image
 from hardware.fwstore import FirmwareStore
 from hardware.provision import Provisioner
 from rimba.errors import ConfigError
 from rimba.adapters.mqtt import Mqtt
-from tests.support import ROOT, env_for, wait_until
+from rimba.dev.harness import ROOT, env_for, wait_until
 
 VECTOR = json.loads((ROOT / "tests" / "vectors" / "fw-sig.json").read_text())
 
@@ -95,7 +96,7 @@ def test_a_release_path_is_accepted_exactly_when_it_is_a_plain_relative_path(pat
 @example("v1.2")
 @example("١.٢")  # Arabic-Indic digits: digits to Python, not to the contract
 def test_a_version_is_integers_joined_by_dots_and_compares_as_integers(text):
-    plain = bool(text) and len(text) <= rel.VERSION_MAX and all(p and set(p) <= set("0123456789")
+    plain = bool(text) and len(text) <= image.VERSION_MAX and all(p and set(p) <= set("0123456789")
                                                               for p in text.split("."))
     try:
         key = rel.version_key(text)
@@ -138,8 +139,8 @@ def test_bad_hashes_keys_and_trees_are_refused_in_one_line(tmp_path):
     with pytest.raises(ConfigError, match="lib/ and main.py"):
         rel.build(tmp_path)
     with pytest.raises(ConfigError, match="--version"):
-        rel.tree_version(tmp_path)
-    assert rel.tree_version(ROOT / "firmware") == re.search(r'^FW = "(.*)"', (ROOT / "firmware" / "lib" / "node.py")
+        image.tree_version(tmp_path)
+    assert image.tree_version(ROOT / "firmware") == re.search(r'^FW = "(.*)"', (ROOT / "firmware" / "lib" / "node.py")
                                                              .read_text(), re.M)[1]
 
 
@@ -150,7 +151,7 @@ def _cli(values: dict, *argv, timeout=120):
 
 
 def test_node_add_makes_the_update_key_beside_the_password_and_remove_drops_it(tmp_path):
-    from tests.conftest import fleet_text
+    from rimba.dev.harness import fleet_text
 
     (tmp_path / "fleet.toml").write_text(fleet_text({}))
     values = {"state_dir": str(tmp_path / "state"), "fleet": str(tmp_path / "fleet.toml"),
@@ -241,7 +242,7 @@ def test_a_release_publishes_every_file_retained_by_its_hash_and_is_recorded_onc
                                                                         (tree / "lib").glob("*.py"))}
     on_broker = retained(p.settings, [f"rimba/v2/fw/{sha}" for sha in files.values()])
     for path, sha in files.items():
-        assert hashlib.sha256(on_broker[f"rimba/v2/fw/{sha}"]).hexdigest() == sha == rel.digest(built[path])
+        assert hashlib.sha256(on_broker[f"rimba/v2/fw/{sha}"]).hexdigest() == sha == image.digest(built[path])
         assert store.blob(sha) == built[path]  # kept: it can be published again
     assert f"release 7.0.1: {len(files)} files" in r.stdout
     # again, the same files: nothing changes
@@ -252,7 +253,7 @@ def test_a_release_publishes_every_file_retained_by_its_hash_and_is_recorded_onc
     other = firmware_tree(tmp_path, "b", main="import node\nnode.main()\n")
     r = _cli(p.values, "firmware", "release", "--from", str(other), "--version", "7.0.1")
     assert r.returncode == 2 and "bump the version" in r.stderr and r.stderr.count("\n") == 1, r.stderr
-    changed = rel.digest((other / "main.py").read_bytes())
+    changed = image.digest((other / "main.py").read_bytes())
     assert store.release("7.0.1") == files and store.blob(changed) is None
     r = _cli(p.values, "firmware", "release", "--from", str(other), "--version", "7.0.01")
     assert r.returncode == 2 and "is 7.0.1" in r.stderr, r.stderr
@@ -266,5 +267,5 @@ def test_a_release_from_the_tree_takes_its_version_from_node_py(released):
     r = _cli(p.values, "firmware", "release")
     assert r.returncode == 0, r.stderr
     store = FirmwareStore.in_state_dir(p.settings.state_path)
-    assert [v for v, _f, _c in store.releases()] == [rel.tree_version(ROOT / "firmware")]
+    assert [v for v, _f, _c in store.releases()] == [image.tree_version(ROOT / "firmware")]
     store.close()

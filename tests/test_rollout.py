@@ -31,7 +31,7 @@ from hardware.rollout import Plan, Rollouts, failure_limit
 from rimba.errors import ConfigError
 from rimba.fleet import load_fleet
 from tests.fwnodes import FakeNodes
-from tests.support import ROOT, env_for, wait_until
+from rimba.dev.harness import ROOT, env_for, wait_until
 from tests.test_release import _cli, clear_retained
 
 NODES = {f"smp29-0{i}": "smp29" for i in range(1, 6)}
@@ -433,7 +433,7 @@ def test_a_rollout_killed_anywhere_ends_as_the_rules_say(tmp_path_factory, case)
     (["1.1.0", "--canary", "1", "--site", "bansir-laut"], "no node of the selection can take a release"),
 ])
 def test_rollout_mistakes_are_one_line_before_anything_is_published(tmp_path, argv, says):
-    from tests.conftest import FLEET
+    from rimba.dev.harness import FLEET
 
     (tmp_path / "fleet.toml").write_text(FLEET + '\n[nodes.smp29-01]\nsite = "smp29"\nprofile = "forest"\n'
                                          'cadence_s = 600\n\n[nodes.old-01]\nsite = "bansir-laut"\nprofile = "river"\n'

@@ -8,7 +8,7 @@ import pytest
 from rimba import settings
 from rimba.errors import ConfigError
 from rimba.fleet import parse_fleet
-from tests.support import ROOT
+from rimba.dev.harness import ROOT
 
 
 def test_sample_file_is_current_and_valid():
@@ -145,7 +145,7 @@ def test_secrets_from_files(tmp_path):
 
 def test_each_commands_help_shows_the_settings_it_uses_and_no_others():
     """`rimba node flash --help` once listed the ingest's spool and share-group flags: each command takes the
-    groups of settings it uses (rimba/cli.py), and the ingest and `config show` take them all."""
+    groups of settings it uses (rimba/app/cli.py), and the ingest and `config show` take them all."""
     ingest_only = ("--spool-max-mb", "--mqtt-share-group", "--batch-lines", "--flush-ms")
     for argv in (("node", "flash"), ("firmware", "rollout"), ("report",), ("simulate",), ("alerts",)):
         out = run_cli(*argv, "--help").stdout

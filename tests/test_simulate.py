@@ -7,7 +7,7 @@ from rimba.dev.climate import Climate, Haze
 from rimba.fleet import load_fleet
 from rimba.metrics import METRICS
 from rimba.dev.simulate import Fault, Simulation
-from tests.support import ROOT
+from rimba.dev.harness import ROOT
 
 FLEET = load_fleet(ROOT / "fleet.toml")
 START = 1764288000  # 2025-11-28 00:00 UTC (07:00 WIB)
@@ -78,7 +78,7 @@ def test_simulate_command_end_to_end(platform_factory):
     import subprocess
     import sys
 
-    from tests.support import env_for
+    from rimba.dev.harness import env_for
 
     p = platform_factory({"cli-01": ("smp29", "forest"), "cli-02": ("bansir-laut", "river")})
     p.ingest()
@@ -87,7 +87,7 @@ def test_simulate_command_end_to_end(platform_factory):
                         "--fault", "cli-02:water_level_cm:out-of-range:3:2"],
                        env=env_for(p.values), capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
-    from tests.support import wait_until
+    from rimba.dev.harness import wait_until
 
     # 36 samples a node in 6 h at 10 min; only the last unsent few are missing
     wait_until(lambda: p.count() >= 60, 30, "the backfill")

@@ -13,7 +13,7 @@ from ingest.service import transact
 from ingest.store import VERSION, Store
 from rimba.errors import StoreError
 from rimba.fleet import parse_fleet
-from tests.support import VECTOR_FLEET, VECTORS
+from rimba.dev.harness import VECTOR_FLEET, VECTORS
 
 pytestmark = pytest.mark.unit  # no stack, no process
 

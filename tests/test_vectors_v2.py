@@ -13,7 +13,7 @@ import pytest
 
 from rimba import contract
 from rimba.fleet import parse_fleet
-from tests.support import ROOT, payload_of
+from rimba.dev.harness import ROOT, payload_of
 
 V2 = json.loads((ROOT / "tests" / "vectors" / "contract-v2.json").read_text(encoding="utf-8"))
 FLEET = parse_fleet(V2["fleet"])

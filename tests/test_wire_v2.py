@@ -16,7 +16,7 @@ from rimba.metrics import METRICS
 from rimba.adapters.mqtt import Mqtt
 from rimba.dev.simulate import Publisher, Simulation
 from rimba.wire2 import to_v2
-from tests.support import VECTOR_FLEET, VECTORS, wait_until
+from rimba.dev.harness import VECTOR_FLEET, VECTORS, wait_until
 
 RECEIVED = VECTORS["received"]
 
@@ -102,7 +102,7 @@ def test_rimba_simulate_speaks_v2_and_stores_what_v1_stores(platform_factory):
     import subprocess
     import sys
 
-    from tests.support import ROOT, env_for
+    from rimba.dev.harness import ROOT, env_for
 
     nodes = {"sw-01": ("smp29", "forest"), "sw-02": ("bansir-laut", "river")}
     counts = {}

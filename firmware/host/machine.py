@@ -215,7 +215,7 @@ def _rtc_memory(data=None):
 
 
 class WDT:
-    """Armed, it is on the world file at once: the harness (rimba/hostnode.py), standing for the hardware,
+    """Armed, it is on the world file at once: the harness (rimba/dev/hostnode.py), standing for the hardware,
     resets a run that outlasts it (a hung program is found by the timer, not by the program)."""
 
     def __init__(self, id=0, timeout=5000):

@@ -56,7 +56,8 @@ def cmd_stack(args) -> int:
     s = _settings(args)
     stack = Stack.from_settings(s)
     if args.action == "lock":
-        from hardware.provision import lock, reload_broker
+        from hardware.provision import lock
+        from rimba.dev.stack import reload_broker
 
         files = lock(s, args.ingest_processes)
         running = stack.mosquitto.running() or stack.influxd.running()
@@ -184,7 +185,8 @@ def cmd_alerts(args) -> int:
 
 
 def cmd_dashboards(args) -> int:
-    from dashboards import build, publish
+    from dashboards import build
+    from rimba.adapters import grafana as publish
     from rimba.fleet import load_fleet
 
     s = _settings(args)
@@ -203,19 +205,27 @@ def cmd_dashboards(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from analytics import weekly
     from dashboards import report
 
     if not 1 <= args.days <= 62:
         raise ConfigError(f"--days {args.days}: choose 1 to 62")
-    return report.main(_settings(args), args)
+    if args.lang not in report.WORDS:
+        raise ConfigError(f"--lang {args.lang}: choose id (Bahasa Indonesia) or en (English)")
+    r = report.make(weekly.gather(_settings(args), args.site, args.days, args.until), args.lang, args.out)
+    print(f"wrote {r.pdf} (print) and {r.png} (share)")
+    for line in r.highlights:
+        print("  " + line)
+    return 0
 
 
 def cmd_hw(args) -> int:
     from hardware import cli as hw_cli
     from hardware import power, profiles
+    from rimba import profiles as rimba_profiles
 
     if args.hw_action == "bom":
-        p = profiles.load(args.profile)
+        p = rimba_profiles.load(args.profile)
         print(f"{p['name']}: {p['description']}\nboard: {p['board']}")
         print("\n".join(profiles.bom_lines(p)))
         print(f"wiring: hardware/wiring/{p['name']}.svg")
@@ -237,7 +247,8 @@ def cmd_firmware(args) -> int:
 
 
 def cmd_node(args) -> int:
-    from hardware.provision import Provisioner, reload_broker
+    from hardware.provision import Provisioner
+    from rimba.dev.stack import reload_broker
 
     s = _settings(args)
     p = Provisioner(s)

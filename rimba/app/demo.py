@@ -168,14 +168,16 @@ BACKFILL_DAYS = 8  # the anomaly baselines want three days of history before the
 
 
 def _write_bundle_and_reports(settings, fleet, state) -> None:
+    from analytics import weekly
     from dashboards import build, report
 
     bundle = state / "grafana"
     files = build.write_bundle(settings, fleet, bundle)
     print(f"Grafana bundle ({len(files)} files: dashboards, data source, provisioning): {bundle}")
     for site in fleet.sites:
+        week = weekly.gather(settings, site, 7)
         for lang in ("id", "en"):
-            r = report.make(settings, site, 7, lang, out_dir=state / "reports")
+            r = report.make(week, lang, out_dir=state / "reports")
             print(f"weekly report {site} ({lang}): {r.pdf} and {r.png}")
 
 

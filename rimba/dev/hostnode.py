@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from rimba.image import FIRMWARE, application, compile_loader, factory, mpy_cross, tree_version
+
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 FAKES = ROOT / "firmware" / "host"
 
@@ -41,12 +43,10 @@ def micropython() -> str:
 
 def compile_firmware(dest: Path) -> Path:
     """The firmware as the device loads it, under `dest`: the application exactly as `rimba firmware bundle` and
-    `rimba firmware release` build it (hardware.bundle.application: firmware/lib compiled with mpy-cross for
+    `rimba firmware release` build it (rimba.image.application: firmware/lib compiled with mpy-cross for
     the ESP32 into dest/lib, main.py as source; the same bytes, so an update fetches only what changed), and
     the fakes compiled into dest/fakes (on the board `machine`, `network` and `esp32` are C in flash, not
     heap). Returns dest/lib."""
-    from hardware.bundle import application, mpy_cross
-
     application(dest)
     exe = mpy_cross()
     (dest / "fakes").mkdir(parents=True, exist_ok=True)
@@ -72,17 +72,12 @@ def _factory_parts() -> tuple:
     """The tree's version and the boot selector compiled once per process (not once per simulated node)."""
     import tempfile
 
-    from hardware.bundle import FIRMWARE, compile_loader
-    from hardware.release import tree_version
-
     return tree_version(FIRMWARE), compile_loader(Path(tempfile.mkdtemp(prefix="rimba-loader-")))
 
 
 def install(home: Path, lib: Path) -> None:
     """Lay a node's filesystem out as `rimba firmware bundle` does: the application (lib's modules, compiled or
     sources, and the main.py beside lib or the tree's) as the factory release in fw/a, the loader as main.py."""
-    from hardware.bundle import factory
-
     slot = home / "fw" / "a"
     if slot.exists():
         shutil.rmtree(slot)
@@ -94,6 +89,10 @@ def install(home: Path, lib: Path) -> None:
     shutil.copy(main, slot / "main.py")
     version, loader = _factory_parts()
     factory(home, version, loader=loader)
+
+
+class NodeCrashed(RuntimeError):
+    """A wake that should have ended in deep sleep did not (an exception, a reset, a hang)."""
 
 
 class FirmwareNode:
@@ -153,8 +152,9 @@ class FirmwareNode:
             out = hung.stdout.decode() if isinstance(hung.stdout, bytes) else hung.stdout or ""
             r = subprocess.CompletedProcess(argv, -9, out, "")
         self.runs.append(r)
-        if expect_sleep:
-            assert r.returncode == 0 and self.world.get("cause") == "deepsleep", r.stdout + r.stderr
+        if expect_sleep and not (r.returncode == 0 and self.world.get("cause") == "deepsleep"):
+            raise NodeCrashed(f"{self.home.name}: the wake ended with {r.returncode}, not in deep sleep:\n"
+                              f"{r.stdout}{r.stderr}")
         return r
 
     @property

@@ -20,11 +20,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from rimba import access
 from rimba.errors import StackError
 
-# What each InfluxDB user besides the admin may do on the database (users made by `rimba stack lock`):
-# ingest only writes, the analytics reads and writes, Grafana and the reports only read.
-INFLUX_GRANTS = {"writer": "WRITE", "analyst": "ALL", "reader": "READ"}
 
 _INSTALL_HINT = {
     "mosquitto": "sudo apt-get install mosquitto",
@@ -163,7 +161,7 @@ class Stack:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise StackError(f"the local stack listens on loopback only, not {host}")
         self.dir = Path(state_dir) / "stack"
-        self.auth_dir = Path(state_dir) / "broker"  # passwd and acl from `rimba node add`: then no anonymous access
+        self.auth_dir = access.broker_dir(state_dir)  # passwd and acl from `rimba node add`: then no anonymous access
         self.tls_port = tls_port  # with server.crt from `rimba broker tls`: a TLS listener here too
         self.host = "127.0.0.1" if host == "localhost" else host
         self.mqtt_port = mqtt_port
@@ -293,12 +291,7 @@ class Stack:
 
     def influx_users(self) -> dict:
         """{admin, writer, analyst, reader: (user, password)} once `rimba stack lock` made them; {} for an open database."""
-        path = self.auth_dir / "influx.json"
-        if not path.exists():
-            return {}
-        import json
-
-        return {k: tuple(v) for k, v in json.loads(path.read_text()).items()}
+        return {k: tuple(v) for k, v in access.influx_users(self.auth_dir.parent).items()}
 
     def query(self, q: str, auth: tuple | None = None, db: str | None = None) -> dict:
         import base64
@@ -321,7 +314,7 @@ class Stack:
                 except urllib.error.HTTPError:
                     pass
                 self.query(f'CREATE DATABASE "{self.database}"', admin)
-                for role, grant in INFLUX_GRANTS.items():
+                for role, grant in access.INFLUX_GRANTS.items():
                     if role not in users:
                         continue
                     user, pw = users[role]
@@ -373,3 +366,12 @@ def _port_taken(host: str, port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def reload_broker(settings) -> bool:
+    """Ask the stack's running Mosquitto to reread its password file and ACL (SIGHUP); False when none runs."""
+    pid = Stack.from_settings(settings).mosquitto.pid()
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGHUP)
+    return True

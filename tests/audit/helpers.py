@@ -8,7 +8,7 @@ import random
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.support import wait_until
+from rimba.dev.harness import wait_until
 
 
 def up(node: str, seqs, epoch: int = 1, now: int = 0, tq: str = "ntp", t0: int = 0, lost=None,

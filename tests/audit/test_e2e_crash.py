@@ -11,7 +11,7 @@ process exits. The message is unacknowledged, so every restart gets it again: a 
 import time
 
 from tests.audit.helpers import Node, up
-from tests.support import wait_until
+from rimba.dev.harness import wait_until
 
 
 def test_one_message_with_a_huge_now_does_not_stop_ingest(platform_factory):

@@ -5,7 +5,7 @@ import json
 import time
 
 from tests.audit.helpers import Node, up
-from tests.support import wait_until
+from rimba.dev.harness import wait_until
 
 
 def payload(node: str, k: int, now: int) -> bytes:

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.audit.helpers import Node, up
-from tests.support import wait_until
+from rimba.dev.harness import wait_until
 
 
 @pytest.mark.xfail(strict=True, reason="one subscription, one queue: the broker hands the ingest a flood in order, so "

@@ -5,7 +5,7 @@ One busy node makes the ingest publish up to 4 acks a second (ACK_EVERY_S): ~12 
 import random
 
 from rimba.adapters.mqtt import Mqtt
-from tests.support import wait_until
+from rimba.dev.harness import wait_until
 
 
 def test_published_acks_are_not_remembered_forever(stack):

@@ -7,7 +7,7 @@ store (disk full, I/O error) stops the service; a busy one is not broken. (Fixed
 import sqlite3
 import time
 
-from tests.support import wait_until
+from rimba.dev.harness import wait_until
 
 
 def test_a_frozen_sibling_holding_the_store_does_not_stop_ingest(platform_factory):

@@ -16,7 +16,7 @@ from ingest.pipeline import Outcome
 from ingest.service import sweep, transact
 from ingest.store import Store
 from tests.audit.helpers import status, up
-from tests.support import VECTOR_FLEET, VECTORS
+from rimba.dev.harness import VECTOR_FLEET, VECTORS
 
 R = VECTORS["received"]  # 2025-11-28
 NODE, OTHER = "smp29-03", "bansir-laut-01"

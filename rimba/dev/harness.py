@@ -1,4 +1,5 @@
-"""Test helpers: golden vectors, polling with a deadline, ingest as a real process."""
+"""What the tests and the benchmarks share: the golden vectors, polling with a deadline, `rimba ingest` as a
+real process, the environment of a child `rimba`, a fleet file of given nodes."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+from rimba.errors import StackError
 from rimba.fleet import parse_fleet
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VECTORS = json.loads((ROOT / "tests" / "vectors" / "contract-v1.json").read_text(encoding="utf-8"))
 VECTOR_FLEET = parse_fleet(VECTORS["fleet"])
 
@@ -34,7 +36,7 @@ def wait_until(condition, timeout: float = 30.0, what: str = "condition", interv
         if last:
             return last
         time.sleep(interval)  # noqa: sleep-ok (polling interval of a deadline loop)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last value: {last!r})")
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} (last value: {last!r})")
 
 
 class IngestProcess:
@@ -56,7 +58,8 @@ class IngestProcess:
         """Wait until the ingest's subscriptions stand: from then on the broker queues for it."""
         wait_until(lambda: " ready: " in self.output() or self.proc.poll() is not None, timeout,
                    "ingest to subscribe")
-        assert self.proc.poll() is None, self.output()
+        if self.proc.poll() is not None:
+            raise StackError(f"rimba ingest exited with {self.proc.returncode}:\n{self.output()}")
         return self
 
     def kill(self) -> None:
@@ -83,3 +86,24 @@ def env_for(settings_values: dict) -> dict:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIMBA_")}
     return {**env, **build(overrides=settings_values, env={}).env(), "PYTHONPATH": str(ROOT)}
+
+
+FLEET = """
+[sites.smp29]
+name = "SMP 29"
+lat = -0.0263
+lon = 109.3425
+
+[sites.bansir-laut]
+name = "Bansir Laut"
+lat = -0.04
+lon = 109.35
+"""
+
+
+def fleet_text(nodes: dict) -> str:
+    """A fleet file of the two sites and `nodes` ({node: (site, profile)}), every node every 600 s."""
+    out = [FLEET]
+    for node, (site, profile) in nodes.items():
+        out.append(f'[nodes.{node}]\nsite = "{site}"\nprofile = "{profile}"\ncadence_s = 600\n')
+    return "\n".join(out)

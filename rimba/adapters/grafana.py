@@ -1,4 +1,4 @@
-"""`rimba dashboards publish`: upload the bundle to a running Grafana through grafana-client.
+"""The Grafana adapter: `rimba dashboards publish` uploads the bundle to a running Grafana through grafana-client.
 
 Idempotent by uid: folders are created when missing, the data source is created or updated, every
 dashboard is saved with overwrite (same uid, new version), and each public page gets its public
