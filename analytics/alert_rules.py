@@ -53,10 +53,11 @@ class Rule:
 
 
 DEFAULT_RULES = (
-    # NWS heat index "danger" starts at 103 °F (39.4 °C); DOMAIN.md §3
+    # NWS heat index "danger" starts at 103 °F (39.4 °C) (NOAA NWS heat index chart, weather.gov/safety/heat-index)
     Rule("heat-danger", "threshold", "warning", metric="heat_index_c", above=39.4, clear=38.0, critical=51.0,
          for_s=1800),
-    # Bansir Laut: forecast high tides 1.7-1.9 m, the annual maximum about 2.0 m above the datum (DOMAIN.md §4)
+    # Bansir Laut: forecast high tides 1.7-1.9 m, the annual maximum about 2.0 m above MLLW (BMKG's tide warnings
+    # as reported, e.g. kalbarnews.co.id/2026/01/pasang-tinggi-di-pontianak-dan.html)
     Rule("river-high", "threshold", "warning", metric="water_level_cm", above=190.0, clear=185.0, critical=200.0,
          for_s=600),
     # ISPU category 2 is "Tidak Sehat" (101-200), 3 "Sangat Tidak Sehat" (Permen LHK P.14/2020)

@@ -30,7 +30,7 @@ from analytics.data import anomaly_lines, index_lines, last_contact, load_cube, 
 from rimba import wib
 from rimba.fleet import load_fleet
 from rimba.adapters.influx import Influx
-from rimba.metrics import METRICS
+from rimba.metrics import FWI_CLASSES, ISPU_CATEGORIES, METRICS
 
 log = logging.getLogger("rimba.analyze")
 WIB_S = wib.OFFSET_S
@@ -84,7 +84,9 @@ PM25_CORRECTED = "pm25_corr_ugm3"  # `index` field: PM2.5 corrected for humidity
 INDEX_LABELS = {PM25_CORRECTED: ("pm_correction", indices.PM25_CORRECTION)}  # the correction named in the data
 
 
-BATTERY_EMPTY_V = 3.3  # an 18650 cell's practical floor under the ESP32's regulator (DOMAIN.md §6)
+# The module needs 3.0-3.6 V (Espressif ESP32-WROOM-32E datasheet, "Recommended operating conditions"); behind
+# the carrier's LDO (a few hundred mV of dropout at the radio's current) a cell below about 3.3 V no longer holds it.
+BATTERY_EMPTY_V = 3.3
 BATTERY_DAYS_MAX = 999.0  # "not draining": level or charging
 
 
@@ -302,13 +304,13 @@ class Analyzer:
                     label = "PM2.5" if pollutant == "pm25" else "PM10"
                     obs += alerts.category_observations(
                         rule, cube.times, cat, v, cube.nodes, cube.sites, metric, now, stale,
-                        lambda c, x, label=label: (f"ISPU {label} {x:.0f}: {indices.ISPU_CATEGORIES[c][1]} "
-                                                   f"({indices.ISPU_CATEGORIES[c][2]})"))
+                        lambda c, x, label=label: (f"ISPU {label} {x:.0f}: {ISPU_CATEGORIES[c][1]} "
+                                                   f"({ISPU_CATEGORIES[c][2]})"))
             elif rule.kind == "fire":
                 cls = fwi.danger_class("fwi", fire.codes.fwi.T)
                 obs += alerts.category_observations(
                     rule, fire.times, cls, fire.codes.fwi.T, hourly.nodes, hourly.sites, None, now, 2 * 86400,
-                    lambda c, x: f"fire weather index {x:.1f}: {fwi.CLASS_NAMES[c][0]} ({fwi.CLASS_NAMES[c][1]})")
+                    lambda c, x: f"fire weather index {x:.1f}: {FWI_CLASSES[c][0]} ({FWI_CLASSES[c][1]})")
             elif rule.kind == "anomaly":
                 last = {}
                 for i, node in enumerate(cube.nodes):

@@ -178,7 +178,8 @@ def _check_block(x, metrics, site_of, lim):
     # noise bursts: reversals (a local peak or dip between two large sample-to-sample changes of
     # opposite sign) crowding a centred window. One spike is one reversal, a step or a ramp none;
     # a loose wire makes many. Particulates are judged on log(1 + x): their scatter grows with
-    # the concentration (DOMAIN.md §1.4), so a haze episode is not noise.
+    # the concentration (optical counters against a reference: Barkjohn et al. 2021, Atmos. Meas. Tech.
+    # 14, 4617-4637), so a haze episode is not noise.
     w = lim.noise_window
     if n_t > w:
         pm = [j for j, m in enumerate(metrics) if m in PM_METRICS]

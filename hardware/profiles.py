@@ -1,6 +1,6 @@
 """Node profiles as data (hardware/profiles/*.toml): board, pin map, sensors, power, enclosure, bill of
-materials; and what is generated from them: the BOM as a table, and a wiring diagram (SVG) drawn from
-the pin map."""
+materials; and what is generated from them: the BOM as a table, a wiring diagram (SVG) drawn from the
+pin map, and the node's own copy of the pins, sensors and columns (firmware/lib/profiles.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from html import escape
 from pathlib import Path
 
 from rimba.errors import ConfigError
-from rimba.profiles import load, names
+from rimba.profiles import load, metrics, names, sensors
+from rimba.profiles import pins as profile_pins
 # which pins each sensor uses, and the wire's label
 WIRES = {
     "sht4x": (("sda", "SDA"), ("scl", "SCL")),
@@ -66,6 +67,28 @@ def wiring_svg(profile: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+FIRMWARE_MODULE = Path(__file__).resolve().parent.parent / "firmware" / "lib" / "profiles.py"
+
+
+def firmware_module() -> str:
+    """firmware/lib/profiles.py: the profiles' pins, sensors and columns as the node's literals."""
+    pins: dict = {}
+    for name in names():
+        for role, gpio in profile_pins(name).items():
+            if pins.setdefault(role, gpio) != gpio:
+                raise ConfigError(f"profile {name}: pin {role} is GPIO{gpio}, another profile's is GPIO{pins[role]}")
+
+    def literal(d: dict) -> str:
+        return "{\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in d.items()) + "}\n"
+
+    return ("# Generated from hardware/profiles/*.toml by `python -m hardware.profiles`: do not edit (a test holds\n"
+            "# it to the files). Every profile's pins (one GPIO per role), each profile's sensors in the order the\n"
+            "# node reads them, and its metrics in the order of its rows.\n"
+            f"PINS = {literal(dict(sorted(pins.items())))}"
+            f"PROFILES = {literal({n: sensors(n) for n in names()})}"
+            f"COLUMNS = {literal({n: metrics(n) for n in names()})}")
+
+
 def write_diagrams(out=Path(__file__).resolve().parent / "wiring") -> list:
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -79,3 +102,5 @@ def write_diagrams(out=Path(__file__).resolve().parent / "wiring") -> list:
 if __name__ == "__main__":
     for p in write_diagrams():
         print(p)
+    FIRMWARE_MODULE.write_text(firmware_module())
+    print(FIRMWARE_MODULE)

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from hardware import profiles
+from rimba.errors import ConfigError
 from rimba.metrics import METRICS
 from rimba.dev.harness import ROOT
 
@@ -14,12 +15,25 @@ pytestmark = pytest.mark.unit  # no stack, no process
 
 
 def firmware_constant(name: str):
-    """A literal constant of firmware/lib/sensors.py (PINS, PROFILES), read without running MicroPython code."""
-    tree = ast.parse((ROOT / "firmware" / "lib" / "sensors.py").read_text())
+    """A literal constant of firmware/lib/profiles.py (PINS, PROFILES, COLUMNS), read without running
+    MicroPython code."""
+    tree = ast.parse((ROOT / "firmware" / "lib" / "profiles.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == name:
             return ast.literal_eval(node.value)
-    raise AssertionError(f"{name} not found in firmware/lib/sensors.py")
+    raise AssertionError(f"{name} not found in firmware/lib/profiles.py")
+
+
+def test_the_node_s_profiles_module_is_generated_from_the_files():
+    assert profiles.FIRMWARE_MODULE.read_text() == profiles.firmware_module(), \
+        "firmware/lib/profiles.py is stale: run python -m hardware.profiles"
+
+
+def test_a_pin_two_profiles_put_on_different_gpios_stops_the_generation(monkeypatch):
+    real = profiles.profile_pins
+    monkeypatch.setattr(profiles, "profile_pins", lambda n: {**real(n), "sda": 5} if n == "river" else real(n))
+    with pytest.raises(ConfigError, match="profile river: pin sda is GPIO5"):
+        profiles.firmware_module()
 
 
 @pytest.mark.parametrize("name", ["forest", "river", "air"])
@@ -29,8 +43,8 @@ def test_the_firmware_pins_and_sensors_are_the_profiles(name):
     for role, gpio in p["pins"].items():
         assert fw[role] == gpio, f"{name}: {role} is GPIO{gpio} in the profile, GPIO{fw[role]} in the firmware"
     assert {s["part"] for s in p["sensors"]} == set(firmware_constant("PROFILES")[name])
-    # the node's columns are the profile's metrics, the same set (the firmware fixes their order)
-    assert set(firmware_constant("COLUMNS")[name]) == {m for s in p["sensors"] for m in s["metrics"]}
+    # the node's columns are the profile's metrics in the order of its rows
+    assert firmware_constant("COLUMNS")[name] == tuple(m for s in p["sensors"] for m in s["metrics"])
     for s in p["sensors"]:
         assert all(m in METRICS for m in s["metrics"])
     adc = [p["pins"][k] for k in p["pins"] if k.endswith("_adc")]

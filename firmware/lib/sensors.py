@@ -6,19 +6,7 @@
 # DS18B20 conversions) use light sleep.
 import machine
 
-PINS = {"sda": 21, "scl": 22, "batt_adc": 35, "soil_adc": 34, "soil_power": 25, "onewire": 4, "rain": 27,
-        "uart_tx": 17, "uart_rx": 16}
-PROFILES = {
-    "forest": ("sht4x", "soil", "ds18b20", "rain"),
-    "river": ("jsnsr04t", "ds18b20", "sht4x", "rain"),
-    "air": ("pms5003", "sht4x"),
-}
-# each profile's metrics, in the order of its rows (hardware/profiles/*.toml lists the same)
-COLUMNS = {
-    "forest": ("air_temp_c", "air_rh_pct", "soil_vwc_pct", "soil_temp_c", "rain_mm"),
-    "river": ("water_level_cm", "water_temp_c", "air_temp_c", "air_rh_pct", "rain_mm"),
-    "air": ("pm1_ugm3", "pm25_ugm3", "pm10_ugm3", "air_temp_c", "air_rh_pct"),
-}
+from profiles import COLUMNS, PINS, PROFILES  # generated from hardware/profiles/*.toml
 
 
 _gauge: list = []  # the rain gauge, if this profile has one: light sleep must not lose its tips
