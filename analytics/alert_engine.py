@@ -7,7 +7,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from analytics.alert_observations import WIB_S
+from rimba import wib
 from analytics.alert_rules import SEVERITIES
 from analytics.alert_store import AlertStore
 from rimba import contract
@@ -117,7 +117,7 @@ class Engine:
     def in_quiet_hours(self, now: int) -> bool:
         if not self.quiet:
             return False
-        minute = ((now + WIB_S) % 86400) // 60
+        minute = wib.minute_of_day(now)
         start, end = self.quiet
         return start <= minute < end if start <= end else minute >= start or minute < end
 

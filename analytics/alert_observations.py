@@ -10,7 +10,6 @@ import numpy as np
 from analytics.alert_rules import SEVERITIES, Rule
 from rimba import metrics, wib
 
-WIB_S = wib.OFFSET_S  # the engine's quiet hours are in WIB too
 
 
 @dataclass
@@ -31,10 +30,6 @@ class Observation:
     @property
     def key(self) -> str:
         return "/".join((self.rule.name, self.site, self.node or "*", self.metric or "*"))
-
-
-def _clock(t: int) -> str:
-    return wib.clock(t)
 
 
 def _trailing_run_start(times, values, cond) -> int:
@@ -64,7 +59,7 @@ def threshold_observations(rule: Rule, times, series, nodes, sites, now: int, fi
             continue  # this node does not measure it
         ob = Observation(rule, sites[i], node, rule.metric, None)
         last = int(valid[-1])
-        ob.message = f"no {rule.metric} data since {_clock(times[last])}"
+        ob.message = f"no {rule.metric} data since {wib.clock(times[last])}"
         if now - int(times[last]) <= stale_s:
             hot = firing(ob.key)
             value = float(v[last])
@@ -74,8 +69,8 @@ def threshold_observations(rule: Rule, times, series, nodes, sites, now: int, fi
             ob.since = _trailing_run_start(times[:last + 1], v[:last + 1], lambda x, hot=hot: rule.crosses(x, hot))
             side = "above" if rule.above is not None else "below"
             limit = rule.above if rule.above is not None else rule.below
-            ob.message = (f"{rule.metric} {value:.1f} {unit} at {_clock(times[last])}, {side} {limit:g} "
-                          f"since {_clock(ob.since)}").replace("  ", " ")
+            ob.message = (f"{rule.metric} {value:.1f} {unit} at {wib.clock(times[last])}, {side} {limit:g} "
+                          f"since {wib.clock(ob.since)}").replace("  ", " ")
         out.append(ob)
     return out
 
@@ -91,7 +86,7 @@ def category_observations(rule: Rule, times, categories, values, nodes, sites, m
             continue
         ob = Observation(rule, sites[i], node, metric, None)
         last = int(valid[-1])
-        ob.message = f"no data since {_clock(times[last])}"
+        ob.message = f"no data since {wib.clock(times[last])}"
         if now - int(times[last]) <= stale_s:
             cat = int(c[last])
             ob.active = cat >= rule.above
@@ -99,7 +94,7 @@ def category_observations(rule: Rule, times, categories, values, nodes, sites, m
             ob.severity = "critical" if rule.critical is not None and cat >= rule.critical else rule.severity
             cf = np.where(c[:last + 1] >= 0, c[:last + 1], np.nan)
             ob.since = _trailing_run_start(times[:last + 1], cf, lambda x: x >= rule.above)
-            ob.message = f"{labels(cat, ob.value)} at {_clock(times[last])}"
+            ob.message = f"{labels(cat, ob.value)} at {wib.clock(times[last])}"
         out.append(ob)
     return out
 
@@ -116,7 +111,7 @@ def anomaly_observations(rule: Rule, events, last_time: dict, step_s: int, now: 
             ongoing[(ev.node, ev.metric)] = ev  # events come in time order; the latest wins
     out = []
     for (node, site, metric), t in last_time.items():
-        ob = Observation(rule, site, node, metric, None, message=f"no {metric} data since {_clock(t)}")
+        ob = Observation(rule, site, node, metric, None, message=f"no {metric} data since {wib.clock(t)}")
         if now - t <= stale_s:
             ev = ongoing.get((node, metric))
             ob.active = ev is not None and ev.end >= t  # the event runs up to the newest value
@@ -142,8 +137,8 @@ def overdue_observations(rule: Rule, fleet, contact: dict, wake: dict, now: int,
             due = max(last + sends * every, wake.get(node.id) or 0) + grace_s
             ob.active = now > due
             ob.since = int(due)
-            ob.message = (f"silent since {_clock(last)} (sends every {every // 60} min"
-                          + (f", said it would wake at {_clock(wake[node.id])}" if wake.get(node.id) else "") + ")")
+            ob.message = (f"silent since {wib.clock(last)} (sends every {every // 60} min"
+                          + (f", said it would wake at {wib.clock(wake[node.id])}" if wake.get(node.id) else "") + ")")
         per_site.setdefault(node.site, []).append(ob)
     out = []
     for site, obs in per_site.items():

@@ -35,7 +35,6 @@ passed in, so the tests drive the clock.
 
 from analytics.alert_engine import Change, Engine, digest, messages
 from analytics.alert_observations import (
-                                          WIB_S,
                                           Observation,
                                           anomaly_observations,
                                           category_observations,
@@ -47,7 +46,7 @@ from analytics.alert_store import AlertStore
 from rimba.adapters.notify import MqttPublisher, apprise_notifier
 from rimba.settings import parse_quiet
 
-__all__ = ["DEFAULT_RULES", "DERIVED", "KINDS", "SEVERITIES", "WIB_S", "AlertStore", "Change", "Engine",
+__all__ = ["DEFAULT_RULES", "DERIVED", "KINDS", "SEVERITIES", "AlertStore", "Change", "Engine",
            "MqttPublisher", "Observation", "Rule", "anomaly_observations", "apprise_notifier",
            "category_observations", "digest", "load_rules", "messages", "overdue_observations", "parse_quiet",
            "threshold_observations"]

@@ -33,7 +33,6 @@ from rimba.adapters.influx import Influx
 from rimba.metrics import FWI_CLASSES, ISPU_CATEGORIES, METRICS
 
 log = logging.getLogger("rimba.analyze")
-WIB_S = wib.OFFSET_S
 FWI_DAYS = 30  # days of noon weather the fire codes run over (the drought code has a long memory)
 # metrics whose anomalies mean something to people; rain and light come in bursts, and the node's own
 # battery and signal are the fleet-health view's
@@ -142,7 +141,7 @@ def fire_days(hourly, lat_of: dict, wind_kmh: float) -> FireDays:
             if has.any():
                 rain[d, idx] = float(np.median(sums[has]))
     rain = np.where(np.isnan(rain) & ~np.isnan(t), 0.0, rain)  # a site without a gauge: counted as dry
-    month = np.array([time.gmtime(int(hourly.times[d * 24]) + WIB_S).tm_mon for d in range(days)], dtype=int)
+    month = np.array([time.gmtime(wib.local(int(hourly.times[d * 24]))).tm_mon for d in range(days)], dtype=int)
     lat = np.array([lat_of[s] for s in hourly.sites])
     codes = fwi.fwi_daily(t, rh, np.full(t.shape, wind_kmh), rain, month, lat)
     return FireDays(hourly.times[12:days * 24:24][:days], codes)
@@ -341,6 +340,24 @@ def run_once(settings, start: int, end: int, step_s: int = 600) -> dict:
         analyzer.close()
 
 
+def serve(run, every_s: float, stop, clock=time.time) -> tuple:
+    """The service's loop: `run(now)` every `every_s` seconds of `clock` until `stop` (a threading.Event) is
+    set, each run `every_s` after the last began (at least a second after it ended). A run that fails is
+    logged and the next one goes on (it reads again from where the failed one stopped). Returns (runs,
+    failed)."""
+    runs = failed = 0
+    while not stop.is_set():
+        began = clock()
+        runs += 1
+        try:
+            run(int(began))
+        except Exception as err:  # noqa: BLE001 - a failed run is logged and retried, the service goes on
+            failed += 1
+            log.error("analysis run failed: %s (the next run reads again from where this one stopped)", err)
+        stop.wait(max(1.0, every_s - (clock() - began)))
+    return runs, failed
+
+
 def main(settings, args) -> int:
     if args.once or args.until is not None:
         end = int(time.time()) if args.until is None else args.until
@@ -362,13 +379,7 @@ def main(settings, args) -> int:
     inc = Incremental(settings, load_fleet(settings.fleet), influx)
     print(f"analyzing every {settings.analyze_every_s} s, sites {', '.join(inc.sites)} (Ctrl-C stops)", flush=True)
     try:
-        while not stop.is_set():
-            began = time.time()
-            try:
-                analyzer.run_incremental(inc, int(began))
-            except Exception as err:  # noqa: BLE001 - a failed run is logged and retried, the service goes on
-                log.error("analysis run failed: %s (the next run reads again from where this one stopped)", err)
-            stop.wait(max(1.0, settings.analyze_every_s - (time.time() - began)))
+        serve(lambda now: analyzer.run_incremental(inc, now), settings.analyze_every_s, stop)
     finally:
         inc.close()
         influx.close()

@@ -37,9 +37,9 @@ from scipy.ndimage import maximum_filter1d
 from analytics import detector
 from analytics.quality import LOG_FLOOR, SCALE_FLOOR
 from analytics.robust import nanmedian
+from rimba import wib
 from rimba.metrics import METRICS
 
-WIB_S = 7 * 3600
 TIDAL = ("water_level_cm",)
 TIDE_HOURS = (23.934, 25.819, 12.421, 12.0)  # K1, O1, M2, S2 (Pugh 1987, table 4.2)
 TIDE_DAYS = 15  # K1 and O1 separate after about 14 days
@@ -310,15 +310,10 @@ def events(scores: Scores, values, times, nodes, metrics, threshold: float = EVE
     return out
 
 
-def _clock(t: int) -> str:
-    m = ((t + WIB_S) % 86400) // 60
-    return f"{m // 60:02d}:{m % 60:02d} WIB"
-
-
 def _sentence(metric: str, diff: float, at: int, referenced: bool) -> str:
     unit = METRICS[metric].unit
     side = "above" if diff > 0 else "below"
     if referenced:
-        return f"{abs(diff):.1f} {unit} {side} this node's usual against the other nodes of its site, at {_clock(at)}"
+        return f"{abs(diff):.1f} {unit} {side} this node's usual against the other nodes of its site, at {wib.clock(at)}"
     usual = "the expected tide" if metric in TIDAL else "this node's usual"
-    return f"{abs(diff):.1f} {unit} {side} {usual} at {_clock(at)}"
+    return f"{abs(diff):.1f} {unit} {side} {usual} at {wib.clock(at)}"

@@ -20,7 +20,6 @@ from rimba import wib
 from rimba.errors import ConfigError
 from rimba.metrics import ISPU_CATEGORIES, METRICS
 
-WIB_S = wib.OFFSET_S
 DAYS = {"id": ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu"),
         "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")}
 MONTHS = {"id": ("Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des"),
@@ -54,7 +53,7 @@ class Report:
 
 
 def _date(t: int, lang: str, weekday: bool = True) -> str:
-    g = time.gmtime(int(t) + WIB_S)
+    g = time.gmtime(wib.local(int(t)))
     text = f"{g.tm_mday} {MONTHS[lang][g.tm_mon - 1]} {g.tm_year}"
     return f"{DAYS[lang][g.tm_wday]} {text}" if weekday else text
 
@@ -102,7 +101,7 @@ def _highlights(week, lang: str) -> list:
     if "water_level_cm" in site_mean and np.isfinite(site_mean["water_level_cm"]).any():
         k = int(np.nanargmax(site_mean["water_level_cm"]))
         out.append(f"{w['highest_river']}: {_date(start + k * 3600, lang)} "
-                   f"{time.strftime('%H:%M', time.gmtime(start + k * 3600 + WIB_S))} {w['time']}, "
+                   f"{time.strftime('%H:%M', time.gmtime(wib.local(start + k * 3600)))} {w['time']}, "
                    f"{site_mean['water_level_cm'][k]:.0f} cm")
     if "pm25_ugm3" in site_mean:
         names = [c[1] if lang == "id" else c[2] for c in ISPU_CATEGORIES]
@@ -157,7 +156,7 @@ def _render(week, lang: str, out_dir: Path) -> Report:
         ax.set_ylabel(_label(metric, lang), fontsize=8)
         ax.set_xlim(0, days)
         ax.set_xticks(np.arange(days) + 0.5)
-        ax.set_xticklabels([DAYS[lang][time.gmtime(start + d * 86400 + WIB_S).tm_wday][:3] for d in range(days)],
+        ax.set_xticklabels([DAYS[lang][time.gmtime(wib.local(start + d * 86400)).tm_wday][:3] for d in range(days)],
                            fontsize=7)
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(alpha=0.3)

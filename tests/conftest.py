@@ -20,6 +20,14 @@ from rimba.adapters.influx import Influx
 from rimba.dev.stack import Stack, free_port
 from rimba.dev.harness import IngestProcess, env_for, fleet_text
 
+
+def pytest_collection_modifyitems(items):
+    """A test not marked `unit` is an integration test: `./dev test -m unit` and `-m integration` split the
+    suite in two, and together they are all of it."""
+    for item in items:
+        if item.get_closest_marker("unit") is None:
+            item.add_marker(pytest.mark.integration)
+
 _counter = itertools.count(1)
 
 # the suite checks the same generated examples on every run (a test that fails one run in ten is a

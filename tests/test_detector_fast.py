@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from analytics import anomaly, detector
 from tests.naive_detector import naive_score_rows
 
+pytestmark = pytest.mark.unit  # no stack, no process
+
 T0 = 1764262800  # 2025-11-28 00:00 WIB, a fixed time
 
 

@@ -3,11 +3,14 @@
 others stay where they are, taken back to their checkpoints, saved and loaded on the way."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analytics import anomaly, detector
 from tests.test_detector_fast import fleet
+
+pytestmark = pytest.mark.unit  # no stack, no process
 
 STEP = 600
 TOL = dict(rtol=1e-9, atol=1e-9)  # the running sums start from the carried ones: rounding only

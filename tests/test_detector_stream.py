@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from analytics import anomaly, detector
 from tests.test_detector_fast import fleet
 
+pytestmark = pytest.mark.unit  # no stack, no process
+
 TOL = dict(rtol=1e-9, atol=1e-9)  # the running sums start from the carried ones: rounding only
 
 

@@ -16,6 +16,8 @@ import pytest
 
 from bench.detection import faults_run
 
+pytestmark = [pytest.mark.unit, pytest.mark.slow]  # no stack, no process
+
 SEED = 201  # not one of bench.detection.TUNING_SEEDS
 NODES, DAYS, COUNT = 40, 7.0, 12  # the density of bench.detection (30 faults of a kind per 100 nodes)
 TARGET = {"stuck": (0.9, 0.9), "spike": (0.9, 0.9), "out-of-range": (0.9, 0.9), "dead-fan": (0.9, 0.9),

@@ -1,8 +1,11 @@
 """The NAB-facing detector: scores in [0, 1], one per row, and causal."""
 
 import numpy as np
+import pytest
 
 from analytics.nab import score
+
+pytestmark = pytest.mark.unit  # no stack, no process
 
 
 def series(n=3000, seed=4):

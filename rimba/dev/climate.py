@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 from rimba import wib
 
-WIB = wib.OFFSET_S
 DAY = 86400
 
 # month -> (rain mm, rain days, Tmax, Tmin, RH mean): the synthesised profile (above)
@@ -45,7 +44,7 @@ RIVER_SWING_CM, RIVER_SWING_DAYS = 12.0, 9.0  # the Kapuas' discharge rising and
 
 
 def _month(t: float) -> int:
-    return time.gmtime(t + WIB).tm_mon
+    return time.gmtime(t + wib.OFFSET_S).tm_mon
 
 
 def _rng(*key) -> random.Random:
@@ -81,7 +80,7 @@ class Climate:
         if d is not None:
             return d
         r = _rng(self.seed, self.site, "day", day)
-        month = _month(day * DAY + DAY / 2 - WIB)
+        month = _month(day * DAY + DAY / 2 - wib.OFFSET_S)
         mm, rain_days, tmax, tmin, _rh = MONTHLY[month]
         events = []
         if r.random() < rain_days / 30.0:
@@ -93,7 +92,7 @@ class Climate:
                 else:
                     start_h = r.uniform(2, 7)
                 dur_h = r.uniform(0.4, 2.0)
-                start = day * DAY - WIB + start_h * 3600
+                start = day * DAY - wib.OFFSET_S + start_h * 3600
                 events.append(RainEvent(start, start + dur_h * 3600, total / n / dur_h))
         d = {
             "tmax": tmax + r.gauss(0, 0.8) - (1.2 if events else 0.0),
@@ -109,7 +108,7 @@ class Climate:
 
     @staticmethod
     def _local(t: float) -> tuple[int, float]:
-        local = t + WIB
+        local = wib.local(t)
         return int(local // DAY), (local % DAY) / 3600.0
 
     def rain_rate(self, t: float) -> float:
