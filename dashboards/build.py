@@ -46,6 +46,7 @@ from dashboards.panels import (
 )
 from dashboards.words import WORDS
 from rimba import profiles
+from rimba.fleet import SEND_EVERY
 
 TIMEZONE = "Asia/Pontianak"  # WIB
 LANGS = ("id", "en")
@@ -72,13 +73,15 @@ class Cadence:
     readings_s: int
     index_s: int = DEFAULT_STEP_S
     ingest_s: int = DEFAULT_STATS_S
+    status_s: int = DEFAULT_STEP_S * SEND_EVERY  # a node's status comes with each send session
 
     @classmethod
     def of(cls, fleet, settings=None) -> Cadence:
         slowest = max((n.cadence_s for n in fleet.nodes.values()), default=DEFAULT_STEP_S)
+        status = max((n.cadence_s * n.send_every for n in fleet.nodes.values()), default=slowest * SEND_EVERY)
         if settings is None:
-            return cls(slowest)
-        return cls(slowest, int(settings.analyze_step_s), max(1, round(settings.stats_every_s)))
+            return cls(slowest, status_s=status)
+        return cls(slowest, int(settings.analyze_step_s), max(1, round(settings.stats_every_s)), status)
 
     @property
     def readings(self) -> str:
@@ -87,6 +90,10 @@ class Cadence:
     @property
     def index(self) -> str:
         return interval(max(self.index_s, self.readings_s))
+
+    @property
+    def status(self) -> str:
+        return interval(self.status_s)
 
     @property
     def ingest(self) -> str:
@@ -290,10 +297,13 @@ def fleet_health(fleet, cadence: Cadence | None = None) -> Page:
         "missing: never arrived; epoch-reset: the node restarted its count).",
         transformations=[mdash.DataTransformerConfig(id_val="merge", options={})], rename={"node": "Node"})
     per_node = 'GROUP BY time($__interval), "node" fill(null)'
-    batt = series("Battery", [Query("A", _q('SELECT mean("batt_v") FROM "reading"', group=per_node),
-                                    alias="$tag_node")], unit_of("batt_v"), c.readings, "Each node's battery voltage.")
-    rssi = series("Signal", [Query("A", _q('SELECT mean("rssi_dbm") FROM "reading"', group=per_node),
-                                   alias="$tag_node")], unit_of("rssi_dbm"), c.readings, "Each node's Wi-Fi signal.")
+    # a node reports its battery and signal in its status, once a send session (firmware/lib/node.py)
+    batt = series("Battery", [Query("A", _q('SELECT mean("batt_v") FROM "node_status"', group=per_node),
+                                    alias="$tag_node")], unit_of("batt_v"), c.status,
+                  "Each node's battery voltage, from its status at each send.")
+    rssi = series("Signal", [Query("A", _q('SELECT mean("rssi_dbm") FROM "node_status"', group=per_node),
+                                   alias="$tag_node")], unit_of("rssi_dbm"), c.status,
+                  "Each node's Wi-Fi signal, from its status at each send.")
     counters = series("Ingest counters", [Query(
         "A", _q('SELECT last("received") AS "received", last("stored") AS "stored", last("duplicates") AS '
                 '"duplicates", last("dead_lettered") AS "dead letters", last("spooled") AS "spooled" FROM "ingest"',

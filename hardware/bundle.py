@@ -17,6 +17,7 @@ import ssl
 from pathlib import Path
 
 from rimba.errors import ConfigError
+from rimba.fleet import SEND_EVERY
 from rimba.image import FIRMWARE, application, factory, tree_version
 # what a node's entry in the fleet file may set in its node.json (the probe's calibration, the river mount,
 # the sending cadence, a static address, the contract version it speaks); the firmware's own defaults give
@@ -42,7 +43,7 @@ def node_config(settings, fleet, node_id: str, wifi_ssid: str = "", wifi_passwor
     node = fleet.nodes[node_id]
     broker = settings.broker
     cfg = {"node": node.id, "site": node.site, "profile": node.profile, "sample_s": node.cadence_s,
-           "send_every": 6, "mqtt_host": broker.host, "mqtt_port": broker.port,
+           "send_every": SEND_EVERY, "mqtt_host": broker.host, "mqtt_port": broker.port,
            "mqtt_tls": broker.tls, "mqtt_user": node.id if mqtt_password else "", "mqtt_password": mqtt_password,
            "wifi_ssid": wifi_ssid, "wifi_password": wifi_password}
     fw = firmware_config()

@@ -27,6 +27,9 @@ class Site:
     extra: dict = field(default_factory=dict, compare=False)
 
 
+SEND_EVERY = 6  # samples per send session when the fleet file sets none (what `rimba firmware bundle` writes)
+
+
 @dataclass(frozen=True)
 class Node:
     id: str
@@ -34,6 +37,12 @@ class Node:
     profile: str
     cadence_s: int
     extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def send_every(self) -> int:
+        """Samples per send session: the node sends, and with it a status, every send_every x cadence_s."""
+        v = self.extra.get("send_every", SEND_EVERY)
+        return v if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else SEND_EVERY
 
 
 @dataclass(frozen=True)
