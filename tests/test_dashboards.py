@@ -155,6 +155,7 @@ def filled(stack, tmp_path_factory):
     wait_until(lambda: p.count() >= sim.expected() + gone.expected(), 120, "the history stored")
     wait_until(lambda: p.count('SELECT count("first_seq") FROM "gap"') > 0, 60, "the outage's gap")
     _ingest_history(p, now - 8 * 86400)
+    _status_history(p, sim, now - 8 * 86400, now - 60)
     r = subprocess.run([sys.executable, "-m", "rimba", "analyze", "--once", "--hours", "192", "--until",
                         str(now)], env=env_for(p.values), capture_output=True, text=True, cwd=ROOT, timeout=300,
                        check=False)
@@ -177,6 +178,24 @@ def _ingest_history(p, start: int) -> None:
                              "lag_s": 1.5}, t * 1000)
              for i, t in enumerate(range(start, first - 60, 60))]
     p.influx.write("\n".join(lines).encode())
+
+
+def _status_history(p, sim, start: int, end: int) -> None:
+    """Each node's status at each of its send sessions in [start, end), as the ingest stored them when they came
+    (its own pipeline, received when sent). Sent through the broker at once, eight days of them would meet the
+    node's status budget, which a real node, sending one an hour, never does."""
+    from ingest.ledger import Ledger
+    from ingest.pipeline import Outcome, handle_status
+
+    led, out = Ledger(), Outcome()
+    fleet = load_fleet(p.fleet_path)
+    for sn in sim.nodes.values():
+        every = sn.node.cadence_s * sn.node.send_every
+        for t in range(start + every, end, every):
+            topic, payload = sim.status(sn, t, t + sn.node.cadence_s)
+            handle_status(led, topic, payload, t, fleet, out)
+    assert out.lines and not out.dead, out.dead[:3]
+    p.influx.write("\n".join(out.lines).encode())
 
 
 def test_the_tag_tables_are_what_is_stored(filled):
