@@ -1,6 +1,6 @@
 """Node profiles as data (hardware/profiles/*.toml): board, pin map, sensors, power, enclosure, bill of
 materials; and what is generated from them: the BOM as a table, a wiring diagram (SVG) drawn from the
-pin map, and the node's own copy of the pins, sensors and columns (firmware/lib/profiles.py)."""
+pin map, and the node's own copy of the pins, sensors and columns (a block of firmware/lib/sensors.py)."""
 
 from __future__ import annotations
 
@@ -67,11 +67,14 @@ def wiring_svg(profile: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-FIRMWARE_MODULE = Path(__file__).resolve().parent.parent / "firmware" / "lib" / "profiles.py"
+SENSORS_PY = Path(__file__).resolve().parent.parent / "firmware" / "lib" / "sensors.py"
+BEGIN = "# --- generated from hardware/profiles/*.toml by `python -m hardware.profiles`: do not edit ---\n"
+END = "# --- end of generated ---\n"
 
 
-def firmware_module() -> str:
-    """firmware/lib/profiles.py: the profiles' pins, sensors and columns as the node's literals."""
+def firmware_block() -> str:
+    """The profiles' pins, sensors and columns as the node's literals: the generated block of
+    firmware/lib/sensors.py (in that module, not one of its own: a module costs the node's heap)."""
     pins: dict = {}
     for name in names():
         for role, gpio in profile_pins(name).items():
@@ -81,12 +84,26 @@ def firmware_module() -> str:
     def literal(d: dict) -> str:
         return "{\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in d.items()) + "}\n"
 
-    return ("# Generated from hardware/profiles/*.toml by `python -m hardware.profiles`: do not edit (a test holds\n"
-            "# it to the files). Every profile's pins (one GPIO per role), each profile's sensors in the order the\n"
-            "# node reads them, and its metrics in the order of its rows.\n"
+    return (BEGIN + "# every profile's pins (one GPIO per role), each profile's sensors in the order the node reads\n"
+            "# them, and its metrics in the order of its rows\n"
             f"PINS = {literal(dict(sorted(pins.items())))}"
             f"PROFILES = {literal({n: sensors(n) for n in names()})}"
-            f"COLUMNS = {literal({n: metrics(n) for n in names()})}")
+            f"COLUMNS = {literal({n: metrics(n) for n in names()})}" + END)
+
+
+def generated_block(text: str) -> str:
+    """The generated block of a sensors.py text ("" when it has none)."""
+    i, j = text.find(BEGIN), text.find(END)
+    return text[i:j + len(END)] if 0 <= i < j else ""
+
+
+def write_firmware(path: Path = SENSORS_PY) -> Path:
+    text = path.read_text()
+    old = generated_block(text)
+    if not old:
+        raise ConfigError(f"{path}: no generated block ({BEGIN.strip()} ... {END.strip()})")
+    path.write_text(text.replace(old, firmware_block()))
+    return path
 
 
 def write_diagrams(out=Path(__file__).resolve().parent / "wiring") -> list:
@@ -102,5 +119,4 @@ def write_diagrams(out=Path(__file__).resolve().parent / "wiring") -> list:
 if __name__ == "__main__":
     for p in write_diagrams():
         print(p)
-    FIRMWARE_MODULE.write_text(firmware_module())
-    print(FIRMWARE_MODULE)
+    print(write_firmware())

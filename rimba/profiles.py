@@ -3,7 +3,7 @@
 The one source is `hardware/profiles/<name>.toml` (board, pins, sensors with their metrics, power,
 enclosure, bill of materials). Everything on the platform reads it here: the fleet file's check, the
 simulator, the dashboards' panels, the energy model, provisioning; the node gets the same facts as a
-generated module (`firmware/lib/profiles.py`, `python -m hardware.profiles`; a test holds it to the files).
+generated block of `firmware/lib/sensors.py` (`python -m hardware.profiles`; a test holds it to the files).
 """
 
 from __future__ import annotations

@@ -15,25 +15,35 @@ pytestmark = pytest.mark.unit  # no stack, no process
 
 
 def firmware_constant(name: str):
-    """A literal constant of firmware/lib/profiles.py (PINS, PROFILES, COLUMNS), read without running
+    """A literal constant of firmware/lib/sensors.py (PINS, PROFILES, COLUMNS), read without running
     MicroPython code."""
-    tree = ast.parse((ROOT / "firmware" / "lib" / "profiles.py").read_text())
+    tree = ast.parse((ROOT / "firmware" / "lib" / "sensors.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == name:
             return ast.literal_eval(node.value)
-    raise AssertionError(f"{name} not found in firmware/lib/profiles.py")
+    raise AssertionError(f"{name} not found in firmware/lib/sensors.py")
 
 
-def test_the_node_s_profiles_module_is_generated_from_the_files():
-    assert profiles.FIRMWARE_MODULE.read_text() == profiles.firmware_module(), \
-        "firmware/lib/profiles.py is stale: run python -m hardware.profiles"
+def test_the_node_s_profile_tables_are_generated_from_the_files():
+    assert profiles.generated_block(profiles.SENSORS_PY.read_text()) == profiles.firmware_block(), \
+        "the generated block of firmware/lib/sensors.py is stale: run python -m hardware.profiles"
+
+
+def test_regenerating_replaces_only_the_block(tmp_path):
+    path = tmp_path / "sensors.py"
+    path.write_text("import machine\n" + profiles.BEGIN + "PINS = {}\n" + profiles.END + "x = 1\n")
+    profiles.write_firmware(path)
+    assert path.read_text() == "import machine\n" + profiles.firmware_block() + "x = 1\n"
+    path.write_text("import machine\n")
+    with pytest.raises(ConfigError, match="no generated block"):
+        profiles.write_firmware(path)
 
 
 def test_a_pin_two_profiles_put_on_different_gpios_stops_the_generation(monkeypatch):
     real = profiles.profile_pins
     monkeypatch.setattr(profiles, "profile_pins", lambda n: {**real(n), "sda": 5} if n == "river" else real(n))
     with pytest.raises(ConfigError, match="profile river: pin sda is GPIO5"):
-        profiles.firmware_module()
+        profiles.firmware_block()
 
 
 @pytest.mark.parametrize("name", ["forest", "river", "air"])
