@@ -27,7 +27,7 @@ import numpy as np
 
 from analytics import alerts, anomaly, fwi, indices, quality
 from analytics.data import anomaly_lines, index_lines, last_contact, load_cube, qc_lines
-from rimba import wib
+from rimba import lineproto, wib
 from rimba.fleet import load_fleet
 from rimba.adapters.influx import Influx
 from rimba.metrics import FWI_CLASSES, ISPU_CATEGORIES, METRICS
@@ -61,8 +61,6 @@ def derive(cube, step_s: int) -> dict:
         out["heat_index_c"] = np.asarray(indices.heat_index_c(t, rh))
         out["humidex"] = np.asarray(indices.humidex_c(t, rh))
     day = max(1, 86400 // step_s)
-    if "batt_v" in cube.metrics:
-        out["batt_days_left"] = battery_days_left(cube.metric("batt_v"), step_s)
     pm = {}
     if "pm25_ugm3" in cube.metrics:
         pm["pm25"] = cube.metric("pm25_ugm3")
@@ -105,6 +103,37 @@ def battery_days_left(batt_v: np.ndarray, step_s: int, days: float = 3.0) -> np.
         slope = (stv - st * sv) / (stt - st * st)  # volts per day, from the window's means
         left = np.where(slope < -1e-4, (batt_v - BATTERY_EMPTY_V) / -slope, BATTERY_DAYS_MAX)
     return np.where(np.isnan(slope) | np.isnan(batt_v), np.nan, np.clip(left, 0.0, BATTERY_DAYS_MAX))
+
+
+BATTERY_DAYS = 3.0  # the trend's window
+
+
+def battery_lines(influx, nodes: dict, end: int) -> list:
+    """`index` points of days to an empty battery, one a node of `nodes` ({node: site}): from the battery
+    voltage of its statuses (a node reports it once a send session, firmware/lib/node.py), hourly means over
+    the BATTERY_DAYS days before the end of `end`'s hour, at the hour of its newest status. The same within
+    an hour, so the service computes it once an hour."""
+    hour_end = end // 3600 * 3600 + 3600
+    hours = int(BATTERY_DAYS * 24)
+    start = hour_end - hours * 3600
+    grid = np.full((len(nodes), hours), np.nan)
+    row = {node: i for i, node in enumerate(nodes)}
+    q = (f'SELECT mean("batt_v") FROM node_status WHERE time >= {start}s AND time < {hour_end}s '
+         'GROUP BY time(1h), "node" fill(none)')
+    for series in influx.query_stream(q, epoch="s"):
+        i = row.get(series.get("tags", {}).get("node"))
+        if i is not None:
+            for t, v in series["values"]:
+                if v is not None and start <= t < hour_end:
+                    grid[i, (int(t) - start) // 3600] = v
+    left = battery_days_left(grid, 3600, BATTERY_DAYS)
+    out = []
+    for node, i in row.items():
+        seen = np.flatnonzero(~np.isnan(grid[i]))
+        if seen.size and not np.isnan(left[i, seen[-1]]):
+            out.append(lineproto.line("index", {"site": nodes[node], "node": node},
+                                      {"batt_days_left": float(left[i, seen[-1]])}, (start + int(seen[-1]) * 3600) * 1000))
+    return out
 
 
 def _write(influx, lines: list, chunk: int = 5000) -> None:
@@ -160,8 +189,6 @@ def fire_values(hourly, fire: FireDays):
 
 
 def fire_lines(hourly, fire: FireDays) -> list:
-    from rimba import lineproto
-
     return [lineproto.line("index", {"site": site, "node": node}, values, t * 1000)
             for site, node, t, values in fire_values(hourly, fire)]
 
@@ -174,6 +201,7 @@ class Analyzer:
     engine: alerts.Engine | None = None
     publisher: object = None
     rules: tuple = field(default=())
+    battery_hour: int = -1  # the hour the service last computed the battery's trend in
 
     def __post_init__(self):
         s = self.settings
@@ -215,7 +243,8 @@ class Analyzer:
             hourly = load_cube(influx, fleet, fire_start, end, 3600, ("air_temp_c", "air_rh_pct", "rain_mm"))
             fire = fire_days(hourly, {k: v.lat for k, v in fleet.sites.items()}, s.fire_wind_kmh)
             lines = (qc_lines(cube, flags, quality.FLAG_NAMES) + index_lines(cube, derived, INDEX_LABELS)
-                     + anomaly_lines(cube, events) + fire_lines(hourly, fire))
+                     + anomaly_lines(cube, events) + fire_lines(hourly, fire)
+                     + battery_lines(influx, dict(zip(cube.nodes, cube.sites, strict=True)), end))
             _write(influx, lines)
             contact, wake = last_contact(influx, end - 30 * 86400, end)
             observations = self.observe(fleet, cube, derived, events, values, fire, hourly, contact, wake, now)
@@ -234,6 +263,12 @@ class Analyzer:
         """One incremental run (`analytics.incremental`), then the alert rules over the owned nodes' last day."""
         result = inc.run(now)
         st = inc.st
+        if now // 3600 != self.battery_hour:  # the battery's trend, once an hour
+            owned = {st.nodes[i]: st.sites[i] for i in np.flatnonzero(st.owned)}
+            lines = battery_lines(inc.influx, owned, now)
+            if lines:
+                inc.influx.write(("\n".join(lines) + "\n").encode())
+            self.battery_hour = now // 3600
         own = np.flatnonzero(st.owned)
         last = slice(max(0, st.steps - 86400 // st.step), st.steps)
         values = st.values()[own][:, last]
@@ -267,8 +302,6 @@ class Analyzer:
         for a site alert), rule, metric (`all` when the rule has none), severity; fields id, state, message,
         start. The tags without severity are the incident's key, so two open incidents never share a point.
         """
-        from rimba import lineproto
-
         incidents = [(inc, "firing") for inc in self.engine.store.open_incidents()]
         incidents += [(c.incident, "resolved") for c in changes if c.what == "resolved"]
         return [lineproto.line("alert", {"site": inc["site"], "node": inc["node"] or "site", "rule": inc["rule"],

@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rimba import profiles
 from rimba.errors import ConfigError
 from rimba.names import is_name
 
@@ -86,8 +87,12 @@ def parse_fleet(data: dict, source: str = "fleet file") -> Fleet:
         cadence = _need(t, "cadence_s", int, where)
         if cadence <= 0:
             raise ConfigError(f"{source}: {where}.cadence_s must be positive")
+        profile = _need(t, "profile", str, where)
+        if profile not in profiles.names():
+            raise ConfigError(f"{source}: {where}.profile {profile!r} is not one of {', '.join(profiles.names())} "
+                              "(hardware/profiles/*.toml)")
         extra = {k: v for k, v in t.items() if k not in ("site", "profile", "cadence_s")}
-        nodes[nid] = Node(nid, site, _need(t, "profile", str, where), cadence, extra)
+        nodes[nid] = Node(nid, site, profile, cadence, extra)
     return Fleet(sites, nodes)
 
 

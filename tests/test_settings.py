@@ -67,6 +67,8 @@ def test_fleet_file_errors_name_the_key():
         parse_fleet({**base, "nodes": {"N1": {"site": "smp29", "profile": "forest", "cadence_s": 600}}})
     with pytest.raises(ConfigError, match=r"nodes\.n1\.cadence_s is required"):
         parse_fleet({**base, "nodes": {"n1": {"site": "smp29", "profile": "forest"}}})
+    with pytest.raises(ConfigError, match=r"nodes\.n1\.profile 'forst' is not one of air, forest, river"):
+        parse_fleet({**base, "nodes": {"n1": {"site": "smp29", "profile": "forst", "cadence_s": 600}}})
     with pytest.raises(ConfigError, match=r"sites\.smp29\.lat has the wrong type"):
         parse_fleet({"sites": {"smp29": {"name": "x", "lat": "0", "lon": 109}}})
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rimba import contract
+from rimba import contract, profiles
 from rimba.dev.climate import DAY, Climate, Haze
 from rimba.errors import RimbaError
 from rimba.fleet import Node, load_fleet
@@ -32,12 +32,9 @@ from rimba.metrics import METRICS
 
 log = logging.getLogger("rimba.dev.simulate")
 
-PROFILE_METRICS = {
-    "forest": ("air_temp_c", "air_rh_pct", "air_pressure_hpa", "soil_temp_c", "soil_vwc_pct", "light_lux",
-               "rain_mm", "batt_v", "rssi_dbm"),
-    "river": ("water_level_cm", "water_temp_c", "air_temp_c", "air_rh_pct", "rain_mm", "batt_v", "rssi_dbm"),
-    "air": ("pm1_ugm3", "pm25_ugm3", "pm10_ugm3", "air_temp_c", "air_rh_pct", "batt_v", "rssi_dbm"),
-}
+# what a node of each profile sends in its readings: its sensors' metrics (hardware/profiles/*.toml), as the
+# firmware does; the battery and the signal go in its status
+PROFILE_METRICS = {name: profiles.metrics(name) for name in profiles.names()}
 NOISE = {"air_temp_c": 0.15, "air_rh_pct": 0.8, "air_pressure_hpa": 0.3, "soil_temp_c": 0.05, "soil_vwc_pct": 0.2,
          "light_lux": 0.03, "pm1_ugm3": 0.08, "pm25_ugm3": 0.08, "pm10_ugm3": 0.08, "water_level_cm": 0.8,
          "water_temp_c": 0.05, "co2_ppm": 5.0, "batt_v": 0.005, "rssi_dbm": 3.0}
@@ -129,7 +126,7 @@ class Simulation:
         for n in fleet.nodes.values():
             if nodes is not None and n.id not in nodes:
                 continue
-            m = metrics or PROFILE_METRICS.get(n.profile, PROFILE_METRICS["forest"])
+            m = metrics or PROFILE_METRICS[n.profile]
             self.nodes[n.id] = SimNode(n, m, climates[n.site], rng.getrandbits(32), send_every, batch, capacity,
                                        canopy=0.12 if n.profile == "forest" else 1.0,
                                        clock_offset=rtc_offset if n.id in rtc_nodes else 0)
