@@ -251,3 +251,24 @@ def test_the_backup_service_reaches_influxdbs_loopback_rpc_and_every_store():
     # InfluxDB 1.8 guards every /debug endpoint (an admin) only with pprof on and pprof-auth on
     env = influxdb["environment"]
     assert env["INFLUXDB_HTTP_PPROF_ENABLED"] == "true" and env["INFLUXDB_HTTP_PPROF_AUTH_ENABLED"] == "true"
+
+
+def test_the_installed_package_carries_what_it_reads(tmp_path):
+    """`pip install .` (the image's install) ships the node profiles the fleet file is checked against: the wheel,
+    installed into a directory of its own, loads the sample fleet with nothing of this checkout on the path."""
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(ROOT), "-w", str(tmp_path)],
+                           capture_output=True, text=True, timeout=600, check=False)
+    assert built.returncode == 0, built.stderr
+    assert "Warning" not in built.stderr, built.stderr  # no packaging warning of ours (package data, licence)
+    wheel = next(tmp_path.glob("rimba-*.whl"))
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   capture_output=True, timeout=300, check=True)
+    script = (f"import sys; sys.path.insert(0, {str(target)!r})\n"
+              "from rimba import fleet, profiles\n"
+              f"print(profiles.__file__.startswith({str(target)!r}), profiles.names(), "
+              f"len(fleet.load_fleet({str(ROOT / 'fleet.toml')!r}).nodes))")
+    r = subprocess.run([sys.executable, "-S", "-I", "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "['air',", "'forest',", "'river']", "9"]
