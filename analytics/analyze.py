@@ -131,8 +131,9 @@ def battery_lines(influx, nodes: dict, end: int) -> list:
     for node, i in row.items():
         seen = np.flatnonzero(~np.isnan(grid[i]))
         if seen.size and not np.isnan(left[i, seen[-1]]):
+            t = start + int(seen[-1]) * 3600
             out.append(lineproto.line("index", {"site": nodes[node], "node": node},
-                                      {"batt_days_left": float(left[i, seen[-1]])}, (start + int(seen[-1]) * 3600) * 1000))
+                                      {"batt_days_left": float(left[i, seen[-1]])}, t * 1000))
     return out
 
 

@@ -19,7 +19,8 @@ import yaml
 from rimba import settings as settings_mod
 from rimba.app.cli import parser
 from rimba.errors import StackError
-from rimba.dev.stack import find_binary, free_port, mqtt_answers
+from rimba.adapters.servers import find_binary
+from rimba.dev.stack import free_port, mqtt_answers
 from rimba.dev.harness import ROOT, env_for, wait_until
 
 DEPLOY = ROOT / "deploy"
@@ -272,3 +273,15 @@ def test_the_installed_package_carries_what_it_reads(tmp_path):
                        timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "['air',", "'forest',", "'river']", "9"]
+
+
+def test_the_services_commands_load_no_development_tool():
+    """`rimba ingest`, `rimba analyze` and `rimba backup` (the units and compose services) parse and load their
+    code without the local stack, the simulator or the host node."""
+    script = ("import sys\nfrom rimba.app import backup, cli\nimport analytics.analyze, ingest.service\n"
+              "cli.parser().parse_args(['ingest'])\n"
+              "print(sorted(m for m in sys.modules if m.startswith('rimba.dev')))")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

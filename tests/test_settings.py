@@ -95,7 +95,7 @@ def test_cli_user_errors_are_one_line():
 
 def test_stack_says_how_to_install_a_missing_binary(tmp_path):
     from rimba.errors import StackError
-    from rimba.dev.stack import find_binary
+    from rimba.adapters.servers import find_binary
 
     for name, package in (("mosquitto", "mosquitto"), ("influxd", "influxdb")):
         with pytest.raises(StackError, match=f"apt-get install {package}"):

@@ -171,3 +171,8 @@ class Influx:
         except InfluxUnavailable:
             return False
         return status == 204
+
+
+def json_error(result: dict) -> str:
+    """The errors of a /query answer's statements, joined ("" when none)."""
+    return " ".join(r.get("error", "") for r in result.get("results", []))

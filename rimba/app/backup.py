@@ -37,7 +37,8 @@ import urllib.error
 from pathlib import Path
 
 from rimba.errors import ConfigError, StackError
-from rimba.dev.stack import Stack, find_binary, json_error
+from rimba.adapters.influx import json_error
+from rimba.adapters.servers import find_binary
 
 PREFIX = "rimba-"
 SQLITE_SUFFIXES = (".sqlite", ".sqlite3")
@@ -87,6 +88,8 @@ def rpc_address(settings, given: str | None) -> str:
     default (127.0.0.1:8088, as the Debian package and deploy/ configure it)."""
     if given:
         return given
+    from rimba.dev.stack import Stack  # the local stack's, on a development or demo machine
+
     stack = Stack.from_settings(settings)
     return stack.rpc_address if stack.influxd.running() else "127.0.0.1:8088"
 
@@ -202,6 +205,8 @@ def restore(settings, source, influx_rpc: str | None = None) -> dict:
     fleet.parent.mkdir(parents=True, exist_ok=True)
     if not fleet.exists():
         fleet.write_bytes(theirs)
+    from rimba.dev.stack import Stack  # the database's admin client, and the local stack where none is named
+
     stack = Stack.from_settings(settings)
     if influx_rpc is None:
         stack.up()  # the local stack, locked with the restored users
@@ -210,7 +215,7 @@ def restore(settings, source, influx_rpc: str | None = None) -> dict:
             "fleet": str(fleet)}
 
 
-def _replace_database(stack: Stack, dump: Path, rpc: str) -> None:
+def _replace_database(stack, dump: Path, rpc: str) -> None:
     """The backup's database instead of the empty one the stack made; refuses to replace one with data."""
     admin = stack.influx_users().get("admin")
     db = stack.database

@@ -246,9 +246,20 @@ def cmd_firmware(args) -> int:
     return run(_settings(args), args)
 
 
+NOT_RELOADED = ("no local stack's broker runs here: reload yours to use the new files (systemctl reload mosquitto, "
+                "or docker compose kill -s HUP mosquitto), or `rimba stack up`")
+
+
+def _reload_broker(settings) -> bool:
+    """SIGHUP to the local stack's Mosquitto (a development or single-machine setup) if it runs; a server's
+    broker is reloaded by its own service manager (NOT_RELOADED says how)."""
+    from rimba.dev.stack import reload_broker
+
+    return reload_broker(settings)
+
+
 def cmd_node(args) -> int:
     from hardware.provision import Provisioner
-    from rimba.dev.stack import reload_broker
 
     s = _settings(args)
     p = Provisioner(s)
@@ -264,18 +275,17 @@ def cmd_node(args) -> int:
         return 0
     if args.node_action == "add":
         node_id, password = p.add(args.site, args.profile, args.id, args.cadence)
-        reloaded = reload_broker(s)
+        reloaded = _reload_broker(s)
         print(f"added {node_id} ({args.profile} at {args.site})")
         print(f"  MQTT user {node_id}, password {password}  (shown once; it is in the node's config file)")
         print(f"  node config: {p.nodes_dir / (node_id + '.json')}; flash it with rimba firmware bundle --node {node_id}")
         print(f"  label (QR code of node and site): {p.nodes_dir / (node_id + '-label.svg')}")
-        print("  broker: " + ("reloaded" if reloaded else "not running; `rimba stack up` will use the new files"))
+        print("  broker: " + ("reloaded" if reloaded else NOT_RELOADED))
         return 0
     p.remove(args.id)
-    reloaded = reload_broker(s)
+    reloaded = _reload_broker(s)
     print(f"removed {args.id}: out of the fleet file, the password file and the ACL; its config file and "
-          "update key deleted"
-          + ("; the broker has reloaded" if reloaded else ""))
+          "update key deleted; " + ("the broker has reloaded" if reloaded else NOT_RELOADED))
     return 0
 
 
@@ -378,9 +388,21 @@ def parser() -> argparse.ArgumentParser:
     cf.set_defaults(func=cmd_config)
 
     sim = sub.add_parser("simulate", parents=[with_mqtt], help="publish realistic contract traffic for the fleet")
-    from rimba.dev import simulate
-
-    simulate.add_arguments(sim)
+    # the simulator's options here: parsing any command loads no simulator (rimba.dev.simulate.main)
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--backfill-hours", type=float, default=0, help="first send this much history (late readings)")
+    sim.add_argument("--live-seconds", type=float, default=0, help="then run live this long (0: until Ctrl-C)")
+    sim.add_argument("--speed", type=float, default=60.0, help="live: sample this many times faster than the cadence")
+    sim.add_argument("--haze", action="store_true", help="a three-day haze episode in the backfilled period")
+    sim.add_argument("--resend-prob", type=float, default=0.0, help="probability a batch is sent twice")
+    sim.add_argument("--no-live", action="store_true", help="only the backfill")
+    sim.add_argument("--wire", type=int, choices=(1, 2), default=1, help="the contract version the nodes speak")
+    sim.add_argument("--until", type=int,
+                     help="backfill up to this time, UNIX seconds (default: now; implies --no-live)")
+    sim.add_argument("--outage", action="append", default=[], metavar="NODE:FROM_H:TO_H",
+                     help="backfill: NODE cannot send from FROM_H to TO_H hours ago (repeatable)")
+    sim.add_argument("--fault", action="append", default=[], metavar="NODE:METRIC:KIND:FROM_H:TO_H[:SIZE]",
+                     help="backfill: a sensor fault (spike, stuck, drift, dropout, out-of-range, noise), hours ago")
     sim.set_defaults(func=cmd_simulate)
 
     an = sub.add_parser("analyze", parents=[with_both],

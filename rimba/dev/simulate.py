@@ -455,22 +455,6 @@ class LiveRunner:
             self.stop.wait(max(0.0, min(nxt - self.clock(), 0.5)))
 
 
-def add_arguments(p) -> None:
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--backfill-hours", type=float, default=0, help="first send this much history (late readings)")
-    p.add_argument("--live-seconds", type=float, default=0, help="then run live this long (0: until Ctrl-C)")
-    p.add_argument("--speed", type=float, default=60.0, help="live: sample this many times faster than the cadence")
-    p.add_argument("--haze", action="store_true", help="a three-day haze episode in the backfilled period")
-    p.add_argument("--resend-prob", type=float, default=0.0, help="probability a batch is sent twice")
-    p.add_argument("--no-live", action="store_true", help="only the backfill")
-    p.add_argument("--wire", type=int, choices=(1, 2), default=1, help="the contract version the nodes speak")
-    p.add_argument("--until", type=int, help="backfill up to this time, UNIX seconds (default: now; implies --no-live)")
-    p.add_argument("--outage", action="append", default=[], metavar="NODE:FROM_H:TO_H",
-                   help="backfill: NODE cannot send from FROM_H to TO_H hours ago (repeatable)")
-    p.add_argument("--fault", action="append", default=[], metavar="NODE:METRIC:KIND:FROM_H:TO_H[:SIZE]",
-                   help="backfill: a sensor fault (spike, stuck, drift, dropout, out-of-range, noise), hours ago")
-
-
 def _hours_ago(text: str, now: float, what: str) -> float:
     try:
         return now - float(text) * 3600

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,29 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rimba import access
+from rimba.adapters.influx import json_error
+from rimba.adapters.servers import find_binary
 from rimba.errors import StackError
-
-
-_INSTALL_HINT = {
-    "mosquitto": "sudo apt-get install mosquitto",
-    "influxd": "sudo apt-get install influxdb",
-}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def find_binary(name: str, search_path: str | None = None) -> str:
-    """The server binary, on PATH or where Debian puts it; a one-line fix when missing."""
-    if search_path is None:
-        search_path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin"])
-    found = shutil.which(name, path=search_path)
-    if found:
-        return found
-    raise StackError(f"{name} is not installed: run `{_INSTALL_HINT[name]}` (or ./dev demo, which installs it)")
 
 
 def _alive(pid: int) -> bool:
@@ -353,10 +338,6 @@ class Stack:
             "influxd": {"pid": self.influxd.pid(), "url": self.influx_url,
                         "answers": influx_answers(self.influx_url)},
         }
-
-
-def json_error(result: dict) -> str:
-    return " ".join(r.get("error", "") for r in result.get("results", []))
 
 
 def _port_taken(host: str, port: int) -> bool:
