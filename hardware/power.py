@@ -39,7 +39,7 @@ MQTT_MC, MQTT_S = 108.6 - 100.0, 0.040
 TX_MC_PER_BYTE = 8e-6 * 233.0  # 8 µs per byte at 233 mA: seconds x mA = mC
 WIFI_RX_MA = 110.0  # the radio on, listening (waiting for the broker)
 RX_MC_PER_BYTE = 8e-6 * WIFI_RX_MA  # a byte received at 802.11b 1 Mbps (the slowest rate: an upper bound)
-MM_PER_TIP = 0.2794  # the forest gauge (hardware/profiles/forest.toml)
+MM_PER_TIP = next(s["mm_per_tip"] for s in profiles.load("forest")["sensors"] if s["part"] == "rain")
 # a Pontianak year of rain: the monthly totals of the simulator's profile (rimba/dev/climate.py, itself at the low
 # end of BMKG's 3,000-4,000 mm a year for Pontianak), Jan..Dec in mm
 PONTIANAK_RAIN_MM = (260, 210, 250, 280, 270, 220, 165, 180, 230, 350, 390, 330)

@@ -84,11 +84,25 @@ def firmware_block() -> str:
     def literal(d: dict) -> str:
         return "{\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in d.items()) + "}\n"
 
+    divider = _one("power.divider", {n: load(n)["power"]["divider"] for n in names()})
+    tip = _one("the rain sensor's mm_per_tip", {n: s["mm_per_tip"] for n in names() for s in load(n)["sensors"]
+                                                 if s["part"] == "rain"})
     return (BEGIN + "# every profile's pins (one GPIO per role), each profile's sensors in the order the node reads\n"
-            "# them, and its metrics in the order of its rows\n"
+            "# them, and its metrics in the order of its rows; the battery divider and the rain gauge's bucket\n"
             f"PINS = {literal(dict(sorted(pins.items())))}"
             f"PROFILES = {literal({n: sensors(n) for n in names()})}"
-            f"COLUMNS = {literal({n: metrics(n) for n in names()})}" + END)
+            f"COLUMNS = {literal({n: metrics(n) for n in names()})}"
+            f"BATTERY_DIVIDER = {divider!r}\n"
+            f"MM_PER_TIP = {tip!r}\n" + END)
+
+
+def _one(what: str, by_profile: dict):
+    """The one value every profile gives (the node's firmware has one), else a ConfigError naming them."""
+    values = set(by_profile.values())
+    if len(values) != 1:
+        raise ConfigError(f"profiles: {what} differs ({', '.join(f'{n} {v}' for n, v in sorted(by_profile.items()))})"
+                          "; the firmware takes one")
+    return values.pop()
 
 
 def generated_block(text: str) -> str:

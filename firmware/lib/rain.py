@@ -1,5 +1,5 @@
-# Tipping-bucket rain gauge, reed switch to ground with a pull-up: 0.2794 mm (0.011 in) per tip, the bucket
-# of Argent Data Systems' 80422 weather sensor assembly (its datasheet; the Misol WH-SP-RG is the same).
+# Tipping-bucket rain gauge, reed switch to ground with a pull-up; each tip is the profile's mm_per_tip
+# (sensors.MM_PER_TIP, from hardware/profiles/*.toml: 0.2794 mm, the bucket of Argent Data Systems' 80422).
 #
 # Counted whether the CPU runs or sleeps:
 # - running: a Pin IRQ on the falling edge, with a 20 ms debounce;
@@ -19,7 +19,6 @@ import struct
 import machine
 from micropython import const
 
-MM_PER_TIP = 0.2794
 DEBOUNCE_MS = const(20)
 RELEASE_MS = const(500)  # a switch closed longer than this is stuck: ext0 stays off until it opens
 _FMT = "<IIi"  # tips, tip wakes, due (RTC UNIX seconds of the next sample)
@@ -77,7 +76,7 @@ def resume(pin, now):
 
 
 class Rain:
-    def __init__(self, pin, ticks_ms, mm_per_tip=MM_PER_TIP):
+    def __init__(self, pin, ticks_ms, mm_per_tip):
         self._pin = pin
         self._ticks_ms = ticks_ms
         self.mm_per_tip = mm_per_tip

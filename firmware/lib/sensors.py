@@ -9,7 +9,7 @@ import machine
 
 # --- generated from hardware/profiles/*.toml by `python -m hardware.profiles`: do not edit ---
 # every profile's pins (one GPIO per role), each profile's sensors in the order the node reads
-# them, and its metrics in the order of its rows
+# them, and its metrics in the order of its rows; the battery divider and the rain gauge's bucket
 PINS = {
     'batt_adc': 35,
     'onewire': 4,
@@ -31,6 +31,8 @@ COLUMNS = {
     'forest': ('air_temp_c', 'air_rh_pct', 'soil_vwc_pct', 'soil_temp_c', 'rain_mm'),
     'river': ('water_level_cm', 'water_temp_c', 'air_temp_c', 'air_rh_pct', 'rain_mm'),
 }
+BATTERY_DIVIDER = 2.0
+MM_PER_TIP = 0.2794
 # --- end of generated ---
 
 
@@ -108,7 +110,7 @@ def _make(name, cfg):
         return ds18b20.DS18B20(onewire.OneWire(Pin(PINS["onewire"])), _sleep_ms)
     if name == "rain":
         import rain
-        gauge = rain.Rain(Pin(PINS["rain"], Pin.IN, Pin.PULL_UP), _ticks_ms)
+        gauge = rain.Rain(Pin(PINS["rain"], Pin.IN, Pin.PULL_UP), _ticks_ms, MM_PER_TIP)
         _gauge.append(gauge)
         return gauge
     if name == "jsnsr04t":

@@ -9,7 +9,7 @@ from fakebus import FakePin
 
 clock = [0]
 pin = FakePin()
-r = rain.Rain(pin, lambda: clock[0])
+r = rain.Rain(pin, lambda: clock[0], 0.2794)  # the bucket of the Argent Data Systems 80422
 if sys.argv[-1] == "first":
     for t in (0, 5, 100, 400, 405, 1000):  # two bounces inside 20 ms
         clock[0] = t
