@@ -133,7 +133,7 @@ def overdue_observations(rule: Rule, fleet, contact: dict, wake: dict, now: int,
         ob = Observation(rule, node.site, node.id, None, None)
         last = contact.get(node.id)
         if last is not None:
-            every = node.cadence_s * int(node.extra.get("send_every", 6))
+            every = node.cadence_s * node.send_every
             due = max(last + sends * every, wake.get(node.id) or 0) + grace_s
             ob.active = now > due
             ob.since = int(due)

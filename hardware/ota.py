@@ -25,7 +25,6 @@ from hardware.rollout import Plan, Rollouts, failure_limit, waves
 from rimba.errors import ConfigError
 from rimba.fleet import load_fleet
 
-DEFAULT_SEND_EVERY = 6  # firmware/lib/config.py DEFAULTS["send_every"]
 TIMEOUT_SENDS = 3  # a node takes a release at a send, boots it on trial, proves it at a later send
 
 
@@ -137,7 +136,7 @@ def select(fleet, sites, nodes_arg, has_key) -> list:
 
 def _timeout(fleet, nodes) -> float:
     """Three of the slowest selected node's send intervals."""
-    return TIMEOUT_SENDS * max(fleet.nodes[n].cadence_s * fleet.nodes[n].extra.get("send_every", DEFAULT_SEND_EVERY)
+    return TIMEOUT_SENDS * max(fleet.nodes[n].cadence_s * fleet.nodes[n].send_every
                                for n in nodes)
 
 

@@ -29,6 +29,7 @@ class Site:
 
 
 SEND_EVERY = 6  # samples per send session when the fleet file sets none (what `rimba firmware bundle` writes)
+SEND_EVERY_MAX = 144  # what the node accepts (firmware/lib/config.py REMOTE)
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,7 @@ class Node:
     @property
     def send_every(self) -> int:
         """Samples per send session: the node sends, and with it a status, every send_every x cadence_s."""
-        v = self.extra.get("send_every", SEND_EVERY)
-        return v if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else SEND_EVERY
+        return self.extra.get("send_every", SEND_EVERY)  # checked when the fleet file is read
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,9 @@ def parse_fleet(data: dict, source: str = "fleet file") -> Fleet:
             raise ConfigError(f"{source}: {where}.profile {profile!r} is not one of {', '.join(profiles.names())} "
                               "(hardware/profiles/*.toml)")
         extra = {k: v for k, v in t.items() if k not in ("site", "profile", "cadence_s")}
+        every = extra.get("send_every", SEND_EVERY)
+        if isinstance(every, bool) or not isinstance(every, int) or not 1 <= every <= SEND_EVERY_MAX:
+            raise ConfigError(f"{source}: {where}.send_every must be a whole number of samples, 1 to {SEND_EVERY_MAX}")
         nodes[nid] = Node(nid, site, profile, cadence, extra)
     return Fleet(sites, nodes)
 

@@ -74,3 +74,15 @@ def test_bill_of_materials_and_wiring(name, tmp_path):
     assert all(f"GPIO{g}" in svg for g in p["pins"].values())
     committed = ROOT / "hardware" / "wiring" / f"{name}.svg"
     assert committed.read_text() == svg, "regenerate: python -m hardware.profiles"
+
+
+def test_the_platform_s_default_sends_are_the_firmware_s():
+    """A node the fleet file gives no send_every sends as the firmware's default does (fleet.SEND_EVERY, used by
+    bundles, the pages' cadence, the overdue alerts and rollouts)."""
+    from hardware.bundle import firmware_config
+    from rimba.fleet import SEND_EVERY, SEND_EVERY_MAX, Node
+
+    assert SEND_EVERY == firmware_config().DEFAULTS["send_every"]
+    assert SEND_EVERY_MAX == firmware_config().REMOTE["send_every"][2]
+    assert Node("n", "s", "forest", 600).send_every == SEND_EVERY
+    assert Node("n", "s", "forest", 600, {"send_every": 3}).send_every == 3

@@ -67,6 +67,10 @@ def test_fleet_file_errors_name_the_key():
         parse_fleet({**base, "nodes": {"N1": {"site": "smp29", "profile": "forest", "cadence_s": 600}}})
     with pytest.raises(ConfigError, match=r"nodes\.n1\.cadence_s is required"):
         parse_fleet({**base, "nodes": {"n1": {"site": "smp29", "profile": "forest"}}})
+    for bad in (0, "6", True, 145):
+        with pytest.raises(ConfigError, match=r"nodes\.n1\.send_every must be a whole number of samples, 1 to 144"):
+            parse_fleet({**base, "nodes": {"n1": {"site": "smp29", "profile": "forest", "cadence_s": 600,
+                                                  "send_every": bad}}})
     with pytest.raises(ConfigError, match=r"nodes\.n1\.profile 'forst' is not one of air, forest, river"):
         parse_fleet({**base, "nodes": {"n1": {"site": "smp29", "profile": "forst", "cadence_s": 600}}})
     with pytest.raises(ConfigError, match=r"sites\.smp29\.lat has the wrong type"):
