@@ -14,7 +14,7 @@ from rimba import settings as settings_mod
 from rimba.fleet import parse_fleet
 from rimba.adapters.influx import Influx
 from rimba.dev.simulate import Publisher, Simulation
-from rimba.wire2 import to_v2
+from rimba.dev.wire2 import to_v2
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("air_temp_c", "air_rh_pct", "soil_vwc_pct", "batt_v")

@@ -34,11 +34,9 @@ from rimba.errors import StackError
 
 log = logging.getLogger(__name__)
 
-ROOT = contract.root(2)
-FILES = "rimba/v2/fw/{sha}"
-STATUS_FILTER = f"{ROOT}/+/+/status"
-CONFIG_FILTER = f"{ROOT}/+/+/config"
-BARRIER = f"{ROOT}/rimba-admin/rimba-admin/config"
+STATUS_FILTER = contract.topic("+", "+", "status", 2)
+CONFIG_FILTER = contract.topic("+", "+", "config", 2)
+BARRIER = contract.topic("rimba-admin", "rimba-admin", "config", 2)
 UNREADABLE = object()  # a retained config that is not a JSON object
 PUBACK_S = 30.0
 
@@ -114,12 +112,12 @@ class FirmwareBroker:
     # -- what the rollout writes ---------------------------------------------------------------------
     def publish_files(self, blobs: dict) -> None:
         """Each file retained under its SHA-256 (the name the node asks for)."""
-        self._publish_all([(FILES.format(sha=sha), data) for sha, data in blobs.items()])
+        self._publish_all([(contract.fw_topic(sha), data) for sha, data in blobs.items()])
 
     def publish_config(self, site: str, node: str, cfg: dict) -> None:
         with self._lock:
             self._configs[(site, node)] = cfg  # ours from now on, before the broker echoes it back
-        self._publish_all([(f"{ROOT}/{site}/{node}/config",
+        self._publish_all([(contract.topic(site, node, "config", 2),
                             json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode())])
 
     def _publish_all(self, messages: list) -> None:

@@ -52,7 +52,7 @@ SERVICES = {
     "rimba-sim": _each_root("write {root}/+/+/up", "write {root}/+/+/status", "read {root}/+/+/ack",
                             "read {root}/+/+/config"),
     # firmware files (wire-v2 "Firmware updates"): only the admin publishes them
-    "rimba-admin": _each_root("write {root}/+/+/config", "read {root}/#") + ("write rimba/v2/fw/+",),
+    "rimba-admin": _each_root("write {root}/+/+/config", "read {root}/#") + (f"write {contract.fw_topic()}",),
 }
 INGEST_SHARE = "rimba-ingest"  # the shared-subscription group of the ingest processes
 RESERVED = "rimba-"  # the platform's own user names start so; no node's may
@@ -142,7 +142,7 @@ class Provisioner:
                 base = f"{root}/{node.site}/{node.id}"
                 lines += [f"topic write {base}/up", f"topic write {base}/status", f"topic read {base}/ack",
                           f"topic read {base}/config"]
-            lines += ["topic read rimba/v2/fw/+", ""]
+            lines += [f"topic read {contract.fw_topic()}", ""]
         (self.dir / "acl").write_text("\n".join(lines))
 
     # -- nodes ---------------------------------------------------------------------------------------

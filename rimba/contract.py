@@ -89,6 +89,12 @@ def alert_topic(site: str, version: int = VERSION) -> str:
     return f"rimba/v{version}/{site}/alert"
 
 
+def fw_topic(sha256: str = "+") -> str:
+    """A firmware file's retained topic, by the SHA-256 of its bytes (wire-v2 "Firmware updates"); "+" the
+    filter of them all."""
+    return f"{root(2)}/fw/{sha256}"
+
+
 def topic_version(name: str) -> int:
     """The contract version of a node topic (1 when it is none of ours: the topic check refuses it)."""
     return 2 if name.startswith("rimba/v2/") else 1
@@ -376,7 +382,7 @@ def _decode_up_body(obj: dict, site: str, node: str) -> UpBatch:
                    faults, readings=readings)
 
 
-_SCALE = {m.name: 10 ** m.dec for m in METRICS.values()}
+SCALE = {m.name: 10 ** m.dec for m in METRICS.values()}  # v2: a metric's integers per unit (its resolution)
 
 
 def _decode_up_v2(obj: dict, site: str, node: str) -> UpBatch:
@@ -399,11 +405,11 @@ def _decode_up_v2(obj: dict, site: str, node: str) -> UpBatch:
         raise Rejected("bad-time", f"t {str(t)[:30]} is not an integer count of seconds")
     names = obj["m"]
     if not (isinstance(names, list) and 1 <= len(names) <= COLUMNS_MAX
-            and all(type(n) is str and n in _SCALE for n in names) and len(set(names)) == len(names)):
+            and all(type(n) is str and n in SCALE for n in names) and len(set(names)) == len(names)):
         raise Rejected("bad-columns", f"m {str(names)[:80]} is not 1 to {COLUMNS_MAX} distinct metric names")
     times = _times(obj["dt"], t, len(rows))
     width = len(names)
-    scales = [_SCALE[n] for n in names]
+    scales = [SCALE[n] for n in names]
     bounds = [_RANGES[n] for n in names]
     fields, faults = [], []
     for i, row in enumerate(rows):  # the hot loop: plain type checks, no helper calls

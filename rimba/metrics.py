@@ -1,7 +1,7 @@
-"""The one table of measurements (wire contract v1, "Metric names").
+"""The one table of measurements (contract v1, "Metric names"), the derived fields of the `index`
+measurement with their units and labels, and the scales they are read on (ISPU, fire danger).
 
-Every module that needs a metric's name, unit or physical range imports it from
-here; names are never retyped elsewhere.
+A module that needs a metric's or a derived field's name, unit, label, range or resolution takes it from here.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def test_pms5003_frame_checksum_warm_up_and_sleep(kat):
 def test_jsn_sr04t_frames_speed_of_sound_and_median(kat):
     assert kat["jsn_parse"] == 1234 and kat["jsn_bad"] is None
     assert kat["jsn_c"] == pytest.approx([346.45, 351.298])
-    assert kat["jsn_echo_30c_m"] == pytest.approx(1.019, abs=0.0005)  # DOMAIN.md 5.11: 5830 µs at 30 °C
+    assert kat["jsn_echo_30c_m"] == pytest.approx(1.019, abs=0.0005)  # c = 331.3 + 0.606 T m/s: 5830 µs at 30 °C
     assert kat["jsn_level"] == 186.4  # median of four good pings (blind-zone and bad frames dropped)
     assert kat["jsn_level_25c"] == pytest.approx(310 - 100.0 * 346.45 / 343, abs=0.05)
     assert kat["jsn_silent"] is None and kat["jsn_errors"] == 1

@@ -61,7 +61,7 @@ def test_the_firmware_builds_the_v2_golden_pairs(tmp_path):
 
 
 def test_the_firmware_tables_are_the_contracts():
-    """wire.DEC is wire-v2.md's table (as the vector generator transcribed it); every profile's columns are the
+    """wire.DEC is contract v2's table (as the vector generator transcribed it); every profile's columns are the
     metrics its hardware profile lists, at most 16."""
     import importlib.util
     import sys

@@ -42,7 +42,8 @@ def test_vectorized_over_nodes_equals_one_node_at_a_time():
 
 
 def test_equatorial_dry_spell_matches_the_reference_run():
-    # DOMAIN.md §2.4: 33 °C, 55 %, 10 km/h, no rain, Le 9.0, Lf 1.39, start 85/6/15
+    # Van Wagner 1987's equations with the equatorial day-length factors (Le 9.0, Lf 1.39, as xclim's
+    # _day_length branches for |lat| < 15): 33 °C, 55 %, 10 km/h, no rain, start 85/6/15; a reference run
     days = 30
     out = fwi_daily(np.full(days, 33.0), np.full(days, 55.0), np.full(days, 10.0), np.zeros(days),
                     np.full(days, 8), -0.03)

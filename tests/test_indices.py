@@ -1,4 +1,5 @@
-"""Indices against published values (DOMAIN.md §1.1 and §3), and vectorized against a plain loop."""
+"""Indices against published values (Permen LHK P.14/2020's ISPU table, the NWS heat index, Masterton and
+Richardson's humidex), and vectorized against a plain loop."""
 
 import doctest
 import math

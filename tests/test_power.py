@@ -34,7 +34,7 @@ def test_air_node_sending_every_sample_matches_the_hand_calculation():
     assert b.mah_awake == pytest.approx(129.606, abs=1e-3)
     awake = 144 * 30 + 144 * 0.009 + 144 * 0.001 + 144 * 0.42 + 144 * 1.626 + 144 * 0.04 + 48960 * 8e-6
     assert b.mah_sleep == pytest.approx(0.025 * (86400 - awake) / 3600, abs=1e-6)
-    assert b.days < 60  # a PM node needs solar (DOMAIN.md §6.2)
+    assert b.days < 60  # a PM node needs solar: the PMS5003's fan draws up to 100 mA (Plantower datasheet)
 
 
 def test_a_development_board_cannot_run_on_batteries():

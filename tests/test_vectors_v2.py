@@ -1,5 +1,5 @@
 """The contract v2 golden vectors (tests/vectors/contract-v2.json): current with their generator, each pair a true
-pair (the v1 and the v2 body hold the same readings, wire-v2.md's float rule on every value), the v1 half
+pair (the v1 and the v2 body hold the same readings, contract v2's float rule on every value), the v1 half
 and the v2 half stored as `expect` says by the platform's decoder, every invalid vector refused with its code."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def test_every_v2_refusal_code_has_a_vector():
 
 
 def v2_rows(body: dict) -> list:
-    """(seq, t, {metric: value}) of a v2 body by wire-v2.md alone: row i has seq + i, times from t and dt,
+    """(seq, t, {metric: value}) of a v2 body by contract v2 alone: row i has seq + i, times from t and dt,
     a value is the integer over 10 ** dec (nulls are no value)."""
     rows = body.get("x", [])
     dt = body.get("dt")

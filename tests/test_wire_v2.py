@@ -15,7 +15,7 @@ from rimba.fleet import load_fleet
 from rimba.metrics import METRICS
 from rimba.adapters.mqtt import Mqtt
 from rimba.dev.simulate import Publisher, Simulation
-from rimba.wire2 import to_v2
+from rimba.dev.wire2 import to_v2
 from rimba.dev.harness import VECTOR_FLEET, VECTORS, wait_until
 
 RECEIVED = VECTORS["received"]
@@ -49,7 +49,7 @@ def test_a_v2_batch_stores_the_points_of_its_v1_twin(vector):
 
 
 def _at_resolution(value: float, metric: str) -> float:
-    """A value as v2 carries it: an integer in steps of 10 ** -dec, rounded as `rimba.wire2` rounds."""
+    """A value as v2 carries it: an integer in steps of 10 ** -dec, rounded as `rimba.dev.wire2` rounds."""
     scale = 10 ** METRICS[metric].dec
     return round(value * scale) / scale
 

@@ -23,7 +23,7 @@ from analytics import analyze
 from analytics.alerts import AlertStore
 from hardware import provision
 from ingest.store import Store
-from rimba import wib
+from rimba import contract, wib
 from rimba.dev.climate import Haze
 from rimba.errors import RimbaError
 from rimba.fleet import load_fleet
@@ -281,7 +281,7 @@ class LiveView:
         self._hostile += 1
         if self._hostile % 20 == 1:
             site = next(iter(self.fleet.sites))
-            self.pub.publish(f"rimba/v1/{site}/intruder-01/up",
+            self.pub.publish(contract.topic(site, "intruder-01", "up"),
                              json.dumps({"v": 1, "node": "intruder-01", "epoch": 1, "now": int(time.time()),
                                          "tq": "ntp", "r": [{"seq": 1, "t": int(time.time()), "air_temp_c": 99}]})
                              .encode())

@@ -366,10 +366,10 @@ def realistic_faults(sim: Simulation, kind: str, start: float, end: float, count
 
 def _as_v2(topic: str, payload: bytes) -> list:
     """A v1 message's v2 form: `up` as v2 batches (the node's boot 1), `status` with `"v":2`."""
-    from rimba.wire2 import to_v2
+    from rimba.dev.wire2 import to_v2
 
     body = json.loads(payload)
-    v2_topic = topic.replace("rimba/v1/", "rimba/v2/", 1)
+    v2_topic = topic.replace(contract.root(1) + "/", contract.root(2) + "/", 1)
     if topic.endswith("/up"):
         return [(v2_topic, json.dumps(b, separators=(",", ":")).encode()) for b in to_v2(body, boot=body.get("boot", 1))]
     return [(v2_topic, json.dumps(dict(body, v=2), separators=(",", ":")).encode())]
@@ -402,8 +402,8 @@ class Publisher:
             log.warning("ignoring a malformed ack on %s", topic)
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        """Publish a v1 message; a v2 publisher sends it as the same readings in v2 batches (`rimba.wire2`)."""
-        if self.wire == 2 and topic.startswith("rimba/v1/"):
+        """Publish a v1 message; a v2 publisher sends it as the same readings in v2 batches (`rimba.dev.wire2`)."""
+        if self.wire == 2 and topic.startswith(contract.root(1) + "/"):
             for t2, p2 in _as_v2(topic, payload):
                 self._pending.append(self.mqtt.publish(t2, p2, qos=1, retain=retain))
         else:

@@ -2,7 +2,8 @@
 
 Configuration files are written under `<state_dir>/stack/`, data lives beside
 them, both servers listen on loopback only, and `up` returns only once both
-answer. The demo, the tests and the benchmark all use this module.
+answer. The demo, the tests and the benchmarks run on it, and so do the commands that manage it on a
+development or single-machine setup (`rimba stack`, `rimba node add`'s broker reload, a restore into it).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ when the two drift apart.
 - `status_valid`: v2 statuses that must be stored, with the time they are stored at.
 
 The values of a pair are defined once, as v2 integers; the v1 body carries each as the decimal
-`x / 10 ** dec`, and main() checks wire-v2.md's float rule on every one: the exact decimal text parses to
+`x / 10 ** dec`, and main() checks contract v2's float rule on every one: the exact decimal text parses to
 the same float as the integer divided by the power of ten.
 """
 
@@ -20,7 +20,7 @@ import random
 
 from gen_vectors import FLEET, NOW, RECEIVED, emit
 
-# wire-v2.md, "dec" (a stored value is the integer divided by 10 ** dec), and wire-v1.md's ranges
+# contract v2, "dec" (a stored value is the integer divided by 10 ** dec), and contract v1's ranges
 DEC = {"air_temp_c": 2, "air_rh_pct": 1, "air_pressure_hpa": 1, "soil_temp_c": 2, "soil_vwc_pct": 1,
        "pm1_ugm3": 1, "pm25_ugm3": 1, "pm10_ugm3": 1, "co2_ppm": 0, "light_lux": 0, "rain_mm": 3,
        "water_level_cm": 1, "water_temp_c": 2, "batt_v": 3, "rssi_dbm": 0}
@@ -31,7 +31,7 @@ RANGE = {"air_temp_c": (-40, 85), "air_rh_pct": (0, 100), "air_pressure_hpa": (3
 EPOCH = 2841937411
 BOOT = 17
 FW = "1.1.0"
-TRUSTED_AFTER = 1704067200  # 2024-01-01: wire-v1.md "Storage", times before it are re-based
+TRUSTED_AFTER = 1704067200  # 2024-01-01: contract v1 "Storage", times before it are re-based
 FUTURE_S = 300
 LATE_S = 900
 ESP32_EPOCH = 946684800  # the ESP32 port's RTC counts from 2000-01-01
@@ -55,7 +55,7 @@ def v1_value(x: int, dec: int):
     if not dec:
         return x
     value = float(decimal(x, dec))
-    assert value == x / 10**dec, (x, dec)  # wire-v2.md: the same float either way
+    assert value == x / 10**dec, (x, dec)  # contract v2: the same float either way
     assert json.loads(json.dumps(value)) == value and float(json.dumps(value)) == x / 10**dec
     return value
 
@@ -93,7 +93,7 @@ def pair(name: str, seq: int, times: list, m: list, x: list, *, node: str = "smp
 
 
 def expect(seq, times, m, x, now, tq, lost) -> dict:
-    """The stored points by the contract's rules (wire-v1.md "Storage", wire-v2.md "Re-basing after a
+    """The stored points by the contract's rules (contract v1 "Storage", contract v2 "Re-basing after a
     wait" for one message alone: its own `received - now`): re-based when the time cannot be trusted, late
     when received more than 15 minutes after it, a value outside its range dropped as a fault."""
     out: dict = {"epoch": EPOCH, "readings": []}
@@ -228,7 +228,7 @@ invalid = [
     ("epoch over 32 bits", UP2, {"body": batch2(epoch=2**32)}, "bad-epoch"),
     ("epoch as string", UP2, {"body": batch2(epoch=str(EPOCH))}, "bad-epoch"),
     ("epoch as float", UP2, {"body": batch2(epoch=EPOCH + 0.5)}, "bad-epoch"),
-    # wire-v2.md: boot is an unsigned 32-bit integer; no code of its own, so a boot of the wrong type or
+    # contract v2: boot is an unsigned 32-bit integer; no code of its own, so a boot of the wrong type or
     # outside 32 bits is a key of the wrong type
     ("boot negative", UP2, {"body": batch2(boot=-1)}, "bad-type"),
     ("boot over 32 bits", UP2, {"body": batch2(boot=2**32)}, "bad-type"),

@@ -13,16 +13,14 @@ seqs jump or where its metrics change. Values become integers in each metric's r
 
 from __future__ import annotations
 
-from rimba.metrics import METRICS
-
-_SCALE = {m.name: 10 ** m.dec for m in METRICS.values()}
+from rimba import contract
 
 
 def to_v2(batch: dict, boot: int) -> list:
     """The v2 batches holding the readings of v1 `batch` (its `lost` goes with the first)."""
     runs: list = []
     for r in batch["r"]:
-        names = [k for k in r if k in _SCALE]
+        names = [k for k in r if k in contract.SCALE]
         if runs and r["seq"] == runs[-1]["seqs"][-1] + 1 and names == runs[-1]["m"]:
             run = runs[-1]
         else:
@@ -30,7 +28,7 @@ def to_v2(batch: dict, boot: int) -> list:
             runs.append(run)
         run["seqs"].append(r["seq"])
         run["times"].append(r["t"])
-        run["x"].append([None if r[k] is None else round(r[k] * _SCALE[k]) for k in names])
+        run["x"].append([None if r[k] is None else round(r[k] * contract.SCALE[k]) for k in names])
     head = {"v": 2, "node": batch["node"], "epoch": batch["epoch"], "boot": boot, "now": batch["now"],
             "tq": batch["tq"]}
     if "fw" in batch:
