@@ -49,6 +49,9 @@ def test_hw_power_cli_prints_the_budget_and_plots(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "9.83 mAh per day" in r.stdout and "488 days" in r.stdout
     assert (tmp_path / "life.png").stat().st_size > 10_000
+    planned = subprocess.run([sys.executable, "-m", "rimba", "hw", "power", "--profile", "forest"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    assert planned.stdout.splitlines()[:3] == r.stdout.splitlines()[:3]  # the profile's [power] plan: 10m, 1h, 2x18650
     bad = subprocess.run([sys.executable, "-m", "rimba", "hw", "power", "--send", "1m", "--sample", "10m"],
                          capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1

@@ -232,6 +232,10 @@ def cmd_hw(args) -> int:
         return 0
     if args.board not in power.BOARDS:
         raise ConfigError(f"--board {args.board}: one of {', '.join(power.BOARDS)}, or give --sleep-ua")
+    planned = rimba_profiles.load(args.profile)["power"]  # what the profile's node is built for
+    for key in ("sample", "send", "battery"):
+        if getattr(args, key) is None:
+            setattr(args, key, planned[key])
     return hw_cli.main(args)
 
 
@@ -342,6 +346,8 @@ def cmd_demo(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from rimba import profiles as node_profiles
+
     # each command's --help shows the settings it uses
     with_base, with_mqtt, with_influx, with_both, with_all = (
         _common(), _common(MQTT), _common(INFLUX), _common(MQTT, INFLUX), _common(MQTT, INFLUX, INGEST))
@@ -440,10 +446,10 @@ def parser() -> argparse.ArgumentParser:
     hw = sub.add_parser("hw", help="hardware planning: the power budget of a node profile")
     hw_sub = hw.add_subparsers(dest="hw_action", required=True)
     pw = hw_sub.add_parser("power", help="awake time, mAh per day and battery life")
-    pw.add_argument("--profile", default="forest", help="forest, river or air")
-    pw.add_argument("--sample", default="10m", help="sampling interval, e.g. 10m")
-    pw.add_argument("--send", default="1h", help="sending interval, e.g. 1h")
-    pw.add_argument("--battery", default="2x18650", help="e.g. 2x18650, 4xAA, 2x3400mAh")
+    pw.add_argument("--profile", default="forest", choices=node_profiles.names())
+    pw.add_argument("--sample", help="sampling interval, e.g. 10m (default: the profile's [power] sample)")
+    pw.add_argument("--send", help="sending interval, e.g. 1h (default: the profile's [power] send)")
+    pw.add_argument("--battery", help="e.g. 2x18650, 4xAA, 2x3400mAh (default: the profile's [power] battery)")
     pw.add_argument("--board", default="module", help="deep-sleep current by board: chip, module, devkitc-v4, "
                     "devkitc-clone")
     pw.add_argument("--sleep-ua", type=float, help="the board's deep-sleep current, µA (overrides --board)")
@@ -451,7 +457,7 @@ def parser() -> argparse.ArgumentParser:
     pw.add_argument("--plot", help="write a plot of battery life against the sending interval (PNG)")
     pw.set_defaults(func=cmd_hw)
     bm = hw_sub.add_parser("bom", help="a profile's bill of materials, with approximate prices in rupiah")
-    bm.add_argument("--profile", default="forest")
+    bm.add_argument("--profile", default="forest", choices=node_profiles.names())
     bm.set_defaults(func=cmd_hw)
 
     fw = sub.add_parser("firmware", parents=[with_base], help="the node firmware: a node's flash bundle, releases "
@@ -486,7 +492,7 @@ def parser() -> argparse.ArgumentParser:
     nd_sub = nd.add_subparsers(dest="node_action", required=True)
     na = nd_sub.add_parser("add", parents=[with_mqtt], help="register a node; prints its password once")
     na.add_argument("--site", required=True)
-    na.add_argument("--profile", required=True, help="forest, river or air")
+    na.add_argument("--profile", required=True, choices=node_profiles.names())
     na.add_argument("--id", help="the node id (default: the site and the next free number)")
     na.add_argument("--cadence", type=int, default=600, help="seconds between readings")
     nl = nd_sub.add_parser("list", parents=[with_base], help="the fleet's nodes and whether they have credentials")

@@ -20,10 +20,11 @@ import threading
 import time
 
 from analytics import analyze
+from analytics.alert_rules import SEVERITIES
 from analytics.alerts import AlertStore
 from hardware import provision
 from ingest.store import Store
-from rimba import contract, wib
+from rimba import contract, profiles, wib
 from rimba.dev.climate import Haze
 from rimba.errors import RimbaError
 from rimba.fleet import load_fleet
@@ -34,8 +35,9 @@ from rimba.dev.stack import Stack
 
 log = logging.getLogger("rimba.app.demo")
 WIB = wib.TZ
-SHOWN = ("air_temp_c", "air_rh_pct", "soil_vwc_pct", "light_lux", "rain_mm", "pm25_ugm3", "water_level_cm",
-         "water_temp_c", "batt_v")
+# a site's last half hour in the view: what its nodes' profiles measure, in the profiles' order, and the
+# battery from their statuses
+SHOWN = tuple(dict.fromkeys(m for name in profiles.names() for m in profiles.metrics(name)))
 
 
 def main(settings, args) -> int:
@@ -315,8 +317,10 @@ class LiveView:
             seen = len(self.influx.rows("SELECT count(seq) FROM reading WHERE time > now() - 1h GROUP BY node"))
             means = self.influx.rows("SELECT " + ", ".join(f"mean({m}) AS {m}" for m in SHOWN) +
                                      " FROM reading WHERE time > now() - 30m GROUP BY site")
+            batt = {r["site"]: r["batt_v"] for r in self.influx.rows(
+                "SELECT mean(batt_v) AS batt_v FROM node_status WHERE time > now() - 2h GROUP BY site")}
         except RimbaError:
-            seen, means = 0, []
+            seen, means, batt = 0, [], {}
         try:
             qc = self.influx.rows('SELECT count(flag) FROM qc WHERE time > now() - 3d GROUP BY "check"')
         except RimbaError:
@@ -348,12 +352,14 @@ class LiveView:
             lines.append("")
             lines.append(f"{site.name} ({sid}), last 30 min")
             row = by_site.get(sid, {})
-            vals = [f"{METRICS[m].label_en} {row[m]:,.1f} {METRICS[m].unit}" for m in SHOWN if row.get(m) is not None]
+            row = {**row, "batt_v": batt.get(sid)}
+            vals = [f"{METRICS[m].label_en} {row[m]:,.1f} {METRICS[m].unit}" for m in (*SHOWN, "batt_v")
+                    if row.get(m) is not None]
             lines.append("  " + ("   ".join(vals) if vals else "(no readings yet)"))
         return "\n".join(lines)
 
 
-_SEVERITY = {"critical": 0, "warning": 1, "info": 2}
+_SEVERITY = {s: -i for i, s in enumerate(SEVERITIES)}  # the gravest first
 
 
 def _worth_showing(firing: list, n: int) -> list:
