@@ -208,7 +208,7 @@ class Analyzer:
 
     def __post_init__(self):
         s = self.settings
-        self.rules = alerts.load_rules(s.alert_rules)
+        self.rules = self.rules or alerts.load_rules(s.alert_rules)
         if self.engine is not None:
             return
         notify = alerts.apprise_notifier(s.alert_notify.split()) if s.alert_notify.strip() else None

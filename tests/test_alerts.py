@@ -242,6 +242,7 @@ def test_alerts_cli_lists_and_acknowledges(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "rimba alerts list" in r.stderr
 
 
+@pytest.mark.unit
 def test_alert_messages_go_to_the_broker_after_the_commit_and_one_not_confirmed_goes_again(tmp_path):
     """The engine's outbox: the alert messages of an evaluation are stored in its transaction and published after
     it commits (never while the store is held: the broker may take seconds); a message the broker did not

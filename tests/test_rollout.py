@@ -344,6 +344,7 @@ def simulate(order, plan, behaviour, badkey):
 behaviours = st.tuples(st.sampled_from(["good", "good", "crash", "silent"]), st.sampled_from([0.0, 30.0, 200.0, 700.0]))
 
 
+@pytest.mark.unit
 @settings(max_examples=60)
 @given(st.integers(1, 7).flatmap(lambda n: st.tuples(
     st.lists(behaviours, min_size=n, max_size=n), st.integers(1, n), st.integers(1, 3),
