@@ -138,6 +138,7 @@ def _layout(builder, panels: list) -> None:
 
 def site_page(fleet, site_id: str, lang: str, cadence: Cadence | None = None) -> Page:
     w = WORDS[lang]
+    heat, ispu_pm25, fire_class = (label(n, lang) for n in ("heat_index_c", "ispu_pm25", "fwi_class"))
     c = cadence or Cadence.of(fleet)
     site = fleet.sites[site_id]
     have = site_metrics(fleet, site_id)
@@ -153,13 +154,13 @@ def site_page(fleet, site_id: str, lang: str, cadence: Cadence | None = None) ->
              w["temp_help"], c.readings)
     now_stat(label("air_rh_pct", lang), f'SELECT mean("air_rh_pct") {reading}', unit_of("air_rh_pct"), w["rh_help"],
              c.readings, 0)
-    now_stat(w["heat_index"], 'SELECT mean("heat_index_c") FROM "index"', unit_of("air_temp_c"), w["heat_help"],
+    now_stat(heat, 'SELECT mean("heat_index_c") FROM "index"', unit_of("air_temp_c"), w["heat_help"],
              c.index)
     if "pm25_ugm3" in have:
-        now_stat(w["ispu"], 'SELECT mean("ispu_pm25") FROM "index"', INDEX, w["ispu_help"], c.index, 0, True) \
+        now_stat(ispu_pm25, 'SELECT mean("ispu_pm25") FROM "index"', INDEX, w["ispu_help"], c.index, 0, True) \
             .thresholds(ispu_thresholds()).mappings(ispu_mappings(lang))
-    fire = last_value(w["fire"], _q('SELECT last("fwi_class") FROM "index"', site_id, group=""), INDEX,
-                      w["fire_help"], w["fire"], c.index, 0, True).time_from("3d").mappings(fire_mappings(lang))
+    fire = last_value(fire_class, _q('SELECT last("fwi_class") FROM "index"', site_id, group=""), INDEX,
+                      w["fire_help"], fire_class, c.index, 0, True).time_from("3d").mappings(fire_mappings(lang))
     now_panels.append(fire)
     if "rain_mm" in have:
         rain = last_value(w["rain"], _per_node_total('SELECT sum("rain_mm") AS "total" FROM "reading"', site_id,
@@ -182,8 +183,8 @@ def site_page(fleet, site_id: str, lang: str, cadence: Cadence | None = None) ->
                                          "GROUP BY time($__interval) fill(none)"), alias=w["flagged"])]
                 p = series(f"{name} · {title}", queries, unit_of(metric), c.readings, w["flag_note"], "B")
             layout.append((p.time_from(span), width, 8))
-        hi = series(f"{w['heat_index']} · {title}",
-                    [Query("A", _q('SELECT mean("heat_index_c") FROM "index"', site_id), alias=w["heat_index"])],
+        hi = series(f"{heat} · {title}",
+                    [Query("A", _q('SELECT mean("heat_index_c") FROM "index"', site_id), alias=heat)],
                     unit_of("air_temp_c"), c.index, w["heat_help"])
         layout.append((hi.time_from(span), width, 8))
     uid = f"rimba-site-{site_id}-{lang}"
@@ -213,14 +214,15 @@ FIRING = ('SELECT "message", "severity", "id" FROM (SELECT last("state") AS "sta
 
 def overview(fleet, cadence: Cadence | None = None, lang: str = OVERVIEW_LANG) -> Page:
     w = WORDS[lang]
+    heat, ispu_pm25, fire_class = (label(n, lang) for n in ("heat_index_c", "ispu_pm25", "fwi_class"))
     col = w["col"]
     c = cadence or Cadence.of(fleet)
     layout = []
     for site_id, site in fleet.sites.items():
-        ispu = last_value(f"{site.name}: {w['ispu']}", _q('SELECT max("ispu_pm25") FROM "index"', site_id), INDEX,
+        ispu = last_value(f"{site.name}: {ispu_pm25}", _q('SELECT max("ispu_pm25") FROM "index"', site_id), INDEX,
                           w["ispu_help"], site.name, c.index, 0, True).thresholds(ispu_thresholds()) \
             .mappings(ispu_mappings(lang)).time_from("24h")
-        fire = last_value(f"{site.name}: {w['fire'].lower()}", _q('SELECT max("fwi_class") FROM "index"', site_id,
+        fire = last_value(f"{site.name}: {fire_class.lower()}", _q('SELECT max("fwi_class") FROM "index"', site_id,
                                                                    group=""), INDEX, w["fire_help"], site.name,
                           c.index, 0, True).mappings(fire_mappings(lang)).time_from("3d")
         seen = last_value(f"{site.name}: {w['nodes_1h']}",

@@ -99,8 +99,9 @@ class Fixed(cogbuilder.Builder[Snapshot]):
         return self._q
 
 
-def label(metric: str, lang: str) -> str:
-    m = METRICS[metric]
+def label(name: str, lang: str) -> str:
+    """A measurement's or a derived field's label in `lang` (rimba/metrics.py; KeyError for neither)."""
+    m = METRICS[name] if name in METRICS else metrics.DERIVED[name]
     return m.label_id if lang == "id" else m.label_en
 
 

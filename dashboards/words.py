@@ -11,11 +11,11 @@ from __future__ import annotations
 
 WORDS = {
     "id": {
-        "day": "24 jam terakhir", "week": "7 hari terakhir", "heat_index": "Indeks panas",
+        "day": "24 jam terakhir", "week": "7 hari terakhir",
         "heat_help": "Seberapa panas terasa di tubuh: suhu udara ditambah pengaruh kelembapan (NWS).",
-        "ispu": "ISPU PM2.5", "ispu_help": "Indeks Standar Pencemar Udara dari rata-rata PM2.5 24 jam "
+        "ispu_help": "Indeks Standar Pencemar Udara dari rata-rata PM2.5 24 jam "
         "(Permen LHK P.14/2020): Baik, Sedang, Tidak Sehat, Sangat Tidak Sehat, Berbahaya.",
-        "fire": "Bahaya kebakaran", "fire_help": "Kelas Indeks Cuaca Kebakaran (SPBK BMKG): Rendah, Sedang, "
+        "fire_help": "Kelas Indeks Cuaca Kebakaran (SPBK BMKG): Rendah, Sedang, "
         "Tinggi, Ekstrem. Dihitung dari cuaca pukul 12.00 WIB di bawah kanopi (mikroklimat).",
         "rain": "Hujan 24 jam", "rain_help": "Curah hujan 24 jam terakhir: jumlah tiap penakar, dirata-ratakan "
         "untuk lokasi.", "rain_chart": "Curah hujan per selang waktu: jumlah tiap penakar, dirata-ratakan untuk "
@@ -37,11 +37,11 @@ WORDS = {
                 "kind": "Jenis", "profile": "Profil", "heard": "Bacaan terakhir", "state": "Status"},
     },
     "en": {
-        "day": "Last 24 hours", "week": "Last 7 days", "heat_index": "Heat index",
+        "day": "Last 24 hours", "week": "Last 7 days",
         "heat_help": "How hot it feels: air temperature plus the effect of humidity (NWS).",
-        "ispu": "ISPU PM2.5", "ispu_help": "Indonesia's air pollution index from the 24-hour mean of PM2.5 "
+        "ispu_help": "Indonesia's air pollution index from the 24-hour mean of PM2.5 "
         "(Permen LHK P.14/2020): Good, Moderate, Unhealthy, Very unhealthy, Hazardous.",
-        "fire": "Fire danger", "fire_help": "Fire Weather Index class (BMKG's FDRS): Low, Moderate, High, Extreme. "
+        "fire_help": "Fire Weather Index class (BMKG's FDRS): Low, Moderate, High, Extreme. "
         "From the 12:00 WIB weather under the canopy (microclimate).",
         "rain": "Rain, 24 h", "rain_help": "Rain in the last 24 hours: each gauge's total, averaged over the site.",
         "rain_chart": "Rain per interval: each gauge's total, averaged over the site.", "flagged": "flagged",

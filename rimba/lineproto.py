@@ -32,8 +32,12 @@ def line(measurement: str, tags: dict, fields: dict, time_ms: int) -> str:
     return f"{measurement}{tag_part} {field_part} {time_ms}"
 
 
+READING_FIELDS = ("seq", "late", "clock_offset_s")  # a `reading` point's fields beside its metrics
+
+
 def reading(site: str, node: str, values: str, seq: int, late: bool, offset, time_s: int) -> str:
-    """A `reading` point; `values` is the row's field text as `rimba.contract` decoded it (floats)."""
+    """A `reading` point; `values` is the row's field text as `rimba.contract` decoded it (floats), then
+    READING_FIELDS: its seq, whether it came late, and its clock offset when re-based."""
     tail = f"seq={seq}i,late={'true' if late else 'false'}"
     if offset is not None:
         tail += f",clock_offset_s={float(offset)!r}"

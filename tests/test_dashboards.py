@@ -24,14 +24,13 @@ from dashboards import build
 from rimba import settings as settings_mod
 from rimba.dev.climate import Haze
 from rimba.fleet import load_fleet
-from rimba.metrics import METRICS
+from rimba.metrics import DERIVED, METRICS
 from rimba.dev.simulate import Fault, Publisher, Simulation
 from tests import grafana_like as g
 from rimba.dev.harness import ROOT, env_for, wait_until
 
 BUNDLE = ROOT / "dashboards" / "bundle"
 PANEL_TYPES = {"stat", "timeseries", "table"}
-DERIVED = {"heat_index_c", "dew_point_c"}  # the analytics' own names (analytics.analyze.derive)
 
 
 def built(tmp_path):
@@ -107,10 +106,17 @@ def test_names_come_from_the_measurement_table():
     assert "Tidak Sehat" in text and "Sangat Tidak Sehat" in text and "#F2C200" in text
     assert "water_level_cm" in json.dumps(pages["rimba-site-bansir-laut-en"])
     assert "water_level_cm" not in text  # the school forest has no river gauge
+    assert DERIVED["heat_index_c"].label_id in text and DERIVED["ispu_pm25"].label_id in text
+    assert DERIVED["fwi_class"].label_en in json.dumps(pages["rimba-site-smp29-en"])
+    from rimba.lineproto import READING_FIELDS
+
+    fields = {"reading": {*METRICS, *READING_FIELDS}, "index": DERIVED}  # what each measurement's fields are from
     for uid, model in pages.items():
         for _title, _ref, q in build.queries(model):
-            for name in re.findall(r'"([a-z0-9_]+_(?:c|pct|hpa|ugm3|ppm|lux|mm|cm|v|dbm))"', q):
-                assert name in METRICS or name in DERIVED, f"{uid}: {name} is neither a metric nor a derived index"
+            # each SELECT ... FROM "measurement" (the innermost, where there is a subquery)
+            for selected, measurement in re.findall(r'SELECT ((?:(?!SELECT).)*?) FROM "([a-z_]+)"', q):
+                for name in re.findall(r'\("([a-z0-9_]+)"\)', selected) if measurement in fields else ():
+                    assert name in fields[measurement], f"{uid}: {name} is not a field of {measurement}: {q}"
 
 
 # --- every query against the real InfluxDB --------------------------------------------------------------------
