@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from analytics import anomaly, indices, quality
+from rimba import wib
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("air_temp_c", "air_rh_pct", "pm25_ugm3", "water_level_cm")
@@ -28,7 +29,7 @@ MIDNIGHT_WIB = 1764262800
 def fleet(nodes: int, days: int, seed: int = 1):
     rng = np.random.default_rng(seed)
     t = MIDNIGHT_WIB + np.arange(days * 1440) * 60
-    hour = ((t + 7 * 3600) % 86400) / 3600
+    hour = wib.hour_of_day(t)
     x = np.empty((nodes, len(t), 4))
     x[:, :, 0] = 27 + 4 * np.sin(2 * np.pi * (hour - 8) / 24) + rng.normal(0, 0.2, (nodes, len(t)))
     x[:, :, 1] = 80 - 12 * np.sin(2 * np.pi * (hour - 8) / 24) + rng.normal(0, 1, (nodes, len(t)))

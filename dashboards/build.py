@@ -45,10 +45,10 @@ from dashboards.panels import (
     unit_of,
 )
 from dashboards.words import WORDS
-from rimba import profiles
+from rimba import profiles, wib
 from rimba.fleet import SEND_EVERY
 
-TIMEZONE = "Asia/Pontianak"  # WIB
+TIMEZONE = wib.IANA
 LANGS = ("id", "en")
 CHART_METRICS = ("air_temp_c", "air_rh_pct", "pm25_ugm3", "water_level_cm", "soil_vwc_pct", "rain_mm")
 OVERVIEW_LANG = "id"  # the city's officers

@@ -101,7 +101,7 @@ def _highlights(week, lang: str) -> list:
     if "water_level_cm" in site_mean and np.isfinite(site_mean["water_level_cm"]).any():
         k = int(np.nanargmax(site_mean["water_level_cm"]))
         out.append(f"{w['highest_river']}: {_date(start + k * 3600, lang)} "
-                   f"{time.strftime('%H:%M', time.gmtime(wib.local(start + k * 3600)))} {w['time']}, "
+                   f"{wib.clock(start + k * 3600)}, "
                    f"{site_mean['water_level_cm'][k]:.0f} cm")
     if "pm25_ugm3" in site_mean:
         names = [c[1] if lang == "id" else c[2] for c in ISPU_CATEGORIES]

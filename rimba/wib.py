@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 OFFSET_S = 7 * 3600
+IANA = "Asia/Pontianak"  # the tz database's name of the zone (Grafana's dashboards, browsers)
 TZ = dt.timezone(dt.timedelta(seconds=OFFSET_S), "WIB")
 DAY_S = 86400
 
@@ -31,6 +32,11 @@ def clock(t: float) -> str:
     """
     m = minute_of_day(t)
     return f"{m // 60:02d}:{m % 60:02d} WIB"
+
+
+def hour_of_day(t):
+    """The hour of the WIB day of the UNIX time `t`, with its fraction (0 <= h < 24); arrays too."""
+    return (local(t) % DAY_S) / 3600
 
 
 def minute_of_day(t: float) -> int:
