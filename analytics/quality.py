@@ -19,7 +19,8 @@ Flags (combine with ``|``; stored as the `qc` measurement's `flag` field):
     GAP       no value here while the node reported at other times (a dropout)
     NOISE     reversals between large sample-to-sample changes crowding a short window
     DRIFT     a day-long offset from the median of the same site's nodes (values
-              flagged SPIKE, FLAT or NOISE left out)
+              flagged SPIKE, FLAT or NOISE left out, and humidity at saturation left out of
+              the median: `comparable`)
     HUMID_PM  a particulate reading taken in condensing air (relative humidity at or
               above `condensing_rh`, 97 %: fog, mist and rain drops in the inlet), which no
               humidity correction can fix. Below it, humid air is corrected for instead
@@ -84,6 +85,24 @@ _NOT_FLAT = ("rain_mm", "light_lux")  # zero for hours is normal (no rain, night
 # metrics a rain shower moves at once: humidity to saturation, cooling, wetting, run-off, dimming, washout
 RAIN_MOVES = ("air_rh_pct", "air_temp_c", "soil_vwc_pct", "soil_temp_c", "water_level_cm", "light_lux",
               "pm1_ugm3", "pm25_ugm3", "pm10_ugm3")
+
+
+# Relative humidity at or above this is saturation as a capacitive sensor reads it (the SHT4x's tolerance
+# is +-1.8 %RH typical at best, and its readings are cropped at 100 %: Sensirion SHT4x datasheet, version 6.6,
+# the humidity specification and §4.6): within a point of that crop a value cannot be
+# compared with the site's other nodes, and is left out of their median; a node pinned there (water in its
+# enclosure) is still compared with the others.
+SATURATED_RH = 99.0
+
+
+def comparable(metric: str, x) -> np.ndarray | None:
+    """Where values of `metric` (an array) may make a site's median: None for all of them; for humidity, where
+    below SATURATED_RH (a wet enclosure reads 100 % for days; with three of a site's five nodes wet, a median
+    of all five would be theirs, and the dry ones would seem off)."""
+    if metric != "air_rh_pct":
+        return None
+    with np.errstate(invalid="ignore"):
+        return ~(np.asarray(x) >= SATURATED_RH)
 
 
 @dataclass
@@ -346,7 +365,13 @@ def _check_block(x, metrics, site_of, lim):
                 continue
             # values already explained by another check do not count towards an offset
             block = np.where(flags[idx] & (SPIKE | FLAT | NOISE), np.float32(np.nan), ok[idx].astype(np.float32))
-            off = block - nanmedian(block, axis=0)
+            median = block
+            for j, m in enumerate(metrics):
+                usable = comparable(m, block[:, j])
+                if usable is not None:
+                    median = median.copy() if median is block else median
+                    median[:, j] = np.where(usable, block[:, j], np.float32(np.nan))
+            off = block - nanmedian(median, axis=0)
             with np.errstate(invalid="ignore"):
                 drifting = np.abs(_centred_mean(off, lim.drift_window)) > drift
             sub = flags[idx]
