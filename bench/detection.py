@@ -7,10 +7,13 @@ would send) go through the analytics' own steps (`analytics.quality.check`,
 1. **Clean data**: a fleet of `--nodes` nodes (sites of four forest or river nodes and an air node,
    like the sample fleet) for `--days` days with the simulator's rain and no fault at all. Reported:
    anomaly events per node per 30 days, and `step`/`spike` flags (all of them are false; those
-   within an hour of rain at the site are counted apart).
+   within an hour of rain at the site are counted apart), and the flags of each check.
 2. **Faults** (`rimba.simulate.realistic_faults`): per kind, recall (share of injected faults with an
    event or flag on that node and metric during the fault) and precision (share of events and flags
-   that fall on a fault), on seeds never used to choose a constant (`HELD_OUT_SEEDS`).
+   that fall on a fault), on seeds never used to choose a constant (`HELD_OUT_SEEDS`). A dying fan's
+   fault is its PM sensor's: an alarm on any of its channels counts (`channels`).
+3. `--tune-fan`: the FAN check's constants (`analytics.quality.Limits`) by leave-one-seed-out
+   cross-validation on `TUNING_SEEDS` (`tune_fan`).
 
 Writes bench/results/detection.json.
 """
@@ -274,7 +277,8 @@ def main(argv=None) -> int:
         print(f"clean data, seed {r['seed']}: {r['nodes']} nodes x {r['days']:g} days: {r['events']} anomaly events "
               f"({r['events_per_node_per_30_days']:.2f} per node per 30 days; {r['events_by_metric']}), "
               f"{r['step_spike_flags']} step/spike flags ({r['step_spike_flags_near_rain']} within an hour of rain; "
-              f"{r['rain_steps']} rainy steps), humid-pm {r['humid_pm_flags']} of {r['pm_values']} PM values "
+              f"{r['rain_steps']} rainy steps), humid-pm {r['humid_pm_flags']} of {r['pm_values']} PM values, "
+              f"fan {r['flags_by_check']['fan']}, drift {r['flags_by_check']['drift']} "
               f"[CPU: simulate {r['cpu_s']['simulate']:.1f} s, analytics {r['cpu_s']['analytics']:.1f} s]")
     demo = {str(now): demo_week(now) for now in DEMO_NOWS} if not args.skip_clean else {}
     for now, per_site in demo.items():
