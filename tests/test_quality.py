@@ -115,7 +115,8 @@ def pm_city(seed, nodes=6, t=400):
     noise and dropouts; node 0's fan dies from step 150 (e-folding 0.8 days), node 1 falls once (a step)."""
     rng = np.random.default_rng(seed)
     hours = np.arange(t) / 6.0
-    x = (rng.uniform(8, 22, (nodes, 1)) + 10 * np.exp(-((hours % 24 - 7.5) ** 2) / 2)) * rng.lognormal(0, 0.08, (nodes, t))
+    traffic = 10 * np.exp(-((hours % 24 - 7.5) ** 2) / 2)
+    x = (rng.uniform(8, 22, (nodes, 1)) + traffic) * rng.lognormal(0, 0.08, (nodes, t))
     x[0, 150:] *= np.exp(-(np.arange(t - 150) / 144) / 0.8)
     x[1, 200:] *= 0.5
     x[rng.random(x.shape) < 0.05] = np.nan
