@@ -35,7 +35,7 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d
 
 from analytics import detector
-from analytics.quality import LOG_FLOOR, SCALE_FLOOR
+from analytics.quality import LOG_FLOOR, SCALE_FLOOR, comparable
 from analytics.robust import nanmedian
 from rimba import wib
 from rimba.metrics import METRICS
@@ -89,12 +89,15 @@ class Scores:
 KINDS = detector.VIEW_NAMES
 
 
-def site_reference(x: np.ndarray, sites) -> np.ndarray:
+def site_reference(x: np.ndarray, sites, usable=None) -> np.ndarray:
     """For each node (axis 0) of x (nodes, time), the median of its site's nodes, itself included; NaN where
     fewer than MIN_SITE_NODES have a value. With three or more, one faulty node cannot move the median far
-    from the healthy ones, and the faulty one's difference from it is its fault."""
+    from the healthy ones, and the faulty one's difference from it is its fault. `usable` (bool, like x):
+    the values the median may take (`quality.comparable`); the others are still compared with it."""
     sites = np.asarray(sites)
     out = np.full(x.shape, np.nan)
+    if usable is not None:
+        x = np.where(usable, x, np.nan)
     for site in np.unique(sites):
         idx = np.flatnonzero(sites == site)
         if len(idx) < MIN_SITE_NODES:
@@ -188,7 +191,7 @@ def detector_inputs(col, times, m: str, step_s: int, sites, wet, has, tide_from:
     n_nodes = col.shape[0]
     if m in RELATIVE:
         col = np.log1p(np.maximum(col, 0.0))
-    ref = site_reference(col, sites) if sites is not None else None
+    ref = site_reference(col, sites, comparable(m, col)) if sites is not None else None
     if m in REGIONAL and sites is not None:
         alone = np.isnan(ref).all(axis=1)
         ref[alone] = site_reference(col, ["city"] * n_nodes)[alone]

@@ -19,7 +19,8 @@ Flags (combine with ``|``; stored as the `qc` measurement's `flag` field):
     GAP       no value here while the node reported at other times (a dropout)
     NOISE     reversals between large sample-to-sample changes crowding a short window
     DRIFT     a day-long offset from the median of the same site's nodes (values
-              flagged SPIKE, FLAT or NOISE left out)
+              flagged SPIKE, FLAT or NOISE left out, and humidity at saturation left out of
+              the median: `comparable`)
     HUMID_PM  a particulate reading taken in condensing air (relative humidity at or
               above `condensing_rh`, 97 %: fog, mist and rain drops in the inlet), which no
               humidity correction can fix. Below it, humid air is corrected for instead
@@ -28,6 +29,19 @@ Flags (combine with ``|``; stored as the `qc` measurement's `flag` field):
               air particle mass sensor and the effect of atmospheric fog", Atmos. Meas. Tech.
               11, 4883-4890, https://doi.org/10.5194/amt-11-4883-2018 (a PMS1003 read several
               times the reference in fog).
+    FAN       a particulate sensor sinking against the city's: its level on log(1 + x) minus the
+              upper quartile of the city's PM sensors fell from each of `fan_blocks` consecutive
+              blocks of `fan_block` samples (medians) to the next by at least `fan_fall`, a fall
+              that lasted a day; held while the level stays below where that fall began.
+              A PMS5003 draws its sample through the laser chamber with its fan (Plantower PMS5003
+              series data manual, 2016); a fan wearing out draws less and less air, and all its
+              channels read a growing factor low. The city's air moves the city together; a
+              site's own background goes up and down, or changes once, but rarely falls for a
+              whole day against everyone else (a local source dying away over a day would, and
+              is flagged too). Fans only sink, so the reference is the upper quartile, which stays
+              with the healthy sensors while several sink at once. Needs `fan_sensors` PM sensors
+              with a value at the time (the node itself included); none of the three mass
+              channels' ratios is used, for a PMS5003 computes them from the same light pulses.
 """
 
 from __future__ import annotations
@@ -36,14 +50,15 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 
 from analytics.robust import nanmedian
 from rimba.metrics import METRICS
 
-RANGE, SPIKE, STEP, FLAT, GAP, NOISE, DRIFT, HUMID_PM = (1 << i for i in range(8))
+RANGE, SPIKE, STEP, FLAT, GAP, NOISE, DRIFT, HUMID_PM, FAN = (1 << i for i in range(9))
 FLAG_NAMES = {RANGE: "range", SPIKE: "spike", STEP: "step", FLAT: "flat", GAP: "gap", NOISE: "noise",
-              DRIFT: "drift", HUMID_PM: "humid-pm"}
+              DRIFT: "drift", HUMID_PM: "humid-pm", FAN: "fan"}
 PM_METRICS = ("pm1_ugm3", "pm25_ugm3", "pm10_ugm3")
 
 # Per-metric limits for samples a few minutes apart: largest plausible change between two samples
@@ -72,6 +87,24 @@ RAIN_MOVES = ("air_rh_pct", "air_temp_c", "soil_vwc_pct", "soil_temp_c", "water_
               "pm1_ugm3", "pm25_ugm3", "pm10_ugm3")
 
 
+# Relative humidity at or above this is saturation as a capacitive sensor reads it (the SHT4x's tolerance
+# is +-1.8 %RH typical at best, and its readings are cropped at 100 %: Sensirion SHT4x datasheet, version 6.6,
+# the humidity specification and §4.6): within a point of that crop a value cannot be
+# compared with the site's other nodes, and is left out of their median; a node pinned there (water in its
+# enclosure) is still compared with the others.
+SATURATED_RH = 99.0
+
+
+def comparable(metric: str, x) -> np.ndarray | None:
+    """Where values of `metric` (an array) may make a site's median: None for all of them; for humidity, where
+    below SATURATED_RH (a wet enclosure reads 100 % for days; with three of a site's five nodes wet, a median
+    of all five would be theirs, and the dry ones would seem off)."""
+    if metric != "air_rh_pct":
+        return None
+    with np.errstate(invalid="ignore"):
+        return ~(np.asarray(x) >= SATURATED_RH)
+
+
 @dataclass
 class Limits:
     step: dict = field(default_factory=lambda: dict(_STEP))
@@ -84,13 +117,19 @@ class Limits:
     drift_window: int = 144  # samples (a day at 10 minutes)
     condensing_rh: float = 97.0
     together: float = 0.5  # a jump is the site's when the site's median jump is this share of it, same sign
+    # FAN: chosen by leave-one-seed-out cross-validation on bench.detection's tuning seeds
+    # (`python -m bench.detection --tune-fan`), reported there with the held-out score
+    fan_block: int = 24  # samples (four hours at 10 minutes)
+    fan_blocks: int = 6  # consecutive blocks, each below the one before: a fall lasting a day
+    fan_fall: float = 0.04  # on log(1 + x), from one block's median to the next, at least
+    fan_sensors: int = 4  # PM sensors in the city with a value, for their upper quartile to be the reference
 
 
 def _per_metric(metrics, table, default=np.nan):
     return np.array([table.get(m, default) for m in metrics], dtype=float)
 
 
-def check(x, metrics, site_of=None, limits: Limits | None = None) -> np.ndarray:
+def check(x, metrics, site_of=None, limits: Limits | None = None, pm_reference=None) -> np.ndarray:
     """Flag every value of ``x`` (nodes, time, metrics); return uint16 flags of the same shape.
 
     Parameters
@@ -102,6 +141,9 @@ def check(x, metrics, site_of=None, limits: Limits | None = None) -> np.ndarray:
     site_of : sequence of str, optional
         The site of each node; nodes of one site are each other's neighbours for DRIFT.
     limits : Limits, optional
+    pm_reference : ndarray, shape (time, particulate metrics of x in order), optional
+        The city's PM reference for FAN (`pm_reference`), when x holds only some of the city's
+        PM sensors; by default, from x's own nodes.
     """
     lim = limits or Limits()
     x = np.asarray(x, dtype=float)
@@ -117,7 +159,113 @@ def check(x, metrics, site_of=None, limits: Limits | None = None) -> np.ndarray:
             idx = np.array(block)
             flags[idx] = _check_block(x[idx], metrics, None if site_of is None else sites[idx], lim)
             block = []
+    pm = [j for j, m in enumerate(metrics) if m in PM_METRICS]
+    if pm:  # against the city's PM sensors, not only the site's
+        sub = flags[:, :, pm]  # a copy (fancy indexing): written back
+        ok = np.where(sub & RANGE, np.nan, x[:, :, pm])
+        np.bitwise_or(sub, np.uint16(FAN), out=sub, where=fan_sinking(ok, lim, pm_reference))
+        flags[:, :, pm] = sub
     return flags
+
+
+def pm_reference(pm, limits: Limits | None = None) -> np.ndarray:
+    """The city's particulate reference for FAN: per step and metric, the upper quartile of log(1 + x) over
+    the PM sensors with a value (NumPy's linear interpolation), leaving out the sensors found sinking against
+    a first reference of them all; NaN where fewer than `fan_sensors` are left.
+
+    Parameters
+    ----------
+    pm : ndarray, shape (nodes, time, k)
+        Particulate concentrations on a regular grid, µg/m³, NaN where missing (or out of range).
+    limits : Limits, optional
+
+    Returns
+    -------
+    ndarray, shape (time, k)
+
+    Examples
+    --------
+    >>> pm = np.array([[[9.0]], [[15.0]], [[19.0]], [[24.0]], [[np.nan]]])
+    >>> np.round(np.expm1(pm_reference(pm)), 1).tolist()
+    [[20.1]]
+    """
+    lim = limits or Limits()
+    pm = np.asarray(pm, dtype=float)
+    first = _upper_quartile(pm, lim)
+    return _upper_quartile(np.where(_sinking(pm, first, lim), np.nan, pm), lim)
+
+
+def _upper_quartile(pm, lim):
+    with np.errstate(invalid="ignore"):
+        y = np.log1p(np.maximum(pm, 0.0))
+    n = (~np.isnan(y)).sum(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps give NaN, as they should
+        q = np.nanquantile(y, 0.75, axis=0)
+    return np.where(n >= lim.fan_sensors, q, np.nan)
+
+
+def fan_sinking(pm, limits: Limits | None = None, reference=None) -> np.ndarray:
+    """FAN: where each PM sensor's reading sank against the city's for a day, and stays sunk.
+
+    Parameters
+    ----------
+    pm : ndarray, shape (nodes, time, k)
+        Particulate concentrations on a regular grid, µg/m³, NaN where missing (or out of range).
+    limits : Limits, optional
+    reference : ndarray, shape (time, k), optional
+        `pm_reference` of the city's PM sensors; by default of `pm`'s.
+
+    Returns
+    -------
+    ndarray of bool, shape (nodes, time, k)
+
+    Notes
+    -----
+    With r = log(1 + x) - reference and m(t) the median of r over the `fan_block` samples to t (NaN with
+    fewer than half of them), the fall is found at t when m(t - i b) < m(t - (i + 1) b) - fan_fall for
+    every i < fan_blocks - 1 (b = fan_block): flagged there, and on while m stays below
+    m(t - (fan_blocks - 1) b) - (fan_blocks - 1) fan_fall, the level the fall began at less the fall
+    it needed. Earlier values only: appending data never changes a past flag.
+    """
+    lim = limits or Limits()
+    pm = np.asarray(pm, dtype=float)
+    ref = pm_reference(pm, lim) if reference is None else np.asarray(reference, dtype=float)
+    return _sinking(pm, ref, lim)
+
+
+def _sinking(pm, ref, lim):
+    with np.errstate(invalid="ignore"):
+        r = (np.log1p(np.maximum(pm, 0.0)) - ref[None]).transpose(0, 2, 1)  # (nodes, k, time)
+    b, k, fall = lim.fan_block, lim.fan_blocks, lim.fan_fall
+    n_t = r.shape[-1]
+    m = np.full(r.shape, np.nan, dtype=np.float32)
+    if n_t >= b:
+        for lo in range(0, r.shape[0], BLOCK):  # a node block at a time: the windows are b times the data
+            w = sliding_window_view(r[lo:lo + BLOCK].astype(np.float32), b, axis=-1)
+            med = nanmedian(w, axis=-1)
+            enough = (~np.isnan(w)).sum(axis=-1) >= (b + 1) // 2
+            m[lo:lo + BLOCK, :, b - 1:] = np.where(enough, med, np.nan)
+
+    def back(steps):
+        out = np.full(m.shape, np.nan, dtype=np.float32)
+        if steps < n_t:
+            out[..., steps:] = m[..., :n_t - steps]
+        return out
+
+    found = np.ones(m.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        for i in range(k - 1):
+            found &= back(i * b) < back((i + 1) * b) - np.float32(fall)
+    began = back((k - 1) * b) - np.float32((k - 1) * fall)
+    out = found.copy()
+    level = np.full(m.shape[:-1], np.nan, dtype=np.float32)
+    for t in range(n_t):  # held while the level stays below where the fall began
+        level = np.where(found[..., t], began[..., t], level)
+        with np.errstate(invalid="ignore"):
+            out[..., t] |= m[..., t] < level
+        level = np.where(out[..., t], level, np.nan)
+    return out.transpose(0, 2, 1)
 
 
 BLOCK = 32  # nodes
@@ -218,7 +366,13 @@ def _check_block(x, metrics, site_of, lim):
                 continue
             # values already explained by another check do not count towards an offset
             block = np.where(flags[idx] & (SPIKE | FLAT | NOISE), np.float32(np.nan), ok[idx].astype(np.float32))
-            off = block - nanmedian(block, axis=0)
+            median = block
+            for j, m in enumerate(metrics):
+                usable = comparable(m, block[:, j])
+                if usable is not None:
+                    median = median.copy() if median is block else median
+                    median[:, j] = np.where(usable, block[:, j], np.float32(np.nan))
+            off = block - nanmedian(median, axis=0)
             with np.errstate(invalid="ignore"):
                 drifting = np.abs(_centred_mean(off, lim.drift_window)) > drift
             sub = flags[idx]

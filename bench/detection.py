@@ -7,10 +7,13 @@ would send) go through the analytics' own steps (`analytics.quality.check`,
 1. **Clean data**: a fleet of `--nodes` nodes (sites of four forest or river nodes and an air node,
    like the sample fleet) for `--days` days with the simulator's rain and no fault at all. Reported:
    anomaly events per node per 30 days, and `step`/`spike` flags (all of them are false; those
-   within an hour of rain at the site are counted apart).
+   within an hour of rain at the site are counted apart), and the flags of each check.
 2. **Faults** (`rimba.dev.simulate.realistic_faults`): per kind, recall (share of injected faults with an
    event or flag on that node and metric during the fault) and precision (share of events and flags
-   that fall on a fault), on seeds never used to choose a constant (`HELD_OUT_SEEDS`).
+   that fall on a fault), on seeds never used to choose a constant (`HELD_OUT_SEEDS`). A dying fan's
+   fault is its PM sensor's: an alarm on any of its channels counts (`channels`).
+3. `--tune-fan`: the FAN check's constants (`analytics.quality.Limits`) by leave-one-seed-out
+   cross-validation on `TUNING_SEEDS` (`tune_fan`).
 
 Writes bench/results/detection.json.
 """
@@ -29,7 +32,7 @@ from analytics import anomaly, quality
 from analytics.analyze import ANOMALY_METRICS
 from rimba.fleet import parse_fleet
 from rimba.metrics import METRICS
-from rimba.dev.simulate import FAULT_TARGETS, Simulation, realistic_faults
+from rimba.dev.simulate import FAULT_TARGETS, PM_CHANNELS, Simulation, realistic_faults
 
 ROOT = Path(__file__).resolve().parent.parent
 START = 1764262800  # 2025-11-28 00:00 WIB: November, in the rainy season
@@ -93,7 +96,8 @@ def clean(nodes: int, days: float, seed: int) -> dict:
             "cpu_s": {"simulate": sim_s, "analytics": analytics_s}}
 
 
-ALARM_CHECKS = quality.RANGE | quality.SPIKE | quality.STEP | quality.FLAT | quality.NOISE | quality.DRIFT
+ALARM_CHECKS = (quality.RANGE | quality.SPIKE | quality.STEP | quality.FLAT | quality.NOISE | quality.DRIFT
+                | quality.FAN)
 AFTER_S = 3600  # an alarm up to an hour after a fault ends is still the fault's (the return to normal)
 
 
@@ -110,6 +114,11 @@ def alarms(ids, times, flags, events) -> list:
     return out
 
 
+def channels(fault) -> tuple:
+    """The metrics a fault changes: a dying fan sinks all of its PM sensor's channels (`PM_CHANNELS`)."""
+    return PM_CHANNELS if fault.kind == "dead-fan" and fault.metric in PM_CHANNELS else (fault.metric,)
+
+
 def faults_run(kind: str, nodes: int, days: float, seed: int, count: int) -> dict:
     sim = Simulation(city_fleet(nodes), seed=seed)
     injected = realistic_faults(sim, kind, START, START + days * 86400, count, seed)
@@ -119,10 +128,11 @@ def faults_run(kind: str, nodes: int, days: float, seed: int, count: int) -> dic
     found = alarms(ids, times, flags, events)
     by_key: dict = {}
     for f in injected:
-        by_key.setdefault((f.node, f.metric), []).append(f)
+        for m in channels(f):
+            by_key.setdefault((f.node, m), []).append(f)
 
     def hits(a, f):
-        return a[0] == f.node and a[1] == f.metric and a[2] < f.end + AFTER_S and f.start < a[3]
+        return a[0] == f.node and a[1] in channels(f) and a[2] < f.end + AFTER_S and f.start < a[3]
 
     detected = [f for f in injected if any(hits(a, f) for a in found)]
     true = [a for a in found if any(hits(a, f) for f in by_key.get((a[0], a[1]), ()))]
@@ -144,6 +154,76 @@ def summarise(runs: list) -> dict:
         out[kind] = {"faults": faults, "recall": det / faults if faults else None,
                      "alarms": al, "precision": tr / al if al else None}
     return out
+
+
+FAN_GRID = {"fan_block": (18, 24, 30, 36), "fan_blocks": (4, 5, 6), "fan_fall": (0.02, 0.04, 0.06, 0.08, 0.1)}
+
+
+def fan_cases(nodes: int, days: float, seeds, count: int) -> list:
+    """Per seed, the PM sensors' values of a clean run and of a dead-fan run, with that run's faults."""
+    out = []
+    cols = [tuple(METRICS).index(m) for m in quality.PM_METRICS]
+    for seed in seeds:
+        clean_ids, _s, times, clean_x = Simulation(city_fleet(nodes), seed=seed).arrays(
+            START, START + int(days * 86400), STEP)
+        injected = realistic_faults(Simulation(city_fleet(nodes), seed=seed), "dead-fan", START,
+                                    START + days * 86400, count, seed)
+        ids, _s, _t, x = Simulation(city_fleet(nodes), seed=seed, faults=injected).arrays(
+            START, START + int(days * 86400), STEP)
+        pm = [i for i in range(len(ids)) if not np.isnan(x[i, :, cols]).all()]
+        out.append({"seed": seed, "times": times, "ids": [ids[i] for i in pm], "clean": clean_x[pm][:, :, cols],
+                    "faulty": x[pm][:, :, cols], "faults": injected})
+    return out
+
+
+def fan_score(case: dict, limits) -> dict:
+    """The FAN check alone on a case: faults found, and its alarms (runs of flags per node and channel) on the
+    dead-fan run and on the clean run, true where they fall on a fault of that node."""
+    times, ids = case["times"], case["ids"]
+    out = {"faults": len(case["faults"]), "detected": 0, "alarms": 0, "true_alarms": 0}
+    for name in ("faulty", "clean"):
+        hot = quality.fan_sinking(case[name], limits)
+        spans = []
+        for i, k in zip(*np.nonzero(hot.any(axis=1)), strict=True):
+            edges = np.flatnonzero(np.diff(np.concatenate([[0], hot[i, :, k].astype(int), [0]])))
+            spans += [(ids[i], int(times[a]), int(times[b - 1]) + STEP) for a, b in zip(edges[::2], edges[1::2],
+                                                                                          strict=True)]
+        faults = case["faults"] if name == "faulty" else []
+
+        def hit(a, f):
+            return a[0] == f.node and a[1] < f.end + AFTER_S and f.start < a[2]
+
+        out["alarms"] += len(spans)
+        out["true_alarms"] += sum(any(hit(a, f) for f in faults) for a in spans)
+        out["detected"] += sum(any(hit(a, f) for a in spans) for f in faults)
+    return out
+
+
+def fan_objective(scores: list) -> float:
+    """The smaller of recall and precision over cases (the clean runs' alarms count against precision)."""
+    faults, det = sum(s["faults"] for s in scores), sum(s["detected"] for s in scores)
+    alarms, true = sum(s["alarms"] for s in scores), sum(s["true_alarms"] for s in scores)
+    return min(det / max(faults, 1), true / max(alarms, 1))
+
+
+def tune_fan(nodes: int, days: float, count: int) -> dict:
+    """The FAN constants (`FAN_GRID`) by leave-one-seed-out cross-validation on TUNING_SEEDS: each fold chooses
+    on the other seeds and scores the one left out; the constants are then chosen on all of them."""
+    import itertools
+
+    from analytics.quality import Limits
+
+    cases = fan_cases(nodes, days, TUNING_SEEDS, count)
+    grid = [dict(zip(FAN_GRID, v, strict=True)) for v in itertools.product(*FAN_GRID.values())]
+    table = [[fan_score(c, Limits(**g)) for c in cases] for g in grid]
+    folds = []
+    for k, case in enumerate(cases):
+        best = max(range(len(grid)), key=lambda g: fan_objective([s for i, s in enumerate(table[g]) if i != k]))
+        folds.append({"left_out": case["seed"], "chosen": grid[best], "score": fan_objective([table[best][k]]),
+                      **table[best][k]})
+    best = max(range(len(grid)), key=lambda g: fan_objective(table[g]))
+    return {"folds": folds, "cv_score": fan_objective([f for f in folds]), "chosen": grid[best],
+            "in_sample": fan_objective(table[best])}
 
 
 def demo_week(now: int) -> dict:
@@ -180,13 +260,25 @@ def main(argv=None) -> int:
     p.add_argument("--faults", type=int, default=30, help="faults of each kind per seed")
     p.add_argument("--kinds", default=",".join(FAULT_TARGETS))
     p.add_argument("--skip-clean", action="store_true")
+    p.add_argument("--tune-fan", action="store_true", help="choose the FAN constants by cross-validation on the "
+                   "tuning seeds, and stop")
     args = p.parse_args(argv)
+    if args.tune_fan:
+        t = tune_fan(args.nodes, args.days, args.faults)
+        for f in t["folds"]:
+            print(f"left out seed {f['left_out']}: chose {f['chosen']}; on it: {f['detected']} of {f['faults']} "
+                  f"faults, {f['true_alarms']} of {f['alarms']} alarms true (min of recall and precision "
+                  f"{f['score']:.3f})")
+        print(f"cross-validated {t['cv_score']:.3f}; on all tuning seeds: chose {t['chosen']} "
+              f"(in sample {t['in_sample']:.3f})")
+        return 0
     runs = [] if args.skip_clean else [clean(args.nodes, args.days, int(s)) for s in args.seeds.split(",")]
     for r in runs:
         print(f"clean data, seed {r['seed']}: {r['nodes']} nodes x {r['days']:g} days: {r['events']} anomaly events "
               f"({r['events_per_node_per_30_days']:.2f} per node per 30 days; {r['events_by_metric']}), "
               f"{r['step_spike_flags']} step/spike flags ({r['step_spike_flags_near_rain']} within an hour of rain; "
-              f"{r['rain_steps']} rainy steps), humid-pm {r['humid_pm_flags']} of {r['pm_values']} PM values "
+              f"{r['rain_steps']} rainy steps), humid-pm {r['humid_pm_flags']} of {r['pm_values']} PM values, "
+              f"fan {r['flags_by_check']['fan']}, drift {r['flags_by_check']['drift']} "
               f"[CPU: simulate {r['cpu_s']['simulate']:.1f} s, analytics {r['cpu_s']['analytics']:.1f} s]")
     demo = {str(now): demo_week(now) for now in DEMO_NOWS} if not args.skip_clean else {}
     for now, per_site in demo.items():

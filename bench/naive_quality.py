@@ -4,8 +4,11 @@ that analytics.quality's vectorized code must equal (the STUMPY `naive.py` habit
 import math
 import statistics
 
+import numpy as np
+
 from analytics.quality import (
     DRIFT,
+    FAN,
     FLAT,
     GAP,
     HUMID_PM,
@@ -14,6 +17,7 @@ from analytics.quality import (
     PM_METRICS,
     RAIN_MOVES,
     RANGE,
+    SATURATED_RH,
     SCALE_FLOOR,
     SPIKE,
     STEP,
@@ -133,9 +137,12 @@ def naive_check(x, metrics, site_of=None, limits=None):
                     continue
                 def usable(i, t, j=j):
                     return None if flags[i][t][j] & (SPIKE | FLAT | NOISE) else ok(i, t, j)
+                def in_median(i, t, name=name):
+                    v = usable(i, t)
+                    return None if v is None or (name == "air_rh_pct" and v >= SATURATED_RH) else v
                 off = {}
                 for t in range(n_t):
-                    vals = [usable(i, t) for i in idx if usable(i, t) is not None]
+                    vals = [in_median(i, t) for i in idx if in_median(i, t) is not None]
                     med = statistics.median(vals) if vals else None
                     for i in idx:
                         v = usable(i, t)
@@ -147,4 +154,64 @@ def naive_check(x, metrics, site_of=None, limits=None):
                         vals = [off[i, s] for s in range(lo, max(lo, hi)) if off[i, s] is not None]
                         if len(vals) >= w // 2 and present(i, t, j) and abs(sum(vals) / len(vals)) > limit:
                             flags[i][t][j] |= DRIFT
+    pm = [j for j, name in enumerate(metrics) if name in PM_METRICS]
+    for j in pm:
+        for i, hot in enumerate(naive_fan([[ok(i, t, j) for t in range(n_t)] for i in range(n_nodes)], lim)):
+            for t in range(n_t):
+                if hot[t]:
+                    flags[i][t][j] |= FAN
     return flags
+
+
+def naive_fan(series, lim):
+    """FAN for one PM metric, one point at a time: series is [node][t] of values or None; [node][t] of bool."""
+    n_nodes, n_t = len(series), len(series[0]) if series else 0
+
+    def y(v):
+        return None if v is None else math.log1p(max(v, 0.0))
+
+    def quartile(vals):  # NumPy's default (linear) quantile
+        vals = sorted(vals)
+        pos = 0.75 * (len(vals) - 1)
+        lo = int(pos)
+        hi = min(lo + 1, len(vals) - 1)
+        return vals[lo] + (vals[hi] - vals[lo]) * (pos - lo)
+
+    def reference(leave_out):
+        out = []
+        for t in range(n_t):
+            vals = [y(series[i][t]) for i in range(n_nodes) if series[i][t] is not None and not leave_out[i][t]]
+            out.append(quartile(vals) if len(vals) >= lim.fan_sensors else None)
+        return out
+
+    def sinking(ref):
+        b, k, fall = lim.fan_block, lim.fan_blocks, lim.fan_fall
+        out = []
+        for i in range(n_nodes):
+            r = [None if series[i][t] is None or ref[t] is None else y(series[i][t]) - ref[t] for t in range(n_t)]
+
+            def m(t, r=r):  # the median of the block of b values to t, with half of them at least, in float32
+                if t < b - 1:
+                    return None
+                vals = sorted(np.float32(v) for v in r[t - b + 1:t + 1] if v is not None)
+                if len(vals) < (b + 1) // 2:
+                    return None
+                return float((vals[(len(vals) - 1) // 2] + vals[len(vals) // 2]) / np.float32(2))
+
+            hot, level = [], None
+            for t in range(n_t):
+                blocks = [m(t - i_ * b) if t - i_ * b >= 0 else None for i_ in range(k)]
+                found = None not in blocks and all(
+                    blocks[i_] < float(np.float32(blocks[i_ + 1] - np.float32(fall))) for i_ in range(k - 1))
+                if found:
+                    level = float(np.float32(blocks[k - 1] - np.float32((k - 1) * fall)))
+                now = blocks[0]
+                on = found or (level is not None and now is not None and now < level)
+                hot.append(on)
+                if not on:
+                    level = None
+            out.append(hot)
+        return out
+
+    first = sinking(reference([[False] * n_t for _ in range(n_nodes)]))
+    return sinking(reference(first))

@@ -4,7 +4,7 @@ check finds the fault it is for."""
 import numpy as np
 import pytest
 
-from analytics.quality import DRIFT, FLAT, GAP, HUMID_PM, NOISE, RANGE, SPIKE, STEP, Limits, check
+from analytics.quality import DRIFT, FAN, FLAT, GAP, HUMID_PM, NOISE, RANGE, SPIKE, STEP, Limits, check
 from bench.naive_quality import naive_check
 
 METRICS = ("air_temp_c", "air_rh_pct", "pm25_ugm3", "rain_mm", "water_level_cm")
@@ -108,3 +108,57 @@ def test_a_jump_the_whole_site_makes_together_is_weather():
     f = check(x, ("air_rh_pct",), ["s"] * 4)
     assert not (f[:, 20] & STEP).any()
     assert f[3, 30, 0] & STEP and not (f[:3, 30] & STEP).any()
+
+
+def pm_city(seed, nodes=6, t=400):
+    """Particulates of a city's PM sensors, 10-minute steps: a shared diurnal swing, each node's own level,
+    noise and dropouts; node 0's fan dies from step 150 (e-folding 0.8 days), node 1 falls once (a step)."""
+    rng = np.random.default_rng(seed)
+    hours = np.arange(t) / 6.0
+    traffic = 10 * np.exp(-((hours % 24 - 7.5) ** 2) / 2)
+    x = (rng.uniform(8, 22, (nodes, 1)) + traffic) * rng.lognormal(0, 0.08, (nodes, t))
+    x[0, 150:] *= np.exp(-(np.arange(t - 150) / 144) / 0.8)
+    x[1, 200:] *= 0.5
+    x[rng.random(x.shape) < 0.05] = np.nan
+    return np.round(x, 2)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fan_vectorized_equals_plain_loop(seed):
+    from bench.naive_quality import naive_fan
+
+    lim = Limits(fan_block=12, fan_blocks=4, fan_fall=0.04)
+    x = pm_city(seed)
+    fast = quality_fan(x, lim)
+    slow = np.array(naive_fan([[None if np.isnan(v) else float(v) for v in row] for row in x], lim))
+    bad = np.argwhere(fast != slow)
+    assert not len(bad), f"first difference at {tuple(bad[0])}: fast {fast[tuple(bad[0])]}"
+    assert fast[0].any(), "the dying fan was not found: the comparison proves little"
+
+
+def quality_fan(x, lim):
+    from analytics.quality import fan_sinking
+
+    return fan_sinking(x[:, :, None], lim)[:, :, 0]
+
+
+def test_a_dying_fan_is_found_and_a_one_time_fall_is_not():
+    """A fan sinking by a factor for a day and more stands out against the city's upper quartile; a node whose
+    level halves once (a local source gone) and the healthy rest do not; with too few PM sensors, no check."""
+    x = pm_city(7, nodes=8, t=600)
+    f = check(x[:, :, None], ("pm25_ugm3",))[:, :, 0]
+    assert (f[0, 450:] & FAN).all() and not (f[0, :150] & FAN).any()
+    assert not (f[1:] & FAN).any()
+    assert not (check(x[:3, :, None], ("pm25_ugm3",))[:, :, 0] & FAN).any()
+
+
+def test_saturated_humidity_is_left_out_of_the_site_median():
+    """Three of a site's five nodes pinned at 100 % (water in their enclosures) for days: the median of the
+    two others is the reference, so the wet ones drift and the dry ones do not."""
+    t = 300
+    hours = np.arange(t) / 6.0
+    x = (80 - 12 * np.sin(2 * np.pi * hours / 24))[None, :, None] + np.random.default_rng(4).normal(0, 0.5, (5, t, 1))
+    x[:3, 50:, 0] = 99.5 + 0.5 * np.random.default_rng(5).random((3, t - 50))
+    f = check(x, ("air_rh_pct",), ["s"] * 5, Limits(drift_window=72))[:, :, 0]
+    assert (f[:3, 100:260] & DRIFT).all()
+    assert not (f[3:] & DRIFT).any()

@@ -117,8 +117,9 @@ def test_light_at_the_edges_of_the_day_is_a_real_number():
 
 
 def test_realistic_faults_look_like_the_field():
-    """Stuck dithers by the resolution (no exact repeat to find), a dying fan sinks, a wet enclosure pins the
-    humidity near 100 %, a DS18B20 error is its own value (85 °C is inside the physical range)."""
+    """Stuck dithers by the resolution (no exact repeat to find), a dying fan sinks (all three PM channels), a
+    wet enclosure pins the humidity near 100 %, a DS18B20 error is its own value (85 °C is inside the
+    physical range)."""
     import numpy as np
 
     from rimba.dev.simulate import realistic_faults
@@ -137,6 +138,9 @@ def test_realistic_faults_look_like_the_field():
     pm = x[ids.index("smp29-04"), :, col("pm25_ugm3")]
     day = 144
     assert np.nanmean(pm[2 * day + 72:3 * day]) < 0.2 * np.nanmean(pm[:day])
+    for other in ("pm1_ugm3", "pm10_ugm3"):  # one fan for all the sensor's channels
+        ch = x[ids.index("smp29-04"), :, col(other)]
+        assert np.nanmean(ch[2 * day + 72:3 * day]) < 0.2 * np.nanmean(ch[:day])
     rh = x[ids.index("smp29-02"), day + 1:3 * day, col("air_rh_pct")]
     assert rh.min() >= 99.5
     assert 85.0 in x[ids.index("bansir-laut-01"), :, col("water_temp_c")]

@@ -51,6 +51,10 @@ RESOLUTION = {"air_temp_c": 0.01, "air_rh_pct": 0.01, "air_pressure_hpa": 0.1, "
 # 19-7487 Rev 6, "Operation - measuring temperature"); one that does not answer is read as -127 °C by
 # the common drivers. Both are what a node reports in the field, in range or not.
 DS18B20_ERRORS = (85.0, -127.0)
+# A PMS5003's three mass channels are computed from the same light pulses of the same air stream (Plantower
+# PMS5003 series data manual, 2016: one fan, one chamber, one laser): less air through the chamber sinks all
+# three together, and PM1 <= PM2.5 <= PM10 still holds.
+PM_CHANNELS = ("pm1_ugm3", "pm25_ugm3", "pm10_ugm3")
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,8 @@ class Fault:
     - dropout: no value
     - out-of-range: `size` itself is reported (a DS18B20 error value, say); 0: the range's top + 1
     - noise: scatter of `size`
-    - dead-fan: a PM sensor's fan dying: the reading sinks to exp(-days / size) of the true value
+    - dead-fan: a PM sensor's fan dying: the reading sinks to exp(-days / size) of the true value, on all
+      of the sensor's channels (`PM_CHANNELS`) whichever one the fault names
     - wet: water in the enclosure: humidity pinned at 99.5-100 %
     - log: a floating log under the ultrasonic sensor: the water level reads `size` higher
     """
@@ -118,7 +123,9 @@ class Simulation:
         self.truth: list = []  # (node, metric, kind, t) of every value a fault changed
         self._faults_of: dict = {}
         for f in self.faults:
-            self._faults_of.setdefault((f.node, f.metric), []).append(f)
+            hit = PM_CHANNELS if f.kind == "dead-fan" and f.metric in PM_CHANNELS else (f.metric,)
+            for metric in hit:
+                self._faults_of.setdefault((f.node, metric), []).append(f)
         self._stuck_at: dict = {}
         climates = {sid: Climate(seed, sid, haze) for sid in fleet.sites}
         self.nodes: dict[str, SimNode] = {}
