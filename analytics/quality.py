@@ -64,11 +64,8 @@ PM_METRICS = ("pm1_ugm3", "pm25_ugm3", "pm10_ugm3")
 # Per-metric limits for samples a few minutes apart: largest plausible change between two samples
 # (spike, step), whether a long constant run is suspicious, and the offset from neighbours that
 # counts as drift. Configuration, not physics: override through `Limits`.
-_STEP = {"air_temp_c": 4.0, "air_rh_pct": 20.0, "air_pressure_hpa": 3.0, "soil_temp_c": 2.0,
-         "soil_vwc_pct": 10.0, "pm1_ugm3": 150.0, "pm25_ugm3": 200.0, "pm10_ugm3": 300.0, "co2_ppm": 400.0,
-         "water_level_cm": 50.0, "water_temp_c": 2.0, "batt_v": 0.4, "rssi_dbm": 40.0}
-_DRIFT = {"air_temp_c": 1.5, "air_rh_pct": 8.0, "air_pressure_hpa": 2.0, "soil_temp_c": 1.5, "soil_vwc_pct": 8.0,
-          "pm25_ugm3": 15.0, "pm10_ugm3": 25.0, "pm1_ugm3": 10.0, "water_temp_c": 1.0, "water_level_cm": 20.0}
+_STEP = {m.name: m.step for m in METRICS.values() if m.step is not None}
+_DRIFT = {m.name: m.drift for m in METRICS.values() if m.drift is not None}
 # how far a stuck sensor's values may still wander: a digit or two of what the nodes report. Where the
 # reported steps are coarse against a quiet day's changes (a DS18B20's 1/16 °C, a PM sensor's 1 µg/m³),
 # only exact repeats count: a quiet night there looks like a stuck sensor.

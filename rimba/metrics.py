@@ -18,27 +18,32 @@ class Metric:
     label_en: str
     label_id: str
     dec: int = 0  # wire v2: values travel as integers in steps of 10 ** -dec
+    # the largest plausible change between two samples a few minutes apart, and the offset from the site's
+    # other nodes over a day that is a sensor's drift, not the place (None: not judged so): the quality
+    # checks' defaults (analytics.quality.Limits) and the scale of the simulator's spikes and drifts
+    step: float | None = None
+    drift: float | None = None
 
     def in_range(self, value: float) -> bool:
         return self.low <= value <= self.high
 
 
 _TABLE = (
-    Metric("air_temp_c", "°C", -40, 85, "Air temperature", "Suhu udara", dec=2),
-    Metric("air_rh_pct", "%", 0, 100, "Relative humidity", "Kelembapan udara", dec=1),
-    Metric("air_pressure_hpa", "hPa", 300, 1100, "Air pressure", "Tekanan udara", dec=1),
-    Metric("soil_temp_c", "°C", -40, 85, "Soil temperature", "Suhu tanah", dec=2),
-    Metric("soil_vwc_pct", "%", 0, 100, "Soil moisture", "Kelembapan tanah", dec=1),
-    Metric("pm1_ugm3", "µg/m³", 0, 2000, "PM1", "PM1", dec=1),
-    Metric("pm25_ugm3", "µg/m³", 0, 2000, "PM2.5", "PM2.5", dec=1),
-    Metric("pm10_ugm3", "µg/m³", 0, 2000, "PM10", "PM10", dec=1),
-    Metric("co2_ppm", "ppm", 0, 40000, "CO₂", "CO₂", dec=0),
+    Metric("air_temp_c", "°C", -40, 85, "Air temperature", "Suhu udara", dec=2, step=4.0, drift=1.5),
+    Metric("air_rh_pct", "%", 0, 100, "Relative humidity", "Kelembapan udara", dec=1, step=20.0, drift=8.0),
+    Metric("air_pressure_hpa", "hPa", 300, 1100, "Air pressure", "Tekanan udara", dec=1, step=3.0, drift=2.0),
+    Metric("soil_temp_c", "°C", -40, 85, "Soil temperature", "Suhu tanah", dec=2, step=2.0, drift=1.5),
+    Metric("soil_vwc_pct", "%", 0, 100, "Soil moisture", "Kelembapan tanah", dec=1, step=10.0, drift=8.0),
+    Metric("pm1_ugm3", "µg/m³", 0, 2000, "PM1", "PM1", dec=1, step=150.0, drift=10.0),
+    Metric("pm25_ugm3", "µg/m³", 0, 2000, "PM2.5", "PM2.5", dec=1, step=200.0, drift=15.0),
+    Metric("pm10_ugm3", "µg/m³", 0, 2000, "PM10", "PM10", dec=1, step=300.0, drift=25.0),
+    Metric("co2_ppm", "ppm", 0, 40000, "CO₂", "CO₂", dec=0, step=400.0),
     Metric("light_lux", "lx", 0, 200000, "Light", "Cahaya", dec=0),
     Metric("rain_mm", "mm", 0, 500, "Rain", "Hujan", dec=3),
-    Metric("water_level_cm", "cm", -1000, 5000, "River level", "Tinggi muka air", dec=1),
-    Metric("water_temp_c", "°C", -5, 60, "Water temperature", "Suhu air", dec=2),
-    Metric("batt_v", "V", 0, 6, "Battery", "Baterai", dec=3),
-    Metric("rssi_dbm", "dBm", -127, 0, "Signal", "Sinyal", dec=0),
+    Metric("water_level_cm", "cm", -1000, 5000, "River level", "Tinggi muka air", dec=1, step=50.0, drift=20.0),
+    Metric("water_temp_c", "°C", -5, 60, "Water temperature", "Suhu air", dec=2, step=2.0, drift=1.0),
+    Metric("batt_v", "V", 0, 6, "Battery", "Baterai", dec=3, step=0.4),
+    Metric("rssi_dbm", "dBm", -127, 0, "Signal", "Sinyal", dec=0, step=40.0),
 )
 
 METRICS: dict[str, Metric] = {m.name: m for m in _TABLE}

@@ -308,10 +308,8 @@ FAULT_TARGETS = {
     "wet": ("air_rh_pct",),
     "log": ("water_level_cm",),
 }
-# drift: a total over the fault of this many times the metric's day-long neighbour limit, at least
-DRIFT_RATE = {"air_temp_c": 1.5, "air_rh_pct": 8.0, "soil_vwc_pct": 8.0, "air_pressure_hpa": 2.0}
-STEP_LIMIT = {"air_temp_c": 4.0, "air_rh_pct": 20.0, "air_pressure_hpa": 3.0, "soil_vwc_pct": 10.0,
-              "water_level_cm": 50.0, "pm25_ugm3": 200.0}
+# spikes and drifts are sized by the metric's plausible change between samples and its drift offset
+# (rimba.metrics: step, drift); a drift totals this many of those over the fault, at least
 
 
 def realistic_faults(sim: Simulation, kind: str, start: float, end: float, count: int, seed: int) -> list:
@@ -355,10 +353,10 @@ def realistic_faults(sim: Simulation, kind: str, start: float, end: float, count
             continue
         busy.setdefault((node, metric), []).append((t0, t0 + dur))
         if kind == "spike":
-            size = math.exp(rng.uniform(0, math.log(20))) * STEP_LIMIT[metric]
+            size = math.exp(rng.uniform(0, math.log(20))) * METRICS[metric].step
             size *= 1 if metric == "pm25_ugm3" or rng.random() < 0.5 else -1
         elif kind == "drift":
-            size = rng.uniform(2, 4) * DRIFT_RATE[metric] / (dur / DAY) * rng.choice((-1, 1))
+            size = rng.uniform(2, 4) * METRICS[metric].drift / (dur / DAY) * rng.choice((-1, 1))
         elif kind == "out-of-range":
             size = rng.choice(DS18B20_ERRORS)
         elif kind == "dead-fan":
