@@ -30,6 +30,7 @@ import numpy as np
 
 from analytics import anomaly, quality
 from analytics.analyze import ANOMALY_METRICS
+from rimba import wib
 from rimba.fleet import parse_fleet
 from rimba.metrics import METRICS
 from rimba.dev.simulate import FAULT_TARGETS, PM_CHANNELS, Simulation, realistic_faults
@@ -243,7 +244,7 @@ def demo_week(now: int) -> dict:
     sim = Simulation(fleet, seed=now // 86400, haze=Haze(now - 1.5 * 86400, 3.0, 260), faults=faults,
                      nodes={n for n in fleet.nodes if n not in firmware})
     start = now - 8 * 86400
-    start -= (start + 7 * 3600) % 86400
+    start = wib.midnight_before(start)
     ids, sites, times, values = sim.arrays(start, now, STEP)
     _flags, events = analyse(ids, sites, times, values)
     site_of = dict(zip(ids, sites, strict=True))

@@ -4,10 +4,14 @@ loop, and events a person can read. Every test builds its data from a fixed time
 import math
 
 import numpy as np
+import pytest
 
 from analytics import detector
 from analytics.anomaly import EVENT_THRESHOLD, events, score_cube
+from rimba import wib
 from rimba.dev.climate import Climate
+
+pytestmark = pytest.mark.unit  # no stack, no process
 
 STEP = 600
 MIDNIGHT_WIB = 1764262800  # 2025-11-28 00:00 WIB
@@ -18,7 +22,7 @@ def site(days=6, nodes=5, seed=2):
     """A site's nodes sharing one weather (diurnal temperature and humidity), each with its own noise."""
     rng = np.random.default_rng(seed)
     t = MIDNIGHT_WIB + np.arange(days * 144) * STEP
-    hour = ((t + 7 * 3600) % 86400) / 3600
+    hour = wib.hour_of_day(t)
     x = np.empty((nodes, len(t), 2))
     x[:, :, 0] = 27 + 4 * np.sin(2 * np.pi * (hour - 8) / 24) + rng.normal(0, 0.15, (nodes, len(t)))
     x[:, :, 1] = 85 - 15 * np.sin(2 * np.pi * (hour - 8) / 24) + rng.normal(0, 0.8, (nodes, len(t)))

@@ -3,12 +3,15 @@ one against the value-by-value loop of `tests/naive_detector.py`, carried across
 with it on (the NAB constants; the product runs without it) against one pass, rows added and rewound."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analytics import detector
 from tests.naive_detector import novel as naive_novel
 from tests.test_detector_fast import fleet
+
+pytestmark = pytest.mark.unit  # no stack, no process
 
 TOL = dict(rtol=1e-9, atol=1e-9)
 

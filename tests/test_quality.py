@@ -7,6 +7,8 @@ import pytest
 from analytics.quality import DRIFT, FAN, FLAT, GAP, HUMID_PM, NOISE, RANGE, SPIKE, STEP, Limits, check
 from bench.naive_quality import naive_check
 
+pytestmark = pytest.mark.unit  # no stack, no process
+
 METRICS = ("air_temp_c", "air_rh_pct", "pm25_ugm3", "rain_mm", "water_level_cm")
 
 
