@@ -17,6 +17,7 @@ import time
 
 import checksums
 import world
+from rxbuf import RxBuffer
 
 PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
 EXT0_WAKE = PIN_WAKE = 2
@@ -234,11 +235,11 @@ def lightsleep(ms=0):
     world.W["true"] += _sleep_until(ms) - world.true_now()
 
 
-class UART:
+class UART(RxBuffer):
     """UART 2: a PMS5003 (frames after a wake command) or a JSN-SR04T (a frame per 0x55), as the world says."""
 
     def __init__(self, id, baudrate=9600, tx=None, rx=None, timeout=0):
-        self.rx = bytearray()
+        RxBuffer.__init__(self)
 
     def write(self, data):
         data = bytes(data)
@@ -247,9 +248,6 @@ class UART:
             h, l = mm >> 8, mm & 0xFF
             self.rx += bytes((0xFF, h, l, (0xFF + h + l) & 0xFF))
         return len(data)
-
-    def any(self):
-        return len(self.rx)
 
     def read(self, n=None):
         if n == 64 and "pm25_ugm3" in world.W:  # the PMS5003 streams frames while awake
@@ -260,9 +258,4 @@ class UART:
                 body += bytes((w >> 8, w & 0xFF))
             s = sum(body) & 0xFFFF
             self.rx += body + bytes((s >> 8, s & 0xFF))
-        if not self.rx:
-            return None
-        n = len(self.rx) if n is None else n
-        out = bytes(self.rx[:n])
-        self.rx = self.rx[n:]
-        return out
+        return RxBuffer.read(self, n)

@@ -1,5 +1,7 @@
 # Fake buses for driver tests in MicroPython: small and honest, with the machine.I2C methods the
-# drivers call (ESP32 quick reference signatures).
+# drivers call (ESP32 quick reference signatures). The UART's receiving side is the host fakes' (firmware/host).
+
+from rxbuf import RxBuffer
 
 
 class FakeI2C:
@@ -59,12 +61,12 @@ class FakeOneWire:
             buf[i] = self.scratchpad[i]
 
 
-class FakeUART:
+class FakeUART(RxBuffer):
     """A UART whose incoming bytes are scripted: each write() may queue the next answer."""
 
     def __init__(self, answers=(), stream=b""):
+        RxBuffer.__init__(self, stream)
         self.answers = list(answers)
-        self.rx = bytearray(stream)
         self.writes = []
 
     def write(self, data):
@@ -72,17 +74,6 @@ class FakeUART:
         if self.answers and data == b"\x55":
             self.rx += self.answers.pop(0)
         return len(data)
-
-    def any(self):
-        return len(self.rx)
-
-    def read(self, n=None):
-        if not self.rx:
-            return None
-        n = len(self.rx) if n is None else n
-        out = bytes(self.rx[:n])
-        self.rx = self.rx[n:]
-        return out
 
 
 class FakeADC:
