@@ -26,14 +26,19 @@ Medians over `--runs` runs, one benchmark run; results in bench/results/analytic
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import cProfile
+import gzip
+import http.client
 import json
+import multiprocessing
 import os
 import resource
 import statistics
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +96,44 @@ def lines_for(nodes: list, t0: int, t1: int, seed: int) -> list:
 def write(influx: Influx, lines: list) -> None:
     for i in range(0, len(lines), 5000):
         influx.write(("\n".join(lines[i:i + 5000]) + "\n").encode())
+
+
+def _body(job: tuple) -> bytes:
+    """One gzipped write body: the readings of `nodes` over [t0, t1) (a worker process makes it)."""
+    nodes, t0, t1, seed = job
+    return gzip.compress(("\n".join(lines_for(nodes, t0, t1, seed)) + "\n").encode(), compresslevel=1)
+
+
+def _post(url: str, db: str, body: bytes) -> None:
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+    try:
+        conn.request("POST", f"/write?db={db}&precision=ms", body=body,
+                     headers={"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"})
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.status not in (200, 204):
+            raise RuntimeError(f"InfluxDB refused a history batch: {resp.status} {data[:200]!r}")
+    finally:
+        conn.close()
+
+
+def populate(url: str, db: str, nodes: list, t0: int, t1: int, seed: int, batch: int = 100_000,
+             workers: int = 2) -> int:
+    """The history [t0, t1) of `nodes` into InfluxDB: line protocol made and gzipped by `workers` processes,
+    in bodies of about `batch` readings (an hour of the whole fleet, or a day of a slice of it, as it fits),
+    sent by as many threads (InfluxDB parses one body while the next is made). Returns the bodies sent."""
+    per_step = len(nodes)
+    steps = max(1, batch // max(1, per_step))
+    width = max(1, batch // max(1, steps)) if steps == 1 else per_step
+    jobs = [(nodes[k:k + width], a, min(t1, a + steps * STEP), seed)
+            for a in range(t0, t1, steps * STEP) for k in range(0, len(nodes), width)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool, \
+            concurrent.futures.ThreadPoolExecutor(workers) as senders:
+        sent = [senders.submit(_post, url, db, body) for body in pool.imap(_body, jobs)]
+        for f in sent:
+            f.result()
+    return len(jobs)
 
 
 def influx_cpu(pid: int) -> float:
