@@ -149,11 +149,13 @@ class Reader:
     stretch, down to one step, `attempts` times at that size; then the error is raised and the caller's
     run ends with what it has merged so far (the next run reads again from there)."""
 
-    def __init__(self, influx, metrics=METRICS, max_rows: int = 20_000, attempts: int = 3, sleep=None, log=None):
+    def __init__(self, influx, metrics=METRICS, max_rows: int = 20_000, attempts: int = 3, sleep=None, log=None,
+                 readings: bool = True):
         import logging
         import time
 
         self.influx, self.metrics, self.max_rows, self.attempts = influx, tuple(metrics), max_rows, attempts
+        self.readings = readings  # False: no count of readings (`seq`), so only the series with these metrics answer
         self.sleep = time.sleep if sleep is None else sleep
         self.log = log or logging.getLogger("rimba.analyze")
         self.failures = 0
@@ -187,7 +189,8 @@ class Reader:
     def _query(self, lo: int, hi: int, step: int, where: str):
         sel = ", ".join(f'sum("{m}") AS "s{j}", count("{m}") AS "c{j}"' for j, m in enumerate(self.metrics))
         cond = f" AND {where}" if where else ""
-        q = (f'SELECT {sel}, count("seq") AS "n" FROM reading WHERE time >= {lo}s AND time < {hi}s{cond} '
+        n = ', count("seq") AS "n"' if self.readings else ""
+        q = (f'SELECT {sel}{n} FROM reading WHERE time >= {lo}s AND time < {hi}s{cond} '
              f"GROUP BY time({step}s), node fill(none)")
         self.queries += 1
         m = len(self.metrics)
@@ -198,8 +201,9 @@ class Reader:
                 continue
             s_idx = [cols.index(f"s{j}") for j in range(m)]
             c_idx = [cols.index(f"c{j}") for j in range(m)]
+            n = np.nan_to_num(data[:, cols.index("n")]) if self.readings else np.zeros(len(data))
             yield Cells(series.get("tags", {}).get("node"), data[:, 0].astype(np.int64), data[:, s_idx],
-                        np.nan_to_num(data[:, c_idx]), np.nan_to_num(data[:, cols.index("n")]))
+                        np.nan_to_num(data[:, c_idx]), n)
 
 
 def regex_of(names) -> str:

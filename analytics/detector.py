@@ -859,6 +859,11 @@ class Rows:
                 out["checks"][(r, col)] = blob.tobytes()
         return out
 
+    def touch_all(self) -> None:
+        """Everything counts as changed: the next `changes()` gives the whole state."""
+        self.since[:] = 0
+        self.marked = {c: [np.arange(len(self))] for c in self.checks}
+
     def saved(self) -> None:
         """What `changes()` gave is saved: nothing has changed since."""
         self.since[:] = self.CLEAN
