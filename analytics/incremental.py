@@ -31,12 +31,19 @@ Each output is compared with what the last run produced, and only what differs i
 an index field whose value changed (the point carries only that field), a new or changed event, a
 changed fire code.
 
-State (`analytics-<partition>.state` under the state directory, SQLite): the window's cells, the
-streams and their checkpoints, the scores, events and fire codes, the watermarks, saved every
-`analyze_snapshot_s` and at the end (the quality flags and indices are not saved: a restart recomputes
-them from the cells); a restart resumes from it and reads again from its watermarks. A state of another
-STATE_VERSION (or another fleet, step or window) is rebuilt from history: a cold start reads the window
-in bounded stretches, with a progress bar, and runs the detector through it an hour at a time.
+What a partition holds (`analytics.window.State`): its own nodes, and the city's particulate sensors of
+other sites, their particulates only (the regional reference; found by the same probe, on the particulate
+fields, and read from InfluxDB like the rest); the metrics read so far; arrays allocated once for the
+longest window.
+
+State (`analytics-<partition>.state` under the state directory, SQLite, `analytics.snapshot`): the
+window's cells and scores, the streams and their checkpoints, the events and fire codes, the watermarks,
+in parts keyed by node and hour (or series and block): every `analyze_snapshot_s` and at the end, one
+transaction writes the parts that changed since the last (the quality flags and indices are not saved: a
+restart recomputes them from the cells); a restart resumes from it and reads again from its watermarks.
+A state of another version (or another fleet, step or window) is rebuilt from history: a cold start
+reads the window in bounded stretches, with a progress bar, and runs the detector through it a day at a
+time (an hour at a time over the last two days, where late data may rewind it).
 
 The detector starts at the window's start at the cold start and is carried from there (the batch path
 restarts it at each run's window start): the oracle for the scores is `anomaly.score_cube` over the
@@ -54,7 +61,7 @@ import time
 import numpy as np
 
 from analytics import anomaly, detector, quality
-from analytics.analyze import ANOMALY_METRICS, FWI_DAYS, INDEX_LABELS, derive, fire_days, fire_values
+from analytics.analyze import FWI_DAYS, INDEX_LABELS, derive, fire_days, fire_values
 from analytics.data import Cube, Reader, qc_lines, regex_of
 from analytics.snapshot import StateStore
 from analytics.window import FIRE_METRICS, METRIC_LIST, State
@@ -104,7 +111,7 @@ class Incremental:
         self.reader = Reader(influx)
         self.pm_reader = Reader(influx, PM, readings=False)  # the city's particulates: their values only
         settings.state_path.mkdir(parents=True, exist_ok=True)
-        k, n = (1, 1) if settings.analyze_sites.strip() else _partition(settings)
+        _, n = (1, 1) if settings.analyze_sites.strip() else _partition(settings)
         name = "analytics.state" if n == 1 and not settings.analyze_sites.strip() else \
             f"analytics-{hashlib.sha1(' '.join(self.sites).encode()).hexdigest()[:8]}.state"
         self.store = StateStore(settings.state_path / name)
@@ -190,12 +197,9 @@ class Incremental:
                 diff |= st.readings[i, t] != c.readings[ok]
             if diff.any():
                 tt = t[diff]
-                if pm_only:  # the other metrics of a city node stay empty
-                    st.sums[i, tt[:, None], cols[None, :]] = sums[diff]
-                    st.counts[i, tt[:, None], cols[None, :]] = counts[diff]
-                else:
-                    st.sums[i, tt[:, None], cols[None, :]] = sums[diff]
-                    st.counts[i, tt[:, None], cols[None, :]] = counts[diff]
+                st.sums[i, tt[:, None], cols[None, :]] = sums[diff]  # a city node's: its particulates only
+                st.counts[i, tt[:, None], cols[None, :]] = counts[diff]
+                if not pm_only:
                     st.readings[i, tt] = c.readings[ok][diff]
                 changed[i] = min(changed.get(i, st.steps), int(tt.min()))
                 st.touch(i, int(tt.min()))
@@ -401,37 +405,31 @@ class Incremental:
         again (the merge finds the steps that changed)."""
         st = self.st
         row = self._row()
-        held = np.concatenate([np.zeros((len(st.nodes), 1)), np.cumsum(st.readings, axis=1, dtype=float)], axis=1)
         pm_cols = [st.metrics.index(m) for m in PM if m in st.metrics]
-        pm_held = np.concatenate([np.zeros((len(st.nodes), 1)),
-                                  np.cumsum(st.counts[:, :, pm_cols].sum(axis=2), axis=1, dtype=float)], axis=1)
         owned = self._where_owned()
-        parts = [(owned, 'count("seq")', held, st.n_own)]
-        if owned:
-            parts.append((self._where_city(), " + ".join(f'count("{m}")' for m in PM), pm_held,
-                          max(1, len(self.fleet.nodes) - st.n_own)))
+        parts = [(False, owned, 'count("seq")', st.readings, st.n_own)]
+        if owned:  # the city's particulate sensors
+            parts.append((True, self._where_city(), ", ".join(f'count("{m}") AS "c{k}"' for k, m in enumerate(PM)),
+                          st.counts[:, :, pm_cols].sum(axis=2), max(1, len(self.fleet.nodes) - st.n_own)))
         stale: list = []
-        for where, what, cum, count in parts:
+        for city, where, what, per_step, count in parts:
+            cum = np.concatenate([np.zeros((len(st.nodes), 1)), np.cumsum(per_step, axis=1, dtype=float)], axis=1)
             cond = f" AND {where}" if where else ""
             span = max(1, 20_000 // max(1, count)) * 86400
             for lo in range(st.start, now, span):
                 hi = min(now, lo + span)
-                sel = ", ".join(f'count("{m}") AS "c{k}"' for k, m in enumerate(PM)) if cum is pm_held else what
-                q = (f"SELECT {sel} FROM reading WHERE time >= {lo}s AND time < {hi}s{cond} "
+                q = (f"SELECT {what} FROM reading WHERE time >= {lo}s AND time < {hi}s{cond} "
                      "GROUP BY time(86400s), node fill(none)")
                 for series in self.influx.query_stream(q, epoch="s"):
                     node = series.get("tags", {}).get("node")
                     i = row.get(node)
-                    city = cum is pm_held
+                    if node not in self.fleet.nodes or (i is not None and (i >= st.n_own) != city):
+                        continue
                     for day, *counts in series["values"]:
-                        n = sum(v or 0 for v in counts)
-                        if i is None:
-                            if city and n and node in self.fleet.nodes:
-                                stale.append((node, True, max(lo, int(day)), min(hi, int(day) + 86400)))
-                            continue
                         a, b = max(lo, int(day)), min(hi, int(day) + 86400)  # the day's part inside the query
                         ta, tb = (a - st.start) // st.step, min(st.steps, -(-(b - st.start) // st.step))
-                        if cum[i, tb] - cum[i, ta] != n:
+                        n = sum(v or 0 for v in counts)
+                        if (cum[i, tb] - cum[i, ta] if i is not None else 0) != n:
                             stale.append((node, city, a, b))
         for node, city, a, b in stale:
             lo = a - (a - st.start) % st.step

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analytics import anomaly, detector
-from tests.test_detector_rows import step_st
 from tests.test_detector_fast import fleet
+from tests.test_detector_rows import step_st
 
 STEP = 600
 
