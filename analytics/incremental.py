@@ -213,9 +213,10 @@ class Incremental:
         if nodes is None and city is None:
             where = self._where_owned()
             self._merge(self.reader.cells(lo, hi, self.step, self.st.n_own, where), changed)
-            if where:  # the city's PM sensors, for the regional reference
-                self._merge(self.pm_reader.cells(lo, hi, self.step, max(1, len(self.fleet.nodes) - self.st.n_own),
-                                                 self._where_city()), changed, pm_only=True)
+            if where:  # the city's PM sensors, for the regional reference: sized by those that answered so far
+                city = len(self.st.nodes) - self.st.n_own or len(self.fleet.nodes) - self.st.n_own
+                self._merge(self.pm_reader.cells(lo, hi, self.step, max(1, city), self._where_city()), changed,
+                            pm_only=True)
             return
         if nodes:
             self._merge(self.reader.cells(lo, hi, self.step, len(nodes), f'"node" =~ {regex_of(nodes)}'), changed)
@@ -410,7 +411,7 @@ class Incremental:
         parts = [(False, owned, 'count("seq")', st.readings, st.n_own)]
         if owned:  # the city's particulate sensors
             parts.append((True, self._where_city(), ", ".join(f'count("{m}") AS "c{k}"' for k, m in enumerate(PM)),
-                          st.counts[:, :, pm_cols].sum(axis=2), max(1, len(self.fleet.nodes) - st.n_own)))
+                          st.counts[:, :, pm_cols].sum(axis=2), max(1, len(st.nodes) - st.n_own)))
         stale: list = []
         for city, where, what, per_step, count in parts:
             cum = np.concatenate([np.zeros((len(st.nodes), 1)), np.cumsum(per_step, axis=1, dtype=float)], axis=1)
