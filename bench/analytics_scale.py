@@ -2,25 +2,29 @@
 
 For each size: a private `influxd` (the stack's, on a free port) gets 8 days of readings of N simulated
 nodes (sites of four forest nodes and an air node, 10-minute sampling; written as the ingest writes
-them, straight to InfluxDB, to keep the run short), then:
+them, straight to InfluxDB, to keep the run short: line protocol made and gzipped by worker processes,
+sent by as many threads), then the analytics in `--partitions` K processes of their own (`--worker`,
+`analyze_partition` k/K each, driven over a pipe), each command sent to all of them at once, so they
+run concurrently as K services would:
 
-- the cold start: one `Incremental.run` that reads the window and the fire codes' 30 days and builds
-  the state, wall and CPU seconds;
+- the cold start: one `Incremental.run` that reads the window and the fire codes' 30 days, builds the
+  state and saves it whole, wall and CPU seconds;
 - the steady state at a 60-second cadence with live traffic (then one more run that also makes the hourly
   audit of the window, reported apart): each node sends its last hour of readings
   once an hour at its own minute (as the firmware does), so each simulated minute N/60 nodes send; the
   minute's batches are written, then a run. The clock is simulated (runs follow one another without
-  waiting the minute), so freshness is the cadence plus the run's wall time: a batch written just after
-  a run waits up to 60 s for the next one, whose points are written when it ends. Reported per run:
-  analytics CPU (process time), InfluxDB CPU (utime + stime of influxd from /proc/<pid>/stat, during
-  the run), points written, readings that arrived.
+  waiting the minute), so freshness is the cadence plus the run's wall time (the slowest partition's):
+  a batch written just after a run waits up to 60 s for the next one, whose points are written when it
+  ends. Reported per run: analytics CPU (process time, summed over the partitions), InfluxDB CPU (utime +
+  stime of influxd from /proc/<pid>/stat, during the run), points written, readings that arrived.
 
-Then the state's snapshot (what `analyze_snapshot_s` saves): its size on disk and the CPU and wall time of
-one save; a restart (the state loaded, then saved); the process's peak RSS; and the share of a core with
-the snapshot and the audit amortized over the runs between them (the mean run, not the median). With `--profile DIR`, the steady-state runs are profiled (cProfile; its overhead inflates the
-CPU figures of that run, so profile and measure in separate runs) into DIR/steady-<nodes>.prof.
+Then a snapshot (what `analyze_snapshot_s` saves: what changed since the cold start's, the steady runs'
+minutes): what it wrote, its CPU and wall time, the state's size on disk; a restart (saved, loaded, the
+flags and indices recomputed) and one run after it; each partition's peak RSS; and the share of a core
+with the snapshot and the audit amortized (the snapshot's cost per minute of changes, the mean run).
 
-Medians over `--runs` runs, one benchmark run; results in bench/results/analytics_scale.json.
+Medians over `--runs` runs, one benchmark run; results in bench/results/analytics_scale.json (a size
+run again replaces its entry).
 """
 
 from __future__ import annotations
