@@ -125,7 +125,7 @@ def _post(url: str, db: str, body: bytes) -> None:
 def populate(url: str, db: str, nodes: list, t0: int, t1: int, seed: int, batch: int = 100_000,
              workers: int = 2) -> int:
     """The history [t0, t1) of `nodes` into InfluxDB: line protocol made and gzipped by `workers` processes,
-    in bodies of about `batch` readings (an hour of the whole fleet, or a day of a slice of it, as it fits),
+    in bodies of about `batch` readings (as many steps of the whole fleet as fit, or a slice of one step's),
     sent by as many threads (InfluxDB parses one body while the next is made). Returns the bodies sent."""
     per_step = len(nodes)
     steps = max(1, batch // max(1, per_step))
