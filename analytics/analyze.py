@@ -277,7 +277,7 @@ class Analyzer:
             self.battery_hour = now // 3600
         own = np.flatnonzero(st.owned)
         last = slice(max(0, st.steps - 86400 // st.step), st.steps)
-        values = st.values()[own][:, last]
+        values = st.values(own, last.start)
         times = st.start + np.arange(st.steps)[last] * st.step
         cube = load_cube_like(st, own, times, values)
         cols = [cube.metrics.index(m) for m in ANOMALY_METRICS]

@@ -144,16 +144,19 @@ class Cells:
 
 class Reader:
     """Reads the `reading` measurement in bounded queries: each covers a stretch of time sized so that it
-    returns at most `max_rows` rows (nodes x steps), streamed in chunks (`Influx.query_stream`). A query
+    returns at most about `max_rows` rows (nodes x steps; one reading a step), streamed in chunks
+    (`Influx.query_stream`), and sums and counts them per node and step (`Cells`). A query
     that fails to answer (a timeout, a 5xx) is logged, counted in `failures`, and retried on half the
     stretch, down to one step, `attempts` times at that size; then the error is raised and the caller's
     run ends with what it has merged so far (the next run reads again from there)."""
 
-    def __init__(self, influx, metrics=METRICS, max_rows: int = 20_000, attempts: int = 3, sleep=None, log=None):
+    def __init__(self, influx, metrics=METRICS, max_rows: int = 20_000, attempts: int = 3, sleep=None, log=None,
+                 readings: bool = True):
         import logging
         import time
 
         self.influx, self.metrics, self.max_rows, self.attempts = influx, tuple(metrics), max_rows, attempts
+        self.readings = readings  # False: no count of readings (`seq`), so only the series with these metrics answer
         self.sleep = time.sleep if sleep is None else sleep
         self.log = log or logging.getLogger("rimba.analyze")
         self.failures = 0
@@ -185,21 +188,35 @@ class Reader:
             t += size
 
     def _query(self, lo: int, hi: int, step: int, where: str):
-        sel = ", ".join(f'sum("{m}") AS "s{j}", count("{m}") AS "c{j}"' for j, m in enumerate(self.metrics))
+        """The readings of [lo, hi) as they are stored, summed and counted per node and step here: InfluxDB 1.6
+        spends about thirteen times the CPU on a `sum` and a `count` of each metric per step (GROUP BY time) as on
+        the values themselves (measured at 300 nodes over 8 days: 25 s against 1.9 s). A node's series may come
+        in several chunks; its cells are made when the query has answered."""
+        fields = list(self.metrics) + (["seq"] if self.readings else [])
+        sel = ", ".join(f'"{f}"' for f in fields)
         cond = f" AND {where}" if where else ""
-        q = (f'SELECT {sel}, count("seq") AS "n" FROM reading WHERE time >= {lo}s AND time < {hi}s{cond} '
-             f"GROUP BY time({step}s), node fill(none)")
+        q = f"SELECT {sel} FROM reading WHERE time >= {lo}s AND time < {hi}s{cond} GROUP BY node"
         self.queries += 1
-        m = len(self.metrics)
+        pieces: dict = {}
         for series in self.influx.query_stream(q, epoch="s"):
             cols = series["columns"]
-            data = np.array([[np.nan if v is None else v for v in r] for r in series["values"]], dtype=float)
-            if not len(data):
-                continue
-            s_idx = [cols.index(f"s{j}") for j in range(m)]
-            c_idx = [cols.index(f"c{j}") for j in range(m)]
-            yield Cells(series.get("tags", {}).get("node"), data[:, 0].astype(np.int64), data[:, s_idx],
-                        np.nan_to_num(data[:, c_idx]), np.nan_to_num(data[:, cols.index("n")]))
+            at = [0] + [cols.index(f) for f in fields]
+            rows = [[np.nan if r[k] is None else r[k] for k in at] for r in series["values"]]
+            if rows:
+                pieces.setdefault(series.get("tags", {}).get("node"), []).append(np.array(rows, dtype=float))
+        m = len(self.metrics)
+        for node, parts in pieces.items():
+            data = np.concatenate(parts)
+            t = data[:, 0].astype(np.int64)
+            steps, inv = np.unique(t - t % step, return_inverse=True)
+            vals = data[:, 1:1 + m]
+            has = ~np.isnan(vals)
+            k = len(steps)
+            sums = np.stack([np.bincount(inv, np.where(has[:, j], vals[:, j], 0.0), k) for j in range(m)], axis=1)
+            counts = np.stack([np.bincount(inv, has[:, j], k) for j in range(m)], axis=1)
+            n = np.bincount(inv, ~np.isnan(data[:, -1]), k) if self.readings else np.zeros(k)
+            keep = counts.any(axis=1) | (n > 0)  # a step with values of other fields only: none here (as fill(none))
+            yield Cells(node, steps[keep], np.where(counts > 0, sums, np.nan)[keep], counts[keep], n[keep])
 
 
 def regex_of(names) -> str:

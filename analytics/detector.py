@@ -656,8 +656,12 @@ class Rows:
     `mark`. `take(rows)` gives a Stream of rows at one column; `put(rows, stream)` keeps what it became;
     `back_to(rows, col)` takes rows back to their checkpoint at `col`. A row left at its column while others
     go on is exactly what it would be had it gone on with no value since, once it is taken on from there.
-    `to_bytes()` and `from_bytes()` save and load it all, versioned by STATE_VERSION.
+    `to_bytes()` and `from_bytes()` save and load it all, versioned by STATE_VERSION; `changes()` gives only
+    what changed since the last `saved()` (each row's carried values, the blocks of `SAVED_BLOCK` columns of
+    its context that it passed or rewound, the checkpoints it marked), in parts that `from_parts` assembles.
     """
+
+    SAVED_BLOCK = 256  # columns of a row's context in one saved part
 
     def __init__(self, step_s: int, params: Params = PARAMS, rewind: int = 0):
         probe = Stream(0, step_s, params, rewind=rewind)
@@ -674,6 +678,10 @@ class Rows:
         self.rec = [record_state(0, params) for _ in VIEW_NAMES]
         self.ratios = np.zeros((0, self.hold))
         self.checks: dict = {}  # column -> a Stream.checkpoint() of every row
+        self.since = np.zeros(0, np.int64)  # per row: the first column changed since the last saved() (CLEAN: none)
+        self.marked: dict = {}  # column -> arrays of the rows that marked their checkpoint there since then
+
+    CLEAN = np.iinfo(np.int64).max
 
     def __len__(self) -> int:
         return len(self.n)
@@ -705,6 +713,7 @@ class Rows:
         self.rec = [tuple(np.concatenate([a, b], axis=-1) for a, b in zip(r, fresh, strict=True)) for r in self.rec]
         self.ratios = np.concatenate([self.ratios, np.zeros((k, self.hold))])
         self.checks = {c: self._join_ck(ck, self._fresh(c, k)) for c, ck in self.checks.items()}
+        self.since = np.concatenate([self.since, np.full(k, n - min(n, self.cap), np.int64)])  # all of it: new
 
     def take(self, rows) -> Stream:
         """A Stream of these rows (a copy), which must be at one column."""
@@ -724,6 +733,7 @@ class Rows:
         """Keep the state of a Stream taken from these rows."""
         rows = np.asarray(rows, dtype=np.int64)
         w, wf = s.tail.shape[1], s.floors.shape[1]
+        self.since[rows] = np.minimum(self.since[rows], np.minimum(self.n[rows], s.n))  # passed or rewound from there
         self.tail[rows, self.cap - w:], self.floors[rows, self.cap_f - wf:] = s.tail, s.floors
         self.width[rows], self.fwidth[rows], self.n[rows] = w, wf, s.n
         self.sums[:, rows], self.ratios[rows], self.range[:, rows] = s.sums, s.ratios, s.range
@@ -737,6 +747,7 @@ class Rows:
         if ck is None:
             ck = self.checks[s.n] = self._fresh(s.n, len(self))
         got = s.checkpoint()
+        self.marked.setdefault(s.n, []).append(np.asarray(rows, dtype=np.int64))
         ck["sums"][:, rows], ck["ratios"][rows], ck["range"][:, rows] = got["sums"], got["ratios"], got["range"]
         for mine, theirs in zip(ck["rec"], got["rec"], strict=True):
             for a, b in zip(mine, theirs, strict=True):
@@ -783,4 +794,120 @@ class Rows:
         r.checks = {int(c): {"n": int(c), "sums": z["ck_sums"][k], "ratios": z["ck_ratios"][k], "range": z["ck_range"][k],
                              "rec": [tuple(z[f"ck_rec{v}_{i}"][k] for i in range(3)) for v in range(len(VIEW_NAMES))]}
                     for k, c in enumerate(z["cols"])}
+        r.since = np.zeros(len(r.n), np.int64)  # nothing of it saved in parts yet
+        r.marked = {c: [np.arange(len(r.n))] for c in r.checks}
+        return r
+
+    # --- saving what changed (analytics.snapshot) ------------------------------------------------------------
+
+    def _carried(self, rows, ck: dict | None = None) -> np.ndarray:
+        """Per row (rows, k): what a row carries besides its context (ck: a checkpoint's, without n and widths)."""
+        src = ck if ck is not None else {"sums": self.sums, "range": self.range, "ratios": self.ratios, "rec": self.rec}
+        parts = [src["sums"][:, rows].T, src["range"][:, rows].T, src["ratios"][rows]]
+        for ring, past, current in src["rec"]:
+            parts += [ring[:, rows].T, past[rows, None], current[rows, None]]
+        head = [] if ck is not None else [np.stack([self.n[rows], self.width[rows], self.fwidth[rows]], axis=1),
+                                          self.floor[rows, None]]
+        return np.concatenate([np.asarray(a, dtype=float) for a in head + parts], axis=1)
+
+    def _uncarried(self, m: np.ndarray) -> dict:
+        """`_carried`'s columns (without the head) back into arrays (rows along the last axis, as kept)."""
+        h, b = self.hold, RECORD_BLOCKS - 1
+        out = {"sums": m[:, 0:2].T.copy(), "range": m[:, 2:4].T.copy(), "ratios": m[:, 4:4 + h].copy(), "rec": []}
+        at = 4 + h
+        for _ in VIEW_NAMES:
+            out["rec"].append((m[:, at:at + b].T.copy(), m[:, at + b].copy(), m[:, at + b + 1].copy()))
+            at += b + 2
+        return out
+
+    def _blocks(self, r: int, arr: np.ndarray, cap: int, width: int, since: int) -> list:
+        """The saved blocks of row r's context `arr` (tail or floors) from column `since` on: (b, bytes), each
+        bytes its first column and the values from there to the block's end (or the row's column)."""
+        n, bs = int(self.n[r]), self.SAVED_BLOCK
+        left = n - width
+        out = []
+        for b in range(max(since, left) // bs, (n - 1) // bs + 1 if n else 0):
+            c0, c1 = max(b * bs, left), min((b + 1) * bs, n)
+            if c0 < c1:
+                out.append((b, np.concatenate([[float(c0)], arr[r, cap - n + c0:cap - n + c1]]).tobytes()))
+        return out
+
+    def changes(self) -> dict:
+        """What changed since the last `saved()`: {"rows": {row: bytes} (what each changed row carries), "tail" and
+        "floors": {(row, block): bytes}, "drop": {row: (lowest tail block, lowest floors block) still needed},
+        "checks": {(row, column): bytes}, "checks_from": the oldest checkpoint column kept (None: none)}."""
+        dirty = np.flatnonzero(self.since != self.CLEAN)
+        out = {"rows": {}, "tail": {}, "floors": {}, "drop": {}, "checks": {},
+               "checks_from": min(self.checks) if self.checks else None}
+        if len(dirty):
+            for r, blob in zip(dirty.tolist(), self._carried(dirty), strict=True):
+                out["rows"][r] = blob.tobytes()
+        for r in dirty.tolist():
+            since = int(self.since[r])
+            for b, blob in self._blocks(r, self.tail, self.cap, int(self.width[r]), since):
+                out["tail"][(r, b)] = blob
+            for b, blob in self._blocks(r, self.floors, self.cap_f, int(self.fwidth[r]), since):
+                out["floors"][(r, b)] = blob
+            n = int(self.n[r])
+            out["drop"][r] = ((n - int(self.width[r])) // self.SAVED_BLOCK, (n - int(self.fwidth[r])) // self.SAVED_BLOCK)
+        for col, groups in self.marked.items():
+            ck = self.checks.get(col)
+            if ck is None:
+                continue  # forgotten since
+            rows = np.unique(np.concatenate(groups))
+            for r, blob in zip(rows.tolist(), self._carried(rows, ck), strict=True):
+                out["checks"][(r, col)] = blob.tobytes()
+        return out
+
+    def touch_all(self) -> None:
+        """Everything counts as changed: the next `changes()` gives the whole state."""
+        self.since[:] = 0
+        self.marked = {c: [np.arange(len(self))] for c in self.checks}
+
+    def saved(self) -> None:
+        """What `changes()` gave is saved: nothing has changed since."""
+        self.since[:] = self.CLEAN
+        self.marked = {}
+
+    def header(self) -> bytes:
+        """The Rows' own constants, versioned (with `changes()`' parts, what `from_parts` needs)."""
+        return _saved({}, [self.step, self.rewind, len(self)], self.p)
+
+    @classmethod
+    def from_parts(cls, header: bytes, rows: dict, tail: dict, floors: dict, checks: dict,
+                   params: Params = PARAMS) -> Rows:
+        """A Rows from the parts of every `changes()` since it was made, the newest of each key (StateVersionError
+        when the header is of another version or other constants, ValueError when a row's part is missing)."""
+        _, (step, rewind, k) = _loaded(header, params)
+        r = cls(step, params, rewind)
+        if set(rows) != set(range(k)):
+            raise ValueError(f"detector state: {k} rows, {len(rows)} saved")
+        m = np.stack([np.frombuffer(rows[i], dtype=float) for i in range(k)]) if k else np.zeros((0, 4 + r.hold))
+        r.n, r.width, r.fwidth = (m[:, j].astype(np.int64) for j in range(3))
+        r.floor = m[:, 3].copy()
+        c = r._uncarried(m[:, 4:])
+        r.sums, r.range, r.ratios, r.rec = c["sums"], c["range"], c["ratios"], c["rec"]
+        for arr, cap, parts in ((np.zeros((k, r.cap)), r.cap, tail), (np.zeros((k, r.cap_f)), r.cap_f, floors)):
+            width = r.width if cap == r.cap else r.fwidth
+            for (i, _b), blob in parts.items():
+                v = np.frombuffer(blob, dtype=float)
+                c0, n = int(v[0]), int(r.n[i])
+                lo, hi = max(c0, n - int(width[i])), min(c0 + len(v) - 1, n)
+                if lo < hi:
+                    arr[i, cap - n + lo:cap - n + hi] = v[1 + lo - c0:1 + hi - c0]
+            if cap == r.cap:
+                r.tail = arr
+            else:
+                r.floors = arr
+        for col in sorted({c for _, c in checks}):
+            ck = r._fresh(col, k)
+            got = [(i, np.frombuffer(b, dtype=float)) for (i, cc), b in checks.items() if cc == col]
+            idx = np.array([i for i, _ in got], dtype=np.int64)
+            u = r._uncarried(np.stack([v for _, v in got]))
+            ck["sums"][:, idx], ck["range"][:, idx], ck["ratios"][idx] = u["sums"], u["range"], u["ratios"]
+            for mine, theirs in zip(ck["rec"], u["rec"], strict=True):
+                for a, b in zip(mine, theirs, strict=True):
+                    a[..., idx] = b
+            r.checks[col] = ck
+        r.since = np.full(k, cls.CLEAN, np.int64)
         return r

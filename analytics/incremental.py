@@ -31,12 +31,19 @@ Each output is compared with what the last run produced, and only what differs i
 an index field whose value changed (the point carries only that field), a new or changed event, a
 changed fire code.
 
-State (`analytics-<partition>.state` under the state directory, SQLite): the window's cells, the
-streams and their checkpoints, the scores, events and fire codes, the watermarks, saved every
-`analyze_snapshot_s` and at the end (the quality flags and indices are not saved: a restart recomputes
-them from the cells); a restart resumes from it and reads again from its watermarks. A state of another
-STATE_VERSION (or another fleet, step or window) is rebuilt from history: a cold start reads the window
-in bounded stretches, with a progress bar, and runs the detector through it an hour at a time.
+What a partition holds (`analytics.window.State`): its own nodes, and the city's particulate sensors of
+other sites, their particulates only (the regional reference; found by the same probe, on the particulate
+fields, and read from InfluxDB like the rest); the metrics read so far; arrays allocated once for the
+longest window.
+
+State (`analytics-<partition>.state` under the state directory, SQLite, `analytics.snapshot`): the
+window's cells and scores, the streams and their checkpoints, the events and fire codes, the watermarks,
+in parts keyed by node and hour (or series and block): every `analyze_snapshot_s` and at the end, one
+transaction writes the parts that changed since the last (the quality flags and indices are not saved: a
+restart recomputes them from the cells); a restart resumes from it and reads again from its watermarks.
+A state of another version (or another fleet, step or window) is rebuilt from history: a cold start
+reads the window in bounded stretches, with a progress bar, and runs the detector through it a day at a
+time (an hour at a time over the last two days, where late data may rewind it).
 
 The detector starts at the window's start at the cold start and is carried from there (the batch path
 restarts it at each run's window start): the oracle for the scores is `anomaly.score_cube` over the
@@ -48,29 +55,27 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import pickle
-import sqlite3
 import sys
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from analytics import anomaly, detector, quality
-from analytics.analyze import ANOMALY_METRICS, FWI_DAYS, INDEX_LABELS, derive, fire_days, fire_values
-from analytics.data import TOTALS, Cube, Reader, qc_lines, regex_of
+from analytics.analyze import FWI_DAYS, INDEX_LABELS, derive, fire_days, fire_values
+from analytics.data import Cube, Reader, qc_lines, regex_of
+from analytics.snapshot import StateStore
+from analytics.window import FIRE_METRICS, METRIC_LIST, State
 from rimba import lineproto
 from rimba import wib
-from rimba.metrics import METRICS
 
 log = logging.getLogger("rimba.analyze")
-STATE_VERSION = 2  # of this module's state; the detector's streams carry their own (detector.STATE_VERSION)
-FIRE_METRICS = ("air_temp_c", "air_rh_pct", "rain_mm")
+__all__ = ["Incremental", "State", "StateStore", "owned_sites", "window_start"]
 CHECK_EVERY_S = 3600  # the streams' checkpoints: late data rewinds to the hour before it
 REWIND_S = 2 * 86400  # how far back late data can rewind the detector (older: recomputed from the oldest)
 LAG_S = 6 * 3600  # a series whose inputs have not changed for this long is taken on through its missing values
-METRIC_LIST = tuple(METRICS)
 PM = quality.PM_METRICS
+CHUNK_NODES = 256  # the quality checks and indices are computed for this many nodes (whole sites) at a time
+DETECTOR_ROWS = 512  # series advanced together (their working arrays are a few of (rows, the window))
 
 
 def window_start(end: int, days: float) -> int:
@@ -95,105 +100,6 @@ def owned_sites(settings, fleet) -> list:
     return sorted(s for s in fleet.sites if int(hashlib.sha1(s.encode()).hexdigest(), 16) % n == k - 1)
 
 
-@dataclass
-class State:
-    """Everything a run carries (see the module docstring); arrays are (nodes, steps[, metrics])."""
-
-    key: str  # fleet, sites, step, window: another key means a rebuild
-    origin: int  # the detector's column 0
-    start: int  # the window's first step
-    step: int
-    nodes: list
-    sites: list
-    owned: np.ndarray  # (nodes,) bool
-    sums: np.ndarray  # (nodes, steps, metrics)
-    counts: np.ndarray
-    readings: np.ndarray  # (nodes, steps)
-    h_start: int = 0  # the fire codes' hourly cells
-    h_sums: np.ndarray = None
-    h_counts: np.ndarray = None
-    watermark: dict = field(default_factory=dict)  # node -> newest step seen
-    contact: dict = field(default_factory=dict)
-    wake: dict = field(default_factory=dict)
-    rows: dict = field(default_factory=dict)  # metric -> node indices of the stream's rows
-    streams: dict = field(default_factory=dict)  # metric -> detector.Rows, each row at its own column (to_bytes)
-    scores: anomaly.Scores | None = None  # (nodes, steps, ANOMALY_METRICS) over the window
-    flags: np.ndarray = None
-    derived: dict = field(default_factory=dict)
-    events: dict = field(default_factory=dict)  # (node, metric, start) -> Event
-    fire: dict = field(default_factory=dict)  # (node, noon) -> codes
-    unwritten: list = field(default_factory=list)  # points computed by a run whose write failed
-    pending: dict = field(default_factory=dict)  # node index -> earliest changed step not yet computed and written
-    tide_x: np.ndarray = None  # (nodes, steps) the tidal metric's values of the TIDE_DAYS before the window
-    audited: int = 0
-    saved: int = 0
-    events_end: int = 0  # the window's end when the events were last computed (an open event runs to it)
-
-    @property
-    def steps(self) -> int:
-        return self.sums.shape[1]
-
-    def values(self, nodes=None, lo: int = 0, metrics=METRIC_LIST, hi: int | None = None) -> np.ndarray:
-        """The cube's values (nodes, steps lo..hi, metrics): each metric's mean per step (for TOTALS the total),
-        NaN without a reading; `nodes` node indices (default all)."""
-        rows = np.arange(len(self.nodes)) if nodes is None else np.asarray(nodes, dtype=np.int64)
-        at = np.ix_(rows, np.arange(self.steps)[lo:hi], [METRIC_LIST.index(m) for m in metrics])  # one copy
-        sums, counts = self.sums[at], self.counts[at]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = sums / counts
-        tot = [k for k, m in enumerate(metrics) if m in TOTALS]
-        mean[:, :, tot] = sums[:, :, tot]
-        return np.where(counts > 0, mean, np.nan)
-
-    def in_range(self, nodes=None, lo: int = 0, metrics=METRIC_LIST) -> np.ndarray:
-        """`values` without those out of the measurement table's range (the RANGE flag's)."""
-        x = self.values(nodes, lo, metrics)
-        low = np.array([METRICS[m].low for m in metrics])
-        high = np.array([METRICS[m].high for m in metrics])
-        with np.errstate(invalid="ignore"):
-            return np.where((x < low) | (x > high), np.nan, x)
-
-
-class StateStore:
-    """The state in SQLite: one row per part, written in one transaction."""
-
-    def __init__(self, path):
-        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS part (name TEXT PRIMARY KEY, data BLOB NOT NULL)")
-
-    def save(self, st: State) -> None:
-        streams = {m: s.to_bytes() for m, s in st.streams.items()}
-        rest = dict(st.__dict__, streams={}, flags=None, derived={})  # those two: recomputed from the cells on load
-        body = pickle.dumps(rest, protocol=pickle.HIGHEST_PROTOCOL)  # one copy of the arrays (a BytesIO made two)
-        self.db.execute("BEGIN IMMEDIATE")
-        self.db.execute("DELETE FROM part")
-        self.db.execute("INSERT INTO part VALUES ('version', ?)", (str(STATE_VERSION).encode(),))
-        self.db.execute("INSERT INTO part VALUES ('state', ?)", (body,))
-        self.db.executemany("INSERT INTO part VALUES (?, ?)", [(f"rows:{m}", b) for m, b in streams.items()])
-        self.db.execute("COMMIT")
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # else the log keeps a second copy of it all on disk
-
-    def load(self, key: str) -> State | None:
-        """The saved state, or None when there is none, or it is of another version or key."""
-        parts = dict(self.db.execute("SELECT name, data FROM part"))
-        if parts.get("version") != str(STATE_VERSION).encode():
-            return None
-        try:
-            st = State(**pickle.loads(parts["state"]))
-            if st.key != key:
-                return None
-            st.streams = {name[5:]: detector.Rows.from_bytes(b, anomaly.PRODUCT)
-                          for name, b in parts.items() if name.startswith("rows:")}
-        except (detector.StateVersionError, KeyError, TypeError, pickle.UnpicklingError) as err:
-            log.warning("analytics state not usable (%s): rebuilding from history", err)
-            return None
-        return st
-
-    def close(self) -> None:
-        self.db.close()
-
-
 class Incremental:
     """One partition's incremental analytics: `run(now)` once a minute."""
 
@@ -203,9 +109,9 @@ class Incremental:
         self.step = settings.analyze_step_s
         self.progress = progress if progress is not None else sys.stderr.isatty()
         self.reader = Reader(influx)
-        self.pm_reader = Reader(influx, PM)
+        self.pm_reader = Reader(influx, PM, readings=False)  # the city's particulates: their values only
         settings.state_path.mkdir(parents=True, exist_ok=True)
-        k, n = (1, 1) if settings.analyze_sites.strip() else _partition(settings)
+        _, n = (1, 1) if settings.analyze_sites.strip() else _partition(settings)
         name = "analytics.state" if n == 1 and not settings.analyze_sites.strip() else \
             f"analytics-{hashlib.sha1(' '.join(self.sites).encode()).hexdigest()[:8]}.state"
         self.store = StateStore(settings.state_path / name)
@@ -216,20 +122,33 @@ class Incremental:
             self._outputs_from_cells()
         self.stats = {"runs": 0, "read_failures": 0, "queries": 0}
 
+    def _site_chunks(self, nodes) -> list:
+        """Node indices in groups of whole sites, about CHUNK_NODES each (the checks look within a site)."""
+        st = self.st
+        by_site: dict = {}
+        for i in nodes:
+            by_site.setdefault(st.sites[i], []).append(int(i))
+        out, cur = [], []
+        for site in sorted(by_site):
+            cur += by_site[site]
+            if len(cur) >= CHUNK_NODES:
+                out.append(np.array(cur))
+                cur = []
+        return out + ([np.array(cur)] if cur else [])
+
+    def _cube(self, nodes, lo: int = 0) -> Cube:
+        st = self.st
+        return Cube([st.nodes[i] for i in nodes], [st.sites[i] for i in nodes],
+                    st.start + np.arange(lo, st.steps) * st.step, METRIC_LIST, st.values(nodes, lo))
+
     def _outputs_from_cells(self) -> None:
         """The quality flags and the indices of a loaded state (not saved: they follow from its cells)."""
         st = self.st
-        nodes = np.flatnonzero(st.owned)
-        st.flags = np.zeros(st.sums.shape, np.uint16)
-        st.derived = {}
-        if not len(nodes):
-            return
-        cube = Cube([st.nodes[i] for i in nodes], [st.sites[i] for i in nodes],
-                    st.start + np.arange(st.steps) * st.step, METRIC_LIST, st.values(nodes))
-        st.flags[nodes] = quality.check(cube.values, cube.metrics, cube.sites)
-        for k, v in derive(cube, st.step).items():
-            st.derived[k] = np.full((len(st.nodes), st.steps), np.nan)
-            st.derived[k][nodes] = v
+        for nodes in self._site_chunks(np.flatnonzero(st.owned)):
+            cube = self._cube(nodes)
+            st.flags[nodes] = quality.check(cube.values, cube.metrics, cube.sites)
+            for k, v in derive(cube, st.step).items():
+                st.derived_of(k)[nodes] = v
 
     def close(self) -> None:
         if self.st is not None:
@@ -241,72 +160,113 @@ class Incremental:
     def _where_owned(self) -> str:
         return "" if set(self.sites) == set(self.fleet.sites) else f'"site" =~ {regex_of(self.sites)}'
 
+    def _where_city(self) -> str:
+        return f'"site" !~ {regex_of(self.sites)}'
+
     def _merge(self, cells, changed: dict, pm_only: bool = False) -> None:
-        """Cells into the state; changed[node index] = the earliest window step whose cell changed."""
+        """Cells into the state; changed[node index] = the earliest window step whose cell changed. `pm_only`:
+        the city's particulate sensors of other sites (held from the first time one has a value)."""
         st = self.st
+        cells = [c for c in cells if c.node in self.fleet.nodes]  # a node no longer in the fleet file: not read
+        if not cells:
+            return
+        names = PM if pm_only else METRIC_LIST
+        seen = np.any([c.counts.any(axis=0) for c in cells], axis=0)
+        st.hold_metrics([m for m, s in zip(names, seen, strict=True) if s])
         row = self._row()
-        cols = [METRIC_LIST.index(m) for m in PM] if pm_only else slice(None)
+        if pm_only:
+            new = sorted({c.node for c in cells if c.node not in row and c.counts.any()})
+            if new:
+                st.hold_nodes(new, [self.fleet.nodes[n].site for n in new])
+                row = self._row()
+        src = [k for k, m in enumerate(names) if m in st.metrics]
+        cols = np.array([st.metrics.index(names[k]) for k in src], dtype=np.int64)
         for c in cells:
             i = row.get(c.node)
             if i is None:
-                continue  # a node no longer in the fleet file
+                continue  # a city node without particulates
             t = (c.times - st.start) // st.step
             ok = (t >= 0) & (t < st.steps)
             if not ok.any():
                 continue
             t = t[ok]
-            sums, counts = np.nan_to_num(c.sums[ok]), c.counts[ok]
+            sums, counts = np.nan_to_num(c.sums[ok][:, src]), c.counts[ok][:, src].astype(np.int32)
             old_s, old_c = st.sums[i, t][:, cols], st.counts[i, t][:, cols]
             diff = (old_c != counts).any(axis=1) | (np.abs(old_s - sums) > 1e-9 * (1 + np.abs(sums))).any(axis=1)
             if not pm_only:
                 diff |= st.readings[i, t] != c.readings[ok]
-            else:
-                st.readings[i, t] = c.readings[ok]  # compared by the probe of `_read_recent` only
             if diff.any():
                 tt = t[diff]
-                if pm_only:
-                    st.sums[i, tt[:, None], np.array(cols)[None, :]] = sums[diff]
-                    st.counts[i, tt[:, None], np.array(cols)[None, :]] = counts[diff]
-                else:
-                    st.sums[i, tt], st.counts[i, tt] = sums[diff], counts[diff]
+                st.sums[i, tt[:, None], cols[None, :]] = sums[diff]  # a city node's: its particulates only
+                st.counts[i, tt[:, None], cols[None, :]] = counts[diff]
+                if not pm_only:
                     st.readings[i, tt] = c.readings[ok][diff]
                 changed[i] = min(changed.get(i, st.steps), int(tt.min()))
+                st.touch(i, int(tt.min()))
+            newest = int(st.start + t.max() * st.step)
+            st.watermark[c.node] = max(st.watermark.get(c.node, 0), newest)
             if not pm_only:
-                newest = int(st.start + t.max() * st.step)
-                st.watermark[c.node] = max(st.watermark.get(c.node, 0), newest)
                 st.contact[c.node] = max(st.contact.get(c.node, 0), int(c.times[ok].max()))
 
-    def _read(self, lo: int, hi: int, changed: dict, nodes=None) -> None:
-        where = self._where_owned() if nodes is None else f'"node" =~ {regex_of(nodes)}'
-        count = int(self.st.owned.sum()) if nodes is None else len(nodes)
-        self._merge(self.reader.cells(lo, hi, self.step, count, where), changed)
-        if where and nodes is None:  # the city's PM sensors, for the regional reference
-            others = f'"site" !~ {regex_of(self.sites)}'
-            self._merge(self.pm_reader.cells(lo, hi, self.step, len(self.st.nodes) - count, others), changed,
+    def _read(self, lo: int, hi: int, changed: dict, nodes=None, city=None) -> None:
+        """[lo, hi) of the owned nodes and the city's particulates (`nodes`, `city`: only those)."""
+        if nodes is None and city is None:
+            where = self._where_owned()
+            self._merge(self.reader.cells(lo, hi, self.step, self.st.n_own, where), changed)
+            if where:  # the city's PM sensors, for the regional reference: sized by those that answered so far
+                city = len(self.st.nodes) - self.st.n_own or len(self.fleet.nodes) - self.st.n_own
+                self._merge(self.pm_reader.cells(lo, hi, self.step, max(1, city), self._where_city()), changed,
+                            pm_only=True)
+            return
+        if nodes:
+            self._merge(self.reader.cells(lo, hi, self.step, len(nodes), f'"node" =~ {regex_of(nodes)}'), changed)
+        if city:
+            self._merge(self.pm_reader.cells(lo, hi, self.step, len(city), f'"node" =~ {regex_of(city)}'), changed,
                         pm_only=True)
+
+    def _pm_held(self, i: int, lo: int, hi: int | None = None) -> np.ndarray:
+        """A node's count of each particulate metric held over window steps [lo, hi)."""
+        st = self.st
+        out = np.zeros(len(PM))
+        for k, m in enumerate(PM):
+            if m in st.metrics:
+                out[k] = st.counts[i, lo:hi, st.metrics.index(m)].sum()
+        return out
 
     def _read_recent(self, lo: int, hi: int, changed: dict) -> None:
         """The last `analyze_reread_s`: the count of readings per node (one integer field, far cheaper to scan
-        than every metric) against the cells', then the cells of the nodes whose count differs."""
+        than every metric) against the cells', then the cells of the nodes whose count differs. For the city's
+        particulate sensors of other sites, the counts of the particulate fields (the only ones scanned)."""
         st = self.st
         row = self._row()
-        held = st.readings[:, (lo - st.start) // st.step:].sum(axis=1)
+        k0 = (lo - st.start) // st.step
+        held = st.readings[:, k0:].sum(axis=1)
+        window = f"time >= {int(lo)}s AND time < {int(hi)}s"
         owned = self._where_owned()
-        parts = [(owned, False)] + ([(f'"site" !~ {regex_of(self.sites)}', True)] if owned else [])
-        for where, pm_only in parts:  # the owned nodes; the city's PM sensors, for the regional reference
-            cond = f" AND {where}" if where else ""
-            q = f'SELECT count("seq") FROM reading WHERE time >= {int(lo)}s AND time < {int(hi)}s{cond} GROUP BY node'
+        q = f'SELECT count("seq") FROM reading WHERE {window}{f" AND {owned}" if owned else ""} GROUP BY node'
+        stale = []
+        for series in self.influx.query_stream(q, epoch="s"):
+            node = series.get("tags", {}).get("node")
+            i = row.get(node)
+            if i is not None and i < st.n_own and series["values"][0][1] != held[i]:
+                stale.append(node)
+        self.stats["probed"] = self.stats.get("probed", 0) + 1
+        if stale:
+            self._merge(self.reader.cells(lo, hi, st.step, len(stale), f'"node" =~ {regex_of(stale)}'), changed)
+        if owned:
+            counts = ", ".join(f'count("{m}") AS "c{k}"' for k, m in enumerate(PM))
+            q = f"SELECT {counts} FROM reading WHERE {window} AND {self._where_city()} GROUP BY node"
             stale = []
             for series in self.influx.query_stream(q, epoch="s"):
                 node = series.get("tags", {}).get("node")
+                got = np.array([v or 0 for v in series["values"][0][1:]], dtype=float)
                 i = row.get(node)
-                if i is not None and series["values"][0][1] != held[i]:
+                if (i is None and got.any() and node in self.fleet.nodes) or \
+                        (i is not None and (got != self._pm_held(i, k0)).any()):
                     stale.append(node)
-            self.stats["probed"] = self.stats.get("probed", 0) + 1
             if stale:
-                reader = self.pm_reader if pm_only else self.reader
-                self._merge(reader.cells(lo, hi, st.step, len(stale), f'"node" =~ {regex_of(stale)}'), changed,
-                            pm_only=pm_only)
+                self._merge(self.pm_reader.cells(lo, hi, st.step, len(stale), f'"node" =~ {regex_of(stale)}'),
+                            changed, pm_only=True)
 
     def _statuses(self, lo: int, hi: int) -> None:
         window = f"time >= {int(lo)}s AND time <= {int(hi)}s"
@@ -326,70 +286,54 @@ class Incremental:
     # --- the state's window --------------------------------------------------------------------------------
 
     def _new_state(self, end: int) -> State:
-        nodes = sorted(self.fleet.nodes)
+        nodes = sorted(n for n, node in self.fleet.nodes.items() if node.site in self.sites)
         sites = [self.fleet.nodes[n].site for n in nodes]
         start = window_start(end, self.s.analyze_days)
-        steps = (end - 1 - start) // self.step + 1
-        shape = (len(nodes), steps, len(METRIC_LIST))
+        cap = int((self.s.analyze_days + 1) * 86400) // self.step + 2  # the longest window: days and a WIB day
         h_start = window_start(end, FWI_DAYS)
-        hours = (end - 1 - h_start) // 3600 + 1
-        return State(self.key, start, start, self.step, nodes, sites, np.isin(sites, self.sites),
-                     np.zeros(shape), np.zeros(shape, dtype=np.float32), np.zeros(shape[:2], dtype=np.float32),
-                     h_start, np.zeros((len(nodes), hours, 3)), np.zeros((len(nodes), hours, 3), np.float32))
+        st = State(self.key, start, start, self.step, cap, (FWI_DAYS + 1) * 24 + 2, nodes, sites, len(nodes),
+                   h_start=h_start)
+        st.slide(start, end)
+        st.slide_hours(h_start, end)
+        return st
 
     def _slide(self, end: int) -> None:
         """Grow the window to `end`; at a new WIB midnight its start moves on by whole days."""
         st = self.st
         start = max(st.start, window_start(end, self.s.analyze_days))
         drop = (start - st.start) // st.step
-        grow = max(0, (end - 1 - start) // st.step + 1 - (st.steps - drop))
-
-        def move(a, fill):
-            pad = list(a.shape)
-            pad[1] = grow
-            return np.concatenate([a[:, drop:], np.full(pad, fill, dtype=a.dtype)], axis=1)
-
-        self._moved = (drop, grow)
         if drop:
             st.pending = {i: max(0, v - drop) for i, v in st.pending.items()}
-        if drop:  # the tide is fitted on up to TIDE_DAYS: keep the tidal metric's values past the window
+            # the tide is fitted on up to TIDE_DAYS: keep the tidal metric's values past the window
             keep = anomaly.TIDE_DAYS * 86400 // st.step
-            tidal = st.values(None, 0, anomaly.TIDAL, hi=drop)
+            tidal = st.values(np.arange(st.n_own), 0, anomaly.TIDAL, hi=drop)
             old = st.tide_x if st.tide_x is not None else np.zeros(tidal.shape[:1] + (0,) + tidal.shape[2:])
             st.tide_x = np.concatenate([old, tidal], axis=1)[:, -keep:]
-        if drop or grow:
-            st.sums, st.counts, st.readings = move(st.sums, 0), move(st.counts, 0), move(st.readings, 0)
-            if st.flags is not None:
-                st.flags = move(st.flags, 0)
-                st.derived = {k: move(v, np.nan) for k, v in st.derived.items()}
-                sc = st.scores
-                st.scores = anomaly.Scores(move(sc.score, np.nan), move(sc.baseline, np.nan), move(sc.kind, 0),
-                                           sc.referenced, move(sc.z, np.nan))
-            st.start = start
-        h_start = max(st.h_start, window_start(end, FWI_DAYS))
-        h_drop = (h_start - st.h_start) // 3600
-        h_grow = max(0, (end - 1 - h_start) // 3600 + 1 - (st.h_sums.shape[1] - h_drop))
-        if h_drop or h_grow:
-            drop, grow = h_drop, h_grow
-            st.h_sums, st.h_counts = move(st.h_sums, 0), move(st.h_counts, 0)
-            st.h_start = h_start
+            st.dirty_tide = True
+        self._moved = st.slide(start, end)
+        st.slide_hours(max(st.h_start, window_start(end, FWI_DAYS)), end)
 
     def _hourly_from_cells(self, changed: dict) -> None:
         """The fire codes' hourly cells from the window's cells, for the hours whose cells changed."""
         st = self.st
         per_hour = 3600 // st.step
-        cols = [METRIC_LIST.index(m) for m in FIRE_METRICS]
+        cols = [st.metrics.index(m) if m in st.metrics else -1 for m in FIRE_METRICS]
         off = (st.start - st.h_start) // 3600  # the window's first hour in the hourly cells
+        n_h = (st.steps + per_hour - 1) // per_hour
         for i, first in changed.items():
+            if i >= st.n_own:
+                continue  # a city node: no fire codes here
             h0 = first // per_hour
-            n_h = (st.steps + per_hour - 1) // per_hour
             s = np.zeros((n_h * per_hour, 3))
-            c = np.zeros((n_h * per_hour, 3), np.float32)
-            s[:st.steps], c[:st.steps] = st.sums[i][:, cols], st.counts[i][:, cols]
+            c = np.zeros((n_h * per_hour, 3), np.int32)
+            for k, col in enumerate(cols):
+                if col >= 0:
+                    s[:st.steps, k], c[:st.steps, k] = st.sums[i, :, col], st.counts[i, :, col]
             hs = s.reshape(n_h, per_hour, 3).sum(axis=1)
             hc = c.reshape(n_h, per_hour, 3).sum(axis=1)
-            lo, hi = off + h0, min(st.h_sums.shape[1], off + n_h)
+            lo, hi = off + h0, min(st.h_steps, off + n_h)
             st.h_sums[i, lo:hi], st.h_counts[i, lo:hi] = hs[h0:h0 + hi - lo], hc[h0:h0 + hi - lo]
+            st.touch_hours(i, lo)
 
     # --- a run -----------------------------------------------------------------------------------------------
 
@@ -406,14 +350,16 @@ class Incremental:
         if cold:
             self._cold_read(now, changed)
         else:
-            lo = max(self.st.start, (now - self.s.analyze_reread_s) // step * step)
+            st = self.st
+            lo = max(st.start, (now - self.s.analyze_reread_s) // step * step)
             self._read_recent(lo, now, changed)
-            silent = [n for n, i in zip(self.st.nodes, self.st.owned, strict=True)
-                      if i and self.st.watermark.get(n, self.st.start) < lo]
+            silent = [n for k, n in enumerate(st.nodes) if st.watermark.get(n, st.start) < lo]
             if silent:
-                since = max(self.st.start, min(self.st.watermark.get(n, self.st.start) for n in silent))
-                self._read(since, lo, changed, nodes=silent)
-            if now - self.st.audited >= self.s.analyze_audit_s:
+                since = max(st.start, min(st.watermark.get(n, st.start) for n in silent))
+                row = self._row()
+                self._read(since, lo, changed, nodes=[n for n in silent if row[n] < st.n_own],
+                           city=[n for n in silent if row[n] >= st.n_own])
+            if now - st.audited >= self.s.analyze_audit_s:
                 self._audit(now, changed)
             self._statuses(now - self.s.analyze_reread_s, now)
         self._hourly_from_cells(changed)
@@ -432,7 +378,7 @@ class Incremental:
         out = {"lines": len(lines), "changed_nodes": n_changed, "cpu_s": time.process_time() - began,
                "cold": cold, **self.stats}
         log.info("analyzed %d nodes x %d steps incrementally: %d with new readings, %d points written (%.2f s CPU)",
-                 int(self.st.owned.sum()), self.st.steps, n_changed, len(lines), out["cpu_s"])
+                 self.st.n_own, self.st.steps, n_changed, len(lines), out["cpu_s"])
         return out
 
     def _cold_read(self, now: int, changed: dict) -> None:
@@ -446,39 +392,49 @@ class Incremental:
         hourly = Reader(self.influx, FIRE_METRICS)
         where = self._where_owned()
         row = self._row()
-        for c in hourly.cells(st.h_start, st.start, 3600, int(st.owned.sum()), where):
+        for c in hourly.cells(st.h_start, st.start, 3600, st.n_own, where):
             i = row.get(c.node)
-            if i is not None:
+            if i is not None and i < st.n_own:
                 h = (c.times - st.h_start) // 3600
                 st.h_sums[i, h], st.h_counts[i, h] = np.nan_to_num(c.sums), c.counts
         self._statuses(now - 30 * 86400, now)
         st.audited = now
 
     def _audit(self, now: int, changed: dict) -> None:
-        """Readings that arrived behind a watermark: the count per node and day (one integer field) against the
-        cells'; a node's day whose count differs is read again (the merge finds the steps that changed)."""
+        """Readings that arrived behind a watermark: the count per node and day (one integer field; for the city's
+        particulate sensors, the particulate fields) against the cells'; a node's day whose count differs is read
+        again (the merge finds the steps that changed)."""
         st = self.st
-        where = self._where_owned()
-        cond = f" AND {where}" if where else ""
         row = self._row()
-        held = np.concatenate([np.zeros((len(st.nodes), 1)), np.cumsum(st.readings, axis=1, dtype=float)], axis=1)
+        pm_cols = [st.metrics.index(m) for m in PM if m in st.metrics]
+        owned = self._where_owned()
+        parts = [(False, owned, 'count("seq")', st.readings, st.n_own)]
+        if owned:  # the city's particulate sensors
+            parts.append((True, self._where_city(), ", ".join(f'count("{m}") AS "c{k}"' for k, m in enumerate(PM)),
+                          st.counts[:, :, pm_cols].sum(axis=2), max(1, len(st.nodes) - st.n_own)))
         stale: list = []
-        span = max(1, 20_000 // max(1, int(st.owned.sum()))) * 86400
-        for lo in range(st.start, now, span):
-            hi = min(now, lo + span)
-            q = (f'SELECT count("seq") FROM reading WHERE time >= {lo}s AND time < {hi}s{cond} '
-                 "GROUP BY time(86400s), node fill(none)")
-            for series in self.influx.query_stream(q, epoch="s"):
-                i = row.get(series.get("tags", {}).get("node"))
-                if i is None:
-                    continue
-                for day, count in series["values"]:
-                    a, b = max(lo, int(day)), min(hi, int(day) + 86400)  # the day's part inside the query
-                    ta, tb = (a - st.start) // st.step, min(st.steps, -(-(b - st.start) // st.step))
-                    if held[i, tb] - held[i, ta] != count:
-                        stale.append((i, a, b))
-        for i, a, b in stale:
-            self._read(a - (a - st.start) % st.step, b, changed, nodes=[st.nodes[i]])
+        for city, where, what, per_step, count in parts:
+            cum = np.concatenate([np.zeros((len(st.nodes), 1)), np.cumsum(per_step, axis=1, dtype=float)], axis=1)
+            cond = f" AND {where}" if where else ""
+            span = max(1, 20_000 // max(1, count)) * 86400
+            for lo in range(st.start, now, span):
+                hi = min(now, lo + span)
+                q = (f"SELECT {what} FROM reading WHERE time >= {lo}s AND time < {hi}s{cond} "
+                     "GROUP BY time(86400s), node fill(none)")
+                for series in self.influx.query_stream(q, epoch="s"):
+                    node = series.get("tags", {}).get("node")
+                    i = row.get(node)
+                    if node not in self.fleet.nodes or (i is not None and (i >= st.n_own) != city):
+                        continue
+                    for day, *counts in series["values"]:
+                        a, b = max(lo, int(day)), min(hi, int(day) + 86400)  # the day's part inside the query
+                        ta, tb = (a - st.start) // st.step, min(st.steps, -(-(b - st.start) // st.step))
+                        n = sum(v or 0 for v in counts)
+                        if (cum[i, tb] - cum[i, ta] if i is not None else 0) != n:
+                            stale.append((node, city, a, b))
+        for node, city, a, b in stale:
+            lo = a - (a - st.start) % st.step
+            self._read(lo, b, changed, nodes=[] if city else [node], city=[node] if city else [])
         st.audited = now
 
     def _bar(self, what: str, k: int, n: int) -> None:
@@ -494,31 +450,24 @@ class Incremental:
 
     def _compute(self, changed: dict, now: int, cold: bool) -> list:
         st = self.st
-        if st.flags is None:
-            st.flags = np.zeros(st.sums.shape, np.uint16)
-        if st.scores is None:
-            shape = st.sums.shape[:2] + (len(ANOMALY_METRICS),)
-            st.scores = anomaly.Scores(np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape, np.int8),
-                                       np.zeros((len(st.nodes), len(ANOMALY_METRICS)), bool), np.full(shape, np.nan))
         lines: list = []
         sites = np.asarray(st.sites)
         drop, grow = getattr(self, "_moved", (0, 0))
         self._moved = (0, 0)
         # a site whose cells changed is recomputed over the window; at a WIB midnight, as the window moves on, all
         dirty_sites = sorted(self.sites if drop else {st.sites[i] for i in changed if st.owned[i]})
-        nodes = np.flatnonzero(np.isin(sites, dirty_sites))
-        times = st.start + np.arange(st.steps) * st.step
-        if len(nodes):
-            cube = Cube([st.nodes[i] for i in nodes], [st.sites[i] for i in nodes], times, METRIC_LIST,
-                        st.values(nodes))
-            lines += self._quality(cube, nodes)
-            lines += self._indices(cube, nodes)
-        clean = np.flatnonzero(st.owned & ~np.isin(sites, dirty_sites))
+        dirty = np.isin(sites, dirty_sites) & st.owned
+        nodes = np.flatnonzero(dirty)
+        for part in self._site_chunks(nodes):  # a few hundred nodes at a time: the cube of all is big
+            cube = self._cube(part)
+            lines += self._quality(cube, part)
+            lines += self._indices(cube, part)
+            lines += self._fire(part)
+        clean = np.flatnonzero(st.owned & ~dirty)
         if grow and len(clean):  # new steps without a reading yet: the rolling means go on (the ISPU's day)
             lo = max(0, st.steps - grow - max(1, 86400 // st.step))
-            cube = Cube([st.nodes[i] for i in clean], [st.sites[i] for i in clean], times[lo:], METRIC_LIST,
-                        st.values(clean, lo))
-            lines += self._indices(cube, clean, lo, st.steps - grow - lo)
+            for part in self._site_chunks(clean):
+                lines += self._indices(self._cube(part, lo), part, lo, st.steps - grow - lo)
         scored = self._detector(changed, cold)
         end = st.start + st.steps * st.step
         if st.events_end and end != st.events_end:  # the window grew or moved on: open events run to its end
@@ -526,14 +475,12 @@ class Incremental:
             scored |= {row[e.node] for e in st.events.values() if e.end >= st.events_end or e.start < st.start}
         st.events_end = end
         lines += self._events(scored)
-        if len(nodes):
-            lines += self._fire(nodes)
         return lines
 
     def _row(self) -> dict:
-        if getattr(self, "_rows_of", (None,))[0] is not self.st:
-            self._rows_of = (self.st, {n: i for i, n in enumerate(self.st.nodes)})
-        return self._rows_of[1]
+        if getattr(self, "_rows_of", (None, 0))[:2] != (self.st, len(self.st.nodes)):  # city nodes are added
+            self._rows_of = (self.st, len(self.st.nodes), {n: i for i, n in enumerate(self.st.nodes)})
+        return self._rows_of[2]
 
     def _quality(self, cube, nodes) -> list:
         st = self.st
@@ -553,10 +500,7 @@ class Incremental:
         changed = {}
         for k in names:
             new = derived[k]
-            old = st.derived.get(k)
-            if old is None:
-                old = np.full((len(st.nodes), st.steps), np.nan)
-                st.derived[k] = old
+            old = st.derived_of(k)
             prev = old[nodes, lo + keep:]
             changed[k] = ~np.isnan(new) & ~((np.abs(new - prev) <= 1e-12 * np.abs(new)) & ~np.isnan(prev))
             old[nodes, lo + keep:] = new
@@ -593,10 +537,10 @@ class Incremental:
         sites = np.asarray(st.sites)
         scored: set = set()
         warned = False
-        for j, m in enumerate(ANOMALY_METRICS):
+        for j, m in enumerate(st.a_metrics):
             rows = st.rows.setdefault(m, [])
             known = set(rows)
-            k_m = METRIC_LIST.index(m)
+            k_m = st.metrics.index(m)
             firsts = {}  # node index -> the window step from which its series' inputs changed
             for i in np.flatnonzero(st.owned):
                 t = site_first.get(st.sites[i])
@@ -659,9 +603,12 @@ class Incremental:
                     except (KeyError, ValueError) as err:
                         log.warning("%s: %s; recomputed from the oldest context kept", m, err)
                         continue
-                g_nodes = np.array([rows[r] for r in group])
-                scored.update(int(i) for i in g_nodes)
-                self._advance(store, group, g_nodes, j, m, start - offset, offset, every, rewind, times, sites, cold)
+                for lo in range(0, len(group), DETECTOR_ROWS):  # a bounded batch of series at a time
+                    part = group[lo:lo + DETECTOR_ROWS]
+                    g_nodes = np.array([rows[r] for r in part])
+                    scored.update(int(i) for i in g_nodes)
+                    self._advance(store, part, g_nodes, j, m, start - offset, offset, every, rewind, times, sites,
+                                  cold)
             store.forget(end - rewind)
         return scored
 
@@ -718,26 +665,31 @@ class Incremental:
         k0 = a - lo
         sc, base, kind, z = anomaly.detector_outputs(m, xr[:, k0:], None if ref is None else ref[:, k0:], res)
         at = (g_nodes[:, None], np.arange(a, st.steps)[None, :], j)
-        st.scores.score[at], st.scores.baseline[at], st.scores.kind[at], st.scores.z[at] = sc, base, kind, z
-        st.scores.referenced[g_nodes, j] = referenced[has]
+        scores = st.scores
+        scores.score[at], scores.baseline[at], scores.kind[at], scores.z[at] = sc, base, kind, z
+        scores.referenced[g_nodes, j] = referenced[has]
+        for i in g_nodes.tolist():
+            st.touch(i, a)
 
     def _events(self, scored: set) -> list:
         st = self.st
         if not scored:
             return []
         idx = np.array(sorted(scored))
-        x = st.in_range(idx, 0, ANOMALY_METRICS)
+        x = st.in_range(idx, 0, st.a_metrics)
         sc = st.scores
         sub = anomaly.Scores(sc.score[idx], sc.baseline[idx], sc.kind[idx], sc.referenced[idx], sc.z[idx])
         times = st.start + np.arange(st.steps) * st.step
         nodes = [st.nodes[i] for i in idx]
-        evs = anomaly.events(sub, x, times, nodes, ANOMALY_METRICS)
+        evs = anomaly.events(sub, x, times, nodes, st.a_metrics)
         mine = set(nodes)
         old = {k: e for k, e in st.events.items() if k[0] in mine}
         new = {(e.node, e.metric, e.start): e for e in evs}
         for k in old:
             st.events.pop(k)
         st.events.update(new)
+        row = self._row()
+        st.dirty_nodes.update(row[k[0]] for k in set(old) ^ set(new) | {k for k in new if old.get(k) != new[k]})
         site_of = dict(zip(st.nodes, st.sites, strict=True))
         return [lineproto.line("anomaly", {"site": site_of[e.node], "node": e.node, "metric": e.metric,
                                            "kind": e.kind, "severity": e.severity},
@@ -758,6 +710,7 @@ class Incremental:
         for site, node, t, vals in fire_values(hourly, fire):
             if st.fire.get((node, t)) != vals:
                 st.fire[(node, t)] = vals
+                st.dirty_nodes.add(self._row()[node])
                 out.append(lineproto.line("index", {"site": site, "node": node}, vals, t * 1000))
         return out
 

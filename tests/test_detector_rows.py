@@ -16,10 +16,11 @@ STEP = 600
 TOL = dict(rtol=1e-9, atol=1e-9)  # the running sums start from the carried ones: rounding only
 
 
-def run_rows(x, why, ref, floor, plan, params=anomaly.PRODUCT):
+def run_rows(x, why, ref, floor, plan, params=anomaly.PRODUCT, save=None):
     """Scores of x's rows from a Rows store driven by `plan`: ("go", rows, k) takes those of the rows at the
     smallest column on by k columns (a checkpoint at each start), ("back", rows, j) takes them back to
-    their j-th newest checkpoint in common, ("save",) saves and loads the store. Then every row to the end."""
+    their j-th newest checkpoint in common, ("save",) saves and loads the store (`save(store)` gives the
+    loaded one; default the whole state's bytes). Then every row to the end."""
     rows_n, n = x.shape
     store = detector.Rows(STEP, params, rewind=n)
     store.add(rows_n, floor, 0)
@@ -54,6 +55,8 @@ def run_rows(x, why, ref, floor, plan, params=anomaly.PRODUCT):
                 store.back_to(sel, c)
                 for r in sel:
                     marked[r] = {m for m in marked[r] if m <= c}
+        elif save is not None:
+            store = save(store)
         else:
             store = detector.Rows.from_bytes(store.to_bytes(), params)
     while (store.n < n).any():
@@ -62,7 +65,7 @@ def run_rows(x, why, ref, floor, plan, params=anomaly.PRODUCT):
     return got
 
 
-def check(plan, seed, n=620, rows=6):
+def check(plan, seed, n=620, rows=6, save=None):
     _, x = fleet(rows, n, STEP, seed=seed)
     rng = np.random.default_rng(seed)
     x[rng.random(x.shape) < 0.05] = np.nan
@@ -71,7 +74,7 @@ def check(plan, seed, n=620, rows=6):
     ref = np.where(rng.random(x.shape) < 0.01, np.nan, rng.normal(0, 0.1, x.shape))
     whole = detector.score_rows(np.arange(n) * STEP, x, anomaly.PRODUCT, floor=floor, explained=why, reference=ref,
                                 step_s=STEP)
-    got = run_rows(x, why, ref, floor, plan)
+    got = run_rows(x, why, ref, floor, plan, save=save)
     for name in ("score", "views", "baseline", "surprise"):
         np.testing.assert_allclose(got[name], getattr(whole, name), equal_nan=True, err_msg=name, **TOL)
     np.testing.assert_array_equal(got["kind"], whole.kind)

@@ -84,70 +84,101 @@ def fleet_platform(platform_factory):
 
 
 def test_incremental_runs_equal_the_batch_with_late_arrivals(fleet_platform):
+    """The whole fleet in one process, and in two partitions by site (each holds its own nodes and the other's
+    particulate sensors, its regional reference), each restarted part-way from its incremental snapshot."""
     p = fleet_platform
     data = readings()
     cold_at = T0 + 3 * 86400 + 17 * 60
     outage = ("inc-f3", cold_at + 2 * 3600, cold_at + 12 * 3600)
     hole = ("inc-a2", cold_at + 20 * 3600, cold_at + 30 * 3600)  # a particulate sensor: the city's reference
-    runs = [cold_at + k * 1200 for k in range(0, 36 * 3 + 1)]
+    runs = [cold_at + k * 1200 for k in range(36 * 3 + 1)]
     settings = p.settings.with_(analyze_audit_s=3600, analyze_snapshot_s=3 * 3600, analyze_days=3.0)
     fleet = load_fleet(p.fleet_path)
+    parts = {"all": settings, "smp29": settings.with_(analyze_sites="smp29"),
+             "bansir-laut": settings.with_(analyze_sites="bansir-laut")}
     written = set()
-    engine = None
+    engines: dict = {}
     lines_per_run = []
+    saves = {}
     for k, now in enumerate(runs):
         batch = [(n, t, i, f) for n, t, i, f in data if (n, t) not in written and sent_by(n, t, now, outage, hole)]
         if batch:
             p.influx.write(("\n".join(line(n, t, i, f) for n, t, i, f in batch) + "\n").encode())
             written.update((n, t) for n, t, _, _ in batch)
-        if engine is None or k == 40:  # a restart part-way resumes from the saved state
-            if engine is not None:
-                engine.close()
-            engine = incremental.Incremental(settings, fleet, p.influx, progress=False)
-        lines_per_run.append(engine.run(now)["lines"])
-    engine.close()
+        for name, s in parts.items():
+            if name not in engines or k == 40:  # a restart part-way resumes from the saved state
+                if name in engines:
+                    saves[name] = engines[name].store.last  # the last snapshot before it: of what changed only
+                    engines[name].close()
+                engines[name] = incremental.Incremental(s, fleet, p.influx, progress=False)
+                assert (k == 0) == (engines[name].st is None)
+            got = engines[name].run(now)
+            if name == "all":
+                lines_per_run.append(got["lines"])
+                if k == 0:
+                    saves["cold"] = engines[name].store.last
+    for e in engines.values():
+        e.close()
     # only what changed: a few points a run (more when the window moves on at a WIB midnight)
     assert lines_per_run[0] > 1000 and np.median(lines_per_run[1:]) < lines_per_run[0] / 50
+    assert saves["cold"]["whole"] and not saves["all"]["whole"]
+    assert saves["all"]["bytes"] < saves["cold"]["bytes"] / 3, saves
     end = runs[-1]
-    st = engine.st
+    st = engines["all"].st
     assert st.origin == incremental.window_start(cold_at, 3.0) < st.start  # the window moved on a day
 
     # the batch over the same data
     cube = load_cube(p.influx, fleet, st.start, end, STEP)
-    assert len(cube.times) == st.steps and cube.nodes == st.nodes
-    np.testing.assert_allclose(st.values(), cube.values, rtol=1e-12, equal_nan=True)
-    flags = quality.check(cube.values, cube.metrics, cube.sites)
-    np.testing.assert_array_equal(st.flags, flags)
-    for name, v in derive(cube, STEP).items():
-        np.testing.assert_allclose(st.derived[name], v, rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=name)
     whole = load_cube(p.influx, fleet, st.origin, end, STEP)
     cols = [whole.metrics.index(m) for m in ANOMALY_METRICS]
     wflags = quality.check(whole.values, whole.metrics, whole.sites)
     x = np.where(wflags[:, :, cols] & quality.RANGE, np.nan, whole.values[:, :, cols])
-    rain = whole.metric("rain_mm")
-    scores = anomaly.score_cube(x, whole.times, ANOMALY_METRICS, STEP, whole.sites, rain)
+    scores = anomaly.score_cube(x, whole.times, ANOMALY_METRICS, STEP, whole.sites, whole.metric("rain_mm"))
     w = slice((st.start - st.origin) // STEP, None)
-    np.testing.assert_allclose(st.scores.score, scores.score[:, w], rtol=1e-7, atol=1e-7, equal_nan=True)
-    np.testing.assert_allclose(st.scores.z, scores.z[:, w], rtol=1e-7, atol=1e-7, equal_nan=True)
+    flags = quality.check(cube.values, cube.metrics, cube.sites)
+    derived = derive(cube, STEP)
     window_scores = anomaly.Scores(scores.score[:, w], scores.baseline[:, w], scores.kind[:, w], scores.referenced,
                                    scores.z[:, w])
     events = anomaly.events(window_scores, x[:, w], cube.times, cube.nodes, ANOMALY_METRICS)
-    assert events and sorted(st.events.values(), key=repr) == sorted(events, key=repr)
-    assert any(e.node == "inc-f2" and e.metric == "air_temp_c" for e in events)
+    assert events and any(e.node == "inc-f2" and e.metric == "air_temp_c" for e in events)
     hourly = load_cube(p.influx, fleet, incremental.window_start(end, FWI_DAYS), end, 3600,
                        ("air_temp_c", "air_rh_pct", "rain_mm"))
     fire = fire_days(hourly, {k: v.lat for k, v in fleet.sites.items()}, settings.fire_wind_kmh)
-    for d, t in enumerate(fire.times):
-        for i, node in enumerate(hourly.nodes):
-            if not np.isnan(fire.codes.fwi[d, i]):
-                assert st.fire[(node, int(t))]["fwi"] == pytest.approx(float(fire.codes.fwi[d, i]), rel=1e-9)
+    for name, engine in engines.items():
+        st = engine.st
+        own = st.nodes[:st.n_own]
+        rows = [cube.nodes.index(n) for n in own]
+        assert own == sorted(n for n in fleet.nodes if name in ("all", fleet.nodes[n].site)), name
+        assert len(cube.times) == st.steps and st.start == engines["all"].st.start
+        np.testing.assert_allclose(st.values(np.arange(st.n_own)), cube.values[rows], rtol=1e-12, equal_nan=True)
+        np.testing.assert_array_equal(st.flags, flags[rows])
+        for k in derived:
+            np.testing.assert_allclose(st.derived[k], derived[k][rows], rtol=1e-9, atol=1e-9, equal_nan=True,
+                                       err_msg=f"{name} {k}")
+        held = [ANOMALY_METRICS.index(m) for m in st.a_metrics]
+        assert set(ANOMALY_METRICS) - set(st.a_metrics) >= {"co2_ppm", "soil_temp_c"}  # metrics no node has
+        assert np.isnan(scores.score[rows][:, :, [j for j in range(len(ANOMALY_METRICS)) if j not in held]]).all()
+        for field in ("score", "z"):
+            np.testing.assert_allclose(getattr(st.scores, field), getattr(scores, field)[rows][:, w][:, :, held],
+                                       rtol=1e-7, atol=1e-7, equal_nan=True, err_msg=f"{name} {field}")
+        mine = sorted((e for e in events if e.node in own), key=repr)
+        assert sorted(st.events.values(), key=repr) == mine, name
+        for d, t in enumerate(fire.times):
+            for i, node in enumerate(hourly.nodes):
+                if node in own and not np.isnan(fire.codes.fwi[d, i]):
+                    assert st.fire[(node, int(t))]["fwi"] == pytest.approx(float(fire.codes.fwi[d, i]), rel=1e-9)
+        assert engine.stats["read_failures"] == 0
+        if name != "all":  # the other partition's particulate sensors, their particulates only
+            city = st.nodes[st.n_own:]
+            assert city == sorted(n for n in fleet.nodes if fleet.nodes[n].site != name and NODES[n][1] == "air")
+            others = [k for k, m in enumerate(st.metrics) if m not in quality.PM_METRICS]
+            assert not st.counts[st.n_own:][:, :, others].any()
 
     # what InfluxDB holds is what the runs wrote
     stored = p.influx.rows('SELECT count("flag") FROM qc WHERE "check" = \'spike\' GROUP BY node')
     assert {r["node"]: r["count"] for r in stored} == {
-        n: int(np.count_nonzero(flags[i] & quality.SPIKE)) for i, n in enumerate(st.nodes)
+        n: int(np.count_nonzero(flags[i] & quality.SPIKE)) for i, n in enumerate(cube.nodes)
         if np.count_nonzero(flags[i] & quality.SPIKE)}
-    assert engine.stats["read_failures"] == 0
 
 
 def test_partition_by_site_names_and_hash(fleet_platform):
