@@ -141,12 +141,25 @@ class Incremental:
         return Cube([st.nodes[i] for i in nodes], [st.sites[i] for i in nodes],
                     st.start + np.arange(lo, st.steps) * st.step, METRIC_LIST, st.values(nodes, lo))
 
+    def _fan_reference(self):
+        """The city's particulate reference of the FAN check (quality.pm_reference) over every PM sensor held,
+        the owned ones and the city's, as the batch computes it over the whole fleet: the checks of a few
+        sites would otherwise judge a fan against too few sensors. None when no particulate is held."""
+        st = self.st
+        pm = tuple(m for m in METRIC_LIST if m in quality.PM_METRICS)
+        cols = [st.metrics.index(m) for m in pm if m in st.metrics]
+        if not cols:
+            return None
+        sensors = np.flatnonzero(st.counts[:, :, cols].any(axis=(1, 2)))
+        return quality.pm_reference(st.in_range(sensors, 0, pm))
+
     def _outputs_from_cells(self) -> None:
         """The quality flags and the indices of a loaded state (not saved: they follow from its cells)."""
         st = self.st
+        self._pm_ref = self._fan_reference()
         for nodes in self._site_chunks(np.flatnonzero(st.owned)):
             cube = self._cube(nodes)
-            st.flags[nodes] = quality.check(cube.values, cube.metrics, cube.sites)
+            st.flags[nodes] = quality.check(cube.values, cube.metrics, cube.sites, pm_reference=self._pm_ref)
             for k, v in derive(cube, st.step).items():
                 st.derived_of(k)[nodes] = v
 
@@ -458,6 +471,13 @@ class Incremental:
         dirty_sites = sorted(self.sites if drop else {st.sites[i] for i in changed if st.owned[i]})
         dirty = np.isin(sites, dirty_sites) & st.owned
         nodes = np.flatnonzero(dirty)
+        # the FAN check's city reference, new when a particulate sensor's cells changed (a site's fan flags
+        # follow it when the site is next recomputed: its nodes send hourly)
+        pm_cols = [st.metrics.index(m) for m in quality.PM_METRICS if m in st.metrics]
+        pm_changed = bool(pm_cols) and any(st.counts[i, :, pm_cols].any() for i in changed)
+        ref = getattr(self, "_pm_ref", None)
+        if pm_changed or drop or cold or ref is None or len(ref) != st.steps:  # new cells, or a step on
+            self._pm_ref = self._fan_reference()
         for part in self._site_chunks(nodes):  # a few hundred nodes at a time: the cube of all is big
             cube = self._cube(part)
             lines += self._quality(cube, part)
@@ -484,7 +504,7 @@ class Incremental:
 
     def _quality(self, cube, nodes) -> list:
         st = self.st
-        flags = quality.check(cube.values, cube.metrics, cube.sites)
+        flags = quality.check(cube.values, cube.metrics, cube.sites, pm_reference=getattr(self, "_pm_ref", None))
         old = st.flags[nodes]
         new_bits = flags & ~old
         st.flags[nodes] = flags

@@ -154,6 +154,22 @@ def test_a_dying_fan_is_found_and_a_one_time_fall_is_not():
     assert not (check(x[:3, :, None], ("pm25_ugm3",))[:, :, 0] & FAN).any()
 
 
+def test_a_few_sites_checked_against_the_city_reference_flag_as_the_whole_city_does():
+    """What the incremental service relies on: the checks of a few sites, given the city's PM reference
+    (quality.pm_reference over every sensor), flag the dying fan as the check over the whole city does; without
+    it, two sites' sensors are too few to judge by."""
+    from analytics.quality import pm_reference
+
+    x = pm_city(7, nodes=8, t=600)[:, :, None]
+    sites = [f"s{i // 2}" for i in range(8)]  # two PM sensors a site
+    whole = check(x, ("pm25_ugm3",), sites)
+    ref = pm_reference(x)
+    part = check(x[:2], ("pm25_ugm3",), sites[:2], pm_reference=ref)
+    np.testing.assert_array_equal(part, whole[:2])
+    assert (whole[0, 450:, 0] & FAN).all()
+    assert not (check(x[:2], ("pm25_ugm3",), sites[:2])[:, :, 0] & FAN).any()
+
+
 def test_saturated_humidity_is_left_out_of_the_site_median():
     """Three of a site's five nodes pinned at 100 % (water in their enclosures) for days: the median of the
     two others is the reference, so the wet ones drift and the dry ones do not."""
