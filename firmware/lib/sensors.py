@@ -1,7 +1,7 @@
 # This node's sensors, by profile: a callable that reads them all and returns {metric: value or None}
 # for every metric of its profile (`columns`, the same every wake: a batch is one column list, and a
-# failed chip is a null in its column, not a change of columns). Pins follow the profiles in hardware/
-# (ESP32 DevKitC, ADC1 pins only: ADC2 stops working with Wi-Fi). A chip that fails to start or to
+# failed chip is a null in its column, not a change of columns). Pins are the profiles' (the generated
+# block below; ADC1 pins only: ADC2 stops working with Wi-Fi). A chip that fails to start or to
 # answer reports None (null on the wire) and counts an error: never 0. Long waits (the PMS5003's fan,
 # DS18B20 conversions) use light sleep.
 import machine
