@@ -8,6 +8,7 @@ generated block of `firmware/lib/sensors.py` (`python -m hardware.profiles`; a t
 
 from __future__ import annotations
 
+import copy
 import functools
 import tomllib
 from pathlib import Path
@@ -18,7 +19,13 @@ DIR = Path(__file__).resolve().parents[1] / "hardware" / "profiles"
 
 
 def names() -> list:
-    return sorted(p.stem for p in DIR.glob("*.toml"))
+    return list(_names())
+
+
+@functools.cache
+def _names() -> tuple:
+    """The profiles there are: read once a process (the fleet file asks for each of its nodes)."""
+    return tuple(sorted(p.stem for p in DIR.glob("*.toml")))
 
 
 @functools.cache
@@ -26,29 +33,29 @@ def _read(name: str) -> dict:
     return tomllib.loads((DIR / f"{name}.toml").read_text(encoding="utf-8"))
 
 
+def _profile(name: str) -> dict:
+    """The profile's parsed file (shared: not to be changed); a ConfigError naming the profiles there are."""
+    if name not in _names():
+        raise ConfigError(f"profile {name}: one of {', '.join(_names())}")
+    return _read(name)
+
+
 def load(name: str) -> dict:
     """The profile's file as a dict (a fresh copy each call); a ConfigError naming the profiles there are."""
-    if name not in names():
-        raise ConfigError(f"profile {name}: one of {', '.join(names())}")
-    import copy
-
-    return copy.deepcopy(_read(name))
+    return copy.deepcopy(_profile(name))
 
 
 def sensors(name: str) -> tuple:
     """The profile's sensor parts, in the file's order (the order the node reads them)."""
-    load(name)
-    return tuple(s["part"] for s in _read(name)["sensors"])
+    return tuple(s["part"] for s in _profile(name)["sensors"])
 
 
 def metrics(name: str) -> tuple:
     """The metrics a node of the profile sends in each reading, in the order of its rows (the sensors in
     the file's order, each sensor's metrics in its order). The battery voltage and the signal are not among
     them: a node sends those in its status."""
-    load(name)
-    return tuple(m for s in _read(name)["sensors"] for m in s["metrics"])
+    return tuple(m for s in _profile(name)["sensors"] for m in s["metrics"])
 
 
 def pins(name: str) -> dict:
-    load(name)
-    return dict(_read(name)["pins"])
+    return dict(_profile(name)["pins"])
