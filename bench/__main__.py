@@ -66,12 +66,16 @@ def run(stack: Stack, tmp: Path, args) -> dict:
                 curves.append(r["curve"])
             print(f"run {i + 1}/{args.runs}, v{w}: {r['per_s']:,.0f} readings/s end to end "
                   f"({r['seconds']:.2f} s), ingest CPU {r['cpu_s']:.2f} s, peak RSS {r['rss_mb']:.0f} MB, "
-                  f"stored {r['stored']:,}", flush=True)
+                  f"stored {r['stored']:,}; published in {r['published_s']:.2f} s, broker acked at "
+                  f"{r['broker_acked_s']:.2f} s; CPU beside it: " +
+                  ", ".join(f"{k} {v:.2f} s" for k, v in r["cpu_others_s"].items()), flush=True)
     for w in wires:
         runs = [r for r in report["runs"] if r["wire"] == w]
         report[f"v{w}"] = {"median_per_s": statistics.median(r["per_s"] for r in runs),
                            "median_cpu_s": statistics.median(r["cpu_s"] for r in runs),
                            "median_rss_mb": statistics.median(r["rss_mb"] for r in runs),
+                           "median_cpu_others_s": {k: statistics.median(r["cpu_others_s"][k] for r in runs)
+                                                   for k in runs[0]["cpu_others_s"]},
                            "bytes_per_reading": bursts[w].bytes / args.readings,
                            "all_stored": all(r["stored"] == r["readings"] for r in runs)}
     first = report[f"v{wires[0]}"]

@@ -76,6 +76,7 @@ class Burst:
             spool_peak = 0
             if outage:
                 self.stack.stop_influx()
+            others0 = self._others_cpu()
             t0 = time.monotonic()
             curve = [(0.0, 0)]
             sender = threading.Thread(target=self._publish, args=(pub,))
@@ -103,6 +104,7 @@ class Burst:
             pub.close()
             rss = _vmhwm_mb(proc.pid)
             cpu = _cpu_s(proc.pid)
+            others = {k: v - others0[k] for k, v in self._others_cpu().items()}
         finally:
             proc.terminate()
             proc.wait(timeout=60)
@@ -110,12 +112,23 @@ class Burst:
         influx.query(f'DROP DATABASE "{db}"')
         influx.close()
         return {"name": name, "readings": self.expected, "stored": stored, "seconds": seconds,
-                "per_s": stored / seconds, "rss_mb": rss, "cpu_s": cpu, "spool_peak_mb": spool_peak / 2**20, "curve": curve}
+                "per_s": stored / seconds, "rss_mb": rss, "cpu_s": cpu, "spool_peak_mb": spool_peak / 2**20, "curve": curve,
+                "cpu_others_s": others, "published_s": self.published_s, "broker_acked_s": self.acked_s}
+
+    def _others_cpu(self) -> dict:
+        """CPU seconds so far of what shares the machine with the ingest: InfluxDB, Mosquitto, and this
+        process (the publisher, and the polls of the count)."""
+        own = os.times()
+        return {"influxd": _cpu_s(self.stack.influxd.pid()), "mosquitto": _cpu_s(self.stack.mosquitto.pid()),
+                "publisher": own.user + own.system}
 
     def _publish(self, pub) -> None:
+        t0 = time.monotonic()
         for _t, topic, payload in self.events:
             pub.publish(topic, payload)
+        self.published_s = time.monotonic() - t0  # handed to paho
         pub.flush()
+        self.acked_s = time.monotonic() - t0  # every PUBACK back from the broker
 
 
 def _count(influx) -> int:

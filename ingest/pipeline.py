@@ -170,14 +170,20 @@ def _offset(ns: NodeState, boot, own: int, received: float) -> float:
 
 def _time_index(led: Ledger, node: str):
     """claim(t): record storage second `t` for the node; False if it already holds a reading there.
-    A bounded index (per node and UTC day), not a scan; a time after the day's last is an append."""
+    A bounded index (per node and UTC day), not a scan; a time after the day's last is an append.
+    claim.run(times): claim rising `times` of one day, all after the day's last, at once; False (and
+    nothing claimed) when they are not."""
     cache: dict = {}
 
-    def claim(t: int) -> bool:
+    def day_of(t: int):
         day = t // DAY_S
         arr = cache.get(day)
         if arr is None:
             arr = cache[day] = led.day(node, day)
+        return day, arr
+
+    def claim(t: int) -> bool:
+        day, arr = day_of(t)
         s = t - day * DAY_S
         if not arr or s > arr[-1]:
             arr.append(s)
@@ -188,6 +194,19 @@ def _time_index(led: Ledger, node: str):
         arr.insert(i, s)
         return True
 
+    def run(times: list) -> bool:
+        if not times:
+            return True
+        day, arr = day_of(times[0])
+        base = day * DAY_S
+        if times[-1] - base >= DAY_S or (arr and times[0] - base <= arr[-1]):
+            return False
+        if len(times) > 1 and not all(a < b for a, b in zip(times, times[1:])):
+            return False
+        arr.extend(t - base for t in times)
+        return True
+
+    claim.run = run
     return claim
 
 
@@ -208,11 +227,12 @@ def handle_up(led: Ledger, topic: str, payload: bytes, received: float, fleet, o
     boot = batch.boot if batch.version >= 2 else ns.boot  # v1 batches carry none: the last status's
     offset = _offset(ns, boot, own, received)
     try:
-        placed = contract.place(batch, int(received), round(offset))
+        times, lates, offsets = contract.placement(batch, int(received), round(offset))
     except Rejected as err:
         _refuse(led, topic, payload, err, received, out, limit, (batch.epoch, seqs, batch.lost))
         return
-    trusted = [p.time for p in placed if p.offset is None]
+    n = len(times)
+    trusted = times if offsets.count(None) == n else [t for t, o in zip(times, offsets) if o is None]
     em = _epoch(led, out, ns, site, node, batch.epoch, received, max(trusted) if trusted else None)
     if em.done.holes() > contract.HOLES_MAX or len(em.stored) > contract.HOLES_MAX + 1:
         err = Rejected("too-fragmented", f"epoch {batch.epoch} has {max(em.done.holes(), len(em.stored) - 1)} "
@@ -226,19 +246,26 @@ def handle_up(led: Ledger, topic: str, payload: bytes, received: float, fleet, o
     for lo, hi in batch.lost:
         _account(out, ns, em, site, node, lo, hi, "lost", received)
     claim = _time_index(led, node)
-    new, collided = [], []
     stored = em.stored
     fresh = not seqs or seqs[0] > stored.top()  # all above what was stored: none can be a resend
-    lines = out.lines
-    for seq, values, p in zip(seqs, batch.fields, placed):
-        if not fresh and seq in stored:
-            out.duplicates += 1
-            continue
-        if not claim(p.time):
-            collided.append(seq)
-            continue
-        lines.append(lineproto.reading(site, node, values, seq, p.late, p.offset, p.time))
-        new.append(seq)
+    collided = []
+    if fresh and claim.run(times):  # the usual batch: new readings at new, rising times of one day
+        new = seqs
+        out.lines += lineproto.readings(site, node, batch.fields, seqs, lates, offsets, times)
+    else:
+        new = []
+        keep = []
+        for i, seq in enumerate(seqs):
+            if not fresh and seq in stored:
+                out.duplicates += 1
+                continue
+            if not claim(times[i]):
+                collided.append(seq)
+                continue
+            keep.append(i)
+            new.append(seq)
+        out.lines += lineproto.readings(site, node, *([col[i] for i in keep] for col in
+                                                      (batch.fields, seqs, lates, offsets, times)))
     if new:
         stored.add_sorted(new)
         em.done.add_sorted(new)

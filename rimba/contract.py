@@ -385,6 +385,28 @@ def _decode_up_body(obj: dict, site: str, node: str) -> UpBatch:
 SCALE = {m.name: 10 ** m.dec for m in METRICS.values()}  # v2: a metric's integers per unit (its resolution)
 
 
+# v2: a metric's integers seen so far -> their field text (`name=float`); a node's values repeat at
+# their resolution, so a value's text is made once. Bounded: past CELLS_MAX a metric's table starts again.
+_CELLS: dict = {name: {} for name in SCALE}
+CELLS_MAX = 4096
+
+
+def _value(name: str, x: int) -> float:
+    return x / SCALE[name] if -TIME_MAX <= x <= TIME_MAX else _INF  # a float holds no more
+
+
+def _cell(name: str, x: int, cell: dict) -> str:
+    """The field text of integer `x` of metric `name` ("" when out of its range: not kept)."""
+    low, high = _RANGES[name]
+    value = _value(name, x)
+    if not low <= value <= high:
+        return ""
+    if len(cell) >= CELLS_MAX:
+        cell.clear()
+    text = cell[x] = f"{name}={value!r}"
+    return text
+
+
 def _decode_up_v2(obj: dict, site: str, node: str) -> UpBatch:
     """The columnar batch of wire-v2: rows are decoded into their field text, never into objects."""
     rows = obj.get("x", [])
@@ -409,23 +431,24 @@ def _decode_up_v2(obj: dict, site: str, node: str) -> UpBatch:
         raise Rejected("bad-columns", f"m {str(names)[:80]} is not 1 to {COLUMNS_MAX} distinct metric names")
     times = _times(obj["dt"], t, len(rows))
     width = len(names)
-    scales = [SCALE[n] for n in names]
-    bounds = [_RANGES[n] for n in names]
+    cells = [_CELLS[n] for n in names]
     fields, faults = [], []
-    for i, row in enumerate(rows):  # the hot loop: plain type checks, no helper calls
+    for i, row in enumerate(rows):  # the hot loop: a dictionary lookup a value once its text is known
         if type(row) is not list or len(row) != width:
             raise Rejected("bad-columns", f"x[{i}] is not a list of {width} entries")
         parts = []
-        for name, x, scale, (low, high) in zip(names, row, scales, bounds):
-            if x is None:
-                continue
-            if type(x) is not int:
+        for name, x, cell in zip(names, row, cells):
+            if type(x) is int:
+                text = cell.get(x)
+                if text is None:
+                    text = _cell(name, x, cell)
+                    if not text:
+                        faults.append(f"{name}={_value(name, x)} at seq {first + i} outside "
+                                      f"{_RANGES[name][0]:g}..{_RANGES[name][1]:g}")
+                        continue
+                parts.append(text)
+            elif x is not None:
                 raise Rejected("bad-value", f"x[{i}] {name} is {str(x)[:30]!r}, not an integer or null")
-            value = x / scale if -TIME_MAX <= x <= TIME_MAX else float("inf")  # a float holds no more
-            if not low <= value <= high:
-                faults.append(f"{name}={value} at seq {first + i} outside {low:g}..{high:g}")
-                continue
-            parts.append(f"{name}={value!r}")
         fields.append(",".join(parts))
     return UpBatch(site, node, epoch, obj["now"], obj["tq"], list(range(first, first + len(rows))), times, fields,
                    lost, faults, version=2, boot=boot)
@@ -458,23 +481,44 @@ def place(batch: UpBatch, received: int, offset: int | None = None) -> list:
     15 minutes after its time, or its message waited more than 15 minutes. Raises
     Rejected('time-impossible') when a re-based time is still impossible.
     """
+    return [Placed(*p) for p in zip(*placement(batch, received, offset), strict=True)]
+
+
+def placement(batch: UpBatch, received: int, offset: int | None = None) -> tuple:
+    """`place` as columns (times, lates, offsets), without an object per reading; a batch whose
+    times are all trusted (the usual case) is decided from its earliest and latest."""
     own = received - batch.now
     if offset is None or offset > own:
         offset = own
     waited = own - offset
-    out = []
-    for seq, when in zip(batch.seqs, batch.times):
-        if batch.tq == "ntp" and TRUSTED_AFTER <= when <= received + FUTURE_TOLERANCE_S:
-            out.append(Placed(when, received - when > LATE_AFTER_S or waited > LATE_AFTER_S, None))
+    times = batch.times
+    n = len(times)
+    if not n:
+        return [], [], []
+    trusted_to = received + FUTURE_TOLERANCE_S
+    low, high = min(times), max(times)
+    if batch.tq == "ntp" and TRUSTED_AFTER <= low and high <= trusted_to:
+        late = waited > LATE_AFTER_S
+        if late or received - low <= LATE_AFTER_S:
+            return times, [late] * n, [None] * n
+        return times, [received - when > LATE_AFTER_S for when in times], [None] * n
+    out_t, out_late, out_off = [], [], []
+    for seq, when in zip(batch.seqs, times):
+        if batch.tq == "ntp" and TRUSTED_AFTER <= when <= trusted_to:
+            out_t.append(when)
+            out_late.append(received - when > LATE_AFTER_S or waited > LATE_AFTER_S)
+            out_off.append(None)
             continue
         t = when + offset
-        if not (TRUSTED_AFTER <= t <= received + FUTURE_TOLERANCE_S):
+        if not (TRUSTED_AFTER <= t <= trusted_to):
             raise Rejected(
                 "time-impossible",
                 f"seq {seq}: t {when} re-based by {offset:+d} s is {t}, before 2024 or in the future",
             )
-        out.append(Placed(t, received - t > LATE_AFTER_S or waited > LATE_AFTER_S, offset))
-    return out
+        out_t.append(t)
+        out_late.append(received - t > LATE_AFTER_S or waited > LATE_AFTER_S)
+        out_off.append(offset)
+    return out_t, out_late, out_off
 
 
 _STATUS_INTS = ("cfg", "boot", "buffered", "dropped", "wake")

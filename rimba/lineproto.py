@@ -38,7 +38,12 @@ READING_FIELDS = ("seq", "late", "clock_offset_s")  # a `reading` point's fields
 def reading(site: str, node: str, values: str, seq: int, late: bool, offset, time_s: int) -> str:
     """A `reading` point; `values` is the row's field text as `rimba.contract` decoded it (floats), then
     READING_FIELDS: its seq, whether it came late, and its clock offset when re-based."""
-    tail = f"seq={seq}i,late={'true' if late else 'false'}"
-    if offset is not None:
-        tail += f",clock_offset_s={float(offset)!r}"
-    return f"reading,node={node},site={site} {values + ',' if values else ''}{tail} {time_s * 1000}"
+    return readings(site, node, (values,), (seq,), (late,), (offset,), (time_s,))[0]
+
+
+def readings(site: str, node: str, values, seqs, lates, offsets, times) -> list:
+    """The `reading` points of a node's rows, given as columns (`reading` for each, in one pass)."""
+    head = f"reading,node={node},site={site} "
+    return [f"{head}{v}{',' if v else ''}seq={s}i,late={'true' if late else 'false'}"
+            f"{'' if o is None else f',clock_offset_s={float(o)!r}'} {t * 1000}"
+            for v, s, late, o, t in zip(values, seqs, lates, offsets, times, strict=True)]

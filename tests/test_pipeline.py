@@ -310,14 +310,14 @@ def test_a_message_that_raises_leaves_the_ledger_as_it_was():
 
     import ingest.pipeline as pl
 
-    real = pl.lineproto.reading
-    pl.lineproto.reading = lambda *a: (_ for _ in ()).throw(Boom())
+    real = pl.lineproto.readings
+    pl.lineproto.readings = lambda *a: (_ for _ in ()).throw(Boom())
     try:
         try:
             handle(led, UP, up([3, 4], lost=[[5, 9]]), RECEIVED, VECTOR_FLEET, Outcome())
         except Boom:
             pass
     finally:
-        pl.lineproto.reading = real
+        pl.lineproto.readings = real
     assert marks(led).stored == before[0].stored and marks(led).done == before[0].done
     assert vars(led.node("smp29-03")) == before[1]

@@ -124,3 +124,97 @@ def test_rimba_simulate_speaks_v2_and_stores_what_v1_stores(platform_factory):
                               for r in rows)
     # the simulator's v1 carries more digits than v2's resolution: the same points, at that resolution
     assert counts[1] == counts[2] and len(counts[1]) > 20
+
+
+# -- the decoder's cached field text and the columnar placement, against their plain definitions ------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from rimba import contract  # noqa: E402
+
+_NAMES = sorted(contract.SCALE)
+_CELL = st.one_of(st.none(), st.integers(-10 ** 7, 10 ** 7), st.integers(-2 ** 70, 2 ** 70),
+                  st.sampled_from([0, 1, 1000, 100000]))
+
+
+def _reference(names: list, rows: list, first: int) -> tuple:
+    """The field text and the faults of v2 rows, computed value by value with no cache."""
+    fields, faults = [], []
+    for i, row in enumerate(rows):
+        parts = []
+        for name, x in zip(names, row, strict=True):
+            if x is None:
+                continue
+            low, high = METRICS[name].low, METRICS[name].high
+            value = x / contract.SCALE[name] if abs(x) <= contract.TIME_MAX else float("inf")
+            if low <= value <= high:
+                parts.append(f"{name}={value!r}")
+            else:
+                faults.append(f"{name}={value} at seq {first + i} outside {low:g}..{high:g}")
+        fields.append(",".join(parts))
+    return fields, faults
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_NAMES), min_size=1, max_size=4, unique=True).flatmap(
+    lambda names: st.tuples(st.just(names), st.lists(st.lists(_CELL, min_size=len(names), max_size=len(names)),
+                                                     min_size=1, max_size=30))),
+       st.integers(1, 6), st.integers(0, 3))
+def test_v2_rows_decode_to_the_text_of_each_value_however_often_values_repeat(case, repeat, small_table):
+    names, rows = case
+    rows = [row for row in rows for _ in range(repeat)]
+    body = {"v": 2, "node": "smp29-03", "epoch": 1, "boot": 2, "now": RECEIVED, "tq": "ntp", "seq": 5,
+            "t": RECEIVED - len(rows) * 60, "dt": 60, "m": names, "x": rows}
+    payload = json.dumps(body).encode()
+    if len(payload) > contract.UP_MAX_BYTES:
+        return
+    old = contract.CELLS_MAX
+    contract.CELLS_MAX = old if not small_table else small_table  # a table that keeps starting again
+    try:
+        for _ in range(2):  # the second time every text comes from the table
+            batch = contract.decode_up("rimba/v2/smp29/smp29-03/up", payload, VECTOR_FLEET)
+            assert (batch.fields, batch.faults) == _reference(names, rows, 5)
+    finally:
+        contract.CELLS_MAX = old
+
+
+@pytest.mark.parametrize("bad", [True, 28.0, "28", [1], {"a": 1}])
+def test_a_v2_value_that_is_not_an_integer_is_refused_even_when_its_number_is_known(bad):
+    good = {"v": 2, "node": "smp29-03", "epoch": 1, "boot": 2, "now": RECEIVED, "tq": "ntp", "seq": 1,
+            "t": RECEIVED - 60, "dt": 60, "m": ["air_temp_c"], "x": [[1], [28]]}
+    contract.decode_up("rimba/v2/smp29/smp29-03/up", json.dumps(good).encode(), VECTOR_FLEET)  # 1 and 28 known
+    body = dict(good, x=[[bad]])
+    with pytest.raises(contract.Rejected) as err:
+        contract.decode_up("rimba/v2/smp29/smp29-03/up", json.dumps(body).encode(), VECTOR_FLEET)
+    assert err.value.code == "bad-value"
+
+
+def _place_one_by_one(batch, received: int, offset):
+    own = received - batch.now
+    offset = own if offset is None or offset > own else offset
+    waited = own - offset
+    out = []
+    for when in batch.times:
+        trusted = batch.tq == "ntp" and contract.TRUSTED_AFTER <= when <= received + contract.FUTURE_TOLERANCE_S
+        t = when if trusted else when + offset
+        if not trusted and not contract.TRUSTED_AFTER <= t <= received + contract.FUTURE_TOLERANCE_S:
+            return "time-impossible"
+        late = received - t > contract.LATE_AFTER_S or waited > contract.LATE_AFTER_S
+        out.append((t, late, None if trusted else offset))
+    return out
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.integers(-3 * 3600, 600), min_size=0, max_size=12), st.sampled_from(["ntp", "rtc"]),
+       st.integers(-2000, 2000), st.one_of(st.none(), st.integers(-4000, 4000)),
+       st.sampled_from([0, RECEIVED - contract.TRUSTED_AFTER + 100]))
+def test_columnar_placement_is_the_rule_applied_reading_by_reading(ages, tq, now_shift, offset, before_2024):
+    times = [RECEIVED + a - before_2024 for a in ages]
+    batch = contract.UpBatch("smp29", "smp29-03", 1, RECEIVED + now_shift, tq, list(range(1, len(times) + 1)),
+                             times, [""] * len(times), [])
+    want = _place_one_by_one(batch, RECEIVED, offset)
+    try:
+        got = [(p.time, p.late, p.offset) for p in contract.place(batch, RECEIVED, offset)]
+    except contract.Rejected as err:
+        got = err.code
+    assert got == want
