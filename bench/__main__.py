@@ -3,12 +3,12 @@
     python -m bench [--readings 200000] [--runs 3] [--rss-readings 1000000] [--baseline] [--wire 1|2|both]
 
 For each run: a fresh database, `rimba ingest` as its own process, the simulator's
-traffic (batches of 10 readings with 4 metrics) published as one burst; the clock
+traffic (batches of `--batch` readings, 10 by default, with 4 metrics) published as one burst; the clock
 runs from the first publish until the last reading is queryable. With `--wire both`
 (the default) each run is done twice, with the same readings as contract v1 and as v2
 batches, taking turns. Reports the median and every run, the ingest's peak RSS (VmHWM),
 and writes bench/results/ingest.json and a plot of stored readings over time
-(bench/results/ingest.png).
+(bench/results/ingest.png; `ingest-batchN` for other batch sizes).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", action="store_true", help="also time paho + one HTTP write per message")
     p.add_argument("--outage", action="store_true", help="also: InfluxDB down during a burst, spool bounded")
     p.add_argument("--wire", choices=("1", "2", "both"), default="both", help="the contract version of the batches")
+    p.add_argument("--batch", type=int, default=10, help="readings a batch (a node's hourly send is 6; after an "
+                   "outage it sends full batches: v2 holds 200, v1's 16 KiB about 130 of these)")
     args = p.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rimba-bench-") as tmp:
@@ -44,15 +46,17 @@ def main(argv=None) -> int:
             report = run(stack, Path(tmp), args)
         finally:
             stack.down()
-    (RESULTS / "ingest.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-    print(f"\nwritten: {RESULTS / 'ingest.json'}, {RESULTS / 'ingest.png'}")
+    name = _name(args.batch)
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    print(f"\nwritten: {RESULTS / (name + '.json')}, {RESULTS / (name + '.png')}")
     return 0
 
 
 def run(stack: Stack, tmp: Path, args) -> dict:
     report: dict = {"machine": _machine(), "readings": args.readings, "runs": []}
     wires = (1, 2) if args.wire == "both" else (int(args.wire),)
-    bursts = {w: Burst(stack, tmp, readings=args.readings, wire=w) for w in wires}
+    report["batch"] = args.batch
+    bursts = {w: Burst(stack, tmp, readings=args.readings, wire=w, batch=args.batch) for w in wires}
     for w, b in bursts.items():
         print(f"v{w}: {args.readings:,} readings in {b.messages:,} messages, {b.bytes / args.readings:.1f} bytes of "
               f"payload per reading", flush=True)
@@ -118,6 +122,11 @@ def _machine() -> dict:
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "when": time.strftime("%Y-%m-%d %H:%M")}
 
 
+def _name(batch: int) -> str:
+    """The results' file name: bench/results/ingest for the default batches, ingest-batchN for others."""
+    return "ingest" if batch == 10 else f"ingest-batch{batch}"
+
+
 def _plot(curves, report) -> None:
     try:
         import matplotlib
@@ -132,11 +141,12 @@ def _plot(curves, report) -> None:
         ax.plot([c[0] for c in curve], [c[1] / 1000 for c in curve], label=f"run {i + 1}")
     ax.set_xlabel("seconds since the first publish")
     ax.set_ylabel("readings queryable in InfluxDB (thousands)")
-    ax.set_title(f"rimba ingest, burst of {report['readings']:,}: median {report['median_per_s']:,.0f}/s")
+    ax.set_title(f"rimba ingest, burst of {report['readings']:,} in batches of {report['batch']}: "
+                 f"median {report['median_per_s']:,.0f}/s")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / "ingest.png", dpi=110)
+    fig.savefig(RESULTS / f"{_name(report['batch'])}.png", dpi=110)
 
 
 if __name__ == "__main__":

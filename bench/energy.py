@@ -108,9 +108,9 @@ def budget(ops: dict) -> tuple:
                   mqtt_s=ops.get("mqtt_ms", 0) / 1000)
     battery = power.Battery.parse("2x18650")
     board = power.BOARDS["module"]
-    cool = dataclasses.replace(battery, self_discharge_month=power.STORAGE_LOSS_COOL_MONTH)
+    hot = {t: power.budget(d, dataclasses.replace(battery, temp_c=t), board) for t in (25, 30, 35, 45)}
     return (d, power.budget(d, battery, board), power.budget(dataclasses.replace(d, wifi_static=0), battery, board),
-            power.budget(d, cool, board))
+            hot)
 
 
 def main() -> int:
@@ -143,16 +143,19 @@ def main() -> int:
             ingest.stop()
         finally:
             stack.down()
-    report: dict = {"battery": "2x18650, Samsung INR18650-30Q storage figure (hardware/power.py)",
-                    "storage_loss_month": power.STORAGE_LOSS_MONTH}
+    cell = power.Battery.parse("2x18650")
+    report: dict = {"battery": "2x18650: the INR18650-30Q's recovery rows as capacity fade, Zilberman et al. (2019) "
+                               "self-discharge, at the box's temperature (hardware/power.py)",
+                    "box_c": cell.temp_c, "fade_month": cell.fade_month, "self_discharge_month": cell.self_discharge_month}
     for w in (2, 1):
         ops = days[w]["ops"]
-        d, b, dhcp, cool = budget(ops)
+        d, b, dhcp, hot = budget(ops)
         report[f"v{w}"] = {
             "ops_per_day": ops, "mah_per_day": b.mah_per_day, "mah_awake": b.mah_awake, "mah_sleep": b.mah_sleep,
-            "mah_self_discharge": b.mah_self_discharge, "battery_days": b.days, "battery_months": b.days / 30.4,
-            "battery_months_with_dhcp": dhcp.days / 30.4, "mah_per_day_with_dhcp": dhcp.mah_per_day,
-            "battery_months_at_25c_storage_loss": cool.days / 30.4,
+            "mah_self_discharge": b.mah_self_discharge, "mah_divider": b.mah_divider, "mah_fade_day": b.mah_fade_day,
+            "battery_days": b.days, "battery_months": b.days / power.DAYS_PER_MONTH,
+            "battery_months_with_dhcp": dhcp.days / power.DAYS_PER_MONTH, "mah_per_day_with_dhcp": dhcp.mah_per_day,
+            "battery_months_by_box_c": {t: h.days / power.DAYS_PER_MONTH for t, h in hot.items()},
             "awake_steps_per_day": {k: {"mC": mc, "s": sec} for k, (mc, sec) in d.steps().items()},
             "awake_s_per_day": b.awake_s_per_day, "mqtt_ms_per_session": ops.get("mqtt_ms", 0) / max(ops["mqtt"], 1),
             "mqtt_bytes_per_reading": ops["bytes"] / max(ops["readings_sent"], 1),
@@ -163,10 +166,12 @@ def main() -> int:
         print(f"contract v{w}: counted in a day: {r['ops_per_day']}")
         for k, v in r["awake_steps_per_day"].items():
             print(f"  {k:36} {v['mC']:9.1f} mC {v['s']:8.2f} s")
+        by_c = ", ".join(f"{m:.1f} at {t} °C" for t, m in r["battery_months_by_box_c"].items())
         print(f"  {r['mah_per_day']:.2f} mAh per day (awake {r['mah_awake']:.2f}, asleep {r['mah_sleep']:.2f}, "
-              f"storage loss {r['mah_self_discharge']:.2f}): {r['battery_days']:,.0f} days, "
-              f"{r['battery_months']:.1f} months on 2x18650 ({r['battery_months_with_dhcp']:.1f} with DHCP; "
-              f"{r['battery_months_at_25c_storage_loss']:.1f} with the 25 °C storage figure)")
+              f"divider {r['mah_divider']:.2f}, self-discharge {r['mah_self_discharge']:.2f}) and the capacity "
+              f"fading {r['mah_fade_day']:.2f} a day: {r['battery_days']:,.0f} days, "
+              f"{r['battery_months']:.1f} months on 2x18650 in a box at {report['box_c']:g} °C "
+              f"({r['battery_months_with_dhcp']:.1f} with DHCP; {by_c})")
         print(f"  payload bytes per reading: {r['payload_bytes_per_reading_full_batch']:.1f} in a full batch of "
               f"{FULL}, {r['payload_bytes_per_reading_hourly']:.1f} in the hourly batches of six; all MQTT bytes "
               f"per reading (connect, subscribe, status, headers): {r['mqtt_bytes_per_reading']:.1f}; "

@@ -34,14 +34,14 @@ def _toml(fleet: dict) -> str:
 
 
 class Burst:
-    def __init__(self, stack, tmp: Path, readings: int, wire: int = 1):
+    def __init__(self, stack, tmp: Path, readings: int, wire: int = 1, batch: int = 10):
         self.stack = stack
         self.tmp = tmp
         self.wire = wire
         fleet = fleet_dict(NODES)
         self.fleet_path = tmp / "bench-fleet.toml"
         self.fleet_path.write_text(_toml(fleet))
-        sim = Simulation(parse_fleet(fleet), seed=7, metrics=METRICS, send_every=10, batch=10)
+        sim = Simulation(parse_fleet(fleet), seed=7, metrics=METRICS, send_every=batch, batch=batch)
         per_node = readings // NODES
         end = time.time() - 60
         self.events = sim.history(end - per_node * 60, end)

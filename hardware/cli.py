@@ -22,9 +22,10 @@ def main(args) -> int:
     print(f"profile {args.profile}: sample every {args.sample}, send every {args.send}, {args.battery} "
           f"({battery.capacity_mah:,.0f} mAh, {battery.usable:.0%} usable), deep sleep {sleep_ua:g} µA")
     print(f"  awake {b.awake_s_per_day / 60:.1f} min per day ({day.wakes:.0f} wakes, {day.wifi:.0f} Wi-Fi connects)")
-    print(f"  {b.mah_per_day:.2f} mAh per day: awake {b.mah_awake:.2f}, asleep {b.mah_sleep:.2f}, "
-          f"battery self-discharge {b.mah_self_discharge:.2f}")
-    print(f"  battery life {b.days:,.0f} days ({b.days / 30.4:.1f} months) without solar")
+    print(f"  {b.mah_per_day:.2f} mAh per day: awake {b.mah_awake:.2f}, asleep {b.mah_sleep:.2f}, battery divider "
+          f"{b.mah_divider:.2f}, the cells' self-discharge {b.mah_self_discharge:.2f}; their capacity fading "
+          f"{b.mah_fade_day:.2f} mAh a day (at {battery.temp_c:g} °C)")
+    print(f"  battery life {b.days:,.0f} days ({b.days / power.DAYS_PER_MONTH:.1f} months) without solar")
     if args.plot:
         plot(args, battery, sample, sleep_ua)
         print(f"  plot: {args.plot}")

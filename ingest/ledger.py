@@ -13,7 +13,6 @@ touches is copied on first touch, so a message that raises half-way leaves no tr
 
 from __future__ import annotations
 
-import copy
 from array import array
 from dataclasses import dataclass, field
 
@@ -40,6 +39,12 @@ class NodeState:
     dead_at: float = 0.0
     wire: int = 1  # the contract version the node last spoke: its acks go under that root
     dead_bytes: int = 0  # payload bytes of its dead letters kept
+
+    def copy(self) -> NodeState:
+        """A shallow copy (every field is immutable), without `copy.copy`'s generic protocol."""
+        new = NodeState.__new__(NodeState)
+        new.__dict__.update(self.__dict__)
+        return new
 
 
 @dataclass
@@ -121,7 +126,7 @@ class Ledger:
         ns = self.nodes.get(name)
         if ns is None:
             ns = self._load_node(name)
-        self._touch("nodes", name, ns, copy.copy)
+        self._touch("nodes", name, ns, NodeState.copy)
         if ns is None:
             ns = NodeState()
         self.nodes[name] = ns

@@ -171,8 +171,8 @@ def _offset(ns: NodeState, boot, own: int, received: float) -> float:
 def _time_index(led: Ledger, node: str):
     """claim(t): record storage second `t` for the node; False if it already holds a reading there.
     A bounded index (per node and UTC day), not a scan; a time after the day's last is an append.
-    claim.run(times): claim rising `times` of one day, all after the day's last, at once; False (and
-    nothing claimed) when they are not."""
+    claim.run(times, rising): claim rising `times` of one day, all after the day's last, at once; False
+    (and nothing claimed) when they are not. `rising`: the times are known to rise (a v2 batch's do)."""
     cache: dict = {}
 
     def day_of(t: int):
@@ -194,14 +194,14 @@ def _time_index(led: Ledger, node: str):
         arr.insert(i, s)
         return True
 
-    def run(times: list) -> bool:
+    def run(times: list, rising: bool = False) -> bool:
         if not times:
             return True
         day, arr = day_of(times[0])
         base = day * DAY_S
         if times[-1] - base >= DAY_S or (arr and times[0] - base <= arr[-1]):
             return False
-        if len(times) > 1 and not all(a < b for a, b in zip(times, times[1:])):
+        if not rising and len(times) > 1 and not all(a < b for a, b in zip(times, times[1:])):
             return False
         arr.extend(t - base for t in times)
         return True
@@ -249,7 +249,7 @@ def handle_up(led: Ledger, topic: str, payload: bytes, received: float, fleet, o
     stored = em.stored
     fresh = not seqs or seqs[0] > stored.top()  # all above what was stored: none can be a resend
     collided = []
-    if fresh and claim.run(times):  # the usual batch: new readings at new, rising times of one day
+    if fresh and claim.run(times, rising=batch.version >= 2 and offsets.count(None) in (0, n)):  # the usual batch: new readings at new, rising times of one day
         new = seqs
         out.lines += lineproto.readings(site, node, batch.fields, seqs, lates, offsets, times)
     else:

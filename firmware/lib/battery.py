@@ -1,4 +1,4 @@
-# Battery voltage through the profile's divider (two 100 kOhm resistors: sensors.BATTERY_DIVIDER) on the
+# Battery voltage through the profile's divider (two 1 MOhm resistors: sensors.BATTERY_DIVIDER) on the
 # batt_adc pin with 11 dB attenuation (ESP32 quick reference: ADC.read_uv() is calibrated microvolts).
 # Returns volts, or None.
 import machine
