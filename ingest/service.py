@@ -44,6 +44,9 @@ log = logging.getLogger("rimba.ingest")
 GATHER = 500  # messages worth a transaction without waiting for the flush interval
 MAX_QUEUED_BYTES = 32 * 1024 * 1024  # payload bytes received and not yet committed, at most
 MAX_MESSAGES_PER_COMMIT = 2000  # bounds memory: a commit's lines are built in RAM
+# and so do its readings (estimated before decoding, `readings_in`): a burst of full batches is committed, and
+# handed to the writer, in parts, so InfluxDB stores one part while the next is decoded
+MAX_READINGS_PER_COMMIT = 20_000
 WRITE_CHUNK_BYTES = 2 * 1024 * 1024  # spool rows claimed per write cycle
 BUSY_RETRY_S = 1.0  # after the store was found held by another process
 WRITER_STUCK_S = 120.0  # a writer silent this long (no write, no retry, no idle wake) is stuck
@@ -172,11 +175,14 @@ class Ingest:
                     self.arrived.wait(timeout=left)
         batch = []
         budget = room
+        readings = 0
         with self.arrived:
-            while self.queue and len(batch) < MAX_MESSAGES_PER_COMMIT and budget > 0:
+            while (self.queue and len(batch) < MAX_MESSAGES_PER_COMMIT and budget > 0
+                   and readings < MAX_READINGS_PER_COMMIT):
                 item = self.queue.popleft()
                 self.queued_bytes -= len(item[1])
                 budget -= 2 * len(item[1])
+                readings += readings_in(item[1])
                 batch.append(item)
             self.room.notify_all()  # room in the queue for paho's thread
         return batch
@@ -413,6 +419,12 @@ class Ingest:
         log.critical("%s", why)
         self.stop()
 
+
+
+def readings_in(payload: bytes) -> int:
+    """About how many readings a message holds, before it is decoded (an estimate, not a check): a v1
+    reading has its `"seq"`, a v2 row its `[`; a status counts as one."""
+    return max(1, payload.count(b'"seq"'), payload.count(b"[") - 2)
 
 
 def transact(store: Store, fleet, batch: list, owner: str, clock=time.time):

@@ -16,7 +16,7 @@ import pytest
 from ingest.service import Ingest
 from rimba import settings as settings_mod
 from rimba.errors import InfluxUnavailable, StoreBusy
-from rimba.dev.harness import fleet_text
+from rimba.dev.harness import ROOT, fleet_text
 
 pytestmark = pytest.mark.unit
 T = 1_780_000_000.0
@@ -212,3 +212,34 @@ def test_a_store_held_by_another_process_acknowledges_nothing_and_the_messages_w
     assert broker.acked == [] and pauses == [1.0]  # not durable: no PUBACK; waited before trying again
     ingest._process_once()
     assert calls == [mids, mids] and broker.acked == mids  # the same messages, in their order, then acknowledged
+
+
+def test_a_burst_of_full_batches_is_committed_in_parts_bounded_by_readings(service, monkeypatch):
+    import ingest.service as svc
+
+    monkeypatch.setattr(svc, "MAX_READINGS_PER_COMMIT", 250)
+    ingest, broker, db, _clock, _pauses = service()
+    mids = [broker.deliver(UP, batch(range(1 + 100 * i, 101 + 100 * i), t0=int(T) - 60 * 700)) for i in range(6)]  # 600
+    ingest._process_once()
+    assert broker.acked == mids[:3]  # 300 readings: the part ends with the batch that passed 250
+    ingest._process_once()
+    assert broker.acked == mids
+    ingest._write_once(0.1)
+    assert sum(line.startswith("reading,") for line in db.lines) == 600
+
+
+def test_the_readings_of_a_message_are_estimated_from_its_bytes_before_it_is_decoded():
+    from ingest.service import readings_in
+    from rimba.dev.harness import VECTORS
+
+    for v in VECTORS["up_valid"]:
+        if "body" not in v:
+            continue
+        body = v["body"]
+        n = len(body["r"]) if "r" in body else len(body["x"])
+        estimate = readings_in(json.dumps(body).encode())
+        assert max(n, 1) <= estimate <= n + 3 + len(body.get("lost", [])), v["name"]
+    for pair in json.loads((ROOT / "tests" / "vectors" / "contract-v2.json").read_text())["pairs"]:
+        body = pair["v2"]["body"]
+        n = len(body.get("x", []))
+        assert max(n, 1) <= readings_in(json.dumps(body).encode()) <= n + 3 + len(body.get("lost", [])), pair["name"]
