@@ -52,24 +52,32 @@ def rolling_mean(x: np.ndarray, w: int, min_count: int) -> np.ndarray:
         return np.where(cnt >= min_count, s / cnt, np.nan)
 
 
-def derive(cube, step_s: int) -> dict:
-    """Derived values per node and step, NaN where their inputs are missing."""
+def derive(cube, step_s: int, flags=None) -> dict:
+    """Derived values per node and step, NaN where their inputs are missing. With the cube's quality
+    `flags`, an input QC found unfit (`quality.UNFIT`: out of range, a spike, stuck, drifting off the site,
+    a dying fan, condensing air) is missing too: an ISPU from a sinking fan would tell people the air is
+    cleaner than it is; a 24-hour mean short of 75 % of its day is unknown rather than wrong."""
+    def metric(name: str) -> np.ndarray:
+        v = cube.metric(name)
+        if flags is None:
+            return v
+        return np.where(flags[:, :, cube.metrics.index(name)] & quality.UNFIT, np.nan, v)
+
     out = {}
     if "air_temp_c" in cube.metrics and "air_rh_pct" in cube.metrics:
-        t, rh = cube.metric("air_temp_c"), cube.metric("air_rh_pct")
+        t, rh = metric("air_temp_c"), metric("air_rh_pct")
         out["dew_point_c"] = np.asarray(indices.dew_point_c(t, rh))
         out["heat_index_c"] = np.asarray(indices.heat_index_c(t, rh))
         out["humidex"] = np.asarray(indices.humidex_c(t, rh))
     day = max(1, 86400 // step_s)
     pm = {}
     if "pm25_ugm3" in cube.metrics:
-        pm["pm25"] = cube.metric("pm25_ugm3")
+        pm["pm25"] = metric("pm25_ugm3")
         if "air_rh_pct" in cube.metrics:
             # corrected for humidity (the raw value stays in `reading`); ISPU from the corrected value
-            pm["pm25"] = out[PM25_CORRECTED] = np.asarray(indices.pm25_corrected(pm["pm25"],
-                                                                               cube.metric("air_rh_pct")))
+            pm["pm25"] = out[PM25_CORRECTED] = np.asarray(indices.pm25_corrected(pm["pm25"], metric("air_rh_pct")))
     if "pm10_ugm3" in cube.metrics:
-        pm["pm10"] = cube.metric("pm10_ugm3")  # no published humidity correction for PMS5003 PM10: raw
+        pm["pm10"] = metric("pm10_ugm3")  # no published humidity correction for PMS5003 PM10: raw
     for pollutant, values in pm.items():
         # the regulation's basis: a 24-hour mean, with at least 75 % of the day present
         mean24 = rolling_mean(values, day, int(0.75 * day))
@@ -238,7 +246,7 @@ class Analyzer:
         try:
             cube = load_cube(influx, fleet, start, end, step)
             flags = quality.check(cube.values, cube.metrics, cube.sites)
-            derived = derive(cube, step)
+            derived = derive(cube, step, flags)
             cols = [cube.metrics.index(m) for m in ANOMALY_METRICS]
             values = np.where(flags[:, :, cols] & quality.RANGE, np.nan, cube.values[:, :, cols])
             rain = cube.metric("rain_mm") if "rain_mm" in cube.metrics else None

@@ -160,7 +160,7 @@ class Incremental:
         for nodes in self._site_chunks(np.flatnonzero(st.owned)):
             cube = self._cube(nodes)
             st.flags[nodes] = quality.check(cube.values, cube.metrics, cube.sites, pm_reference=self._pm_ref)
-            for k, v in derive(cube, st.step).items():
+            for k, v in derive(cube, st.step, st.flags[nodes]).items():
                 st.derived_of(k)[nodes] = v
 
     def close(self) -> None:
@@ -514,7 +514,7 @@ class Incremental:
         """The indices of `nodes` from the cube (the window's steps from lo on), compared and kept from the
         cube's step `keep` on (the steps before it are the rolling means' context)."""
         st = self.st
-        derived = {k: v[:, keep:] for k, v in derive(cube, st.step).items()}
+        derived = {k: v[:, keep:] for k, v in derive(cube, st.step, st.flags[nodes][:, lo:]).items()}
         out = []
         names = list(derived)
         changed = {}

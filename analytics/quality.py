@@ -60,6 +60,9 @@ RANGE, SPIKE, STEP, FLAT, GAP, NOISE, DRIFT, HUMID_PM, FAN = (1 << i for i in ra
 FLAG_NAMES = {RANGE: "range", SPIKE: "spike", STEP: "step", FLAT: "flat", GAP: "gap", NOISE: "noise",
               DRIFT: "drift", HUMID_PM: "humid-pm", FAN: "fan"}
 PM_METRICS = ("pm1_ugm3", "pm25_ugm3", "pm10_ugm3")
+# values that do not measure their quantity, left out of what is computed from them (the indices): not STEP
+# (a new level may be real), GAP or NOISE (the values there are still the sensor's)
+UNFIT = RANGE | SPIKE | FLAT | DRIFT | FAN | HUMID_PM
 
 # Per-metric limits for samples a few minutes apart: largest plausible change between two samples
 # (spike, step), whether a long constant run is suspicious, and the offset from neighbours that

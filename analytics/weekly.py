@@ -31,7 +31,7 @@ class Week:
     site_mean: dict  # metric -> hourly means over the site's nodes (NaN: no value that hour)
     flags: list  # qc rows (humid-pm left out: a caution, not an error)
     events: list  # anomaly rows
-    ispu_days: list  # days per ISPU category, Baik .. Berbahaya, from each day's mean PM2.5
+    ispu_days: list  # days per ISPU category, Baik .. Berbahaya, from each day's mean PM2.5 corrected for humidity
 
 
 def gather(settings, site: str, days: int, until: int | None = None) -> Week:
@@ -60,7 +60,10 @@ def gather(settings, site: str, days: int, until: int | None = None) -> Week:
         site_mean = {m: v for m, v in site_mean.items() if np.isfinite(v).any()}
         ispu_days = [0] * len(ISPU_CATEGORIES)
         if "pm25_ugm3" in site_mean:
-            daily_pm = np.nanmean(site_mean["pm25_ugm3"][:days * 24].reshape(days, 24), axis=1)
+            pm = cube.metric("pm25_ugm3")[rows]
+            if "air_rh_pct" in cube.metrics:  # the product's ISPU is of the humidity-corrected value: so is this
+                pm = np.asarray(indices.pm25_corrected(pm, cube.metric("air_rh_pct")[rows]))
+            daily_pm = np.nanmean(np.nanmean(pm, axis=0)[:days * 24].reshape(days, 24), axis=1)
             for c in np.atleast_1d(indices.ispu_category(indices.ispu(daily_pm, "pm25"))):
                 if c >= 0:
                     ispu_days[int(c)] += 1

@@ -136,7 +136,7 @@ def test_incremental_runs_equal_the_batch_with_late_arrivals(fleet_platform):
     scores = anomaly.score_cube(x, whole.times, ANOMALY_METRICS, STEP, whole.sites, whole.metric("rain_mm"))
     w = slice((st.start - st.origin) // STEP, None)
     flags = quality.check(cube.values, cube.metrics, cube.sites)
-    derived = derive(cube, STEP)
+    derived = derive(cube, STEP, flags)
     window_scores = anomaly.Scores(scores.score[:, w], scores.baseline[:, w], scores.kind[:, w], scores.referenced,
                                    scores.z[:, w])
     events = anomaly.events(window_scores, x[:, w], cube.times, cube.nodes, ANOMALY_METRICS)
