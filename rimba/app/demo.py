@@ -25,11 +25,11 @@ from analytics.alerts import AlertStore
 from hardware import provision
 from ingest.store import Store
 from rimba import contract, profiles, wib
-from rimba.dev.climate import Haze
 from rimba.errors import RimbaError
 from rimba.fleet import load_fleet
 from rimba.adapters.influx import Influx
 from rimba.metrics import METRICS
+from rimba.dev.climate import Climate, Haze
 from rimba.dev.simulate import Fault, LiveRunner, Publisher, Simulation
 from rimba.dev.stack import Stack
 
@@ -38,6 +38,15 @@ WIB = wib.TZ
 # a site's last half hour in the view: what its nodes' profiles measure, in the profiles' order, and the
 # battery from their statuses
 SHOWN = tuple(dict.fromkeys(m for name in profiles.names() for m in profiles.metrics(name)))
+
+
+def _dry(climate, t: float) -> float:
+    """The latest time at or before `t` (within a day) with no rain at the site an hour either side: the
+    demo's spike is a sensor's, and rain at the site would rightly explain a jump away."""
+    for back in range(0, 86400, 600):
+        if climate.rain_between(t - back - 3600, t - back + 3600) == 0:
+            return t - back
+    return t
 
 
 def main(settings, args) -> int:
@@ -64,10 +73,13 @@ def main(settings, args) -> int:
         _wait_ready(ingest_log, ingest)
         now = time.time()
         nodes = sorted(fleet.nodes)
-        faults = [Fault(nodes[0], "air_temp_c", "spike", now - 30 * 3600, now - 30 * 3600 + 600, 11.0),
+        seed = int(now) // 86400
+        haze = Haze(now - 1.5 * 86400, 3.0, 260)
+        spike_at = _dry(Climate(seed, fleet.nodes[nodes[0]].site, haze), now - 30 * 3600)
+        faults = [Fault(nodes[0], "air_temp_c", "spike", spike_at, spike_at + 600, 11.0),
                   Fault(nodes[-1], "air_rh_pct", "stuck", now - 40 * 3600, now - 34 * 3600, 99.9),
                   Fault(nodes[1], "air_temp_c", "spike", now - 3 * 3600, now + 3600, 6.0)]  # ongoing: an anomaly
-        sim = Simulation(fleet, seed=int(now) // 86400, haze=Haze(now - 1.5 * 86400, 3.0, 260), send_every=3,
+        sim = Simulation(fleet, seed=seed, haze=haze, send_every=3,
                          faults=faults, nodes={n for n in fleet.nodes if n not in firmware_nodes})
         pub = Publisher(provision.as_service(settings, "sim"), client_id="rimba-demo-sim", on_ack=sim.acked)
         print(f"stack: mosquitto {stack.mqtt_url}, influxdb {stack.influx_url} (data in {stack.dir})")
