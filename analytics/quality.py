@@ -10,8 +10,8 @@ Flags (combine with ``|``; stored as the `qc` measurement's `flag` field):
 
     RANGE     outside the metric's physical range (the measurement table)
     SPIKE     one sample far from both neighbours, in the same direction; or, for the
-              metrics a site's air shares (`SITE_SHARED`), one to three samples off the site's
-              median and back, by far less than the step limit (`_site_spikes`)
+              metrics a site's air shares (`SITE_SHARED`), one to three samples off two of the
+              site's other nodes and back, by far less than the step limit (`_site_spikes`)
     STEP      a jump to a new level larger than the metric's step limit
               (SPIKE and STEP are not raised where the weather explains the jump: rain at
               the site within a step, for the metrics rain moves, the way rain moves them
@@ -128,12 +128,14 @@ class Limits:
     drift_window: int = 144  # samples (a day at 10 minutes)
     condensing_rh: float = 97.0
     together: float = 0.5  # a jump is the site's when the site's median jump is this share of it, same sign
-    # SPIKE against the site: samples off the site's median by more than `site_spike` SCALE_FLOORs, up to
-    # `site_spike_n` of them (a spike's longest), against the sample before and the sample after. Chosen by
-    # leave-one-seed-out cross-validation on bench.detection's tuning seeds (`python -m bench.detection
-    # --tune-spike`), reported there with the held-out score
-    site_spike: float = 2.5
+    # SPIKE against the site (`_site_spikes`): up to `site_spike_n` samples (a spike's longest) off
+    # `site_spike_nodes` other nodes of the site or more by `site_spike` SCALE_FLOORs, against the sample
+    # before and the sample after. site_spike chosen by leave-one-seed-out cross-validation on
+    # bench.detection's tuning seeds (`python -m bench.detection --tune-spike`), reported there with the
+    # held-out score
+    site_spike: float = 3.0
     site_spike_n: int = 3
+    site_spike_nodes: int = 2
     # FAN: chosen by leave-one-seed-out cross-validation on bench.detection's tuning seeds
     # (`python -m bench.detection --tune-fan`), reported there with the held-out score
     fan_block: int = 24  # samples (four hours at 10 minutes)
@@ -499,56 +501,69 @@ def _rain_around(rain):
     return wet, before, after
 
 
-def site_median(values, metric: str) -> np.ndarray:
-    """The median over a site's nodes (axis 0) of `values` (nodes, time) of one metric, the values that may
-    make it only (`comparable`): NaN where fewer than three have one."""
-    usable = comparable(metric, values)
-    v = values if usable is None else np.where(usable, values, np.nan)
-    enough = (~np.isnan(v)).sum(axis=0) >= 3
-    return np.where(enough, nanmedian(v, axis=0), np.nan)
-
-
 def _site_spikes(ok, rain, metrics, site_of, lim):
     """SPIKE against the site (ok: (nodes, metrics, time), in range): for the metrics in SITE_SHARED, runs of
-    one to `site_spike_n` samples where the node's offset from its site's median (`site_median`) differs
-    from its offset at the sample before the run and at the sample after it, both by more than `site_spike`
-    SCALE_FLOORs and the same way for every sample of the run. The weather moves the whole site and cancels;
-    a node off the others for a sample or three and back is its sensor. Not raised with rain at the site
-    from the step before the run to the step after it (a shower reaches nodes a sample apart, either way),
-    nor where the site has no median (fewer than three nodes with a comparable value: humidity saturated
-    at the whole site, fog or rain, has none)."""
+    one to `site_spike_n` samples where the node's difference from another node of its site differs from
+    that difference at the sample before the run and at the sample after it, both by more than `site_spike`
+    SCALE_FLOORs and the same way for every sample of the run, against `site_spike_nodes` other nodes or
+    more. The weather moves the whole site and cancels; a node off the others for a sample or three and
+    back is its sensor. Pairs, not the site's median: a node's value that arrives later (nodes send at
+    their own minutes) can add a flag but never take one back. Humidity at saturation (`comparable`) is no
+    reference: a site saturated together (fog, rain) flags nothing. Not raised with rain at the site from
+    the step before the run to the step after it (a shower reaches nodes a sample apart, either way), nor
+    where one of the site's gauges (a node with a rain value in x) has not reported such a step yet (or it
+    lies after x's last)."""
     out = np.zeros(ok.shape, dtype=bool)
     cols = [j for j, m in enumerate(metrics) if m in SITE_SHARED and m in SCALE_FLOOR]
     sites = np.asarray(site_of)
     n_t = ok.shape[-1]
     for site in np.unique(sites):
         idx = np.flatnonzero(sites == site)
-        if len(idx) < 3:
+        if len(idx) <= lim.site_spike_nodes:
             continue
+        near = np.zeros(n_t, dtype=bool)
         if rain is not None:
-            wet, before, after = _rain_around(rain[idx])
-            near = wet | before | after
-        else:
-            near = np.zeros(n_t, dtype=bool)
+            gauges = rain[idx][~np.isnan(rain[idx]).all(axis=-1)]
+            if len(gauges):  # a step a gauge has not reported yet (or after the last) may have had rain
+                wet, _, _ = _rain_around(np.where(np.isnan(gauges), 1.0, gauges))
+                near = _around(wet)
+                near[-1] = True
         for j in cols:
-            r = ok[idx, j] - site_median(ok[idx, j], metrics[j])[None]
+            v = ok[idx, j]
+            usable = comparable(metrics[j], v)
+            ref = v if usable is None else np.where(usable, v, np.nan)
             limit = lim.site_spike * SCALE_FLOOR[metrics[j]]
-            for n in range(1, lim.site_spike_n + 1):
-                if n_t < n + 2:
-                    break
-                a, b = r[:, :n_t - n - 1], r[:, n + 1:]  # the offset before the run, and after it
-                up = np.ones(a.shape, dtype=bool)
-                down = np.ones(a.shape, dtype=bool)
-                dry = ~near[:n_t - n - 1] & ~near[n + 1:]
-                with np.errstate(invalid="ignore"):
-                    for k in range(n):
-                        v = r[:, 1 + k:n_t - n + k]
-                        up &= (v - a > limit) & (v - b > limit)
-                        down &= (a - v > limit) & (b - v > limit)
-                        dry &= ~near[1 + k:n_t - n + k]
-                hit = (up | down) & dry
-                for k in range(n):
-                    out[idx, j, 1 + k:n_t - n + k] |= hit
+            for p in range(len(idx)):
+                count = np.zeros(n_t, dtype=np.int32)
+                for q in range(len(idx)):
+                    if q != p:
+                        count += _excursions(v[p] - ref[q], limit, lim.site_spike_n, near)
+                out[idx[p], j] = count >= lim.site_spike_nodes
+    return out
+
+
+def _excursions(r, limit: float, longest: int, near) -> np.ndarray:
+    """Where r (time) is in a run of 1 to `longest` samples each more than `limit` from r at the sample before
+    the run and at the sample after it, the same way; no `near` (bool, time) from the one before to the one
+    after."""
+    n_t = r.shape[-1]
+    out = np.zeros(n_t, dtype=bool)
+    for n in range(1, longest + 1):
+        if n_t < n + 2:
+            break
+        a, b = r[:n_t - n - 1], r[n + 1:]  # before the run, and after it
+        up = np.ones(a.shape, dtype=bool)
+        down = np.ones(a.shape, dtype=bool)
+        dry = ~near[:n_t - n - 1] & ~near[n + 1:]
+        with np.errstate(invalid="ignore"):
+            for k in range(n):
+                v = r[1 + k:n_t - n + k]
+                up &= (v - a > limit) & (v - b > limit)
+                down &= (a - v > limit) & (b - v > limit)
+                dry &= ~near[1 + k:n_t - n + k]
+        hit = (up | down) & dry
+        for k in range(n):
+            out[1 + k:n_t - n + k] |= hit
     return out
 
 

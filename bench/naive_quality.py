@@ -55,6 +55,14 @@ def naive_check(x, metrics, site_of=None, limits=None):
         r = metrics.index("rain_mm") if "rain_mm" in metrics else None
         return r is not None and 0 <= s < n_t and any(x[k][s][r] > 0 for k in site_nodes(i))
 
+    def unknown_rain(i, s):
+        """A gauge of i's site (a node with a rain value at some time) has none at step s."""
+        r = metrics.index("rain_mm") if "rain_mm" in metrics else None
+        if r is not None and s == n_t and any(not math.isnan(x[k][u][r]) for k in site_nodes(i) for u in range(n_t)):
+            return True  # after the last step: not reported yet
+        return r is not None and 0 <= s < n_t and any(
+            math.isnan(x[k][s][r]) and any(not math.isnan(x[k][u][r]) for u in range(n_t)) for k in site_nodes(i))
+
     def weather(i, t, j):
         """Why the weather explains a jump at (i, t, j), a set of: "along" (rain at the site near t, the way rain
         moves the metric), "back" (the way back as the shower ends, for what the air carries), "together" (the
@@ -145,37 +153,45 @@ def naive_check(x, metrics, site_of=None, limits=None):
                     if present(i, t, j) and present(i, t, r) and x[i][t][r] >= lim.condensing_rh:
                         flags[i][t][j] |= HUMID_PM
 
-    if site_of is not None:  # spikes against the site: off the site's median for 1 to site_spike_n samples
+    if site_of is not None:  # spikes against the site: off site_spike_nodes others for 1 to site_spike_n samples
         for site in set(site_of):
             idx = [i for i in range(n_nodes) if site_of[i] == site]
-            if len(idx) < 3:
+            if len(idx) <= lim.site_spike_nodes:
                 continue
             for j, name in enumerate(metrics):
                 if name not in SITE_SHARED:
                     continue
                 limit = lim.site_spike * SCALE_FLOOR[name]
 
-                def offset(i, t, j=j, name=name, idx=idx):
-                    if not 0 <= t < n_t or ok(i, t, j) is None:
+                def diff(i, k, t, j=j, name=name):
+                    if not 0 <= t < n_t or ok(i, t, j) is None or ok(k, t, j) is None:
                         return None
-                    vals = [ok(k, t, j) for k in idx if ok(k, t, j) is not None]
-                    if name == "air_rh_pct":
-                        vals = [v for v in vals if v < SATURATED_RH]
-                    return ok(i, t, j) - statistics.median(vals) if len(vals) >= 3 else None
+                    if name == "air_rh_pct" and ok(k, t, j) >= SATURATED_RH:
+                        return None  # saturated humidity is no reference
+                    return ok(i, t, j) - ok(k, t, j)
 
                 for i in idx:
-                    for n in range(1, lim.site_spike_n + 1):
-                        for s in range(1, n_t - n):
-                            a, b = offset(i, s - 1), offset(i, s + n)
-                            run = [offset(i, k) for k in range(s, s + n)]
-                            if None in (a, b) or None in run:
-                                continue
-                            up = all(v - a > limit and v - b > limit for v in run)
-                            down = all(a - v > limit and b - v > limit for v in run)
-                            wet = any(rained(i, k) for k in range(s - 2, s + n + 2))
-                            if (up or down) and not wet:
-                                for k in range(s, s + n):
-                                    flags[i][k][j] |= SPIKE
+                    hits = [0] * n_t
+                    for k in idx:
+                        if k == i:
+                            continue
+                        mine = set()
+                        for n in range(1, lim.site_spike_n + 1):
+                            for s in range(1, n_t - n):
+                                a, b = diff(i, k, s - 1), diff(i, k, s + n)
+                                run = [diff(i, k, u) for u in range(s, s + n)]
+                                if None in (a, b) or None in run:
+                                    continue
+                                up = all(v - a > limit and v - b > limit for v in run)
+                                down = all(a - v > limit and b - v > limit for v in run)
+                                wet = any(rained(i, u) or unknown_rain(i, u) for u in range(s - 2, s + n + 2))
+                                if (up or down) and not wet:
+                                    mine.update(range(s, s + n))
+                        for u in mine:
+                            hits[u] += 1
+                    for u in range(n_t):
+                        if hits[u] >= lim.site_spike_nodes:
+                            flags[i][u][j] |= SPIKE
         for site in set(site_of):
             idx = [i for i in range(n_nodes) if site_of[i] == site]
             if len(idx) < 3:
