@@ -14,6 +14,13 @@ would send) go through the analytics' own steps (`analytics.quality.check`,
    fault is its PM sensor's: an alarm on any of its channels counts (`channels`).
 3. `--tune-fan`: the FAN check's constants (`analytics.quality.Limits`) by leave-one-seed-out
    cross-validation on `TUNING_SEEDS` (`tune_fan`).
+4. `--tune-spike`: SPIKE against the site's limit (`Limits.site_spike`, in SCALE_FLOORs) the same way
+   (`tune_spike`): the smaller of recall and precision of all the alarms of the spike runs, the clean runs'
+   alarms counting against precision.
+
+The ground truth is the injected fault, whatever it did to the recorded value: a humidity spike on a
+reading of 98 %RH that the sensor's 100 % crop leaves 1 %RH off the truth (within the SHT4x's +-1.8 %RH
+typical accuracy) is still a fault to find, and counts as missed.
 
 Writes bench/results/detection.json.
 """
