@@ -327,19 +327,11 @@ def main(argv=None) -> int:
     p.add_argument("--tune-spike", action="store_true", help="choose SPIKE against the site's limit by "
                    "cross-validation on the tuning seeds, and stop")
     args = p.parse_args(argv)
-    if args.tune_spike:
-        t = tune_spike(args.nodes, args.days, args.faults)
-        for g in t["grid"]:
+    if args.tune_spike or args.tune_fan:
+        t = tune_spike(args.nodes, args.days, args.faults) if args.tune_spike else tune_fan(args.nodes, args.days,
+                                                                                             args.faults)
+        for g in t.get("grid", ()):
             print(f"site_spike {g['site_spike']}: on all tuning seeds {g['objective']:.3f}")
-        for f in t["folds"]:
-            print(f"left out seed {f['left_out']}: chose {f['chosen']}; on it: {f['detected']} of {f['faults']} "
-                  f"faults, {f['true_alarms']} of {f['alarms']} alarms true (min of recall and precision "
-                  f"{f['score']:.3f})")
-        print(f"cross-validated {t['cv_score']:.3f}; on all tuning seeds: chose {t['chosen']} "
-              f"(in sample {t['in_sample']:.3f})")
-        return 0
-    if args.tune_fan:
-        t = tune_fan(args.nodes, args.days, args.faults)
         for f in t["folds"]:
             print(f"left out seed {f['left_out']}: chose {f['chosen']}; on it: {f['detected']} of {f['faults']} "
                   f"faults, {f['true_alarms']} of {f['alarms']} alarms true (min of recall and precision "
