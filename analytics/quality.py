@@ -480,8 +480,8 @@ def _shared(d, lim):
     for p in range(d.shape[0]):
         others = np.delete(d, p, axis=0)
         with np.errstate(invalid="ignore"):
-            up = np.where(others > 0, others, 0.0).max(axis=0)
-            down = np.where(others < 0, -others, 0.0).max(axis=0)
+            up = np.where(others > 0, others, 0.0).max(axis=0, initial=0.0)
+            down = np.where(others < 0, -others, 0.0).max(axis=0, initial=0.0)
         up = maximum_filter1d(up, 3, axis=-1, mode="constant", cval=0.0)
         down = maximum_filter1d(down, 3, axis=-1, mode="constant", cval=0.0)
         with np.errstate(invalid="ignore"):

@@ -38,6 +38,14 @@ def test_vectorized_equals_plain_loop(seed):
     assert not len(bad), f"first difference at {tuple(bad[0])}: fast {fast[tuple(bad[0])]}, slow {slow[tuple(bad[0])]}"
 
 
+def test_a_site_of_one_node_equals_the_plain_loop():
+    x = cube(7)
+    sites = ["a", "a", "a", "b", "c"]  # c: one node alone, with its own gauge
+    fast = check(x, METRICS, sites)
+    slow = np.array(naive_check(x.tolist(), list(METRICS), sites), dtype=np.uint16)
+    assert (fast == slow).all()
+
+
 def test_each_check_finds_its_fault():
     t = 200
     clean = np.zeros((4, t, 3))
