@@ -35,7 +35,7 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d
 
 from analytics import detector
-from analytics.quality import LOG_FLOOR, SCALE_FLOOR, comparable
+from analytics.quality import LOG_FLOOR, RAIN_SIGN, SCALE_FLOOR, comparable
 from analytics.robust import nanmedian
 from rimba import wib
 from rimba.metrics import METRICS
@@ -56,10 +56,6 @@ REGIONAL = RELATIVE
 # can feel the rain a step before its site's gauge reports it. The rain context looks that one step
 # ahead, so with rain the newest step's score is provisional until the next step is in.
 RAIN_AHEAD = 1
-# which way rain moves what it moves: humidity up, the air and soil cooler, soil wetter, run-off raising the
-# river, the light dimmer, particulates washed out; a move the other way during rain is not explained
-RAIN_SIGN = {"air_rh_pct": 1, "air_temp_c": -1, "soil_temp_c": -1, "soil_vwc_pct": 1, "water_level_cm": 1,
-             "light_lux": -1, "pm1_ugm3": -1, "pm25_ugm3": -1, "pm10_ugm3": -1}
 MIN_SITE_NODES = 3  # nodes of a site with the metric (the node itself included) for their median to be the reference
 PRODUCT_Z_FLOOR = 4.0  # the record floor, in SCALE_FLOOR units: below it, nothing is news
 # The product's series differ from NAB's in two ways its constants follow: they have units (the record floor

@@ -9,11 +9,15 @@ hold every one of them against a plain per-point loop.
 Flags (combine with ``|``; stored as the `qc` measurement's `flag` field):
 
     RANGE     outside the metric's physical range (the measurement table)
-    SPIKE     one sample far from both neighbours, in the same direction
+    SPIKE     one sample far from both neighbours, in the same direction; or, for the
+              metrics a site's air shares (`SITE_SHARED`), one to three samples off two of the
+              site's other nodes and back, by far less than the step limit (`_site_spikes`)
     STEP      a jump to a new level larger than the metric's step limit
               (SPIKE and STEP are not raised where the weather explains the jump: rain at
-              the site within a step, for the metrics rain moves, or the site's other nodes
-              jumping the same way at the same time)
+              the site within a step, for the metrics rain moves, the way rain moves them
+              (`RAIN_SIGN`) or, as the shower ends, back; or the site's other nodes jumping
+              the same way at the same time. A spike is the weather's only when both of its
+              jumps are)
     FLAT      `flat_n` samples or more within the metric's flat tolerance of each other
               (a stuck sensor, still dithering by a digit or two)
     GAP       no value here while the node reported at other times (a dropout)
@@ -82,9 +86,19 @@ SCALE_FLOOR = {"air_temp_c": 0.3, "air_rh_pct": 2.0, "air_pressure_hpa": 0.5, "s
                "rssi_dbm": 4.0}
 LOG_FLOOR = 0.15
 _NOT_FLAT = ("rain_mm", "light_lux")  # zero for hours is normal (no rain, night), and bursts too
-# metrics a rain shower moves at once: humidity to saturation, cooling, wetting, run-off, dimming, washout
-RAIN_MOVES = ("air_rh_pct", "air_temp_c", "soil_vwc_pct", "soil_temp_c", "water_level_cm", "light_lux",
-              "pm1_ugm3", "pm25_ugm3", "pm10_ugm3")
+# the metrics a rain shower moves at once, and which way: humidity up to saturation, the air and the soil cooler,
+# the soil wetter, run-off raising the river, the light dimmer, particulates washed out. A move the other way
+# while it rains is not the rain's (the analytics' anomaly scores read the same table).
+RAIN_SIGN = {"air_rh_pct": 1, "air_temp_c": -1, "soil_temp_c": -1, "soil_vwc_pct": 1, "water_level_cm": 1,
+             "light_lux": -1, "pm1_ugm3": -1, "pm25_ugm3": -1, "pm10_ugm3": -1}
+RAIN_MOVES = tuple(RAIN_SIGN)
+# the metrics the air itself carries, which go back within minutes of a shower's end (the air dries, warms,
+# brightens, fills with particles again); the soil drains over days and run-off reaches the river for hours,
+# so their return is never one step
+RAIN_RETURNS = ("air_rh_pct", "air_temp_c", "light_lux", "pm1_ugm3", "pm25_ugm3", "pm10_ugm3")
+# the metrics the air of a site shares: their nodes, tens of metres apart, read the same weather, and a node
+# going off the others' median for a few samples and back is its sensor (SPIKE against the site)
+SITE_SHARED = ("air_temp_c", "air_rh_pct", "air_pressure_hpa")
 
 
 # Relative humidity at or above this is saturation as a capacitive sensor reads it (the SHT4x's tolerance
@@ -117,6 +131,14 @@ class Limits:
     drift_window: int = 144  # samples (a day at 10 minutes)
     condensing_rh: float = 97.0
     together: float = 0.5  # a jump is the site's when the site's median jump is this share of it, same sign
+    # SPIKE against the site (`_site_spikes`): up to `site_spike_n` samples (a spike's longest) off
+    # `site_spike_nodes` other nodes of the site or more by `site_spike` SCALE_FLOORs, against the sample
+    # before and the sample after. site_spike chosen by leave-one-seed-out cross-validation on
+    # bench.detection's tuning seeds (`python -m bench.detection --tune-spike`), reported there with the
+    # held-out score
+    site_spike: float = 3.0
+    site_spike_n: int = 3
+    site_spike_nodes: int = 2
     # FAN: chosen by leave-one-seed-out cross-validation on bench.detection's tuning seeds
     # (`python -m bench.detection --tune-fan`), reported there with the held-out score
     fan_block: int = 24  # samples (four hours at 10 minutes)
@@ -302,8 +324,15 @@ def _check_block(x, metrics, site_of, lim):
         big_next = np.abs(d_next) > step
         spike = big_prev & big_next & ((d_prev > 0) == (d_next > 0))
     rain = x[:, list(metrics).index("rain_mm")] if "rain_mm" in metrics else None
-    weather = _weather(d_prev, rain, metrics, site_of, lim)
-    mark(SPIKE, spike & ~weather)
+    along, back, together = _weather(d_prev, rain, metrics, site_of, lim)
+    weather = along | back | together
+    # a spike is the weather's only when both its jumps are, the way out and the way back (a short shower,
+    # a pause in one, the whole site)
+    weather_next = np.zeros_like(weather)
+    weather_next[..., :-1] = weather[..., 1:]
+    mark(SPIKE, spike & ~(weather & weather_next))
+    if site_of is not None:
+        mark(SPIKE, _site_spikes(ok, rain, metrics, site_of, lim))
     after_spike = np.zeros_like(spike)
     after_spike[..., 1:] = spike[..., :-1]
     mark(STEP, big_prev & ~spike & ~after_spike & ~weather)
@@ -390,22 +419,38 @@ def _check_block(x, metrics, site_of, lim):
 
 
 def _weather(d_prev, rain, metrics, site_of, lim):
-    """Where a jump (d_prev, (nodes, metrics, time)) is the weather's: rain at the site (any gauge, `rain`
-    (nodes, time) or None) at the step, the one before or the one after, for the metrics in RAIN_MOVES;
-    or, with three nodes or more reporting the metric at a site, the site's median jump at least
-    `together` of it in the same direction."""
+    """Where a jump (d_prev, (nodes, metrics, time)) is the weather's: (along, back, together), each a bool
+    array like d_prev.
+
+    Rain, for the metrics in RAIN_SIGN: any gauge of the site had rain at the step, the one before or the
+    one after (a gauge counts a shower at its next reading, and the nodes sample at different moments of a
+    step), and the jump goes the way rain moves the metric (along); or, for the metrics in RAIN_RETURNS,
+    the way back (back) as a shower ends or pauses: where another node of the site jumps the same way by
+    at least `together` of it within a step (a shower's end reaches nodes a sample apart), or, where no
+    other node of the site has a jump of the metric within a step to compare, where it ended (none two
+    steps on: the last gauge to count it may do so a step after the node has dried). Or, with three nodes
+    or more reporting the metric at a site, the site's median jump at least `together` of it in the same
+    direction (together)."""
+    along_out = np.zeros(d_prev.shape, dtype=bool)
+    back_out = np.zeros(d_prev.shape, dtype=bool)
     out = np.zeros(d_prev.shape, dtype=bool)
     sites = np.asarray(site_of) if site_of is not None else np.arange(d_prev.shape[0]).astype(str)
-    moves = np.flatnonzero([m in RAIN_MOVES for m in metrics])
+    moves = np.flatnonzero([m in RAIN_SIGN for m in metrics])
+    sign = np.array([RAIN_SIGN[metrics[j]] for j in moves], dtype=float)[:, None]
+    returns = np.array([metrics[j] in RAIN_RETURNS for j in moves])[:, None]
     for site in np.unique(sites):
         idx = np.flatnonzero(sites == site)
         if rain is not None and len(moves):
+            wet, before, after = _rain_around(rain[idx])
+            near = before | wet | after
+            ended = near.copy()
+            ended[:-2] &= ~wet[2:]
+            d = d_prev[np.ix_(idx, moves)]
             with np.errstate(invalid="ignore"):
-                wet = (rain[idx] > 0).any(axis=0)
-            near = wet.copy()
-            near[1:] |= wet[:-1]
-            near[:-1] |= wet[1:]
-            out[np.ix_(idx, moves)] |= near
+                along = np.sign(d) == sign
+                back = (np.sign(d) == -sign) & returns
+            along_out[np.ix_(idx, moves)] = along & near
+            back_out[np.ix_(idx, moves)] = back & near & np.where(_others_reporting(d), _shared(d, lim), ended)
         if len(idx) >= 3:
             d = d_prev[idx]
             reporting = (~np.isnan(d)).sum(axis=0)
@@ -413,6 +458,115 @@ def _weather(d_prev, rain, metrics, site_of, lim):
             with np.errstate(invalid="ignore"):
                 same = (reporting >= 3) & (np.sign(med) == np.sign(d)) & (np.abs(med) >= lim.together * np.abs(d))
             out[idx] |= same
+    return along_out, back_out, out
+
+
+def _around(a):
+    """a (..., time) bool, or'd with its step before and its step after."""
+    out = a.copy()
+    out[..., 1:] |= a[..., :-1]
+    out[..., :-1] |= a[..., 1:]
+    return out
+
+
+def _others_reporting(d):
+    """For a site's jumps d (nodes, metrics, time): whether another node has one within a step."""
+    has = ~np.isnan(d)
+    n = _around(has).sum(axis=0)  # nodes with a jump within a step of t, each node once
+    return n - _around(has) > 0
+
+
+def _shared(d, lim):
+    """For a site's jumps d (nodes, metrics, time): whether another node jumps the same way by at least
+    `together` of each within a step."""
+    out = np.zeros(d.shape, dtype=bool)
+    for p in range(d.shape[0]):
+        others = np.delete(d, p, axis=0)
+        with np.errstate(invalid="ignore"):
+            up = np.where(others > 0, others, 0.0).max(axis=0, initial=0.0)
+            down = np.where(others < 0, -others, 0.0).max(axis=0, initial=0.0)
+        up = maximum_filter1d(up, 3, axis=-1, mode="constant", cval=0.0)
+        down = maximum_filter1d(down, 3, axis=-1, mode="constant", cval=0.0)
+        with np.errstate(invalid="ignore"):
+            out[p] = ((d[p] > 0) & (up >= lim.together * d[p])) | ((d[p] < 0) & (down >= -lim.together * d[p]))
+    return out
+
+
+def _rain_around(rain):
+    """For a site's gauges (nodes, time): whether any had rain at each step, at the one before, at the one
+    after."""
+    with np.errstate(invalid="ignore"):
+        wet = (rain > 0).any(axis=0)
+    before = np.zeros_like(wet)
+    before[1:] = wet[:-1]
+    after = np.zeros_like(wet)
+    after[:-1] = wet[1:]
+    return wet, before, after
+
+
+def _site_spikes(ok, rain, metrics, site_of, lim):
+    """SPIKE against the site (ok: (nodes, metrics, time), in range): for the metrics in SITE_SHARED, runs of
+    one to `site_spike_n` samples where the node's difference from another node of its site differs from
+    that difference at the sample before the run and at the sample after it, both by more than `site_spike`
+    SCALE_FLOORs and the same way for every sample of the run, against `site_spike_nodes` other nodes or
+    more. The weather moves the whole site and cancels; a node off the others for a sample or three and
+    back is its sensor. Pairs, not the site's median: a node's value that arrives later (nodes send at
+    their own minutes) can add a flag but never take one back. Humidity at saturation (`comparable`) is no
+    reference: a site saturated together (fog, rain) flags nothing. Not raised with rain at the site from
+    the step before the run to the step after it (a shower reaches nodes a sample apart, either way), nor
+    where one of the site's gauges (a node with a rain value in x) has not reported such a step yet (or it
+    lies after x's last)."""
+    out = np.zeros(ok.shape, dtype=bool)
+    cols = [j for j, m in enumerate(metrics) if m in SITE_SHARED and m in SCALE_FLOOR]
+    sites = np.asarray(site_of)
+    n_t = ok.shape[-1]
+    for site in np.unique(sites):
+        idx = np.flatnonzero(sites == site)
+        if len(idx) <= lim.site_spike_nodes:
+            continue
+        near = np.zeros(n_t, dtype=bool)
+        if rain is not None:
+            gauges = rain[idx][~np.isnan(rain[idx]).all(axis=-1)]
+            if len(gauges):  # a step a gauge has not reported yet (or after the last) may have had rain
+                wet, _, _ = _rain_around(np.where(np.isnan(gauges), 1.0, gauges))
+                near = _around(wet)
+                near[-1] = True
+        for j in cols:
+            v = ok[idx, j]
+            usable = comparable(metrics[j], v)
+            ref = v if usable is None else np.where(usable, v, np.nan)
+            limit = lim.site_spike * SCALE_FLOOR[metrics[j]]
+            for p in range(len(idx)):
+                count = np.zeros(n_t, dtype=np.int32)
+                for q in range(len(idx)):
+                    if q != p:
+                        count += _excursions(v[p] - ref[q], limit, lim.site_spike_n, near)
+                out[idx[p], j] = count >= lim.site_spike_nodes
+    return out
+
+
+def _excursions(r, limit: float, longest: int, near) -> np.ndarray:
+    """Where r (time) is in a run of 1 to `longest` samples each more than `limit` from r at the sample before
+    the run and at the sample after it, the same way; no `near` (bool, time) from the one before to the one
+    after."""
+    n_t = r.shape[-1]
+    out = np.zeros(n_t, dtype=bool)
+    for n in range(1, longest + 1):
+        if n_t < n + 2:
+            break
+        a, b = r[:n_t - n - 1], r[n + 1:]  # before the run, and after it
+        up = np.ones(a.shape, dtype=bool)
+        down = np.ones(a.shape, dtype=bool)
+        dry = ~near[:n_t - n - 1] & ~near[n + 1:]
+        with np.errstate(invalid="ignore"):
+            for k in range(n):
+                v = r[1 + k:n_t - n + k]
+                up &= (v - a > limit) & (v - b > limit)
+                down &= (a - v > limit) & (b - v > limit)
+                dry &= ~near[1 + k:n_t - n + k]
+        hit = (up | down) & dry
+        for k in range(n):
+            out[1 + k:n_t - n + k] |= hit
     return out
 
 

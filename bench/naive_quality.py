@@ -15,10 +15,12 @@ from analytics.quality import (
     LOG_FLOOR,
     NOISE,
     PM_METRICS,
-    RAIN_MOVES,
+    RAIN_RETURNS,
+    RAIN_SIGN,
     RANGE,
     SATURATED_RH,
     SCALE_FLOOR,
+    SITE_SHARED,
     SPIKE,
     STEP,
     Limits,
@@ -48,21 +50,46 @@ def naive_check(x, metrics, site_of=None, limits=None):
         a, b = ok(k, t - 1, j), ok(k, t, j)
         return None if None in (a, b) else b - a
 
+    def rained(i, s):
+        """Any gauge of i's site had rain at step s."""
+        r = metrics.index("rain_mm") if "rain_mm" in metrics else None
+        return r is not None and 0 <= s < n_t and any(x[k][s][r] > 0 for k in site_nodes(i))
+
+    def unknown_rain(i, s):
+        """A gauge of i's site (a node with a rain value at some time) has none at step s."""
+        r = metrics.index("rain_mm") if "rain_mm" in metrics else None
+        if r is not None and s == n_t and any(not math.isnan(x[k][u][r]) for k in site_nodes(i) for u in range(n_t)):
+            return True  # after the last step: not reported yet
+        return r is not None and 0 <= s < n_t and any(
+            math.isnan(x[k][s][r]) and any(not math.isnan(x[k][u][r]) for u in range(n_t)) for k in site_nodes(i))
+
     def weather(i, t, j):
-        """The weather explains a jump at (i, t, j): rain at the site near t, or the site jumping together."""
+        """Why the weather explains a jump at (i, t, j), a set of: "along" (rain at the site near t, the way rain
+        moves the metric), "back" (the way back as the shower ends, for what the air carries), "together" (the
+        site jumping together)."""
+        why = set()
         here = site_nodes(i)
-        if metrics[j] in RAIN_MOVES and "rain_mm" in metrics:
-            r = metrics.index("rain_mm")
-            if any(0 <= s < n_t and x[k][s][r] > 0 for k in here for s in (t - 1, t, t + 1)):
-                return True
         d = jump(i, t, j)
+        if metrics[j] in RAIN_SIGN and d is not None and d != 0:
+            along = (d > 0) == (RAIN_SIGN[metrics[j]] > 0)
+            near = any(rained(i, s) for s in (t - 1, t, t + 1))
+            if along and near:
+                why.add("along")
+            if not along and metrics[j] in RAIN_RETURNS and near:
+                others = [jump(k, s, j) for k in here if k != i for s in (t - 1, t, t + 1) if 0 <= s < n_t]
+                others = [v for v in others if v is not None]
+                if others:  # the site's air drying too: another node jumping the same way within a step
+                    if any((v > 0) == (d > 0) and v != 0 and abs(v) >= lim.together * abs(d) for v in others):
+                        why.add("back")
+                elif not rained(i, t + 2):  # nothing to compare: the shower ended
+                    why.add("back")
         jumps = [jump(k, t, j) for k in here]
         jumps = [v for v in jumps if v is not None]
         if len(here) >= 3 and len(jumps) >= 3 and d is not None:
             med = statistics.median(jumps)
             if med != 0 and (med > 0) == (d > 0) and abs(med) >= lim.together * abs(d):
-                return True
-        return False
+                why.add("together")
+        return why
 
     for i in range(n_nodes):
         for j, name in enumerate(metrics):
@@ -76,7 +103,7 @@ def naive_check(x, metrics, site_of=None, limits=None):
                     d1, d2 = b - a, b - c
                     if abs(d1) > step and abs(d2) > step and (d1 > 0) == (d2 > 0) and d1 != 0:
                         spikes.add(t)
-                        if not weather(i, t, j):
+                        if not (weather(i, t, j) and weather(i, t + 1, j)):
                             flags[i][t][j] |= SPIKE
             for t in range(1, n_t):
                 a, b = ok(i, t - 1, j), ok(i, t, j)
@@ -126,7 +153,45 @@ def naive_check(x, metrics, site_of=None, limits=None):
                     if present(i, t, j) and present(i, t, r) and x[i][t][r] >= lim.condensing_rh:
                         flags[i][t][j] |= HUMID_PM
 
-    if site_of is not None:
+    if site_of is not None:  # spikes against the site: off site_spike_nodes others for 1 to site_spike_n samples
+        for site in set(site_of):
+            idx = [i for i in range(n_nodes) if site_of[i] == site]
+            if len(idx) <= lim.site_spike_nodes:
+                continue
+            for j, name in enumerate(metrics):
+                if name not in SITE_SHARED:
+                    continue
+                limit = lim.site_spike * SCALE_FLOOR[name]
+
+                def diff(i, k, t, j=j, name=name):
+                    if not 0 <= t < n_t or ok(i, t, j) is None or ok(k, t, j) is None:
+                        return None
+                    if name == "air_rh_pct" and ok(k, t, j) >= SATURATED_RH:
+                        return None  # saturated humidity is no reference
+                    return ok(i, t, j) - ok(k, t, j)
+
+                for i in idx:
+                    hits = [0] * n_t
+                    for k in idx:
+                        if k == i:
+                            continue
+                        mine = set()
+                        for n in range(1, lim.site_spike_n + 1):
+                            for s in range(1, n_t - n):
+                                a, b = diff(i, k, s - 1), diff(i, k, s + n)
+                                run = [diff(i, k, u) for u in range(s, s + n)]
+                                if None in (a, b) or None in run:
+                                    continue
+                                up = all(v - a > limit and v - b > limit for v in run)
+                                down = all(a - v > limit and b - v > limit for v in run)
+                                wet = any(rained(i, u) or unknown_rain(i, u) for u in range(s - 2, s + n + 2))
+                                if (up or down) and not wet:
+                                    mine.update(range(s, s + n))
+                        for u in mine:
+                            hits[u] += 1
+                    for u in range(n_t):
+                        if hits[u] >= lim.site_spike_nodes:
+                            flags[i][u][j] |= SPIKE
         for site in set(site_of):
             idx = [i for i in range(n_nodes) if site_of[i] == site]
             if len(idx) < 3:

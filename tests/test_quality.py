@@ -38,6 +38,14 @@ def test_vectorized_equals_plain_loop(seed):
     assert not len(bad), f"first difference at {tuple(bad[0])}: fast {fast[tuple(bad[0])]}, slow {slow[tuple(bad[0])]}"
 
 
+def test_a_site_of_one_node_equals_the_plain_loop():
+    x = cube(7)
+    sites = ["a", "a", "a", "b", "c"]  # c: one node alone, with its own gauge
+    fast = check(x, METRICS, sites)
+    slow = np.array(naive_check(x.tolist(), list(METRICS), sites), dtype=np.uint16)
+    assert (fast == slow).all()
+
+
 def test_each_check_finds_its_fault():
     t = 200
     clean = np.zeros((4, t, 3))
@@ -100,6 +108,68 @@ def test_a_rain_shower_raises_no_step_but_a_lone_jump_does():
     f = check(x, metrics, ["s"] * 3)
     assert not (f[:, 15:30] & (STEP | SPIKE)).any()
     assert f[0, 40, 1] & STEP and not (f[1:, 40] & STEP).any()
+
+
+def humid_site(t=80, seed=4):
+    """Five nodes of a site, 10-minute steps: humid air (84-90 %RH) and 27-29 °C, SHT4x-like noise, readings
+    cropped at 100 %RH; one rain gauge, dry."""
+    rng = np.random.default_rng(seed)
+    hours = np.arange(t) / 6.0
+    x = np.zeros((5, t, 3))
+    x[:, :, 0] = 28 + np.sin(2 * np.pi * hours / 24) + rng.normal(0, 0.1, (5, t))
+    x[:, :, 1] = 87 - 3 * np.sin(2 * np.pi * hours / 24) + rng.normal(0, 0.5, (5, t))
+    x[1:, :, 2] = np.nan  # one gauge
+    return x
+
+
+def test_a_humidity_spike_to_the_crop_in_dry_weather_is_flagged():
+    """85 -> 100 -> 85 for a sample (or two) on one node, no rain and the site's other nodes level: far less than
+    the step limit (20 %RH), but the sensor's, not the air's (the spike was cropped at the SHT4x's 100 %)."""
+    metrics = ("air_temp_c", "air_rh_pct", "rain_mm")
+    x = humid_site()
+    x[2, 30, 1] = 100.0  # one sample
+    x[4, 50:52, 1] = 100.0  # two
+    x[1, 65, 0] += 2.0  # the air temperature, one sample 2 °C off
+    f = check(x, metrics, ["s"] * 5)
+    spikes = {tuple(k) for k in np.argwhere(f & SPIKE)}
+    assert spikes == {(2, 30, 1), (4, 50, 1), (4, 51, 1), (1, 65, 0)}
+    assert not (f & STEP).any()
+
+
+def test_rain_does_not_excuse_a_jump_against_its_direction():
+    """While it rains, humidity falling to 0 % for a sample, the air warming 30 °C and soil drying to nothing are
+    not the rain: rain moves them the other way (and the site's other nodes stay)."""
+    metrics = ("air_temp_c", "air_rh_pct", "rain_mm", "soil_vwc_pct")
+    x = np.concatenate([humid_site(), np.full((5, 80, 1), 30.0)], axis=2)
+    x[:, 20:60, 1], x[:, 20:60, 0] = 98.0, 26.0  # a long shower: saturated and cooled
+    x[0, 20:60, 2] = 2.0
+    x[3, 30, 1] = 0.0  # humidity to nothing and back
+    x[1, 40, 0] = 58.0  # the air 32 °C warmer
+    x[2, 50, 3] = 0.0  # the soil dry for a sample
+    f = check(x, metrics, ["s"] * 5)
+    assert {tuple(k) for k in np.argwhere(f & SPIKE)} == {(3, 30, 1), (1, 40, 0), (2, 50, 3)}
+
+
+def test_a_shower_reaching_nodes_a_sample_apart_raises_no_step_or_spike():
+    """A real shower: nodes feel it a step before the gauge or after it, a pause dries three of them for a sample
+    while the gauge still counts rain, and it ends at different steps, the gauge counting it a step late."""
+    t = 80
+    metrics = ("air_temp_c", "air_rh_pct", "rain_mm")
+    x = humid_site(t)
+    x[:, :, 1] -= 15  # a dry afternoon, 69-75 %RH
+    x[:, :, 0] += 3
+    wet = np.zeros((5, t), dtype=bool)
+    wet[:2, 20:35] = True  # the first two nodes from step 20
+    wet[2:, 21:36] = True  # the others a step later, and dry a step later
+    wet[:3, 27] = False  # a pause: three nodes dry for a sample
+    x[:, :, 1] = np.where(wet, 98.0 + np.random.default_rng(5).normal(0, 0.5, (5, t)), x[:, :, 1])
+    x[:, :, 0] = np.where(wet, x[:, :, 0] - 2.5, x[:, :, 0])
+    x[0, 21:37, 2] = 3.0  # the gauge: from a step after the first nodes, to a step after the last
+    x = np.minimum(x, [85.0, 100.0, 500.0])
+    f = check(x, metrics, ["s"] * 5)
+    assert not (f & (STEP | SPIKE)).any(), np.argwhere(f & (STEP | SPIKE))
+    x[3, 27, 1] = 40.0  # one node, in the pause, falling far below the dry air
+    assert check(x, metrics, ["s"] * 5)[3, 27, 1] & SPIKE
 
 
 def test_a_jump_the_whole_site_makes_together_is_weather():
