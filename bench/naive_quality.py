@@ -161,7 +161,7 @@ def naive_check(x, metrics, site_of=None, limits=None):
             for j, name in enumerate(metrics):
                 if name not in SITE_SHARED:
                     continue
-                limit = lim.site_spike * SCALE_FLOOR[name]
+                limit = dict(lim.site_spike_of).get(name, lim.site_spike) * SCALE_FLOOR[name]
 
                 def diff(i, k, t, j=j, name=name):
                     if not 0 <= t < n_t or ok(i, t, j) is None or ok(k, t, j) is None:

@@ -249,7 +249,8 @@ def handle_up(led: Ledger, topic: str, payload: bytes, received: float, fleet, o
     stored = em.stored
     fresh = not seqs or seqs[0] > stored.top()  # all above what was stored: none can be a resend
     collided = []
-    if fresh and claim.run(times, rising=batch.version >= 2 and offsets.count(None) in (0, n)):  # the usual batch: new readings at new, rising times of one day
+    rising = batch.version >= 2 and offsets.count(None) in (0, n)  # v2 times rise, and so do they moved as one
+    if fresh and claim.run(times, rising):  # the usual batch: new readings at new, rising times of one day
         new = seqs
         out.lines += lineproto.readings(site, node, batch.fields, seqs, lates, offsets, times)
     else:

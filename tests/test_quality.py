@@ -31,7 +31,7 @@ def cube(seed, nodes=5, t=80):
 def test_vectorized_equals_plain_loop(seed):
     x = cube(seed)
     sites = ["a", "a", "a", "b", "b"]
-    lim = Limits(flat_n=6, drift_window=12)
+    lim = Limits(flat_n=6, drift_window=12, site_spike_of=(("air_temp_c", 1.0 + seed), ("air_rh_pct", 6.0 - seed)))
     fast = check(x, METRICS, sites, lim)
     slow = np.array(naive_check(x.tolist(), list(METRICS), sites, lim), dtype=np.uint16)
     bad = np.argwhere(fast != slow)
@@ -250,3 +250,20 @@ def test_saturated_humidity_is_left_out_of_the_site_median():
     f = check(x, ("air_rh_pct",), ["s"] * 5, Limits(drift_window=72))[:, :, 0]
     assert (f[:3, 100:260] & DRIFT).all()
     assert not (f[3:] & DRIFT).any()
+
+
+def test_a_metric_with_its_own_site_spike_limit_is_judged_by_it_and_the_others_by_the_shared_one():
+    t = 60
+    x = np.full((4, t, 2), np.nan)
+    x[:, :, 0] = 28.0 + 0.01 * np.arange(t)  # air temperature: the site's nodes move together
+    x[:, :, 1] = 80.0
+    x[0, 30, 0] += 1.2  # one node 1.2 °C off for a sample: 4 of temperature's 0.3 °C floors
+    x[1, 40, 1] += 8.0  # and another 8 %RH: 4 of humidity's 2 %RH floors
+    sites = ["s"] * 4
+    metrics = ("air_temp_c", "air_rh_pct")
+    shared = check(x, metrics, sites, Limits(site_spike=3.0, site_spike_of=()))
+    assert shared[0, 30, 0] & SPIKE and shared[1, 40, 1] & SPIKE
+    wide = Limits(site_spike=3.0, site_spike_of=(("air_temp_c", 5.0),))
+    own = check(x, metrics, sites, wide)
+    assert not own[0, 30, 0] & SPIKE and own[1, 40, 1] & SPIKE  # only temperature's limit moved
+    assert (own == np.array(naive_check(x.tolist(), list(metrics), sites, wide), dtype=np.uint16)).all()
