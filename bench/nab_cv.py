@@ -152,6 +152,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="bench.nab_cv")
     p.add_argument("--nab-root", default=str(ROOT.parent / "shared" / "nab"), help="where nabscore.py and data/ are")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--cache", default=None,
+                   help="a file of the candidates' scores: read for the candidates it holds, the others scored and added")
     args = p.parse_args(argv)
     root = Path(args.nab_root)
     if not (root / "nabscore.py").exists():
@@ -162,11 +164,14 @@ def main(argv=None) -> int:
     global _FILES, CANDS
     _FILES = [nab.files[r] for r in rels]
     CANDS = candidates()
-    jobs = [(c, i) for c in range(len(CANDS)) for i in range(len(rels))]
-    scores = [{} for _ in CANDS]
-    with mp.get_context("fork").Pool(args.jobs) as pool:
-        for c, i, s in pool.imap_unordered(_score_one, jobs, chunksize=4):
-            scores[c][rels[i]] = s
+    cached = load_cache(args.cache)
+    scores = [dict(cached.get(repr(c), {})) for c in CANDS]
+    jobs = [(c, i) for c in range(len(CANDS)) for i in range(len(rels)) if rels[i] not in scores[c]]
+    if jobs:
+        with mp.get_context("fork").Pool(args.jobs) as pool:
+            for c, i, s in pool.imap_unordered(_score_one, jobs, chunksize=4):
+                scores[c][rels[i]] = s
+        save_cache(args.cache, cached, CANDS, scores)
     cv = cross_validate(nab, scores, CANDS)
     cv_by_cand = [r[PROFILE]["score"] for r in cv["per_candidate"]]
     best = int(np.argmax(cv_by_cand))
@@ -209,6 +214,27 @@ def main(argv=None) -> int:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=1, sort_keys=True, default=float) + "\n")
     return 0
+
+
+def load_cache(path) -> dict:
+    """{repr(candidate): {file: scores}} from `path` (none: empty). The key is the candidate's every constant, so
+    a changed grid or default scores again; a changed detector does not show in it: delete the file then."""
+    if path is None or not Path(path).exists():
+        return {}
+    with np.load(path, allow_pickle=False) as z:
+        out: dict = {}
+        for key in z.files:
+            cand, rel = json.loads(key)
+            out.setdefault(cand, {})[rel] = z[key]
+        return out
+
+
+def save_cache(path, cached: dict, cands: list, scores: list) -> None:
+    if path is None:
+        return
+    for c, s in zip(cands, scores, strict=True):
+        cached.setdefault(repr(c), {}).update(s)
+    np.savez(path, **{json.dumps([cand, rel]): v for cand, d in cached.items() for rel, v in d.items()})
 
 
 def _diff(params) -> dict:
