@@ -143,6 +143,20 @@ def choose_neighbourhood(nab, inner: list, cands: list) -> dict:
     return {"chosen": int(np.argmax(mean))}
 
 
+def choose_marginal(nab, inner: list, cands: list) -> dict:
+    """Each constant at the value with the best mean inner score over all the candidates that have it (its main
+    effect: an average over a part of the grid, not one candidate's score)."""
+    sc = np.array([r[PROFILE]["score"] for r in inner])
+    d = [asdict(c) for c in cands]
+    pick = {}
+    for k in d[0]:
+        values = list(dict.fromkeys(repr(x[k]) for x in d))
+        means = [float(np.mean([sc[i] for i, x in enumerate(d) if repr(x[k]) == v])) for v in values]
+        best = values[int(np.argmax(means))]
+        pick[k] = next(x[k] for x in d if repr(x[k]) == best)
+    return {"chosen": next(i for i, x in enumerate(d) if x == pick)}
+
+
 def choose_top5(nab, inner: list, cands: list) -> dict:
     """The mean of the anomaly scores of the five candidates with the best inner scores, as one detector."""
     order = np.argsort([-r[PROFILE]["score"] for r in inner], kind="stable")
@@ -150,7 +164,7 @@ def choose_top5(nab, inner: list, cands: list) -> dict:
 
 
 PROCEDURES = {"one_se": choose_one_se, "argmax": choose_argmax, "neighbourhood": choose_neighbourhood,
-              "top5": choose_top5}
+              "top5": choose_top5, "marginal": choose_marginal}
 PRIMARY = "one_se"  # pre-registered before its score was seen (see the README)
 
 
