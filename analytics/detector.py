@@ -21,12 +21,6 @@ Three views of surprise, each a robust z against what the past would have said:
   minimum or maximum seen so far by its `spatialTolerance`, 0.05, scores 1: numenta/NAB,
   nab/detectors/numenta/numenta_detector.py); the tolerance is that published value, not one
   chosen on NAB here. Its kind is the level view's.
-- **run** (off unless `flat_factor` is set; NAB's batch runs only, a `Stream` refuses it): a value that
-  makes the current run of one value (each within the row's ``floor`` of the one before) at least
-  `flat_factor` times as long as the longest run that ended before it, and at least `flat_min` values,
-  scores at least `novel_ratio` too: a series that stops moving as it never has (a held key, a stuck
-  sensor; the "context" that Smirnov's CAD OSE detector, in numenta/NAB, finds new). Its kind is the
-  level view's.
 
 Each view is judged against its own recent record: the ratio of the view's surprise to the
 largest it gave over roughly the previous `memory` values (at least `z_floor`; each value
@@ -84,8 +78,6 @@ class Params:
     spread_frac: float = 0.1  # without a floor, scales are at least this fraction of the series' spread
     novel_tol: float | None = 0.05  # a value beyond the range seen so far by this fraction of it is news (None: off)
     novel_ratio: float = 2.0  # the ratio such a value scores at least (twice its view's record)
-    flat_factor: float | None = None  # a run of one value this many times the longest before it is news (None: off)
-    flat_min: int = 12  # values such a run has at least
 
 
 PARAMS = Params()
@@ -274,33 +266,6 @@ def novel_values(xs: np.ndarray, floor: np.ndarray, p: Params, lo: np.ndarray | 
     return mask, np.minimum(before_lo[:, -1], xs[:, -1]), np.maximum(before_hi[:, -1], xs[:, -1])
 
 
-def flat_values(xs: np.ndarray, floor: np.ndarray, p: Params) -> np.ndarray:
-    """Where each value makes its run of one value news (the run check, module docstring): (rows, time) bool.
-
-    A run is a stretch of values each within `floor` (per row) of the one before. A value is news when its
-    run, itself included, is at least `flat_factor` times the longest run that ended before it and at least
-    `flat_min` values long; before the series' first change of value no run has ended, so nothing is news.
-    xs (rows, time) has no NaN (carried forward). All False when `flat_factor` is None.
-
-    Examples
-    --------
-    >>> p = Params(flat_factor=2.0, flat_min=3)
-    >>> flat_values(np.array([[0.0, 0, 1, 2, 2, 2, 2, 3]]), np.zeros(1), p).astype(int).tolist()
-    [[0, 0, 0, 0, 0, 0, 1, 0]]
-    """
-    rows, n = xs.shape
-    if n == 0 or p.flat_factor is None:
-        return np.zeros((rows, n), dtype=bool)
-    cols = np.arange(n)
-    change = np.ones((rows, n), dtype=bool)  # where a run starts
-    change[:, 1:] = np.abs(np.diff(xs, axis=1)) > np.asarray(floor, dtype=float).reshape(-1, 1)
-    run = cols - np.maximum.accumulate(np.where(change, cols, 0), axis=1) + 1
-    ended = np.zeros((rows, n), dtype=np.int64)  # the length of the run that ended just before each value
-    ended[:, 1:] = np.where(change[:, 1:], run[:, :-1], 0)
-    longest = np.maximum.accumulate(ended, axis=1)
-    return (longest > 0) & (run >= np.maximum(p.flat_factor * longest, p.flat_min))
-
-
 def with_novelty(ratio: np.ndarray, kind: np.ndarray, novel: np.ndarray, p: Params) -> None:
     """Novel values' ratios raised to at least `novel_ratio`, their kind the level view's where that
     raised them (in place)."""
@@ -403,8 +368,7 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
         surprise = np.empty((rows, n))
     fl = np.zeros(rows) if floor is None else np.broadcast_to(np.asarray(floor, dtype=float), (rows,))
     why_all = None if explained is None else np.atleast_2d(np.asarray(explained))
-    checks = params.novel_tol is not None or params.flat_factor is not None
-    novel = np.zeros((rows, n), dtype=bool) if checks else None  # the range and run checks
+    novel = None if params.novel_tol is None else np.zeros((rows, n), dtype=bool)  # the range check
     for lo in range(0, rows, ROW_BLOCK):  # the views, a few series at a time (their arrays stay in cache)
         sl = slice(lo, lo + ROW_BLOCK)
         xs = carry_forward(x[sl] if reference is None else x[sl] - ref[sl])
@@ -418,7 +382,7 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
                     views[k, sl] = seasonal_view(xs, scale_floor, period, count, smooth, params.min_lags)
         np.max(views[:, sl], axis=0, out=surprise[sl])
         if novel is not None:
-            novel[sl] = novel_values(xs, fl[sl], params)[0] | flat_values(xs, fl[sl], params)
+            novel[sl] = novel_values(xs, fl[sl], params)[0]
         if why_all is not None:
             why = why_all[sl].astype(np.int8)
             if why.any():
@@ -525,8 +489,6 @@ class Stream:
     """
 
     def __init__(self, rows: int, step_s: int, params: Params = PARAMS, floor=None, rewind: int = 0):
-        if params.flat_factor is not None:
-            raise ValueError("flat_factor: the run check is for batch runs (score_rows) only; a Stream does not carry it")
         self.p, self.step, self.rewind = params, int(step_s), int(rewind)
         self.floor = np.zeros(rows) if floor is None else np.broadcast_to(np.asarray(floor, float), (rows,)).copy()
         self.n = 0

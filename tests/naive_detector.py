@@ -106,25 +106,6 @@ def novel(xs: np.ndarray, floor: np.ndarray, p: Params) -> np.ndarray:
     return out
 
 
-def flat(xs: np.ndarray, floor: np.ndarray, p: Params) -> np.ndarray:
-    """Values that make their run of one value (each within the floor of the one before) at least flat_factor
-    times the longest run that ended before and at least flat_min long, one value at a time."""
-    rows, n = xs.shape
-    out = np.zeros((rows, n), dtype=bool)
-    if p.flat_factor is None:
-        return out
-    for i in range(rows):
-        run = longest = 0
-        for t in range(n):
-            if t > 0 and abs(xs[i, t] - xs[i, t - 1]) <= floor[i]:
-                run += 1
-            else:
-                longest = max(longest, run)
-                run = 1
-            out[i, t] = longest > 0 and run >= p.flat_factor * longest and run >= p.flat_min
-    return out
-
-
 def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, reference=None,
                      step_s: int | None = None) -> Result:
     """`analytics.detector.score_rows` (the same arguments), the slow way."""
@@ -154,7 +135,7 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
             views[1, sl] = seasonal_view(xs, scale_floor, day, params.days, smooth, params.min_lags)
             views[2, sl] = seasonal_view(xs, scale_floor, 7 * day, params.weeks, smooth, params.min_lags)
         surprise[sl] = views[:, sl].max(axis=0)
-        new = novel(xs, fl, params) | flat(xs, fl, params)
+        new = novel(xs, fl, params)
         if explained is not None:
             why = np.atleast_2d(np.asarray(explained))[sl].astype(np.int8)
             # a signed cause explains moves its way only: +1 a rise, -1 a fall (from the recent level)
