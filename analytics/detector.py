@@ -25,9 +25,7 @@ Three views of surprise, each a robust z against what the past would have said:
 Each view is judged against its own recent record: the ratio of the view's surprise to the
 largest it gave over roughly the previous `memory` values (at least `z_floor`; each value
 raises the record by at most `raise_by` times the record it met, so a short glitch cannot set
-the bar for what follows). (With `joint`, NAB's batch runs only, a `Stream` refuses it: the largest of the views is judged against
-one record of that largest, so a view that is usually quiet does not score by its own small record.)
-The largest ratio over the views is divided by the largest it reached
+the bar for what follows). The largest ratio over the views is divided by the largest it reached
 over the previous `hold_s` seconds (one alarm per incident), and r maps into [0, 1] as r / (r + 1).
 
 Context (the product's, not NAB's)
@@ -80,7 +78,6 @@ class Params:
     spread_frac: float = 0.1  # without a floor, scales are at least this fraction of the series' spread
     novel_tol: float | None = 0.05  # a value beyond the range seen so far by this fraction of it is news (None: off)
     novel_ratio: float = 2.0  # the ratio such a value scores at least (twice its view's record)
-    joint: bool = False  # the views' largest surprise judged against one record of it, not each view against its own
 
 
 PARAMS = Params()
@@ -396,13 +393,7 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
                 if novel is not None:
                     novel[sl] &= ~cause
     ratio = score
-    if params.joint:  # the largest view over one record of it
-        top = views.max(axis=0)
-        kind[:] = views.argmax(axis=0)
-        for start, bars in records(top, params):
-            span = slice(start, start + bars.shape[1])
-            np.divide(top[:, span], bars, out=ratio[:, span])
-    for k, v in enumerate(() if params.joint else views):  # each view's surprise over its record; the largest is the ratio
+    for k, v in enumerate(views):  # each view's surprise over its record; the largest is the ratio
         if not v.any():
             continue
         for start, bars in records(v, params):
@@ -498,9 +489,6 @@ class Stream:
     """
 
     def __init__(self, rows: int, step_s: int, params: Params = PARAMS, floor=None, rewind: int = 0):
-        if params.joint:
-            raise ValueError("joint: one record of the largest view is for batch runs (score_rows) only; a Stream "
-                             "does not carry it")
         self.p, self.step, self.rewind = params, int(step_s), int(rewind)
         self.floor = np.zeros(rows) if floor is None else np.broadcast_to(np.asarray(floor, float), (rows,)).copy()
         self.n = 0

@@ -144,11 +144,7 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
             views[:, sl] = np.where(cause, 0.0, views[:, sl])
             new &= ~cause
         ratio = np.zeros(xs.shape)
-        if params.joint:  # the largest view, over one record of it
-            top = views[:, sl].max(axis=0)
-            kind[sl] = views[:, sl].argmax(axis=0)
-            ratio = top / record(top, params)
-        for k, v in enumerate([] if params.joint else views[:, sl]):
+        for k, v in enumerate(views[:, sl]):
             if not v.any():
                 continue
             r = v / record(v, params)
