@@ -20,8 +20,7 @@ Three views of surprise, each a robust z against what the past would have said:
   least `novel_ratio`. This is the "spatial anomaly" of Numenta's NAB detector (a value beyond the
   minimum or maximum seen so far by its `spatialTolerance`, 0.05, scores 1: numenta/NAB,
   nab/detectors/numenta/numenta_detector.py); the tolerance is that published value, not one
-  chosen on NAB here. Its kind is the level view's. With `novel_window` (NAB's batch runs only, a
-  `Stream` refuses it) the range is that of the last `novel_window` values, not of all before.
+  chosen on NAB here. Its kind is the level view's.
 
 Each view is judged against its own recent record: the ratio of the view's surprise to the
 largest it gave over roughly the previous `memory` values (at least `z_floor`; each value
@@ -55,7 +54,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d, minimum_filter1d, rank_filter
+from scipy.ndimage import maximum_filter1d, rank_filter
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,6 @@ class Params:
     spread_frac: float = 0.1  # without a floor, scales are at least this fraction of the series' spread
     novel_tol: float | None = 0.05  # a value beyond the range seen so far by this fraction of it is news (None: off)
     novel_ratio: float = 2.0  # the ratio such a value scores at least (twice its view's record)
-    novel_window: int | None = None  # the range check's range: of the last this many values (None: of all before)
 
 
 PARAMS = Params()
@@ -259,17 +257,8 @@ def novel_values(xs: np.ndarray, floor: np.ndarray, p: Params, lo: np.ndarray | 
         run_lo = np.minimum(lo, xs.min(axis=1)) if n else lo
         run_hi = np.maximum(hi, xs.max(axis=1)) if n else hi
         return np.zeros((rows, n), dtype=bool), run_lo, run_hi
-    if p.novel_window is None:
-        before_hi = np.maximum.accumulate(np.concatenate([hi[:, None], xs[:, :-1]], axis=1), axis=1)
-        before_lo = np.minimum.accumulate(np.concatenate([lo[:, None], xs[:, :-1]], axis=1), axis=1)
-    else:  # the range of the last novel_window values only (a series' start: none before it)
-        if np.isfinite(lo).any() or np.isfinite(hi).any():
-            raise ValueError("novel_window: the range of the last values is not carried from a state")
-        w = p.novel_window
-        before_hi = maximum_filter1d(np.concatenate([hi[:, None], xs[:, :-1]], axis=1), w, axis=1, mode="constant",
-                                     cval=-np.inf, origin=(w - 1) // 2)
-        before_lo = minimum_filter1d(np.concatenate([lo[:, None], xs[:, :-1]], axis=1), w, axis=1, mode="constant",
-                                     cval=np.inf, origin=(w - 1) // 2)
+    before_hi = np.maximum.accumulate(np.concatenate([hi[:, None], xs[:, :-1]], axis=1), axis=1)
+    before_lo = np.minimum.accumulate(np.concatenate([lo[:, None], xs[:, :-1]], axis=1), axis=1)
     with np.errstate(invalid="ignore"):  # inf - inf before the first value: no range
         span = before_hi - before_lo
         margin = np.maximum(p.novel_tol * span, np.asarray(floor, dtype=float).reshape(-1, 1))
@@ -500,9 +489,6 @@ class Stream:
     """
 
     def __init__(self, rows: int, step_s: int, params: Params = PARAMS, floor=None, rewind: int = 0):
-        if params.novel_window is not None:
-            raise ValueError("novel_window: the range of the last values is for batch runs (score_rows) only; a Stream "
-                             "carries the range of all before")
         self.p, self.step, self.rewind = params, int(step_s), int(rewind)
         self.floor = np.zeros(rows) if floor is None else np.broadcast_to(np.asarray(floor, float), (rows,)).copy()
         self.n = 0

@@ -98,8 +98,6 @@ def novel(xs: np.ndarray, floor: np.ndarray, p: Params) -> np.ndarray:
         lo = hi = None
         for t in range(n):
             v = xs[i, t]
-            if p.novel_window is not None and t:  # the range of the last novel_window values only
-                lo, hi = xs[i, max(0, t - p.novel_window):t].min(), xs[i, max(0, t - p.novel_window):t].max()
             if lo is not None and hi > lo:
                 margin = max(p.novel_tol * (hi - lo), floor[i])
                 out[i, t] = v > hi + margin or v < lo - margin
