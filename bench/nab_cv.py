@@ -100,6 +100,13 @@ def contributions(nab, result: dict) -> np.ndarray:
                      / (res["perfect"] - res["null"]) for r, f in res["files"].items()])
 
 
+def standard_error(nab, result: dict) -> float:
+    """The standard error of a pooled NAB score with its files as the sample (sqrt(m) times the deviation of
+    their `contributions`): how much the score would move on other files like these, the choices held."""
+    c = contributions(nab, result)
+    return math.sqrt(len(c)) * float(np.std(c, ddof=1))
+
+
 def neighbours(cands: list) -> list:
     """For each candidate, the indices of the candidates that differ from it in exactly one constant."""
     d = [asdict(c) for c in cands]
@@ -130,8 +137,7 @@ def choose_one_se(nab, inner: list, cands: list) -> dict:
     of them share (`majority`)."""
     sc = np.array([r[PROFILE]["score"] for r in inner])
     best = int(np.argmax(sc))
-    c = contributions(nab, inner[best])
-    se = math.sqrt(len(c)) * float(np.std(c, ddof=1))
+    se = standard_error(nab, inner[best])
     members = [int(i) for i in np.flatnonzero(sc >= sc[best] - se)]
     return {"chosen": majority(cands, members, best), "se": se, "within_se": len(members)}
 
@@ -286,7 +292,8 @@ def main(argv=None) -> int:
     for name in PROCEDURES:
         r = procs[name]
         print(f"cross-validated ({PROFILE}), choosing by {name}{' (the procedure used)' if name == PRIMARY else ''}: "
-              f"{r['cv_nested'][PROFILE]:.2f} (nested: constants and threshold chosen on the other categories); "
+              f"{r['cv_nested'][PROFILE]:.2f} (nested: constants and threshold chosen on the other categories; "
+              f"standard error over the files {r['cv_nested_se']:.2f}); "
               f"low-FP {r['cv_nested']['reward_low_FP_rate']:.2f}, low-FN {r['cv_nested']['reward_low_FN_rate']:.2f}")
         for k, v in r["chosen_per_fold"].items():
             own = "no windows" if v["score"] is None else f"its own score {v['score']:.2f}"
@@ -315,6 +322,7 @@ def nested_report(nab, cv: dict) -> dict:
     return {
         "cv_nested": {k: cv["nested"][k]["score"] for k in nab.profiles},
         "cv_nested_detail": {k: {x: cv["nested"][k][x] for x in ("tp", "fp", "fn")} for k in nab.profiles},
+        "cv_nested_se": standard_error(nab, cv["nested"]),
         "chosen_per_fold": {k: {"params": params(pick), "inner_cv": cv["inner"][k], "threshold": cv["thresholds"][k],
                                 **{x: pick[x] for x in ("se", "within_se") if x in pick}, **cv["per_category"][k]}
                             for k, pick in cv["chosen"].items()},
