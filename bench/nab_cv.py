@@ -249,6 +249,8 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--cache", default=None,
                    help="a file of the candidates' scores: read for the candidates it holds, the others scored and added")
+    p.add_argument("--compare", default=None,
+                   help="an earlier run's nab_cv.json: the change from it, paired by file and by candidate")
     args = p.parse_args(argv)
     root = Path(args.nab_root)
     if not (root / "nabscore.py").exists():
@@ -282,6 +284,7 @@ def main(argv=None) -> int:
         "cv_per_candidate": dict(zip(("min", "quartile_1", "median", "quartile_3", "max"),
                                      np.percentile(cv_by_cand, [0, 25, 50, 75, 100]).tolist(), strict=True)),
         "best_by_cv": {"params": _diff(CANDS[best]), "cv": cv_by_cand[best]},
+        "cv_each_candidate": {json.dumps(_diff(c), sort_keys=True): v for c, v in zip(CANDS, cv_by_cand, strict=True)},
         "product_params": _diff(detector.PARAMS),
         "product_params_cv": None if default is None else cv_by_cand[default],
         "in_sample": {k: in_sample[k]["score"] for k in nab.profiles},
@@ -307,6 +310,13 @@ def main(argv=None) -> int:
     print(f"product constants {report['product_params'] or '(defaults)'}: CV {report['product_params_cv']}, "
           f"in-sample {report['in_sample'][PROFILE]:.2f} / {report['in_sample']['reward_low_FP_rate']:.2f} / "
           f"{report['in_sample']['reward_low_FN_rate']:.2f}")
+    if args.compare:
+        old = json.loads(Path(args.compare).read_text())
+        if "cv_nested_files" not in old:
+            print(f"bench.nab_cv: {args.compare} has no per-file scores (made before --compare); run that commit again",
+                  file=sys.stderr)
+            return 2
+        print(compare(old, report))
     out = ROOT / "bench" / "results" / "nab_cv.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=1, sort_keys=True, default=float) + "\n")
@@ -323,10 +333,26 @@ def nested_report(nab, cv: dict) -> dict:
         "cv_nested": {k: cv["nested"][k]["score"] for k in nab.profiles},
         "cv_nested_detail": {k: {x: cv["nested"][k][x] for x in ("tp", "fp", "fn")} for k in nab.profiles},
         "cv_nested_se": standard_error(nab, cv["nested"]),
+        "cv_nested_files": dict(zip(cv["nested"][PROFILE]["files"], contributions(nab, cv["nested"]).tolist(),
+                                    strict=True)),
         "chosen_per_fold": {k: {"params": params(pick), "inner_cv": cv["inner"][k], "threshold": cv["thresholds"][k],
                                 **{x: pick[x] for x in ("se", "within_se") if x in pick}, **cv["per_category"][k]}
                             for k, pick in cv["chosen"].items()},
     }
+
+
+def compare(old: dict, new: dict) -> str:
+    """The change of the nested score from an earlier run (`old`, as nab_cv.json keeps it) with its standard
+    error paired by file (the files' changes as the sample: a change the procedure's folds make on some
+    files and not others shows as noise), and the change of each candidate's score held fixed."""
+    files = sorted(set(old["cv_nested_files"]) & set(new["cv_nested_files"]))
+    d = np.array([new["cv_nested_files"][f] - old["cv_nested_files"][f] for f in files])
+    se = math.sqrt(len(d)) * float(np.std(d, ddof=1)) if len(d) > 1 else float("nan")
+    cands = sorted(set(old["cv_each_candidate"]) & set(new["cv_each_candidate"]))
+    dc = np.array([new["cv_each_candidate"][c] - old["cv_each_candidate"][c] for c in cands])
+    held = (f"; the {len(cands)} candidates held fixed: median change {np.median(dc):+.2f}, {int((dc > 0).sum())} up"
+            if len(cands) else "; no candidate in both")
+    return f"change from the earlier run: nested {d.sum():+.2f} (paired standard error over {len(files)} files {se:.2f}){held}"
 
 
 def load_cache(path) -> dict:
