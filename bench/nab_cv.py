@@ -1,10 +1,12 @@
 """`python -m bench.nab_cv`: the detector's constants chosen by cross-validation on the NAB development set.
 
 Leave one NAB category out: for each of the development set's four categories, every candidate in
-the grid (`CANDIDATES`) is scored on the other three (NAB's standard profile, its threshold optimised
-there, as NAB does), the best candidate and its threshold are kept, and the left-out category is
-scored with them, threshold and all. The four left-out results are pooled into one NAB score (the
-cross-validated score: no number in it was chosen by looking at the rows it scores). Beside it:
+the grid (`candidates()`) is scored on the other three by an inner leave-one-out (NAB's standard
+profile, its threshold optimised there, as NAB does), a candidate is chosen from those inner scores
+(`PRIMARY`, the one-standard-error rule; the other `PROCEDURES` are reported beside it), its threshold
+is tuned on the three, and the left-out category is scored with both. The four left-out results are
+pooled into one NAB score (the cross-validated score: no number in it was chosen by looking at the rows
+it scores), with its standard error over the files. Beside it:
 
 - the in-sample score of the constants the product uses (NAB's own protocol: the threshold
   optimised over all 24 files), for comparison with published results;
@@ -12,7 +14,10 @@ cross-validated score: no number in it was chosen by looking at the rows it scor
   is held fixed and only its threshold is tuned on the other categories (choosing by the in-sample
   score is never done).
 
-Writes bench/results/nab_cv.json. Needs pandas (the bench extra) to read the CSVs.
+`--cache FILE` keeps the candidates' scores between runs (a change to the procedure alone scores
+nothing again; delete the file when the detector changes). `--compare OLD.json` prints the change from
+an earlier run, paired by file and by candidate. Writes bench/results/nab_cv.json. Needs pandas (the
+bench extra) to read the CSVs.
 """
 
 from __future__ import annotations
