@@ -20,9 +20,7 @@ Three views of surprise, each a robust z against what the past would have said:
   least `novel_ratio`. This is the "spatial anomaly" of Numenta's NAB detector (a value beyond the
   minimum or maximum seen so far by its `spatialTolerance`, 0.05, scores 1: numenta/NAB,
   nab/detectors/numenta/numenta_detector.py); the tolerance is that published value, not one
-  chosen on NAB here. Its kind is the level view's. With `step_tol` (NAB's batch runs only, a `Stream`
-  refuses it) the same holds for a step from the value before larger than every step before it by
-  `step_tol` of that step (and at least ``floor``).
+  chosen on NAB here. Its kind is the level view's.
 
 Each view is judged against its own recent record: the ratio of the view's surprise to the
 largest it gave over roughly the previous `memory` values (at least `z_floor`; each value
@@ -80,7 +78,6 @@ class Params:
     spread_frac: float = 0.1  # without a floor, scales are at least this fraction of the series' spread
     novel_tol: float | None = 0.05  # a value beyond the range seen so far by this fraction of it is news (None: off)
     novel_ratio: float = 2.0  # the ratio such a value scores at least (twice its view's record)
-    step_tol: float | None = None  # a step beyond the largest before it by this fraction of it is news (None: off)
 
 
 PARAMS = Params()
@@ -269,26 +266,6 @@ def novel_values(xs: np.ndarray, floor: np.ndarray, p: Params, lo: np.ndarray | 
     return mask, np.minimum(before_lo[:, -1], xs[:, -1]), np.maximum(before_hi[:, -1], xs[:, -1])
 
 
-def step_values(xs: np.ndarray, floor: np.ndarray, p: Params) -> np.ndarray:
-    """Where the step from the value before is beyond every step before it by `step_tol` of the largest (and
-    `floor`), once there was a step: (rows, time) bool; all False when `step_tol` is None.
-
-    Examples
-    --------
-    >>> step_values(np.array([[0.0, 1.0, 0.5, 2.1, 0.0]]), np.zeros(1), Params(step_tol=0.05)).tolist()
-    [[False, False, False, True, True]]
-    """
-    rows, n = xs.shape
-    out = np.zeros((rows, n), dtype=bool)
-    if n < 2 or p.step_tol is None:
-        return out
-    d = np.abs(np.diff(xs, axis=1))
-    before = np.maximum.accumulate(np.concatenate([np.zeros((rows, 1)), d[:, :-1]], axis=1), axis=1)
-    margin = np.maximum(p.step_tol * before, np.asarray(floor, dtype=float).reshape(-1, 1))
-    out[:, 1:] = (before > 0) & (d > before + margin)
-    return out
-
-
 def with_novelty(ratio: np.ndarray, kind: np.ndarray, novel: np.ndarray, p: Params) -> None:
     """Novel values' ratios raised to at least `novel_ratio`, their kind the level view's where that
     raised them (in place)."""
@@ -391,8 +368,7 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
         surprise = np.empty((rows, n))
     fl = np.zeros(rows) if floor is None else np.broadcast_to(np.asarray(floor, dtype=float), (rows,))
     why_all = None if explained is None else np.atleast_2d(np.asarray(explained))
-    checks = params.novel_tol is not None or params.step_tol is not None
-    novel = np.zeros((rows, n), dtype=bool) if checks else None  # the range and step checks
+    novel = None if params.novel_tol is None else np.zeros((rows, n), dtype=bool)  # the range check
     for lo in range(0, rows, ROW_BLOCK):  # the views, a few series at a time (their arrays stay in cache)
         sl = slice(lo, lo + ROW_BLOCK)
         xs = carry_forward(x[sl] if reference is None else x[sl] - ref[sl])
@@ -406,7 +382,7 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
                     views[k, sl] = seasonal_view(xs, scale_floor, period, count, smooth, params.min_lags)
         np.max(views[:, sl], axis=0, out=surprise[sl])
         if novel is not None:
-            novel[sl] = novel_values(xs, fl[sl], params)[0] | step_values(xs, fl[sl], params)
+            novel[sl] = novel_values(xs, fl[sl], params)[0]
         if why_all is not None:
             why = why_all[sl].astype(np.int8)
             if why.any():
@@ -513,8 +489,6 @@ class Stream:
     """
 
     def __init__(self, rows: int, step_s: int, params: Params = PARAMS, floor=None, rewind: int = 0):
-        if params.step_tol is not None:
-            raise ValueError("step_tol: the step check is for batch runs (score_rows) only; a Stream does not carry it")
         self.p, self.step, self.rewind = params, int(step_s), int(rewind)
         self.floor = np.zeros(rows) if floor is None else np.broadcast_to(np.asarray(floor, float), (rows,)).copy()
         self.n = 0

@@ -7,15 +7,9 @@ site's neighbours and rain as context. This module only adapts the call.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from analytics import detector
-
-# the product's defaults, with the step check on (`detector.Params.step_tol`, Numenta's tolerance of the range
-# check; the product runs without it)
-PARAMS = replace(detector.PARAMS, step_tol=detector.PARAMS.novel_tol)
 
 
 def score(timestamps, values) -> np.ndarray:
@@ -27,4 +21,4 @@ def score(timestamps, values) -> np.ndarray:
     values : array_like of float
         NaN is carried forward from the last value.
     """
-    return detector.score(timestamps, values, PARAMS)
+    return detector.score(timestamps, values)

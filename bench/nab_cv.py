@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 
 from analytics import detector
-from analytics import nab as nab_detector
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = "standard"
@@ -42,7 +41,7 @@ PROFILE = "standard"
 
 def candidates() -> list:
     """The grid: every combination of a few values of the constants that shape the score."""
-    base = nab_detector.PARAMS
+    base = detector.PARAMS
     grid = {
         "spread_frac": (0.02, 0.05, 0.1),
         "windows": ((48, 240), (240,)),
@@ -278,7 +277,7 @@ def main(argv=None) -> int:
     cv = cross_validate(nab, scores, CANDS)
     cv_by_cand = [r[PROFILE]["score"] for r in cv["per_candidate"]]
     best = int(np.argmax(cv_by_cand))
-    default = CANDS.index(nab_detector.PARAMS) if nab_detector.PARAMS in CANDS else None
+    default = CANDS.index(detector.PARAMS) if detector.PARAMS in CANDS else None
     in_sample = nab.score_arrays(scores[default if default is not None else best], files=rels)
     procs = {name: nested_report(nab, cv["procedures"][name]) for name in PROCEDURES}
     report = {
@@ -291,7 +290,7 @@ def main(argv=None) -> int:
                                      np.percentile(cv_by_cand, [0, 25, 50, 75, 100]).tolist(), strict=True)),
         "best_by_cv": {"params": _diff(CANDS[best]), "cv": cv_by_cand[best]},
         "cv_each_candidate": {json.dumps(_diff(c), sort_keys=True): v for c, v in zip(CANDS, cv_by_cand, strict=True)},
-        "product_params": _diff(nab_detector.PARAMS),
+        "product_params": _diff(detector.PARAMS),
         "product_params_cv": None if default is None else cv_by_cand[default],
         "in_sample": {k: in_sample[k]["score"] for k in nab.profiles},
         "in_sample_threshold": in_sample[PROFILE]["threshold"],
@@ -384,7 +383,7 @@ def save_cache(path, cached: dict, cands: list, scores: list) -> None:
 
 def _diff(params) -> dict:
     """The constants of `params` that differ from the module's defaults."""
-    base = asdict(nab_detector.PARAMS)
+    base = asdict(detector.Params())
     return {k: v for k, v in asdict(params).items() if base[k] != v}
 
 

@@ -106,21 +106,6 @@ def novel(xs: np.ndarray, floor: np.ndarray, p: Params) -> np.ndarray:
     return out
 
 
-def steps(xs: np.ndarray, floor: np.ndarray, p: Params) -> np.ndarray:
-    """Steps beyond every step before them by step_tol of the largest (and the floor), one value at a time."""
-    rows, n = xs.shape
-    out = np.zeros((rows, n), dtype=bool)
-    if p.step_tol is None:
-        return out
-    for i in range(rows):
-        big = 0.0
-        for t in range(1, n):
-            d = abs(xs[i, t] - xs[i, t - 1])
-            out[i, t] = big > 0 and d > big + max(p.step_tol * big, floor[i])
-            big = max(big, d)
-    return out
-
-
 def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, reference=None,
                      step_s: int | None = None) -> Result:
     """`analytics.detector.score_rows` (the same arguments), the slow way."""
@@ -150,7 +135,7 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
             views[1, sl] = seasonal_view(xs, scale_floor, day, params.days, smooth, params.min_lags)
             views[2, sl] = seasonal_view(xs, scale_floor, 7 * day, params.weeks, smooth, params.min_lags)
         surprise[sl] = views[:, sl].max(axis=0)
-        new = novel(xs, fl, params) | steps(xs, fl, params)
+        new = novel(xs, fl, params)
         if explained is not None:
             why = np.atleast_2d(np.asarray(explained))[sl].astype(np.int8)
             # a signed cause explains moves its way only: +1 a rise, -1 a fall (from the recent level)
