@@ -1,10 +1,12 @@
 """`python -m bench.nab_cv`: the detector's constants chosen by cross-validation on the NAB development set.
 
 Leave one NAB category out: for each of the development set's four categories, every candidate in
-the grid (`CANDIDATES`) is scored on the other three (NAB's standard profile, its threshold optimised
-there, as NAB does), the best candidate and its threshold are kept, and the left-out category is
-scored with them, threshold and all. The four left-out results are pooled into one NAB score (the
-cross-validated score: no number in it was chosen by looking at the rows it scores). Beside it:
+the grid (`candidates()`) is scored on the other three by an inner leave-one-out (NAB's standard
+profile, its threshold optimised there, as NAB does), a candidate is chosen from those inner scores
+(`PRIMARY`, the one-standard-error rule; the other `PROCEDURES` are reported beside it), its threshold
+is tuned on the three, and the left-out category is scored with both. The four left-out results are
+pooled into one NAB score (the cross-validated score: no number in it was chosen by looking at the rows
+it scores), with its standard error over the files. Beside it:
 
 - the in-sample score of the constants the product uses (NAB's own protocol: the threshold
   optimised over all 24 files), for comparison with published results;
@@ -12,7 +14,10 @@ cross-validated score: no number in it was chosen by looking at the rows it scor
   is held fixed and only its threshold is tuned on the other categories (choosing by the in-sample
   score is never done).
 
-Writes bench/results/nab_cv.json. Needs pandas (the bench extra) to read the CSVs.
+`--cache FILE` keeps the candidates' scores between runs (a change to the procedure alone scores
+nothing again; delete the file when the detector changes). `--compare OLD.json` prints the change from
+an earlier run, paired by file and by candidate. Writes bench/results/nab_cv.json. Needs pandas (the
+bench extra) to read the CSVs.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import multiprocessing as mp
 import sys
 from dataclasses import asdict, replace
@@ -78,7 +84,8 @@ def squash(s: np.ndarray, threshold: float) -> np.ndarray:
 
 def held_out(nab, scores: dict, cats: list, in_cat: dict) -> tuple:
     """One candidate's cross-validated result over `cats`: each category scored with the threshold tuned on
-    the others (NAB's optimisation there), pooled. Returns (NAB result, {category: threshold})."""
+    the others (NAB's optimisation there), pooled, with each file's result. Returns (NAB result,
+    {category: threshold})."""
     rels = [r for k in cats for r in in_cat[k]]
     pooled, thresholds = {}, {}
     for k in cats:
@@ -86,36 +93,129 @@ def held_out(nab, scores: dict, cats: list, in_cat: dict) -> tuple:
         thresholds[k] = nab.score_arrays(scores, files=train)[PROFILE]["threshold"]
         for r in in_cat[k]:
             pooled[r] = squash(scores[r], thresholds[k])
-    return nab.score_arrays(pooled, files=rels, thresholds={p: 0.5 for p in nab.profiles}), thresholds
+    return nab.score_arrays(pooled, files=rels, thresholds={p: 0.5 for p in nab.profiles}, per_file=True), thresholds
 
 
-def cross_validate(nab, scores: list, cands: list) -> dict:
+def contributions(nab, result: dict) -> np.ndarray:
+    """Each file's part of a pooled NAB score (they sum to it): 100 * (its raw - its share of the null, by
+    its windows) / (perfect - null)."""
+    res = result[PROFILE]
+    n_windows = sum(len(nab.files[r].windows) for r in res["files"])
+    return np.array([100.0 * (f["raw"] - res["null"] * len(nab.files[r].windows) / n_windows)
+                     / (res["perfect"] - res["null"]) for r, f in res["files"].items()])
+
+
+def standard_error(nab, result: dict) -> float:
+    """The standard error of a pooled NAB score with its files as the sample (sqrt(m) times the deviation of
+    their `contributions`): how much the score would move on other files like these, the choices held."""
+    c = contributions(nab, result)
+    return math.sqrt(len(c)) * float(np.std(c, ddof=1))
+
+
+def neighbours(cands: list) -> list:
+    """For each candidate, the indices of the candidates that differ from it in exactly one constant."""
+    d = [asdict(c) for c in cands]
+    return [[j for j in range(len(cands)) if sum(a[k] != d[j][k] for k in a) == 1] for a in d]
+
+
+def majority(cands: list, members: list, best: int) -> int:
+    """The candidate whose every constant is the value most of `members` share (ties: `best`'s value)."""
+    d = [asdict(cands[c]) for c in members]
+    pick = {}
+    for k, v in asdict(cands[best]).items():
+        counts: dict = {}
+        for m in d:
+            counts[repr(m[k])] = counts.get(repr(m[k]), 0) + 1
+        top = max(counts.values())
+        pick[k] = v if counts[repr(v)] == top else next(m[k] for m in d if counts[repr(m[k])] == top)
+    return next(i for i, c in enumerate(cands) if asdict(c) == pick)
+
+
+def choose_argmax(nab, inner: list, cands: list) -> dict:
+    """The candidate with the best inner cross-validated score."""
+    return {"chosen": int(np.argmax([r[PROFILE]["score"] for r in inner]))}
+
+
+def choose_one_se(nab, inner: list, cands: list) -> dict:
+    """The one-standard-error rule: of the candidates within one standard error of the best inner score (its
+    files as the sample: sqrt(m) times the deviation of their parts of it), each constant at the value most
+    of them share (`majority`)."""
+    sc = np.array([r[PROFILE]["score"] for r in inner])
+    best = int(np.argmax(sc))
+    se = standard_error(nab, inner[best])
+    members = [int(i) for i in np.flatnonzero(sc >= sc[best] - se)]
+    return {"chosen": majority(cands, members, best), "se": se, "within_se": len(members)}
+
+
+def choose_neighbourhood(nab, inner: list, cands: list) -> dict:
+    """The candidate with the best mean inner score over itself and its grid neighbours (`neighbours`)."""
+    sc = np.array([r[PROFILE]["score"] for r in inner])
+    mean = [float(np.mean(sc[[i] + nb])) for i, nb in enumerate(neighbours(cands))]
+    return {"chosen": int(np.argmax(mean))}
+
+
+def choose_marginal(nab, inner: list, cands: list) -> dict:
+    """Each constant at the value with the best mean inner score over all the candidates that have it (its main
+    effect: an average over a part of the grid, not one candidate's score)."""
+    sc = np.array([r[PROFILE]["score"] for r in inner])
+    d = [asdict(c) for c in cands]
+    pick = {}
+    for k in d[0]:
+        values = list(dict.fromkeys(repr(x[k]) for x in d))
+        means = [float(np.mean([sc[i] for i, x in enumerate(d) if repr(x[k]) == v])) for v in values]
+        best = values[int(np.argmax(means))]
+        pick[k] = next(x[k] for x in d if repr(x[k]) == best)
+    return {"chosen": next(i for i, x in enumerate(d) if x == pick)}
+
+
+def choose_top5(nab, inner: list, cands: list) -> dict:
+    """The mean of the anomaly scores of the five candidates with the best inner scores, as one detector."""
+    order = np.argsort([-r[PROFILE]["score"] for r in inner], kind="stable")
+    return {"mean_of": [int(i) for i in order[:5]]}
+
+
+PROCEDURES = {"one_se": choose_one_se, "argmax": choose_argmax, "neighbourhood": choose_neighbourhood,
+              "top5": choose_top5, "marginal": choose_marginal}
+PRIMARY = "one_se"  # pre-registered before its score was seen (see the README)
+
+
+def cross_validate(nab, scores: list, cands: list, procedures: dict | None = None) -> dict:
     """scores[c][rel] for candidate c.
 
-    Per candidate: its cross-validated score over the four categories (`held_out`). Nested: for each
-    category left out, the candidate is chosen by its cross-validated score over the other three
-    (an inner leave-one-out), its threshold tuned on those three, and the left-out category scored
-    with both; the four are pooled.
+    Per candidate: its cross-validated score over the four categories (`held_out`). Nested, for each
+    procedure (default: `PROCEDURES`): for each category left out, the detector is chosen by the procedure
+    from the candidates' cross-validated scores over the other three (an inner leave-one-out), its threshold
+    tuned on those three, and the left-out category scored with both; the four are pooled.
     """
+    procedures = PROCEDURES if procedures is None else procedures
     rels = list(nab.files)
     cats = sorted({nab.files[r].category for r in rels})
     in_cat = {k: [r for r in rels if nab.files[r].category == k] for k in cats}
     per_cand = [held_out(nab, scores[c], cats, in_cat) for c in range(len(cands))]
-    chosen, pooled, inner, thresholds = {}, {}, {}, {}
-    for k in cats:
-        rest = [j for j in cats if j != k]
-        train = [r for j in rest for r in in_cat[j]]
-        inner_scores = [held_out(nab, scores[c], rest, in_cat)[0][PROFILE]["score"] for c in range(len(cands))]
-        best = int(np.argmax(inner_scores))
-        chosen[k], inner[k] = best, inner_scores[best]
-        thresholds[k] = nab.score_arrays(scores[best], files=train)[PROFILE]["threshold"]
-        for r in in_cat[k]:
-            pooled[r] = squash(scores[best][r], thresholds[k])
-    nested = nab.score_arrays(pooled, files=rels, thresholds={p: 0.5 for p in nab.profiles}, per_file=True)
-    return {"nested": nested, "chosen": chosen, "inner": inner, "thresholds": thresholds,
-            "per_category": per_category(nab, pooled, nested, in_cat),
-            "per_candidate": [r for r, _ in per_cand], "per_candidate_thresholds": [t for _, t in per_cand],
-            "categories": cats}
+    inner_res = {k: [held_out(nab, scores[c], [j for j in cats if j != k], in_cat)[0] for c in range(len(cands))]
+                 for k in cats}
+    out = {"per_candidate": [r for r, _ in per_cand], "per_candidate_thresholds": [t for _, t in per_cand],
+           "categories": cats, "procedures": {}}
+    for name, procedure in procedures.items():
+        chosen, pooled, inner, thresholds = {}, {}, {}, {}
+        for k in cats:
+            rest = [j for j in cats if j != k]
+            train = [r for j in rest for r in in_cat[j]]
+            pick = procedure(nab, inner_res[k], cands)
+            if "chosen" in pick:
+                det = scores[pick["chosen"]]
+                inner[k] = inner_res[k][pick["chosen"]][PROFILE]["score"]
+            else:
+                det = {r: np.mean([scores[c][r] for c in pick["mean_of"]], axis=0) for r in rels}
+                inner[k] = held_out(nab, det, rest, in_cat)[0][PROFILE]["score"]
+            chosen[k] = pick
+            thresholds[k] = nab.score_arrays(det, files=train)[PROFILE]["threshold"]
+            for r in in_cat[k]:
+                pooled[r] = squash(det[r], thresholds[k])
+        nested = nab.score_arrays(pooled, files=rels, thresholds={p: 0.5 for p in nab.profiles}, per_file=True)
+        out["procedures"][name] = {"nested": nested, "chosen": chosen, "inner": inner, "thresholds": thresholds,
+                                   "per_category": per_category(nab, pooled, nested, in_cat)}
+    return out
 
 
 def per_category(nab, pooled: dict, nested: dict, in_cat: dict) -> dict:
@@ -152,6 +252,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="bench.nab_cv")
     p.add_argument("--nab-root", default=str(ROOT.parent / "shared" / "nab"), help="where nabscore.py and data/ are")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--cache", default=None,
+                   help="a file of the candidates' scores: read for the candidates it holds, the others scored and added")
+    p.add_argument("--compare", default=None,
+                   help="an earlier run's nab_cv.json: the change from it, paired by file and by candidate")
     args = p.parse_args(argv)
     root = Path(args.nab_root)
     if not (root / "nabscore.py").exists():
@@ -162,27 +266,30 @@ def main(argv=None) -> int:
     global _FILES, CANDS
     _FILES = [nab.files[r] for r in rels]
     CANDS = candidates()
-    jobs = [(c, i) for c in range(len(CANDS)) for i in range(len(rels))]
-    scores = [{} for _ in CANDS]
-    with mp.get_context("fork").Pool(args.jobs) as pool:
-        for c, i, s in pool.imap_unordered(_score_one, jobs, chunksize=4):
-            scores[c][rels[i]] = s
+    cached = load_cache(args.cache)
+    scores = [dict(cached.get(repr(c), {})) for c in CANDS]
+    jobs = [(c, i) for c in range(len(CANDS)) for i in range(len(rels)) if rels[i] not in scores[c]]
+    if jobs:
+        with mp.get_context("fork").Pool(args.jobs) as pool:
+            for c, i, s in pool.imap_unordered(_score_one, jobs, chunksize=4):
+                scores[c][rels[i]] = s
+        save_cache(args.cache, cached, CANDS, scores)
     cv = cross_validate(nab, scores, CANDS)
     cv_by_cand = [r[PROFILE]["score"] for r in cv["per_candidate"]]
     best = int(np.argmax(cv_by_cand))
     default = CANDS.index(detector.PARAMS) if detector.PARAMS in CANDS else None
     in_sample = nab.score_arrays(scores[default if default is not None else best], files=rels)
+    procs = {name: nested_report(nab, cv["procedures"][name]) for name in PROCEDURES}
     report = {
         "profile": PROFILE,
         "candidates": len(CANDS),
-        "cv_nested": {k: cv["nested"][k]["score"] for k in nab.profiles},
-        "cv_nested_detail": {k: {x: cv["nested"][k][x] for x in ("tp", "fp", "fn")} for k in nab.profiles},
-        "chosen_per_fold": {k: {"params": _diff(CANDS[c]), "inner_cv": cv["inner"][k],
-                                "threshold": cv["thresholds"][k], **cv["per_category"][k]}
-                            for k, c in cv["chosen"].items()},
+        "procedure": PRIMARY,
+        **procs[PRIMARY],
+        "other_procedures": {k: v for k, v in procs.items() if k != PRIMARY},
         "cv_per_candidate": dict(zip(("min", "quartile_1", "median", "quartile_3", "max"),
                                      np.percentile(cv_by_cand, [0, 25, 50, 75, 100]).tolist(), strict=True)),
         "best_by_cv": {"params": _diff(CANDS[best]), "cv": cv_by_cand[best]},
+        "cv_each_candidate": {json.dumps(_diff(c), sort_keys=True): v for c, v in zip(CANDS, cv_by_cand, strict=True)},
         "product_params": _diff(detector.PARAMS),
         "product_params_cv": None if default is None else cv_by_cand[default],
         "in_sample": {k: in_sample[k]["score"] for k in nab.profiles},
@@ -190,14 +297,17 @@ def main(argv=None) -> int:
         "fold_thresholds": cv["per_candidate_thresholds"][default if default is not None else best],
     }
     print(f"NAB development set, {len(rels)} files, {len(CANDS)} candidates, leave one category out")
-    print(f"cross-validated ({PROFILE}): {report['cv_nested'][PROFILE]:.2f} (nested: constants and threshold "
-          f"chosen on the other categories); low-FP {report['cv_nested']['reward_low_FP_rate']:.2f}, "
-          f"low-FN {report['cv_nested']['reward_low_FN_rate']:.2f}")
-    for k, v in report["chosen_per_fold"].items():
-        own = "no windows" if v["score"] is None else f"its own score {v['score']:.2f}"
-        print(f"  left out {k}: chose {v['params'] or 'the defaults'} (inner CV {v['inner_cv']:.2f}, "
-              f"threshold {v['threshold']:.4f}); raw {v['raw']:.2f}, {v['detected']} of {v['windows']} windows, "
-              f"{v['outside']} rows detected outside them, {own}")
+    for name in PROCEDURES:
+        r = procs[name]
+        print(f"cross-validated ({PROFILE}), choosing by {name}{' (the procedure used)' if name == PRIMARY else ''}: "
+              f"{r['cv_nested'][PROFILE]:.2f} (nested: constants and threshold chosen on the other categories; "
+              f"standard error over the files {r['cv_nested_se']:.2f}); "
+              f"low-FP {r['cv_nested']['reward_low_FP_rate']:.2f}, low-FN {r['cv_nested']['reward_low_FN_rate']:.2f}")
+        for k, v in r["chosen_per_fold"].items():
+            own = "no windows" if v["score"] is None else f"its own score {v['score']:.2f}"
+            print(f"  left out {k}: chose {v['params'] or 'the defaults'} (inner CV {v['inner_cv']:.2f}, "
+                  f"threshold {v['threshold']:.4f}); raw {v['raw']:.2f}, {v['detected']} of {v['windows']} windows, "
+                  f"{v['outside']} rows detected outside them, {own}")
     q = report["cv_per_candidate"]
     print(f"CV of each candidate held fixed: min {q['min']:.2f}, quartiles {q['quartile_1']:.2f} / {q['median']:.2f} / "
           f"{q['quartile_3']:.2f}, max {q['max']:.2f}")
@@ -205,10 +315,70 @@ def main(argv=None) -> int:
     print(f"product constants {report['product_params'] or '(defaults)'}: CV {report['product_params_cv']}, "
           f"in-sample {report['in_sample'][PROFILE]:.2f} / {report['in_sample']['reward_low_FP_rate']:.2f} / "
           f"{report['in_sample']['reward_low_FN_rate']:.2f}")
+    if args.compare:
+        old = json.loads(Path(args.compare).read_text())
+        if "cv_nested_files" not in old:
+            print(f"bench.nab_cv: {args.compare} has no per-file scores (made before --compare); run that commit again",
+                  file=sys.stderr)
+            return 2
+        print(compare(old, report))
     out = ROOT / "bench" / "results" / "nab_cv.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=1, sort_keys=True, default=float) + "\n")
     return 0
+
+
+def nested_report(nab, cv: dict) -> dict:
+    """One procedure's nested result, as bench/results/nab_cv.json keeps it."""
+    def params(pick):
+        if "chosen" in pick:
+            return _diff(CANDS[pick["chosen"]])
+        return {"mean_of": [_diff(CANDS[c]) for c in pick["mean_of"]]}
+    return {
+        "cv_nested": {k: cv["nested"][k]["score"] for k in nab.profiles},
+        "cv_nested_detail": {k: {x: cv["nested"][k][x] for x in ("tp", "fp", "fn")} for k in nab.profiles},
+        "cv_nested_se": standard_error(nab, cv["nested"]),
+        "cv_nested_files": dict(zip(cv["nested"][PROFILE]["files"], contributions(nab, cv["nested"]).tolist(),
+                                    strict=True)),
+        "chosen_per_fold": {k: {"params": params(pick), "inner_cv": cv["inner"][k], "threshold": cv["thresholds"][k],
+                                **{x: pick[x] for x in ("se", "within_se") if x in pick}, **cv["per_category"][k]}
+                            for k, pick in cv["chosen"].items()},
+    }
+
+
+def compare(old: dict, new: dict) -> str:
+    """The change of the nested score from an earlier run (`old`, as nab_cv.json keeps it) with its standard
+    error paired by file (the files' changes as the sample: a change the procedure's folds make on some
+    files and not others shows as noise), and the change of each candidate's score held fixed."""
+    files = sorted(set(old["cv_nested_files"]) & set(new["cv_nested_files"]))
+    d = np.array([new["cv_nested_files"][f] - old["cv_nested_files"][f] for f in files])
+    se = math.sqrt(len(d)) * float(np.std(d, ddof=1)) if len(d) > 1 else float("nan")
+    cands = sorted(set(old["cv_each_candidate"]) & set(new["cv_each_candidate"]))
+    dc = np.array([new["cv_each_candidate"][c] - old["cv_each_candidate"][c] for c in cands])
+    held = (f"; the {len(cands)} candidates held fixed: median change {np.median(dc):+.2f}, {int((dc > 0).sum())} up"
+            if len(cands) else "; no candidate in both")
+    return f"change from the earlier run: nested {d.sum():+.2f} (paired standard error over {len(files)} files {se:.2f}){held}"
+
+
+def load_cache(path) -> dict:
+    """{repr(candidate): {file: scores}} from `path` (none: empty). The key is the candidate's every constant, so
+    a changed grid or default scores again; a changed detector does not show in it: delete the file then."""
+    if path is None or not Path(path).exists():
+        return {}
+    with np.load(path, allow_pickle=False) as z:
+        out: dict = {}
+        for key in z.files:
+            cand, rel = json.loads(key)
+            out.setdefault(cand, {})[rel] = z[key]
+        return out
+
+
+def save_cache(path, cached: dict, cands: list, scores: list) -> None:
+    if path is None:
+        return
+    for c, s in zip(cands, scores, strict=True):
+        cached.setdefault(repr(c), {}).update(s)
+    np.savez(path, **{json.dumps([cand, rel]): v for cand, d in cached.items() for rel, v in d.items()})
 
 
 def _diff(params) -> dict:
