@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analytics import indices
+from analytics import indices, quality
 from analytics.data import load_cube
 from rimba import wib
 from rimba.adapters.influx import Influx
@@ -31,7 +31,29 @@ class Week:
     site_mean: dict  # metric -> hourly means over the site's nodes (NaN: no value that hour)
     flags: list  # qc rows (humid-pm left out: a caution, not an error)
     events: list  # anomaly rows
-    ispu_days: list  # days per ISPU category, Baik .. Berbahaya, from each day's mean PM2.5 corrected for humidity
+    ispu_days: list  # days per ISPU category, Baik .. Berbahaya (`ispu_days`)
+
+
+# the checks whose flags say a value is not its quantity (`quality.UNFIT`), by their names in the `qc` points
+UNFIT_CHECKS = tuple(name for bit, name in quality.FLAG_NAMES.items() if bit & quality.UNFIT)
+
+
+def ispu_days(pm25: np.ndarray, rh: np.ndarray | None, unfit: np.ndarray, days: int) -> list:
+    """Days per ISPU category (Baik .. Berbahaya) from each day's mean of the site's hourly PM2.5 (nodes,
+    hours), corrected for humidity where it is known, as the product's ISPU is, and without the hours QC
+    found unfit (`unfit`: the node's PM2.5 or humidity flagged in that hour). A day with no value has none."""
+    pm = np.asarray(pm25, dtype=float)
+    if rh is not None:
+        pm = np.asarray(indices.pm25_corrected(pm, rh))
+    pm = np.where(unfit, np.nan, pm)
+    out = [0] * len(ISPU_CATEGORIES)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        daily = np.nanmean(np.nanmean(pm, axis=0)[:days * 24].reshape(days, 24), axis=1)
+    for c in np.atleast_1d(indices.ispu_category(indices.ispu(daily, "pm25"))):
+        if c >= 0:
+            out[int(c)] += 1
+    return out
 
 
 def gather(settings, site: str, days: int, until: int | None = None) -> Week:
@@ -49,6 +71,10 @@ def gather(settings, site: str, days: int, until: int | None = None) -> Week:
                             f"'humid-pm' AND time >= {start}s AND time < {end}s")
         events = influx.rows(f"SELECT \"end\", \"metric\", \"message\" FROM anomaly WHERE site = '{site}' "
                              f"AND time >= {start}s AND time < {end}s")
+        checks = " OR ".join(f"\"check\" = '{c}'" for c in UNFIT_CHECKS)
+        unfit_rows = influx.rows(f"SELECT \"flag\", \"node\" FROM qc WHERE site = '{site}' AND (\"metric\" = "
+                                 f"'pm25_ugm3' OR \"metric\" = 'air_rh_pct') AND ({checks}) AND time >= {start}s "
+                                 f"AND time < {end}s")
     finally:
         influx.close()
     rows = [i for i, s in enumerate(cube.sites) if s == site]
@@ -58,15 +84,16 @@ def gather(settings, site: str, days: int, until: int | None = None) -> Week:
         warnings.simplefilter("ignore", RuntimeWarning)  # hours without a value stay NaN: gaps in the chart
         site_mean = {m: np.nanmean(cube.metric(m)[rows], axis=0) for m in REPORT_METRICS if m in cube.metrics}
         site_mean = {m: v for m, v in site_mean.items() if np.isfinite(v).any()}
-        ispu_days = [0] * len(ISPU_CATEGORIES)
+        ispu = [0] * len(ISPU_CATEGORIES)
         if "pm25_ugm3" in site_mean:
-            pm = cube.metric("pm25_ugm3")[rows]
-            if "air_rh_pct" in cube.metrics:  # the product's ISPU is of the humidity-corrected value: so is this
-                pm = np.asarray(indices.pm25_corrected(pm, cube.metric("air_rh_pct")[rows]))
-            daily_pm = np.nanmean(np.nanmean(pm, axis=0)[:days * 24].reshape(days, 24), axis=1)
-            for c in np.atleast_1d(indices.ispu_category(indices.ispu(daily_pm, "pm25"))):
-                if c >= 0:
-                    ispu_days[int(c)] += 1
+            unfit = np.zeros((len(rows), len(cube.times)), dtype=bool)
+            row_of = {cube.nodes[i]: k for k, i in enumerate(rows)}
+            for r in unfit_rows:  # a flagged 10-minute value leaves its node's hour out
+                hour = (int(r["time"]) - start) // 3600
+                if r.get("node") in row_of and 0 <= hour < unfit.shape[1]:
+                    unfit[row_of[r["node"]], hour] = True
+            rh = cube.metric("air_rh_pct")[rows] if "air_rh_pct" in cube.metrics else None
+            ispu = ispu_days(cube.metric("pm25_ugm3")[rows], rh, unfit, days)
     if not site_mean:
         raise ConfigError(f"no readings for {site} between {wib.date(start)} and {wib.date(end)} WIB")
-    return Week(site, fleet.sites[site].name, days, start, end, cube.times, site_mean, flags, events, ispu_days)
+    return Week(site, fleet.sites[site].name, days, start, end, cube.times, site_mean, flags, events, ispu)

@@ -68,3 +68,25 @@ def test_flags_that_do_not_say_the_value_is_wrong_leave_it_in(flag):
     flags = np.full(c.values.shape, flag, np.uint16)
     for k, v in derive(c, STEP, flags).items():
         np.testing.assert_array_equal(v, derive(c, STEP)[k], err_msg=k)
+
+
+def test_the_weekly_reports_ispu_days_are_of_the_corrected_pm_without_the_hours_qc_found_unfit():
+    from analytics.weekly import ispu_days
+
+    days = 3
+    pm = np.full((2, days * 24), 30.0)
+    rh = np.full((2, days * 24), 85.0)
+    none = np.zeros(pm.shape, bool)
+    corrected = float(indices.pm25_corrected(30.0, 85.0))
+    want = int(indices.ispu_category(indices.ispu(np.array([corrected]), "pm25"))[0])
+    assert ispu_days(pm, rh, none, days)[want] == days  # the product's correction, not the raw 30
+    assert ispu_days(pm, None, none, days)[int(indices.ispu_category(indices.ispu(np.array([30.0]), "pm25"))[0])] == 3
+    # node 0's sensor dies on day 2 and reads 500 (say, a flooded inlet): flagged, left out
+    pm[0, 24:48] = 500.0
+    unfit = none.copy()
+    unfit[0, 24:48] = True
+    assert ispu_days(pm, rh, unfit, days) == ispu_days(np.full(pm.shape, 30.0), rh, none, days)
+    assert ispu_days(pm, rh, none, days) != ispu_days(pm, rh, unfit, days)
+    # a day every hour of which is unfit has no category
+    unfit[:, 48:] = True
+    assert sum(ispu_days(pm, rh, unfit, days)) == 2
