@@ -29,7 +29,8 @@ class Week:
     end: int
     times: np.ndarray  # the hours, Unix seconds
     site_mean: dict  # metric -> hourly means over the site's nodes (NaN: no value that hour)
-    flags: list  # qc rows (humid-pm left out: a caution, not an error)
+    flags: list  # qc rows shown (humid-pm left out of them: a caution to a reader, though its hours are left
+    # out of the ISPU days, as the product's ISPU leaves them out: condensing air no correction can fix)
     events: list  # anomaly rows
     ispu_days: list  # days per ISPU category, Baik .. Berbahaya (`ispu_days`)
 

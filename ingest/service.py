@@ -423,8 +423,10 @@ class Ingest:
 
 def readings_in(payload: bytes) -> int:
     """About how many readings a message holds, before it is decoded (an estimate, not a check): a v1
-    reading has its `"seq"`, a v2 row its `[`; a status counts as one."""
-    return max(1, payload.count(b'"seq"'), payload.count(b"[") - 2)
+    reading has its `"seq"`, a v2 row its `[`; a status counts as one; never more than a batch may hold (a
+    string of brackets cannot make a commit of one message). An escaped key can hide readings from it: the
+    commit's 2,000 messages still bound what it holds."""
+    return min(contract.UP_MAX_READINGS, max(1, payload.count(b'"seq"'), payload.count(b"[") - 2))
 
 
 def transact(store: Store, fleet, batch: list, owner: str, clock=time.time):

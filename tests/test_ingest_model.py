@@ -292,3 +292,14 @@ class IngestModel(RuleBasedStateMachine):
 
 TestIngestModel = IngestModel.TestCase
 TestIngestModel.settings = settings(max_examples=80, stateful_step_count=60, deadline=None)
+
+
+def test_a_nodes_state_holds_only_immutable_values_so_its_shallow_copy_undoes_a_message():
+    import dataclasses
+
+    from ingest.ledger import NodeState
+
+    ns = NodeState()
+    for f in dataclasses.fields(NodeState):  # NodeState.copy is shallow: a list or dict here would be shared
+        assert f.type in ("str | None", "int | None", "float | None", "float", "int", "str"), (f.name, f.type)
+    assert vars(ns.copy()) == vars(ns) and ns.copy() is not ns

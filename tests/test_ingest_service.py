@@ -243,3 +243,12 @@ def test_the_readings_of_a_message_are_estimated_from_its_bytes_before_it_is_dec
         body = pair["v2"]["body"]
         n = len(body.get("x", []))
         assert max(n, 1) <= readings_in(json.dumps(body).encode()) <= n + 3 + len(body.get("lost", [])), pair["name"]
+
+
+def test_a_message_of_brackets_cannot_count_for_more_readings_than_a_batch_holds():
+    from ingest.service import readings_in
+    from rimba import contract
+
+    body = {"v": 2, "node": "smp29-01", "epoch": 1, "boot": 1, "now": int(T), "tq": "ntp", "fw": "[" * 15000,
+            "seq": 1, "t": int(T) - 60, "dt": 60, "m": ["air_temp_c"], "x": [[2750]]}
+    assert readings_in(json.dumps(body).encode()) == contract.UP_MAX_READINGS

@@ -41,11 +41,12 @@ SHOWN = tuple(dict.fromkeys(m for name in profiles.names() for m in profiles.met
 
 
 def _dry(climate, t: float) -> float:
-    """The latest time at or before `t` (within a day) with no rain at the site an hour either side: the
+    """The latest time at or before `t` (within three days) with no rain at the site an hour either side: the
     demo's spike is a sensor's, and rain at the site would rightly explain a jump away."""
-    for back in range(0, 86400, 600):
+    for back in range(0, 3 * 86400, 600):
         if climate.rain_between(t - back - 3600, t - back + 3600) == 0:
             return t - back
+    log.warning("no dry hour in the three days before %s: the demo's spike may be excused as rain", t)
     return t
 
 
