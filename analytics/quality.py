@@ -19,7 +19,8 @@ Flags (combine with ``|``; stored as the `qc` measurement's `flag` field):
               the same way at the same time. A spike is the weather's only when both of its
               jumps are)
     FLAT      `flat_n` samples or more within the metric's flat tolerance of each other
-              (a stuck sensor, still dithering by a digit or two)
+              (a stuck sensor, still dithering by a digit or two); not humidity at the SHT4x's 100 %
+              crop (SATURATED_RH and above: fog, a saturated night), which DRIFT judges against the site
     GAP       no value here while the node reported at other times (a dropout)
     NOISE     reversals between large sample-to-sample changes crowding a short window
     DRIFT     a day-long offset from the median of the same site's nodes (values
@@ -346,10 +347,16 @@ def _check_block(x, metrics, site_of, lim):
     mark(STEP, big_prev & ~spike & ~after_spike & ~weather)
 
     # flat lines: flat_n values in a row within the metric's flat tolerance (a stuck sensor still
-    # dithers by a digit or two)
+    # dithers by a digit or two); humidity at the SHT4x's crop is not stuck, it is fog or a saturated night
+    # (a box with water in it, pinned there while its site is not, is DRIFT's)
     exempt = np.array([m in lim.flat_exempt for m in metrics])[:, None]
     tol = per_metric(lim.flat_tol)
-    mark(FLAT, _in_flat_run(ok, lim.flat_n, np.where(np.isnan(tol), 0.0, tol)) & present & ~exempt)
+    at_crop = np.zeros(x.shape, dtype=bool)
+    if "air_rh_pct" in metrics:
+        j = list(metrics).index("air_rh_pct")
+        with np.errstate(invalid="ignore"):
+            at_crop[:, j] = ok[:, j] >= SATURATED_RH
+    mark(FLAT, _in_flat_run(ok, lim.flat_n, np.where(np.isnan(tol), 0.0, tol)) & present & ~exempt & ~at_crop)
 
     # dropouts, for metrics the node reports at all: missing while the node reported something
     # else at this time, or while this metric came before and after

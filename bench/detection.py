@@ -303,7 +303,7 @@ def demo_week(now: int) -> dict:
     firmware = {n for n, node in fleet.nodes.items() if node.extra.get("demo") == "firmware"}
     nodes = sorted(fleet.nodes)
     faults = [Fault(nodes[0], "air_temp_c", "spike", now - 30 * 3600, now - 30 * 3600 + 600, 11.0),
-              Fault(nodes[-1], "air_rh_pct", "stuck", now - 40 * 3600, now - 34 * 3600, 99.9),
+              Fault(nodes[-1], "air_rh_pct", "stuck", now - 40 * 3600, now - 34 * 3600, 91.3),
               Fault(nodes[1], "air_temp_c", "spike", now - 3 * 3600, now + 3600, 6.0)]
     sim = Simulation(fleet, seed=now // 86400, haze=Haze(now - 1.5 * 86400, 3.0, 260), faults=faults,
                      nodes={n for n in fleet.nodes if n not in firmware})

@@ -118,7 +118,8 @@ def naive_check(x, metrics, site_of=None, limits=None):
                     window = [ok(i, k, j) for k in range(s, s + n)]
                     if None not in window and max(window) - min(window) <= tol:
                         for k in range(s, s + n):
-                            flags[i][k][j] |= FLAT
+                            if not (name == "air_rh_pct" and window[k - s] >= SATURATED_RH):  # the crop: fog
+                                flags[i][k][j] |= FLAT
             # gaps
             for t in range(n_t):
                 if present(i, t, j):

@@ -78,7 +78,7 @@ def main(settings, args) -> int:
         haze = Haze(now - 1.5 * 86400, 3.0, 260)
         spike_at = _dry(Climate(seed, fleet.nodes[nodes[0]].site, haze), now - 30 * 3600)
         faults = [Fault(nodes[0], "air_temp_c", "spike", spike_at, spike_at + 600, 11.0),
-                  Fault(nodes[-1], "air_rh_pct", "stuck", now - 40 * 3600, now - 34 * 3600, 99.9),
+                  Fault(nodes[-1], "air_rh_pct", "stuck", now - 40 * 3600, now - 34 * 3600, 91.3),
                   Fault(nodes[1], "air_temp_c", "spike", now - 3 * 3600, now + 3600, 6.0)]  # ongoing: an anomaly
         sim = Simulation(fleet, seed=seed, haze=haze, send_every=3,
                          faults=faults, nodes={n for n in fleet.nodes if n not in firmware_nodes})
