@@ -61,11 +61,7 @@ def derive(cube, step_s: int, flags=None) -> dict:
         v = cube.metric(name)
         if flags is None:
             return v
-        bits = flags[:, :, cube.metrics.index(name)] & quality.UNFIT
-        unfit = bits != 0
-        if name == "air_rh_pct":  # a run at the SHT4x's 100 % crop is fog or a saturated night, not a stuck sensor
-            unfit &= ~((bits == quality.FLAT) & (v >= quality.SATURATED_RH))
-        return np.where(unfit, np.nan, v)
+        return np.where(flags[:, :, cube.metrics.index(name)] & quality.UNFIT, np.nan, v)
 
     out = {}
     if "air_temp_c" in cube.metrics and "air_rh_pct" in cube.metrics:

@@ -20,7 +20,8 @@ Flags (combine with ``|``; stored as the `qc` measurement's `flag` field):
               jumps are)
     FLAT      `flat_n` samples or more within the metric's flat tolerance of each other
               (a stuck sensor, still dithering by a digit or two); not humidity at the SHT4x's 100 %
-              crop (SATURATED_RH and above: fog, a saturated night), which DRIFT judges against the site
+              crop (SATURATED_RH and above) while another node of the site is there too: fog, a
+              saturated night
     GAP       no value here while the node reported at other times (a dropout)
     NOISE     reversals between large sample-to-sample changes crowding a short window
     DRIFT     a day-long offset from the median of the same site's nodes (values
@@ -347,15 +348,16 @@ def _check_block(x, metrics, site_of, lim):
     mark(STEP, big_prev & ~spike & ~after_spike & ~weather)
 
     # flat lines: flat_n values in a row within the metric's flat tolerance (a stuck sensor still
-    # dithers by a digit or two); humidity at the SHT4x's crop is not stuck, it is fog or a saturated night
-    # (a box with water in it, pinned there while its site is not, is DRIFT's)
+    # dithers by a digit or two); humidity at the SHT4x's crop with another node of the site there too is not
+    # stuck, it is fog or a saturated night (one node there alone, a stuck sensor or water in its box, is FLAT)
     exempt = np.array([m in lim.flat_exempt for m in metrics])[:, None]
     tol = per_metric(lim.flat_tol)
     at_crop = np.zeros(x.shape, dtype=bool)
     if "air_rh_pct" in metrics:
         j = list(metrics).index("air_rh_pct")
         with np.errstate(invalid="ignore"):
-            at_crop[:, j] = ok[:, j] >= SATURATED_RH
+            crop = ok[:, j] >= SATURATED_RH
+        at_crop[:, j] = crop & _with_another(crop, site_of)
     mark(FLAT, _in_flat_run(ok, lim.flat_n, np.where(np.isnan(tol), 0.0, tol)) & present & ~exempt & ~at_crop)
 
     # dropouts, for metrics the node reports at all: missing while the node reported something
@@ -582,6 +584,21 @@ def _excursions(r, limit: float, longest: int, near) -> np.ndarray:
         hit = (up | down) & dry
         for k in range(n):
             out[1 + k:n_t - n + k] |= hit
+    return out
+
+
+def _with_another(crop, site_of) -> np.ndarray:
+    """Per node and time, whether another node of its site is at the crop then too (crop: (nodes, time));
+    true throughout for a node alone at its site, or without sites: nothing to tell fog from a stuck sensor,
+    and a flag that cannot be told is not raised."""
+    out = np.ones(crop.shape, dtype=bool)
+    if site_of is None:
+        return out
+    sites = np.asarray(site_of)
+    for site in np.unique(sites):
+        idx = np.flatnonzero(sites == site)
+        if len(idx) > 1:
+            out[idx] = crop[idx].sum(axis=0) - crop[idx] >= 1
     return out
 
 

@@ -46,6 +46,10 @@ def naive_check(x, metrics, site_of=None, limits=None):
     def site_nodes(i):
         return [k for k in range(n_nodes) if site_of is not None and site_of[k] == site_of[i]] or [i]
 
+    def crop_shared(i, t, j):  # another node of i's site at the humidity crop at t (or none to compare with)
+        others = [k for k in site_nodes(i) if k != i]
+        return not others or any(ok(k, t, j) is not None and ok(k, t, j) >= SATURATED_RH for k in others)
+
     def jump(k, t, j):
         a, b = ok(k, t - 1, j), ok(k, t, j)
         return None if None in (a, b) else b - a
@@ -118,7 +122,8 @@ def naive_check(x, metrics, site_of=None, limits=None):
                     window = [ok(i, k, j) for k in range(s, s + n)]
                     if None not in window and max(window) - min(window) <= tol:
                         for k in range(s, s + n):
-                            if not (name == "air_rh_pct" and window[k - s] >= SATURATED_RH):  # the crop: fog
+                            if not (name == "air_rh_pct" and window[k - s] >= SATURATED_RH
+                                    and crop_shared(i, k, j)):  # the crop, with another node of the site: fog
                                 flags[i][k][j] |= FLAT
             # gaps
             for t in range(n_t):

@@ -23,7 +23,8 @@ def test_faults_become_qc_points_and_indices_are_stored(platform_factory):
     start = now - 30 * 3600
     spike_at = start + 20 * 3600
     faults = [Fault("qa-01", "air_temp_c", "spike", spike_at, spike_at + 600, 12.0),
-              Fault("qa-02", "air_rh_pct", "stuck", start + 5 * 3600, start + 9 * 3600, 99.9)]
+              # stuck below the crop (at it, while the site is saturated, it would be fog)
+              Fault("qa-02", "air_rh_pct", "stuck", start + 5 * 3600, start + 9 * 3600, 91.3)]
     sim = Simulation(load_fleet(p.fleet_path), seed=21, faults=faults, send_every=6)
     events = sim.history(start, now - 60)
     p.ingest()

@@ -92,16 +92,14 @@ def test_the_weekly_reports_ispu_days_are_of_the_corrected_pm_without_the_hours_
     assert sum(ispu_days(pm, rh, unfit, days)) == 2
 
 
-def test_a_foggy_night_at_the_sensors_crop_keeps_its_indices_and_a_wet_enclosure_does_not():
+def test_a_foggy_night_at_the_sensors_crop_keeps_its_indices_and_a_box_alone_there_does_not():
     c = cube()
     rh = METRICS.index("air_rh_pct")
-    c.values[:, 30:70, rh] = 100.0  # fog: the SHT4x reads its 100 % crop for hours, every node of the site
-    flags = np.zeros(c.values.shape, np.uint16)
-    flags[:, 30:70, rh] = quality.FLAT  # the run is flat, as a stuck sensor's would be
+    c.values += np.random.default_rng(5).normal(0, 0.3, c.values.shape)  # a day's wobble: nothing stuck
+    c.values[:, 30:70, rh] = 100.0  # fog: the SHT4x reads its 100 % crop for hours, at every node of the site
+    c.values[0, 120:200, rh] = 100.0  # later node 0 alone there: a stuck sensor or water in its box
+    flags = quality.check(c.values, c.metrics, c.sites)
     d = derive(c, STEP, flags)
-    assert np.isfinite(d["dew_point_c"][:, 30:70]).all() and np.isfinite(d[PM25_CORRECTED][:, 30:70]).all()
-    flags[0, 30:70, rh] |= quality.DRIFT  # one node pinned at 100 % against the others: water in its box
-    d = derive(c, STEP, flags)
-    assert np.isnan(d["dew_point_c"][0, 30:70]).all() and np.isfinite(d["dew_point_c"][1, 30:70]).all()
-    flags[1, 10:20, rh] = quality.FLAT  # stuck below saturation: unfit
-    assert np.isnan(derive(c, STEP, flags)["dew_point_c"][1, 10:20]).all()
+    assert np.isfinite(d["dew_point_c"][:, 30:70]).all() and np.isfinite(d["heat_index_c"][:, 30:70]).all()
+    assert np.isnan(d[PM25_CORRECTED][:, 30:70]).all()  # but PM in condensing air is (humid-pm)
+    assert np.isnan(d["dew_point_c"][0, 140:200]).all() and np.isfinite(d["dew_point_c"][1, 140:200]).all()

@@ -57,7 +57,7 @@ def test_each_check_finds_its_fault():
     x = clean + rng.normal(0, [0.05, 0.3, 0.5], clean.shape)
     x[0, 50, 0] += 9  # spike
     x[1, 100:, 0] += 6  # step (and a drift from here on)
-    x[2, 30:60, 1] = 93.7  # stuck (at the 100 % crop it would be fog: see below)
+    x[2, 30:60, 1] = 99.9  # stuck (alone at the crop: at a site at the crop together it would be fog)
     x[3, 70, 2] = np.nan  # dropout
     x[3, 120, 0] = 120.0  # out of range
     x[2, 150:160, 2] = np.maximum(x[2, 150:160, 2] + rng.normal(0, 25, 10), 0.5)  # noise burst (PM stays >= 0)
@@ -269,7 +269,7 @@ def test_a_metric_with_its_own_site_spike_limit_is_judged_by_it_and_the_others_b
     assert (own == np.array(naive_check(x.tolist(), list(metrics), sites, wide), dtype=np.uint16)).all()
 
 
-def test_humidity_at_the_crop_is_not_stuck_a_foggy_site_flags_nothing_and_a_wet_box_is_drift():
+def test_humidity_at_the_crop_is_not_stuck_when_the_site_is_there_too_and_is_when_a_node_is_alone():
     t = 200
     rng = np.random.default_rng(3)
     x = np.empty((4, t, 1))
@@ -279,6 +279,9 @@ def test_humidity_at_the_crop_is_not_stuck_a_foggy_site_flags_nothing_and_a_wet_
     assert not (f & (FLAT | DRIFT)).any()
     x[0, 130:, 0] = 100.0  # then water in node 0's box: pinned at the crop while the others are not
     f = check(x, ("air_rh_pct",), ["s"] * 4, Limits(drift_window=36))[:, :, 0]
-    assert (f[0, 170:] & DRIFT).all() and not (f & FLAT).any() and not (f[1:] & DRIFT).any()
+    assert (f[0, 130:] & FLAT).all()  # alone at the crop: stuck, or water in its box
+    assert not (f[:, :130] & FLAT).any() and not (f[1:] & (FLAT | DRIFT)).any()
+    slow = np.array(naive_check(x.tolist(), ["air_rh_pct"], ["s"] * 4, Limits(drift_window=36)), dtype=np.uint16)
+    assert (check(x, ("air_rh_pct",), ["s"] * 4, Limits(drift_window=36)) == slow).all()
     x[1, 20:40, 0] = 91.3  # stuck below the crop: still FLAT
     assert (check(x, ("air_rh_pct",), ["s"] * 4, Limits(drift_window=36))[1, 20:40, 0] & FLAT).all()
