@@ -231,8 +231,8 @@ def handle_up(led: Ledger, topic: str, payload: bytes, received: float, fleet, o
     except Rejected as err:
         _refuse(led, topic, payload, err, received, out, limit, (batch.epoch, seqs, batch.lost))
         return
-    n = len(times)
-    trusted = times if offsets.count(None) == n else [t for t, o in zip(times, offsets) if o is None]
+    n, n_trusted = len(times), offsets.count(None)
+    trusted = times if n_trusted == n else [t for t, o in zip(times, offsets) if o is None]
     em = _epoch(led, out, ns, site, node, batch.epoch, received, max(trusted) if trusted else None)
     if em.done.holes() > contract.HOLES_MAX or len(em.stored) > contract.HOLES_MAX + 1:
         err = Rejected("too-fragmented", f"epoch {batch.epoch} has {max(em.done.holes(), len(em.stored) - 1)} "
@@ -249,7 +249,7 @@ def handle_up(led: Ledger, topic: str, payload: bytes, received: float, fleet, o
     stored = em.stored
     fresh = not seqs or seqs[0] > stored.top()  # all above what was stored: none can be a resend
     collided = []
-    rising = batch.version >= 2 and offsets.count(None) in (0, n)  # v2 times rise, and so do they moved as one
+    rising = batch.version >= 2 and n_trusted in (0, n)  # v2 times rise, and so do they moved as one
     if fresh and claim.run(times, rising):  # the usual batch: new readings at new, rising times of one day
         new = seqs
         out.lines += lineproto.readings(site, node, batch.fields, seqs, lates, offsets, times)
