@@ -80,7 +80,7 @@ class Ingest:
         self.clock = clock
         self.owner = settings.mqtt_client_id
         self.store = store or Store.in_state_dir(settings.state_path)
-        self.fleet = FleetWatcher(settings.fleet, clock)
+        self.fleet = FleetWatcher(settings.fleet)
         self.influx = influx or Influx.from_settings(settings)
         self.spool_writer = SpoolWriter(self.influx, self.store, settings.batch_lines, clock)
         self.counters = Counters()
