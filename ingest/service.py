@@ -86,6 +86,7 @@ class Ingest:
         self.counters = Counters()
         self.queue: collections.deque = collections.deque()
         self.queued_bytes = 0
+        self.queued_readings = 0  # readings_in() of what is queued: a commit's worth is not kept waiting
         self._writer_beat = clock()  # the writer thread's last sign of life
         lock = threading.Lock()
         self.arrived = threading.Condition(lock)  # the processor waits here for messages
@@ -122,9 +123,11 @@ class Ingest:
                 self.room.wait(timeout=1.0)
             self.queue.append((topic, payload, self.clock(), mid, qos, retain))
             self.queued_bytes += len(payload)
-            if len(self.queue) in (1, GATHER):
-                # wake the processor when there is something to do, not for every message:
-                # a wake-up per message costs more than the message (GIL hand-offs)
+            before = self.queued_readings
+            self.queued_readings += readings_in(payload)
+            if len(self.queue) in (1, GATHER) or before < MAX_READINGS_PER_COMMIT <= self.queued_readings:
+                # wake the processor when there is something to do, or a commit's worth, not for every
+                # message: a wake-up per message costs more than the message (GIL hand-offs)
                 self.arrived.notify()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -164,11 +167,12 @@ class Ingest:
         with self.arrived:
             if not self.queue:
                 self.arrived.wait(timeout=min(flush_s * 4, 0.5))
-        if self.queue and len(self.queue) < GATHER:
+        if self.queue and len(self.queue) < GATHER and self.queued_readings < MAX_READINGS_PER_COMMIT:
             # let a burst gather for one flush interval: fewer, larger transactions
             deadline = time.monotonic() + flush_s
             with self.arrived:
-                while len(self.queue) < GATHER and not self.stopping.is_set():
+                while (len(self.queue) < GATHER and self.queued_readings < MAX_READINGS_PER_COMMIT
+                       and not self.stopping.is_set()):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -182,7 +186,9 @@ class Ingest:
                 item = self.queue.popleft()
                 self.queued_bytes -= len(item[1])
                 budget -= 2 * len(item[1])
-                readings += readings_in(item[1])
+                n = readings_in(item[1])
+                self.queued_readings -= n
+                readings += n
                 batch.append(item)
             self.room.notify_all()  # room in the queue for paho's thread
         return batch
@@ -261,6 +267,7 @@ class Ingest:
         with self.arrived:
             self.queue.extendleft(reversed(batch))
             self.queued_bytes += sum(len(item[1]) for item in batch)
+            self.queued_readings += sum(readings_in(item[1]) for item in batch)
         self.pause(BUSY_RETRY_S)
 
     def _transact(self, batch: list):
@@ -380,16 +387,25 @@ class Ingest:
                 log.exception("unexpected error in the InfluxDB writer; retrying")
                 self.pause(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, 10.0)
+        try:
+            self.spool_writer.release_written()  # what was written is not written again at the next start
+        except Exception as err:  # it would be, idempotently
+            log.warning("the spool rows written last stay spooled (%s); they are written again at the next start", err)
 
     def _write_once(self, backoff: float) -> float:
         """One claim-and-write cycle; returns the next backoff."""
-        rows = self.store.claim(self.owner, max_bytes=WRITE_CHUNK_BYTES)
+        writer = self.spool_writer
+        rows = self.store.claim(self.owner, max_bytes=WRITE_CHUNK_BYTES, skip=frozenset(writer.unreleased))
         if not rows:
+            if writer.unreleased:  # nothing left to write: now wait for the store if need be
+                writer.release_written()
+                self.wrote.set()
+                return backoff
             self.spooled.wait(timeout=1.0)
             self.spooled.clear()
             return backoff
         try:
-            if self.spool_writer.write_rows(rows):
+            if writer.write_rows(rows, wait=False):
                 self.wrote.set()
         except InfluxUnavailable as err:
             self.counters.write_retries += 1

@@ -162,20 +162,27 @@ class Store:
         return Transaction(self)
 
     # -- spool, for the writer -----------------------------------------------------------------
-    def claim(self, owner: str, max_bytes: int, lease_s: float = 60.0, now: float | None = None) -> list:
+    def claim(self, owner: str, max_bytes: int, lease_s: float = 60.0, now: float | None = None,
+              skip=frozenset()) -> list:
         """The oldest spooled rows to write: ours, and others' whose lease ran out (their process
-        died), which become ours. [(id, lines, body)]"""
+        died), which become ours; not those in `skip` (written, not yet released). [(id, lines, body)]"""
         now = time.time() if now is None else now
-        if now >= self._next_takeover:
-            self._next_takeover = now + min(lease_s / 4, 5.0)
-            with self.transaction():
-                self.db.execute("UPDATE spool SET owner = ?, lease = ? WHERE owner != ? AND lease < ?",
-                                (owner, now + lease_s, owner, now))
+        # (not while another transaction of this process is open: the writer does not wait for a commit)
+        if now >= self._next_takeover and self.writing.acquire(blocking=False):
+            try:
+                self._next_takeover = now + min(lease_s / 4, 5.0)
+                with Transaction(self, locked=True):
+                    self.db.execute("UPDATE spool SET owner = ?, lease = ? WHERE owner != ? AND lease < ?",
+                                    (owner, now + lease_s, owner, now))
+            finally:
+                self.writing.release()
         # our own rows need no write transaction to claim: a plain read
-        rows = self.db.execute("SELECT id, lines, bytes FROM spool WHERE owner = ? ORDER BY id LIMIT 200",
-                               (owner,)).fetchall()
+        rows = self.db.execute("SELECT id, lines, bytes FROM spool WHERE owner = ? ORDER BY id LIMIT ?",
+                               (owner, 200 + len(skip))).fetchall()
         picked, total = [], 0
         for rid, lines, size in rows:
+            if rid in skip:
+                continue
             if picked and total + size > max_bytes:
                 break
             picked.append((rid, lines))
@@ -184,12 +191,20 @@ class Store:
         return [(rid, lines, self.db.execute("SELECT body FROM spool WHERE id = ?", (rid,)).fetchone()[0])
                 for rid, lines in picked]
 
-    def release(self, ids) -> None:
-        """Forget spooled rows that are now in InfluxDB (one transaction)."""
+    def release(self, ids, wait: bool = True) -> bool:
+        """Forget spooled rows that are now in InfluxDB (one transaction). With `wait` False, only if no other
+        transaction of this process is open (the processor's): returns whether they were released."""
         ids = list(ids)
-        if ids:
-            with self.transaction():
+        if not ids:
+            return True
+        if not self.writing.acquire(blocking=wait):
+            return False
+        try:
+            with Transaction(self, locked=True):
                 self.db.execute(f"DELETE FROM spool WHERE id IN ({','.join('?' * len(ids))})", ids)
+        finally:
+            self.writing.release()
+        return True
 
     def spool_size(self) -> tuple[int, int]:
         """(lines, bytes) waiting in the spool."""
@@ -365,19 +380,22 @@ def _from_first_layout(db: sqlite3.Connection) -> None:
 class Transaction(Ledger):
     """BEGIN IMMEDIATE … COMMIT. The ledger's objects are loaded on first use and written back at commit."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, locked: bool = False):
         super().__init__()
         self.store = store
+        self._locked = locked  # the caller holds `store.writing` already
         self.db = store.db
         self.acks: dict = {}  # after commit: node -> (epoch, ack) for the current epochs this transaction saw
         self._dead_bytes = 0
 
     def __enter__(self) -> Transaction:
-        self.store.writing.acquire()
+        if not self._locked:
+            self.store.writing.acquire()
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as err:
-            self.store.writing.release()
+            if not self._locked:
+                self.store.writing.release()
             if isinstance(err, sqlite3.OperationalError) and _busy(err):
                 raise StoreBusy(f"ingest store {self.store.path}: {err}") from err
             raise StoreError(f"ingest store {self.store.path}: {err}") from err
@@ -387,7 +405,8 @@ class Transaction(Ledger):
         try:
             self._finish(kind)
         finally:
-            self.store.writing.release()
+            if not self._locked:
+                self.store.writing.release()
 
     def _load_node(self, node):
         return self.store._load_node(node)

@@ -11,6 +11,8 @@ from rimba.errors import InfluxRejected
 
 log = logging.getLogger("rimba.ingest")
 
+UNRELEASED_MAX = 64  # spool rows written and not yet released, at most: then the writer waits for the store
+
 
 class SpoolWriter:
     def __init__(self, influx, store, batch_lines: int, clock):
@@ -20,18 +22,30 @@ class SpoolWriter:
         self.clock = clock
         self.written = 0  # lines InfluxDB accepted
         self.refused = 0  # lines dead-lettered
+        self.unreleased: list = []  # ids of spool rows written, not yet released (see write_rows)
 
-    def write_rows(self, rows) -> list:
-        """Write claimed spool rows [(id, lines, body)] in order and release each one written; return
-        their ids. InfluxUnavailable and the like propagate (what was written is released)."""
+    def write_rows(self, rows, wait: bool = True) -> list:
+        """Write claimed spool rows [(id, lines, body)] in order; return their ids. What was written is released
+        from the spool: at once, or with `wait` False as soon as no other transaction of this process is open
+        (the service's writer must not wait for the processor's commit: InfluxDB would idle meanwhile). Until
+        then its ids are in `unreleased`, which a claim skips. InfluxUnavailable and the like propagate (what
+        was written is released as well)."""
         done = []
         try:
             for rid, _lines, body in rows:
                 self.write_body(bytes(body))
                 done.append(rid)
         finally:
-            self.store.release(done)
+            self.unreleased += done
+            self.release_written(wait)
         return done
+
+    def release_written(self, wait: bool = True) -> bool:
+        """Release the rows written; without `wait`, only if the store is free (or too many are held back).
+        Returns whether none is left unreleased."""
+        if self.unreleased and self.store.release(self.unreleased, wait=wait or len(self.unreleased) >= UNRELEASED_MAX):
+            self.unreleased = []
+        return not self.unreleased
 
     def write_body(self, body: bytes) -> None:
         step = self.batch_lines
