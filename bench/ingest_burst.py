@@ -15,6 +15,7 @@ from rimba.fleet import parse_fleet
 from rimba.adapters.influx import Influx
 from rimba.dev.simulate import Publisher, Simulation
 from rimba.dev.wire2 import to_v2
+from ingest.writer import PARTS, part_of
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("air_temp_c", "air_rh_pct", "soil_vwc_pct", "batt_v")
@@ -49,7 +50,7 @@ class Burst:
             self.events = [(t, topic.replace("rimba/v1/", "rimba/v2/"), json.dumps(b, separators=(",", ":")).encode())
                            for t, topic, payload in self.events for b in to_v2(json.loads(payload), boot=1)]
         self.expected = sim.expected()
-        self.last = _last_reading(self.events)
+        self.last = _last_readings(self.events)
         self.messages = len(self.events)
         self.bytes = sum(len(p) for _t, _topic, p in self.events)
 
@@ -127,11 +128,12 @@ class Burst:
         self.acked_s = time.monotonic() - t0  # every PUBACK back from the broker
 
 
-def _until_stored(influx, last: tuple, expected: int, t0: float, timeout: float = 600) -> tuple:
+def _until_stored(influx, last: list, expected: int, t0: float, timeout: float = 600) -> tuple:
     """Wait until the burst is stored: (seconds since t0, readings stored, curve [(seconds, stored)]).
 
-    The clock stops when the last reading published is queryable: a one-point query every 10 ms (the
-    ingest keeps the broker's order, so that reading is in InfluxDB's last write). The count of them all,
+    The clock stops when the last reading published of each spool part is queryable: one-point queries
+    every 10 ms (the ingest keeps the broker's order within a part, and writes a part's rows in order, so
+    those readings are in InfluxDB's last writes). The count of them all,
     a query of 20-45 ms at 200,000 points, draws the curve every 0.25 s and then checks that every reading
     was stored once; were one still missing then, the clock would run on to the count's last poll. (The
     clock was the first 0.2 s poll of the count to see them all: up to 0.2 s late, a step of about 15 %
@@ -143,7 +145,7 @@ def _until_stored(influx, last: tuple, expected: int, t0: float, timeout: float 
     while time.monotonic() < deadline:
         time.sleep(0.01)
         now = time.monotonic() - t0
-        if _has(influx, *last):
+        if all(_has(influx, *one) for one in last):
             seconds = now
             break
         if now >= next_count:
@@ -158,16 +160,19 @@ def _until_stored(influx, last: tuple, expected: int, t0: float, timeout: float 
     return seconds, stored, curve
 
 
-def _last_reading(events) -> tuple:
-    """(node, seq) of the last reading published (v1 or v2)."""
+def _last_readings(events) -> list:
+    """[(node, seq)]: the last reading published (v1 or v2) of each of the ingest's spool parts."""
+    last: dict = {}
     for _t, topic, payload in reversed(events):
-        if topic.endswith("/up"):
+        if topic.endswith("/up") and len(last) < PARTS:
             body = json.loads(payload)
             if body.get("r"):
-                return body["node"], body["r"][-1]["seq"]
-            if body.get("x"):
-                return body["node"], body["seq"] + len(body["x"]) - 1
-    raise ValueError("no readings published")
+                last.setdefault(part_of(body["node"]), (body["node"], body["r"][-1]["seq"]))
+            elif body.get("x"):
+                last.setdefault(part_of(body["node"]), (body["node"], body["seq"] + len(body["x"]) - 1))
+    if not last:
+        raise ValueError("no readings published")
+    return list(last.values())
 
 
 def _has(influx, node: str, seq: int) -> bool:

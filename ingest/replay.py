@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ingest import pipeline
 from ingest.pipeline import Outcome
-from ingest.writer import SpoolWriter
+from ingest.writer import SpoolWriter, part_of
 from rimba.fleet import load_fleet
 from rimba.adapters.influx import Influx
 
@@ -74,7 +74,7 @@ def into_spool(store, fleet, ids=None, code=None, node=None, clock=time.time) ->
                               (refused[0].code, refused[0].reason, rid))
                 result.refused += 1
                 continue
-            tx.spool(out.lines, OWNER, clock(), lease_s=0)
+            tx.spool(out.lines, OWNER, clock(), lease_s=0, part=part_of(pipeline.topic_node(topic)))
             tx.mark_replayed(rid, clock())
             for d in out.dead:  # a partial outcome (values out of range, time collisions): its new reason
                 tx.db.execute("UPDATE deadletter SET code = ?, reason = ? WHERE id = ?", (d.code, d.reason, rid))

@@ -32,7 +32,7 @@ from ingest import pipeline
 from rimba import lineproto
 from ingest.pipeline import DeadLetter, Outcome
 from ingest.store import Store
-from ingest.writer import SpoolWriter
+from ingest.writer import PARTS, SpoolWriter, part_of
 from rimba import contract
 from rimba.errors import InfluxAuthError, InfluxUnavailable, RimbaError, StoreBusy
 from rimba.fleet import FleetWatcher
@@ -82,7 +82,9 @@ class Ingest:
         self.store = store or Store.in_state_dir(settings.state_path)
         self.fleet = FleetWatcher(settings.fleet)
         self.influx = influx or Influx.from_settings(settings)
-        self.spool_writer = SpoolWriter(self.influx, self.store, settings.batch_lines, clock)
+        # a connection a spool part: the parts are written side by side (ingest.writer)
+        self._part_influx = [self.influx] + [influx or Influx.from_settings(settings) for _ in range(PARTS - 1)]
+        self.spool_writer = SpoolWriter(self._part_influx, self.store, settings.batch_lines, clock)
         self.counters = Counters()
         self.queue: collections.deque = collections.deque()
         self.queued_bytes = 0
@@ -147,7 +149,9 @@ class Ingest:
             self.mqtt.stop()
             self.spooled.set()
             writer.join(timeout=30)
-            self.influx.close()
+            self.spool_writer.close()
+            for conn in self._part_influx:
+                conn.close()
             self.store.close()
         if self.fatal:
             log.error("ingest stopped: %s", self.fatal)
@@ -451,6 +455,7 @@ def transact(store: Store, fleet, batch: list, owner: str, clock=time.time):
     kept). Raises only when the store fails (the caller retries message by message)."""
     out = Outcome()
     dead_kept = 0
+    parts: list = [[] for _ in range(PARTS)]  # the lines of each spool part (a message's are its node's)
     tx = store.transaction()
     with tx:
         for topic, payload, received, _mid, _qos, retain in batch:
@@ -462,8 +467,12 @@ def transact(store: Store, fleet, batch: list, owner: str, clock=time.time):
                 one = Outcome(dead=[_internal(topic, payload, err)], internal=1)
             for d in one.dead:
                 dead_kept += tx.deadletter(d, received)
+            if one.lines:
+                parts[part_of(pipeline.topic_node(topic))] += one.lines
             out.merge(one)
-        tx.spool(out.lines, owner, clock())
+        now = clock()
+        for part, lines in enumerate(parts):
+            tx.spool(lines, owner, now, part=part)
     return out, tx, dead_kept
 
 
@@ -472,9 +481,15 @@ def sweep(store: Store, now: float, gap_timeout_s: float, owner: str) -> int:
     node's oldest epochs past `EPOCHS_KEPT`; returns the gaps recorded."""
     out = Outcome()
     tx = store.transaction()
+    parts: list = [[] for _ in range(PARTS)]
     with tx:
-        pipeline.sweep_holes(tx, store.holes_due(now - gap_timeout_s), now, out)
-        tx.spool(out.lines, owner, now)
+        for node, epoch in store.holes_due(now - gap_timeout_s):
+            one = Outcome()
+            pipeline.sweep_holes(tx, [(node, epoch)], now, one)
+            parts[part_of(node)] += one.lines
+            out.merge(one)
+        for part, lines in enumerate(parts):
+            tx.spool(lines, owner, now, part=part)
     store.prune_epochs()
     return out.gaps
 

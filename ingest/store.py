@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS spool (
     lease REAL NOT NULL DEFAULT 0,
     lines INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    part INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS nodes (node TEXT PRIMARY KEY, {", ".join(_NODE_COLUMNS)});
 CREATE TABLE IF NOT EXISTS epochs (
@@ -137,6 +138,8 @@ class Store:
                         db.execute(f"ALTER TABLE nodes ADD COLUMN {column}")
                 if db.execute("SELECT 1 FROM pragma_table_info('epochs') WHERE name = 'first_t'").fetchone() is None:
                     db.execute("ALTER TABLE epochs ADD COLUMN first_t INTEGER")
+                if db.execute("SELECT 1 FROM pragma_table_info('spool') WHERE name = 'part'").fetchone() is None:
+                    db.execute("ALTER TABLE spool ADD COLUMN part INTEGER NOT NULL DEFAULT 0")
                 if old:
                     _from_first_layout(db)
                 if version < VERSION:
@@ -164,8 +167,9 @@ class Store:
     # -- spool, for the writer -----------------------------------------------------------------
     def claim(self, owner: str, max_bytes: int, lease_s: float = 60.0, now: float | None = None,
               skip=frozenset()) -> list:
-        """The oldest spooled rows to write: ours, and others' whose lease ran out (their process
-        died), which become ours; not those in `skip` (written, not yet released). [(id, lines, body)]"""
+        """The oldest spooled rows to write, about `max_bytes` of each part: ours, and others' whose lease ran
+        out (their process died), which become ours; not those in `skip` (written, not yet released).
+        [(id, lines, body, part)]"""
         now = time.time() if now is None else now
         # (not while another transaction of this process is open: the writer does not wait for a commit)
         if now >= self._next_takeover and self.writing.acquire(blocking=False):
@@ -177,19 +181,20 @@ class Store:
             finally:
                 self.writing.release()
         # our own rows need no write transaction to claim: a plain read
-        rows = self.db.execute("SELECT id, lines, bytes FROM spool WHERE owner = ? ORDER BY id LIMIT ?",
+        rows = self.db.execute("SELECT id, lines, bytes, part FROM spool WHERE owner = ? ORDER BY id LIMIT ?",
                                (owner, 200 + len(skip))).fetchall()
-        picked, total = [], 0
-        for rid, lines, size in rows:
-            if rid in skip:
+        picked, used, closed = [], {}, set()
+        for rid, lines, size, part in rows:  # up to `max_bytes` of each part (written side by side), in order
+            if rid in skip or part in closed:
                 continue
-            if picked and total + size > max_bytes:
-                break
-            picked.append((rid, lines))
-            total += size
+            if part in used and used[part] + size > max_bytes:
+                closed.add(part)  # and so every later row of the part: a part is written in its order
+                continue
+            picked.append((rid, lines, part))
+            used[part] = used.get(part, 0) + size
         # bodies only for what was picked: a long backlog must not be read into memory
-        return [(rid, lines, self.db.execute("SELECT body FROM spool WHERE id = ?", (rid,)).fetchone()[0])
-                for rid, lines in picked]
+        return [(rid, lines, self.db.execute("SELECT body FROM spool WHERE id = ?", (rid,)).fetchone()[0], part)
+                for rid, lines, part in picked]
 
     def release(self, ids, wait: bool = True) -> bool:
         """Forget spooled rows that are now in InfluxDB (one transaction). With `wait` False, only if no other
@@ -447,13 +452,14 @@ class Transaction(Ledger):
             raise StoreError(f"ingest store {self.store.path}: commit failed: {err!r}") from err
 
     # writes
-    def spool(self, lines: list, owner: str, now: float, lease_s: float = 60.0) -> None:
-        """Queue lines for InfluxDB; another process may take them once the lease runs out."""
+    def spool(self, lines: list, owner: str, now: float, lease_s: float = 60.0, part: int = 0) -> None:
+        """Queue lines for InfluxDB; another process may take them once the lease runs out. `part`: the
+        writer's part they belong to (ingest.writer.part_of their node)."""
         if not lines:
             return
         body = ("\n".join(lines) + "\n").encode()
-        self.db.execute("INSERT INTO spool (created, owner, lease, lines, bytes, body) VALUES (?, ?, ?, ?, ?, ?)",
-                        (now, owner, now + lease_s, len(lines), len(body), body))
+        self.db.execute("INSERT INTO spool (created, owner, lease, lines, bytes, body, part) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (now, owner, now + lease_s, len(lines), len(body), body, part))
 
     def deadletter(self, d: DeadLetter, received: float) -> bool:
         """Keep a dead letter (its first 16 KiB, its length and SHA-256); False if the very same one is

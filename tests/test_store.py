@@ -7,6 +7,8 @@ import json
 import sqlite3
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ingest import replay
 from ingest.service import transact
@@ -131,3 +133,74 @@ def test_purge_frees_the_disk_limit_and_the_nodes_share(store):
     count, size = store.purge_deadletters(node="smp29-03")
     assert count == 3 and size > 0 and store.disk_bytes() == before - size
     assert store._load_node("smp29-03").dead_bytes == 0 and store.deadletter_count() == 0
+
+
+RIVER_UP = "rimba/v1/bansir-laut/bansir-laut-01/up"
+
+
+def river_up(seqs) -> bytes:
+    return json.dumps({"v": 1, "node": "bansir-laut-01", "epoch": 2, "now": RECEIVED, "tq": "ntp",
+                       "r": [{"seq": s, "t": RECEIVED - 300 + s, "water_level_cm": 120.0} for s in seqs]}).encode()
+
+
+def test_a_nodes_lines_are_spooled_in_its_part_and_only_there(store):
+    """Every line of a node goes to one spool part (so a series is written in its order even with the parts
+    side by side); the vector fleet's two nodes are in different parts."""
+    from ingest.writer import part_of
+
+    assert part_of("smp29-03") != part_of("bansir-laut-01")
+    transact(store, VECTOR_FLEET, [(UP, up([1, 2]), RECEIVED, 1, 1, False),
+                                   (RIVER_UP, river_up([1]), RECEIVED, 2, 1, False),
+                                   (UP, up([3]), RECEIVED, 3, 1, False)], "t")
+    rows = store.db.execute("SELECT part, body FROM spool ORDER BY id").fetchall()
+    assert sorted(p for p, _ in rows) == sorted({part_of("smp29-03"), part_of("bansir-laut-01")})
+    for part, body in rows:
+        nodes = {line.split(",node=")[1].split(",")[0] for line in bytes(body).decode().splitlines()}
+        assert {part_of(n) for n in nodes} == {part} and len(nodes) == 1
+    smp = [line for part, body in rows if part == part_of("smp29-03") for line in bytes(body).decode().splitlines()]
+    assert [int(line.split("seq=")[1].split("i")[0]) for line in smp] == [1, 2, 3]  # in the order received
+
+
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(1, 50)), min_size=1, max_size=30),
+       st.sets(st.integers(1, 30)), st.integers(1, 120))
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_claim_takes_each_parts_oldest_rows_never_one_before_another(tmp_path_factory, rows, skip, budget):
+    """Whatever the rows' parts and sizes and the rows written but not released: a claim of each part takes
+    the oldest rows not skipped, in order, up to the budget (at least one), never a row past one it left."""
+    s = Store(tmp_path_factory.mktemp("claim") / "ingest.sqlite3")
+    try:
+        with s.transaction() as tx:
+            for part, size in rows:
+                tx.spool(["x" * (size - 1)], "me", RECEIVED, part=part)
+        claimed = s.claim("me", max_bytes=budget, now=RECEIVED, skip=skip)
+        for part in (0, 1):
+            waiting = [(i + 1, size) for i, (p, size) in enumerate(rows) if p == part and i + 1 not in skip]
+            got = [rid for rid, _lines, _body, p in claimed if p == part]
+            assert got == [rid for rid, _ in waiting[:len(got)]]  # a prefix of the part's rows, in order
+            taken = sum(size for _, size in waiting[:len(got)])
+            assert (not waiting) or got  # a part with rows waiting gets one at least
+            assert taken <= budget or len(got) == 1
+            if len(got) < len(waiting):
+                assert taken + waiting[len(got)][1] > budget  # it stopped at the budget, not before
+    finally:
+        s.close()
+
+
+def test_a_spool_from_before_the_parts_is_given_them(tmp_path):
+    """A store written before the spool had parts: its rows are part 0, and written as before."""
+    path = tmp_path / "ingest.sqlite3"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.executescript("""
+        ALTER TABLE spool RENAME TO spool_new;
+        CREATE TABLE spool (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL, owner TEXT,
+                            lease REAL NOT NULL DEFAULT 0, lines INTEGER NOT NULL, bytes INTEGER NOT NULL,
+                            body BLOB NOT NULL);
+        DROP TABLE spool_new;
+        INSERT INTO spool (created, owner, lease, lines, bytes, body) VALUES (1, 'me', 0, 1, 2, x'610a');
+    """)
+    db.commit()
+    db.close()
+    s = Store(path)
+    assert s.claim("me", max_bytes=100, now=RECEIVED) == [(1, 1, b"a\n", 0)]
+    s.close()
