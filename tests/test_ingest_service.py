@@ -327,3 +327,28 @@ def test_the_spool_parts_are_written_side_by_side_each_in_its_order(service):
         ingest._write_once(0.1)
     seqs = [int(line.split("seq=")[1].split("i")[0]) for line in db.lines if line.startswith("reading,")]
     assert seqs == list(range(1, 10)) and any(line.startswith("ingest,") for line in db.lines)
+
+
+def test_the_spool_a_message_takes_is_estimated_from_above_for_both_versions(tmp_path):
+    """The spool's budget is charged before decoding: the estimate holds the lines of every golden pair (v1 and v2
+    batches of the same readings) and of a full v2 batch, whose lines are several times their JSON (charged
+    twice their JSON, as v1's are, a commit could pass the limit by up to four times what was left)."""
+    from ingest.service import spool_bytes_of, transact
+    from ingest.store import Store
+    from rimba.dev.harness import VECTOR_FLEET
+
+    pairs = json.loads((ROOT / "tests" / "vectors" / "contract-v2.json").read_text())["pairs"]
+    received = json.loads((ROOT / "tests" / "vectors" / "contract-v1.json").read_text())["received"]
+    full = {"v": 2, "node": "smp29-03", "epoch": 9, "boot": 1, "now": received, "tq": "ntp", "seq": 1,
+            "t": received - 200 * 600, "dt": 600, "m": ["air_temp_c", "air_rh_pct"],
+            "x": [[2750 + k % 7, 803 + k % 5] for k in range(200)]}
+    messages = [(m["topic"], m["body"]) for p in pairs for m in (p["v1"], p["v2"])]
+    messages.append(("rimba/v2/smp29/smp29-03/up", full))
+    for i, (topic, body) in enumerate(messages):
+        store = Store(tmp_path / f"s{i}.sqlite3")
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        out, _tx, _ = transact(store, VECTOR_FLEET, [(topic, payload, float(received), 1, 1, False)], "t")
+        store.close()
+        lines = sum(len(line) + 1 for line in out.lines)
+        assert lines <= spool_bytes_of(topic, payload), (topic, lines, len(payload))
+    assert sum(len(line) + 1 for line in out.lines) > 2 * len(payload)  # the full v2 batch: more than twice
