@@ -186,26 +186,6 @@ def test_a_claim_takes_each_parts_oldest_rows_never_one_before_another(tmp_path_
         s.close()
 
 
-def test_a_spool_from_before_the_parts_is_given_them(tmp_path):
-    """A store written before the spool had parts: its rows are part 0, and written as before."""
-    path = tmp_path / "ingest.sqlite3"
-    Store(path).close()
-    db = sqlite3.connect(path)
-    db.executescript("""
-        ALTER TABLE spool RENAME TO spool_new;
-        CREATE TABLE spool (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL, owner TEXT,
-                            lease REAL NOT NULL DEFAULT 0, lines INTEGER NOT NULL, bytes INTEGER NOT NULL,
-                            body BLOB NOT NULL);
-        DROP TABLE spool_new;
-        INSERT INTO spool (created, owner, lease, lines, bytes, body) VALUES (1, 'me', 0, 1, 2, x'610a');
-    """)
-    db.commit()
-    db.close()
-    s = Store(path)
-    assert s.claim("me", max_bytes=100, now=RECEIVED) == [(1, 1, b"a\n", 0)]
-    s.close()
-
-
 def _store_before_the_parts(path, bodies) -> None:
     """A store as the Rimba before the parts left it: a spool without `part`, one row a commit."""
     Store(path).close()
@@ -218,6 +198,18 @@ def _store_before_the_parts(path, bodies) -> None:
                    (body.count(b"\n"), len(body), body))
     db.commit()
     db.close()
+
+
+def test_a_spool_from_before_the_parts_is_given_them(tmp_path):
+    """A store written before the spool had parts: its rows are of any part (a commit's row holds every node
+    of the commit), and written as before."""
+    from ingest.store import ANY_PART
+
+    path = tmp_path / "ingest.sqlite3"
+    _store_before_the_parts(path, [b"a\n"])
+    s = Store(path)
+    assert s.claim("me", max_bytes=100, now=RECEIVED) == [(1, 1, b"a\n", ANY_PART)]
+    s.close()
 
 
 def test_a_row_from_before_the_parts_is_never_in_flight_beside_a_row_of_a_part(tmp_path):
