@@ -385,7 +385,7 @@ class Ingest:
             try:
                 backoff = self._write_once(backoff)
             except _Fatal:
-                return
+                break  # (what it wrote is released all the same)
             except Exception:  # an error nobody foresaw: logged, counted, retried after a pause
                 self.counters.writer_errors += 1
                 log.exception("unexpected error in the InfluxDB writer; retrying")

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS spool (
     lines INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
     body BLOB NOT NULL,
-    part INTEGER NOT NULL DEFAULT 0
+    part INTEGER NOT NULL DEFAULT -1
 );
 CREATE TABLE IF NOT EXISTS nodes (node TEXT PRIMARY KEY, {", ".join(_NODE_COLUMNS)});
 CREATE TABLE IF NOT EXISTS epochs (
@@ -82,6 +82,9 @@ CREATE INDEX IF NOT EXISTS deadletter_digest ON deadletter (digest);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
+# the part of a spool row from before the parts (or spooled by an older Rimba sharing the file): one row a
+# commit, with the lines of every node in it, so of every part; claimed alone (see Store.claim)
+ANY_PART = -1
 BUSY_TIMEOUT_S = 10  # how long a transaction waits for another process to let go of the file, then retries
 EPOCHS_KEPT = 16  # per node: older epochs are forgotten (their late resends are still caught by their times)
 
@@ -139,7 +142,7 @@ class Store:
                 if db.execute("SELECT 1 FROM pragma_table_info('epochs') WHERE name = 'first_t'").fetchone() is None:
                     db.execute("ALTER TABLE epochs ADD COLUMN first_t INTEGER")
                 if db.execute("SELECT 1 FROM pragma_table_info('spool') WHERE name = 'part'").fetchone() is None:
-                    db.execute("ALTER TABLE spool ADD COLUMN part INTEGER NOT NULL DEFAULT 0")
+                    db.execute(f"ALTER TABLE spool ADD COLUMN part INTEGER NOT NULL DEFAULT {ANY_PART}")
                 if old:
                     _from_first_layout(db)
                 if version < VERSION:
@@ -168,8 +171,9 @@ class Store:
     def claim(self, owner: str, max_bytes: int, lease_s: float = 60.0, now: float | None = None,
               skip=frozenset()) -> list:
         """The oldest spooled rows to write, about `max_bytes` of each part: ours, and others' whose lease ran
-        out (their process died), which become ours; not those in `skip` (written, not yet released).
-        [(id, lines, body, part)]"""
+        out (their process died), which become ours; not those in `skip` (written, not yet released). Rows of
+        `ANY_PART` (from before the parts) are claimed alone: every row before one is written first, every row
+        after it after it. [(id, lines, body, part)]"""
         now = time.time() if now is None else now
         # (not while another transaction of this process is open: the writer does not wait for a commit)
         if now >= self._next_takeover and self.writing.acquire(blocking=False):
@@ -187,6 +191,8 @@ class Store:
         for rid, lines, size, part in rows:  # up to `max_bytes` of each part (written side by side), in order
             if rid in skip or part in closed:
                 continue
+            if used and (part == ANY_PART) != (ANY_PART in used):
+                break  # a row of every part and rows of one part: never in flight together
             if part in used and used[part] + size > max_bytes:
                 closed.add(part)  # and so every later row of the part: a part is written in its order
                 continue

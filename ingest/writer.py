@@ -56,7 +56,7 @@ class SpoolWriter:
         then its ids are in `unreleased`, which a claim skips. InfluxUnavailable and the like propagate (what
         was written, in any part, is released as well)."""
         parts: dict = {}
-        for row in rows:
+        for row in rows:  # (rows of store.ANY_PART, from before the parts, come alone in their claim)
             parts.setdefault(row[3] % len(self.influxes), []).append(row)
         done: list = []
         keys = sorted(parts)

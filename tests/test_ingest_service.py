@@ -352,3 +352,34 @@ def test_the_spool_a_message_takes_is_estimated_from_above_for_both_versions(tmp
         lines = sum(len(line) + 1 for line in out.lines)
         assert lines <= spool_bytes_of(topic, payload), (topic, lines, len(payload))
     assert sum(len(line) + 1 for line in out.lines) > 2 * len(payload)  # the full v2 batch: more than twice
+
+
+def test_rows_written_before_the_credentials_were_refused_are_released_when_the_writer_stops(service, monkeypatch):
+    """The bug: refused credentials stop the writer (and the service); the rows it wrote while a commit was open,
+    not yet released, stayed spooled and were written again at the next start. It releases them as on any stop."""
+    import ingest.service as svc
+    from rimba.errors import InfluxAuthError
+
+    monkeypatch.setattr(svc, "WRITE_CHUNK_BYTES", 1)  # a row a claim
+    ingest, broker, db, _clock, _pauses = service()
+    for i in range(2):
+        broker.deliver(UP, batch(range(1 + 3 * i, 4 + 3 * i)))
+        ingest._process_once()
+    rows = ingest.store.db.execute("SELECT id, body FROM spool ORDER BY id").fetchall()
+    first, second = [rid for rid, body in rows if bytes(body).startswith(b"reading,")]
+
+    def write(lines):
+        if lines.startswith(b"reading,") and any(line.startswith("reading,") for line in db.lines):
+            raise InfluxAuthError("401: the token was revoked")  # the second row's readings
+        Database.write(db, lines)
+
+    db.write = write
+    writer = threading.Thread(target=ingest._writer)
+    with ingest.store.transaction():  # the processor's commit, open while the writer writes and is refused
+        writer.start()
+        assert ingest.stopping.wait(timeout=20) and ingest.fatal  # refused: the service stops
+        assert first in ingest.spool_writer.unreleased  # written, not released: the store was held
+    writer.join(timeout=20)
+    assert not writer.is_alive()
+    assert [r[0] for r in ingest.store.db.execute("SELECT id FROM spool ORDER BY id")] == [second]
+

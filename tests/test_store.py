@@ -186,21 +186,77 @@ def test_a_claim_takes_each_parts_oldest_rows_never_one_before_another(tmp_path_
         s.close()
 
 
-def test_a_spool_from_before_the_parts_is_given_them(tmp_path):
-    """A store written before the spool had parts: its rows are part 0, and written as before."""
-    path = tmp_path / "ingest.sqlite3"
+def _store_before_the_parts(path, bodies) -> None:
+    """A store as the Rimba before the parts left it: a spool without `part`, one row a commit."""
     Store(path).close()
     db = sqlite3.connect(path)
-    db.executescript("""
-        ALTER TABLE spool RENAME TO spool_new;
-        CREATE TABLE spool (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL, owner TEXT,
-                            lease REAL NOT NULL DEFAULT 0, lines INTEGER NOT NULL, bytes INTEGER NOT NULL,
-                            body BLOB NOT NULL);
-        DROP TABLE spool_new;
-        INSERT INTO spool (created, owner, lease, lines, bytes, body) VALUES (1, 'me', 0, 1, 2, x'610a');
-    """)
+    db.executescript("DROP TABLE spool; CREATE TABLE spool (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT "
+                     "NULL, owner TEXT, lease REAL NOT NULL DEFAULT 0, lines INTEGER NOT NULL, bytes INTEGER NOT "
+                     "NULL, body BLOB NOT NULL);")
+    for body in bodies:
+        db.execute("INSERT INTO spool (created, owner, lease, lines, bytes, body) VALUES (1, 'me', 0, ?, ?, ?)",
+                   (body.count(b"\n"), len(body), body))
     db.commit()
     db.close()
+
+
+def test_a_spool_from_before_the_parts_is_given_them(tmp_path):
+    """A store written before the spool had parts: its rows are of any part (a commit's row holds every node
+    of the commit), and written as before."""
+    from ingest.store import ANY_PART
+
+    path = tmp_path / "ingest.sqlite3"
+    _store_before_the_parts(path, [b"a\n"])
     s = Store(path)
-    assert s.claim("me", max_bytes=100, now=RECEIVED) == [(1, 1, b"a\n", 0)]
+    assert s.claim("me", max_bytes=100, now=RECEIVED) == [(1, 1, b"a\n", ANY_PART)]
     s.close()
+
+
+def test_a_row_from_before_the_parts_is_never_in_flight_beside_a_row_of_a_part(tmp_path):
+    """The bug: a row spooled before the parts holds every node of its commit, and was made part 0; a newer row
+    of a part-1 node was claimed with it and written beside it, on the other connection, so the newer line
+    could be stored first and overwritten by the older one (a series in two parts). It is claimed alone now:
+    what is before it is written before it, what is after it after it, and so is a row an older Rimba sharing
+    the file spools."""
+    from ingest.writer import SpoolWriter, part_of
+
+    a, b = "bansir-laut-01", "smp29-03"
+    assert (part_of(a), part_of(b)) == (0, 1)
+    path = tmp_path / "ingest.sqlite3"
+    old = f"reading,node={a} v=1i 1000\nreading,node={b} v=1i 1000\n".encode()
+    _store_before_the_parts(path, [old])
+    s = Store(path)
+    try:
+        with s.transaction() as tx:
+            tx.spool([f"reading,node={a} v=2i 1000"], "me", RECEIVED, part=0)
+            tx.spool([f"reading,node={b} v=2i 1000"], "me", RECEIVED, part=1)
+        for value, part in ((3, ""), (4, ", part")):  # a row an older Rimba spooled (no part), then one of ours
+            body = f"reading,node={b} v={value}i 1000\n".encode()
+            s.db.execute(f"INSERT INTO spool (created, owner, lease, lines, bytes, body{part}) VALUES (?, 'me', ?, 1, "
+                         f"?, ?{', 1' if part else ''})", (RECEIVED, RECEIVED + 60, len(body), body))
+
+        class Connection:  # InfluxDB, one connection: the requests it was sent
+            def __init__(self, log):
+                self.log = log
+
+            def write(self, body):
+                self.log.append((self, bytes(body).decode()))
+
+        log: list = []
+        w = SpoolWriter([Connection(log), Connection(log)], s, 100, lambda: RECEIVED)
+        claims = []
+        try:
+            while rows := s.claim("me", max_bytes=10_000, now=RECEIVED):
+                claims.append([rid for rid, *_ in rows])
+                w.write_rows(rows)
+        finally:
+            w.close()
+        assert claims == [[1], [2, 3], [4], [5]]  # the rows of any part alone, in their place
+        points: dict = {}
+        for _conn, body in log:  # requests of two claims are never in flight together
+            for line in body.splitlines():
+                series, value, t = line.split(" ")
+                points[(series, t)] = value
+        assert points == {(f"reading,node={a}", "1000"): "v=2i", (f"reading,node={b}", "1000"): "v=4i"}
+    finally:
+        s.close()
