@@ -146,7 +146,7 @@ def _until_stored(influx, last: list, expected: int, t0: float, timeout: float =
         time.sleep(0.01)
         now = time.monotonic() - t0
         if all(_has(influx, *one) for one in last):
-            seconds = now
+            seconds = time.monotonic() - t0  # after the queries: late by one at most, never early
             break
         if now >= next_count:
             next_count = now + 0.25

@@ -232,26 +232,28 @@ class Ingest:
     def _writer_stuck(self) -> bool:
         return self.clock() - self._writer_beat > WRITER_STUCK_S
 
-    def _commit(self, batch: list) -> None:
-        """Commit what arrived, then acknowledge it. A commit that fails is retried message by message;
-        one that finds the store held by another process waits, the messages kept, unacknowledged."""
+    def _commit(self, batch: list, rest: tuple = ()) -> bool:
+        """Commit what arrived, then acknowledge it; False if the store was held. A commit that fails is retried
+        message by message; one that finds the store held by another process waits, the messages (and `rest`,
+        behind them) kept in their order, unacknowledged."""
         try:
             out, tx, dead_kept = self._transact(batch)
         except StoreBusy as err:
-            self._requeue(batch, err)
-            return
+            self._requeue([*batch, *rest], err)
+            return False
         except Exception as err:
             if len(batch) == 1:
                 try:
                     out, tx, dead_kept = self._transact_internal(batch[0], err)
                 except StoreBusy as busy:
-                    self._requeue(batch, busy)
-                    return
+                    self._requeue([*batch, *rest], busy)
+                    return False
             else:
                 log.warning("a commit of %d messages failed (%s); committing them one by one", len(batch), err)
-                for item in batch:
-                    self._commit([item])
-                return
+                for i, item in enumerate(batch):
+                    if not self._commit([item], batch[i + 1:]):
+                        break  # the store was held: this one and the rest wait at the queue's head, in order
+                return True
         self.spooled.set()
         for item in batch:
             self.mqtt.ack(item[3], item[4])
@@ -265,6 +267,7 @@ class Ingest:
         c.rate_limited += out.rate_limited
         self._ack_candidates.update((n, (site, *tx.acks[n])) for n, (site, _e) in out.touched.items() if n in tx.acks)
         self._ack_force |= out.resent
+        return True
 
     def _requeue(self, batch: list, err: Exception) -> None:
         log.warning("the ingest store is held by another process (%s); retrying in %.0f s", err, BUSY_RETRY_S)

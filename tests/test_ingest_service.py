@@ -383,3 +383,29 @@ def test_rows_written_before_the_credentials_were_refused_are_released_when_the_
     assert not writer.is_alive()
     assert [r[0] for r in ingest.store.db.execute("SELECT id FROM spool ORDER BY id")] == [second]
 
+
+
+def test_a_failed_commit_retried_one_by_one_keeps_the_messages_in_order_when_the_store_is_held(service):
+    """A commit that fails is retried message by message; if the store is then held by another process, the
+    message and the ones behind it wait at the head of the queue in their order. They were put back one by one
+    at the head, so reversed (acknowledged 3, 2, 1), and later messages were committed before earlier ones."""
+    ingest, broker, _db, _clock, pauses = service()
+    real = ingest._transact
+    calls = []
+
+    def failing(items):
+        calls.append([item[3] for item in items])
+        if len(items) > 1:
+            raise ValueError("a commit that fails as a whole")
+        if len(calls) == 3:
+            raise StoreBusy("database is locked")  # the second message, alone, finds the store held
+        return real(items)
+
+    ingest._transact = failing
+    mids = [broker.deliver(UP, batch([k])) for k in (1, 2, 3)]
+    ingest._process_once()
+    assert broker.acked == mids[:1] and pauses == [1.0]  # the first alone, then the store was held
+    ingest._transact = real
+    ingest._process_once()
+    assert broker.acked == mids  # the other two in their order
+    assert [item[3] for item in ingest.queue] == [] and ingest.queued_readings == 0
