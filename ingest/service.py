@@ -123,10 +123,11 @@ class Ingest:
             # waits for paho's thread (see _publish_acks), so this cannot deadlock.
             while self.queued_bytes >= MAX_QUEUED_BYTES and not self.stopping.is_set():
                 self.room.wait(timeout=1.0)
-            self.queue.append((topic, payload, self.clock(), mid, qos, retain))
+            n = readings_in(payload)
+            self.queue.append((topic, payload, self.clock(), mid, qos, retain, n))
             self.queued_bytes += len(payload)
             before = self.queued_readings
-            self.queued_readings += readings_in(payload)
+            self.queued_readings += n
             if len(self.queue) in (1, GATHER) or before < MAX_READINGS_PER_COMMIT <= self.queued_readings:
                 # wake the processor when there is something to do, or a commit's worth, not for every
                 # message: a wake-up per message costs more than the message (GIL hand-offs)
@@ -189,8 +190,8 @@ class Ingest:
                    and readings < MAX_READINGS_PER_COMMIT):
                 item = self.queue.popleft()
                 self.queued_bytes -= len(item[1])
-                budget -= spool_bytes_of(item[0], item[1])
-                n = readings_in(item[1])
+                n = item[6]
+                budget -= spool_bytes_of(item[0], item[1], n)
                 self.queued_readings -= n
                 readings += n
                 batch.append(item)
@@ -274,7 +275,7 @@ class Ingest:
         with self.arrived:
             self.queue.extendleft(reversed(batch))
             self.queued_bytes += sum(len(item[1]) for item in batch)
-            self.queued_readings += sum(readings_in(item[1]) for item in batch)
+            self.queued_readings += sum(item[6] for item in batch)
         self.pause(BUSY_RETRY_S)
 
     def _transact(self, batch: list):
@@ -447,14 +448,15 @@ class Ingest:
 _V2_ROOT = contract.root(2) + "/"
 
 
-def spool_bytes_of(topic: str, payload: bytes) -> int:
+def spool_bytes_of(topic: str, payload: bytes, readings: int | None = None) -> int:
     """About the spool a message takes, before it is decoded (an estimate from above). A v1 reading's line is
     about its JSON (names written in both: 1.1 to 1.3x on the bench's forest batches), so twice that. A v2 row
     holds integers only: its line has each value's name and decimals (under 5x the JSON of the values) and a
     head per reading (the node and site, which the topic names, the seq, `late`, an offset and the time:
-    under 90 bytes beside the topic's length). A v2 batch's lines are 3 to 9 times its JSON."""
+    under 90 bytes beside the topic's length). A v2 batch's lines are 3 to 9 times its JSON. `readings`:
+    `readings_in(payload)`, when known."""
     if topic.startswith(_V2_ROOT):
-        return 5 * len(payload) + readings_in(payload) * (90 + len(topic))
+        return 5 * len(payload) + (readings_in(payload) if readings is None else readings) * (90 + len(topic))
     return 2 * len(payload)
 
 
@@ -467,15 +469,15 @@ def readings_in(payload: bytes) -> int:
 
 
 def transact(store: Store, fleet, batch: list, owner: str, clock=time.time):
-    """One transaction over `batch` [(topic, payload, received, mid, qos, retain)]: each message handled
-    in isolation, its dead letters kept, the lines spooled; returns (outcome, transaction, dead letters
-    kept). Raises only when the store fails (the caller retries message by message)."""
+    """One transaction over `batch` [(topic, payload, received, mid, qos, retain[, readings_in])]: each
+    message handled in isolation, its dead letters kept, the lines spooled; returns (outcome, transaction,
+    dead letters kept). Raises only when the store fails (the caller retries message by message)."""
     out = Outcome()
     dead_kept = 0
     parts: list = [[] for _ in range(PARTS)]  # the lines of each spool part (a message's are its node's)
     tx = store.transaction()
     with tx:
-        for topic, payload, received, _mid, _qos, retain in batch:
+        for topic, payload, received, _mid, _qos, retain, *_n in batch:
             one = Outcome()
             try:
                 pipeline.handle(tx, topic, payload, received, fleet, one, retained=retain)

@@ -463,9 +463,9 @@ class Transaction(Ledger):
         writer's part they belong to (ingest.writer.part_of their node)."""
         if not lines:
             return
-        body = ("\n".join(lines) + "\n").encode()
-        self.db.execute("INSERT INTO spool (created, owner, lease, lines, bytes, body, part) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (now, owner, now + lease_s, len(lines), len(body), body, part))
+        body = "\n".join([*lines, ""]).encode()  # (the last line's newline without a copy of the whole)
+        self.db.execute("INSERT INTO spool (created, owner, lease, lines, bytes, body, part) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)", (now, owner, now + lease_s, len(lines), len(body), body, part))
 
     def deadletter(self, d: DeadLetter, received: float) -> bool:
         """Keep a dead letter (its first 16 KiB, its length and SHA-256); False if the very same one is

@@ -281,7 +281,8 @@ def test_the_writer_does_not_wait_for_the_processors_commit_and_releases_what_it
         writer.join(timeout=30)
         assert not writer.is_alive(), "the writer waited for the open commit"
         assert sum(line.startswith("reading,") for line in db.lines) == 9  # each row written once, none again
-        assert len(ingest.spool_writer.unreleased) == rows and ingest.store.spool_size()[0] == lines  # kept until the store is free
+        # kept until the store is free
+        assert len(ingest.spool_writer.unreleased) == rows and ingest.store.spool_size()[0] == lines
     ingest._write_once(0.1)  # nothing left to write: released now
     assert not ingest.spool_writer.unreleased and ingest.store.spool_size()[0] == 0
     assert sum(line.startswith("reading,") for line in db.lines) == 9
