@@ -26,6 +26,9 @@ def main(args) -> int:
           f"{b.mah_divider:.2f}, the cells' self-discharge {b.mah_self_discharge:.2f}; their capacity fading "
           f"{b.mah_fade_day:.2f} mAh a day (at {battery.temp_c:g} °C)")
     print(f"  battery life {b.days:,.0f} days ({b.days / power.DAYS_PER_MONTH:.1f} months) without solar")
+    if not battery.rest_losses_modelled:
+        print(f"  note: the fade and self-discharge are an 18650 Li-ion cell's (INR18650-30Q); {args.battery}'s own "
+              "are not modelled: take the life above as a rough figure")
     if args.plot:
         plot(args, battery, sample, sleep_ua)
         print(f"  plot: {args.plot}")

@@ -109,6 +109,12 @@ class Battery:
     usable: float = 0.8
     temp_c: float = BOX_C  # the box's mean temperature (the loss at rest grows with it)
     swing_c: float = SWING_C  # and half its daily range
+    kind: str = "18650"  # what `parse` was told: the rest losses above are an 18650 Li-ion cell's whatever it says
+
+    @property
+    def rest_losses_modelled(self) -> bool:
+        """Whether the fade and self-discharge are the named cell's own (an 18650 Li-ion), not a stand-in."""
+        return self.kind == "18650"
 
     @property
     def fade_month(self) -> float:
@@ -136,7 +142,7 @@ class Battery:
             raise ValueError(f"battery {text!r}: write it as 2x18650, 4xAA or 2x3400mAh") from None
         if n < 1 or mah <= 0:
             raise ValueError(f"battery {text!r}: needs at least one cell with a capacity")
-        return cls(n, mah)
+        return cls(n, mah, kind=kind if kind in sizes else "mAh")
 
 
 @dataclass(frozen=True)

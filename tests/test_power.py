@@ -72,6 +72,10 @@ def test_hw_power_cli_prints_the_budget_and_plots(tmp_path):
     planned = subprocess.run([sys.executable, "-m", "rimba", "hw", "power", "--profile", "forest"],
                              capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
     assert planned.stdout.splitlines()[:3] == r.stdout.splitlines()[:3]  # the profile's [power] plan: 10m, 1h, 2x18650
+    assert "note:" not in r.stdout
+    aa = subprocess.run([sys.executable, "-m", "rimba", "hw", "power", "--profile", "forest", "--battery", "4xAA"],
+                        capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    assert aa.returncode == 0 and "4xAA's own are not modelled" in aa.stdout  # said, not hidden
     bad = subprocess.run([sys.executable, "-m", "rimba", "hw", "power", "--send", "1m", "--sample", "10m"],
                          capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
