@@ -133,11 +133,11 @@ def _until_stored(influx, last: list, expected: int, t0: float, timeout: float =
 
     The clock stops when the last reading published of each spool part is queryable: one-point queries
     every 10 ms (the ingest keeps the broker's order within a part, and writes a part's rows in order, so
-    those readings are in InfluxDB's last writes). The count of them all,
-    a query of 20-45 ms at 200,000 points, draws the curve every 0.25 s and then checks that every reading
-    was stored once; were one still missing then, the clock would run on to the count's last poll. (The
-    clock was the first 0.2 s poll of the count to see them all: up to 0.2 s late, a step of about 15 %
-    of a 1.3 s burst, and those polls' CPU taken from InfluxDB.)"""
+    those readings are in InfluxDB's last writes). The count of them all, a query of 20-45 ms at 200,000
+    points, draws the curve every 0.25 s and then checks that every reading was stored once; were one
+    still missing then, the clock would run on to the count's last poll. (The clock was the first 0.2 s
+    poll of the count to see them all: up to 0.2 s late, a step of about 15 % of a 1.3 s burst, and those
+    polls' CPU taken from InfluxDB.)"""
     deadline = t0 + timeout
     curve = []
     seconds = None
@@ -164,7 +164,9 @@ def _last_readings(events) -> list:
     """[(node, seq)]: the last reading published (v1 or v2) of each of the ingest's spool parts."""
     last: dict = {}
     for _t, topic, payload in reversed(events):
-        if topic.endswith("/up") and len(last) < PARTS:
+        if len(last) == PARTS:
+            break
+        if topic.endswith("/up"):
             body = json.loads(payload)
             if body.get("r"):
                 last.setdefault(part_of(body["node"]), (body["node"], body["r"][-1]["seq"]))

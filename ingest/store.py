@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import time
 from array import array
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -167,6 +168,19 @@ class Store:
     def transaction(self) -> Transaction:
         return Transaction(self)
 
+    @contextmanager
+    def transaction_if_free(self, wait: bool = False):
+        """A transaction, or None (nothing done) while another transaction of this process is open (the
+        processor's commit): the writer does not wait for it. With `wait`, as `transaction`."""
+        if not self.writing.acquire(blocking=wait):
+            yield None
+            return
+        try:
+            with Transaction(self, locked=True) as tx:
+                yield tx
+        finally:
+            self.writing.release()
+
     # -- spool, for the writer -----------------------------------------------------------------
     def claim(self, owner: str, max_bytes: int, lease_s: float = 60.0, now: float | None = None,
               skip=frozenset()) -> list:
@@ -175,15 +189,12 @@ class Store:
         `ANY_PART` (from before the parts) are claimed alone: every row before one is written first, every row
         after it after it. [(id, lines, body, part)]"""
         now = time.time() if now is None else now
-        # (not while another transaction of this process is open: the writer does not wait for a commit)
-        if now >= self._next_takeover and self.writing.acquire(blocking=False):
-            try:
-                self._next_takeover = now + min(lease_s / 4, 5.0)
-                with Transaction(self, locked=True):
+        if now >= self._next_takeover:
+            with self.transaction_if_free() as tx:
+                if tx is not None:  # else at a next claim
+                    self._next_takeover = now + min(lease_s / 4, 5.0)
                     self.db.execute("UPDATE spool SET owner = ?, lease = ? WHERE owner != ? AND lease < ?",
                                     (owner, now + lease_s, owner, now))
-            finally:
-                self.writing.release()
         # our own rows need no write transaction to claim: a plain read
         rows = self.db.execute("SELECT id, lines, bytes, part FROM spool WHERE owner = ? ORDER BY id LIMIT ?",
                                (owner, 200 + len(skip))).fetchall()
@@ -208,13 +219,10 @@ class Store:
         ids = list(ids)
         if not ids:
             return True
-        if not self.writing.acquire(blocking=wait):
-            return False
-        try:
-            with Transaction(self, locked=True):
-                self.db.execute(f"DELETE FROM spool WHERE id IN ({','.join('?' * len(ids))})", ids)
-        finally:
-            self.writing.release()
+        with self.transaction_if_free(wait) as tx:
+            if tx is None:
+                return False
+            self.db.execute(f"DELETE FROM spool WHERE id IN ({','.join('?' * len(ids))})", ids)
         return True
 
     def spool_size(self) -> tuple[int, int]:

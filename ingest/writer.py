@@ -89,8 +89,7 @@ class SpoolWriter:
             self.unreleased = []
         return not self.unreleased
 
-    def write_body(self, body: bytes, influx=None) -> None:
-        influx = influx or self.influxes[0]
+    def write_body(self, body: bytes, influx) -> None:
         step = self.batch_lines
         if body.count(b"\n") <= step:
             self._write_chunk(body, influx)
