@@ -25,8 +25,10 @@ Three views of surprise, each a robust z against what the past would have said:
 Each view is judged against its own recent record: the ratio of the view's surprise to the
 largest it gave over roughly the previous `memory` values (at least `z_floor`; each value
 raises the record by at most `raise_by` times the record it met, so a short glitch cannot set
-the bar for what follows). The largest ratio over the views is divided by the largest it reached
-over the previous `hold_s` seconds (one alarm per incident), and r maps into [0, 1] as r / (r + 1).
+the bar for what follows); a seasonal view's ratio counts only from `warm_up` values after its first
+surprise (`view_starts`: until then its record is being made of its own values). The largest ratio
+over the views is divided by the largest it reached over the previous `hold_s` seconds (one alarm
+per incident), and r maps into [0, 1] as r / (r + 1).
 
 Context (the product's, not NAB's)
 ----------------------------------
@@ -393,12 +395,14 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
                 if novel is not None:
                     novel[sl] &= ~cause
     ratio = score
+    starts = view_starts(params, step)
     for k, v in enumerate(views):  # each view's surprise over its record; the largest is the ratio
         if not v.any():
             continue
         for start, bars in records(v, params):
             span = slice(start, start + bars.shape[1])
             r = np.divide(v[:, span], bars, out=bars)
+            _quiet(r, start, starts[k])
             kind[:, span][r > ratio[:, span]] = k
             np.maximum(ratio[:, span], r, out=ratio[:, span])
     if novel is not None:
@@ -410,6 +414,26 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
         r /= np.maximum(previous_max(r, hold), 1.0)
         np.divide(r, r + 1.0, out=r)
     return Result(score, views, baseline, kind, surprise)
+
+
+def view_starts(p: Params, step: int) -> list:
+    """The column from which each view (VIEW_NAMES) can judge its values against its record: `warm_up` columns after
+    its first surprise (the level view's first window; a seasonal view's `min_lags` periods), so that its record is
+    made of its own values before any of them can raise an alarm. A seasonal view that cannot apply at this step:
+    never. Without it a view's first values met a record of nothing (`z_floor`): on NAB's hourly series the week
+    view, starting at two weeks, alarmed in four of the six realAdExchange files at that very hour."""
+    never = np.iinfo(np.int64).max
+    starts = [0, never, never]
+    if 0 < step < 86400 and 86400 % step == 0:
+        day = 86400 // step
+        starts[1], starts[2] = p.min_lags * day + p.warm_up, p.min_lags * 7 * day + p.warm_up
+    return starts
+
+
+def _quiet(r: np.ndarray, first: int, start: int) -> None:
+    """Zero the ratios r (rows, k) of columns `first`..`first + k - 1` that come before a view's `start` (in place)."""
+    if first < start:
+        r[:, :start - first] = 0.0
 
 
 def previous_max(a: np.ndarray, rows: int) -> np.ndarray:
@@ -434,7 +458,7 @@ def score(timestamps, values, params: Params = PARAMS) -> np.ndarray:
     return score_rows(timestamps, np.asarray(values, dtype=float)[None, :], params).score[0]
 
 
-STATE_VERSION = 2  # of `Stream.to_bytes`: raise it whenever what a Stream carries, or how it scores, changes
+STATE_VERSION = 3  # of `Stream.to_bytes`: raise it whenever what a Stream carries, or how it scores, changes
 
 
 def fresh_range(k: int, n: int) -> np.ndarray:
@@ -584,10 +608,12 @@ class Stream:
                 novel &= ~cause
         ratio = np.zeros((rows, k))
         kind = np.zeros((rows, k), dtype=np.int8)
+        starts = view_starts(p, self.step)
         for v in range(len(VIEW_NAMES)):
             for start, bars in records(views[v], p, state=self.rec[v], offset=n0):
                 span = slice(start, start + bars.shape[1])
                 r = np.divide(views[v][:, span], bars, out=bars)
+                _quiet(r, n0 + start, starts[v])
                 kind[:, span][r > ratio[:, span]] = v
                 np.maximum(ratio[:, span], r, out=ratio[:, span])
         with_novelty(ratio, kind, novel, p)

@@ -144,10 +144,13 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
             views[:, sl] = np.where(cause, 0.0, views[:, sl])
             new &= ~cause
         ratio = np.zeros(xs.shape)
+        day = 86400 // step if 0 < step < 86400 and 86400 % step == 0 else None
         for k, v in enumerate(views[:, sl]):
             if not v.any():
                 continue
             r = v / record(v, params)
+            if k:  # a seasonal view's ratio counts from warm_up values after its first, min_lags periods in
+                r[:, :params.min_lags * day * (1 if k == 1 else 7) + params.warm_up] = 0.0
             kind[sl] = np.where(r > ratio, k, kind[sl])
             np.maximum(ratio, r, out=ratio)
         kind[sl] = np.where(new & (ratio < params.novel_ratio), 0, kind[sl])  # a novel value: at least novel_ratio
