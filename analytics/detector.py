@@ -63,7 +63,9 @@ from scipy.ndimage import maximum_filter1d, rank_filter
 class Params:
     """The detector's constants; the defaults are the values chosen by cross-validation on NAB
     (`bench.nab_cv`, leave one category out), but for the range check's two, set beforehand and not
-    tuned (Numenta's published tolerance, and twice the record)."""
+    tuned (Numenta's published tolerance, and twice the record). They were the best candidate held fixed before
+    the seasonal views' start (`view_starts`); since, that is windows (240,), recent 5, hold_s 4 h (README:
+    not re-made for the product yet)."""
 
     windows: tuple = (48, 240)  # values in the recent-level baselines
     recent: int = 3  # values averaged for the slow variant of the level view
