@@ -410,3 +410,18 @@ def test_a_failed_commit_retried_one_by_one_keeps_the_messages_in_order_when_the
     ingest._process_once()
     assert broker.acked == mids  # the other two in their order
     assert [item[3] for item in ingest.queue] == [] and ingest.queued_readings == 0
+
+
+def test_another_process_s_rows_are_taken_over_when_the_injected_clock_passes_their_lease(service):
+    """The writer's claim goes by the service's clock, as the processor's leases do: it went by the machine's time,
+    so under a clock of another day (a test's, or a machine whose clock moved) a live process's rows looked dead at
+    once, or a dead one's never did."""
+    ingest, broker, db, clock, _pauses = service()
+    broker.deliver(UP, batch([1, 2, 3]))
+    ingest._process_once()
+    ingest.store.db.execute("UPDATE spool SET owner = 'another'")  # as if another ingest process had spooled them
+    ingest._write_once(0.1)
+    assert not db.lines  # its lease (60 s from the clock) has not run out: not ours to write
+    clock.t += 61
+    ingest._write_once(0.1)
+    assert sorted(int(line.split("seq=")[1].split("i")[0]) for line in db.lines if "seq=" in line) == [1, 2, 3]
