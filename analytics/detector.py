@@ -419,10 +419,10 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
 
 
 def view_starts(p: Params, step: int) -> list:
-    """The column from which each view (VIEW_NAMES) can judge its values against its record: `warm_up` columns after
-    its first surprise (the level view's first window; a seasonal view's `min_lags` periods), so that its record is
-    made of its own values before any of them can raise an alarm. A seasonal view that cannot apply at this step:
-    never. Without it a view's first values met a record of nothing (`z_floor`): on NAB's hourly series the week
+    """The column from which each view (VIEW_NAMES) can judge its values against its record: for a seasonal view
+    `warm_up` columns after its first surprise (`min_lags` periods in), so that its record is made of its own values
+    before any of them can raise an alarm; never when it cannot apply at this step. The level view from the start
+    (the detector's own `warm_up` covers its first window). Without it a view's first values met a record of nothing (`z_floor`): on NAB's hourly series the week
     view, starting at two weeks, alarmed in four of the six realAdExchange files at that very hour."""
     never = np.iinfo(np.int64).max
     starts = [0, never, never]
