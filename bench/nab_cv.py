@@ -363,9 +363,9 @@ def compare(old: dict, new: dict) -> str:
 def load_cache(path) -> dict:
     """{repr(candidate): {file: scores}} from `path` (none: empty). The key is the candidate's every constant, so
     a changed grid or default scores again; a changed detector does not show in it: delete the file then."""
-    if path is None or not Path(path).exists():
+    if path is None or not npz_path(path).exists():
         return {}
-    with np.load(path, allow_pickle=False) as z:
+    with np.load(npz_path(path), allow_pickle=False) as z:
         out: dict = {}
         for key in z.files:
             cand, rel = json.loads(key)
@@ -373,12 +373,18 @@ def load_cache(path) -> dict:
         return out
 
 
+def npz_path(path) -> Path:
+    """The cache's file: `path` with the .npz that NumPy's savez adds to a name without it (so it is read back)."""
+    path = Path(path)
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+
 def save_cache(path, cached: dict, cands: list, scores: list) -> None:
     if path is None:
         return
     for c, s in zip(cands, scores, strict=True):
         cached.setdefault(repr(c), {}).update(s)
-    np.savez(path, **{json.dumps([cand, rel]): v for cand, d in cached.items() for rel, v in d.items()})
+    np.savez(npz_path(path), **{json.dumps([cand, rel]): v for cand, d in cached.items() for rel, v in d.items()})
 
 
 def _diff(params) -> dict:

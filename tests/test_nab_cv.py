@@ -93,3 +93,10 @@ def test_cache_round_trip_keyed_by_every_constant(tmp_path):
     assert set(back) == {repr(CANDS[0]), repr(CANDS[1])}
     np.testing.assert_array_equal(back[repr(CANDS[0])]["cat/a.csv"], [0.1, 0.9])
     assert nab_cv.load_cache(tmp_path / "none.npz") == {} and nab_cv.load_cache(None) == {}
+
+
+def test_a_cache_named_without_npz_is_read_back(tmp_path):
+    # NumPy's savez adds .npz to a name without it: the cache was written to scores.npz and looked for at scores
+    path = tmp_path / "scores"
+    nab_cv.save_cache(path, {}, CANDS[:1], [{"cat/a.csv": np.array([0.25])}])
+    assert set(nab_cv.load_cache(path)) == {repr(CANDS[0])}
