@@ -353,8 +353,13 @@ def main(argv=None) -> int:
     demo = {str(now): demo_week(now) for now in DEMO_NOWS} if not args.skip_clean else {}
     for now, per_site in demo.items():
         print(f"demo week ending {now}: unusual events per site {per_site}")
-    fault_runs = [faults_run(k, args.nodes, args.days, int(s), args.faults) for k in args.kinds.split(",") if k
-                  for s in args.fault_seeds.split(",")]
+    jobs = [(k, int(s)) for k in args.kinds.split(",") if k for s in args.fault_seeds.split(",")]
+    fault_runs = []
+    for i, (kind, seed) in enumerate(jobs, start=1):  # about 20 s each: say how far it is
+        fault_runs.append(faults_run(kind, args.nodes, args.days, seed, args.faults))
+        r = fault_runs[-1]
+        print(f"fault run {i} of {len(jobs)} ({kind}, seed {seed}): {r['detected']} of {r['faults']} found, "
+              f"{r['true_alarms']} of {r['alarms']} alarms true", file=sys.stderr, flush=True)
     summary = summarise(fault_runs)
     for kind, r in summary.items():
         print(f"{kind:>12}: {r['faults']} faults, recall {r['recall']:.3f}; {r['alarms']} alarms, "
