@@ -62,13 +62,11 @@ from scipy.ndimage import maximum_filter1d, rank_filter
 @dataclass(frozen=True)
 class Params:
     """The detector's constants; the defaults are the values chosen by cross-validation on NAB
-    (`bench.nab_cv`, leave one category out), but for the range check's two, set beforehand and not
-    tuned (Numenta's published tolerance, and twice the record). They were the best candidate held fixed before
-    the seasonal views' start (`view_starts`); since, that is windows (240,), recent 5, hold_s 4 h (README:
-    not re-made for the product yet)."""
+    (`bench.nab_cv`, leave one category out: the candidate with the best cross-validated score), but for the
+    range check's two, set beforehand and not tuned (Numenta's published tolerance, and twice the record)."""
 
-    windows: tuple = (48, 240)  # values in the recent-level baselines
-    recent: int = 3  # values averaged for the slow variant of the level view
+    windows: tuple = (240,)  # values in the recent-level baselines
+    recent: int = 5  # values averaged for the slow variant of the level view
     days: int = 7  # earlier days the day view uses (two at least)
     weeks: int = 4  # earlier weeks the week view uses (two at least)
     smooth_per_day: int = 12  # the seasonal surprise is averaged over this fraction of a day
@@ -76,7 +74,7 @@ class Params:
     warm_up: int = 100  # values before the first score
     z_floor: float = 1.0  # a record below this z is no record: a quiet series does not make every wobble news
     raise_by: float = 3.0  # the most one value multiplies a view's record by
-    hold_s: int = 2 * 3600  # how long a raised surprise stands for its incident (at least hold_min values)
+    hold_s: int = 4 * 3600  # how long a raised surprise stands for its incident (at least hold_min values)
     hold_min: int = 3
     min_lags: int = 2  # earlier periods a seasonal view needs before it scores
     spread_frac: float = 0.1  # without a floor, scales are at least this fraction of the series' spread

@@ -290,6 +290,7 @@ def main(argv=None) -> int:
                                      np.percentile(cv_by_cand, [0, 25, 50, 75, 100]).tolist(), strict=True)),
         "best_by_cv": {"params": _diff(CANDS[best]), "cv": cv_by_cand[best]},
         "cv_each_candidate": {json.dumps(_diff(c), sort_keys=True): v for c, v in zip(CANDS, cv_by_cand, strict=True)},
+        "defaults": asdict(detector.Params()),  # what the other entries' constants differ from
         "product_params": _diff(detector.PARAMS),
         "product_params_cv": None if default is None else cv_by_cand[default],
         "in_sample": {k: in_sample[k]["score"] for k in nab.profiles},

@@ -2,13 +2,16 @@
 pooled score, the comparison of two runs and the score cache, on small hand-made inputs (the NAB set itself
 is not in the repository)."""
 
-from dataclasses import replace
+import json
+import statistics
+from dataclasses import asdict, replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from analytics import detector
+from analytics import anomaly, detector
 from bench import nab_cv
 
 pytestmark = pytest.mark.unit  # no stack, no process
@@ -42,11 +45,12 @@ def test_contributions_sum_to_the_pooled_score():
 
 
 def test_majority_takes_each_constant_most_members_share_ties_to_the_best():
-    best = CANDS.index(replace(detector.PARAMS, recent=5, hold_s=4 * 3600))
-    members = [best, CANDS.index(replace(detector.PARAMS, recent=5)), CANDS.index(replace(detector.PARAMS, z_floor=2.0))]
+    base = replace(detector.PARAMS, windows=(48, 240), recent=3, hold_s=2 * 3600, z_floor=1.0)  # in the grid
+    best = CANDS.index(replace(base, recent=5, hold_s=4 * 3600))
+    members = [best, CANDS.index(replace(base, recent=5)), CANDS.index(replace(base, z_floor=2.0))]
     got = CANDS[nab_cv.majority(CANDS, members, best)]
     assert got.recent == 5  # two of three
-    assert got.hold_s == 2 * 3600 and got.z_floor == 1.0  # two of three at the default
+    assert got.hold_s == 2 * 3600 and got.z_floor == 1.0  # two of three at the base's
     assert CANDS[nab_cv.majority(CANDS, list(range(96)), best)] == CANDS[best]  # the whole grid: every value tied
 
 
@@ -100,3 +104,13 @@ def test_a_cache_named_without_npz_is_read_back(tmp_path):
     path = tmp_path / "scores"
     nab_cv.save_cache(path, {}, CANDS[:1], [{"cat/a.csv": np.array([0.25])}])
     assert set(nab_cv.load_cache(path)) == {repr(CANDS[0])}
+
+
+def test_the_committed_results_are_of_these_defaults_the_best_by_cv_and_give_the_event_threshold():
+    """The detector's defaults are the candidate with the best cross-validated score in the committed run, and the
+    product's event threshold is that run's threshold for them (the median of the folds'): changing one without
+    running `python -m bench.nab_cv` again fails here."""
+    report = json.loads((Path(nab_cv.ROOT) / "bench" / "results" / "nab_cv.json").read_text())
+    assert report["defaults"] == json.loads(json.dumps(asdict(detector.Params())))
+    assert report["best_by_cv"]["params"] == {} and report["product_params"] == {}
+    assert anomaly.EVENT_THRESHOLD == round(statistics.median(report["fold_thresholds"].values()), 2)
