@@ -403,8 +403,10 @@ class Ingest:
     def _write_once(self, backoff: float) -> float:
         """One claim-and-write cycle; returns the next backoff."""
         writer = self.spool_writer
-        rows = self.store.claim(self.owner, max_bytes=WRITE_CHUNK_BYTES, now=self.clock(),
-                                skip=frozenset(writer.unreleased))
+        now = self.clock()
+        # first, whatever comes of the write: while InfluxDB is down this process keeps its rows (Store.beat)
+        self.store.beat(self.owner, now)
+        rows = self.store.claim(self.owner, max_bytes=WRITE_CHUNK_BYTES, now=now, skip=frozenset(writer.unreleased))
         if not rows:
             if writer.unreleased:  # nothing left to write: now wait for the store if need be
                 writer.release_written()

@@ -81,11 +81,13 @@ CREATE TABLE IF NOT EXISTS deadletter (
 );
 CREATE INDEX IF NOT EXISTS deadletter_digest ON deadletter (digest);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS owners (owner TEXT NOT NULL PRIMARY KEY, seen REAL NOT NULL);
 """
 
 # the part of a spool row from before the parts (or spooled by an older Rimba sharing the file): one row a
 # commit, with the lines of every node in it, so of every part; claimed alone (see Store.claim)
 ANY_PART = -1
+BEAT_EVERY_S = 5.0  # a live writer's heartbeat is written this often at most (see Store.beat)
 BUSY_TIMEOUT_S = 10  # how long a transaction waits for another process to let go of the file, then retries
 EPOCHS_KEPT = 16  # per node: older epochs are forgotten (their late resends are still caught by their times)
 
@@ -100,6 +102,8 @@ class Store:
         # at once, instead of SQLite's busy handler sleeping and retrying
         self.writing = threading.Lock()
         self._next_takeover = 0.0
+        self._beaten: dict = {}  # owner -> when this process last wrote its heartbeat
+        self._beaten_first: dict = {}  # owner -> when it first tried to
         self._migrate()
 
     @property
@@ -182,10 +186,32 @@ class Store:
             self.writing.release()
 
     # -- spool, for the writer -----------------------------------------------------------------
+    def beat(self, owner: str, now: float, lease_s: float = 60.0) -> None:
+        """Renew `owner`'s claim on its spool rows: no other process takes them while its heartbeat is younger
+        than the lease (see `claim`). The service's writer beats at every claim-and-write cycle, InfluxDB up or
+        down, so a live process keeps its rows however long InfluxDB is away; a process that stopped (crashed,
+        killed, its writer stuck) stops beating, and its rows are taken a lease after its last beat. One row an
+        owner, not the rows' leases renewed: an UPDATE of a long backlog every few seconds costs its length.
+        Written every `BEAT_EVERY_S` at most, when no other transaction of this process is open (the
+        processor's commit); once a quarter of the lease passed without one, it waits for that transaction."""
+        last = self._beaten.get(owner)
+        if last is not None and 0 <= now - last < min(lease_s / 4, BEAT_EVERY_S):
+            return
+        since = last if last is not None else self._beaten_first.setdefault(owner, now)  # (or the first try)
+        wait = not 0 <= now - since < lease_s / 4
+        with self.transaction_if_free(wait) as tx:
+            if tx is not None:  # else at the next cycle
+                self.db.execute("INSERT INTO owners (owner, seen) VALUES (?, ?) ON CONFLICT (owner) DO UPDATE SET "
+                                "seen = excluded.seen", (owner, now))
+        if tx is not None:
+            self._beaten[owner] = now
+
     def claim(self, owner: str, max_bytes: int, lease_s: float = 60.0, now: float | None = None,
               skip=frozenset()) -> list:
         """The oldest spooled rows to write, about `max_bytes` of each part: ours, and others' whose lease ran
-        out (their process died), which become ours; not those in `skip` (written, not yet released). Rows of
+        out and whose owner has no heartbeat younger than `lease_s` (their process died: see `beat`; an owner
+        that never beats, as `rimba deadletter replay` or an older Rimba, has its rows taken once their lease
+        ran out), which become ours; not those in `skip` (written, not yet released). Rows of
         `ANY_PART` (from before the parts) are claimed alone: every row before one is written first, every row
         after it after it. [(id, lines, body, part)]"""
         now = time.time() if now is None else now
@@ -193,8 +219,9 @@ class Store:
             with self.transaction_if_free() as tx:
                 if tx is not None:  # else at a next claim
                     self._next_takeover = now + min(lease_s / 4, 5.0)
-                    self.db.execute("UPDATE spool SET owner = ?, lease = ? WHERE owner != ? AND lease < ?",
-                                    (owner, now + lease_s, owner, now))
+                    self.db.execute("UPDATE spool SET owner = ?, lease = ? WHERE owner != ? AND lease < ? AND NOT "
+                                    "EXISTS (SELECT 1 FROM owners o WHERE o.owner = spool.owner AND o.seen > ?)",
+                                    (owner, now + lease_s, owner, now, now - lease_s))
         # our own rows need no write transaction to claim: a plain read
         rows = self.db.execute("SELECT id, lines, bytes, part FROM spool WHERE owner = ? ORDER BY id LIMIT ?",
                                (owner, 200 + len(skip))).fetchall()

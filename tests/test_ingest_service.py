@@ -425,3 +425,57 @@ def test_another_process_s_rows_are_taken_over_when_the_injected_clock_passes_th
     clock.t += 61
     ingest._write_once(0.1)
     assert sorted(int(line.split("seq=")[1].split("i")[0]) for line in db.lines if "seq=" in line) == [1, 2, 3]
+
+
+def test_a_live_process_keeps_its_rows_while_influxdb_is_down_and_a_stopped_one_s_are_taken_after_the_lease(tmp_path):
+    """Two processes sharing the store, InfluxDB down for three leases, each writer retrying: neither takes the
+    other's rows. They did: a row's lease was set when it was spooled and never renewed, so after 60 s each live
+    process's backlog looked dead to the other, and both wrote each other's. Once one stops (its writer no longer
+    runs), the other takes its rows a lease after its last claim-and-write cycle, and writes them."""
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(fleet_text({"smp29-01": ("smp29", "forest")}))
+    clock, made = Clock(), {}
+    for owner in ("ingest-a", "ingest-b"):
+        s = settings_mod.build(overrides={"state_dir": str(tmp_path / "state"), "fleet": str(fleet),
+                                          "mqtt_client_id": owner}, env={})
+        db, pauses = Database(), []
+        ingest = Ingest(s, clock, influx=db, mqtt=lambda handler: Broker(handler), pause=pauses.append)
+        ingest.wrote.set()
+        made[owner] = (ingest, db, pauses)
+    (a, db_a, pauses_a), (b, db_b, pauses_b) = made["ingest-a"], made["ingest-b"]
+
+    def owners() -> dict:
+        rows = a.store.db.execute("SELECT owner, body FROM spool").fetchall()
+        return {int(line.split("seq=")[1].split("i")[0]): owner for owner, body in rows
+                for line in bytes(body).decode().splitlines() if "seq=" in line}
+
+    try:
+        a.mqtt.deliver(UP, batch([1, 2, 3]))  # (the broker splits a node's batches among the processes)
+        a._process_once()
+        b.mqtt.deliver(UP, batch([4, 5, 6]))
+        b._process_once()
+        spooled = {**dict.fromkeys([1, 2, 3], "ingest-a"), **dict.fromkeys([4, 5, 6], "ingest-b")}
+        assert owners() == spooled
+        db_a.down = db_b.down = True
+        for _ in range(18):  # three minutes, both writers retrying (their pauses are the test's: ten seconds)
+            clock.t += 10
+            a._write_once(0.1)
+            b._write_once(0.1)
+            assert owners() == spooled, clock.t - T
+        assert len(pauses_a) == len(pauses_b) == 18 and not db_a.lines and not db_b.lines
+        # the first process stops: its writer runs no more
+        clock.t += 50
+        b._write_once(0.1)
+        assert owners() == spooled  # its last cycle was 50 s ago: it may yet be alive
+        clock.t += 11
+        b._write_once(0.1)
+        assert owners() == dict.fromkeys(range(1, 7), "ingest-b")  # a lease since its last cycle: dead, its rows taken
+        db_b.down = False
+        for _ in range(3):
+            clock.t += 1
+            b._write_once(0.1)
+        assert sorted(int(line.split("seq=")[1].split("i")[0]) for line in db_b.lines if "seq=" in line) == \
+            [1, 2, 3, 4, 5, 6] and owners() == {}
+    finally:
+        a.store.close()
+        b.store.close()

@@ -3,20 +3,22 @@ SpoolWriter, two ingest processes sharing the file, and an InfluxDB of our own t
 and keeps two connections' requests in flight together.
 
 Hypothesis drives commits (each commit's lines in its nodes' parts, as `transact` spools them), claim-and-write
-cycles as the service's writer runs them (`Ingest._write_once`: a claim that skips the rows written and not
-released, a write that does not wait for the store), the processor's commit held open (a release that must not
-wait fails), InfluxDB away (from any request on, on one connection; a request that timed out after it was
-stored), refused points, crashes (the writer and what it held in memory lost, the store reopened), and the death
-of the second process (its rows taken over after their lease). A spool from before the parts may start it.
+cycles as the service's writer runs them (`Ingest._write_once`: the heartbeat, a claim that skips the rows written
+and not released, a write that does not wait for the store), the processor's commit held open (a release, a
+takeover or a heartbeat that must not wait fails), InfluxDB away (from any request on, on one connection; a
+request that timed out after it was stored), refused points, crashes (the writer and what it held in memory lost,
+the store reopened), minutes passing with the live processes' writers cycling as the service's do (InfluxDB down,
+or not), and the death of the second process (its rows taken over after their lease). A spool from before the
+parts may start it.
 
 The fake InfluxDB holds each connection's requests of one write cycle in flight and stores them at its end in an
 order Hypothesis picks (each connection's in its order): requests on two connections at once may be stored in
 any interleaving, requests of one in theirs.
 
 Checked after every step: no point InfluxDB holds is one never spooled, or a refused one; a row gone from the
-spool had every line stored (or dead-lettered). At the end, with InfluxDB back and the spool drained: every
-point holds the value of its last line spooled (a later line never overwritten by an earlier one), every
-refused point is a dead letter once."""
+spool had every line stored (or dead-lettered); no row of a live process was taken by the other. At the end, with
+InfluxDB back and the spool drained: every point holds the value of its last line spooled (a later line never
+overwritten by an earlier one), every refused point is a dead letter once."""
 
 from __future__ import annotations
 
@@ -132,8 +134,9 @@ class Process:
         self.writer = SpoolWriter([Connection(influx, 0), Connection(influx, 1)], self.store, 2, lambda: T)
 
     def write_once(self, now: float) -> None:
-        """`Ingest._write_once`, its claim at `now`."""
+        """`Ingest._write_once`, its heartbeat and claim at `now`."""
         w = self.writer
+        self.store.beat(self.owner, now, lease_s=LEASE_S)
         rows = self.store.claim(self.owner, max_bytes=120, lease_s=LEASE_S, now=now, skip=frozenset(w.unreleased))
         if not rows:
             if w.unreleased:
@@ -162,6 +165,7 @@ class SpoolWriterModel(RuleBasedStateMachine):
         self.refused: set = set()  # refused lines spooled
         self.stats = itertools.count(1)
         self.procs: dict = {}
+        self.owned: dict = {}  # row id -> its owner, at the last step
         self.held_max = writer_mod.UNRELEASED_MAX
         writer_mod.UNRELEASED_MAX = 3  # small, so that the writer waits for the store now and then
 
@@ -275,6 +279,28 @@ class SpoolWriterModel(RuleBasedStateMachine):
         if dead_rows and not self._spooled_ids("b"):
             event("a write: the dead one's rows taken over")
 
+    @rule(steps=st.lists(st.integers(1, 20), min_size=1, max_size=12), busy=st.sampled_from(OWNERS) | st.none(),
+          down=st.booleans())
+    def time_passes(self, steps, busy, down):
+        """Up to four minutes, a step at a time: at each, every live process's writer runs a cycle (the service's
+        runs one every 20 s at most while InfluxDB is away: a request's 10 s timeout, then at most 10 s of
+        backoff); the processor of one of them busy, its commit open at every cycle of its writer, or neither;
+        InfluxDB down all along, or up."""
+        for dt in steps:
+            self.clock += dt
+            for owner in sorted(self.procs):
+                proc = self.procs[owner]
+                proc.store.writing.busy = owner == busy
+                self.influx.fail_at = {0: 0, 1: 0} if down else {}
+                try:
+                    proc.write_once(self.clock)
+                finally:
+                    proc.store.writing.busy = False
+                    self.influx.fail_at = {}
+                    self.influx.settle([])
+        event(f"time passes: {sum(steps) // 60} min, InfluxDB {'down' if down else 'up'}, "
+              f"{'a processor' if busy in self.procs else 'no processor'} busy")
+
     @rule(owner=st.sampled_from(OWNERS))
     def crash(self, owner):
         """The process dies and starts again (same client id): what its writer held in memory is gone."""
@@ -314,6 +340,18 @@ class SpoolWriterModel(RuleBasedStateMachine):
         for key, value in self.influx.points.items():
             assert key in self.last, key
             assert not value.startswith("bad="), key
+
+    @invariant()
+    def a_live_process_s_rows_are_never_taken(self):
+        db = sqlite3.connect(self.path)
+        try:
+            owned = dict(db.execute("SELECT id, owner FROM spool"))
+        finally:
+            db.close()
+        for rid, owner in self.owned.items():
+            if owner in self.procs and rid in owned:
+                assert owned[rid] == owner, f"row {rid} of {owner}, alive, taken by {owned[rid]}"
+        self.owned = owned
 
     @invariant()
     def a_row_released_was_written_whole(self):

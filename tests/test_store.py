@@ -260,3 +260,74 @@ def test_a_row_from_before_the_parts_is_never_in_flight_beside_a_row_of_a_part(t
         assert points == {(f"reading,node={a}", "1000"): "v=2i", (f"reading,node={b}", "1000"): "v=4i"}
     finally:
         s.close()
+
+
+def test_rows_are_taken_over_only_once_their_lease_ran_out_and_their_owner_beats_no_more(tmp_path):
+    """Two processes on a file from before the heartbeats (no `owners` table): a live owner's rows are never
+    taken, however old their lease, while it beats; a lease after its last beat they are. An owner that never
+    beats has its rows taken once their lease ran out, as before: `rimba deadletter replay`'s (lease 0) at once,
+    an older Rimba's after 60 s."""
+    from ingest.replay import OWNER
+
+    path = tmp_path / "ingest.sqlite3"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE owners")  # as the Rimba before the heartbeats left it
+    db.close()
+    a, b = Store(path), Store(path)
+    try:
+        with a.transaction() as tx:
+            tx.spool(["a"], "a", RECEIVED)
+            tx.spool(["older"], "an older rimba", RECEIVED)
+            tx.spool(["replayed"], OWNER, RECEIVED, lease_s=0)
+
+        def owners() -> dict:
+            return dict(a.db.execute("SELECT body, owner FROM spool"))
+
+        a.beat("a", RECEIVED)
+        assert [bytes(body) for _id, _n, body, _p in b.claim("b", 100, now=RECEIVED + 1)] == [b"replayed\n"]
+        for t in range(10, 200, 10):  # the first process alive: its writer beats at every cycle
+            a.beat("a", RECEIVED + t)
+            b.claim("b", 100, now=RECEIVED + t)
+            assert owners()[b"a\n"] == "a", t
+        assert owners() == {b"a\n": "a", b"older\n": "b", b"replayed\n": "b"}
+        b.claim("b", 100, now=RECEIVED + 190 + 55)  # its last beat 55 s ago: it may be alive yet
+        assert owners()[b"a\n"] == "a"
+        b.claim("b", 100, now=RECEIVED + 190 + 61)
+        assert owners()[b"a\n"] == "b"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_heartbeat_does_not_wait_for_a_commit_until_a_quarter_of_the_lease_passed_without_one(tmp_path):
+    """The writer does not wait for the processor's commit to beat (InfluxDB would idle meanwhile), but a
+    heartbeat missed for 15 s is written whatever it waits for: a busy processor cannot make a live process's
+    rows look dead."""
+    from tests.test_spool_writer_model import BusyLock
+
+    s = Store(tmp_path / "ingest.sqlite3")
+    s.writing = BusyLock()
+
+    def seen():
+        row = s.db.execute("SELECT seen FROM owners WHERE owner = 'me'").fetchone()
+        return row and row[0] - RECEIVED
+
+    try:
+        s.writing.busy = True  # the processor's commit open at every try
+        s.beat("me", RECEIVED)
+        s.beat("me", RECEIVED + 14)
+        assert seen() is None
+        s.beat("me", RECEIVED + 15)  # a quarter of the lease from the first try: waited
+        assert seen() == 15
+        s.beat("me", RECEIVED + 29)
+        assert seen() == 15
+        s.beat("me", RECEIVED + 30)
+        assert seen() == 30
+        s.writing.busy = False
+        s.beat("me", RECEIVED + 34)  # every 5 s at most
+        assert seen() == 30
+        s.beat("me", RECEIVED + 35)
+        assert seen() == 35
+    finally:
+        s.close()
