@@ -88,6 +88,7 @@ CREATE TABLE IF NOT EXISTS owners (owner TEXT NOT NULL PRIMARY KEY, seen REAL NO
 # commit, with the lines of every node in it, so of every part; claimed alone (see Store.claim)
 ANY_PART = -1
 BEAT_EVERY_S = 5.0  # a live writer's heartbeat is written this often at most (see Store.beat)
+LEASE_S = 60.0  # a spool row's owner must beat within this, or another process takes the row (Store.claim)
 BUSY_TIMEOUT_S = 10  # how long a transaction waits for another process to let go of the file, then retries
 EPOCHS_KEPT = 16  # per node: older epochs are forgotten (their late resends are still caught by their times)
 
@@ -186,7 +187,7 @@ class Store:
             self.writing.release()
 
     # -- spool, for the writer -----------------------------------------------------------------
-    def beat(self, owner: str, now: float, lease_s: float = 60.0) -> None:
+    def beat(self, owner: str, now: float, lease_s: float = LEASE_S) -> None:
         """Renew `owner`'s claim on its spool rows: no other process takes them while its heartbeat is younger
         than the lease (see `claim`). The service's writer beats at every claim-and-write cycle, InfluxDB up or
         down, so a live process keeps its rows however long InfluxDB is away; a process that stopped (crashed,
@@ -206,7 +207,7 @@ class Store:
         if tx is not None:
             self._beaten[owner] = now
 
-    def claim(self, owner: str, max_bytes: int, lease_s: float = 60.0, now: float | None = None,
+    def claim(self, owner: str, max_bytes: int, lease_s: float = LEASE_S, now: float | None = None,
               skip=frozenset()) -> list:
         """The oldest spooled rows to write, about `max_bytes` of each part: ours, and others' whose lease ran
         out and whose owner has no heartbeat younger than `lease_s` (their process died: see `beat`; an owner
@@ -493,7 +494,7 @@ class Transaction(Ledger):
             raise StoreError(f"ingest store {self.store.path}: commit failed: {err!r}") from err
 
     # writes
-    def spool(self, lines: list, owner: str, now: float, lease_s: float = 60.0, part: int = 0) -> None:
+    def spool(self, lines: list, owner: str, now: float, lease_s: float = LEASE_S, part: int = 0) -> None:
         """Queue lines for InfluxDB; another process may take them once the lease runs out. `part`: the
         writer's part they belong to (ingest.writer.part_of their node)."""
         if not lines:
