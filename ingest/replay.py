@@ -88,7 +88,7 @@ def _drain(settings, store, clock=time.time) -> None:
     influx = Influx.from_settings(settings)
     writer = SpoolWriter(influx, store, settings.batch_lines, clock)
     try:
-        while rows := store.claim(OWNER, max_bytes=8 * 1024 * 1024):
+        while rows := store.claim(OWNER, max_bytes=8 * 1024 * 1024, now=clock()):  # by its clock, as the writer's
             writer.write_rows(rows)
     finally:
         influx.close()

@@ -268,3 +268,25 @@ def test_refused_database_credentials_stop_ingest_loudly(platform_factory):
         assert "refused the credentials (401)" in ing.output()
     finally:
         server.shutdown()
+
+
+def test_a_replay_goes_by_its_clock_and_takes_no_live_process_s_spool_rows(platform_factory, tmp_path):
+    """`rimba deadletter replay` writes what it replayed, and with it the rows of processes that died; it judged
+    them by the machine's clock whatever clock it was given, so under another clock a live process's rows looked
+    dead at once (the same defect as the writer's claim before a97b968)."""
+    from ingest import replay
+    from ingest.service import transact
+    from ingest.store import Store
+
+    p = platform_factory({"smp29-03": ("smp29", "forest")})
+    t0 = float(VECTORS["received"])  # a fixed time, long before the machine's
+    store = Store(tmp_path / "shared.sqlite3")
+    body = {"v": 1, "node": "smp29-03", "epoch": 7, "now": int(t0), "tq": "ntp",
+            "r": [{"seq": s, "t": int(t0) - 300 + s, "air_temp_c": 27.5} for s in (1, 2)]}
+    transact(store, load_fleet(p.fleet_path), [("rimba/v1/smp29/smp29-03/up", json.dumps(body).encode(), t0, 1, 1,
+                                                 False)], "live", clock=lambda: t0)
+    store.beat("live", t0)
+    replay.replay(p.settings, store, clock=lambda: t0 + 1)  # nothing to replay; the live process's rows stay its own
+    assert [o for (o,) in store.db.execute("SELECT owner FROM spool")] == ["live"]
+    assert p.count() == 0
+    store.close()
