@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from ingest import pipeline
 from rimba import lineproto
 from ingest.pipeline import DeadLetter, Outcome
-from ingest.store import Store
+from ingest.store import Store, lease_for
 from ingest.writer import PARTS, SpoolWriter, part_of
 from rimba import contract
-from rimba.errors import InfluxAuthError, InfluxUnavailable, RimbaError, StoreBusy
+from rimba.errors import InfluxAuthError, InfluxUnavailable, RimbaError, StoreBusy, StoreError
 from rimba.fleet import FleetWatcher
 from rimba.adapters.influx import Influx, InfluxNoDatabase
 from rimba.adapters.mqtt import Mqtt
@@ -84,7 +84,8 @@ class Ingest:
         self.influx = influx or Influx.from_settings(settings)
         # a connection a spool part: the parts are written side by side (ingest.writer)
         self._part_influx = [self.influx] + [influx or Influx.from_settings(settings) for _ in range(PARTS - 1)]
-        self.spool_writer = SpoolWriter(self._part_influx, self.store, settings.batch_lines, clock)
+        self.spool_writer = SpoolWriter(self._part_influx, self.store, settings.batch_lines, clock, alive=self._alive)
+        self.lease_s = lease_for(settings.influx_timeout_s)  # declared with its heartbeat (Store.beat)
         self.counters = Counters()
         self.queue: collections.deque = collections.deque()
         self.queued_bytes = 0
@@ -400,12 +401,26 @@ class Ingest:
         except Exception as err:  # it would be, idempotently
             log.warning("the spool rows written last stay spooled (%s); they are written again at the next start", err)
 
+    def _alive(self) -> None:
+        """After each request InfluxDB answered, from any part's thread: a cycle writing a long backlog to a slow
+        InfluxDB is neither stuck (`_writer_stuck`) nor dead to the other processes (its heartbeat)."""
+        now = self.clock()
+        self._writer_beat = now
+        self._beat(now)
+
+    def _beat(self, now: float) -> None:
+        """The heartbeat (Store.beat); a store that fails it does not stop the write: the next beat may not."""
+        try:
+            self.store.beat(self.owner, now, self.lease_s)
+        except StoreError as err:
+            log.warning("the spool heartbeat was not written (%s); retried at the next request", err)
+
     def _write_once(self, backoff: float) -> float:
         """One claim-and-write cycle; returns the next backoff."""
         writer = self.spool_writer
         now = self.clock()
         # first, whatever comes of the write: while InfluxDB is down this process keeps its rows (Store.beat)
-        self.store.beat(self.owner, now)
+        self._beat(now)
         rows = self.store.claim(self.owner, max_bytes=WRITE_CHUNK_BYTES, now=now, skip=frozenset(writer.unreleased))
         if not rows:
             if writer.unreleased:  # nothing left to write: now wait for the store if need be

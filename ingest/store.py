@@ -81,7 +81,7 @@ CREATE TABLE IF NOT EXISTS deadletter (
 );
 CREATE INDEX IF NOT EXISTS deadletter_digest ON deadletter (digest);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS owners (owner TEXT NOT NULL PRIMARY KEY, seen REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS owners (owner TEXT NOT NULL PRIMARY KEY, seen REAL NOT NULL, lease REAL NOT NULL DEFAULT 60);
 """
 
 # the part of a spool row from before the parts (or spooled by an older Rimba sharing the file): one row a
@@ -89,6 +89,14 @@ CREATE TABLE IF NOT EXISTS owners (owner TEXT NOT NULL PRIMARY KEY, seen REAL NO
 ANY_PART = -1
 BEAT_EVERY_S = 5.0  # a live writer's heartbeat is written this often at most (see Store.beat)
 LEASE_S = 60.0  # a spool row's owner must beat within this, or another process takes the row (Store.claim)
+
+
+def lease_for(timeout_s: float) -> float:
+    """The lease a process declares with its heartbeat (`Store.beat`), for an InfluxDB timeout: between two beats
+    of a live writer lie at most one request (`timeout_s`), the beats' spacing (`BEAT_EVERY_S`) and, once a
+    quarter of the lease passed, a wait for the processor's commit, which may itself wait `BUSY_TIMEOUT_S` for
+    the other process: twice their sum, and never under LEASE_S (60 s for the default 10 s timeout)."""
+    return max(LEASE_S, 2.0 * (timeout_s + BEAT_EVERY_S + BUSY_TIMEOUT_S))
 BUSY_TIMEOUT_S = 10  # how long a transaction waits for another process to let go of the file, then retries
 EPOCHS_KEPT = 16  # per node: older epochs are forgotten (their late resends are still caught by their times)
 
@@ -147,6 +155,8 @@ class Store:
                         db.execute(f"ALTER TABLE nodes ADD COLUMN {column}")
                 if db.execute("SELECT 1 FROM pragma_table_info('epochs') WHERE name = 'first_t'").fetchone() is None:
                     db.execute("ALTER TABLE epochs ADD COLUMN first_t INTEGER")
+                if db.execute("SELECT 1 FROM pragma_table_info('owners') WHERE name = 'lease'").fetchone() is None:
+                    db.execute("ALTER TABLE owners ADD COLUMN lease REAL NOT NULL DEFAULT 60")  # (a file of one day)
                 if db.execute("SELECT 1 FROM pragma_table_info('spool') WHERE name = 'part'").fetchone() is None:
                     db.execute(f"ALTER TABLE spool ADD COLUMN part INTEGER NOT NULL DEFAULT {ANY_PART}")
                 if old:
@@ -189,9 +199,10 @@ class Store:
     # -- spool, for the writer -----------------------------------------------------------------
     def beat(self, owner: str, now: float, lease_s: float = LEASE_S) -> None:
         """Renew `owner`'s claim on its spool rows: no other process takes them while its heartbeat is younger
-        than the lease (see `claim`). The service's writer beats at every claim-and-write cycle, InfluxDB up or
-        down, so a live process keeps its rows however long InfluxDB is away; a process that stopped (crashed,
-        killed, its writer stuck) stops beating, and its rows are taken a lease after its last beat. One row an
+        than the lease it declares with it (`lease_for` its InfluxDB timeout; see `claim`). The service's writer
+        beats at every claim-and-write cycle, InfluxDB up or down, and after every request of a cycle, so a live
+        process keeps its rows however long InfluxDB is away or slow; a process that stopped (crashed, killed, its
+        writer stuck) stops beating, and its rows are taken a lease after its last beat. One row an
         owner, not the rows' leases renewed: an UPDATE of a long backlog every few seconds costs its length.
         Written every `BEAT_EVERY_S` at most, when no other transaction of this process is open (the
         processor's commit); once a quarter of the lease passed without one, it waits for that transaction."""
@@ -202,15 +213,15 @@ class Store:
         wait = not 0 <= now - since < lease_s / 4
         with self.transaction_if_free(wait) as tx:
             if tx is not None:  # else at the next cycle
-                self.db.execute("INSERT INTO owners (owner, seen) VALUES (?, ?) ON CONFLICT (owner) DO UPDATE SET "
-                                "seen = excluded.seen", (owner, now))
+                self.db.execute("INSERT INTO owners (owner, seen, lease) VALUES (?, ?, ?) ON CONFLICT (owner) DO UPDATE "
+                                "SET seen = excluded.seen, lease = excluded.lease", (owner, now, lease_s))
         if tx is not None:
             self._beaten[owner] = now
 
     def claim(self, owner: str, max_bytes: int, lease_s: float = LEASE_S, now: float | None = None,
               skip=frozenset()) -> list:
         """The oldest spooled rows to write, about `max_bytes` of each part: ours, and others' whose lease ran
-        out and whose owner has no heartbeat younger than `lease_s` (their process died: see `beat`; an owner
+        out and whose owner has no heartbeat younger than the lease it declared (their process died: see `beat`; an owner
         that never beats, as `rimba deadletter replay` or an older Rimba, has its rows taken once their lease
         ran out), which become ours; not those in `skip` (written, not yet released). Rows of
         `ANY_PART` (from before the parts) are claimed alone: every row before one is written first, every row
@@ -221,8 +232,8 @@ class Store:
                 if tx is not None:  # else at a next claim
                     self._next_takeover = now + min(lease_s / 4, 5.0)
                     self.db.execute("UPDATE spool SET owner = ?, lease = ? WHERE owner != ? AND lease < ? AND NOT "
-                                    "EXISTS (SELECT 1 FROM owners o WHERE o.owner = spool.owner AND o.seen > ?)",
-                                    (owner, now + lease_s, owner, now, now - lease_s))
+                                    "EXISTS (SELECT 1 FROM owners o WHERE o.owner = spool.owner AND o.seen + o.lease > ?)",
+                                    (owner, now + lease_s, owner, now, now))
         # our own rows need no write transaction to claim: a plain read
         rows = self.db.execute("SELECT id, lines, bytes, part FROM spool WHERE owner = ? ORDER BY id LIMIT ?",
                                (owner, 200 + len(skip))).fetchall()

@@ -33,11 +33,12 @@ def part_of(node: str | None) -> int:
 class SpoolWriter:
     """`influx`: a connection, or one a part (written side by side); one connection writes the parts in turn."""
 
-    def __init__(self, influx, store, batch_lines: int, clock):
+    def __init__(self, influx, store, batch_lines: int, clock, alive=None):
         self.influxes = list(influx) if isinstance(influx, (list, tuple)) else [influx]
         self.store = store
         self.batch_lines = batch_lines
         self.clock = clock
+        self.alive = alive  # called after every request InfluxDB answered (from any part's thread): a sign of life
         self.written = 0  # lines InfluxDB accepted
         self.refused = 0  # lines dead-lettered
         self.unreleased: list = []  # ids of spool rows written, not yet released (see write_rows)
@@ -104,6 +105,8 @@ class SpoolWriter:
             with self._count:
                 self.written += chunk.count(b"\n")
         except InfluxRejected as err:
+            if self.alive is not None:
+                self.alive()
             lines = chunk.splitlines(keepends=True)
             if len(lines) == 1:
                 log.error("InfluxDB refused a point, dead-lettered: %s", err)
@@ -116,3 +119,6 @@ class SpoolWriter:
             half = len(lines) // 2
             self._write_chunk(b"".join(lines[:half]), influx)
             self._write_chunk(b"".join(lines[half:]), influx)
+            return
+        if self.alive is not None:
+            self.alive()

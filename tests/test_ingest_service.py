@@ -479,3 +479,45 @@ def test_a_live_process_keeps_its_rows_while_influxdb_is_down_and_a_stopped_one_
     finally:
         a.store.close()
         b.store.close()
+
+
+class SlowDatabase(Database):
+    """InfluxDB up, each request answered after `per_request_s` of the clock (well under any timeout)."""
+
+    def __init__(self, clock, per_request_s, during=None):
+        super().__init__()
+        self.clock, self.per_request_s, self.during = clock, per_request_s, during
+
+    def write(self, lines):
+        self.clock.t += self.per_request_s
+        if self.during:
+            self.during()
+        super().write(lines)
+
+
+def test_a_live_process_s_rows_are_not_taken_while_its_cycle_writes_a_backlog_to_a_slow_influxdb(tmp_path):
+    """After an outage, a backlog of 30 rows written in one cycle to an InfluxDB that answers every request in 5 s:
+    150 s without a heartbeat when it beat once a cycle, and the other process took the rows being written and
+    wrote them too. It beats after every answered request now. (From an independent review.)"""
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(fleet_text({"smp29-01": ("smp29", "forest")}))
+    clock, made = Clock(), {}
+    for owner in ("ingest-a", "ingest-b"):
+        s = settings_mod.build(overrides={"state_dir": str(tmp_path / "state"), "fleet": str(fleet),
+                                          "mqtt_client_id": owner}, env={})
+        db = SlowDatabase(clock, 5.0) if owner == "ingest-a" else Database()
+        ingest = Ingest(s, clock, influx=db, mqtt=lambda handler: Broker(handler), pause=lambda s: None)
+        ingest.wrote.set()
+        made[owner] = (ingest, db)
+    (a, db_a), (b, db_b) = made["ingest-a"], made["ingest-b"]
+    try:
+        for i in range(30):  # a backlog of 30 commits (one spool row each)
+            a.mqtt.deliver(UP, batch([i + 1]))
+            a._process_once()
+        db_a.during = lambda: (b.spooled.set(), b._write_once(0.1))  # the other writer cycles meanwhile (no idle wait)
+        a._write_once(0.1)
+        assert not db_b.lines, f"b wrote {len(db_b.lines)} lines of a's while a was alive and writing them"
+        assert len(db_a.lines) > 0 and not a._writer_stuck()
+    finally:
+        a.store.close()
+        b.store.close()

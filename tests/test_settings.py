@@ -39,7 +39,6 @@ def test_precedence_defaults_file_env_flags(tmp_path):
     ({"RIMBA_INFLUX_TOKEN": "t", "RIMBA_INFLUX_USER": "u", "RIMBA_INFLUX_PASSWORD": "p"}, "influx_token"),
     ({"RIMBA_INFLUX_USER": "u"}, "influx_user"),
     ({"RIMBA_LOG_LEVEL": "loud"}, "log_level"),
-    ({"RIMBA_INFLUX_TIMEOUT_S": "45"}, "influx_timeout_s"),  # its spool rows would outlive their lease
 ])
 def test_invalid_setting_names_the_key(env, key):
     with pytest.raises(ConfigError) as info:
@@ -180,11 +179,3 @@ def test_the_fleet_watcher_judges_by_the_file_as_it_is_now(tmp_path):
     assert set(watcher.current().nodes) == {"smp29-01", "smp29-02"}
     path.write_text(site + node.format("smp29-01") + "\n[nodes.smp29-03]\nsite = \"nowhere\"\n")  # a bad edit
     assert set(watcher.current().nodes) == {"smp29-01", "smp29-02"}  # the last good file is kept
-
-
-def test_the_influx_timeout_leaves_a_live_writer_time_to_renew_its_spool_rows():
-    """A writer cycle (one InfluxDB request, the longest backoff, a quarter of the lease waiting for the
-    processor's commit) must end within the lease, or another ingest process takes a live one's rows."""
-    from ingest import store
-
-    assert settings.INFLUX_TIMEOUT_MAX_S + 10.0 + store.LEASE_S / 4 < store.LEASE_S
