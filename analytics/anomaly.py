@@ -9,7 +9,9 @@ scores), and the fleet gives it what NAB's single series has not:
 - **rain**: where any gauge of the site had rain in the last `RAIN_EXPLAINS_S` (for soil moisture
   `SOIL_WET_S`), the moves rain makes (`RAIN_SIGN`) are explained: humidity rising to saturation,
   cooling and soil wetting are the weather, not news, and so is the return afterwards; a lone node
-  warming under rain is not (against neighbours, a shower reaches nodes a sample apart, so both ways).
+  warming under rain is not (against neighbours, a shower reaches nodes a sample apart, so both ways while it
+  rains and `RAIN_EDGE_S` after; not in the hours after for what the air carries, whose neighbours dry as the
+  node does, but for the soil, which drains and cools at each node's pace).
 - **particulates**: scored as log(1 + x) (their scatter grows with the concentration; a dying fan
   is a factor), against the site's other PM sensors or, with too few, the city's (`REGIONAL`).
 - **units**: a scale floor per metric (`SCALE_FLOOR`, about a sensor's resolution and noise), so a
@@ -35,7 +37,7 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d
 
 from analytics import detector
-from analytics.quality import LOG_FLOOR, RAIN_SIGN, SCALE_FLOOR, comparable
+from analytics.quality import LOG_FLOOR, RAIN_RETURNS, RAIN_SIGN, SCALE_FLOOR, comparable
 from analytics.robust import nanmedian
 from rimba import wib
 from rimba.metrics import METRICS
@@ -46,6 +48,10 @@ TIDE_DAYS = 15  # K1 and O1 separate after about 14 days
 TIDE_REFIT_S = 3 * 3600
 TIDE_MIN_DAYS = 2  # a day alone cannot tell the diurnal from the semidiurnal tide well enough
 RAIN_EXPLAINS_S = 3 * 3600  # rain explains the moves of the metrics it moves for this long after
+# against neighbours, rain explains moves either way only while it rains and this long after: a shower's end
+# reaches nodes a sample or two apart (set from that, not tuned); in the hours after, the neighbours dry as
+# the node does, so a node that moved alone under the shower (a fault) is news once the shower is over
+RAIN_EDGE_S = 1800
 SOIL_WET_S = 2 * 86400  # and soil moisture's for this long (it drains over days)
 # particulates are scored as log(1 + x): their scatter grows with the concentration, and what a dying fan
 # does is a factor; a site with too few PM sensors of its own is compared with the city's (haze and the
@@ -173,8 +179,10 @@ def rain_context(rain, sites, step_s: int, ahead: int = RAIN_AHEAD):
     if rain is None or sites is None:
         return None
     raining = rain_recent(rain, sites, step_s, 0, ahead)
-    # while it rains, rain explains the moves it makes; in the hours after, the return as well (either way)
-    wet = np.where(raining, 1, np.where(rain_recent(rain, sites, step_s, RAIN_EXPLAINS_S, ahead), 2, 0))
+    # while it rains, rain explains the moves it makes; in the hours after, the return as well (either way);
+    # 3 marks the shower's end (RAIN_EDGE_S), the only part of the hours after that explains a move against neighbours
+    edge = rain_recent(rain, sites, step_s, RAIN_EDGE_S, ahead)
+    wet = np.where(raining, 1, np.where(edge, 3, np.where(rain_recent(rain, sites, step_s, RAIN_EXPLAINS_S, ahead), 2, 0)))
     soil_wet = np.where(raining, 1, np.where(rain_recent(rain, sites, step_s, SOIL_WET_S, ahead), 2, 0))
     return wet, soil_wet
 
@@ -202,9 +210,12 @@ def detector_inputs(col, times, m: str, step_s: int, sites, wet, has, tide_from:
     why = None
     if m in RAIN_SIGN and wet is not None:
         why = (wet[1] if m == "soil_vwc_pct" else wet[0])[has]
-        # against neighbours, the onset and the end of a shower reach nodes a sample apart, either way
-        sign = np.where(neighbours[has] & (m not in TIDAL), 2, RAIN_SIGN[m])[:, None]
-        why = np.where(why == 1, sign, why).astype(np.int8)
+        # against neighbours, the onset and the end of a shower reach nodes a sample apart, either way; the hours
+        # after explain nothing there for what the air carries (RAIN_RETURNS: the neighbours' air dries as the
+        # node's does), but the soil drains and cools at each node's own pace
+        against = (neighbours[has] & (m not in TIDAL))[:, None]
+        after = np.where(against & (m in RAIN_RETURNS), 0, 2)  # the hours after
+        why = np.select([why == 1, why == 2, why == 3], [np.where(against, 2, RAIN_SIGN[m]), after, 2], 0).astype(np.int8)
     return (col if has.all() else col[has]), ref, why, referenced
 
 
