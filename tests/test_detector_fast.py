@@ -1,6 +1,8 @@
 """The detector's fast path (`analytics.detector.score_rows`) against the slow one it replaced
 (`tests/naive_detector.py`), on seeded series with gaps, context and every view in play."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -32,7 +34,8 @@ def assert_same(fast, slow):
     np.testing.assert_array_equal(fast.kind, slow.kind)
 
 
-@pytest.mark.parametrize("params", [detector.PARAMS, anomaly.PRODUCT], ids=["nab", "product"])
+@pytest.mark.parametrize("params", [detector.PARAMS, anomaly.PRODUCT, replace(detector.PARAMS, windows=(48, 240))],
+                         ids=["nab", "product", "two-windows"])  # (the grid's other level: two windows, one baseline)
 def test_fast_equals_slow_with_context_across_row_blocks(params):
     """More rows than the old block of 256 and the new block, with floors, rain and neighbours."""
     rows, n = 300, 1400

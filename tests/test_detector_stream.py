@@ -2,6 +2,8 @@
 whole series: columns fed in chunks of any size, rewound to checkpoints (values arriving late) and saved
 and loaded on the way, with context, gaps and every view in play."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -55,7 +57,8 @@ def check(x, step, params, chunks, rewinds, seed):
     np.testing.assert_array_equal(got["kind"], whole.kind)
 
 
-@pytest.mark.parametrize("params", [anomaly.PRODUCT, detector.PARAMS], ids=["product", "nab"])
+@pytest.mark.parametrize("params", [anomaly.PRODUCT, detector.PARAMS, replace(detector.PARAMS, windows=(48, 240))],
+                         ids=["product", "nab", "two-windows"])  # (the grid's other level: two windows, one baseline)
 def test_stream_equals_one_pass_through_warm_up_days_and_rewinds(params):
     t, x = fleet(10, 1500, 600, seed=21)  # ten days at 10 minutes: warm-up, the day view, a rewind at each
     check(x, 600, params, [1, 2, 99, 50, 144, 7, 300, 1, 13], {2: 1, 5: 2, 7: 3, 10: 1}, seed=22)
