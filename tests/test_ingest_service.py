@@ -427,22 +427,28 @@ def test_another_process_s_rows_are_taken_over_when_the_injected_clock_passes_th
     assert sorted(int(line.split("seq=")[1].split("i")[0]) for line in db.lines if "seq=" in line) == [1, 2, 3]
 
 
+def two_processes(tmp_path, clock, databases, pauses) -> list:
+    """Two ingest services, ingest-a and ingest-b, sharing one store and clock: [(service, its database)]."""
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(fleet_text({"smp29-01": ("smp29", "forest")}))
+    made = []
+    for owner, db, pause in zip(("ingest-a", "ingest-b"), databases, pauses, strict=True):
+        s = settings_mod.build(overrides={"state_dir": str(tmp_path / "state"), "fleet": str(fleet),
+                                          "mqtt_client_id": owner}, env={})
+        ingest = Ingest(s, clock, influx=db, mqtt=lambda handler: Broker(handler), pause=pause)
+        ingest.wrote.set()
+        made.append((ingest, db))
+    return made
+
+
 def test_a_live_process_keeps_its_rows_while_influxdb_is_down_and_a_stopped_one_s_are_taken_after_the_lease(tmp_path):
     """Two processes sharing the store, InfluxDB down for three leases, each writer retrying: neither takes the
     other's rows. They did: a row's lease was set when it was spooled and never renewed, so after 60 s each live
     process's backlog looked dead to the other, and both wrote each other's. Once one stops (its writer no longer
     runs), the other takes its rows a lease after its last claim-and-write cycle, and writes them."""
-    fleet = tmp_path / "fleet.toml"
-    fleet.write_text(fleet_text({"smp29-01": ("smp29", "forest")}))
-    clock, made = Clock(), {}
-    for owner in ("ingest-a", "ingest-b"):
-        s = settings_mod.build(overrides={"state_dir": str(tmp_path / "state"), "fleet": str(fleet),
-                                          "mqtt_client_id": owner}, env={})
-        db, pauses = Database(), []
-        ingest = Ingest(s, clock, influx=db, mqtt=lambda handler: Broker(handler), pause=pauses.append)
-        ingest.wrote.set()
-        made[owner] = (ingest, db, pauses)
-    (a, db_a, pauses_a), (b, db_b, pauses_b) = made["ingest-a"], made["ingest-b"]
+    clock = Clock()
+    pauses_a, pauses_b = [], []
+    (a, db_a), (b, db_b) = two_processes(tmp_path, clock, (Database(), Database()), (pauses_a.append, pauses_b.append))
 
     def owners() -> dict:
         rows = a.store.db.execute("SELECT owner, body FROM spool").fetchall()
@@ -499,17 +505,9 @@ def test_a_live_process_s_rows_are_not_taken_while_its_cycle_writes_a_backlog_to
     """After an outage, a backlog of 30 rows written in one cycle to an InfluxDB that answers every request in 5 s:
     150 s without a heartbeat when it beat once a cycle, and the other process took the rows being written and
     wrote them too. It beats after every answered request now. (From an independent review.)"""
-    fleet = tmp_path / "fleet.toml"
-    fleet.write_text(fleet_text({"smp29-01": ("smp29", "forest")}))
-    clock, made = Clock(), {}
-    for owner in ("ingest-a", "ingest-b"):
-        s = settings_mod.build(overrides={"state_dir": str(tmp_path / "state"), "fleet": str(fleet),
-                                          "mqtt_client_id": owner}, env={})
-        db = SlowDatabase(clock, 5.0) if owner == "ingest-a" else Database()
-        ingest = Ingest(s, clock, influx=db, mqtt=lambda handler: Broker(handler), pause=lambda s: None)
-        ingest.wrote.set()
-        made[owner] = (ingest, db)
-    (a, db_a), (b, db_b) = made["ingest-a"], made["ingest-b"]
+    clock = Clock()
+    (a, db_a), (b, db_b) = two_processes(tmp_path, clock, (SlowDatabase(clock, 5.0), Database()),
+                                         (lambda s: None, lambda s: None))
     try:
         for i in range(30):  # a backlog of 30 commits (one spool row each)
             a.mqtt.deliver(UP, batch([i + 1]))
