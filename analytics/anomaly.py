@@ -180,9 +180,10 @@ def rain_context(rain, sites, step_s: int, ahead: int = RAIN_AHEAD):
         return None
     raining = rain_recent(rain, sites, step_s, 0, ahead)
     # while it rains, rain explains the moves it makes; in the hours after, the return as well (either way);
-    # 3 marks the shower's end (RAIN_EDGE_S), the only part of the hours after that explains a move against neighbours
-    edge = rain_recent(rain, sites, step_s, RAIN_EDGE_S, ahead)
-    wet = np.where(raining, 1, np.where(edge, 3, np.where(rain_recent(rain, sites, step_s, RAIN_EXPLAINS_S, ahead), 2, 0)))
+    # 3 marks the shower's end (RAIN_EDGE_S), the only part of the hours after that explains a move against
+    # neighbours
+    after = rain_recent(rain, sites, step_s, RAIN_EXPLAINS_S, ahead)
+    wet = np.where(raining, 1, np.where(rain_recent(rain, sites, step_s, RAIN_EDGE_S, ahead), 3, np.where(after, 2, 0)))
     soil_wet = np.where(raining, 1, np.where(rain_recent(rain, sites, step_s, SOIL_WET_S, ahead), 2, 0))
     return wet, soil_wet
 
@@ -215,7 +216,8 @@ def detector_inputs(col, times, m: str, step_s: int, sites, wet, has, tide_from:
         # node's does), but the soil drains and cools at each node's own pace
         against = (neighbours[has] & (m not in TIDAL))[:, None]
         after = np.where(against & (m in RAIN_RETURNS), 0, 2)  # the hours after
-        why = np.select([why == 1, why == 2, why == 3], [np.where(against, 2, RAIN_SIGN[m]), after, 2], 0).astype(np.int8)
+        raining = np.where(against, 2, RAIN_SIGN[m])
+        why = np.select([why == 1, why == 2, why == 3], [raining, after, 2], 0).astype(np.int8)
     return (col if has.all() else col[has]), ref, why, referenced
 
 

@@ -81,7 +81,8 @@ CREATE TABLE IF NOT EXISTS deadletter (
 );
 CREATE INDEX IF NOT EXISTS deadletter_digest ON deadletter (digest);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS owners (owner TEXT NOT NULL PRIMARY KEY, seen REAL NOT NULL, lease REAL NOT NULL DEFAULT 60);
+CREATE TABLE IF NOT EXISTS owners (owner TEXT NOT NULL PRIMARY KEY, seen REAL NOT NULL,
+                                   lease REAL NOT NULL DEFAULT 60);
 """
 
 # the part of a spool row from before the parts (or spooled by an older Rimba sharing the file): one row a
@@ -90,6 +91,9 @@ ANY_PART = -1
 BEAT_EVERY_S = 5.0  # a live writer's heartbeat is written this often at most (see Store.beat)
 LEASE_S = 60.0  # a spool row's owner must beat within this, or another process takes the row (Store.claim)
 
+BUSY_TIMEOUT_S = 10  # how long a transaction waits for another process to let go of the file, then retries
+EPOCHS_KEPT = 16  # per node: older epochs are forgotten (their late resends are still caught by their times)
+
 
 def lease_for(timeout_s: float) -> float:
     """The lease a process declares with its heartbeat (`Store.beat`), for an InfluxDB timeout: between two beats
@@ -97,8 +101,6 @@ def lease_for(timeout_s: float) -> float:
     quarter of the lease passed, a wait for the processor's commit, which may itself wait `BUSY_TIMEOUT_S` for
     the other process: twice their sum, and never under LEASE_S (60 s for the default 10 s timeout)."""
     return max(LEASE_S, 2.0 * (timeout_s + BEAT_EVERY_S + BUSY_TIMEOUT_S))
-BUSY_TIMEOUT_S = 10  # how long a transaction waits for another process to let go of the file, then retries
-EPOCHS_KEPT = 16  # per node: older epochs are forgotten (their late resends are still caught by their times)
 
 
 class Store:
@@ -213,16 +215,16 @@ class Store:
         wait = not 0 <= now - since < lease_s / 4
         with self.transaction_if_free(wait) as tx:
             if tx is not None:  # else at the next cycle
-                self.db.execute("INSERT INTO owners (owner, seen, lease) VALUES (?, ?, ?) ON CONFLICT (owner) DO UPDATE "
-                                "SET seen = excluded.seen, lease = excluded.lease", (owner, now, lease_s))
+                self.db.execute("INSERT INTO owners (owner, seen, lease) VALUES (?, ?, ?) ON CONFLICT (owner) "
+                                "DO UPDATE SET seen = excluded.seen, lease = excluded.lease", (owner, now, lease_s))
         if tx is not None:
             self._beaten[owner] = now
 
     def claim(self, owner: str, max_bytes: int, lease_s: float = LEASE_S, now: float | None = None,
               skip=frozenset()) -> list:
         """The oldest spooled rows to write, about `max_bytes` of each part: ours, and others' whose lease ran
-        out and whose owner has no heartbeat younger than the lease it declared (their process died: see `beat`; an owner
-        that never beats, as `rimba deadletter replay` or an older Rimba, has its rows taken once their lease
+        out and whose owner has no heartbeat younger than the lease it declared (their process died: see `beat`; an
+        owner that never beats, as `rimba deadletter replay` or an older Rimba, has its rows taken once their lease
         ran out), which become ours; not those in `skip` (written, not yet released). Rows of
         `ANY_PART` (from before the parts) are claimed alone: every row before one is written first, every row
         after it after it. [(id, lines, body, part)]"""
@@ -232,7 +234,8 @@ class Store:
                 if tx is not None:  # else at a next claim
                     self._next_takeover = now + min(lease_s / 4, 5.0)
                     self.db.execute("UPDATE spool SET owner = ?, lease = ? WHERE owner != ? AND lease < ? AND NOT "
-                                    "EXISTS (SELECT 1 FROM owners o WHERE o.owner = spool.owner AND o.seen + o.lease > ?)",
+                                    "EXISTS (SELECT 1 FROM owners o WHERE o.owner = spool.owner "
+                                    "AND o.seen + o.lease > ?)",
                                     (owner, now + lease_s, owner, now, now))
         # our own rows need no write transaction to claim: a plain read
         rows = self.db.execute("SELECT id, lines, bytes, part FROM spool WHERE owner = ? ORDER BY id LIMIT ?",
