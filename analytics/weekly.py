@@ -31,7 +31,7 @@ class Week:
     site_mean: dict  # metric -> hourly means over the site's nodes (NaN: no value that hour)
     flags: list  # qc rows shown (humid-pm left out of them: a caution to a reader, though its hours are left
     # out of the ISPU days, as the product's ISPU leaves them out: condensing air no correction can fix)
-    events: list  # anomaly rows
+    events: list  # anomaly rows, one an incident (`incidents`)
     ispu_days: list  # days per ISPU category, Baik .. Berbahaya (`ispu_days`)
 
 
@@ -57,6 +57,25 @@ def ispu_days(pm25: np.ndarray, rh: np.ndarray | None, unfit: np.ndarray, days: 
     return out
 
 
+def incidents(rows: list) -> list:
+    """Anomaly rows with one row an incident: rows of the same node and metric whose times overlap ([time, end])
+    are one incident, the newest of them kept. The analytics write an event again when they find it again; one
+    whose start or kind moved (late readings rescored, or its state rebuilt after the detector's constants
+    changed) is a point of its own beside the earlier one, and the week counted the incident twice."""
+    out: list = []
+    last: dict = {}  # (node, metric) -> index in out of the incident that ends last
+    for r in sorted(rows, key=lambda r: (int(r["time"]), int(r.get("end") or r["time"]))):
+        key = (r.get("node"), r.get("metric"))
+        k = last.get(key)
+        if k is not None and int(r["time"]) <= int(out[k].get("end") or out[k]["time"]):
+            end = max(int(out[k].get("end") or out[k]["time"]), int(r.get("end") or r["time"]))
+            out[k] = {**r, "time": out[k]["time"], "end": end}
+            continue
+        last[key] = len(out)
+        out.append(r)
+    return out
+
+
 def gather(settings, site: str, days: int, until: int | None = None) -> Week:
     """The `days` whole WIB days before `until` (now when None) at `site`; a ConfigError for a site with
     no nodes or no readings."""
@@ -70,8 +89,8 @@ def gather(settings, site: str, days: int, until: int | None = None) -> Week:
         cube = load_cube(influx, fleet, start, end, 3600)
         flags = influx.rows(f"SELECT \"value\", \"metric\" FROM qc WHERE site = '{site}' AND \"check\" != "
                             f"'humid-pm' AND time >= {start}s AND time < {end}s")
-        events = influx.rows(f"SELECT \"end\", \"metric\", \"message\" FROM anomaly WHERE site = '{site}' "
-                             f"AND time >= {start}s AND time < {end}s")
+        events = incidents(influx.rows(f"SELECT \"end\", \"metric\", \"message\", \"node\" FROM anomaly WHERE "
+                                       f"site = '{site}' AND time >= {start}s AND time < {end}s"))
         checks = " OR ".join(f"\"check\" = '{c}'" for c in UNFIT_CHECKS)
         unfit_rows = influx.rows(f"SELECT \"flag\", \"node\" FROM qc WHERE site = '{site}' AND (\"metric\" = "
                                  f"'pm25_ugm3' OR \"metric\" = 'air_rh_pct') AND ({checks}) AND time >= {start}s "

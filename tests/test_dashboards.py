@@ -507,6 +507,24 @@ def test_the_weekly_report_renders_with_data(filled, tmp_path, site, lang):
     assert sum(r.ispu_days) == 7  # both sites measure PM2.5 (an air node each)
 
 
+def test_the_week_counts_an_incident_once_when_the_analytics_wrote_it_twice():
+    """An event found again with another start or kind (late readings rescored, or a state rebuilt after the
+    detector's constants changed) is a second `anomaly` point beside the first: one incident, not two. Another
+    node's, or the same node's later one, stays an incident of its own."""
+    from analytics import weekly
+
+    t = 1764262800
+    rows = [{"time": t, "end": t + 7200, "metric": "air_temp_c", "node": "n1", "message": "first"},
+            {"time": t + 600, "end": t + 9000, "metric": "air_temp_c", "node": "n1", "message": "again"},
+            {"time": t + 600, "end": t + 9000, "metric": "air_temp_c", "node": "n2", "message": "n2's"},
+            {"time": t + 600, "end": t + 1200, "metric": "air_rh_pct", "node": "n1", "message": "humidity"},
+            {"time": t + 20000, "end": t + 21000, "metric": "air_temp_c", "node": "n1", "message": "later"}]
+    got = weekly.incidents(rows)
+    assert [(r["node"], r["metric"], r["time"], r["end"], r["message"]) for r in got] == [
+        ("n1", "air_temp_c", t, t + 9000, "again"), ("n1", "air_rh_pct", t + 600, t + 1200, "humidity"),
+        ("n2", "air_temp_c", t + 600, t + 9000, "n2's"), ("n1", "air_temp_c", t + 20000, t + 21000, "later")]
+
+
 def test_report_cli_errors_are_one_line(filled, tmp_path):
     p, _now = filled
     env = env_for(p.values)
