@@ -23,6 +23,7 @@ import collections
 import fcntl
 import logging
 import random
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ from ingest.pipeline import DeadLetter, Outcome
 from ingest.store import Store, lease_for
 from ingest.writer import PARTS, SpoolWriter, part_of
 from rimba import contract
-from rimba.errors import InfluxAuthError, InfluxUnavailable, RimbaError, StoreBusy, StoreError
+from rimba.errors import ConfigError, InfluxAuthError, InfluxUnavailable, RimbaError, StoreBusy, StoreError
 from rimba.fleet import FleetWatcher
 from rimba.adapters.influx import Influx, InfluxNoDatabase
 from rimba.adapters.mqtt import Mqtt
@@ -66,6 +67,24 @@ class Counters:
     rate_limited: int = 0  # statuses and dead letters over their node's budget
     internal: int = 0  # messages whose handling raised (dead-lettered as `internal`)
     writer_errors: int = 0  # unexpected errors in the writer thread (retried)
+
+
+@contextmanager
+def _one_process(state_dir, client_id: str):
+    """Hold an exclusive lock named by the client id in the state directory while the block runs (the system frees
+    it when the process ends, however it ends)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / f"ingest-{re.sub(r'[^A-Za-z0-9._-]', '_', client_id)}.lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"mqtt_client_id: another ingest process with the client id {client_id!r} runs on "
+                              f"{state_dir}; give each its own (RIMBA_MQTT_CLIENT_ID)") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class Ingest:
@@ -136,7 +155,13 @@ class Ingest:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def run(self) -> int:
-        """Run until `stop()`; return the process exit code."""
+        """Run until `stop()`; return the process exit code. A second process with this one's client id on the
+        same state directory is refused (`ConfigError` naming the key): the broker would hand the session to one
+        and cut the other off in turn, and both would claim the same spool rows as one owner."""
+        with _one_process(self.settings.state_path, self.owner):
+            return self._run()
+
+    def _run(self) -> int:
         log.info("ingest %s starting: broker %s:%d, InfluxDB %s/%s, fleet %s (%d nodes)", self.owner,
                  self.settings.broker.host, self.settings.broker.port, self.settings.influx_url,
                  self.settings.influx_db, self.settings.fleet, len(self.fleet.fleet.nodes))

@@ -519,3 +519,24 @@ def test_a_live_process_s_rows_are_not_taken_while_its_cycle_writes_a_backlog_to
     finally:
         a.store.close()
         b.store.close()
+
+
+def test_a_second_process_with_the_same_client_id_is_refused_naming_the_key(tmp_path):
+    """Two ingest processes with one client id on one state directory (the default `rimba-ingest` twice): the
+    broker hands the session to one and cuts the other off in turn, and both claim the same spool rows. The
+    second is refused at start; one with its own client id, or the same once the first has stopped, is not."""
+    from ingest.service import _one_process
+    from rimba.errors import ConfigError
+
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(fleet_text({"smp29-01": ("smp29", "forest")}))
+    s = settings_mod.build(overrides={"state_dir": str(tmp_path / "state"), "fleet": str(fleet)}, env={})
+    second = Ingest(s, Clock(), influx=Database(), mqtt=lambda handler: Broker(handler), pause=lambda s: None)
+    with _one_process(s.state_path, s.mqtt_client_id):  # the first, running
+        with pytest.raises(ConfigError, match="^mqtt_client_id: another ingest process with the client id"):
+            second.run()
+        with _one_process(s.state_path, "rimba-ingest-2"):
+            pass
+    with _one_process(s.state_path, s.mqtt_client_id):
+        pass
+    second.store.close()
