@@ -62,16 +62,17 @@ def incidents(rows: list) -> list:
     are one incident, the newest of them kept. The analytics write an event again when they find it again; one
     whose start or kind moved (late readings rescored, or its state rebuilt after the detector's constants
     changed) is a point of its own beside the earlier one, and the week counted the incident twice."""
+    def end(r) -> int:
+        return int(r.get("end") or r["time"])
+
     out: list = []
     last: dict = {}  # (node, metric) -> index in out of the incident that ends last
-    for r in sorted(rows, key=lambda r: (int(r["time"]), int(r.get("end") or r["time"]))):
-        key = (r.get("node"), r.get("metric"))
-        k = last.get(key)
-        if k is not None and int(r["time"]) <= int(out[k].get("end") or out[k]["time"]):
-            end = max(int(out[k].get("end") or out[k]["time"]), int(r.get("end") or r["time"]))
-            out[k] = {**r, "time": out[k]["time"], "end": end}
+    for r in sorted(rows, key=lambda r: (int(r["time"]), end(r))):
+        k = last.get((r.get("node"), r.get("metric")))
+        if k is not None and int(r["time"]) <= end(out[k]):
+            out[k] = {**r, "time": out[k]["time"], "end": max(end(out[k]), end(r))}
             continue
-        last[key] = len(out)
+        last[(r.get("node"), r.get("metric"))] = len(out)
         out.append(r)
     return out
 

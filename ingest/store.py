@@ -157,8 +157,6 @@ class Store:
                         db.execute(f"ALTER TABLE nodes ADD COLUMN {column}")
                 if db.execute("SELECT 1 FROM pragma_table_info('epochs') WHERE name = 'first_t'").fetchone() is None:
                     db.execute("ALTER TABLE epochs ADD COLUMN first_t INTEGER")
-                if db.execute("SELECT 1 FROM pragma_table_info('owners') WHERE name = 'lease'").fetchone() is None:
-                    db.execute("ALTER TABLE owners ADD COLUMN lease REAL NOT NULL DEFAULT 60")  # (a file of one day)
                 if db.execute("SELECT 1 FROM pragma_table_info('spool') WHERE name = 'part'").fetchone() is None:
                     db.execute(f"ALTER TABLE spool ADD COLUMN part INTEGER NOT NULL DEFAULT {ANY_PART}")
                 if old:

@@ -33,7 +33,7 @@ def part_of(node: str | None) -> int:
 class SpoolWriter:
     """`influx`: a connection, or one a part (written side by side); one connection writes the parts in turn."""
 
-    def __init__(self, influx, store, batch_lines: int, clock, alive=None):
+    def __init__(self, influx, store, batch_lines: int, clock, alive=lambda: None):
         self.influxes = list(influx) if isinstance(influx, (list, tuple)) else [influx]
         self.store = store
         self.batch_lines = batch_lines
@@ -105,8 +105,7 @@ class SpoolWriter:
             with self._count:
                 self.written += chunk.count(b"\n")
         except InfluxRejected as err:
-            if self.alive is not None:
-                self.alive()
+            self.alive()
             lines = chunk.splitlines(keepends=True)
             if len(lines) == 1:
                 log.error("InfluxDB refused a point, dead-lettered: %s", err)
@@ -120,5 +119,4 @@ class SpoolWriter:
             self._write_chunk(b"".join(lines[:half]), influx)
             self._write_chunk(b"".join(lines[half:]), influx)
             return
-        if self.alive is not None:
-            self.alive()
+        self.alive()

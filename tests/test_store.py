@@ -336,17 +336,11 @@ def test_a_heartbeat_does_not_wait_for_a_commit_until_a_quarter_of_the_lease_pas
 def test_a_process_declares_its_lease_with_its_beat_and_a_long_influxdb_timeout_a_long_one(tmp_path):
     """Between two beats of a live writer lies one InfluxDB request: with a 120 s timeout a 60 s lease would make
     it look dead while it waits for an answer. Each process declares the lease for its own timeout (`lease_for`),
-    and the other takes its rows only once that lease has passed since its last beat. A file of the first
-    heartbeats (no `lease` column) gains it."""
+    and the other takes its rows only once that lease has passed since its last beat."""
     from ingest.store import lease_for
 
     assert lease_for(10.0) == 60.0 and lease_for(30.0) == 90.0 and lease_for(120.0) == 270.0
     path = tmp_path / "ingest.sqlite3"
-    Store(path).close()
-    db = sqlite3.connect(path)
-    db.execute("DROP TABLE owners")
-    db.execute("CREATE TABLE owners (owner TEXT NOT NULL PRIMARY KEY, seen REAL NOT NULL)")  # the first heartbeats'
-    db.close()
     a, b = Store(path), Store(path)
     try:
         with a.transaction() as tx:
