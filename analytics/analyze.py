@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analytics import alerts, anomaly, fwi, indices, quality
-from analytics.data import anomaly_lines, index_lines, last_contact, load_cube, qc_lines
+from analytics.data import anomaly_lines, event_tags, flagged, index_lines, last_contact, load_cube, qc_lines, withdrawn
 from rimba import lineproto, wib
 from rimba.fleet import load_fleet
 from rimba.adapters.influx import Influx
@@ -259,6 +259,7 @@ class Analyzer:
             lines = (qc_lines(cube, flags, quality.FLAG_NAMES) + index_lines(cube, derived, INDEX_LABELS)
                      + anomaly_lines(cube, events) + fire_lines(hourly, fire)
                      + battery_lines(influx, dict(zip(cube.nodes, cube.sites, strict=True)), end))
+            lines += self._withdrawn(influx, cube, flags, events, start, step)
             _write(influx, lines)
             contact, wake = last_contact(influx, end - 30 * 86400, end)
             observations = self.observe(fleet, cube, derived, events, values, fire, hourly, contact, wake, now)
@@ -272,6 +273,17 @@ class Analyzer:
                  ", ".join(f"{c.what} {c.incident['id']}" for c in changes) or "no change")
         return {"nodes": len(cube.nodes), "steps": len(cube.times), "lines": len(lines), "flags": counts,
                 "events": len(events), "changes": changes}
+
+    @staticmethod
+    def _withdrawn(influx, cube, flags, events, start: int, step: int) -> list:
+        """The `qc` and `anomaly` points in the window that this run does not stand by, withdrawn (`data.LIVE`):
+        written by an earlier run before late readings or other constants changed what the window says."""
+        end = int(cube.times[-1]) + step if len(cube.times) else start
+        site_of = dict(zip(cube.nodes, cube.sites, strict=True))
+        qc = {lineproto.point_key("qc", tags, t) for tags, t, _ in flagged(cube, flags, quality.FLAG_NAMES)}
+        found = {lineproto.point_key("anomaly", event_tags(site_of[e.node], e), e.start) for e in events}
+        return (withdrawn(influx, "qc", start, end, qc, cube.nodes)
+                + withdrawn(influx, "anomaly", start, end, found, cube.nodes))
 
     def run_incremental(self, inc, now: int) -> dict:
         """One incremental run (`analytics.incremental`), then the alert rules over the owned nodes' last day."""

@@ -64,19 +64,24 @@ def load_cube(influx, fleet, start: int, end: int, step_s: int = 600, metrics=No
     return Cube(nodes, [fleet.nodes[n].site for n in nodes], times, metrics, values)
 
 
+def flagged(cube: Cube, flags: np.ndarray, names: dict):
+    """(tags, time s, (node, step, metric) index) of each flagged value and check of the cube."""
+    for bit, check in names.items():
+        for i, t, j in np.argwhere(flags & bit):
+            yield ({"site": cube.sites[i], "node": cube.nodes[i], "metric": cube.metrics[j], "check": check},
+                   int(cube.times[t]), (i, t, j))
+
+
 def qc_lines(cube: Cube, flags: np.ndarray, names: dict) -> list:
     """One `qc` point per flagged value and check: tags site, node, metric, check; fields flag, value."""
     out = []
-    for bit, check in names.items():
-        hit = np.argwhere(flags & bit)
-        for i, t, j in hit:
-            v = cube.values[i, t, j]
-            fields = {"flag": int(bit)}
-            if not np.isnan(v):
-                fields["value"] = float(v)
-            out.append(lineproto.line("qc", {"site": cube.sites[i], "node": cube.nodes[i],
-                                             "metric": cube.metrics[j], "check": check},
-                                      fields, int(cube.times[t]) * 1000))
+    bit_of = {check: bit for bit, check in names.items()}
+    for tags, t, (i, k, j) in flagged(cube, flags, names):
+        v = cube.values[i, k, j]
+        fields = {"flag": int(bit_of[tags["check"]])}
+        if not np.isnan(v):
+            fields["value"] = float(v)
+        out.append(lineproto.line("qc", tags, fields, t * 1000))
     return out
 
 
@@ -97,14 +102,42 @@ def index_lines(cube: Cube, derived: dict, labels: dict | None = None) -> list:
     return out
 
 
+def event_tags(site: str, e) -> dict:
+    """The tags of an event's `anomaly` point."""
+    return {"site": site, "node": e.node, "metric": e.metric, "kind": e.kind, "severity": e.severity}
+
+
+def anomaly_line(site: str, e) -> str:
+    """An event's `anomaly` point: tags site, node, metric, kind, severity; fields score, value, end, message;
+    time its start."""
+    fields = {"score": float(e.peak), "value": float(e.value), "end": int(e.end), "message": e.message}
+    return lineproto.line("anomaly", event_tags(site, e), fields, int(e.start) * 1000)
+
+
 def anomaly_lines(cube: Cube, events) -> list:
-    """`anomaly` points: tags site, node, metric, kind, severity; fields score, value, end, message; time start."""
     site_of = dict(zip(cube.nodes, cube.sites, strict=True))
-    return [lineproto.line("anomaly", {"site": site_of[e.node], "node": e.node, "metric": e.metric, "kind": e.kind,
-                                       "severity": e.severity},
-                           {"score": float(e.peak), "value": float(e.value), "end": int(e.end), "message": e.message},
-                           int(e.start) * 1000)
-            for e in events]
+    return [anomaly_line(site_of[e.node], e) for e in events]
+
+
+def withdrawn(influx, measurement: str, start: int, end: int, standing: set, nodes, where: str = "") -> list:
+    """Withdrawals (`rimba.lineproto.withdrawal`) of the live `measurement` points of `nodes` in [start, end) (and
+    `where`, InfluxQL) whose `point_key` is not in `standing`: what an analysis of that window no longer stands by."""
+    tag_keys = lineproto.POINT_TAGS[measurement]
+    field = lineproto.LIVE_FIELD[measurement]
+    cond = f" AND {where}" if where else ""
+    group = ", ".join(f'"{k}"' for k in tag_keys)
+    q = (f'SELECT "{field}" FROM "{measurement}" WHERE {lineproto.LIVE[measurement]} AND time >= {int(start)}s AND '
+         f'time < {int(end)}s{cond} GROUP BY {group}')
+    nodes = set(nodes)
+    out = []
+    for series in influx.query_stream(q, epoch="s"):
+        tags = series.get("tags") or {}
+        if tags.get("node") not in nodes:
+            continue
+        for t, *_ in series["values"]:
+            if lineproto.point_key(measurement, tags, t) not in standing:
+                out.append(lineproto.withdrawal(measurement, tags, t))
+    return out
 
 
 def last_contact(influx, start: int, end: int) -> tuple:

@@ -62,11 +62,10 @@ import numpy as np
 
 from analytics import anomaly, detector, quality
 from analytics.analyze import FWI_DAYS, INDEX_LABELS, derive, fire_days, fire_values
-from analytics.data import Cube, Reader, qc_lines, regex_of
+from analytics.data import Cube, Reader, anomaly_line, event_tags, flagged, qc_lines, regex_of, withdrawn
 from analytics.snapshot import StateStore
 from analytics.window import FIRE_METRICS, METRIC_LIST, State
-from rimba import lineproto
-from rimba import wib
+from rimba import lineproto, wib
 
 log = logging.getLogger("rimba.analyze")
 __all__ = ["Incremental", "State", "StateStore", "owned_sites", "window_start"]
@@ -377,6 +376,8 @@ class Incremental:
             self._statuses(now - self.s.analyze_reread_s, now)
         self._hourly_from_cells(changed)
         lines = self.st.unwritten + self._compute(changed, now, cold)
+        if cold:
+            lines += self._stale()
         n_changed = len(changed)
         self.st.pending, self.st.unwritten = {}, lines
         for i in range(0, len(lines), 5000):
@@ -450,6 +451,21 @@ class Incremental:
             self._read(lo, b, changed, nodes=[] if city else [node], city=[node] if city else [])
         st.audited = now
 
+    def _stale(self) -> list:
+        """At a cold start (a state built from history, as after new constants): the owned nodes' `qc` and `anomaly`
+        points in the window that the new state does not stand by, withdrawn (`data.LIVE`)."""
+        st = self.st
+        own = np.flatnonzero(st.owned)
+        nodes = [st.nodes[i] for i in own]
+        times = st.start + np.arange(st.steps) * st.step
+        flags = Cube(nodes, [st.sites[i] for i in own], times, METRIC_LIST, None)
+        qc = {lineproto.point_key("qc", tags, t) for tags, t, _ in flagged(flags, st.flags[own], quality.FLAG_NAMES)}
+        site_of = dict(zip(st.nodes, st.sites, strict=True))
+        found = {lineproto.point_key("anomaly", event_tags(site_of[e.node], e), e.start) for e in st.events.values()}
+        end, where = st.start + st.steps * st.step, self._where_owned()
+        return (withdrawn(self.influx, "qc", st.start, end, qc, nodes, where)
+                + withdrawn(self.influx, "anomaly", st.start, end, found, nodes, where))
+
     def _bar(self, what: str, k: int, n: int) -> None:
         done = int(30 * k / max(1, n))
         if self.progress and (k == n or done != getattr(self, "_last_bar", None)):
@@ -506,9 +522,9 @@ class Incremental:
         st = self.st
         flags = quality.check(cube.values, cube.metrics, cube.sites, pm_reference=getattr(self, "_pm_ref", None))
         old = st.flags[nodes]
-        new_bits = flags & ~old
         st.flags[nodes] = flags
-        return qc_lines(cube, new_bits, quality.FLAG_NAMES)  # the flags raised since the last run
+        gone = [lineproto.withdrawal("qc", tags, t) for tags, t, _ in flagged(cube, old & ~flags, quality.FLAG_NAMES)]
+        return qc_lines(cube, flags & ~old, quality.FLAG_NAMES) + gone  # the flags raised and those withdrawn
 
     def _indices(self, cube, nodes, lo: int = 0, keep: int = 0) -> list:
         """The indices of `nodes` from the cube (the window's steps from lo on), compared and kept from the
@@ -711,11 +727,12 @@ class Incremental:
         row = self._row()
         st.dirty_nodes.update(row[k[0]] for k in set(old) ^ set(new) | {k for k in new if old.get(k) != new[k]})
         site_of = dict(zip(st.nodes, st.sites, strict=True))
-        return [lineproto.line("anomaly", {"site": site_of[e.node], "node": e.node, "metric": e.metric,
-                                           "kind": e.kind, "severity": e.severity},
-                               {"score": float(e.peak), "value": float(e.value), "end": int(e.end),
-                                "message": e.message}, int(e.start) * 1000)
-                for k, e in new.items() if old.get(k) != e]
+        # an event that no longer stands (or stands with another kind or severity: another point) is withdrawn;
+        # one that began before the window is history, not computed again
+        gone = [e for k, e in old.items() if e.start >= st.start and
+                (k not in new or event_tags("", new[k]) != event_tags("", e))]
+        return ([anomaly_line(site_of[e.node], e) for k, e in new.items() if old.get(k) != e]
+                + [lineproto.withdrawal("anomaly", event_tags(site_of[e.node], e), e.start) for e in gone])
 
     def _fire(self, nodes) -> list:
         st = self.st

@@ -11,7 +11,7 @@ import numpy as np
 
 from analytics import indices, quality
 from analytics.data import load_cube
-from rimba import wib
+from rimba import lineproto, wib
 from rimba.adapters.influx import Influx
 from rimba.errors import ConfigError
 from rimba.fleet import load_fleet
@@ -88,14 +88,14 @@ def gather(settings, site: str, days: int, until: int | None = None) -> Week:
     influx = Influx.from_settings(settings)
     try:
         cube = load_cube(influx, fleet, start, end, 3600)
-        flags = influx.rows(f"SELECT \"value\", \"metric\" FROM qc WHERE site = '{site}' AND \"check\" != "
-                            f"'humid-pm' AND time >= {start}s AND time < {end}s")
-        events = incidents(influx.rows(f"SELECT \"end\", \"metric\", \"message\", \"node\" FROM anomaly WHERE "
-                                       f"site = '{site}' AND time >= {start}s AND time < {end}s"))
+        week = f"site = '{site}' AND time >= {start}s AND time < {end}s"
+        flags = influx.rows(f"SELECT \"value\", \"metric\" FROM qc WHERE {week} AND {lineproto.LIVE['qc']} AND "
+                            "\"check\" != 'humid-pm'")
+        events = incidents(influx.rows(f"SELECT \"end\", \"metric\", \"message\", \"node\" FROM anomaly WHERE {week} "
+                                       f"AND {lineproto.LIVE['anomaly']}"))
         checks = " OR ".join(f"\"check\" = '{c}'" for c in UNFIT_CHECKS)
-        unfit_rows = influx.rows(f"SELECT \"flag\", \"node\" FROM qc WHERE site = '{site}' AND (\"metric\" = "
-                                 f"'pm25_ugm3' OR \"metric\" = 'air_rh_pct') AND ({checks}) AND time >= {start}s "
-                                 f"AND time < {end}s")
+        unfit_rows = influx.rows(f"SELECT \"flag\", \"node\" FROM qc WHERE {week} AND {lineproto.LIVE['qc']} AND "
+                                 f"(\"metric\" = 'pm25_ugm3' OR \"metric\" = 'air_rh_pct') AND ({checks})")
     finally:
         influx.close()
     rows = [i for i, s in enumerate(cube.sites) if s == site]

@@ -46,6 +46,7 @@ from dashboards.panels import (
 )
 from dashboards.words import WORDS
 from rimba import profiles, wib
+from rimba.lineproto import LIVE
 from rimba.fleet import SEND_EVERY
 
 TIMEZONE = wib.IANA
@@ -179,7 +180,8 @@ def site_page(fleet, site_id: str, lang: str, cadence: Cadence | None = None) ->
                            w["rain_chart"], bars=True)
             else:
                 queries = [Query("A", _q(f'SELECT mean("{metric}") {reading}', site_id), alias=name),
-                           Query("B", _q('SELECT max("value") FROM "qc"', site_id, f"\"metric\" = '{metric}'",
+                           Query("B", _q('SELECT max("value") FROM "qc"', site_id,
+                                         f"\"metric\" = '{metric}' AND {LIVE['qc']}",
                                          "GROUP BY time($__interval) fill(none)"), alias=w["flagged"])]
                 p = series(f"{name} · {title}", queries, unit_of(metric), c.readings, w["flag_note"], "B")
             layout.append((p.time_from(span), width, 8))
@@ -235,7 +237,8 @@ def overview(fleet, cadence: Cadence | None = None, lang: str = OVERVIEW_LANG) -
         for i, s in enumerate(fleet.sites)], INDEX, c.index, w["ispu_help"])
     layout.append((ispu_week.time_from("7d").thresholds(ispu_thresholds()), 24, 8))
     events = grid_table(w["events"], [Query(
-        "A", _q('SELECT "site", "node", "metric", "severity", "message", "score" FROM "anomaly"', group=""),
+        "A", _q('SELECT "site", "node", "metric", "severity", "message", "score" FROM "anomaly"', where=LIVE["anomaly"],
+                group=""),
         "table")], w["events_help"], rename={k: col[k] for k in ("Time", "site", "node", "metric", "severity",
                                                                    "message", "score")})
     nodes = sorted(fleet.nodes.values(), key=lambda n: n.id)
@@ -265,8 +268,8 @@ def overview(fleet, cadence: Cadence | None = None, lang: str = OVERVIEW_LANG) -
     _layout(b, layout)
     model = _model(b)
     model.setdefault("annotations", {}).setdefault("list", []).extend([
-        _annotation(w["anomalies"], "red", 'SELECT "message", "node" FROM "anomaly" WHERE $timeFilter', "message",
-                    "node"),
+        _annotation(w["anomalies"], "red", f'SELECT "message", "node" FROM "anomaly" WHERE {LIVE["anomaly"]} AND '
+                    '$timeFilter', "message", "node"),
         # when each incident began (its first `firing` point in the range)
         _annotation(w["alerts"], "orange", 'SELECT first("message") AS "message", "node" FROM "alert" WHERE '
                     '"state" = \'firing\' AND $timeFilter GROUP BY "site", "node", "rule", "metric"', "message",

@@ -47,3 +47,25 @@ def readings(site: str, node: str, values, seqs, lates, offsets, times) -> list:
     return [f"{head}{v}{',' if v else ''}seq={s}i,late={'true' if late else 'false'}"
             f"{'' if o is None else f',clock_offset_s={float(o)!r}'} {t * 1000}"
             for v, s, late, o, t in zip(values, seqs, lates, offsets, times, strict=True)]
+
+
+# Withdrawn points. The analytics computes a window again when late readings arrive or its state is rebuilt
+# (new constants), and a flag or an event it wrote may then no longer stand: an event's start or kind moves,
+# a step flag is filled in. Such a point cannot be deleted portably (InfluxDB 2 and 3 serve no InfluxQL DELETE
+# through the v1 API), so it is withdrawn: written again at its own tags and time with `flag` 0 (`qc`) or
+# `score` 0 (`anomaly`), which no live point has (a flag is a check's bit, a score at least the event
+# threshold). Every reader keeps `LIVE[measurement]`.
+LIVE_FIELD = {"qc": "flag", "anomaly": "score"}
+LIVE = {m: f'"{f}" > 0' for m, f in LIVE_FIELD.items()}
+POINT_TAGS = {"qc": ("site", "node", "metric", "check"), "anomaly": ("site", "node", "metric", "kind", "severity")}
+_WITHDRAWN = {"qc": {"flag": 0}, "anomaly": {"score": 0.0}}
+
+
+def point_key(measurement: str, tags: dict, time_s: int) -> tuple:
+    """What identifies a `qc` or `anomaly` point in InfluxDB: its tag values and its time."""
+    return tuple(tags.get(k, "") for k in POINT_TAGS[measurement]), int(time_s)
+
+
+def withdrawal(measurement: str, tags: dict, time_s: int) -> str:
+    """The point that withdraws the `qc` or `anomaly` point of these tags at this time."""
+    return line(measurement, {k: v for k, v in tags.items() if v}, _WITHDRAWN[measurement], int(time_s) * 1000)

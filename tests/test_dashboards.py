@@ -525,6 +525,31 @@ def test_the_week_counts_an_incident_once_when_the_analytics_wrote_it_twice():
         ("n2", "air_temp_c", t + 600, t + 9000, "n2's"), ("n1", "air_temp_c", t + 20000, t + 21000, "later")]
 
 
+def test_the_week_leaves_out_the_flags_and_events_the_analytics_withdrew(platform_factory):
+    """A `qc` or `anomaly` point the analytics no longer stands by is written again with flag 0 or score 0
+    (`rimba.lineproto.withdrawal`): the report shows what stands, nothing else."""
+    from analytics import quality, weekly
+    from rimba import lineproto
+
+    p = platform_factory({"wk-01": ("smp29", "forest")})
+    until = 1764262800  # 2025-11-28 00:00 WIB
+    hours = range(until - 7 * 86400, until, 3600)
+    readings = [lineproto.reading("smp29", "wk-01", f"air_temp_c={27.0 + (t // 3600) % 5!r}", k, False, None, t)
+                for k, t in enumerate(hours)]
+    tags = {"site": "smp29", "node": "wk-01", "metric": "air_temp_c"}
+    points = [lineproto.line("anomaly", {**tags, "kind": "level", "severity": "warning"},
+                             {"score": 0.8, "value": 33.0, "end": t + 3600, "message": m}, t * 1000)
+              for t, m in ((until - 86400, "stands"), (until - 2 * 86400, "withdrawn"))]
+    points += [lineproto.line("qc", {**tags, "check": "spike"}, {"flag": quality.SPIKE, "value": 33.0}, t * 1000)
+               for t in (until - 86400, until - 2 * 86400)]
+    points += [lineproto.withdrawal("anomaly", {**tags, "kind": "level", "severity": "warning"}, until - 2 * 86400),
+               lineproto.withdrawal("qc", {**tags, "check": "spike"}, until - 2 * 86400)]
+    p.influx.write(("\n".join(readings + points) + "\n").encode())
+    week = weekly.gather(p.settings, "smp29", 7, until=until)
+    assert [e["message"] for e in week.events] == ["stands"]
+    assert [r["time"] for r in week.flags] == [until - 86400]
+
+
 def test_report_cli_errors_are_one_line(filled, tmp_path):
     p, _now = filled
     env = env_for(p.values)

@@ -15,6 +15,7 @@ import pytest
 from rimba.metrics import ISPU_CATEGORIES
 from dashboards import build, panels
 from dashboards.words import WORDS
+from rimba import lineproto
 from rimba.fleet import load_fleet
 from rimba.metrics import METRICS
 from tests import grafana_like as g
@@ -185,6 +186,18 @@ def test_every_group_by_names_tags_never_fields():
         for name, _ref, q in build.queries(model):
             for measurement, key in group_by_keys(q):
                 assert key in TAGS[measurement], f"{uid} / {name}: GROUP BY {key!r}, a field of {measurement}"
+
+
+def test_every_query_of_flags_or_events_keeps_only_what_stands():
+    """A flag or an event the analytics withdrew is still a point, with flag 0 or score 0
+    (`rimba.lineproto.withdrawal`): every panel and annotation reading them keeps `lineproto.LIVE`."""
+    seen = set()
+    for uid, model in PAGES.items():
+        for name, _ref, q in build.queries(model):
+            for measurement in re.findall(r'FROM "(qc|anomaly)"', q):
+                seen.add(measurement)
+                assert lineproto.LIVE[measurement] in q, f"{uid} / {name}: {q}"
+    assert seen == {"qc", "anomaly"}
 
 
 # --- annotations ----------------------------------------------------------------------------------------------------

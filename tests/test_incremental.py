@@ -16,7 +16,7 @@ import pytest
 
 from analytics import anomaly, incremental, quality
 from analytics.analyze import ANOMALY_METRICS, FWI_DAYS, derive, fire_days
-from analytics.data import load_cube
+from analytics.data import anomaly_line, load_cube
 from rimba import lineproto
 from rimba.fleet import load_fleet
 
@@ -174,13 +174,22 @@ def test_incremental_runs_equal_the_batch_with_late_arrivals(fleet_platform):
             others = [k for k, m in enumerate(st.metrics) if m not in quality.PM_METRICS]
             assert not st.counts[st.n_own:][:, :, others].any()
 
-    # what InfluxDB holds in the window is what the runs wrote (the day the window moved past has flags of its
-    # own, which the batch over the window does not compute)
-    stored = p.influx.rows('SELECT count("flag") FROM qc WHERE "check" = \'spike\' AND time >= '
-                           f'{engines["all"].st.start}s GROUP BY node')
-    assert {r["node"]: r["count"] for r in stored} == {
-        n: int(np.count_nonzero(flags[i] & quality.SPIKE)) for i, n in enumerate(cube.nodes)
-        if np.count_nonzero(flags[i] & quality.SPIKE)}
+    # what InfluxDB shows in the window is what the batch finds there, every flag and event and no other: one that
+    # late readings changed (an event's start or kind, a step flag filled in) is withdrawn, not left beside its
+    # successor (the day the window moved past has flags of its own, which the batch over the window does not compute)
+    start = engines["all"].st.start
+    assert live_points(p.influx, "qc", start) == {
+        (cube.nodes[i], cube.metrics[j], check, int(cube.times[t]))
+        for bit, check in quality.FLAG_NAMES.items() for i, t, j in np.argwhere(flags & bit)}
+    assert live_points(p.influx, "anomaly", start) == {(e.node, e.metric, e.kind, e.severity, e.start) for e in events}
+
+
+def live_points(influx, measurement, start) -> set:
+    """The `qc` or `anomaly` points from `start` on that stand (`lineproto.LIVE`), by tags and time."""
+    tags = lineproto.POINT_TAGS[measurement][1:]  # the site follows from the node
+    columns = ", ".join(f'"{k}"' for k in (lineproto.LIVE_FIELD[measurement], *tags))
+    q = f"SELECT {columns} FROM {measurement} WHERE {lineproto.LIVE[measurement]} AND time >= {start}s"
+    return {(*(r[k] for k in tags), int(r["time"])) for r in influx.rows(q)}
 
 
 def test_partition_by_site_names_and_hash(fleet_platform):
@@ -195,3 +204,74 @@ def test_partition_by_site_names_and_hash(fleet_platform):
         incremental.owned_sites(p.settings.with_(analyze_sites="nowhere"), fleet)
     with pytest.raises(ConfigError, match="analyze_partition"):
         p.settings.with_(analyze_partition="4/3")
+
+
+def test_a_cold_start_withdraws_what_its_state_does_not_stand_by_in_its_window_and_nothing_else(fleet_platform):
+    """A state built again from history (new constants, another version) does not know what the one before it
+    wrote: the points of its own nodes in its window that it does not find are withdrawn; those of the other
+    partition's nodes, and those before the window, are left as they were."""
+    p = fleet_platform
+    now = T0 + 3 * 86400 + 17 * 60
+    p.influx.write(("\n".join(line(n, t, i, f) for n, t, i, f in readings(days=4) if t < now) + "\n").encode())
+    settings = p.settings.with_(analyze_days=2.0, analyze_sites="smp29")
+    start = incremental.window_start(now, 2.0)
+    inside, before = now - 10 * 3600, start - 6 * 3600
+
+    def event(node, site, t):
+        return lineproto.line("anomaly", {"site": site, "node": node, "metric": "air_temp_c", "kind": "day",
+                                          "severity": "warning"},
+                              {"score": 0.8, "value": 30.0, "end": t + 3600, "message": "old"}, t * 1000)
+
+    def flag(node, site, t):
+        return lineproto.line("qc", {"site": site, "node": node, "metric": "air_rh_pct", "check": "flat"},
+                              {"flag": quality.FLAT, "value": 90.0}, t * 1000)
+
+    old = [f(n, s, t) for f in (event, flag) for n, s in (("inc-f1", "smp29"), ("inc-r1", "bansir-laut"))
+           for t in (inside, before)]
+    p.influx.write(("\n".join(old) + "\n").encode())
+    engine = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)
+    engine.run(now)
+    engine.close()
+    st = engine.st
+    assert st.start == start < inside and not any(e.kind == "day" for e in st.events.values())
+    f1, rh = st.nodes.index("inc-f1"), st.metrics.index("air_rh_pct")
+    assert not st.flags[f1, (inside - start) // STEP, rh] & quality.FLAT
+    assert [(r["time"], r["score"]) for r in p.influx.rows("SELECT score FROM anomaly WHERE node = 'inc-f1' AND "
+                                                           "kind = 'day'")] == [(before, 0.8), (inside, 0.0)]
+    assert [(r["time"], r["flag"]) for r in p.influx.rows("SELECT flag FROM qc WHERE node = 'inc-f1' AND "
+                                                          "\"check\" = 'flat'")] == [(before, quality.FLAT),
+                                                                                    (inside, 0)]
+    for what in ("score FROM anomaly", "flag FROM qc"):  # the other site's: not this partition's to withdraw
+        assert all(v > 0 for r in p.influx.rows(f"SELECT {what} WHERE node = 'inc-r1'") for k, v in r.items()
+                   if k != "time")
+    # what the state found stands, exactly
+    assert live_points(p.influx, "anomaly", start) - {("inc-r1", "air_temp_c", "day", "warning", inside)} == {
+        (e.node, e.metric, e.kind, e.severity, e.start) for e in st.events.values()}
+
+
+def test_an_event_not_found_again_is_withdrawn_and_one_that_began_before_the_window_is_left(fleet_platform):
+    """An event a run found (planted in its state and written, as that run would have) that the next computation of
+    its node does not find again (late readings moved its start or changed its kind) is withdrawn; one that began
+    before the window, which is not computed again, stays as history."""
+    p = fleet_platform
+    now = T0 + 3 * 86400 + 17 * 60
+    data = readings(days=4)
+    p.influx.write(("\n".join(line(n, t, i, f) for n, t, i, f in data if t < now) + "\n").encode())
+    engine = incremental.Incremental(p.settings.with_(analyze_days=2.0), load_fleet(p.fleet_path), p.influx,
+                                     progress=False)
+    engine.run(now)
+    st = engine.st
+    found = set(st.events)
+    planted = [anomaly.Event("inc-f1", "air_temp_c", "day", t, t + 3600, 0.8, 30.0, "warning", "old")
+               for t in (now - 10 * 3600, st.start - 6 * 3600)]
+    for e in planted:
+        st.events[(e.node, e.metric, e.start)] = e
+    p.influx.write(("\n".join(anomaly_line("smp29", e) for e in planted) + "\n").encode())
+    later = now + 3600
+    p.influx.write(("\n".join(line(n, t, i, f) for n, t, i, f in data if now <= t < later) + "\n").encode())
+    engine.run(later)
+    engine.close()
+    assert set(st.events) >= found - {k for k in found if k[0] == "inc-f1"}
+    assert [(r["time"], r["score"]) for r in p.influx.rows("SELECT score FROM anomaly WHERE node = 'inc-f1' AND "
+                                                           "kind = 'day'")] == [(st.start - 6 * 3600, 0.8),
+                                                                                (now - 10 * 3600, 0.0)]

@@ -27,6 +27,7 @@ from ingest.store import Store
 from rimba import contract, profiles, wib
 from rimba.errors import RimbaError
 from rimba.fleet import load_fleet
+from rimba.lineproto import LIVE
 from rimba.adapters.influx import Influx
 from rimba.metrics import METRICS
 from rimba.dev.climate import Climate, Haze
@@ -335,7 +336,8 @@ class LiveView:
         except RimbaError:
             seen, means, batt = 0, [], {}
         try:
-            qc = self.influx.rows('SELECT count(flag) FROM qc WHERE time > now() - 3d GROUP BY "check"')
+            qc = self.influx.rows(f'SELECT count(flag) FROM qc WHERE {LIVE["qc"]} AND time > now() - 3d '
+                                  'GROUP BY "check"')
         except RimbaError:
             qc = []
         dead = self.store.deadletter_count()
