@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analytics import alerts, anomaly, fwi, indices, quality
-from analytics.data import anomaly_lines, event_tags, flagged, index_lines, last_contact, load_cube, qc_lines, withdrawn
+from analytics.data import (anomaly_lines, event_tags, flagged, index_lines, last_contact, load_cube, qc_lines,
+                            withdrawn, withdrawn_values)
 from rimba import lineproto, wib
 from rimba.fleet import load_fleet
 from rimba.adapters.influx import Influx
@@ -85,6 +86,9 @@ def derive(cube, step_s: int, flags=None) -> dict:
     return out
 
 
+# the longest context a derived value needs (the ISPU's 24-hour mean): from a window's start plus this on, a value
+# is what the whole history gives, and only there does one missing now withdraw one stored before
+INDEX_CONTEXT_S = 86400
 PM25_CORRECTED = "pm25_corr_ugm3"  # `index` field: PM2.5 corrected for humidity (indices.pm25_corrected)
 INDEX_LABELS = {PM25_CORRECTED: ("pm_correction", indices.PM25_CORRECTION)}  # the correction named in the data
 
@@ -259,7 +263,7 @@ class Analyzer:
             lines = (qc_lines(cube, flags, quality.FLAG_NAMES) + index_lines(cube, derived, INDEX_LABELS)
                      + anomaly_lines(cube, events) + fire_lines(hourly, fire)
                      + battery_lines(influx, dict(zip(cube.nodes, cube.sites, strict=True)), end))
-            lines += self._withdrawn(influx, cube, flags, events, start, step)
+            lines += self._withdrawn(influx, cube, flags, events, derived, start, step)
             _write(influx, lines)
             contact, wake = last_contact(influx, end - 30 * 86400, end)
             observations = self.observe(fleet, cube, derived, events, values, fire, hourly, contact, wake, now)
@@ -275,15 +279,17 @@ class Analyzer:
                 "events": len(events), "changes": changes}
 
     @staticmethod
-    def _withdrawn(influx, cube, flags, events, start: int, step: int) -> list:
-        """The `qc` and `anomaly` points in the window that this run does not stand by, withdrawn (`data.LIVE`):
-        written by an earlier run before late readings or other constants changed what the window says."""
+    def _withdrawn(influx, cube, flags, events, derived, start: int, step: int) -> list:
+        """What an earlier run wrote in the window before late readings or other constants changed what it says, and
+        this run does not stand by, withdrawn (`rimba.lineproto.withdrawal`, `WITHDRAWN_VALUE`): `qc` and `anomaly`
+        points, and the derived values from INDEX_CONTEXT_S into the window on."""
         end = int(cube.times[-1]) + step if len(cube.times) else start
         site_of = dict(zip(cube.nodes, cube.sites, strict=True))
         qc = {lineproto.point_key("qc", tags, t) for tags, t, _ in flagged(cube, flags, quality.FLAG_NAMES)}
         found = {lineproto.point_key("anomaly", event_tags(site_of[e.node], e), e.start) for e in events}
         return (withdrawn(influx, "qc", start, end, qc, cube.nodes)
-                + withdrawn(influx, "anomaly", start, end, found, cube.nodes))
+                + withdrawn(influx, "anomaly", start, end, found, cube.nodes)
+                + withdrawn_values(influx, derived, start, step, cube.nodes, start + INDEX_CONTEXT_S, end))
 
     def run_incremental(self, inc, now: int) -> dict:
         """One incremental run (`analytics.incremental`), then the alert rules over the owned nodes' last day."""

@@ -140,6 +140,38 @@ def withdrawn(influx, measurement: str, start: int, end: int, standing: set, nod
     return out
 
 
+def withdrawn_values(influx, derived: dict, origin: int, step: int, nodes, start: int, end: int,
+                     where: str = "") -> list:
+    """Withdrawals (`rimba.lineproto.WITHDRAWN_VALUE`) of the `index` values of `derived`'s fields in [start, end)
+    (and `where`) that it no longer has: derived maps a field to (nodes, steps) on the grid from `origin`, NaN
+    where there is no value; a stored value that stands where it is NaN is withdrawn."""
+    fields = list(derived)
+    if not fields:
+        return []
+    cond = f" AND {where}" if where else ""
+    columns = ", ".join(f'"{f}"' for f in fields)
+    q = (f'SELECT {columns} FROM "index" WHERE time >= {int(start)}s AND time < {int(end)}s{cond} '
+         'GROUP BY "site", "node"')
+    row_of = {n: i for i, n in enumerate(nodes)}
+    steps = next(iter(derived.values())).shape[1]
+    out = []
+    for series in influx.query_stream(q, epoch="s"):
+        tags = series.get("tags") or {}
+        i = row_of.get(tags.get("node"))
+        if i is None:
+            continue
+        names = series["columns"][1:]
+        for t, *values in series["values"]:
+            k, off = divmod(int(t) - int(origin), step)
+            if off or not 0 <= k < steps:
+                continue  # not the analytics' point
+            gone = {f: lineproto.WITHDRAWN_VALUE for f, v in zip(names, values, strict=True)
+                    if v is not None and v > lineproto.WITHDRAWN_VALUE and np.isnan(derived[f][i, k])}
+            if gone:
+                out.append(lineproto.line("index", {"site": tags["site"], "node": tags["node"]}, gone, int(t) * 1000))
+    return out
+
+
 def last_contact(influx, start: int, end: int) -> tuple:
     """When each node was last heard from in [start, end], and the wake time it last announced.
 

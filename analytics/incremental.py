@@ -61,8 +61,9 @@ import time
 import numpy as np
 
 from analytics import anomaly, detector, quality
-from analytics.analyze import FWI_DAYS, INDEX_LABELS, derive, fire_days, fire_values
-from analytics.data import Cube, Reader, anomaly_line, event_tags, flagged, qc_lines, regex_of, withdrawn
+from analytics.analyze import FWI_DAYS, INDEX_CONTEXT_S, INDEX_LABELS, derive, fire_days, fire_values
+from analytics.data import (Cube, Reader, anomaly_line, event_tags, flagged, qc_lines, regex_of, withdrawn,
+                            withdrawn_values)
 from analytics.snapshot import StateStore
 from analytics.window import FIRE_METRICS, METRIC_LIST, State
 from rimba import lineproto, wib
@@ -453,7 +454,8 @@ class Incremental:
 
     def _stale(self) -> list:
         """At a cold start (a state built from history, as after new constants): the owned nodes' `qc` and `anomaly`
-        points in the window that the new state does not stand by, withdrawn (`data.LIVE`)."""
+        points in the window, and their derived values from INDEX_CONTEXT_S into it on, that the new state does not
+        stand by, withdrawn (`rimba.lineproto.withdrawal`, `WITHDRAWN_VALUE`)."""
         st = self.st
         own = np.flatnonzero(st.owned)
         nodes = [st.nodes[i] for i in own]
@@ -463,8 +465,11 @@ class Incremental:
         site_of = dict(zip(st.nodes, st.sites, strict=True))
         found = {lineproto.point_key("anomaly", event_tags(site_of[e.node], e), e.start) for e in st.events.values()}
         end, where = st.start + st.steps * st.step, self._where_owned()
+        derived = {k: st.derived_of(k)[own] for k in st.derived}
         return (withdrawn(self.influx, "qc", st.start, end, qc, nodes, where)
-                + withdrawn(self.influx, "anomaly", st.start, end, found, nodes, where))
+                + withdrawn(self.influx, "anomaly", st.start, end, found, nodes, where)
+                + withdrawn_values(self.influx, derived, st.start, st.step, nodes, st.start + INDEX_CONTEXT_S, end,
+                                   where))
 
     def _bar(self, what: str, k: int, n: int) -> None:
         done = int(30 * k / max(1, n))
@@ -533,17 +538,21 @@ class Incremental:
         derived = {k: v[:, keep:] for k, v in derive(cube, st.step, st.flags[nodes][:, lo:]).items()}
         out = []
         names = list(derived)
-        changed = {}
+        changed, gone = {}, {}
+        settled = max(0, INDEX_CONTEXT_S // st.step - lo - keep)  # the first column computed as from all history
         for k in names:
             new = derived[k]
             old = st.derived_of(k)
             prev = old[nodes, lo + keep:]
             changed[k] = ~np.isnan(new) & ~((np.abs(new - prev) <= 1e-12 * np.abs(new)) & ~np.isnan(prev))
+            gone[k] = np.isnan(new) & ~np.isnan(prev)  # a value written before, no longer there: withdrawn
+            gone[k][:, :settled] = False
             old[nodes, lo + keep:] = new
-        any_changed = np.any([changed[k] for k in names], axis=0) if names else np.zeros((0, 0), bool)
+        any_changed = np.any([changed[k] | gone[k] for k in names], axis=0) if names else np.zeros((0, 0), bool)
         for i, t in np.argwhere(any_changed):
             fields = {k: float(derived[k][i, t]) for k in names if changed[k][i, t]}
             fields.update(INDEX_LABELS[k] for k in names if k in INDEX_LABELS and k in fields)
+            fields.update((k, lineproto.WITHDRAWN_VALUE) for k in names if gone[k][i, t])
             out.append(lineproto.line("index", {"site": cube.sites[i], "node": cube.nodes[i]}, fields,
                                       int(cube.times[keep + t]) * 1000))
         return out

@@ -46,7 +46,7 @@ from dashboards.panels import (
 )
 from dashboards.words import WORDS
 from rimba import profiles, wib
-from rimba.lineproto import LIVE
+from rimba.lineproto import LIVE, live_value
 from rimba.fleet import SEND_EVERY
 
 TIMEZONE = wib.IANA
@@ -146,8 +146,9 @@ def site_page(fleet, site_id: str, lang: str, cadence: Cadence | None = None) ->
     reading = 'FROM "reading"'
     now_panels = []
 
-    def now_stat(title, select, unit, help_, every, decimals=1, coloured=False):
-        p = last_value(title, _q(select, site_id), unit, help_, title, every, decimals, coloured).time_from("24h")
+    def now_stat(title, select, unit, help_, every, decimals=1, coloured=False, where=""):
+        p = last_value(title, _q(select, site_id, where), unit, help_, title, every, decimals, coloured)
+        p = p.time_from("24h")
         now_panels.append(p)
         return p
 
@@ -156,9 +157,10 @@ def site_page(fleet, site_id: str, lang: str, cadence: Cadence | None = None) ->
     now_stat(label("air_rh_pct", lang), f'SELECT mean("air_rh_pct") {reading}', unit_of("air_rh_pct"), w["rh_help"],
              c.readings, 0)
     now_stat(heat, 'SELECT mean("heat_index_c") FROM "index"', unit_of("air_temp_c"), w["heat_help"],
-             c.index)
+             c.index, where=live_value("heat_index_c"))
     if "pm25_ugm3" in have:
-        now_stat(ispu_pm25, 'SELECT mean("ispu_pm25") FROM "index"', INDEX, w["ispu_help"], c.index, 0, True) \
+        now_stat(ispu_pm25, 'SELECT mean("ispu_pm25") FROM "index"', INDEX, w["ispu_help"], c.index, 0, True,
+                 live_value("ispu_pm25")) \
             .thresholds(ispu_thresholds()).mappings(ispu_mappings(lang))
     fire = last_value(fire_class, _q('SELECT last("fwi_class") FROM "index"', site_id, group=""), INDEX,
                       w["fire_help"], fire_class, c.index, 0, True).time_from("3d").mappings(fire_mappings(lang))
@@ -186,7 +188,8 @@ def site_page(fleet, site_id: str, lang: str, cadence: Cadence | None = None) ->
                 p = series(f"{name} · {title}", queries, unit_of(metric), c.readings, w["flag_note"], "B")
             layout.append((p.time_from(span), width, 8))
         hi = series(f"{heat} · {title}",
-                    [Query("A", _q('SELECT mean("heat_index_c") FROM "index"', site_id), alias=heat)],
+                    [Query("A", _q('SELECT mean("heat_index_c") FROM "index"', site_id, live_value("heat_index_c")),
+                           alias=heat)],
                     unit_of("air_temp_c"), c.index, w["heat_help"])
         layout.append((hi.time_from(span), width, 8))
     uid = f"rimba-site-{site_id}-{lang}"
@@ -221,7 +224,8 @@ def overview(fleet, cadence: Cadence | None = None, lang: str = OVERVIEW_LANG) -
     c = cadence or Cadence.of(fleet)
     layout = []
     for site_id, site in fleet.sites.items():
-        ispu = last_value(f"{site.name}: {ispu_pm25}", _q('SELECT max("ispu_pm25") FROM "index"', site_id), INDEX,
+        ispu = last_value(f"{site.name}: {ispu_pm25}", _q('SELECT max("ispu_pm25") FROM "index"', site_id,
+                                                                  live_value("ispu_pm25")), INDEX,
                           w["ispu_help"], site.name, c.index, 0, True).thresholds(ispu_thresholds()) \
             .mappings(ispu_mappings(lang)).time_from("24h")
         fire = last_value(f"{site.name}: {fire_class.lower()}", _q('SELECT max("fwi_class") FROM "index"', site_id,
@@ -233,7 +237,8 @@ def overview(fleet, cadence: Cadence | None = None, lang: str = OVERVIEW_LANG) -
                           site.name, c.readings, 0).time_from("1h")
         layout += [(ispu, 8, 5), (fire, 8, 5), (seen, 8, 5)]
     ispu_week = series(w["ispu_site"], [
-        Query(chr(65 + i), _q('SELECT max("ispu_pm25") FROM "index"', s), alias=fleet.sites[s].name)
+        Query(chr(65 + i), _q('SELECT max("ispu_pm25") FROM "index"', s, live_value("ispu_pm25")),
+              alias=fleet.sites[s].name)
         for i, s in enumerate(fleet.sites)], INDEX, c.index, w["ispu_help"])
     layout.append((ispu_week.time_from("7d").thresholds(ispu_thresholds()), 24, 8))
     events = grid_table(w["events"], [Query(

@@ -69,3 +69,14 @@ def point_key(measurement: str, tags: dict, time_s: int) -> tuple:
 def withdrawal(measurement: str, tags: dict, time_s: int) -> str:
     """The point that withdraws the `qc` or `anomaly` point of these tags at this time."""
     return line(measurement, {k: v for k, v in tags.items() if v}, _WITHDRAWN[measurement], int(time_s) * 1000)
+
+
+# An `index` value that no longer stands (an input later found unfit: a spike, a dying fan) cannot be unset
+# either: it is written again as WITHDRAWN_VALUE, far below every derived value (temperatures, concentrations
+# and indices), and a reader of a derived field keeps `live_value(field)`.
+WITHDRAWN_VALUE = -9999.0
+
+
+def live_value(field: str) -> str:
+    """The InfluxQL condition that keeps the `index` values of `field` that stand."""
+    return f'"{field}" > {WITHDRAWN_VALUE:g}'

@@ -44,6 +44,9 @@ def test_faults_become_qc_points_and_indices_are_stored(platform_factory):
     stale += [lineproto.line("qc", {"site": "smp29", "node": "qa-03", "metric": "air_temp_c", "check": "spike"},
                              {"flag": quality.SPIKE, "value": 40.0}, t * 1000)
               for t in (now - 9 * 3600, now - 3 * 86400)]
+    window = now - 41 * 3600  # the WIB midnight before the 31 hours; its first day is the ISPU's context
+    stale += [lineproto.line("index", {"site": "smp29", "node": "qa-01"}, {"ispu_pm25": 40.0}, t * 1000)
+              for t in (window + 3600, now - 10 * 3600)]  # a forest node has no particulates
     p.influx.write(("\n".join(stale) + "\n").encode())
     r = subprocess.run([sys.executable, "-m", "rimba", "analyze", "--once", "--hours", "31", "--until", str(now)],
                        env=env_for(p.values), capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
@@ -54,6 +57,8 @@ def test_faults_become_qc_points_and_indices_are_stored(platform_factory):
     assert [(r["time"], r["flag"]) for r in p.influx.rows("SELECT flag FROM qc WHERE node = 'qa-03' AND "
                                                           "\"check\" = 'spike'")] == [
         (now - 3 * 86400, quality.SPIKE), (now - 9 * 3600, 0)]
+    assert [(r["time"], r["ispu_pm25"]) for r in p.influx.rows("SELECT ispu_pm25 FROM \"index\" WHERE node = 'qa-01'")] \
+        == [(window + 3600, 40.0), (now - 10 * 3600, lineproto.WITHDRAWN_VALUE)]
     spikes = p.influx.rows("SELECT flag, value FROM qc WHERE node = 'qa-01' AND \"check\" = 'spike' "
                            "AND metric = 'air_temp_c'")
     spike_times = {row["time"] for row in spikes}

@@ -200,6 +200,28 @@ def test_every_query_of_flags_or_events_keeps_only_what_stands():
     assert seen == {"qc", "anomaly"}
 
 
+def test_every_query_of_a_derived_value_keeps_only_the_values_that_stand():
+    """A derived value whose input was later found unfit is written again as `lineproto.WITHDRAWN_VALUE`: every
+    query of a field `analyze.derive` computes keeps `lineproto.live_value(field)`, so no mean or maximum takes it."""
+    import numpy as np
+
+    from analytics.analyze import derive
+    from analytics.data import Cube
+
+    metrics = tuple(METRICS)
+    cube = Cube(["n"], ["s"], np.arange(300) * 600, metrics, np.full((1, 300, len(metrics)), 20.0))
+    fields, seen = set(derive(cube, 600)), set()
+    assert {"heat_index_c", "ispu_pm25", "pm25_corr_ugm3"} <= fields
+    for uid, model in PAGES.items():
+        for name, _ref, q in build.queries(model):
+            if 'FROM "index"' not in q:
+                continue
+            for field in set(re.findall(r'\("(\w+)"\)', q)) & fields:
+                seen.add(field)
+                assert lineproto.live_value(field) in q, f"{uid} / {name}: {q}"
+    assert {"heat_index_c", "ispu_pm25"} <= seen
+
+
 # --- annotations ----------------------------------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from analytics import anomaly, incremental, quality
-from analytics.analyze import ANOMALY_METRICS, FWI_DAYS, derive, fire_days
+from analytics.analyze import ANOMALY_METRICS, FWI_DAYS, INDEX_CONTEXT_S, derive, fire_days
 from analytics.data import anomaly_line, load_cube
 from rimba import lineproto
 from rimba.fleet import load_fleet
@@ -182,6 +182,29 @@ def test_incremental_runs_equal_the_batch_with_late_arrivals(fleet_platform):
         (cube.nodes[i], cube.metrics[j], check, int(cube.times[t]))
         for bit, check in quality.FLAG_NAMES.items() for i, t, j in np.argwhere(flags & bit)}
     assert live_points(p.influx, "anomaly", start) == {(e.node, e.metric, e.kind, e.severity, e.start) for e in events}
+    # and every derived value from a day into the window on (the ISPU's 24 hours: before it, the window cannot give
+    # what the history gave): a value whose input was later found unfit (a spike, flagged at the next value) is
+    # withdrawn; on the code before withdrawals 17 heat indices (and dew points, humidexes) and 4 corrected PM2.5 stayed
+    settled = start + INDEX_CONTEXT_S
+    fields = list(derived)
+    stored = {k: np.full(derived[k].shape, np.nan) for k in fields}
+    for r in p.influx.rows(f'SELECT {", ".join(fields)} FROM "index" WHERE time >= {settled}s GROUP BY node'):
+        for k in fields:
+            if r[k] is not None and r[k] > lineproto.WITHDRAWN_VALUE:
+                stored[k][cube.nodes.index(r["node"]), (int(r["time"]) - start) // STEP] = r[k]
+    cut = (settled - start) // STEP
+    for k in fields:
+        np.testing.assert_allclose(stored[k][:, cut:], derived[k][:, cut:], rtol=1e-9, equal_nan=True, err_msg=k)
+    # before it, the values written while the window began a day earlier stand: the window's first day is
+    # history there, not withdrawn for want of the day before it
+    early = derive(whole, STEP, wflags)
+    before = (start - st.origin) // STEP
+    for r in p.influx.rows(f'SELECT {", ".join(fields)} FROM "index" WHERE time >= {start}s AND time < {settled}s '
+                           'GROUP BY node'):
+        for k in fields:
+            want = early[k][whole.nodes.index(r["node"]), before + (int(r["time"]) - start) // STEP]
+            if r[k] is not None and r[k] <= lineproto.WITHDRAWN_VALUE:
+                assert np.isnan(want), (k, r)
 
 
 def live_points(influx, measurement, start) -> set:
@@ -226,7 +249,10 @@ def test_a_cold_start_withdraws_what_its_state_does_not_stand_by_in_its_window_a
         return lineproto.line("qc", {"site": site, "node": node, "metric": "air_rh_pct", "check": "flat"},
                               {"flag": quality.FLAT, "value": 90.0}, t * 1000)
 
-    old = [f(n, s, t) for f in (event, flag) for n, s in (("inc-f1", "smp29"), ("inc-r1", "bansir-laut"))
+    def ispu(node, site, t):  # neither node measures particulates
+        return lineproto.line("index", {"site": site, "node": node}, {"ispu_pm25": 40.0}, (t - t % STEP) * 1000)
+
+    old = [f(n, s, t) for f in (event, flag, ispu) for n, s in (("inc-f1", "smp29"), ("inc-r1", "bansir-laut"))
            for t in (inside, before)]
     p.influx.write(("\n".join(old) + "\n").encode())
     engine = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)
@@ -241,7 +267,11 @@ def test_a_cold_start_withdraws_what_its_state_does_not_stand_by_in_its_window_a
     assert [(r["time"], r["flag"]) for r in p.influx.rows("SELECT flag FROM qc WHERE node = 'inc-f1' AND "
                                                           "\"check\" = 'flat'")] == [(before, quality.FLAT),
                                                                                     (inside, 0)]
-    for what in ("score FROM anomaly", "flag FROM qc"):  # the other site's: not this partition's to withdraw
+    assert [(r["time"], r["ispu_pm25"]) for r in p.influx.rows("SELECT ispu_pm25 FROM \"index\" WHERE "
+                                                               "node = 'inc-f1'")] == [
+        (before - before % STEP, 40.0), (inside - inside % STEP, lineproto.WITHDRAWN_VALUE)]
+    for what in ("score FROM anomaly", "flag FROM qc", 'ispu_pm25 FROM "index"'):  # the other site's: not this
+        # partition's to withdraw
         assert all(v > 0 for r in p.influx.rows(f"SELECT {what} WHERE node = 'inc-r1'") for k, v in r.items()
                    if k != "time")
     # what the state found stands, exactly
