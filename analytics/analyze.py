@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analytics import alerts, anomaly, fwi, indices, quality
-from analytics.data import (anomaly_lines, event_tags, flagged, index_lines, last_contact, load_cube, qc_lines,
+from analytics.data import (anomaly_lines, flagged, index_lines, last_contact, load_cube, qc_lines, superseded,
                             withdrawn, withdrawn_values)
 from rimba import lineproto, wib
 from rimba.fleet import load_fleet
@@ -86,9 +86,12 @@ def derive(cube, step_s: int, flags=None) -> dict:
     return out
 
 
-# the longest context a derived value needs (the ISPU's 24-hour mean): from a window's start plus this on, a value
-# is what the whole history gives, and only there does one missing now withdraw one stored before
-INDEX_CONTEXT_S = 86400
+# The context a step's quality flags and derived values need before it (a spike on the value before, drift on a
+# centred day, the ISPU's 24-hour mean): from a window's start plus this on, a flag or a value is what the whole
+# history gives, and only there does one that an analysis of the window no longer finds withdraw one written
+# before; nearer the start the window lacks the evidence, and what was written with it is history.
+# (Events: `data.superseded`.)
+SETTLED_S = 86400
 PM25_CORRECTED = "pm25_corr_ugm3"  # `index` field: PM2.5 corrected for humidity (indices.pm25_corrected)
 INDEX_LABELS = {PM25_CORRECTED: ("pm_correction", indices.PM25_CORRECTION)}  # the correction named in the data
 
@@ -201,6 +204,19 @@ def fire_values(hourly, fire: FireDays):
             yield hourly.sites[i], node, int(t), values
 
 
+def stale_points(influx, cube, flags, events, derived, start: int, step: int, where: str = "") -> list:
+    """The withdrawals of what InfluxDB holds in a window that an analysis of it (its cube's nodes from `start` on
+    the `step` grid: flags, events, derived values) does not stand by: a flag or a derived value on its grid from
+    SETTLED_S into the window on that it does not find, an event it finds again differently (`data.superseded`)."""
+    end = int(cube.times[-1]) + step if len(cube.times) else start
+    site_of = dict(zip(cube.nodes, cube.sites, strict=True))
+    qc = {lineproto.point_key("qc", tags, t) for tags, t, _ in flagged(cube, flags, quality.FLAG_NAMES)}
+    settled = start + SETTLED_S
+    return (withdrawn(influx, "qc", settled, end, qc, cube.nodes, (start, step), where)
+            + superseded(influx, start, end, events, site_of, cube.nodes, where)
+            + withdrawn_values(influx, derived, start, step, cube.nodes, settled, end, where))
+
+
 def fire_lines(hourly, fire: FireDays) -> list:
     return [lineproto.line("index", {"site": site, "node": node}, values, t * 1000)
             for site, node, t, values in fire_values(hourly, fire)]
@@ -263,7 +279,7 @@ class Analyzer:
             lines = (qc_lines(cube, flags, quality.FLAG_NAMES) + index_lines(cube, derived, INDEX_LABELS)
                      + anomaly_lines(cube, events) + fire_lines(hourly, fire)
                      + battery_lines(influx, dict(zip(cube.nodes, cube.sites, strict=True)), end))
-            lines += self._withdrawn(influx, cube, flags, events, derived, start, step)
+            lines += stale_points(influx, cube, flags, events, derived, start, step)
             _write(influx, lines)
             contact, wake = last_contact(influx, end - 30 * 86400, end)
             observations = self.observe(fleet, cube, derived, events, values, fire, hourly, contact, wake, now)
@@ -277,19 +293,6 @@ class Analyzer:
                  ", ".join(f"{c.what} {c.incident['id']}" for c in changes) or "no change")
         return {"nodes": len(cube.nodes), "steps": len(cube.times), "lines": len(lines), "flags": counts,
                 "events": len(events), "changes": changes}
-
-    @staticmethod
-    def _withdrawn(influx, cube, flags, events, derived, start: int, step: int) -> list:
-        """What an earlier run wrote in the window before late readings or other constants changed what it says, and
-        this run does not stand by, withdrawn (`rimba.lineproto.withdrawal`, `WITHDRAWN_VALUE`): `qc` and `anomaly`
-        points, and the derived values from INDEX_CONTEXT_S into the window on."""
-        end = int(cube.times[-1]) + step if len(cube.times) else start
-        site_of = dict(zip(cube.nodes, cube.sites, strict=True))
-        qc = {lineproto.point_key("qc", tags, t) for tags, t, _ in flagged(cube, flags, quality.FLAG_NAMES)}
-        found = {lineproto.point_key("anomaly", event_tags(site_of[e.node], e), e.start) for e in events}
-        return (withdrawn(influx, "qc", start, end, qc, cube.nodes)
-                + withdrawn(influx, "anomaly", start, end, found, cube.nodes)
-                + withdrawn_values(influx, derived, start, step, cube.nodes, start + INDEX_CONTEXT_S, end))
 
     def run_incremental(self, inc, now: int) -> dict:
         """One incremental run (`analytics.incremental`), then the alert rules over the owned nodes' last day."""

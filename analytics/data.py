@@ -119,9 +119,11 @@ def anomaly_lines(cube: Cube, events) -> list:
     return [anomaly_line(site_of[e.node], e) for e in events]
 
 
-def withdrawn(influx, measurement: str, start: int, end: int, standing: set, nodes, where: str = "") -> list:
+def withdrawn(influx, measurement: str, start: int, end: int, standing: set, nodes, grid: tuple,
+              where: str = "") -> list:
     """Withdrawals (`rimba.lineproto.withdrawal`) of the live `measurement` points of `nodes` in [start, end) (and
-    `where`, InfluxQL) whose `point_key` is not in `standing`: what an analysis of that window no longer stands by."""
+    `where`, InfluxQL) on the `grid` (origin, step) whose `point_key` is not in `standing`: what an analysis of that
+    window no longer stands by (a point off its grid is not one it could have found)."""
     tag_keys = lineproto.POINT_TAGS[measurement]
     field = lineproto.LIVE_FIELD[measurement]
     cond = f" AND {where}" if where else ""
@@ -135,8 +137,36 @@ def withdrawn(influx, measurement: str, start: int, end: int, standing: set, nod
         if tags.get("node") not in nodes:
             continue
         for t, *_ in series["values"]:
-            if lineproto.point_key(measurement, tags, t) not in standing:
+            if (int(t) - grid[0]) % grid[1] == 0 and lineproto.point_key(measurement, tags, t) not in standing:
                 out.append(lineproto.withdrawal(measurement, tags, t))
+    return out
+
+
+def superseded(influx, start: int, end: int, events, site_of: dict, nodes, where: str = "") -> list:
+    """Withdrawals of the live `anomaly` points of `nodes` in [start, end) that `events` (an analysis of that window)
+    finds again differently: of a node and metric it has an event for, overlapping one in time, and not one of them
+    (another start, kind or severity). An incident it does not find at all stays: a detector started at the
+    window's start lacks the context of one carried from further back (its records, a week view), so not
+    finding one is no evidence against it."""
+    spans: dict = {}
+    for e in events:
+        spans.setdefault((e.node, e.metric), []).append((e.start, e.end))
+    standing = {lineproto.point_key("anomaly", event_tags(site_of[e.node], e), e.start) for e in events}
+    cond = f" AND {where}" if where else ""
+    group = ", ".join(f'"{k}"' for k in lineproto.POINT_TAGS["anomaly"])
+    q = (f'SELECT "score", "end" FROM "anomaly" WHERE {lineproto.LIVE["anomaly"]} AND time >= {int(start)}s AND '
+         f'time < {int(end)}s{cond} GROUP BY {group}')
+    nodes = set(nodes)
+    out = []
+    for series in influx.query_stream(q, epoch="s"):
+        tags = series.get("tags") or {}
+        found = spans.get((tags.get("node"), tags.get("metric")))
+        if not found or tags.get("node") not in nodes:
+            continue
+        for t, _score, until in series["values"]:
+            t, until = int(t), int(until if until is not None else t)
+            if lineproto.point_key("anomaly", tags, t) not in standing and any(a <= until and t <= b for a, b in found):
+                out.append(lineproto.withdrawal("anomaly", tags, t))
     return out
 
 

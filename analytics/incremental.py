@@ -61,9 +61,8 @@ import time
 import numpy as np
 
 from analytics import anomaly, detector, quality
-from analytics.analyze import FWI_DAYS, INDEX_CONTEXT_S, INDEX_LABELS, derive, fire_days, fire_values
-from analytics.data import (Cube, Reader, anomaly_line, event_tags, flagged, qc_lines, regex_of, withdrawn,
-                            withdrawn_values)
+from analytics.analyze import FWI_DAYS, INDEX_LABELS, SETTLED_S, derive, fire_days, fire_values, stale_points
+from analytics.data import Cube, Reader, anomaly_line, event_tags, flagged, qc_lines, regex_of
 from analytics.snapshot import StateStore
 from analytics.window import FIRE_METRICS, METRIC_LIST, State
 from rimba import lineproto, wib
@@ -118,6 +117,9 @@ class Incremental:
         self.key = hashlib.sha1(repr((sorted((i, n.site) for i, n in fleet.nodes.items()), self.sites, self.step,
                                       settings.analyze_days)).encode()).hexdigest()
         self.st: State | None = self.store.load(self.key)
+        # A state built from history, or loaded from a snapshot, does not know all that was written before it: a
+        # process's first run sweeps its window for what it does not stand by (`_stale`)
+        self.swept = False
         if self.st is not None:
             self._outputs_from_cells()
         self.stats = {"runs": 0, "read_failures": 0, "queries": 0}
@@ -377,10 +379,13 @@ class Incremental:
             self._statuses(now - self.s.analyze_reread_s, now)
         self._hourly_from_cells(changed)
         lines = self.st.unwritten + self._compute(changed, now, cold)
-        if cold:
-            lines += self._stale()
         n_changed = len(changed)
-        self.st.pending, self.st.unwritten = {}, lines
+        self.st.pending, self.st.unwritten = {}, lines  # kept should the sweep's queries fail: the next run writes it
+        stale = []
+        if not self.swept:  # this process's first run: what is in InfluxDB that this state does not hold
+            stale = self._stale()
+            lines = self.st.unwritten = lines + stale
+            self.swept = True
         for i in range(0, len(lines), 5000):
             self.influx.write(("\n".join(lines[i:i + 5000]) + "\n").encode())
             self.st.unwritten = lines[i + 5000:]
@@ -391,7 +396,7 @@ class Incremental:
         self.stats["read_failures"] = self.reader.failures + self.pm_reader.failures
         self.stats["queries"] = self.reader.queries + self.pm_reader.queries
         out = {"lines": len(lines), "changed_nodes": n_changed, "cpu_s": time.process_time() - began,
-               "cold": cold, **self.stats}
+               "cold": cold, "withdrawn": len(stale), **self.stats}
         log.info("analyzed %d nodes x %d steps incrementally: %d with new readings, %d points written (%.2f s CPU)",
                  self.st.n_own, self.st.steps, n_changed, len(lines), out["cpu_s"])
         return out
@@ -453,23 +458,16 @@ class Incremental:
         st.audited = now
 
     def _stale(self) -> list:
-        """At a cold start (a state built from history, as after new constants): the owned nodes' `qc` and `anomaly`
-        points in the window, and their derived values from INDEX_CONTEXT_S into it on, that the new state does not
-        stand by, withdrawn (`rimba.lineproto.withdrawal`, `WITHDRAWN_VALUE`)."""
+        """The withdrawals of what InfluxDB holds in the window of the owned nodes that this state does not stand by
+        (`analyze.stale_points`): written before a state of other constants was rebuilt from history, or after the
+        snapshot a state was loaded from, and since changed."""
         st = self.st
         own = np.flatnonzero(st.owned)
-        nodes = [st.nodes[i] for i in own]
-        times = st.start + np.arange(st.steps) * st.step
-        flags = Cube(nodes, [st.sites[i] for i in own], times, METRIC_LIST, None)
-        qc = {lineproto.point_key("qc", tags, t) for tags, t, _ in flagged(flags, st.flags[own], quality.FLAG_NAMES)}
-        site_of = dict(zip(st.nodes, st.sites, strict=True))
-        found = {lineproto.point_key("anomaly", event_tags(site_of[e.node], e), e.start) for e in st.events.values()}
-        end, where = st.start + st.steps * st.step, self._where_owned()
+        cube = Cube([st.nodes[i] for i in own], [st.sites[i] for i in own], st.start + np.arange(st.steps) * st.step,
+                    METRIC_LIST, None)
         derived = {k: st.derived_of(k)[own] for k in st.derived}
-        return (withdrawn(self.influx, "qc", st.start, end, qc, nodes, where)
-                + withdrawn(self.influx, "anomaly", st.start, end, found, nodes, where)
-                + withdrawn_values(self.influx, derived, st.start, st.step, nodes, st.start + INDEX_CONTEXT_S, end,
-                                   where))
+        return stale_points(self.influx, cube, st.flags[own], list(st.events.values()), derived, st.start, st.step,
+                            self._where_owned())
 
     def _bar(self, what: str, k: int, n: int) -> None:
         done = int(30 * k / max(1, n))
@@ -528,8 +526,10 @@ class Incremental:
         flags = quality.check(cube.values, cube.metrics, cube.sites, pm_reference=getattr(self, "_pm_ref", None))
         old = st.flags[nodes]
         st.flags[nodes] = flags
-        gone = [lineproto.withdrawal("qc", tags, t) for tags, t, _ in flagged(cube, old & ~flags, quality.FLAG_NAMES)]
-        return qc_lines(cube, flags & ~old, quality.FLAG_NAMES) + gone  # the flags raised and those withdrawn
+        gone = old & ~flags  # flags no longer raised, from SETTLED_S on (before, the window lacks the evidence)
+        gone[:, :SETTLED_S // st.step] = 0
+        withdrawn = [lineproto.withdrawal("qc", tags, t) for tags, t, _ in flagged(cube, gone, quality.FLAG_NAMES)]
+        return qc_lines(cube, flags & ~old, quality.FLAG_NAMES) + withdrawn  # the flags raised and those withdrawn
 
     def _indices(self, cube, nodes, lo: int = 0, keep: int = 0) -> list:
         """The indices of `nodes` from the cube (the window's steps from lo on), compared and kept from the
@@ -539,7 +539,7 @@ class Incremental:
         out = []
         names = list(derived)
         changed, gone = {}, {}
-        settled = max(0, INDEX_CONTEXT_S // st.step - lo - keep)  # the first column computed as from all history
+        settled = max(0, SETTLED_S // st.step - lo - keep)  # the first column computed as from all history
         for k in names:
             new = derived[k]
             old = st.derived_of(k)

@@ -20,8 +20,10 @@ run concurrently as K services would:
 
 Then a snapshot (what `analyze_snapshot_s` saves: what changed since the cold start's, the steady runs'
 minutes): what it wrote, its CPU and wall time, the state's size on disk; a restart (saved, loaded, the
-flags and indices recomputed) and one run after it; each partition's peak RSS; and the share of a core
-with the snapshot and the audit amortized (the snapshot's cost per minute of changes, the mean run).
+flags and indices recomputed) and one run after it; each partition's peak RSS; the share of a core
+with the snapshot and the audit amortized (the snapshot's cost per minute of changes, the mean run); and a
+rebuild (the state deleted, as a state of other constants would be, and a cold start again: over a database
+that now holds the analytics' own points, which it reads to withdraw what it does not find).
 
 Medians over `--runs` runs, one benchmark run; results in bench/results/analytics_scale.json (a size
 run again replaces its entry).
@@ -208,6 +210,13 @@ def worker(url: str, state: str, fleet_path: str, partition: str) -> int:
             eng.close()
             eng = incremental.Incremental(s, fleet, influx, progress=False)
             out = {"loaded": eng.st is not None}
+        elif cmd == "rebuild":  # the state built again from history (as after new constants), at `now`
+            eng.close()
+            for f in Path(state).glob("analytics*"):
+                f.unlink()
+            eng = incremental.Incremental(s, fleet, influx, progress=False)
+            got = eng.run(rest[0])
+            out = {"points": got["lines"], "cold": got["cold"], "withdrawn": got["withdrawn"]}
         elif cmd == "quit":
             eng.store.close()
             return 0
@@ -285,6 +294,17 @@ def one_size(n: int, runs: int, tmp: Path, partitions: int = 1) -> dict:
         print(f"  a restart (save and load): {snap['restart_wall_s']:.2f} s wall", flush=True)
         after = minute(END + 60 * (runs + 2), False)  # the first run after the restart
         rss = [x["rss_mb"] for x in all_of(workers, "stat")]  # each partition's peak, cold start included
+        # a rebuild: the cold start again, over a database that now holds the analytics' own points, which it
+        # reads to withdraw what it does not find (the first cold start had none to read)
+        i0, w0 = influx_cpu(pid), time.perf_counter()
+        again = all_of(workers, "rebuild", END + 60 * (runs + 2))
+        rebuild = {"wall_s": time.perf_counter() - w0, "influx_cpu_s": influx_cpu(pid) - i0,
+                   "cpu_s": sum(c["cpu_s"] for c in again), "points": sum(c["points"] for c in again),
+                   "withdrawn": sum(c["withdrawn"] for c in again)}
+        assert all(c["cold"] for c in again)
+        print(f"  a rebuild: {rebuild['wall_s']:.1f} s wall, {rebuild['cpu_s']:.1f} s CPU, InfluxDB "
+              f"{rebuild['influx_cpu_s']:.1f} s CPU, {rebuild['points']:,} points, {rebuild['withdrawn']:,} withdrawn",
+              flush=True)
         all_of_quit(workers)
         med = {k: statistics.median(x[k] for x in steady) for k in steady[0] if k != "cpu_s_partitions"}
         mean = {k: statistics.mean(x[k] for x in steady) for k in steady[0] if k != "cpu_s_partitions"}
@@ -297,7 +317,8 @@ def one_size(n: int, runs: int, tmp: Path, partitions: int = 1) -> dict:
         return {"nodes": n, "partitions": partitions, "history": history, "peak_rss_mb": rss,
                 "nodes_per_partition": [c["nodes"] for c in cold], "held_per_partition": [c["held"] for c in cold],
                 "cold": cold_fig, "steady_runs": steady, "steady_median": med, "steady_mean": mean, "snapshot": snap,
-                "audit_run": audit, "after_restart": after, "freshness_max_s": 60 + max(x["wall_s"] for x in steady),
+                "audit_run": audit, "after_restart": after, "rebuild": rebuild,
+                "freshness_max_s": 60 + max(x["wall_s"] for x in steady),
                 "core_share_steady": (med["cpu_s"] + med["influx_cpu_s"]) / 60,
                 "core_share_amortized": (per_run + extra) / 60}
     finally:

@@ -37,10 +37,10 @@ def test_faults_become_qc_points_and_indices_are_stored(platform_factory):
     wait_until(lambda: p.count() >= sim.expected(), 60, "the history stored")
     # what an earlier run wrote that this one will not find (before late readings, or under other constants), in
     # its window and before it
-    stale = [lineproto.line("anomaly", {"site": "smp29", "node": "qa-03", "metric": "air_temp_c", "kind": "level",
+    stale = [lineproto.line("anomaly", {"site": "smp29", "node": node, "metric": "air_temp_c", "kind": "day",
                                         "severity": "warning"}, {"score": 0.9, "value": 31.0, "end": t + 3600,
                                                                   "message": "old"}, t * 1000)
-             for t in (now - 10 * 3600, now - 3 * 86400)]
+             for node, t in (("qa-03", now - 10 * 3600), ("qa-03", now - 3 * 86400), ("qa-01", spike_at - 1200))]
     stale += [lineproto.line("qc", {"site": "smp29", "node": "qa-03", "metric": "air_temp_c", "check": "spike"},
                              {"flag": quality.SPIKE, "value": 40.0}, t * 1000)
               for t in (now - 9 * 3600, now - 3 * 86400)]
@@ -51,14 +51,17 @@ def test_faults_become_qc_points_and_indices_are_stored(platform_factory):
     r = subprocess.run([sys.executable, "-m", "rimba", "analyze", "--once", "--hours", "31", "--until", str(now)],
                        env=env_for(p.values), capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
-    # in the window, withdrawn (score 0, flag 0: the readers keep lineproto.LIVE); before it, left as it was
-    assert [(r["time"], r["score"]) for r in p.influx.rows("SELECT score FROM anomaly WHERE node = 'qa-03'")] == [
-        (now - 3 * 86400, 0.9), (now - 10 * 3600, 0.0)]
+    # in the window, withdrawn (flag 0, WITHDRAWN_VALUE: the readers keep lineproto.LIVE, live_value): a flag and a
+    # derived value not found from a day into the window on; left as they were: what is before the window, and
+    # events not found at all, which is no evidence against them (31 hours are within the detector's warm-up: it
+    # finds no event, not even the spike's; the next test has an event found again differently)
+    assert [(r["time"], r["score"]) for r in p.influx.rows("SELECT score FROM anomaly WHERE kind = 'day'")] == [
+        (now - 3 * 86400, 0.9), (spike_at - 1200, 0.9), (now - 10 * 3600, 0.9)]
     assert [(r["time"], r["flag"]) for r in p.influx.rows("SELECT flag FROM qc WHERE node = 'qa-03' AND "
                                                           "\"check\" = 'spike'")] == [
         (now - 3 * 86400, quality.SPIKE), (now - 9 * 3600, 0)]
-    assert [(r["time"], r["ispu_pm25"]) for r in p.influx.rows("SELECT ispu_pm25 FROM \"index\" WHERE node = 'qa-01'")] \
-        == [(window + 3600, 40.0), (now - 10 * 3600, lineproto.WITHDRAWN_VALUE)]
+    ispu = p.influx.rows("SELECT ispu_pm25 FROM \"index\" WHERE node = 'qa-01'")
+    assert [(r["time"], r["ispu_pm25"]) for r in ispu] == [(window + 3600, 40.0), (now - 10 * 3600, lineproto.WITHDRAWN_VALUE)]
     spikes = p.influx.rows("SELECT flag, value FROM qc WHERE node = 'qa-01' AND \"check\" = 'spike' "
                            "AND metric = 'air_temp_c'")
     spike_times = {row["time"] for row in spikes}
@@ -97,6 +100,10 @@ def test_end_to_end_faults_haze_and_an_outage_become_points_and_delivered_alerts
         pub.publish(topic, payload)
     pub.close()
     wait_until(lambda: p.count() >= sim.expected(), 60, "the history stored")
+    # the offset as an earlier run found it (another start and kind): the same incident, found again differently
+    old = {"site": "smp29", "node": "e2e-03", "metric": "air_temp_c", "kind": "day", "severity": "warning"}
+    p.influx.write(lineproto.line("anomaly", old, {"score": 0.9, "value": 33.0, "end": now, "message": "old"},
+                                  (now - 3 * 3600 - 1200) * 1000).encode())
     seen = []
     from rimba.adapters.mqtt import Mqtt
 
@@ -111,6 +118,8 @@ def test_end_to_end_faults_haze_and_an_outage_become_points_and_delivered_alerts
     anomalies = p.influx.rows("SELECT score, message, \"end\" FROM anomaly WHERE node = 'e2e-03' "
                               "AND metric = 'air_temp_c'")
     assert anomalies and any("above this node's usual against the other nodes of its site" in a["message"] for a in anomalies)
+    assert [(r["time"], r["score"]) for r in p.influx.rows("SELECT score FROM anomaly WHERE kind = 'day'")] == [
+        (now - 3 * 3600 - 1200, 0.0)]  # withdrawn
     assert not p.influx.rows("SELECT score FROM anomaly WHERE node = 'e2e-01' AND metric = 'air_temp_c'")
     # fire codes at noon, per node
     fire = p.influx.rows("SELECT last(ffmc), last(dc), last(fwi), last(fwi_class) FROM \"index\" WHERE node = 'e2e-01'")

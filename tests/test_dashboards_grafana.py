@@ -188,15 +188,23 @@ def test_every_group_by_names_tags_never_fields():
                 assert key in TAGS[measurement], f"{uid} / {name}: GROUP BY {key!r}, a field of {measurement}"
 
 
+def anded(condition: str, query: str) -> bool:
+    """Whether `condition` is one of the query's WHERE conditions joined by AND (not an OR's side)."""
+    where = re.search(r"WHERE (.*?)(?: GROUP BY |\)|$)", query)
+    return bool(where) and " OR " not in where.group(1) and condition in where.group(1).split(" AND ")
+
+
 def test_every_query_of_flags_or_events_keeps_only_what_stands():
     """A flag or an event the analytics withdrew is still a point, with flag 0 or score 0
     (`rimba.lineproto.withdrawal`): every panel and annotation reading them keeps `lineproto.LIVE`."""
+    assert anded('"flag" > 0', 'SELECT x FROM "qc" WHERE "site" = \'a\' AND "flag" > 0 AND $timeFilter GROUP BY "node"')
+    assert not anded('"flag" > 0', 'SELECT x FROM "qc" WHERE "site" = \'a\' OR "flag" > 0 AND $timeFilter')
     seen = set()
     for uid, model in PAGES.items():
         for name, _ref, q in build.queries(model):
-            for measurement in re.findall(r'FROM "(qc|anomaly)"', q):
+            for measurement in re.findall(r'FROM "?(qc|anomaly)\b', q):
                 seen.add(measurement)
-                assert lineproto.LIVE[measurement] in q, f"{uid} / {name}: {q}"
+                assert anded(lineproto.LIVE[measurement], q), f"{uid} / {name}: {q}"
     assert seen == {"qc", "anomaly"}
 
 
@@ -216,9 +224,9 @@ def test_every_query_of_a_derived_value_keeps_only_the_values_that_stand():
         for name, _ref, q in build.queries(model):
             if 'FROM "index"' not in q:
                 continue
-            for field in set(re.findall(r'\("(\w+)"\)', q)) & fields:
+            for field in set(re.findall(r'\("?(\w+)"?\)', q)) & fields:
                 seen.add(field)
-                assert lineproto.live_value(field) in q, f"{uid} / {name}: {q}"
+                assert anded(lineproto.live_value(field), q), f"{uid} / {name}: {q}"
     assert {"heat_index_c", "ispu_pm25"} <= seen
 
 

@@ -11,12 +11,15 @@ the detector from its origin), within floating-point tolerance; the points in In
 runs wrote, and later runs wrote only new or changed points.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from analytics import anomaly, incremental, quality
-from analytics.analyze import ANOMALY_METRICS, FWI_DAYS, INDEX_CONTEXT_S, derive, fire_days
+from analytics.analyze import ANOMALY_METRICS, FWI_DAYS, SETTLED_S, derive, fire_days
 from analytics.data import anomaly_line, load_cube
+from analytics.window import METRIC_LIST
 from rimba import lineproto
 from rimba.fleet import load_fleet
 
@@ -185,7 +188,7 @@ def test_incremental_runs_equal_the_batch_with_late_arrivals(fleet_platform):
     # and every derived value from a day into the window on (the ISPU's 24 hours: before it, the window cannot give
     # what the history gave): a value whose input was later found unfit (a spike, flagged at the next value) is
     # withdrawn; on the code before withdrawals 17 heat indices (and dew points, humidexes) and 4 corrected PM2.5 stayed
-    settled = start + INDEX_CONTEXT_S
+    settled = start + SETTLED_S
     fields = list(derived)
     stored = {k: np.full(derived[k].shape, np.nan) for k in fields}
     for r in p.influx.rows(f'SELECT {", ".join(fields)} FROM "index" WHERE time >= {settled}s GROUP BY node'):
@@ -231,52 +234,61 @@ def test_partition_by_site_names_and_hash(fleet_platform):
 
 def test_a_cold_start_withdraws_what_its_state_does_not_stand_by_in_its_window_and_nothing_else(fleet_platform):
     """A state built again from history (new constants, another version) does not know what the one before it
-    wrote: the points of its own nodes in its window that it does not find are withdrawn; those of the other
-    partition's nodes, and those before the window, are left as they were."""
+    wrote. In its window, from a day in (before, it lacks the evidence), a flag or a derived value of its own nodes
+    that it does not find is withdrawn; an event it finds again differently (overlapping, another start or kind)
+    is withdrawn, one it does not find at all stays (a detector started at the window's start lacks the history's
+    context: no evidence against it). The other partition's nodes, and what is before the window, are left."""
     p = fleet_platform
     now = T0 + 3 * 86400 + 17 * 60
     p.influx.write(("\n".join(line(n, t, i, f) for n, t, i, f in readings(days=4) if t < now) + "\n").encode())
     settings = p.settings.with_(analyze_days=2.0, analyze_sites="smp29")
     start = incremental.window_start(now, 2.0)
-    inside, before = now - 10 * 3600, start - 6 * 3600
+    spike = T0 + 400 * STEP  # inc-f1's air temperature (readings())
+    inside, early, before = T0 + 2 * 86400 + 14 * 3600, start + 2 * 3600, start - 6 * 3600  # on the grid
+    assert start + incremental.SETTLED_S < inside and early < start + incremental.SETTLED_S
 
     def event(node, site, t):
         return lineproto.line("anomaly", {"site": site, "node": node, "metric": "air_temp_c", "kind": "day",
                                           "severity": "warning"},
-                              {"score": 0.8, "value": 30.0, "end": t + 3600, "message": "old"}, t * 1000)
+                              {"score": 0.8, "value": 30.0, "end": t + 2 * 3600, "message": "old"}, t * 1000)
 
     def flag(node, site, t):
         return lineproto.line("qc", {"site": site, "node": node, "metric": "air_rh_pct", "check": "flat"},
                               {"flag": quality.FLAT, "value": 90.0}, t * 1000)
 
     def ispu(node, site, t):  # neither node measures particulates
-        return lineproto.line("index", {"site": site, "node": node}, {"ispu_pm25": 40.0}, (t - t % STEP) * 1000)
+        return lineproto.line("index", {"site": site, "node": node}, {"ispu_pm25": 40.0}, t * 1000)
 
-    old = [f(n, s, t) for f in (event, flag, ispu) for n, s in (("inc-f1", "smp29"), ("inc-r1", "bansir-laut"))
-           for t in (inside, before)]
+    mine, theirs = ("inc-f1", "smp29"), ("inc-r1", "bansir-laut")
+    old = [event(*n, t) for n in (mine, theirs) for t in (spike - 1200, inside, before)]
+    old += [f(*n, t) for f in (flag, ispu) for n in (mine, theirs) for t in (inside, early, before)]
     p.influx.write(("\n".join(old) + "\n").encode())
     engine = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)
-    engine.run(now)
+    got = engine.run(now)
     engine.close()
     st = engine.st
-    assert st.start == start < inside and not any(e.kind == "day" for e in st.events.values())
-    f1, rh = st.nodes.index("inc-f1"), st.metrics.index("air_rh_pct")
-    assert not st.flags[f1, (inside - start) // STEP, rh] & quality.FLAT
-    assert [(r["time"], r["score"]) for r in p.influx.rows("SELECT score FROM anomaly WHERE node = 'inc-f1' AND "
-                                                           "kind = 'day'")] == [(before, 0.8), (inside, 0.0)]
-    assert [(r["time"], r["flag"]) for r in p.influx.rows("SELECT flag FROM qc WHERE node = 'inc-f1' AND "
-                                                          "\"check\" = 'flat'")] == [(before, quality.FLAT),
-                                                                                    (inside, 0)]
-    assert [(r["time"], r["ispu_pm25"]) for r in p.influx.rows("SELECT ispu_pm25 FROM \"index\" WHERE "
-                                                               "node = 'inc-f1'")] == [
-        (before - before % STEP, 40.0), (inside - inside % STEP, lineproto.WITHDRAWN_VALUE)]
-    for what in ("score FROM anomaly", "flag FROM qc", 'ispu_pm25 FROM "index"'):  # the other site's: not this
-        # partition's to withdraw
-        assert all(v > 0 for r in p.influx.rows(f"SELECT {what} WHERE node = 'inc-r1'") for k, v in r.items()
-                   if k != "time")
-    # what the state found stands, exactly
-    assert live_points(p.influx, "anomaly", start) - {("inc-r1", "air_temp_c", "day", "warning", inside)} == {
-        (e.node, e.metric, e.kind, e.severity, e.start) for e in st.events.values()}
+    assert st.start == start and not any(e.kind == "day" for e in st.events.values())
+    assert any(e.node == "inc-f1" and e.metric == "air_temp_c" and e.start <= spike + 3600 and spike - 1200 <= e.end
+               for e in st.events.values())  # the spike, found again: the old event beside it is superseded
+    f1, rh = st.nodes.index("inc-f1"), METRIC_LIST.index("air_rh_pct")
+    assert not (st.flags[f1, :, rh] & quality.FLAT).any()
+
+    def stored(what, node, extra=""):
+        return [(r["time"], r[what.split()[0]]) for r in p.influx.rows(f"SELECT {what} WHERE node = '{node}'{extra}")]
+
+    assert stored("score FROM anomaly", "inc-f1", " AND kind = 'day'") == [(before, 0.8), (inside, 0.8),
+                                                                           (spike - 1200, 0.0)]
+    assert inside < spike - 1200
+    assert stored('flag FROM qc', "inc-f1", " AND \"check\" = 'flat'") == [(before, quality.FLAT),
+                                                                          (early, quality.FLAT), (inside, 0)]
+    assert stored('ispu_pm25 FROM "index"', "inc-f1") == [(before, 40.0), (early, 40.0),
+                                                          (inside, lineproto.WITHDRAWN_VALUE)]
+    for what in ("score FROM anomaly", "flag FROM qc", 'ispu_pm25 FROM "index"'):  # not this partition's
+        assert all(v > 0 for _, v in stored(what, "inc-r1")) and len(stored(what, "inc-r1")) == 3
+    assert got["withdrawn"] == 3
+    # what the state found stands
+    assert {(e.node, e.metric, e.kind, e.severity, e.start) for e in st.events.values()} <= \
+        live_points(p.influx, "anomaly", start)
 
 
 def test_an_event_not_found_again_is_withdrawn_and_one_that_began_before_the_window_is_left(fleet_platform):
@@ -292,11 +304,15 @@ def test_an_event_not_found_again_is_withdrawn_and_one_that_began_before_the_win
     engine.run(now)
     st = engine.st
     found = set(st.events)
+    spike = [e for e in st.events.values() if e.node == "inc-f1" and e.metric == "air_temp_c"]
+    assert len(spike) == 1  # readings()' spike
     planted = [anomaly.Event("inc-f1", "air_temp_c", "day", t, t + 3600, 0.8, 30.0, "warning", "old")
                for t in (now - 10 * 3600, st.start - 6 * 3600)]
-    for e in planted:
+    # and the spike's event as a run would have written it with the other severity: the same start, another point
+    other = replace(spike[0], severity="critical" if spike[0].severity == "warning" else "warning", message="old")
+    for e in [*planted, other]:
         st.events[(e.node, e.metric, e.start)] = e
-    p.influx.write(("\n".join(anomaly_line("smp29", e) for e in planted) + "\n").encode())
+    p.influx.write(("\n".join(anomaly_line("smp29", e) for e in [*planted, other]) + "\n").encode())
     later = now + 3600
     p.influx.write(("\n".join(line(n, t, i, f) for n, t, i, f in data if now <= t < later) + "\n").encode())
     engine.run(later)
@@ -305,3 +321,54 @@ def test_an_event_not_found_again_is_withdrawn_and_one_that_began_before_the_win
     assert [(r["time"], r["score"]) for r in p.influx.rows("SELECT score FROM anomaly WHERE node = 'inc-f1' AND "
                                                            "kind = 'day'")] == [(st.start - 6 * 3600, 0.8),
                                                                                 (now - 10 * 3600, 0.0)]
+    by_severity = {r["severity"]: r["score"] for r in p.influx.rows(
+        f"SELECT score, severity FROM anomaly WHERE node = 'inc-f1' AND time = {spike[0].start}s")}
+    assert by_severity == {spike[0].severity: spike[0].peak, other.severity: 0.0}
+
+
+def test_each_process_sweeps_once_and_a_sweep_that_fails_loses_nothing(fleet_platform, monkeypatch):
+    """The sweep (`Incremental._stale`) runs on a process's first run, cold or loaded from a snapshot (a process that
+    died after its last snapshot wrote what the snapshot does not hold). Its queries come after the run's
+    computing: if InfluxDB does not answer them, the run fails without writing, and the next run writes all it
+    computed, then sweeps."""
+    from rimba.errors import InfluxUnavailable
+
+    p = fleet_platform
+    now = T0 + 3 * 86400 + 17 * 60
+    p.influx.write(("\n".join(line(n, t, i, f) for n, t, i, f in readings(days=4) if t < now) + "\n").encode())
+    settings = p.settings.with_(analyze_days=2.0)
+    fleet = load_fleet(p.fleet_path)
+    real = incremental.stale_points
+    tries = []
+
+    def unanswered(*args, **kwargs):
+        tries.append(1)
+        raise InfluxUnavailable("InfluxDB at 127.0.0.1 did not answer: timed out")
+
+    monkeypatch.setattr(incremental, "stale_points", unanswered)
+    engine = incremental.Incremental(settings, fleet, p.influx, progress=False)
+    with pytest.raises(InfluxUnavailable):
+        engine.run(now)
+    first = engine.st.flags.copy()
+    assert not live_points(p.influx, "qc", 0) and not live_points(p.influx, "anomaly", 0)
+    monkeypatch.setattr(incremental, "stale_points", real)
+    got = engine.run(now + 60)
+    st = engine.st
+    assert (first == st.flags).all()
+    assert tries == [1] and got["withdrawn"] == 0
+    assert live_points(p.influx, "qc", 0) == {
+        (st.nodes[i], METRIC_LIST[j], check, st.start + t * STEP)
+        for bit, check in quality.FLAG_NAMES.items() for i, t, j in np.argwhere(st.flags & bit)}
+    assert live_points(p.influx, "anomaly", 0) == {(e.node, e.metric, e.kind, e.severity, e.start)
+                                                    for e in st.events.values()} != set()
+    assert engine.run(now + 120)["withdrawn"] == 0  # once a process
+    engine.close()
+    # after the snapshot, the process that died wrote a flag that the one loading it does not find
+    t = T0 + 2 * 86400 + 14 * 3600
+    p.influx.write(lineproto.line("qc", {"site": "smp29", "node": "inc-f1", "metric": "air_rh_pct", "check": "flat"},
+                                  {"flag": quality.FLAT}, t * 1000).encode())
+    again = incremental.Incremental(settings, fleet, p.influx, progress=False)
+    assert again.st is not None  # loaded, not rebuilt
+    assert again.run(now + 180)["withdrawn"] == 1
+    again.close()
+    assert [r["flag"] for r in p.influx.rows("SELECT flag FROM qc WHERE \"check\" = 'flat' AND node = 'inc-f1'")] == [0]
