@@ -12,7 +12,8 @@ One run loads the last `analyze_days` of readings on the `analyze_step_s` grid
    notifications through Apprise.
 
 Writes are idempotent (a point's tags and time fix it), so overlapping runs
-rewrite the same points rather than adding new ones.
+rewrite the same points rather than adding new ones; what an earlier run wrote in the
+window and this one does not stand by is withdrawn (`stale_points`).
 """
 
 from __future__ import annotations

@@ -29,7 +29,10 @@ as the window moves on, those of every site; on a new step, the rolling means (t
 the sites without a reading yet; the events of the nodes rescored, or open at the window's end.
 Each output is compared with what the last run produced, and only what differs is written: a new flag,
 an index field whose value changed (the point carries only that field), a new or changed event, a
-changed fire code.
+changed fire code; and what no longer stands is withdrawn (`rimba.lineproto.withdrawal`): a flag or a
+derived value from `analyze.SETTLED_S` into the window on, an event the carried detector no longer finds.
+A process's first run sweeps its window for what InfluxDB holds and its state does not (`_stale`: after a
+rebuild, or a snapshot older than what the dead process wrote).
 
 What a partition holds (`analytics.window.State`): its own nodes, and the city's particulate sensors of
 other sites, their particulates only (the regional reference; found by the same probe, on the particulate
