@@ -258,7 +258,8 @@ def fan_sinking(pm, limits: Limits | None = None, reference=None) -> np.ndarray:
     fewer than half of them), the fall is found at t when m(t - i b) < m(t - (i + 1) b) - fan_fall for
     every i < fan_blocks - 1 (b = fan_block): flagged there, and on while m stays below
     m(t - (fan_blocks - 1) b) - (fan_blocks - 1) fan_fall, the level the fall began at less the fall
-    it needed. Earlier values only: appending data never changes a past flag.
+    it needed, and through a gap where m is NaN (a node silent for hours, its fan no better for it). Earlier
+    values only: appending data never changes a past flag.
     """
     lim = limits or Limits()
     pm = np.asarray(pm, dtype=float)
@@ -292,11 +293,11 @@ def _sinking(pm, ref, lim):
     began = back((k - 1) * b) - np.float32((k - 1) * fall)
     out = found.copy()
     level = np.full(m.shape[:-1], np.nan, dtype=np.float32)
-    for t in range(n_t):  # held while the level stays below where the fall began
+    for t in range(n_t):  # held while the level stays below where the fall began, and through a gap
         level = np.where(found[..., t], began[..., t], level)
         with np.errstate(invalid="ignore"):
             out[..., t] |= m[..., t] < level
-        level = np.where(out[..., t], level, np.nan)
+        level = np.where(out[..., t] | np.isnan(m[..., t]), level, np.nan)
     return out.transpose(0, 2, 1)
 
 

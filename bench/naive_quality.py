@@ -279,7 +279,7 @@ def naive_fan(series, lim):
                 now = blocks[0]
                 on = found or (level is not None and now is not None and now < level)
                 hot.append(on)
-                if not on:
+                if not on and now is not None:  # a gap (no block median) does not end it
                     level = None
             out.append(hot)
         return out

@@ -224,6 +224,20 @@ def test_a_dying_fan_is_found_and_a_one_time_fall_is_not():
     assert not (check(x[:3, :, None], ("pm25_ugm3",))[:, :, 0] & FAN).any()
 
 
+def test_a_dead_fan_stays_flagged_through_a_silence():
+    """A node silent for four hours (a block of samples with no median) comes back with its fan as dead as it was:
+    the flag goes on where the values do. It ended at the gap, and a fan that has stopped sinking never falls
+    again by a day's worth, so its PM fed the ISPU as if clean."""
+    x = pm_city(7, nodes=8, t=700)
+    x[0, 400:] = x[0, 399] * np.random.default_rng(3).lognormal(0, 0.05, 300)  # dead: it sinks no further
+    x[0, 480:504] = np.nan  # four hours without a reading
+    f = check(x[:, :, None], ("pm25_ugm3",))[:, :, 0]
+    assert (f[0, 450:492] & FAN).all()  # while a block has half its samples, it has a median
+    assert not (f[0, 492:515] & FAN).any()  # none: nothing to judge
+    assert (f[0, 515:] & FAN).all()  # again from the first block with half its samples (12 of 24)
+    assert not (f[1:] & FAN).any()
+
+
 def test_a_few_sites_checked_against_the_city_reference_flag_as_the_whole_city_does():
     """What the incremental service relies on: the checks of a few sites, given the city's PM reference
     (quality.pm_reference over every sensor), flag the dying fan as the check over the whole city does; without
