@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analytics import alerts, anomaly, fwi, indices, quality
-from analytics.data import (anomaly_lines, flagged, index_lines, last_contact, load_cube, qc_lines, superseded,
-                            withdrawn, withdrawn_values)
+from analytics.data import (anomaly_line, anomaly_lines, event_tags, flagged, index_lines, last_contact, load_cube,
+                            qc_lines, reconciled_values, superseded, withdrawn)
 from rimba import lineproto, wib
 from rimba.fleet import load_fleet
 from rimba.adapters.influx import Influx
@@ -93,6 +93,9 @@ def derive(cube, step_s: int, flags=None) -> dict:
 # before; nearer the start the window lacks the evidence, and what was written with it is history.
 # (Events: `data.superseded`.)
 SETTLED_S = 86400
+# FAN's flag holds for as long as the sensor stays sunk, on the evidence of a fall that may be older than the
+# window: no window can contradict it, so it is never withdrawn (UNSETTLED)
+UNSETTLED = quality.FAN
 PM25_CORRECTED = "pm25_corr_ugm3"  # `index` field: PM2.5 corrected for humidity (indices.pm25_corrected)
 INDEX_LABELS = {PM25_CORRECTED: ("pm_correction", indices.PM25_CORRECTION)}  # the correction named in the data
 
@@ -205,17 +208,38 @@ def fire_values(hourly, fire: FireDays):
             yield hourly.sites[i], node, int(t), values
 
 
-def stale_points(influx, cube, flags, events, derived, start: int, step: int, where: str = "") -> list:
-    """The withdrawals of what InfluxDB holds in a window that an analysis of it (its cube's nodes from `start` on
-    the `step` grid: flags, events, derived values) does not stand by: a flag or a derived value on its grid from
-    SETTLED_S into the window on that it does not find, an event it finds again differently (`data.superseded`)."""
+def stale_points(influx, cube, flags, events, derived, start: int, step: int, where: str = "",
+                 reassert: bool = False) -> list:
+    """The points that make what InfluxDB holds in a window what an analysis of it (its cube's nodes from `start` on
+    the `step` grid: flags, events, derived values) stands by. Withdrawn: a flag or a derived value on the grid
+    from SETTLED_S into the window on that it does not find (not an UNSETTLED check's), an event it finds again
+    differently (`data.superseded`). With `reassert` (a service's sweep: it writes only what changes, so what
+    another writer withdrew or overwrote would stay so), what it stands by there and InfluxDB does not hold
+    live is written again: flags and values from SETTLED_S on, events of the window (the cube needs values)."""
     end = int(cube.times[-1]) + step if len(cube.times) else start
     site_of = dict(zip(cube.nodes, cube.sites, strict=True))
-    qc = {lineproto.point_key("qc", tags, t) for tags, t, _ in flagged(cube, flags, quality.FLAG_NAMES)}
     settled = start + SETTLED_S
-    return (withdrawn(influx, "qc", settled, end, qc, cube.nodes, (start, step), where)
-            + superseded(influx, start, end, events, site_of, cube.nodes, where)
-            + withdrawn_values(influx, derived, start, step, cube.nodes, settled, end, where))
+    judged = np.array(flags, copy=True)  # the flags an analysis of the window can judge: from SETTLED_S on, not FAN
+    judged[:, :max(0, (settled - start) // step)] = 0
+    judged &= ~np.uint16(UNSETTLED)
+    qc = {lineproto.point_key("qc", tags, t) for tags, t, _ in flagged(cube, judged, quality.FLAG_NAMES)}
+    skip = [f"\"check\" != '{name}'" for bit, name in quality.FLAG_NAMES.items() if bit & UNSETTLED]
+    out, live_qc = withdrawn(influx, "qc", settled, end, qc, cube.nodes, (start, step),
+                             " AND ".join(filter(None, [where, *skip])))
+    gone, live_events = superseded(influx, start, end, events, site_of, cube.nodes, where)
+    out += gone
+    out += reconciled_values(influx, derived, start, step, cube.nodes, cube.sites, settled, end, where, INDEX_LABELS,
+                             reassert)
+    if reassert:
+        missing = np.zeros_like(judged)
+        bit_of = {name: bit for bit, name in quality.FLAG_NAMES.items()}
+        for tags, t, (i, k, j) in flagged(cube, judged, quality.FLAG_NAMES):
+            if lineproto.point_key("qc", tags, t) not in live_qc:
+                missing[i, k, j] |= bit_of[tags["check"]]
+        out += qc_lines(cube, missing, quality.FLAG_NAMES)
+        out += [anomaly_line(site_of[e.node], e) for e in events if start <= e.start < end and
+                lineproto.point_key("anomaly", event_tags(site_of[e.node], e), e.start) not in live_events]
+    return out
 
 
 def fire_lines(hourly, fire: FireDays) -> list:

@@ -120,10 +120,11 @@ def anomaly_lines(cube: Cube, events) -> list:
 
 
 def withdrawn(influx, measurement: str, start: int, end: int, standing: set, nodes, grid: tuple,
-              where: str = "") -> list:
-    """Withdrawals (`rimba.lineproto.withdrawal`) of the live `measurement` points of `nodes` in [start, end) (and
-    `where`, InfluxQL) on the `grid` (origin, step) whose `point_key` is not in `standing`: what an analysis of that
-    window no longer stands by (a point off its grid is not one it could have found)."""
+              where: str = "") -> tuple:
+    """(withdrawals, live keys): the withdrawals (`rimba.lineproto.withdrawal`) of the live `measurement` points of
+    `nodes` in [start, end) (and `where`, InfluxQL) on the `grid` (origin, step) whose `point_key` is not in
+    `standing` (what an analysis of that window no longer stands by; a point off its grid is not one it could
+    have found), and the keys of the live ones it saw there."""
     tag_keys = lineproto.POINT_TAGS[measurement]
     field = lineproto.LIVE_FIELD[measurement]
     cond = f" AND {where}" if where else ""
@@ -131,23 +132,27 @@ def withdrawn(influx, measurement: str, start: int, end: int, standing: set, nod
     q = (f'SELECT "{field}" FROM "{measurement}" WHERE {lineproto.LIVE[measurement]} AND time >= {int(start)}s AND '
          f'time < {int(end)}s{cond} GROUP BY {group}')
     nodes = set(nodes)
-    out = []
+    out, live = [], set()
     for series in influx.query_stream(q, epoch="s"):
         tags = series.get("tags") or {}
         if tags.get("node") not in nodes:
             continue
         for t, *_ in series["values"]:
-            if (int(t) - grid[0]) % grid[1] == 0 and lineproto.point_key(measurement, tags, t) not in standing:
+            if (int(t) - grid[0]) % grid[1]:
+                continue
+            key = lineproto.point_key(measurement, tags, t)
+            live.add(key)
+            if key not in standing:
                 out.append(lineproto.withdrawal(measurement, tags, t))
-    return out
+    return out, live
 
 
-def superseded(influx, start: int, end: int, events, site_of: dict, nodes, where: str = "") -> list:
-    """Withdrawals of the live `anomaly` points of `nodes` in [start, end) that `events` (an analysis of that window)
-    finds again differently: of a node and metric it has an event for, overlapping one in time, and not one of them
-    (another start, kind or severity). An incident it does not find at all stays: a detector started at the
-    window's start lacks the context of one carried from further back (its records, a week view), so not
-    finding one is no evidence against it."""
+def superseded(influx, start: int, end: int, events, site_of: dict, nodes, where: str = "") -> tuple:
+    """(withdrawals, live keys): the withdrawals of the live `anomaly` points of `nodes` in [start, end) that `events`
+    (an analysis of that window) finds again differently: of a node and metric it has an event for, overlapping
+    one in time, and not one of them (another start, kind or severity); and the keys of the live ones seen. An
+    incident it does not find at all stays: a detector started at the window's start lacks the context of one
+    carried from further back (its records, a week view), so not finding one is no evidence against it."""
     spans: dict = {}
     for e in events:
         spans.setdefault((e.node, e.metric), []).append((e.start, e.end))
@@ -157,24 +162,27 @@ def superseded(influx, start: int, end: int, events, site_of: dict, nodes, where
     q = (f'SELECT "score", "end" FROM "anomaly" WHERE {lineproto.LIVE["anomaly"]} AND time >= {int(start)}s AND '
          f'time < {int(end)}s{cond} GROUP BY {group}')
     nodes = set(nodes)
-    out = []
+    out, live = [], set()
     for series in influx.query_stream(q, epoch="s"):
         tags = series.get("tags") or {}
-        found = spans.get((tags.get("node"), tags.get("metric")))
-        if not found or tags.get("node") not in nodes:
+        if tags.get("node") not in nodes:
             continue
+        found = spans.get((tags.get("node"), tags.get("metric"))) or []
         for t, _score, until in series["values"]:
             t, until = int(t), int(until if until is not None else t)
-            if lineproto.point_key("anomaly", tags, t) not in standing and any(a <= until and t <= b for a, b in found):
+            key = lineproto.point_key("anomaly", tags, t)
+            live.add(key)
+            if key not in standing and any(a <= until and t <= b for a, b in found):
                 out.append(lineproto.withdrawal("anomaly", tags, t))
-    return out
+    return out, live
 
 
-def withdrawn_values(influx, derived: dict, origin: int, step: int, nodes, start: int, end: int,
-                     where: str = "") -> list:
-    """Withdrawals (`rimba.lineproto.WITHDRAWN_VALUE`) of the `index` values of `derived`'s fields in [start, end)
-    (and `where`) that it no longer has: derived maps a field to (nodes, steps) on the grid from `origin`, NaN
-    where there is no value; a stored value that stands where it is NaN is withdrawn."""
+def reconciled_values(influx, derived: dict, origin: int, step: int, nodes, sites, start: int, end: int,
+                      where: str = "", labels: dict | None = None, reassert: bool = False) -> list:
+    """The `index` points that make InfluxDB's values of `derived`'s fields in [start, end) (and `where`) those of
+    `derived` (field -> (nodes, steps) on the grid from `origin`, NaN where there is none): a stored value that
+    stands where derived has none is withdrawn (`rimba.lineproto.WITHDRAWN_VALUE`); with `reassert`, a value of
+    derived that InfluxDB does not hold live, or holds otherwise, is written again (with its `labels` field)."""
     fields = list(derived)
     if not fields:
         return []
@@ -183,23 +191,39 @@ def withdrawn_values(influx, derived: dict, origin: int, step: int, nodes, start
     q = (f'SELECT {columns} FROM "index" WHERE time >= {int(start)}s AND time < {int(end)}s{cond} '
          'GROUP BY "site", "node"')
     row_of = {n: i for i, n in enumerate(nodes)}
-    steps = next(iter(derived.values())).shape[1]
-    out = []
+    shape = next(iter(derived.values())).shape
+    lo = max(0, -(-(int(start) - int(origin)) // step))
+    stored = {f: np.full(shape, np.nan) for f in fields}  # NaN: none; WITHDRAWN_VALUE: withdrawn
     for series in influx.query_stream(q, epoch="s"):
-        tags = series.get("tags") or {}
-        i = row_of.get(tags.get("node"))
+        i = row_of.get((series.get("tags") or {}).get("node"))
         if i is None:
             continue
         names = series["columns"][1:]
         for t, *values in series["values"]:
             k, off = divmod(int(t) - int(origin), step)
-            if off or not 0 <= k < steps:
+            if off or not 0 <= k < shape[1]:
                 continue  # not the analytics' point
-            gone = {f: lineproto.WITHDRAWN_VALUE for f, v in zip(names, values, strict=True)
-                    if v is not None and v > lineproto.WITHDRAWN_VALUE and np.isnan(derived[f][i, k])}
-            if gone:
-                out.append(lineproto.line("index", {"site": tags["site"], "node": tags["node"]}, gone, int(t) * 1000))
-    return out
+            for f, v in zip(names, values, strict=True):
+                if v is not None:
+                    stored[f][i, k] = v
+    labels = labels or {}
+    fix: dict = {}
+    for f in fields:
+        want, have = derived[f][:, lo:], stored[f][:, lo:]
+        live = ~np.isnan(have) & (have > lineproto.WITHDRAWN_VALUE)
+        for i, k in np.argwhere(np.isnan(want) & live):
+            fix.setdefault((i, k), {})[f] = lineproto.WITHDRAWN_VALUE
+        if reassert:
+            with np.errstate(invalid="ignore"):
+                other = ~live | (np.abs(have - want) > 1e-9 * np.abs(want))
+            for i, k in np.argwhere(~np.isnan(want) & other):
+                point = fix.setdefault((i, k), {})
+                point[f] = float(want[i, k])
+                if f in labels:
+                    name, text = labels[f]
+                    point[name] = text
+    return [lineproto.line("index", {"site": sites[i], "node": nodes[i]}, fields_, (origin + (lo + k) * step) * 1000)
+            for (i, k), fields_ in sorted(fix.items())]
 
 
 def last_contact(influx, start: int, end: int) -> tuple:

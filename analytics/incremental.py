@@ -64,7 +64,8 @@ import time
 import numpy as np
 
 from analytics import anomaly, detector, quality
-from analytics.analyze import FWI_DAYS, INDEX_LABELS, SETTLED_S, derive, fire_days, fire_values, stale_points
+from analytics.analyze import (FWI_DAYS, INDEX_LABELS, SETTLED_S, UNSETTLED, derive, fire_days, fire_values,
+                               stale_points)
 from analytics.data import Cube, Reader, anomaly_line, event_tags, flagged, qc_lines, regex_of
 from analytics.snapshot import StateStore
 from analytics.window import FIRE_METRICS, METRIC_LIST, State
@@ -124,6 +125,7 @@ class Incremental:
         # process's first run sweeps its window for what it does not stand by (`_stale`)
         self.swept = False
         if self.st is not None:
+            self.st.audited = 0  # the dead process may have audited readings its snapshot does not hold: first audit
             self._outputs_from_cells()
         self.stats = {"runs": 0, "read_failures": 0, "queries": 0}
 
@@ -383,15 +385,15 @@ class Incremental:
         self._hourly_from_cells(changed)
         lines = self.st.unwritten + self._compute(changed, now, cold)
         n_changed = len(changed)
-        self.st.pending, self.st.unwritten = {}, lines  # kept should the sweep's queries fail: the next run writes it
+        self.st.pending, self.st.unwritten = {}, lines
+        self._write(lines)
         stale = []
-        if not self.swept:  # this process's first run: what is in InfluxDB that this state does not hold
-            stale = self._stale()
-            lines = self.st.unwritten = lines + stale
+        if not self.swept:  # this process's first run, once what it computed is written: what InfluxDB holds
+            stale = self._stale()  # otherwise than this state does (a failed sweep is tried again next run)
+            self.st.unwritten = stale
+            self._write(stale)
+            lines = lines + stale
             self.swept = True
-        for i in range(0, len(lines), 5000):
-            self.influx.write(("\n".join(lines[i:i + 5000]) + "\n").encode())
-            self.st.unwritten = lines[i + 5000:]
         if cold or (self.s.analyze_snapshot_s and now - self.st.saved >= self.s.analyze_snapshot_s):
             self.st.saved = now
             self.store.save(self.st)
@@ -399,10 +401,16 @@ class Incremental:
         self.stats["read_failures"] = self.reader.failures + self.pm_reader.failures
         self.stats["queries"] = self.reader.queries + self.pm_reader.queries
         out = {"lines": len(lines), "changed_nodes": n_changed, "cpu_s": time.process_time() - began,
-               "cold": cold, "withdrawn": len(stale), **self.stats}
+               "cold": cold, "swept": len(stale), **self.stats}
         log.info("analyzed %d nodes x %d steps incrementally: %d with new readings, %d points written (%.2f s CPU)",
                  self.st.n_own, self.st.steps, n_changed, len(lines), out["cpu_s"])
         return out
+
+    def _write(self, lines: list) -> None:
+        """Write `lines` (the state's `unwritten`), 5,000 at a time, keeping what is not written yet."""
+        for i in range(0, len(lines), 5000):
+            self.influx.write(("\n".join(lines[i:i + 5000]) + "\n").encode())
+            self.st.unwritten = lines[i + 5000:]
 
     def _cold_read(self, now: int, changed: dict) -> None:
         """The window (and the fire codes' 30 days of hours) from history, in bounded stretches."""
@@ -461,16 +469,15 @@ class Incremental:
         st.audited = now
 
     def _stale(self) -> list:
-        """The withdrawals of what InfluxDB holds in the window of the owned nodes that this state does not stand by
-        (`analyze.stale_points`): written before a state of other constants was rebuilt from history, or after the
-        snapshot a state was loaded from, and since changed."""
+        """What makes InfluxDB's points of the owned nodes in the window what this state stands by
+        (`analyze.stale_points`, re-asserting): withdrawn what was written before a state of other constants was
+        rebuilt from history, or after the snapshot a state was loaded from, and has since changed; written again
+        what another writer (a batch over a shorter window) withdrew or overwrote."""
         st = self.st
         own = np.flatnonzero(st.owned)
-        cube = Cube([st.nodes[i] for i in own], [st.sites[i] for i in own], st.start + np.arange(st.steps) * st.step,
-                    METRIC_LIST, None)
         derived = {k: st.derived_of(k)[own] for k in st.derived}
-        return stale_points(self.influx, cube, st.flags[own], list(st.events.values()), derived, st.start, st.step,
-                            self._where_owned())
+        return stale_points(self.influx, self._cube(own), st.flags[own], list(st.events.values()), derived, st.start,
+                            st.step, self._where_owned(), reassert=True)
 
     def _bar(self, what: str, k: int, n: int) -> None:
         done = int(30 * k / max(1, n))
@@ -529,8 +536,8 @@ class Incremental:
         flags = quality.check(cube.values, cube.metrics, cube.sites, pm_reference=getattr(self, "_pm_ref", None))
         old = st.flags[nodes]
         st.flags[nodes] = flags
-        gone = old & ~flags  # flags no longer raised, from SETTLED_S on (before, the window lacks the evidence)
-        gone[:, :SETTLED_S // st.step] = 0
+        gone = old & ~flags & ~np.uint16(UNSETTLED)  # flags no longer raised (not FAN's), from SETTLED_S on:
+        gone[:, :SETTLED_S // st.step] = 0  # before, the window lacks the evidence
         withdrawn = [lineproto.withdrawal("qc", tags, t) for tags, t, _ in flagged(cube, gone, quality.FLAG_NAMES)]
         return qc_lines(cube, flags & ~old, quality.FLAG_NAMES) + withdrawn  # the flags raised and those withdrawn
 

@@ -216,7 +216,7 @@ def worker(url: str, state: str, fleet_path: str, partition: str) -> int:
                 f.unlink()
             eng = incremental.Incremental(s, fleet, influx, progress=False)
             got = eng.run(rest[0])
-            out = {"points": got["lines"], "cold": got["cold"], "withdrawn": got["withdrawn"]}
+            out = {"points": got["lines"], "cold": got["cold"], "swept": got["swept"]}
         elif cmd == "quit":
             eng.store.close()
             return 0
@@ -300,10 +300,10 @@ def one_size(n: int, runs: int, tmp: Path, partitions: int = 1) -> dict:
         again = all_of(workers, "rebuild", END + 60 * (runs + 2))
         rebuild = {"wall_s": time.perf_counter() - w0, "influx_cpu_s": influx_cpu(pid) - i0,
                    "cpu_s": sum(c["cpu_s"] for c in again), "points": sum(c["points"] for c in again),
-                   "withdrawn": sum(c["withdrawn"] for c in again)}
+                   "swept": sum(c["swept"] for c in again)}
         assert all(c["cold"] for c in again)
         print(f"  a rebuild: {rebuild['wall_s']:.1f} s wall, {rebuild['cpu_s']:.1f} s CPU, InfluxDB "
-              f"{rebuild['influx_cpu_s']:.1f} s CPU, {rebuild['points']:,} points, {rebuild['withdrawn']:,} withdrawn",
+              f"{rebuild['influx_cpu_s']:.1f} s CPU, {rebuild['points']:,} points, {rebuild['swept']:,} from its sweep",
               flush=True)
         all_of_quit(workers)
         med = {k: statistics.median(x[k] for x in steady) for k in steady[0] if k != "cpu_s_partitions"}

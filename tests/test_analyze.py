@@ -44,6 +44,9 @@ def test_faults_become_qc_points_and_indices_are_stored(platform_factory):
     stale += [lineproto.line("qc", {"site": "smp29", "node": "qa-03", "metric": "air_temp_c", "check": "spike"},
                              {"flag": quality.SPIKE, "value": 40.0}, t * 1000)
               for t in (now - 9 * 3600, now - 3 * 86400)]
+    # a dying fan's flag: on the evidence of a fall that may be older than any window, so no window withdraws it
+    stale += [lineproto.line("qc", {"site": "smp29", "node": "qa-04", "metric": "pm25_ugm3", "check": "fan"},
+                             {"flag": quality.FAN, "value": 3.0}, (now - 9 * 3600) * 1000)]
     window = now - 41 * 3600  # the WIB midnight before the 31 hours; its first day is the ISPU's context
     stale += [lineproto.line("index", {"site": "smp29", "node": "qa-01"}, {"ispu_pm25": 40.0}, t * 1000)
               for t in (window + 3600, now - 10 * 3600)]  # a forest node has no particulates
@@ -60,6 +63,7 @@ def test_faults_become_qc_points_and_indices_are_stored(platform_factory):
     assert [(r["time"], r["flag"]) for r in p.influx.rows("SELECT flag FROM qc WHERE node = 'qa-03' AND "
                                                           "\"check\" = 'spike'")] == [
         (now - 3 * 86400, quality.SPIKE), (now - 9 * 3600, 0)]
+    assert [r["flag"] for r in p.influx.rows("SELECT flag FROM qc WHERE \"check\" = 'fan'")] == [quality.FAN]
     ispu = p.influx.rows("SELECT ispu_pm25 FROM \"index\" WHERE node = 'qa-01'")
     assert [(r["time"], r["ispu_pm25"]) for r in ispu] == [(window + 3600, 40.0), (now - 10 * 3600, lineproto.WITHDRAWN_VALUE)]
     spikes = p.influx.rows("SELECT flag, value FROM qc WHERE node = 'qa-01' AND \"check\" = 'spike' "

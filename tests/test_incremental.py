@@ -18,7 +18,7 @@ import pytest
 
 from analytics import anomaly, incremental, quality
 from analytics.analyze import ANOMALY_METRICS, FWI_DAYS, SETTLED_S, derive, fire_days
-from analytics.data import anomaly_line, load_cube
+from analytics.data import anomaly_line, event_tags, load_cube
 from analytics.window import METRIC_LIST
 from rimba import lineproto
 from rimba.fleet import load_fleet
@@ -285,7 +285,7 @@ def test_a_cold_start_withdraws_what_its_state_does_not_stand_by_in_its_window_a
                                                           (inside, lineproto.WITHDRAWN_VALUE)]
     for what in ("score FROM anomaly", "flag FROM qc", 'ispu_pm25 FROM "index"'):  # not this partition's
         assert all(v > 0 for _, v in stored(what, "inc-r1")) and len(stored(what, "inc-r1")) == 3
-    assert got["withdrawn"] == 3
+    assert got["swept"] == 3
     # what the state found stands
     assert {(e.node, e.metric, e.kind, e.severity, e.start) for e in st.events.values()} <= \
         live_points(p.influx, "anomaly", start)
@@ -328,9 +328,8 @@ def test_an_event_not_found_again_is_withdrawn_and_one_that_began_before_the_win
 
 def test_each_process_sweeps_once_and_a_sweep_that_fails_loses_nothing(fleet_platform, monkeypatch):
     """The sweep (`Incremental._stale`) runs on a process's first run, cold or loaded from a snapshot (a process that
-    died after its last snapshot wrote what the snapshot does not hold). Its queries come after the run's
-    computing: if InfluxDB does not answer them, the run fails without writing, and the next run writes all it
-    computed, then sweeps."""
+    died after its last snapshot wrote what the snapshot does not hold), once the run's own points are written:
+    if InfluxDB does not answer its queries, nothing the run computed is lost, and the next run sweeps."""
     from rimba.errors import InfluxUnavailable
 
     p = fleet_platform
@@ -349,26 +348,90 @@ def test_each_process_sweeps_once_and_a_sweep_that_fails_loses_nothing(fleet_pla
     engine = incremental.Incremental(settings, fleet, p.influx, progress=False)
     with pytest.raises(InfluxUnavailable):
         engine.run(now)
-    first = engine.st.flags.copy()
-    assert not live_points(p.influx, "qc", 0) and not live_points(p.influx, "anomaly", 0)
-    monkeypatch.setattr(incremental, "stale_points", real)
-    got = engine.run(now + 60)
     st = engine.st
-    assert (first == st.flags).all()
-    assert tries == [1] and got["withdrawn"] == 0
-    assert live_points(p.influx, "qc", 0) == {
-        (st.nodes[i], METRIC_LIST[j], check, st.start + t * STEP)
-        for bit, check in quality.FLAG_NAMES.items() for i, t, j in np.argwhere(st.flags & bit)}
-    assert live_points(p.influx, "anomaly", 0) == {(e.node, e.metric, e.kind, e.severity, e.start)
-                                                    for e in st.events.values()} != set()
-    assert engine.run(now + 120)["withdrawn"] == 0  # once a process
+    first = st.flags.copy()
+
+    def written():
+        assert live_points(p.influx, "qc", 0) == {
+            (st.nodes[i], METRIC_LIST[j], check, st.start + t * STEP)
+            for bit, check in quality.FLAG_NAMES.items() for i, t, j in np.argwhere(st.flags & bit)}
+        assert live_points(p.influx, "anomaly", 0) == {(e.node, e.metric, e.kind, e.severity, e.start)
+                                                        for e in st.events.values()} != set()
+
+    written()
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(incremental, "stale_points", counted)
+    got = engine.run(now + 60)
+    assert (first == st.flags).all() and tries == [1] and calls == [1] and got["swept"] == 0
+    written()
+    engine.run(now + 120)
+    assert calls == [1]  # once a process
     engine.close()
-    # after the snapshot, the process that died wrote a flag that the one loading it does not find
+    # after the snapshot, the process that died wrote a flag that the one loading it does not find; and a batch over
+    # a shorter window withdrew an event the service stands by and wrote another heat index: the service, which
+    # writes only what changes, would never write them again but for its sweep
     t = T0 + 2 * 86400 + 14 * 3600
-    p.influx.write(lineproto.line("qc", {"site": "smp29", "node": "inc-f1", "metric": "air_rh_pct", "check": "flat"},
-                                  {"flag": quality.FLAT}, t * 1000).encode())
+    e = max(st.events.values(), key=lambda e: e.start)
+    hi = st.derived_of("heat_index_c")
+    i, k = next((i, k) for i, k in np.argwhere(~np.isnan(hi)) if k >= incremental.SETTLED_S // STEP)
+    when = st.start + int(k) * STEP
+    p.influx.write(("\n".join([
+        lineproto.line("qc", {"site": "smp29", "node": "inc-f1", "metric": "air_rh_pct", "check": "flat"},
+                       {"flag": quality.FLAT}, t * 1000),
+        lineproto.withdrawal("anomaly", event_tags(st.sites[st.nodes.index(e.node)], e), e.start),
+        lineproto.line("index", {"site": st.sites[i], "node": st.nodes[i]}, {"heat_index_c": 99.0}, when * 1000),
+    ]) + "\n").encode())
     again = incremental.Incremental(settings, fleet, p.influx, progress=False)
     assert again.st is not None  # loaded, not rebuilt
-    assert again.run(now + 180)["withdrawn"] == 1
+    assert again.run(now + 180)["swept"] == 3 and calls == [1, 1]
     again.close()
     assert [r["flag"] for r in p.influx.rows("SELECT flag FROM qc WHERE \"check\" = 'flat' AND node = 'inc-f1'")] == [0]
+    assert [r["score"] for r in p.influx.rows(f"SELECT score FROM anomaly WHERE node = '{e.node}' AND "
+                                              f"time = {e.start}s AND kind = '{e.kind}'")] == [e.peak]
+    assert [r["heat_index_c"] for r in p.influx.rows(f"SELECT heat_index_c FROM \"index\" WHERE "
+                                                     f"node = '{st.nodes[i]}' AND time = {when}s")] == [hi[i, k]]
+
+
+def test_a_dead_fans_flags_stand_when_its_fall_slides_out_of_the_window(platform_factory):
+    """FAN holds for as long as the sensor stays sunk, on the evidence of a fall that the window may no longer hold:
+    when the window moves on past the fall, its analysis finds no fan (the fall is gone) and must not withdraw
+    the flags written while it could see it."""
+    air = {f"fan-{k}": ("smp29", "air") for k in range(5)}
+    p = platform_factory(air)
+    rng = np.random.default_rng(11)
+    t = T0 + np.arange(int(4.2 * 144)) * STEP + 30
+    hours = ((t + 7 * 3600) % 86400) / 3600
+    dying = np.clip((t - (T0 + 1.5 * 86400)) / 86400, 0, 1)  # over a day, to a tenth, then no lower
+
+    def pm(k):
+        level = 15 + 3 * k + 8 * np.exp(-((hours - 7.5) ** 2) / 2)
+        x = level * rng.lognormal(0, 0.08, len(t))
+        return x * (1 - 0.9 * dying) if k == 0 else x
+
+    rows = [(node, int(ti), i, {"pm25_ugm3": float(v)}) for k, node in enumerate(air)
+            for i, (ti, v) in enumerate(zip(t, pm(k), strict=True))]
+
+    def send(until):
+        batch = [r for r in rows if r[1] < until and r[1] >= sent[0]]
+        p.influx.write(("\n".join(lineproto.reading("smp29", n, f"pm25_ugm3={f['pm25_ugm3']!r}", i, False, None, ti)
+                                  for n, ti, i, f in batch) + "\n").encode())
+        sent[0] = until
+
+    sent = [0]
+    engine = incremental.Incremental(p.settings.with_(analyze_days=2.0), load_fleet(p.fleet_path), p.influx,
+                                     progress=False)
+    for now in (T0 + int(3.5 * 86400), T0 + int(3.9 * 86400), T0 + int(4.1 * 86400)):
+        send(now)
+        engine.run(now)
+    engine.close()
+    st = engine.st
+    assert st.start == T0 + 2 * 86400  # moved on at the last midnight: the fall began before it
+    assert not (st.flags & quality.FAN).any()  # the window alone no longer shows the fan
+    fan = p.influx.rows("SELECT flag FROM qc WHERE \"check\" = 'fan' AND node = 'fan-0' AND "
+                        f"time >= {T0 + 3 * 86400}s")
+    assert len(fan) > 100 and all(r["flag"] == quality.FAN for r in fan)
