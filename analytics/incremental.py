@@ -77,6 +77,8 @@ CHECK_EVERY_S = 3600  # the streams' checkpoints: late data rewinds to the hour 
 REWIND_S = 2 * 86400  # how far back late data can rewind the detector (older: recomputed from the oldest)
 LAG_S = 6 * 3600  # a series whose inputs have not changed for this long is taken on through its missing values
 PM = quality.PM_METRICS
+PM_HELD = tuple(m for m in METRIC_LIST if m in PM)  # the particulate columns of the checks (METRIC_LIST order)
+FAN_BEFORE = quality.Limits().fan_blocks * quality.Limits().fan_block  # steps of particulates FAN carries: its fall
 CHUNK_NODES = 256  # the quality checks and indices are computed for this many nodes (whole sites) at a time
 DETECTOR_ROWS = 512  # series advanced together (their working arrays are a few of (rows, the window))
 
@@ -166,9 +168,41 @@ class Incremental:
         self._pm_ref = self._fan_reference()
         for nodes in self._site_chunks(np.flatnonzero(st.owned)):
             cube = self._cube(nodes)
-            st.flags[nodes] = quality.check(cube.values, cube.metrics, cube.sites, pm_reference=self._pm_ref)
+            st.flags[nodes] = quality.check(cube.values, cube.metrics, cube.sites, pm_reference=self._pm_ref,
+                                            fan_before=self._fan_before(nodes))
             for k, v in derive(cube, st.step, st.flags[nodes]).items():
                 st.derived_of(k)[nodes] = v
+
+    def _fan_before(self, nodes) -> tuple | None:
+        """What FAN carries from before the window for these owned nodes (quality.check's fan_before), or None when
+        no particulate is held."""
+        st = self.st
+        if getattr(self, "_pm_ref", None) is None:
+            return None
+        if st.fan_x is None:
+            st.fan_x = np.full((st.n_own, FAN_BEFORE, len(PM_HELD)), np.nan, np.float32)
+            st.fan_ref_x = np.full((FAN_BEFORE, len(PM_HELD)), np.nan, np.float32)
+            st.fan_level = np.full((st.n_own, len(PM_HELD)), np.nan, np.float32)
+        return st.fan_x[nodes].astype(float), st.fan_ref_x.astype(float), st.fan_level[nodes]
+
+    def _carry_fan(self, drop: int) -> None:
+        """The window moves on `drop` steps: what FAN carries from before it moves on too (the day before the new
+        start, and the hold at that day's start, as the checks over the old window computed it)."""
+        st = self.st
+        ref = getattr(self, "_pm_ref", None)
+        if ref is None or len(ref) != st.steps:
+            ref = self._pm_ref = self._fan_reference()
+        own = np.arange(st.n_own)
+        before = self._fan_before(own)
+        if before is None:
+            return
+        x_before, ref_before, level0 = before
+        pm = [METRIC_LIST.index(m) for m in PM_HELD]
+        x = np.where(st.flags[own][:, :drop][:, :, pm] & quality.RANGE, np.nan, st.values(own, 0, PM_HELD, hi=drop))
+        xs, refs = np.concatenate([x_before, x], axis=1), np.concatenate([ref_before, ref[:drop]], axis=0)
+        st.fan_level = quality.fan_hold(xs[:, :drop], reference=refs[:drop], level0=level0).astype(np.float32)
+        st.fan_x, st.fan_ref_x = xs[:, drop:][:, -FAN_BEFORE:].astype(np.float32), refs[drop:][-FAN_BEFORE:].astype(
+            np.float32)
 
     def close(self) -> None:
         if self.st is not None:
@@ -323,6 +357,7 @@ class Incremental:
         start = max(st.start, window_start(end, self.s.analyze_days))
         drop = (start - st.start) // st.step
         if drop:
+            self._carry_fan(min(drop, st.steps))
             st.pending = {i: max(0, v - drop) for i, v in st.pending.items()}
             # the tide is fitted on up to TIDE_DAYS: keep the tidal metric's values past the window
             keep = anomaly.TIDE_DAYS * 86400 // st.step
@@ -533,7 +568,8 @@ class Incremental:
 
     def _quality(self, cube, nodes) -> list:
         st = self.st
-        flags = quality.check(cube.values, cube.metrics, cube.sites, pm_reference=getattr(self, "_pm_ref", None))
+        flags = quality.check(cube.values, cube.metrics, cube.sites, pm_reference=getattr(self, "_pm_ref", None),
+                              fan_before=self._fan_before(nodes))
         old = st.flags[nodes]
         st.flags[nodes] = flags
         gone = old & ~flags & ~np.uint16(UNSETTLED)  # flags no longer raised (not FAN's), from SETTLED_S on:

@@ -161,7 +161,7 @@ def _per_metric(metrics, table, default=np.nan):
     return np.array([table.get(m, default) for m in metrics], dtype=float)
 
 
-def check(x, metrics, site_of=None, limits: Limits | None = None, pm_reference=None) -> np.ndarray:
+def check(x, metrics, site_of=None, limits: Limits | None = None, pm_reference=None, fan_before=None) -> np.ndarray:
     """Flag every value of ``x`` (nodes, time, metrics); return uint16 flags of the same shape.
 
     Parameters
@@ -176,6 +176,12 @@ def check(x, metrics, site_of=None, limits: Limits | None = None, pm_reference=N
     pm_reference : ndarray, shape (time, particulate metrics of x in order), optional
         The city's PM reference for FAN (`pm_reference`), when x holds only some of the city's
         PM sensors; by default, from x's own nodes.
+    fan_before : (ndarray, ndarray, ndarray), optional
+        What FAN carries from before x's first column, with `pm_reference`: the particulates of the steps just
+        before it (nodes, steps, particulate metrics of x in order; NaN where none or out of range), the
+        reference over those steps (steps, particulate metrics), and the hold at their first step (nodes,
+        particulate metrics: `fan_hold`). A window that begins in or after a fan's fall cannot see the fall
+        alone: with them, a fan that died before the window stays flagged while it stays sunk.
     """
     lim = limits or Limits()
     x = np.asarray(x, dtype=float)
@@ -195,7 +201,14 @@ def check(x, metrics, site_of=None, limits: Limits | None = None, pm_reference=N
     if pm:  # against the city's PM sensors, not only the site's
         sub = flags[:, :, pm]  # a copy (fancy indexing): written back
         ok = np.where(sub & RANGE, np.nan, x[:, :, pm])
-        np.bitwise_or(sub, np.uint16(FAN), out=sub, where=fan_sinking(ok, lim, pm_reference))
+        if fan_before is not None and pm_reference is not None:
+            before, ref_before, level0 = fan_before
+            k = before.shape[1]
+            hot = fan_sinking(np.concatenate([before, ok], axis=1), lim,
+                              np.concatenate([ref_before, pm_reference], axis=0), level0)[:, k:]
+        else:
+            hot = fan_sinking(ok, lim, pm_reference)
+        np.bitwise_or(sub, np.uint16(FAN), out=sub, where=hot)
         flags[:, :, pm] = sub
     return flags
 
@@ -224,7 +237,7 @@ def pm_reference(pm, limits: Limits | None = None) -> np.ndarray:
     lim = limits or Limits()
     pm = np.asarray(pm, dtype=float)
     first = _upper_quartile(pm, lim)
-    return _upper_quartile(np.where(_sinking(pm, first, lim), np.nan, pm), lim)
+    return _upper_quartile(np.where(_sinking(pm, first, lim)[0], np.nan, pm), lim)
 
 
 def _upper_quartile(pm, lim):
@@ -237,7 +250,7 @@ def _upper_quartile(pm, lim):
     return np.where(n >= lim.fan_sensors, q, np.nan)
 
 
-def fan_sinking(pm, limits: Limits | None = None, reference=None) -> np.ndarray:
+def fan_sinking(pm, limits: Limits | None = None, reference=None, level0=None) -> np.ndarray:
     """FAN: where each PM sensor's reading sank against the city's for a day, and stays sunk.
 
     Parameters
@@ -247,6 +260,10 @@ def fan_sinking(pm, limits: Limits | None = None, reference=None) -> np.ndarray:
     limits : Limits, optional
     reference : ndarray, shape (time, k), optional
         `pm_reference` of the city's PM sensors; by default of `pm`'s.
+    level0 : ndarray, shape (nodes, k), optional
+        The hold carried from before pm's first column (`fan_hold`: the level a sensor found sinking must rise
+        above, NaN where none holds). A window that begins after a fan's fall cannot see the fall: without
+        what was held before it, a fan that died more than a window ago reads as a clean sensor.
 
     Returns
     -------
@@ -264,10 +281,18 @@ def fan_sinking(pm, limits: Limits | None = None, reference=None) -> np.ndarray:
     lim = limits or Limits()
     pm = np.asarray(pm, dtype=float)
     ref = pm_reference(pm, lim) if reference is None else np.asarray(reference, dtype=float)
-    return _sinking(pm, ref, lim)
+    return _sinking(pm, ref, lim, level0)[0]
 
 
-def _sinking(pm, ref, lim):
+def fan_hold(pm, limits: Limits | None = None, reference=None, level0=None) -> np.ndarray:
+    """The hold (nodes, k) after pm's last column, `fan_sinking`'s ``level0`` for the columns after it."""
+    lim = limits or Limits()
+    pm = np.asarray(pm, dtype=float)
+    ref = pm_reference(pm, lim) if reference is None else np.asarray(reference, dtype=float)
+    return _sinking(pm, ref, lim, level0)[1]
+
+
+def _sinking(pm, ref, lim, level0=None):
     with np.errstate(invalid="ignore"):
         r = (np.log1p(np.maximum(pm, 0.0)) - ref[None]).transpose(0, 2, 1)  # (nodes, k, time)
     b, k, fall = lim.fan_block, lim.fan_blocks, lim.fan_fall
@@ -292,13 +317,14 @@ def _sinking(pm, ref, lim):
             found &= back(i * b) < back((i + 1) * b) - np.float32(fall)
     began = back((k - 1) * b) - np.float32((k - 1) * fall)
     out = found.copy()
-    level = np.full(m.shape[:-1], np.nan, dtype=np.float32)
+    level = np.full(m.shape[:-1], np.nan, dtype=np.float32) if level0 is None else \
+        np.array(level0, dtype=np.float32).reshape(m.shape[:-1])
     for t in range(n_t):  # held while the level stays below where the fall began, and through a gap
         level = np.where(found[..., t], began[..., t], level)
         with np.errstate(invalid="ignore"):
             out[..., t] |= m[..., t] < level
         level = np.where(out[..., t] | np.isnan(m[..., t]), level, np.nan)
-    return out.transpose(0, 2, 1)
+    return out.transpose(0, 2, 1), level
 
 
 BLOCK = 32  # nodes

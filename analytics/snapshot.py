@@ -2,7 +2,8 @@
 they hold, so that a snapshot writes what changed since the last one, not the whole state.
 
 Table `meta` (name -> bytes): the version, and the state's small parts (its key, the window's bounds, the
-nodes and metrics held, watermarks, contacts, the streams' headers, what is still unwritten). Table `part`
+nodes and metrics held, watermarks, contacts, the streams' headers, what is still unwritten, what the FAN
+check carries from before the window). Table `part`
 (kind, item, block) -> bytes, one row per:
 
     w    an owned node's cells and scores over one hour of the window (`BLOCK_S`; blocks counted in the
@@ -34,10 +35,11 @@ from analytics import anomaly, detector
 from analytics.window import FIRE_METRICS, State
 
 log = logging.getLogger("rimba.analyze")
-VERSION = 3  # of this layout; the detector's series carry their own (detector.STATE_VERSION)
+VERSION = 4  # of this layout; the detector's series carry their own (detector.STATE_VERSION)
 BLOCK_S = 3600  # the window's cells and scores are saved by the hour
 META = ("key", "origin", "start", "step", "cap", "h_cap", "nodes", "sites", "n_own", "steps", "h_start", "h_steps",
-        "metrics", "watermark", "contact", "wake", "rows", "unwritten", "pending", "audited", "saved", "events_end")
+        "metrics", "watermark", "contact", "wake", "rows", "unwritten", "pending", "audited", "saved", "events_end",
+        "fan_x", "fan_ref_x", "fan_level")
 
 
 def _cell_dtype(st: State, e: int, owned: bool) -> np.dtype:
