@@ -119,31 +119,34 @@ def anomaly_lines(cube: Cube, events) -> list:
     return [anomaly_line(site_of[e.node], e) for e in events]
 
 
+def _live(influx, measurement: str, columns: tuple, start: int, end: int, nodes, where: str = ""):
+    """(tags, time, *columns) of each live `qc` or `anomaly` point of `nodes` in [start, end) (and `where`)."""
+    cond = f" AND {where}" if where else ""
+    group = ", ".join(f'"{k}"' for k in lineproto.POINT_TAGS[measurement])
+    q = (f'SELECT {", ".join(columns)} FROM "{measurement}" WHERE {lineproto.LIVE[measurement]} AND '
+         f'time >= {int(start)}s AND time < {int(end)}s{cond} GROUP BY {group}')
+    nodes = set(nodes)
+    for series in influx.query_stream(q, epoch="s"):
+        tags = series.get("tags") or {}
+        if tags.get("node") in nodes:
+            for t, *values in series["values"]:
+                yield tags, int(t), *values
+
+
 def withdrawn(influx, measurement: str, start: int, end: int, standing: set, nodes, grid: tuple,
               where: str = "") -> tuple:
     """(withdrawals, live keys): the withdrawals (`rimba.lineproto.withdrawal`) of the live `measurement` points of
     `nodes` in [start, end) (and `where`, InfluxQL) on the `grid` (origin, step) whose `point_key` is not in
     `standing` (what an analysis of that window no longer stands by; a point off its grid is not one it could
     have found), and the keys of the live ones it saw there."""
-    tag_keys = lineproto.POINT_TAGS[measurement]
-    field = lineproto.LIVE_FIELD[measurement]
-    cond = f" AND {where}" if where else ""
-    group = ", ".join(f'"{k}"' for k in tag_keys)
-    q = (f'SELECT "{field}" FROM "{measurement}" WHERE {lineproto.LIVE[measurement]} AND time >= {int(start)}s AND '
-         f'time < {int(end)}s{cond} GROUP BY {group}')
-    nodes = set(nodes)
     out, live = [], set()
-    for series in influx.query_stream(q, epoch="s"):
-        tags = series.get("tags") or {}
-        if tags.get("node") not in nodes:
+    for tags, t, _ in _live(influx, measurement, (f'"{lineproto.LIVE_FIELD[measurement]}"',), start, end, nodes, where):
+        if (t - grid[0]) % grid[1]:
             continue
-        for t, *_ in series["values"]:
-            if (int(t) - grid[0]) % grid[1]:
-                continue
-            key = lineproto.point_key(measurement, tags, t)
-            live.add(key)
-            if key not in standing:
-                out.append(lineproto.withdrawal(measurement, tags, t))
+        key = lineproto.point_key(measurement, tags, t)
+        live.add(key)
+        if key not in standing:
+            out.append(lineproto.withdrawal(measurement, tags, t))
     return out, live
 
 
@@ -157,23 +160,14 @@ def superseded(influx, start: int, end: int, events, site_of: dict, nodes, where
     for e in events:
         spans.setdefault((e.node, e.metric), []).append((e.start, e.end))
     standing = {lineproto.point_key("anomaly", event_tags(site_of[e.node], e), e.start) for e in events}
-    cond = f" AND {where}" if where else ""
-    group = ", ".join(f'"{k}"' for k in lineproto.POINT_TAGS["anomaly"])
-    q = (f'SELECT "score", "end" FROM "anomaly" WHERE {lineproto.LIVE["anomaly"]} AND time >= {int(start)}s AND '
-         f'time < {int(end)}s{cond} GROUP BY {group}')
-    nodes = set(nodes)
     out, live = [], set()
-    for series in influx.query_stream(q, epoch="s"):
-        tags = series.get("tags") or {}
-        if tags.get("node") not in nodes:
-            continue
+    for tags, t, _score, until in _live(influx, "anomaly", ('"score"', '"end"'), start, end, nodes, where):
+        until = int(until if until is not None else t)
+        key = lineproto.point_key("anomaly", tags, t)
+        live.add(key)
         found = spans.get((tags.get("node"), tags.get("metric"))) or []
-        for t, _score, until in series["values"]:
-            t, until = int(t), int(until if until is not None else t)
-            key = lineproto.point_key("anomaly", tags, t)
-            live.add(key)
-            if key not in standing and any(a <= until and t <= b for a, b in found):
-                out.append(lineproto.withdrawal("anomaly", tags, t))
+        if key not in standing and any(a <= until and t <= b for a, b in found):
+            out.append(lineproto.withdrawal("anomaly", tags, t))
     return out, live
 
 
