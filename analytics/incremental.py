@@ -187,7 +187,7 @@ class Incremental:
 
     def _carry_fan(self, drop: int) -> None:
         """The window moves on `drop` steps: what FAN carries from before it moves on too (the day before the new
-        start, and the hold at that day's start, as the checks over the old window computed it)."""
+        start, and the hold carried into it, as a check over the old window and what it carried computed it)."""
         st = self.st
         ref = getattr(self, "_pm_ref", None)
         if ref is None or len(ref) != st.steps:
@@ -198,11 +198,15 @@ class Incremental:
             return
         x_before, ref_before, level0 = before
         pm = [METRIC_LIST.index(m) for m in PM_HELD]
-        x = np.where(st.flags[own][:, :drop][:, :, pm] & quality.RANGE, np.nan, st.values(own, 0, PM_HELD, hi=drop))
-        xs, refs = np.concatenate([x_before, x], axis=1), np.concatenate([ref_before, ref[:drop]], axis=0)
-        st.fan_level = quality.fan_hold(xs[:, :drop], reference=refs[:drop], level0=level0).astype(np.float32)
-        st.fan_x, st.fan_ref_x = xs[:, drop:][:, -FAN_BEFORE:].astype(np.float32), refs[drop:][-FAN_BEFORE:].astype(
-            np.float32)
+        held = min(drop, st.steps)  # the steps that leave the window; past its end (an outage longer than it), none
+        x = np.full((len(own), drop, len(PM_HELD)), np.nan)
+        x[:, :held] = np.where(st.flags[:, :held][:, :, pm] & quality.RANGE, np.nan,
+                               st.values(own, 0, PM_HELD, hi=held))
+        r = np.full((drop, len(PM_HELD)), np.nan)
+        r[:held] = ref[:held]
+        xs, refs = np.concatenate([x_before, x], axis=1), np.concatenate([ref_before, r], axis=0)
+        st.fan_level = quality.fan_hold(xs, reference=refs, level0=level0, hold_from=FAN_BEFORE).astype(np.float32)
+        st.fan_x, st.fan_ref_x = xs[:, -FAN_BEFORE:].astype(np.float32), refs[-FAN_BEFORE:].astype(np.float32)
 
     def close(self) -> None:
         if self.st is not None:
@@ -357,7 +361,7 @@ class Incremental:
         start = max(st.start, window_start(end, self.s.analyze_days))
         drop = (start - st.start) // st.step
         if drop:
-            self._carry_fan(min(drop, st.steps))
+            self._carry_fan(drop)
             st.pending = {i: max(0, v - drop) for i, v in st.pending.items()}
             # the tide is fitted on up to TIDE_DAYS: keep the tidal metric's values past the window
             keep = anomaly.TIDE_DAYS * 86400 // st.step

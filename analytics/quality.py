@@ -205,7 +205,7 @@ def check(x, metrics, site_of=None, limits: Limits | None = None, pm_reference=N
             before, ref_before, level0 = fan_before
             k = before.shape[1]
             hot = fan_sinking(np.concatenate([before, ok], axis=1), lim,
-                              np.concatenate([ref_before, pm_reference], axis=0), level0)[:, k:]
+                              np.concatenate([ref_before, pm_reference], axis=0), level0, hold_from=k)[:, k:]
         else:
             hot = fan_sinking(ok, lim, pm_reference)
         np.bitwise_or(sub, np.uint16(FAN), out=sub, where=hot)
@@ -250,7 +250,7 @@ def _upper_quartile(pm, lim):
     return np.where(n >= lim.fan_sensors, q, np.nan)
 
 
-def fan_sinking(pm, limits: Limits | None = None, reference=None, level0=None) -> np.ndarray:
+def fan_sinking(pm, limits: Limits | None = None, reference=None, level0=None, hold_from: int = 0) -> np.ndarray:
     """FAN: where each PM sensor's reading sank against the city's for a day, and stays sunk.
 
     Parameters
@@ -261,9 +261,11 @@ def fan_sinking(pm, limits: Limits | None = None, reference=None, level0=None) -
     reference : ndarray, shape (time, k), optional
         `pm_reference` of the city's PM sensors; by default of `pm`'s.
     level0 : ndarray, shape (nodes, k), optional
-        The hold carried from before pm's first column (`fan_hold`: the level a sensor found sinking must rise
-        above, NaN where none holds). A window that begins after a fan's fall cannot see the fall: without
-        what was held before it, a fan that died more than a window ago reads as a clean sensor.
+        The hold carried into column `hold_from` (`fan_hold`: the level a sensor found sinking must rise above,
+        NaN where none holds); the columns before it are context only, for the falls that end after it. A
+        window that begins after a fan's fall cannot see the fall: without what was held before it, a fan that
+        died more than a window ago reads as a clean sensor.
+    hold_from : int
 
     Returns
     -------
@@ -281,18 +283,19 @@ def fan_sinking(pm, limits: Limits | None = None, reference=None, level0=None) -
     lim = limits or Limits()
     pm = np.asarray(pm, dtype=float)
     ref = pm_reference(pm, lim) if reference is None else np.asarray(reference, dtype=float)
-    return _sinking(pm, ref, lim, level0)[0]
+    return _sinking(pm, ref, lim, level0, hold_from)[0]
 
 
-def fan_hold(pm, limits: Limits | None = None, reference=None, level0=None) -> np.ndarray:
-    """The hold (nodes, k) after pm's last column, `fan_sinking`'s ``level0`` for the columns after it."""
+def fan_hold(pm, limits: Limits | None = None, reference=None, level0=None, hold_from: int = 0) -> np.ndarray:
+    """The hold (nodes, k) carried out of pm's last column (`fan_sinking`'s ``level0`` for the columns after it),
+    from ``level0`` carried into column `hold_from`."""
     lim = limits or Limits()
     pm = np.asarray(pm, dtype=float)
     ref = pm_reference(pm, lim) if reference is None else np.asarray(reference, dtype=float)
-    return _sinking(pm, ref, lim, level0)[1]
+    return _sinking(pm, ref, lim, level0, hold_from)[1]
 
 
-def _sinking(pm, ref, lim, level0=None):
+def _sinking(pm, ref, lim, level0=None, hold_from: int = 0):
     with np.errstate(invalid="ignore"):
         r = (np.log1p(np.maximum(pm, 0.0)) - ref[None]).transpose(0, 2, 1)  # (nodes, k, time)
     b, k, fall = lim.fan_block, lim.fan_blocks, lim.fan_fall
@@ -319,7 +322,7 @@ def _sinking(pm, ref, lim, level0=None):
     out = found.copy()
     level = np.full(m.shape[:-1], np.nan, dtype=np.float32) if level0 is None else \
         np.array(level0, dtype=np.float32).reshape(m.shape[:-1])
-    for t in range(n_t):  # held while the level stays below where the fall began, and through a gap
+    for t in range(hold_from, n_t):  # held while the level stays below where the fall began, and through a gap
         level = np.where(found[..., t], began[..., t], level)
         with np.errstate(invalid="ignore"):
             out[..., t] |= m[..., t] < level
