@@ -94,7 +94,8 @@ def derive(cube, step_s: int, flags=None) -> dict:
 # (Events: `data.superseded`.)
 SETTLED_S = 86400
 # FAN's flag holds for as long as the sensor stays sunk, on the evidence of a fall that may be older than the
-# window: no window can contradict it, so it is never withdrawn (UNSETTLED)
+# window: an analysis of the window alone (a batch, a sweep) cannot contradict it and never withdraws it; the
+# service, which carries the check's hold from before its window, does (`incremental`)
 UNSETTLED = quality.FAN
 PM25_CORRECTED = "pm25_corr_ugm3"  # `index` field: PM2.5 corrected for humidity (indices.pm25_corrected)
 INDEX_LABELS = {PM25_CORRECTED: ("pm_correction", indices.PM25_CORRECTION)}  # the correction named in the data

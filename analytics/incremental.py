@@ -64,8 +64,7 @@ import time
 import numpy as np
 
 from analytics import anomaly, detector, quality
-from analytics.analyze import (FWI_DAYS, INDEX_LABELS, SETTLED_S, UNSETTLED, derive, fire_days, fire_values,
-                               stale_points)
+from analytics.analyze import FWI_DAYS, INDEX_LABELS, SETTLED_S, derive, fire_days, fire_values, stale_points
 from analytics.data import Cube, Reader, anomaly_line, event_tags, flagged, qc_lines, regex_of
 from analytics.snapshot import StateStore
 from analytics.window import FIRE_METRICS, METRIC_LIST, State
@@ -576,8 +575,10 @@ class Incremental:
                               fan_before=self._fan_before(nodes))
         old = st.flags[nodes]
         st.flags[nodes] = flags
-        gone = old & ~flags & ~np.uint16(UNSETTLED)  # flags no longer raised (not FAN's), from SETTLED_S on:
-        gone[:, :SETTLED_S // st.step] = 0  # before, the window lacks the evidence
+        # flags no longer raised, from SETTLED_S on (before, the window lacks the evidence); FAN's too, judged with
+        # what the state carries from before the window (a sweep, which has no such carry, leaves them: UNSETTLED)
+        gone = old & ~flags
+        gone[:, :SETTLED_S // st.step] = 0
         withdrawn = [lineproto.withdrawal("qc", tags, t) for tags, t, _ in flagged(cube, gone, quality.FLAG_NAMES)]
         return qc_lines(cube, flags & ~old, quality.FLAG_NAMES) + withdrawn  # the flags raised and those withdrawn
 

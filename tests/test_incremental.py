@@ -454,3 +454,38 @@ def test_a_dead_fan_stays_flagged_when_its_fall_slides_out_of_the_window(platfor
     assert len(fan) >= again.st.steps and all(r["flag"] == quality.FAN for r in fan)
     assert not p.influx.rows(f"SELECT ispu_pm25 FROM \"index\" WHERE node = 'fan-0' AND time >= {T0 + 3 * 86400}s "
                              f"AND {lineproto.live_value('ispu_pm25')}")
+
+
+def test_a_fan_flag_the_service_no_longer_raises_is_withdrawn(platform_factory):
+    """The service judges FAN with what it carries from before its window, so a fan flag it no longer raises is
+    withdrawn like any other (a batch or a sweep, over the window alone, leaves FAN's flags: they may rest on a
+    fall before the window)."""
+    air = {f"fan-{k}": ("bansir-laut" if k == 0 else "smp29", "air") for k in range(5)}
+    p = platform_factory(air)
+    rng = np.random.default_rng(12)
+    t = T0 + np.arange(3 * 144) * STEP + 30
+    hours = ((t + 7 * 3600) % 86400) / 3600
+    values = np.stack([(15 + 3 * k + 8 * np.exp(-((hours - 7.5) ** 2) / 2)) * rng.lognormal(0, 0.08, len(t))
+                       for k in range(5)])
+    now = T0 + int(2.9 * 86400)
+    p.influx.write(("\n".join(lineproto.reading(air[n][0], n, f"pm25_ugm3={float(values[k, i])!r}", i, False, None,
+                                                int(ti))
+                              for k, n in enumerate(air) for i, ti in enumerate(t) if ti < now) + "\n").encode())
+    engine = incremental.Incremental(p.settings.with_(analyze_days=2.0), load_fleet(p.fleet_path), p.influx,
+                                     progress=False)
+    engine.run(now)
+    st = engine.st
+    pm = METRIC_LIST.index("pm25_ugm3")
+    assert not (st.flags & quality.FAN).any()
+    # a flag the state held and wrote (as a run on a partial city reference would have), that it no longer raises
+    k = (T0 + 2 * 86400 + 6 * 3600 - st.start) // STEP
+    st.flags[0, k, pm] |= quality.FAN
+    p.influx.write(lineproto.line("qc", {"site": "bansir-laut", "node": "fan-0", "metric": "pm25_ugm3",
+                                         "check": "fan"}, {"flag": quality.FAN}, (st.start + k * STEP) * 1000).encode())
+    p.influx.write(("\n".join(lineproto.reading(air[n][0], n, f"pm25_ugm3={float(values[j, i])!r}", i, False, None,
+                                                int(ti))
+                              for j, n in enumerate(air) for i, ti in enumerate(t) if now <= ti < now + 3600)
+                    + "\n").encode())
+    engine.run(now + 3600)
+    engine.close()
+    assert [r["flag"] for r in p.influx.rows("SELECT flag FROM qc WHERE \"check\" = 'fan'")] == [0]
