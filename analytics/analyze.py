@@ -87,6 +87,9 @@ def derive(cube, step_s: int, flags=None) -> dict:
     return out
 
 
+DAY_MEANS = ("ispu_pm25", "ispu_pm10")  # `derive`'s fields from a 24-hour mean
+
+
 # The context a step's quality flags and derived values need before it (a spike on the value before, drift on a
 # centred day, the ISPU's 24-hour mean): from a window's start plus this on, a flag or a value is what the whole
 # history gives, and only there does one that an analysis of the window no longer finds withdraw one written

@@ -64,7 +64,8 @@ import time
 import numpy as np
 
 from analytics import anomaly, detector, quality
-from analytics.analyze import FWI_DAYS, INDEX_LABELS, SETTLED_S, derive, fire_days, fire_values, stale_points
+from analytics.analyze import (DAY_MEANS, FWI_DAYS, INDEX_LABELS, SETTLED_S, derive, fire_days, fire_values,
+                               stale_points)
 from analytics.data import Cube, Reader, anomaly_line, event_tags, flagged, qc_lines, regex_of
 from analytics.snapshot import StateStore
 from analytics.window import FIRE_METRICS, METRIC_LIST, State
@@ -596,6 +597,8 @@ class Incremental:
             old = st.derived_of(k)
             prev = old[nodes, lo + keep:]
             changed[k] = ~np.isnan(new) & ~((np.abs(new - prev) <= 1e-12 * np.abs(new)) & ~np.isnan(prev))
+            if k in DAY_MEANS:  # before `settled`, a day's mean from part of its day: what was written stays
+                changed[k][:, :settled] &= np.isnan(prev[:, :settled])
             gone[k] = np.isnan(new) & ~np.isnan(prev)  # a value written before, no longer there: withdrawn
             gone[k][:, :settled] = False
             old[nodes, lo + keep:] = new
