@@ -179,11 +179,32 @@ class Incremental:
         st = self.st
         if getattr(self, "_pm_ref", None) is None:
             return None
+        self._fan_arrays()
+        return st.fan_x[nodes].astype(float), st.fan_ref_x.astype(float), st.fan_level[nodes]
+
+    def _fan_arrays(self) -> None:
+        st = self.st
         if st.fan_x is None:
             st.fan_x = np.full((st.n_own, FAN_BEFORE, len(PM_HELD)), np.nan, np.float32)
             st.fan_ref_x = np.full((FAN_BEFORE, len(PM_HELD)), np.nan, np.float32)
             st.fan_level = np.full((st.n_own, len(PM_HELD)), np.nan, np.float32)
-        return st.fan_x[nodes].astype(float), st.fan_ref_x.astype(float), st.fan_level[nodes]
+
+    def _fans_written(self) -> None:
+        """At a cold start, the fans held dead where the window begins, from the FAN flags written there (by the state
+        this one replaces, which carried their falls): a state rebuilt from history (new constants, a new node in
+        the fleet file) cannot see a fall older than its window, and would take a dead fan's PM for clean air."""
+        st = self.st
+        first = st.start + quality.Limits().fan_block * st.step  # the first block: a hold has a median there
+        where = " AND ".join(filter(None, [self._where_owned(), f"\"check\" = '{quality.FLAG_NAMES[quality.FAN]}'"]))
+        row = self._row()
+        q = (f'SELECT "flag" FROM "qc" WHERE {lineproto.LIVE["qc"]} AND {where} AND time >= {st.start}s AND '
+             f'time < {first}s GROUP BY "node", "metric"')
+        for series in self.influx.query_stream(q, epoch="s"):
+            tags = series.get("tags") or {}
+            i = row.get(tags.get("node"))
+            if i is not None and i < st.n_own and tags.get("metric") in PM_HELD and series["values"]:
+                self._fan_arrays()
+                st.fan_level[i, PM_HELD.index(tags["metric"])] = np.inf
 
     def _carry_fan(self, drop: int) -> None:
         """The window moves on `drop` steps: what FAN carries from before it moves on too (the day before the new
@@ -199,10 +220,11 @@ class Incremental:
         x_before, ref_before, level0 = before
         pm = [METRIC_LIST.index(m) for m in PM_HELD]
         held = min(drop, st.steps)  # the steps that leave the window; past its end (an outage longer than it), none
-        x = np.full((len(own), drop, len(PM_HELD)), np.nan)
+        width = min(drop, held + FAN_BEFORE)  # a longer gap carries the same: the hold goes on through it
+        x = np.full((len(own), width, len(PM_HELD)), np.nan)
         x[:, :held] = np.where(st.flags[:, :held][:, :, pm] & quality.RANGE, np.nan,
                                st.values(own, 0, PM_HELD, hi=held))
-        r = np.full((drop, len(PM_HELD)), np.nan)
+        r = np.full((width, len(PM_HELD)), np.nan)
         r[:held] = ref[:held]
         xs, refs = np.concatenate([x_before, x], axis=1), np.concatenate([ref_before, r], axis=0)
         st.fan_level = quality.fan_hold(xs, reference=refs, level0=level0, hold_from=FAN_BEFORE).astype(np.float32)
@@ -408,6 +430,7 @@ class Incremental:
         changed = self.st.pending  # what a run that failed part-way merged is computed by the next one
         if cold:
             self._cold_read(now, changed)
+            self._fans_written()
         else:
             st = self.st
             lo = max(st.start, (now - self.s.analyze_reread_s) // step * step)

@@ -262,7 +262,9 @@ def fan_sinking(pm, limits: Limits | None = None, reference=None, level0=None, h
         `pm_reference` of the city's PM sensors; by default of `pm`'s.
     level0 : ndarray, shape (nodes, k), optional
         The hold carried into column `hold_from` (`fan_hold`: the level a sensor found sinking must rise above,
-        NaN where none holds); the columns before it are context only, for the falls that end after it. A
+        NaN where none holds; +inf where one holds at a level not known, as a state built from what was written
+        knows it: the first block median from there on, plus the fall a finding needs, is taken for it); the
+        columns before it are context only, for the falls that end after it. A
         window that begins after a fan's fall cannot see the fall: without what was held before it, a fan that
         died more than a window ago reads as a clean sensor.
     hold_from : int
@@ -323,6 +325,8 @@ def _sinking(pm, ref, lim, level0=None, hold_from: int = 0):
     level = np.full(m.shape[:-1], np.nan, dtype=np.float32) if level0 is None else \
         np.array(level0, dtype=np.float32).reshape(m.shape[:-1])
     for t in range(hold_from, n_t):  # held while the level stays below where the fall began, and through a gap
+        # a hold carried without its level (+inf: known sunk, from what was written) takes the first median's
+        level = np.where(np.isinf(level) & ~np.isnan(m[..., t]), m[..., t] + np.float32((k - 1) * fall), level)
         level = np.where(found[..., t], began[..., t], level)
         with np.errstate(invalid="ignore"):
             out[..., t] |= m[..., t] < level

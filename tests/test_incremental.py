@@ -491,3 +491,37 @@ def test_a_fan_flag_the_service_no_longer_raises_is_withdrawn(platform_factory):
     engine.run(now + 3600)
     engine.close()
     assert [r["flag"] for r in p.influx.rows("SELECT flag FROM qc WHERE \"check\" = 'fan'")] == [0]
+
+
+def test_a_rebuilt_state_holds_the_fans_written_dead_where_its_window_begins(platform_factory):
+    """A state built again from history (new constants, a new node in the fleet file) cannot see a fall older than
+    its window: it takes the fans held dead where its window begins from the FAN flags written there (by the
+    state it replaces), so a dead fan's PM does not come back into the ISPU, and its sweep writes none again."""
+    air = {f"fan-{k}": ("bansir-laut" if k == 0 else "smp29", "air") for k in range(5)}
+    p = platform_factory(air)
+    rng = np.random.default_rng(13)
+    t = T0 + np.arange(int(5.2 * 144)) * STEP + 30
+    hours = ((t + 7 * 3600) % 86400) / 3600
+    dying = np.clip((t - (T0 + 1.3 * 86400)) / 86400, 0, 1)
+    values = np.stack([(15 + 3 * k + 8 * np.exp(-((hours - 7.5) ** 2) / 2)) * rng.lognormal(0, 0.08, len(t))
+                       * ((1 - 0.9 * dying) if k == 0 else 1) for k in range(5)])
+    now = T0 + int(5.1 * 86400)
+    start = T0 + 3 * 86400
+    lines = [lineproto.reading(air[n][0], n, f"pm25_ugm3={float(values[k, i])!r}", i, False, None, int(ti))
+             for k, n in enumerate(air) for i, ti in enumerate(t) if ti < now]
+    # what the replaced state wrote where the window begins: fan-0 dead, its ISPU withdrawn
+    lines += [lineproto.line("qc", {"site": "bansir-laut", "node": "fan-0", "metric": "pm25_ugm3", "check": "fan"},
+                             {"flag": quality.FAN}, (start + j * STEP) * 1000) for j in range(24)]
+    p.influx.write(("\n".join(lines) + "\n").encode())
+    engine = incremental.Incremental(p.settings.with_(analyze_days=2.0), load_fleet(p.fleet_path), p.influx,
+                                     progress=False)
+    engine.run(now)
+    engine.close()
+    st = engine.st
+    pm = METRIC_LIST.index("pm25_ugm3")
+    assert st.start == start
+    held = st.flags[0, 11:, pm] & quality.FAN  # from the first block median (12 of its 24 samples) on
+    assert held.all() and not (st.flags[1:, :, pm] & quality.FAN).any()
+    assert np.isnan(st.derived_of("ispu_pm25")[0]).all() and np.isnan(st.derived_of("pm25_corr_ugm3")[0]).all()
+    assert not p.influx.rows(f"SELECT ispu_pm25 FROM \"index\" WHERE node = 'fan-0' AND "
+                             f"{lineproto.live_value('ispu_pm25')}")
