@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analytics import alerts, anomaly, fwi, indices, quality
-from analytics.data import (anomaly_line, anomaly_lines, event_tags, flagged, index_lines, last_contact, load_cube,
-                            qc_lines, reconciled_values, superseded, withdrawn)
+from analytics.data import (anomaly_line, anomaly_lines, event_tags, fan_seed, fans_written, flagged, index_lines,
+                            last_contact, load_cube, qc_lines, reconciled_values, superseded, withdrawn)
 from rimba import lineproto, wib
 from rimba.fleet import load_fleet
 from rimba.adapters.influx import Influx
@@ -294,7 +294,9 @@ class Analyzer:
         influx = Influx.from_settings(s)
         try:
             cube = load_cube(influx, fleet, start, end, step)
-            flags = quality.check(cube.values, cube.metrics, cube.sites)
+            # the fans held dead where the window begins, by the flags written there (the service carried their falls)
+            flags = quality.check(cube.values, cube.metrics, cube.sites,
+                                  fan_before=fan_seed(fans_written(influx, start, step), cube.nodes, cube.metrics))
             derived = derive(cube, step, flags)
             cols = [cube.metrics.index(m) for m in ANOMALY_METRICS]
             values = np.where(flags[:, :, cols] & quality.RANGE, np.nan, cube.values[:, :, cols])

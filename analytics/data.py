@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analytics import quality
 from rimba import lineproto
 from rimba.metrics import METRICS
 
@@ -169,6 +170,30 @@ def superseded(influx, start: int, end: int, events, site_of: dict, nodes, where
         if key not in standing and any(a <= until and t <= b for a, b in found):
             out.append(lineproto.withdrawal("anomaly", tags, t))
     return out, live
+
+
+def fans_written(influx, start: int, step: int, where: str = "") -> set:
+    """(node, metric) of the particulate sensors held dead where a window begins, by the live FAN flags written in its
+    first block of samples (a block median's worth: `quality.Limits.fan_block`): an analysis of the window alone
+    cannot see a fall older than it, and would take a dead fan's PM for clean air."""
+    cond = f" AND {where}" if where else ""
+    first = int(start) + quality.Limits().fan_block * int(step)
+    q = (f'SELECT "flag" FROM "qc" WHERE {lineproto.LIVE["qc"]} AND "check" = \'{quality.FLAG_NAMES[quality.FAN]}\''
+         f'{cond} AND time >= {int(start)}s AND time < {first}s GROUP BY "node", "metric"')
+    return {(s["tags"]["node"], s["tags"]["metric"]) for s in influx.query_stream(q, epoch="s")
+            if s.get("tags") and s["values"]}
+
+
+def fan_seed(held: set, nodes, metrics) -> np.ndarray:
+    """`quality.check`'s fan_before for a window with no context before it: the sensors `held` (fans_written) hold
+    at a level not known (+inf: the first block median's, plus the fall a finding needs)."""
+    pm = [m for m in metrics if m in quality.PM_METRICS]
+    level = np.full((len(nodes), len(pm)), np.nan)
+    for i, n in enumerate(nodes):
+        for j, m in enumerate(pm):
+            if (n, m) in held:
+                level[i, j] = np.inf
+    return np.zeros((len(nodes), 0, len(pm))), np.zeros((0, len(pm))), level
 
 
 def reconciled_values(influx, derived: dict, origin: int, step: int, nodes, sites, start: int, end: int,

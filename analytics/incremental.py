@@ -66,7 +66,7 @@ import numpy as np
 from analytics import anomaly, detector, quality
 from analytics.analyze import (DAY_MEANS, FWI_DAYS, INDEX_LABELS, SETTLED_S, derive, fire_days, fire_values,
                                stale_points)
-from analytics.data import Cube, Reader, anomaly_line, event_tags, flagged, qc_lines, regex_of
+from analytics.data import Cube, Reader, anomaly_line, event_tags, fans_written, flagged, qc_lines, regex_of
 from analytics.snapshot import StateStore
 from analytics.window import FIRE_METRICS, METRIC_LIST, State
 from rimba import lineproto, wib
@@ -190,21 +190,16 @@ class Incremental:
             st.fan_level = np.full((st.n_own, len(PM_HELD)), np.nan, np.float32)
 
     def _fans_written(self) -> None:
-        """At a cold start, the fans held dead where the window begins, from the FAN flags written there (by the state
-        this one replaces, which carried their falls): a state rebuilt from history (new constants, a new node in
-        the fleet file) cannot see a fall older than its window, and would take a dead fan's PM for clean air."""
+        """At a cold start, the fans held dead where the window begins, from the FAN flags written there by the state
+        this one replaces, which carried their falls (`data.fans_written`): a state rebuilt from history (new
+        constants, a new node in the fleet file) cannot see a fall older than its window."""
         st = self.st
-        first = st.start + quality.Limits().fan_block * st.step  # the first block: a hold has a median there
-        where = " AND ".join(filter(None, [self._where_owned(), f"\"check\" = '{quality.FLAG_NAMES[quality.FAN]}'"]))
         row = self._row()
-        q = (f'SELECT "flag" FROM "qc" WHERE {lineproto.LIVE["qc"]} AND {where} AND time >= {st.start}s AND '
-             f'time < {first}s GROUP BY "node", "metric"')
-        for series in self.influx.query_stream(q, epoch="s"):
-            tags = series.get("tags") or {}
-            i = row.get(tags.get("node"))
-            if i is not None and i < st.n_own and tags.get("metric") in PM_HELD and series["values"]:
+        for node, metric in fans_written(self.influx, st.start, st.step, self._where_owned()):
+            i = row.get(node)
+            if i is not None and i < st.n_own and metric in PM_HELD:
                 self._fan_arrays()
-                st.fan_level[i, PM_HELD.index(tags["metric"])] = np.inf
+                st.fan_level[i, PM_HELD.index(metric)] = np.inf
 
     def _carry_fan(self, drop: int) -> None:
         """The window moves on `drop` steps: what FAN carries from before it moves on too (the day before the new

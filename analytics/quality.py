@@ -201,11 +201,12 @@ def check(x, metrics, site_of=None, limits: Limits | None = None, pm_reference=N
     if pm:  # against the city's PM sensors, not only the site's
         sub = flags[:, :, pm]  # a copy (fancy indexing): written back
         ok = np.where(sub & RANGE, np.nan, x[:, :, pm])
-        if fan_before is not None and pm_reference is not None:
+        if fan_before is not None:
             before, ref_before, level0 = fan_before
             k = before.shape[1]
-            hot = fan_sinking(np.concatenate([before, ok], axis=1), lim,
-                              np.concatenate([ref_before, pm_reference], axis=0), level0, hold_from=k)[:, k:]
+            ref = pm_reference if pm_reference is not None else _city_reference(ok, lim)
+            hot = fan_sinking(np.concatenate([before, ok], axis=1), lim, np.concatenate([ref_before, ref], axis=0),
+                              level0, hold_from=k)[:, k:]
         else:
             hot = fan_sinking(ok, lim, pm_reference)
         np.bitwise_or(sub, np.uint16(FAN), out=sub, where=hot)
@@ -238,6 +239,9 @@ def pm_reference(pm, limits: Limits | None = None) -> np.ndarray:
     pm = np.asarray(pm, dtype=float)
     first = _upper_quartile(pm, lim)
     return _upper_quartile(np.where(_sinking(pm, first, lim)[0], np.nan, pm), lim)
+
+
+_city_reference = pm_reference  # for `check`, whose argument of that name hides it
 
 
 def _upper_quartile(pm, lim):

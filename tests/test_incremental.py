@@ -399,6 +399,12 @@ def test_each_process_sweeps_once_and_a_sweep_that_fails_loses_nothing(fleet_pla
                                                      f"node = '{st.nodes[i]}' AND time = {when}s")] == [hi[i, k]]
 
 
+def weather(i) -> str:
+    """The air beside the particulates at step i (the ISPU is of the humidity-corrected PM2.5): a day's swing."""
+    swing = np.sin(2 * np.pi * i / 144)
+    return f"air_temp_c={28 + 3 * swing:.2f},air_rh_pct={75 - 12 * swing:.2f}"
+
+
 @pytest.mark.parametrize("depth", [0.9, 0.4])  # to a tenth; and barely past what the check finds (0.3 is not)
 def test_a_dead_fan_stays_flagged_when_its_fall_slides_out_of_the_window(platform_factory, depth):
     """FAN holds for as long as the sensor stays sunk, on the evidence of a fall that the window may no longer hold.
@@ -425,8 +431,8 @@ def test_a_dead_fan_stays_flagged_when_its_fall_slides_out_of_the_window(platfor
 
     def send(until):
         batch = [r for r in rows if sent[0] <= r[1] < until]
-        p.influx.write(("\n".join(lineproto.reading(air[n][0], n, f"pm25_ugm3={v!r}", i, False, None, ti)
-                                  for n, ti, i, v in batch) + "\n").encode())
+        p.influx.write(("\n".join(lineproto.reading(air[n][0], n, f"pm25_ugm3={v!r},{weather(i)}", i, False, None,
+                                                    ti) for n, ti, i, v in batch) + "\n").encode())
         sent[0] = until
 
     sent = [0]
@@ -446,7 +452,7 @@ def test_a_dead_fan_stays_flagged_when_its_fall_slides_out_of_the_window(platfor
     assert (history[0, first:first + st.steps] & quality.FAN).all()
     assert (st.flags[0, :, pm] & quality.FAN).all() and not (st.flags[1:, :, pm] & quality.FAN).any()
     assert not (st.flags[0, :, pm] & quality.DRIFT).any()
-    assert np.isnan(st.derived_of("ispu_pm25")[0]).all()
+    assert np.isnan(st.derived_of("ispu_pm25")[0]).all() and not np.isnan(st.derived_of("ispu_pm25")[1:]).all()
     engine.close()
     again = incremental.Incremental(settings, fleet, p.influx, progress=False)  # loaded from its snapshot
     assert again.st is not None and (again.st.flags[0, :, pm] & quality.FAN).all()
@@ -472,9 +478,11 @@ def test_a_fan_flag_the_service_no_longer_raises_is_withdrawn(platform_factory):
     values = np.stack([(15 + 3 * k + 8 * np.exp(-((hours - 7.5) ** 2) / 2)) * rng.lognormal(0, 0.08, len(t))
                        for k in range(5)])
     now = T0 + int(2.9 * 86400)
-    p.influx.write(("\n".join(lineproto.reading(air[n][0], n, f"pm25_ugm3={float(values[k, i])!r}", i, False, None,
-                                                int(ti))
-                              for k, n in enumerate(air) for i, ti in enumerate(t) if ti < now) + "\n").encode())
+    def reading(k, i):
+        return lineproto.reading(air[f"fan-{k}"][0], f"fan-{k}", f"pm25_ugm3={float(values[k, i])!r},{weather(i)}", i,
+                                 False, None, int(t[i]))
+
+    p.influx.write(("\n".join(reading(k, i) for k in range(5) for i in range(len(t)) if t[i] < now) + "\n").encode())
     engine = incremental.Incremental(p.settings.with_(analyze_days=2.0), load_fleet(p.fleet_path), p.influx,
                                      progress=False)
     engine.run(now)
@@ -486,9 +494,7 @@ def test_a_fan_flag_the_service_no_longer_raises_is_withdrawn(platform_factory):
     st.flags[0, k, pm] |= quality.FAN
     p.influx.write(lineproto.line("qc", {"site": "bansir-laut", "node": "fan-0", "metric": "pm25_ugm3",
                                          "check": "fan"}, {"flag": quality.FAN}, (st.start + k * STEP) * 1000).encode())
-    p.influx.write(("\n".join(lineproto.reading(air[n][0], n, f"pm25_ugm3={float(values[j, i])!r}", i, False, None,
-                                                int(ti))
-                              for j, n in enumerate(air) for i, ti in enumerate(t) if now <= ti < now + 3600)
+    p.influx.write(("\n".join(reading(j, i) for j in range(5) for i in range(len(t)) if now <= t[i] < now + 3600)
                     + "\n").encode())
     engine.run(now + 3600)
     engine.close()
@@ -509,7 +515,7 @@ def test_a_rebuilt_state_holds_the_fans_written_dead_where_its_window_begins(pla
                        * ((1 - 0.9 * dying) if k == 0 else 1) for k in range(5)])
     now = T0 + int(5.1 * 86400)
     start = T0 + 3 * 86400
-    lines = [lineproto.reading(air[n][0], n, f"pm25_ugm3={float(values[k, i])!r}", i, False, None, int(ti))
+    lines = [lineproto.reading(air[n][0], n, f"pm25_ugm3={float(values[k, i])!r},{weather(i)}", i, False, None, int(ti))
              for k, n in enumerate(air) for i, ti in enumerate(t) if ti < now]
     # what the replaced state wrote where the window begins: fan-0 dead, its ISPU withdrawn
     lines += [lineproto.line("qc", {"site": "bansir-laut", "node": "fan-0", "metric": "pm25_ugm3", "check": "fan"},
@@ -524,6 +530,20 @@ def test_a_rebuilt_state_holds_the_fans_written_dead_where_its_window_begins(pla
     assert st.start == start
     held = st.flags[0, 11:, pm] & quality.FAN  # from the first block median (12 of its 24 samples) on
     assert held.all() and not (st.flags[1:, :, pm] & quality.FAN).any()
-    assert np.isnan(st.derived_of("ispu_pm25")[0]).all() and np.isnan(st.derived_of("pm25_corr_ugm3")[0]).all()
+    assert np.isnan(st.derived_of("ispu_pm25")[0]).all() and np.isnan(st.derived_of("pm25_corr_ugm3")[0, 11:]).all()
+    assert not np.isnan(st.derived_of("ispu_pm25")[1:]).all()
     assert not p.influx.rows(f"SELECT ispu_pm25 FROM \"index\" WHERE node = 'fan-0' AND "
                              f"{lineproto.live_value('ispu_pm25')}")
+    # and the batch over the same window, which writes every value it computes, takes them the same way
+    import subprocess
+    import sys
+
+    from rimba.dev.harness import ROOT, env_for
+
+    r = subprocess.run([sys.executable, "-m", "rimba", "analyze", "--once", "--hours", "48", "--until", str(now)],
+                       env=env_for(p.values), capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    assert not p.influx.rows(f"SELECT ispu_pm25 FROM \"index\" WHERE node = 'fan-0' AND "
+                             f"{lineproto.live_value('ispu_pm25')}")
+    assert p.influx.rows(f"SELECT ispu_pm25 FROM \"index\" WHERE node = 'fan-1' AND "
+                         f"{lineproto.live_value('ispu_pm25')}")
