@@ -185,6 +185,7 @@ class Incremental:
     def _fan_arrays(self) -> None:
         st = self.st
         if st.fan_x is None:
+            st.dirty_fan = True
             st.fan_x = np.full((st.n_own, FAN_BEFORE, len(PM_HELD)), np.nan, np.float32)
             st.fan_ref_x = np.full((FAN_BEFORE, len(PM_HELD)), np.nan, np.float32)
             st.fan_level = np.full((st.n_own, len(PM_HELD)), np.nan, np.float32)
@@ -200,6 +201,7 @@ class Incremental:
             if i is not None and i < st.n_own and metric in PM_HELD:
                 self._fan_arrays()
                 st.fan_level[i, PM_HELD.index(metric)] = np.inf
+                st.dirty_fan = True
 
     def _carry_fan(self, drop: int) -> None:
         """The window moves on `drop` steps: what FAN carries from before it moves on too (the day before the new
@@ -224,6 +226,7 @@ class Incremental:
         xs, refs = np.concatenate([x_before, x], axis=1), np.concatenate([ref_before, r], axis=0)
         st.fan_level = quality.fan_hold(xs, reference=refs, level0=level0, hold_from=FAN_BEFORE).astype(np.float32)
         st.fan_x, st.fan_ref_x = xs[:, -FAN_BEFORE:].astype(np.float32), refs[-FAN_BEFORE:].astype(np.float32)
+        st.dirty_fan = True
 
     def close(self) -> None:
         if self.st is not None:

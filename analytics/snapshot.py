@@ -2,8 +2,7 @@
 they hold, so that a snapshot writes what changed since the last one, not the whole state.
 
 Table `meta` (name -> bytes): the version, and the state's small parts (its key, the window's bounds, the
-nodes and metrics held, watermarks, contacts, the streams' headers, what is still unwritten, what the FAN
-check carries from before the window). Table `part`
+nodes and metrics held, watermarks, contacts, the streams' headers, what is still unwritten). Table `part`
 (kind, item, block) -> bytes, one row per:
 
     w    an owned node's cells and scores over one hour of the window (`BLOCK_S`; blocks counted in the
@@ -11,6 +10,7 @@ check carries from before the window). Table `part`
     c    a city node's cells (the particulate sensors of other partitions), likewise
     h    an owned node's hourly cells (the fire codes) over one day (UNIX hours // 24)
     t    an owned node's tidal values before the window (saved as the window moves on)
+    x    what the dying-fan check carries from before the window (saved as the window moves on)
     e, f an owned node's events; its fire codes
     r:M  a detector series' carried values (metric M; item: its row), "rt:M" and "rf:M" its context's blocks,
          "rc:M" its checkpoints (block: the column), from `analytics.detector.Rows.changes`
@@ -38,8 +38,7 @@ log = logging.getLogger("rimba.analyze")
 VERSION = 4  # of this layout; the detector's series carry their own (detector.STATE_VERSION)
 BLOCK_S = 3600  # the window's cells and scores are saved by the hour
 META = ("key", "origin", "start", "step", "cap", "h_cap", "nodes", "sites", "n_own", "steps", "h_start", "h_steps",
-        "metrics", "watermark", "contact", "wake", "rows", "unwritten", "pending", "audited", "saved", "events_end",
-        "fan_x", "fan_ref_x", "fan_level")
+        "metrics", "watermark", "contact", "wake", "rows", "unwritten", "pending", "audited", "saved", "events_end")
 
 
 def _cell_dtype(st: State, e: int, owned: bool) -> np.dtype:
@@ -118,6 +117,8 @@ class StateStore:
                 db.execute("DELETE FROM part WHERE kind = 'h' AND b < ?", (st.h_start // 3600 // 24,))
             if st.whole or st.dirty_tide:
                 db.execute("DELETE FROM part WHERE kind = 't'")
+            if st.whole or st.dirty_fan:
+                db.execute("DELETE FROM part WHERE kind = 'x'")
             db.executemany("INSERT OR REPLACE INTO part VALUES (?, ?, ?, ?)",
                            counted(itertools.chain(self._cells(st, e, off), self._hours(st), self._nodes(st),
                                                    detector_parts())))
@@ -139,7 +140,7 @@ class StateStore:
         st.dirty.clear()
         st.dirty_h.clear()
         st.dirty_nodes.clear()
-        st.dirty_tide = st.whole = False
+        st.dirty_tide = st.dirty_fan = st.whole = False
 
     def _cells(self, st: State, e: int, off: int):
         """The 'w' and 'c' blocks of the nodes that changed (of every node when st.whole)."""
@@ -209,6 +210,8 @@ class StateStore:
             for i in range(st.n_own):
                 if not np.isnan(st.tide_x[i]).all():
                     out.append(("t", st.nodes[i], 0, st.tide_x[i].tobytes()))
+        if st.fan_x is not None and (st.whole or st.dirty_fan):  # changed at a midnight (or a cold start) only
+            out.append(("x", "fan", 0, pickle.dumps((st.fan_x, st.fan_ref_x, st.fan_level))))
         return out
 
     # --- loading -----------------------------------------------------------------------------------------------
@@ -258,6 +261,8 @@ class StateStore:
             st.tide_x = np.full((st.n_own,) + tuple(meta["tide"]), np.nan)
             for item, data in self.db.execute("SELECT item, data FROM part WHERE kind = 't'"):
                 st.tide_x[row[item]] = np.frombuffer(data).reshape(meta["tide"])
+        for _item, data in self.db.execute("SELECT item, data FROM part WHERE kind = 'x'"):
+            st.fan_x, st.fan_ref_x, st.fan_level = pickle.loads(data)
         for item, data in self.db.execute("SELECT item, data FROM part WHERE kind = 'e'"):
             st.events.update({(ev.node, ev.metric, ev.start): ev for ev in pickle.loads(data)})
         for item, data in self.db.execute("SELECT item, data FROM part WHERE kind = 'f'"):

@@ -71,6 +71,7 @@ class State:
     dirty_h: dict = field(default_factory=dict)
     dirty_nodes: set = field(default_factory=set)  # owned nodes whose events or fire codes changed
     dirty_tide: bool = False
+    dirty_fan: bool = False  # fan_x, fan_ref_x or fan_level changed
     whole: bool = True  # the next snapshot saves everything (a new state, or the metrics held changed)
 
     def __post_init__(self):
