@@ -184,7 +184,7 @@ def fans_written(influx, start: int, step: int, where: str = "") -> set:
             if s.get("tags") and s["values"]}
 
 
-def fan_seed(held: set, nodes, metrics) -> np.ndarray:
+def fan_seed(held: set, nodes, metrics) -> tuple:
     """`quality.check`'s fan_before for a window with no context before it: the sensors `held` (fans_written) hold
     at a level not known (+inf: the first block median's, plus the fall a finding needs)."""
     pm = [m for m in metrics if m in quality.PM_METRICS]

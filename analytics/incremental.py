@@ -814,7 +814,7 @@ class Incremental:
         # an event that no longer stands (or stands with another kind or severity: another point) is withdrawn;
         # one that began before the window is history, not computed again
         gone = [e for k, e in old.items() if e.start >= st.start and
-                (k not in new or event_tags("", new[k]) != event_tags("", e))]
+                (k not in new or (new[k].kind, new[k].severity) != (e.kind, e.severity))]
         return ([anomaly_line(site_of[e.node], e) for k, e in new.items() if old.get(k) != e]
                 + [lineproto.withdrawal("anomaly", event_tags(site_of[e.node], e), e.start) for e in gone])
 

@@ -179,8 +179,8 @@ def check(x, metrics, site_of=None, limits: Limits | None = None, pm_reference=N
     fan_before : (ndarray, ndarray, ndarray), optional
         What FAN carries from before x's first column, with `pm_reference`: the particulates of the steps just
         before it (nodes, steps, particulate metrics of x in order; NaN where none or out of range), the
-        reference over those steps (steps, particulate metrics), and the hold at their first step (nodes,
-        particulate metrics: `fan_hold`). A window that begins in or after a fan's fall cannot see the fall
+        reference over those steps (steps, particulate metrics), and the hold carried into x's first column
+        (nodes, particulate metrics: `fan_hold`). A window that begins in or after a fan's fall cannot see the fall
         alone: with them, a fan that died before the window stays flagged while it stays sunk.
     """
     lim = limits or Limits()
@@ -286,19 +286,20 @@ def fan_sinking(pm, limits: Limits | None = None, reference=None, level0=None, h
     it needed, and through a gap where m is NaN (a node silent for hours, its fan no better for it). Earlier
     values only: appending data never changes a past flag.
     """
-    lim = limits or Limits()
-    pm = np.asarray(pm, dtype=float)
-    ref = pm_reference(pm, lim) if reference is None else np.asarray(reference, dtype=float)
-    return _sinking(pm, ref, lim, level0, hold_from)[0]
+    return _fan(pm, limits, reference, level0, hold_from)[0]
 
 
 def fan_hold(pm, limits: Limits | None = None, reference=None, level0=None, hold_from: int = 0) -> np.ndarray:
     """The hold (nodes, k) carried out of pm's last column (`fan_sinking`'s ``level0`` for the columns after it),
     from ``level0`` carried into column `hold_from`."""
+    return _fan(pm, limits, reference, level0, hold_from)[1]
+
+
+def _fan(pm, limits, reference, level0, hold_from):
     lim = limits or Limits()
     pm = np.asarray(pm, dtype=float)
     ref = pm_reference(pm, lim) if reference is None else np.asarray(reference, dtype=float)
-    return _sinking(pm, ref, lim, level0, hold_from)[1]
+    return _sinking(pm, ref, lim, level0, hold_from)
 
 
 def _sinking(pm, ref, lim, level0=None, hold_from: int = 0):

@@ -62,7 +62,7 @@ class State:
     saved: int = 0
     events_end: int = 0  # the window's end when the events were last computed (an open event runs to it)
     # what FAN carries from before the window (quality.check's fan_before), per owned node and particulate metric of
-    # METRIC_LIST: the values of the day before it, the city's reference there, the hold at that day's start
+    # METRIC_LIST: the values of the day before it, the city's reference there, the hold carried into the window
     fan_x: np.ndarray = None  # (owned, FAN_BEFORE, particulates), float32, NaN where none
     fan_ref_x: np.ndarray = None  # (FAN_BEFORE, particulates)
     fan_level: np.ndarray = None  # (owned, particulates), NaN where none holds
