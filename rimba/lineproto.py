@@ -67,8 +67,10 @@ def point_key(measurement: str, tags: dict, time_s: int) -> tuple:
 
 
 def withdrawal(measurement: str, tags: dict, time_s: int) -> str:
-    """The point that withdraws the `qc` or `anomaly` point of these tags at this time."""
-    return line(measurement, {k: v for k, v in tags.items() if v}, _WITHDRAWN[measurement], int(time_s) * 1000)
+    """The point that withdraws the `qc` or `anomaly` point of these tags at this time. The tags are as InfluxDB
+    returned them, so they are escaped: a point another writer left with a space in a tag must not make the
+    whole write fail (and the run with it, every minute)."""
+    return line(measurement, {k: tag(v) for k, v in tags.items() if v}, _WITHDRAWN[measurement], int(time_s) * 1000)
 
 
 # An `index` value that no longer stands (an input later found unfit: a spike, a dying fan) cannot be unset

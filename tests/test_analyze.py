@@ -184,3 +184,16 @@ def test_battery_days_left_from_the_three_day_slope():
     assert d[0, -1] == pytest.approx((4.1 - 0.05 * 999 * 600 / 86400 - 3.3) / 0.05, rel=1e-6)
     assert d[1, -1] == BATTERY_DAYS_MAX and d[2, -1] == BATTERY_DAYS_MAX  # level, charging
     assert np.isnan(d[:, :200]).all()  # not before half the window
+
+
+def test_a_withdrawal_of_a_point_with_odd_tags_is_a_line_influxdb_takes(platform_factory):
+    """The sweep writes back tags as InfluxDB returned them: one another writer left with a space, a comma or an
+    equals sign in a tag is escaped, so the withdrawal lands and the write around it does not fail."""
+    p = platform_factory({"qa-01": ("smp29", "forest")})
+    tags = {"site": "smp29", "node": "qa-01", "metric": "air_temp_c", "check": "old, odd=check"}
+    p.influx.write(lineproto.line("qc", {k: lineproto.tag(v) for k, v in tags.items()}, {"flag": 2},
+                                  NOW * 1000).encode())
+    stored = p.influx.rows('SELECT flag, "check" FROM qc')
+    assert [r["check"] for r in stored] == ["old, odd=check"]
+    p.influx.write(lineproto.withdrawal("qc", {**tags, "check": stored[0]["check"]}, NOW).encode())
+    assert [(r["check"], r["flag"]) for r in p.influx.rows('SELECT flag, "check" FROM qc')] == [("old, odd=check", 0)]
