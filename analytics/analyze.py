@@ -213,23 +213,34 @@ def fire_values(hourly, fire: FireDays):
 
 
 def stale_points(influx, cube, flags, events, derived, start: int, step: int, where: str = "",
-                 reassert: bool = False) -> list:
+                 reassert: bool = False, replaced=None) -> list:
     """The points that make what InfluxDB holds in a window what an analysis of it (its cube's nodes from `start` on
     the `step` grid: flags, events, derived values) stands by. Withdrawn: a flag or a derived value on the grid
     from SETTLED_S into the window on that it does not find (not an UNSETTLED check's), an event it finds again
     differently (`data.superseded`). With `reassert` (a service's sweep: it writes only what changes, so what
     another writer withdrew or overwrote would stay so), what it stands by there and InfluxDB does not hold
-    live is written again: flags and values from SETTLED_S on, events of the window (the cube needs values)."""
+    live is written again: flags and values from SETTLED_S on, events of the window (the cube needs values). An
+    UNSETTLED check is judged too, from SETTLED_S on, where a node's sensor was replaced in the window (`replaced`,
+    per cube node: `quality.check`'s): from there the window holds all its evidence."""
     end = int(cube.times[-1]) + step if len(cube.times) else start
     site_of = dict(zip(cube.nodes, cube.sites, strict=True))
     settled = start + SETTLED_S
     judged = np.array(flags, copy=True)  # the flags an analysis of the window can judge: from SETTLED_S on, not FAN
     judged[:, :max(0, (settled - start) // step)] = 0
-    judged &= ~np.uint16(UNSETTLED)
+    since = {i: max(c for c in cols if 0 <= c < len(cube.times)) for i, cols in enumerate(replaced or ())
+             if any(0 <= c < len(cube.times) for c in cols)}  # the last replacement in the window, per node
+    for i in range(len(judged)):
+        judged[i, :since.get(i, len(cube.times))] &= ~np.uint16(UNSETTLED)
     qc = {lineproto.point_key("qc", tags, t) for tags, t, _ in flagged(cube, judged, quality.FLAG_NAMES)}
     skip = [f"\"check\" != '{name}'" for bit, name in quality.FLAG_NAMES.items() if bit & UNSETTLED]
     out, live_qc = withdrawn(influx, "qc", settled, end, qc, cube.nodes, (start, step),
                              " AND ".join(filter(None, [where, *skip])))
+    only = " OR ".join(f"\"check\" = '{name}'" for bit, name in quality.FLAG_NAMES.items() if bit & UNSETTLED)
+    for i, c in since.items():  # after a replacement in the window, the window judges those checks too
+        gone, seen = withdrawn(influx, "qc", max(settled, start + c * step), end, qc, [cube.nodes[i]], (start, step),
+                               " AND ".join(filter(None, [where, f"({only})"])))
+        out += gone
+        live_qc |= seen
     gone, live_events = superseded(influx, start, end, events, site_of, cube.nodes, where)
     out += gone
     out += reconciled_values(influx, derived, start, step, cube.nodes, cube.sites, settled, end, where, INDEX_LABELS,
@@ -294,8 +305,10 @@ class Analyzer:
         influx = Influx.from_settings(s)
         try:
             cube = load_cube(influx, fleet, start, end, step)
-            # the fans held dead where the window begins, by the flags written there (the service carried their falls)
-            flags = quality.check(cube.values, cube.metrics, cube.sites,
+            # the fans held dead where the window begins, by the flags written there (the service carried their falls),
+            # but for the sensors replaced since
+            replaced = quality.replaced_columns(cube.times, step, [fleet.nodes[n].replaced("pm") for n in cube.nodes])
+            flags = quality.check(cube.values, cube.metrics, cube.sites, replaced=replaced,
                                   fan_before=fan_seed(fans_written(influx, start, step), cube.nodes, cube.metrics))
             derived = derive(cube, step, flags)
             cols = [cube.metrics.index(m) for m in ANOMALY_METRICS]
@@ -310,7 +323,7 @@ class Analyzer:
             lines = (qc_lines(cube, flags, quality.FLAG_NAMES) + index_lines(cube, derived, INDEX_LABELS)
                      + anomaly_lines(cube, events) + fire_lines(hourly, fire)
                      + battery_lines(influx, dict(zip(cube.nodes, cube.sites, strict=True)), end))
-            lines += stale_points(influx, cube, flags, events, derived, start, step)
+            lines += stale_points(influx, cube, flags, events, derived, start, step, replaced=replaced)
             _write(influx, lines)
             contact, wake = last_contact(influx, end - 30 * 86400, end)
             observations = self.observe(fleet, cube, derived, events, values, fire, hourly, contact, wake, now)

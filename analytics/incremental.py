@@ -26,7 +26,9 @@ stopped, if earlier), so a backfill recomputes the hours it touches and no more,
 sites are not touched. The quality checks, indices, events and fire codes of the sites whose cells
 changed, over the window (they are cheap per site, and so equal the batch exactly); at a WIB midnight,
 as the window moves on, those of every site; on a new step, the rolling means (the ISPU's 24 hours) of
-the sites without a reading yet; the events of the nodes rescored, or open at the window's end.
+the sites without a reading yet; the events of the nodes rescored, or open at the window's end. A site
+whose node had a sensor recorded replaced (the fleet file's `pm_replaced`, read again each run; the state keeps
+the replacements its flags were judged with) is judged again at once.
 Each output is compared with what the last run produced, and only what differs is written: a new flag,
 an index field whose value changed (the point carries only that field), a new or changed event, a
 changed fire code; and what no longer stands is withdrawn (`rimba.lineproto.withdrawal`): a flag or a
@@ -70,6 +72,8 @@ from analytics.data import Cube, Reader, anomaly_line, event_tags, fans_written,
 from analytics.snapshot import StateStore
 from analytics.window import FIRE_METRICS, METRIC_LIST, State
 from rimba import lineproto, wib
+from rimba.errors import ConfigError
+from rimba.fleet import FleetWatcher
 
 log = logging.getLogger("rimba.analyze")
 __all__ = ["Incremental", "State", "StateStore", "owned_sites", "window_start"]
@@ -126,6 +130,8 @@ class Incremental:
         # A state built from history, or loaded from a snapshot, does not know all that was written before it: a
         # process's first run sweeps its window for what it does not stand by (`_stale`)
         self.swept = False
+        self._watch = None  # the fleet file, read again each run for the sensors replaced (`_replacements`)
+        self._refit: set = set()  # nodes whose sensor replacements changed since their flags were judged
         if self.st is not None:
             self.st.audited = 0  # the dead process may have audited readings its snapshot does not hold: first audit
             self._outputs_from_cells()
@@ -160,7 +166,29 @@ class Incremental:
         if not cols:
             return None
         sensors = np.flatnonzero(st.counts[:, :, cols].any(axis=(1, 2)))
-        return quality.pm_reference(st.in_range(sensors, 0, pm))
+        lim = quality.Limits()
+        fresh = quality.fresh_mask(self._replaced(sensors), len(sensors), 0, st.steps, lim.fan_block * lim.fan_blocks)
+        return quality.pm_reference(st.in_range(sensors, 0, pm), lim, fresh)
+
+    def _replaced(self, nodes, start: int | None = None) -> list:
+        """Per node index, the columns of the window (from `start`, by default its own) from which a replaced PM
+        sensor reads, by the replacements its flags are judged with (`quality.check`'s ``replaced``)."""
+        st = self.st
+        return quality.replaced_columns([st.start if start is None else start], st.step,
+                                        [st.replaced.get(st.nodes[i], ()) for i in nodes])
+
+    def _replacements(self) -> dict:
+        """node -> the times its PM sensor was replaced, by the fleet file as it is now (`rimba node replaced` writes
+        it while the service runs; the rest of the file is read at start), or by the fleet the service began with
+        while the file cannot be read."""
+        fleet = self.fleet
+        if getattr(self.s, "fleet", None):
+            try:
+                self._watch = self._watch or FleetWatcher(self.s.fleet)
+                fleet = self._watch.current()
+            except ConfigError as err:
+                log.warning("sensor replacements from the fleet the service began with: %s", err)
+        return {n: r for n in self.st.nodes if n in fleet.nodes and (r := fleet.nodes[n].replaced("pm"))}
 
     def _outputs_from_cells(self) -> None:
         """The quality flags and the indices of a loaded state (not saved: they follow from its cells)."""
@@ -169,7 +197,7 @@ class Incremental:
         for nodes in self._site_chunks(np.flatnonzero(st.owned)):
             cube = self._cube(nodes)
             st.flags[nodes] = quality.check(cube.values, cube.metrics, cube.sites, pm_reference=self._pm_ref,
-                                            fan_before=self._fan_before(nodes))
+                                            fan_before=self._fan_before(nodes), replaced=self._replaced(nodes))
             for k, v in derive(cube, st.step, st.flags[nodes]).items():
                 st.derived_of(k)[nodes] = v
 
@@ -224,7 +252,9 @@ class Incremental:
         r = np.full((width, len(PM_HELD)), np.nan)
         r[:held] = ref[:held]
         xs, refs = np.concatenate([x_before, x], axis=1), np.concatenate([ref_before, r], axis=0)
-        st.fan_level = quality.fan_hold(xs, reference=refs, level0=level0, hold_from=FAN_BEFORE).astype(np.float32)
+        lim = quality.Limits()
+        fresh = quality.fresh_mask(self._replaced(own), len(own), FAN_BEFORE, width, lim.fan_block * lim.fan_blocks)
+        st.fan_level = quality.fan_hold(xs, lim, refs, level0, FAN_BEFORE, fresh).astype(np.float32)
         st.fan_x, st.fan_ref_x = xs[:, -FAN_BEFORE:].astype(np.float32), refs[-FAN_BEFORE:].astype(np.float32)
         st.dirty_fan = True
 
@@ -423,6 +453,10 @@ class Incremental:
         cold = self.st is None
         if cold:
             self.st = self._new_state(now)
+        replaced = self._replacements()
+        self._refit |= {n for n in set(replaced) | set(self.st.replaced)
+                        if replaced.get(n, ()) != self.st.replaced.get(n, ())}
+        self.st.replaced = replaced  # a site with a sensor replaced since its flags were judged is judged again
         if not cold:
             self._slide(now)  # (the steps of `pending` move with the window)
         changed = self.st.pending  # what a run that failed part-way merged is computed by the next one
@@ -537,7 +571,7 @@ class Incremental:
         own = np.flatnonzero(st.owned)
         derived = {k: st.derived_of(k)[own] for k in st.derived}
         return stale_points(self.influx, self._cube(own), st.flags[own], list(st.events.values()), derived, st.start,
-                            st.step, self._where_owned(), reassert=True)
+                            st.step, self._where_owned(), reassert=True, replaced=self._replaced(own))
 
     def _bar(self, what: str, k: int, n: int) -> None:
         done = int(30 * k / max(1, n))
@@ -557,7 +591,9 @@ class Incremental:
         drop, grow = getattr(self, "_moved", (0, 0))
         self._moved = (0, 0)
         # a site whose cells changed is recomputed over the window; at a WIB midnight, as the window moves on, all
-        dirty_sites = sorted(self.sites if drop else {st.sites[i] for i in changed if st.owned[i]})
+        row = self._row()
+        refit = [row[n] for n in self._refit if n in row]
+        dirty_sites = sorted(self.sites if drop else {st.sites[i] for i in [*changed, *refit] if st.owned[i]})
         dirty = np.isin(sites, dirty_sites) & st.owned
         nodes = np.flatnonzero(dirty)
         # the FAN check's city reference, new when a particulate sensor's cells changed (a site's fan flags
@@ -565,8 +601,9 @@ class Incremental:
         pm_cols = [st.metrics.index(m) for m in quality.PM_METRICS if m in st.metrics]
         pm_changed = bool(pm_cols) and any(st.counts[i, :, pm_cols].any() for i in changed)
         ref = getattr(self, "_pm_ref", None)
-        if pm_changed or drop or cold or ref is None or len(ref) != st.steps:  # new cells, or a step on
+        if pm_changed or refit or drop or cold or ref is None or len(ref) != st.steps:  # new cells, or a step on
             self._pm_ref = self._fan_reference()
+        self._refit = set()
         for part in self._site_chunks(nodes):  # a few hundred nodes at a time: the cube of all is big
             cube = self._cube(part)
             lines += self._quality(cube, part)
@@ -594,7 +631,7 @@ class Incremental:
     def _quality(self, cube, nodes) -> list:
         st = self.st
         flags = quality.check(cube.values, cube.metrics, cube.sites, pm_reference=getattr(self, "_pm_ref", None),
-                              fan_before=self._fan_before(nodes))
+                              fan_before=self._fan_before(nodes), replaced=self._replaced(nodes))
         old = st.flags[nodes]
         st.flags[nodes] = flags
         # flags no longer raised, from SETTLED_S on (before, the window lacks the evidence); FAN's too, judged with

@@ -48,6 +48,10 @@ Flags (combine with ``|``; stored as the `qc` measurement's `flag` field):
               with the healthy sensors while several sink at once. Needs `fan_sensors` PM sensors
               with a value at the time (the node itself included); none of the three mass
               channels' ratios is used, for a PMS5003 computes them from the same light pulses.
+              A hold ends where the node's technician replaced the sensor (the fleet file's
+              `pm_replaced`, `rimba node replaced`): a new unit may read lower than the old one did
+              before its fall, and would stay flagged. From there, a fall is found only from the
+              new unit's own readings (a day of them), so a lower-reading unit is no fall either.
 """
 
 from __future__ import annotations
@@ -161,7 +165,8 @@ def _per_metric(metrics, table, default=np.nan):
     return np.array([table.get(m, default) for m in metrics], dtype=float)
 
 
-def check(x, metrics, site_of=None, limits: Limits | None = None, pm_reference=None, fan_before=None) -> np.ndarray:
+def check(x, metrics, site_of=None, limits: Limits | None = None, pm_reference=None, fan_before=None,
+          replaced=None) -> np.ndarray:
     """Flag every value of ``x`` (nodes, time, metrics); return uint16 flags of the same shape.
 
     Parameters
@@ -182,6 +187,9 @@ def check(x, metrics, site_of=None, limits: Limits | None = None, pm_reference=N
         reference over those steps (steps, particulate metrics), and the hold carried into x's first column
         (nodes, particulate metrics: `fan_hold`). A window that begins in or after a fan's fall cannot see the fall
         alone: with them, a fan that died before the window stays flagged while it stays sunk.
+    replaced : sequence of sequences of int, optional
+        Per node, the columns of x (negative before it) from which a replaced particulate sensor reads
+        (`replaced_columns`): FAN's hold ends there, and a fall is found only from the new sensor's readings.
     """
     lim = limits or Limits()
     x = np.asarray(x, dtype=float)
@@ -201,20 +209,22 @@ def check(x, metrics, site_of=None, limits: Limits | None = None, pm_reference=N
     if pm:  # against the city's PM sensors, not only the site's
         sub = flags[:, :, pm]  # a copy (fancy indexing): written back
         ok = np.where(sub & RANGE, np.nan, x[:, :, pm])
+        reach = lim.fan_block * lim.fan_blocks
         if fan_before is not None:
             before, ref_before, level0 = fan_before
             k = before.shape[1]
-            ref = pm_reference if pm_reference is not None else _city_reference(ok, lim)
+            ref = pm_reference if pm_reference is not None else \
+                _city_reference(ok, lim, fresh_mask(replaced, len(x), 0, x.shape[1], reach))
             hot = fan_sinking(np.concatenate([before, ok], axis=1), lim, np.concatenate([ref_before, ref], axis=0),
-                              level0, hold_from=k)[:, k:]
+                              level0, hold_from=k, fresh=fresh_mask(replaced, len(x), k, x.shape[1], reach))[:, k:]
         else:
-            hot = fan_sinking(ok, lim, pm_reference)
+            hot = fan_sinking(ok, lim, pm_reference, fresh=fresh_mask(replaced, len(x), 0, x.shape[1], reach))
         np.bitwise_or(sub, np.uint16(FAN), out=sub, where=hot)
         flags[:, :, pm] = sub
     return flags
 
 
-def pm_reference(pm, limits: Limits | None = None) -> np.ndarray:
+def pm_reference(pm, limits: Limits | None = None, fresh=None) -> np.ndarray:
     """The city's particulate reference for FAN: per step and metric, the upper quartile of log(1 + x) over
     the PM sensors with a value (NumPy's linear interpolation), leaving out the sensors found sinking against
     a first reference of them all; NaN where fewer than `fan_sensors` are left.
@@ -224,6 +234,8 @@ def pm_reference(pm, limits: Limits | None = None) -> np.ndarray:
     pm : ndarray, shape (nodes, time, k)
         Particulate concentrations on a regular grid, µg/m³, NaN where missing (or out of range).
     limits : Limits, optional
+    fresh : ndarray of bool, shape (nodes, time), optional
+        Where replaced sensors first read (`fan_sinking`).
 
     Returns
     -------
@@ -238,7 +250,7 @@ def pm_reference(pm, limits: Limits | None = None) -> np.ndarray:
     lim = limits or Limits()
     pm = np.asarray(pm, dtype=float)
     first = _upper_quartile(pm, lim)
-    return _upper_quartile(np.where(_sinking(pm, first, lim)[0], np.nan, pm), lim)
+    return _upper_quartile(np.where(_sinking(pm, first, lim, fresh=fresh)[0], np.nan, pm), lim)
 
 
 _city_reference = pm_reference  # for `check`, whose argument of that name hides it
@@ -254,7 +266,28 @@ def _upper_quartile(pm, lim):
     return np.where(n >= lim.fan_sensors, q, np.nan)
 
 
-def fan_sinking(pm, limits: Limits | None = None, reference=None, level0=None, hold_from: int = 0) -> np.ndarray:
+def replaced_columns(times, step: int, replaced) -> list:
+    """Per node, the columns of a grid starting at ``times[0]`` (negative before it) from which a sensor replaced at
+    each of its times (UNIX seconds) reads: the first step that begins at or after the replacement."""
+    t0 = int(times[0]) if len(times) else 0
+    return [[-(-(int(t) - t0) // int(step)) for t in ts] for ts in replaced]
+
+
+def fresh_mask(replaced, nodes: int, before: int, steps: int, reach: int) -> np.ndarray | None:
+    """(nodes, before + steps) True at the first column each replaced sensor reads, for an array of `before`
+    columns of context ahead of a window's `steps` (`replaced` in the window's columns). A replacement up to
+    `reach` columns before the window (a day: less than any fall takes to be found, so what was held there was
+    the old sensor's) is at the array's first column; an older one is left out. None when there is none."""
+    out = np.zeros((nodes, before + steps), dtype=bool)
+    for i, cols in enumerate(replaced or ()):
+        for c in cols:
+            if -reach <= c < steps:
+                out[i, max(0, c + before)] = True
+    return out if out.any() else None
+
+
+def fan_sinking(pm, limits: Limits | None = None, reference=None, level0=None, hold_from: int = 0,
+                fresh=None) -> np.ndarray:
     """FAN: where each PM sensor's reading sank against the city's for a day, and stays sunk.
 
     Parameters
@@ -272,6 +305,9 @@ def fan_sinking(pm, limits: Limits | None = None, reference=None, level0=None, h
         window that begins after a fan's fall cannot see the fall: without what was held before it, a fan that
         died more than a window ago reads as a clean sensor.
     hold_from : int
+    fresh : ndarray of bool, shape (nodes, time), optional
+        Where a replaced sensor first reads (`fresh_mask`): a hold ends there, a hold carried into `hold_from` ends
+        at one at or before it, and a fall is found only from medians of the new sensor's samples.
 
     Returns
     -------
@@ -286,23 +322,24 @@ def fan_sinking(pm, limits: Limits | None = None, reference=None, level0=None, h
     it needed, and through a gap where m is NaN (a node silent for hours, its fan no better for it). Earlier
     values only: appending data never changes a past flag.
     """
-    return _fan(pm, limits, reference, level0, hold_from)[0]
+    return _fan(pm, limits, reference, level0, hold_from, fresh)[0]
 
 
-def fan_hold(pm, limits: Limits | None = None, reference=None, level0=None, hold_from: int = 0) -> np.ndarray:
+def fan_hold(pm, limits: Limits | None = None, reference=None, level0=None, hold_from: int = 0,
+             fresh=None) -> np.ndarray:
     """The hold (nodes, k) carried out of pm's last column (`fan_sinking`'s ``level0`` for the columns after it),
     from ``level0`` carried into column `hold_from`."""
-    return _fan(pm, limits, reference, level0, hold_from)[1]
+    return _fan(pm, limits, reference, level0, hold_from, fresh)[1]
 
 
-def _fan(pm, limits, reference, level0, hold_from):
+def _fan(pm, limits, reference, level0, hold_from, fresh=None):
     lim = limits or Limits()
     pm = np.asarray(pm, dtype=float)
-    ref = pm_reference(pm, lim) if reference is None else np.asarray(reference, dtype=float)
-    return _sinking(pm, ref, lim, level0, hold_from)
+    ref = pm_reference(pm, lim, fresh) if reference is None else np.asarray(reference, dtype=float)
+    return _sinking(pm, ref, lim, level0, hold_from, fresh)
 
 
-def _sinking(pm, ref, lim, level0=None, hold_from: int = 0):
+def _sinking(pm, ref, lim, level0=None, hold_from: int = 0, fresh=None):
     with np.errstate(invalid="ignore"):
         r = (np.log1p(np.maximum(pm, 0.0)) - ref[None]).transpose(0, 2, 1)  # (nodes, k, time)
     b, k, fall = lim.fan_block, lim.fan_blocks, lim.fan_fall
@@ -326,10 +363,18 @@ def _sinking(pm, ref, lim, level0=None, hold_from: int = 0):
         for i in range(k - 1):
             found &= back(i * b) < back((i + 1) * b) - np.float32(fall)
     began = back((k - 1) * b) - np.float32((k - 1) * fall)
-    out = found.copy()
     level = np.full(m.shape[:-1], np.nan, dtype=np.float32) if level0 is None else \
         np.array(level0, dtype=np.float32).reshape(m.shape[:-1])
+    if fresh is not None:  # a replaced sensor: its fall only from its own samples, no hold from before it
+        fresh = np.asarray(fresh, dtype=bool)
+        cols = np.arange(n_t)
+        newest = np.maximum.accumulate(np.where(fresh, cols, -1), axis=-1)  # the last replacement at or before t
+        found &= (cols - k * b + 1 >= newest)[:, None, :]
+        level[fresh[:, :hold_from + 1].any(axis=-1)] = np.nan
+    out = found.copy()
     for t in range(hold_from, n_t):  # held while the level stays below where the fall began, and through a gap
+        if fresh is not None:
+            level[fresh[:, t]] = np.nan
         # a hold carried without its level (+inf: known sunk, from what was written) takes the first median's
         level = np.where(np.isinf(level) & ~np.isnan(m[..., t]), m[..., t] + np.float32((k - 1) * fall), level)
         level = np.where(found[..., t], began[..., t], level)

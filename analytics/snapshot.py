@@ -104,6 +104,7 @@ class StateStore:
 
         meta = {k: getattr(st, k) for k in META}
         meta["referenced"] = st.referenced
+        meta["replaced"] = st.replaced
         meta["tide"] = None if st.tide_x is None else st.tide_x.shape[1:]
         meta["rows_headers"] = {m: s.header() for m, s in st.streams.items()}
         db = self.db
@@ -237,6 +238,7 @@ class StateStore:
             if k not in ("nodes", "sites", "metrics"):
                 setattr(st, k, meta[k])
         st.referenced = meta["referenced"]
+        st.replaced = meta.get("replaced", {})  # a snapshot from before replacements were recorded: none
         row = {n: i for i, n in enumerate(st.nodes)}
         e = max(1, BLOCK_S // st.step)
         off = (st.start - st.origin) // st.step

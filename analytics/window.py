@@ -66,6 +66,7 @@ class State:
     fan_x: np.ndarray = None  # (owned, FAN_BEFORE, particulates), float32, NaN where none
     fan_ref_x: np.ndarray = None  # (FAN_BEFORE, particulates)
     fan_level: np.ndarray = None  # (owned, particulates), NaN where none holds
+    replaced: dict = field(default_factory=dict)  # node -> its PM sensor's replacement times the flags were judged with
     # changed since the last snapshot: node index -> first changed step (detector column) or hour (UNIX hours)
     dirty: dict = field(default_factory=dict)
     dirty_h: dict = field(default_factory=dict)

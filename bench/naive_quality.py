@@ -234,8 +234,10 @@ def naive_check(x, metrics, site_of=None, limits=None):
     return flags
 
 
-def naive_fan(series, lim):
-    """FAN for one PM metric, one point at a time: series is [node][t] of values or None; [node][t] of bool."""
+def naive_fan(series, lim, replaced=None):
+    """FAN for one PM metric, one point at a time: series is [node][t] of values or None; [node][t] of bool.
+    ``replaced``: per node, the steps from which a replaced sensor reads (no hold from before, no fall across)."""
+    replaced = replaced or [[] for _ in series]
     n_nodes, n_t = len(series), len(series[0]) if series else 0
 
     def y(v):
@@ -269,10 +271,12 @@ def naive_fan(series, lim):
                     return None
                 return float((vals[(len(vals) - 1) // 2] + vals[len(vals) // 2]) / np.float32(2))
 
-            hot, level = [], None
+            hot, level, new = [], None, -1
             for t in range(n_t):
+                if t in replaced[i]:
+                    level, new = None, t
                 blocks = [m(t - i_ * b) if t - i_ * b >= 0 else None for i_ in range(k)]
-                found = None not in blocks and all(
+                found = None not in blocks and t - k * b + 1 >= new and all(
                     blocks[i_] < float(np.float32(blocks[i_ + 1] - np.float32(fall))) for i_ in range(k - 1))
                 if found:
                     level = float(np.float32(blocks[k - 1] - np.float32((k - 1) * fall)))

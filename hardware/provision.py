@@ -25,6 +25,7 @@ mode 600). A running broker rereads them on SIGHUP.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import os
@@ -32,9 +33,9 @@ import re
 import secrets
 from pathlib import Path
 
-from rimba import access, contract, names, profiles
+from rimba import access, contract, names, profiles, wib
 from rimba.errors import ConfigError
-from rimba.fleet import load_fleet
+from rimba.fleet import REPLACEABLE, load_fleet
 from rimba.settings import OPTIONS
 
 # What each service's broker user may do. Mosquitto 2 checks a shared subscription's filter without its
@@ -252,11 +253,44 @@ class Provisioner:
         self.write_files(hashes)
         (self.nodes_dir / f"{node_id}.json").unlink(missing_ok=True)
 
+    def replaced(self, node_id: str, part: str, at: int) -> tuple:
+        """Record in the fleet file that the node's `part` sensor was replaced at `at` (UNIX seconds), beside the
+        replacements recorded before; return them all. The analytics reads it on its next run (`analytics.quality`:
+        FAN starts again from the new sensor)."""
+        fleet = load_fleet(self.fleet_path)
+        if node_id not in fleet.nodes:
+            raise ConfigError(f"node {node_id} is not in the fleet file; `rimba node list` shows the nodes")
+        if part not in REPLACEABLE:
+            raise ConfigError(f"{part}: the sensors recorded as replaced are {', '.join(REPLACEABLE)}")
+        times = tuple(sorted(set(fleet.nodes[node_id].replaced(part)) | {int(at)}))
+        key = f"{part}_replaced"
+        line = f"{key} = [{', '.join(_wib_iso(t) for t in times)}]"
+        text = self.fleet_path.read_text(encoding="utf-8")
+        head = re.search(rf"^\[nodes\.{re.escape(node_id)}\][^\n]*\n", text, re.M)
+        if head is None:  # a node written as a dotted key or an inline table: not one line to put the key under
+            raise ConfigError(f"node {node_id} has no [nodes.{node_id}] table in {self.fleet_path}; add "
+                              f"`{line}` to it by hand")
+        end = re.compile(r"^\s*\[", re.M).search(text, head.end())
+        body = text[head.end():end.start() if end else len(text)]
+        old = re.compile(rf"^{re.escape(key)}\s*=[^\n]*\n?", re.M)
+        body = old.sub("", body, count=1) if old.search(body) else body
+        new = text[:head.end()] + line + "\n" + body + (text[end.start():] if end else "")
+        self.fleet_path.write_text(new, encoding="utf-8")
+        if load_fleet(self.fleet_path).nodes[node_id].replaced(part) != times:  # a value over several lines
+            self.fleet_path.write_text(text, encoding="utf-8")
+            raise ConfigError(f"nodes.{node_id}.{key} in {self.fleet_path} is not on one line; set it by hand: {line}")
+        return times
+
     def list(self) -> list:
         fleet = load_fleet(self.fleet_path)
         hashes = self._hashes()
         return [(n.id, n.site, n.profile, n.cadence_s, n.id in hashes) for n in sorted(fleet.nodes.values(),
                                                                                       key=lambda n: n.id)]
+
+
+def _wib_iso(t: int) -> str:
+    """A TOML offset date-time of the UNIX time `t`, in WIB (what the technicians read)."""
+    return dt.datetime.fromtimestamp(int(t), wib.TZ).isoformat()
 
 
 def new_update_key() -> str:

@@ -6,6 +6,7 @@ dashboards and provisioning read the same file. Extra keys are allowed.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import tomllib
@@ -30,6 +31,9 @@ class Site:
 
 SEND_EVERY = 6  # samples per send session when the fleet file sets none (what `rimba firmware bundle` writes)
 SEND_EVERY_MAX = 144  # what the node accepts (firmware/lib/config.py REMOTE)
+# the sensors a technician records replacing, each as the node's `<part>_replaced` (`rimba node replaced`): the
+# checks that judge a sensor by its own past start again from the new one (analytics.quality, FAN)
+REPLACEABLE = ("pm",)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,12 @@ class Node:
     def send_every(self) -> int:
         """Samples per send session: the node sends, and with it a status, every send_every x cadence_s."""
         return self.extra.get("send_every", SEND_EVERY)  # checked when the fleet file is read
+
+    def replaced(self, part: str) -> tuple:
+        """When the node's `part` sensor was replaced (UNIX seconds, oldest first; checked when the fleet file is
+        read)."""
+        value = self.extra.get(f"{part}_replaced", [])
+        return tuple(sorted(int(t.timestamp()) for t in (value if isinstance(value, list) else [value])))
 
 
 @dataclass(frozen=True)
@@ -95,8 +105,21 @@ def parse_fleet(data: dict, source: str = "fleet file") -> Fleet:
         every = extra.get("send_every", SEND_EVERY)
         if isinstance(every, bool) or not isinstance(every, int) or not 1 <= every <= SEND_EVERY_MAX:
             raise ConfigError(f"{source}: {where}.send_every must be a whole number of samples, 1 to {SEND_EVERY_MAX}")
+        for key in (k for k in extra if k.endswith("_replaced")):
+            _replacements(extra[key], key, f"{source}: {where}")
         nodes[nid] = Node(nid, site, profile, cadence, extra)
     return Fleet(sites, nodes)
+
+
+def _replacements(value, key: str, where: str) -> None:
+    part = key.removesuffix("_replaced")
+    if part not in REPLACEABLE:
+        raise ConfigError(f"{where}.{key}: {part!r} is not a sensor recorded as replaced (one of "
+                          f"{', '.join(REPLACEABLE)}: {', '.join(p + '_replaced' for p in REPLACEABLE)})")
+    for t in value if isinstance(value, list) else [value]:
+        if not isinstance(t, dt.datetime) or t.tzinfo is None:
+            raise ConfigError(f"{where}.{key} must be a date and time with its offset, e.g. 2026-11-20T10:00:00+07:00 "
+                              "(unquoted), or a list of them")
 
 
 def load_fleet(path: str | os.PathLike) -> Fleet:

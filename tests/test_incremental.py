@@ -547,3 +547,84 @@ def test_a_rebuilt_state_holds_the_fans_written_dead_where_its_window_begins(pla
                              f"{lineproto.live_value('ispu_pm25')}")
     assert p.influx.rows(f"SELECT ispu_pm25 FROM \"index\" WHERE node = 'fan-1' AND "
                          f"{lineproto.live_value('ispu_pm25')}")
+
+
+def test_a_replaced_pm_sensor_is_judged_by_its_own_readings_from_the_technician_s_record(platform_factory):
+    """A fan slows over a day to read a third less and stays so: held flagged, no ISPU. A technician replaces the
+    sensor at day 3.0 with a unit reading 0.72 of the old one's healthy level: below where the hold releases, so
+    it stays flagged, for good. `rimba node replaced` records it in the fleet file while the service runs; its
+    next run judges the new sensor by its own readings: no FAN from the replacement on (InfluxDB's flags from a day
+    into the window withdrawn), the ISPU back. A restart (the state's snapshot) and the batch agree."""
+    from hardware.provision import Provisioner
+
+    air = {f"fan-{k}": ("bansir-laut" if k == 0 else "smp29", "air") for k in range(5)}
+    p = platform_factory(air)
+    rng = np.random.default_rng(14)
+    t = T0 + np.arange(int(4.6 * 144)) * STEP + 30
+    hours = ((t + 7 * 3600) % 86400) / 3600
+    replaced = T0 + 3 * 86400
+    old = 1 - 0.35 * np.clip((t - (T0 + 1.3 * 86400)) / 86400, 0, 1)  # a third less, after a day
+    values = np.stack([(15 + 3 * k + 8 * np.exp(-((hours - 7.5) ** 2) / 2)) * rng.lognormal(0, 0.08, len(t))
+                       * ((np.where(t < replaced, old, 0.72)) if k == 0 else 1) for k in range(5)])
+    rows = [(n, int(ti), i, float(values[k, i])) for k, n in enumerate(air) for i, ti in enumerate(t)]
+
+    def send(until):
+        p.influx.write(("\n".join(lineproto.reading(air[n][0], n, f"pm25_ugm3={v!r},{weather(i)}", i, False, None, ti)
+                                  for n, ti, i, v in rows if sent[0] <= ti < until) + "\n").encode())
+        sent[0] = until
+
+    sent = [0]
+    settings = p.settings.with_(analyze_days=2.0)
+    engine = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)
+    pm = METRIC_LIST.index("pm25_ugm3")
+    for day in (3.1, 3.5, 3.9):
+        send(T0 + int(day * 86400))
+        engine.run(T0 + int(day * 86400))
+    st = engine.st
+    after = (replaced - st.start) // STEP
+    assert (st.flags[0, after:, pm] & quality.FAN).all()  # the new unit, held for the old one's fall
+    assert not (st.flags[1:, :, pm] & quality.FAN).any()
+    Provisioner(settings).replaced("fan-0", "pm", replaced)  # the technician's record, the service running
+
+    def live_fan(since):
+        return p.influx.rows(f"SELECT flag FROM qc WHERE \"check\" = 'fan' AND node = 'fan-0' AND time >= {since}s "
+                             f"AND {lineproto.LIVE['qc']}")
+
+    for day in (3.92, 4.1):  # the next run, nothing new read; then past a midnight (the window from day 2)
+        if day > 4:
+            send(T0 + int(day * 86400))
+        engine.run(T0 + int(day * 86400))
+        st = engine.st
+        after = (replaced - st.start) // STEP
+        assert st.replaced == {"fan-0": (replaced,)}
+        assert (st.flags[0, after - 48:after - 24, pm] & quality.FAN).all()  # the old sensor's, before it was replaced
+        assert not (st.flags[0, after:, pm] & quality.FAN).any()
+        assert live_fan(T0 + 2 * 86400) and not live_fan(replaced)
+    assert st.start == T0 + 2 * 86400
+    assert not np.isnan(st.derived_of("ispu_pm25")[0, after + 144:]).any()  # a day of the new unit: its ISPU
+    assert p.influx.rows(f"SELECT ispu_pm25 FROM \"index\" WHERE node = 'fan-0' AND time >= {replaced}s AND "
+                         f"{lineproto.live_value('ispu_pm25')}")
+    engine.close()
+    # a flag another writer left after the replacement (a process that ran without the record): the sweep of the
+    # next process withdraws it, for from the replacement on the window holds all of FAN's evidence
+    p.influx.write(lineproto.line("qc", {"site": "bansir-laut", "node": "fan-0", "metric": "pm25_ugm3", "check": "fan"},
+                                  {"flag": quality.FAN}, (replaced + 86400 + 3600) * 1000).encode())
+    assert live_fan(replaced)
+    again = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)  # a restart
+    assert again.st.replaced == {"fan-0": (replaced,)}
+    send(T0 + int(4.3 * 86400))
+    again.run(T0 + int(4.3 * 86400))
+    again.close()
+    assert not (again.st.flags[0, after:, pm] & quality.FAN).any() and not live_fan(replaced)
+    # the batch over three days, the fall in its window: released at the replacement, what the service withdrew
+    # stays so
+    import subprocess
+    import sys
+
+    from rimba.dev.harness import ROOT, env_for
+
+    r = subprocess.run([sys.executable, "-m", "rimba", "analyze", "--once", "--hours", "72", "--until",
+                        str(T0 + int(4.3 * 86400))], env=env_for(p.values), capture_output=True, text=True, cwd=ROOT,
+                       timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    assert live_fan(T0 + 2 * 86400) and not live_fan(replaced)

@@ -238,6 +238,73 @@ def test_a_dead_fan_stays_flagged_through_a_silence():
     assert not (f[1:] & FAN).any()
 
 
+def replaced_city(seed=7, t=1000):
+    """Particulates of a city (`pm_city`) whose node 0's fan slows at step 300, over a day, to read a third less
+    (0.07 on log(1 + x) a block), and stays so; the sensor is replaced at step 500 by a unit reading 0.74 of the
+    old one's healthy level (above the dead one, below where the hold releases), whose own fan slows from 650
+    to read 0.4 of that."""
+    x = pm_city(seed, nodes=8, t=t)
+    healthy = x[0] / np.exp(-(np.arange(t) - 150).clip(0) / 144 / 0.8)  # pm_city's own dying fan taken out
+
+    def slows(at, per_block):
+        return np.exp(-per_block * np.clip(np.arange(t) - at, 0, 144) / 24)
+
+    x[0] = np.round(np.where(np.arange(t) < 500, healthy * slows(300, 0.07), 0.74 * healthy * slows(650, 0.15)), 2)
+    return x
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fan_with_a_replaced_sensor_vectorized_equals_plain_loop(seed):
+    from analytics.quality import fan_sinking
+    from bench.naive_quality import naive_fan
+
+    lim = Limits(fan_block=12, fan_blocks=4, fan_fall=0.04)
+    x = pm_city(seed)
+    replaced = [[250], [], [30, 300]] + [[]] * (len(x) - 3)
+    fresh = np.zeros(x.shape, dtype=bool)
+    for i, cols in enumerate(replaced):
+        fresh[i, cols] = True
+    fast = fan_sinking(x[:, :, None], lim, fresh=fresh)[:, :, 0]
+    slow = np.array(naive_fan([[None if np.isnan(v) else float(v) for v in row] for row in x], lim, replaced))
+    bad = np.argwhere(fast != slow)
+    assert not len(bad), f"first difference at {tuple(bad[0])}: fast {fast[tuple(bad[0])]}"
+    assert fast[0, :250].any() and not fast[0, 250:250 + 4 * 12 - 1].any(), "the replacement proves nothing here"
+
+
+def test_a_replaced_sensor_is_released_from_the_dead_fan_s_flag_and_its_own_fan_s_death_is_found():
+    """A technician replaces a dead fan's sensor with a unit that reads lower than the old one did before its
+    fall. Without the record, the hold never ends: the node's PM stays flagged, and out of the ISPU, for good.
+    With it, the flag ends at the replacement, the lower unit is no fall, and the new unit's own fan dying
+    is found again from its own readings."""
+    x = replaced_city()[:, :, None]
+    before = check(x, ("pm25_ugm3",))[:, :, 0]
+    assert (before[0, 450:] & FAN).all()  # flagged for good, the new unit too
+    f = check(x, ("pm25_ugm3",), replaced=[[500]] + [[]] * 7)[:, :, 0]
+    np.testing.assert_array_equal(f[:, :500], before[:, :500])
+    assert not (f[0, 500:700] & FAN).any()
+    assert (f[0, 850:] & FAN).all()
+    assert not (f[1:] & FAN).any()
+
+
+def test_a_hold_carried_into_a_window_ends_at_a_replacement_in_the_day_before_it_or_in_it():
+    """What FAN carries into a window (a hold from before it) is the old sensor's when the replacement came less
+    than a day (a fall's finding) before the window: released. An older replacement may have been followed by a
+    new fall, held since: kept."""
+    x = pm_city(7, nodes=8, t=140)[:, :, None]  # less than a day: nothing is found in it, only held
+    level = np.array([[np.nan]] * 2 + [[np.inf]] + [[np.nan]] * 5)
+    carried = (np.zeros((8, 0, 1)), np.zeros((0, 1)), level)
+    with_day = (np.full((8, 144, 1), np.nan), np.full((144, 1), np.nan), level)  # the service's day, not read yet
+    held = check(x, ("pm25_ugm3",), fan_before=carried)[:, :, 0]
+    np.testing.assert_array_equal(check(x, ("pm25_ugm3",), fan_before=with_day)[:, 23:, 0], held[:, 23:])
+    assert (held[2, 23:] & FAN).all() and not (held[[0, 1, 3, 4, 5, 6, 7]] & FAN).any()  # from the first median
+    for cols, kept in (([-10], False), ([-144], False), ([-145], True), ([-400], True), ([100], False)):
+        f = check(x, ("pm25_ugm3",), fan_before=carried, replaced=[[]] * 2 + [cols] + [[]] * 5)[:, :, 0]
+        np.testing.assert_array_equal(
+            check(x, ("pm25_ugm3",), fan_before=with_day, replaced=[[]] * 2 + [cols] + [[]] * 5)[:, 23:, 0], f[:, 23:])
+        assert bool((f[2, 23:] & FAN).all()) == kept, cols
+        assert kept or (not (f[2, max(0, cols[0]):] & FAN).any() and (f[2, 23:max(23, cols[0])] & FAN).all()), cols
+
+
 def test_a_few_sites_checked_against_the_city_reference_flag_as_the_whole_city_does():
     """What the incremental service relies on: the checks of a few sites, given the city's PM reference
     (quality.pm_reference over every sensor), flag the dying fan as the check over the whole city does; without

@@ -7,6 +7,7 @@ A user error prints one line saying what to do (exit 2), never a traceback.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -16,6 +17,8 @@ import threading
 import time
 
 from rimba import settings as settings_mod
+from rimba import wib
+from rimba.fleet import REPLACEABLE
 from rimba.errors import ConfigError, RimbaError
 
 # No flag carries a secret (the command line shows in `ps` to every user): passwords and tokens come from
@@ -277,6 +280,13 @@ def cmd_node(args) -> int:
             print(f"{node_id:20} {site:14} {profile:8} every {cadence:>5} s  "
                   f"{'credentials' if creds else 'no credentials (simulated or not provisioned)'}")
         return 0
+    if args.node_action == "replaced":
+        at = _replaced_at(args.at, time.time())
+        times = p.replaced(args.id, args.part, at)
+        print(f"recorded: {args.id}'s {args.part} sensor replaced {wib.date(at)} {wib.clock(at)}; the analytics judges "
+              f"the new sensor by its own readings from its next run ({len(times)} replacement"
+              f"{'s' if len(times) > 1 else ''} of it in the fleet file)")
+        return 0
     if args.node_action == "add":
         node_id, password = p.add(args.site, args.profile, args.id, args.cadence)
         reloaded = _reload_broker(s)
@@ -291,6 +301,21 @@ def cmd_node(args) -> int:
     print(f"removed {args.id}: out of the fleet file, the password file and the ACL; its config file and "
           "update key deleted; " + ("the broker has reloaded" if reloaded else NOT_RELOADED))
     return 0
+
+
+def _replaced_at(at: str | None, now: float) -> int:
+    """--at of `rimba node replaced`: an ISO 8601 date and time, WIB unless it gives its offset; now without one."""
+    if at is None:
+        return int(now)
+    try:
+        t = dt.datetime.fromisoformat(at)
+    except ValueError:
+        raise ConfigError(f"--at {at}: give a date and time, e.g. 2026-11-20T10:00 (WIB) or 2026-11-20T03:00Z") \
+            from None
+    t = t if t.tzinfo else t.replace(tzinfo=wib.TZ)
+    if t.timestamp() > now + 300:
+        raise ConfigError(f"--at {at}: that is in the future; give when the sensor was replaced")
+    return int(t.timestamp())
 
 
 def cmd_broker(args) -> int:
@@ -496,6 +521,12 @@ def parser() -> argparse.ArgumentParser:
     na.add_argument("--id", help="the node id (default: the site and the next free number)")
     na.add_argument("--cadence", type=int, default=600, help="seconds between readings")
     nl = nd_sub.add_parser("list", parents=[with_base], help="the fleet's nodes and whether they have credentials")
+    nx = nd_sub.add_parser("replaced", parents=[with_base], help="record that a node's sensor was replaced: the checks "
+                           "that judge it by its own past (a dying PM fan's) start again from the new one")
+    nx.add_argument("id")
+    nx.add_argument("part", choices=REPLACEABLE, help="the sensor: pm (the particulate sensor)")
+    nx.add_argument("--at", help="when, ISO 8601 (WIB unless it gives its offset), e.g. 2026-11-20T10:00; "
+                    "default: now")
     nr = nd_sub.add_parser("remove", parents=[with_mqtt], help="take a node out of the fleet and the broker")
     nr.add_argument("id")
     nf = nd_sub.add_parser("flash", parents=[with_both], help="erase, write MicroPython, upload the firmware and "
@@ -507,7 +538,7 @@ def parser() -> argparse.ArgumentParser:
     nf.add_argument("--dry-run", action="store_true", help="print every step, run none")
     nf.add_argument("--wait", type=float, default=180.0, help="seconds to wait for the first reading")
     nf.add_argument("--no-wait", action="store_true", help="do not wait for the first reading")
-    for parser_ in (na, nl, nr, nf):
+    for parser_ in (na, nl, nx, nr, nf):
         parser_.set_defaults(func=cmd_node)
 
     br = sub.add_parser("broker", help="the broker's TLS certificate")
