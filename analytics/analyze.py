@@ -220,24 +220,25 @@ def stale_points(influx, cube, flags, events, derived, start: int, step: int, wh
     differently (`data.superseded`). With `reassert` (a service's sweep: it writes only what changes, so what
     another writer withdrew or overwrote would stay so), what it stands by there and InfluxDB does not hold
     live is written again: flags and values from SETTLED_S on, events of the window (the cube needs values). An
-    UNSETTLED check is judged too, from SETTLED_S on, where a node's sensor was replaced in the window (`replaced`,
-    per cube node: `quality.check`'s): from there the window holds all its evidence."""
+    UNSETTLED check is judged too where a node's sensor was replaced (`replaced`, per cube node: `quality.check`'s),
+    from the replacement on (`quality.replaced_since`): from there the window holds all its evidence."""
     end = int(cube.times[-1]) + step if len(cube.times) else start
     site_of = dict(zip(cube.nodes, cube.sites, strict=True))
     settled = start + SETTLED_S
     judged = np.array(flags, copy=True)  # the flags an analysis of the window can judge: from SETTLED_S on, not FAN
     judged[:, :max(0, (settled - start) // step)] = 0
-    since = {i: max(c for c in cols if 0 <= c < len(cube.times)) for i, cols in enumerate(replaced or ())
-             if any(0 <= c < len(cube.times) for c in cols)}  # the last replacement in the window, per node
-    for i in range(len(judged)):
-        judged[i, :since.get(i, len(cube.times))] &= ~np.uint16(UNSETTLED)
+    judged &= ~np.uint16(UNSETTLED)
+    lim = quality.Limits()
+    since = quality.replaced_since(replaced, len(cube.times), lim.fan_block * lim.fan_blocks)
+    for i, c in since.items():  # from a replacement on, the window judges FAN too, from there (not a day in)
+        judged[i, c:] |= flags[i, c:] & np.uint16(UNSETTLED)
     qc = {lineproto.point_key("qc", tags, t) for tags, t, _ in flagged(cube, judged, quality.FLAG_NAMES)}
     skip = [f"\"check\" != '{name}'" for bit, name in quality.FLAG_NAMES.items() if bit & UNSETTLED]
     out, live_qc = withdrawn(influx, "qc", settled, end, qc, cube.nodes, (start, step),
                              " AND ".join(filter(None, [where, *skip])))
     only = " OR ".join(f"\"check\" = '{name}'" for bit, name in quality.FLAG_NAMES.items() if bit & UNSETTLED)
     for i, c in since.items():  # after a replacement in the window, the window judges those checks too
-        gone, seen = withdrawn(influx, "qc", max(settled, start + c * step), end, qc, [cube.nodes[i]], (start, step),
+        gone, seen = withdrawn(influx, "qc", start + c * step, end, qc, [cube.nodes[i]], (start, step),
                                " AND ".join(filter(None, [where, f"({only})"])))
         out += gone
         live_qc |= seen

@@ -182,12 +182,14 @@ class Incremental:
         it while the service runs; the rest of the file is read at start), or by the fleet the service began with
         while the file cannot be read."""
         fleet = self.fleet
-        if getattr(self.s, "fleet", None):
+        if self._watch is None and getattr(self.s, "fleet", None):
             try:
-                self._watch = self._watch or FleetWatcher(self.s.fleet)
-                fleet = self._watch.current()
-            except ConfigError as err:
+                self._watch = FleetWatcher(self.s.fleet)
+            except ConfigError as err:  # said once: the file the service began with is gone, or another fleet
                 log.warning("sensor replacements from the fleet the service began with: %s", err)
+                self._watch = False
+        if self._watch:
+            fleet = self._watch.current()  # a file made invalid keeps its last good reading (and says so)
         return {n: r for n in self.st.nodes if n in fleet.nodes and (r := fleet.nodes[n].replaced("pm"))}
 
     def _outputs_from_cells(self) -> None:
@@ -630,14 +632,20 @@ class Incremental:
 
     def _quality(self, cube, nodes) -> list:
         st = self.st
+        replaced = self._replaced(nodes)
         flags = quality.check(cube.values, cube.metrics, cube.sites, pm_reference=getattr(self, "_pm_ref", None),
-                              fan_before=self._fan_before(nodes), replaced=self._replaced(nodes))
+                              fan_before=self._fan_before(nodes), replaced=replaced)
         old = st.flags[nodes]
         st.flags[nodes] = flags
         # flags no longer raised, from SETTLED_S on (before, the window lacks the evidence); FAN's too, judged with
-        # what the state carries from before the window (a sweep, which has no such carry, leaves them: UNSETTLED)
+        # what the state carries from before the window (a sweep, which has no such carry, leaves them: UNSETTLED),
+        # and from a replaced sensor's first step on (it is judged by its own readings from there)
         gone = old & ~flags
+        fan_gone = gone & np.uint16(quality.FAN)
         gone[:, :SETTLED_S // st.step] = 0
+        lim = quality.Limits()
+        for i, c in quality.replaced_since(replaced, st.steps, lim.fan_block * lim.fan_blocks).items():
+            gone[i, c:] |= fan_gone[i, c:]
         withdrawn = [lineproto.withdrawal("qc", tags, t) for tags, t, _ in flagged(cube, gone, quality.FLAG_NAMES)]
         return qc_lines(cube, flags & ~old, quality.FLAG_NAMES) + withdrawn  # the flags raised and those withdrawn
 

@@ -275,15 +275,28 @@ def replaced_columns(times, step: int, replaced) -> list:
 
 def fresh_mask(replaced, nodes: int, before: int, steps: int, reach: int) -> np.ndarray | None:
     """(nodes, before + steps) True at the first column each replaced sensor reads, for an array of `before`
-    columns of context ahead of a window's `steps` (`replaced` in the window's columns). A replacement up to
-    `reach` columns before the window (a day: less than any fall takes to be found, so what was held there was
-    the old sensor's) is at the array's first column; an older one is left out. None when there is none."""
+    columns of context ahead of a window's `steps` (`replaced` in the window's columns). A replacement less than
+    `reach` columns before the window (a day: less than a fall after it takes to be found, so what was held there
+    was the old sensor's) is at the array's first column; an older one is left out. None when there is none."""
     out = np.zeros((nodes, before + steps), dtype=bool)
     for i, cols in enumerate(replaced or ()):
         for c in cols:
-            if -reach <= c < steps:
+            if -reach < c < steps:
                 out[i, max(0, c + before)] = True
     return out if out.any() else None
+
+
+def replaced_since(replaced, steps: int, reach: int) -> dict:
+    """Node index -> the window's column from which FAN is judged from the window alone, for the nodes with a
+    replacement in the window or less than `reach` columns before it (`fresh_mask`): the first such one (0 for one
+    before the window). From there on, no hold from before and no fall across it: a batch or a sweep, which
+    carry nothing from before their window, judge FAN too."""
+    out = {}
+    for i, cols in enumerate(replaced or ()):
+        judged = [c for c in cols if -reach < c < steps]
+        if judged:
+            out[i] = max(0, min(judged))
+    return out
 
 
 def fan_sinking(pm, limits: Limits | None = None, reference=None, level0=None, hold_from: int = 0,

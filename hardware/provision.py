@@ -31,11 +31,13 @@ import json
 import os
 import re
 import secrets
+import stat
+import tomllib
 from pathlib import Path
 
 from rimba import access, contract, names, profiles, wib
 from rimba.errors import ConfigError
-from rimba.fleet import REPLACEABLE, load_fleet
+from rimba.fleet import REPLACEABLE, load_fleet, parse_fleet
 from rimba.settings import OPTIONS
 
 # What each service's broker user may do. Mosquitto 2 checks a shared subscription's filter without its
@@ -256,7 +258,8 @@ class Provisioner:
     def replaced(self, node_id: str, part: str, at: int) -> tuple:
         """Record in the fleet file that the node's `part` sensor was replaced at `at` (UNIX seconds), beside the
         replacements recorded before; return them all. The analytics reads it on its next run (`analytics.quality`:
-        FAN starts again from the new sensor)."""
+        FAN starts again from the new sensor). The file is edited in place, the rest of it as it was (comments,
+        line endings, its mode), and replaced whole (`os.replace`) only once the new text reads as intended."""
         fleet = load_fleet(self.fleet_path)
         if node_id not in fleet.nodes:
             raise ConfigError(f"node {node_id} is not in the fleet file; `rimba node list` shows the nodes")
@@ -265,20 +268,30 @@ class Provisioner:
         times = tuple(sorted(set(fleet.nodes[node_id].replaced(part)) | {int(at)}))
         key = f"{part}_replaced"
         line = f"{key} = [{', '.join(_wib_iso(t) for t in times)}]"
-        text = self.fleet_path.read_text(encoding="utf-8")
-        head = re.search(rf"^\[nodes\.{re.escape(node_id)}\][^\n]*\n", text, re.M)
-        if head is None:  # a node written as a dotted key or an inline table: not one line to put the key under
-            raise ConfigError(f"node {node_id} has no [nodes.{node_id}] table in {self.fleet_path}; add "
-                              f"`{line}` to it by hand")
-        end = re.compile(r"^\s*\[", re.M).search(text, head.end())
-        body = text[head.end():end.start() if end else len(text)]
-        old = re.compile(rf"^{re.escape(key)}\s*=[^\n]*\n?", re.M)
-        body = old.sub("", body, count=1) if old.search(body) else body
-        new = text[:head.end()] + line + "\n" + body + (text[end.start():] if end else "")
-        self.fleet_path.write_text(new, encoding="utf-8")
-        if load_fleet(self.fleet_path).nodes[node_id].replaced(part) != times:  # a value over several lines
-            self.fleet_path.write_text(text, encoding="utf-8")
-            raise ConfigError(f"nodes.{node_id}.{key} in {self.fleet_path} is not on one line; set it by hand: {line}")
+        text = self.fleet_path.read_bytes().decode("utf-8")
+        nl = "\r\n" if "\r\n" in text else "\n"
+        q = "[\"']?"
+        head = re.search(rf"^[ \t]*\[[ \t]*nodes[ \t]*\.[ \t]*{q}{re.escape(node_id)}{q}[ \t]*\][ \t]*"
+                         r"(#[^\r\n]*)?(\r?\n|\Z)", text, re.M)
+        new = None
+        if head is not None:  # the node's table runs to the next table header (not an array's continuation line)
+            header = re.compile(r"^[ \t]*\[\[?[ \t]*[A-Za-z0-9_.\"' -]+\]\]?[ \t]*(#[^\r\n]*)?\r?$", re.M)
+            nxt = header.search(text, head.end())
+            stop = nxt.start() if nxt else len(text)
+            body = re.sub(rf"^[ \t]*(?:{key}|\"{key}\"|'{key}')[ \t]*=[^\r\n]*(\r?\n|\Z)", "", text[head.end():stop],
+                          count=1, flags=re.M)
+            new = text[:head.end()] + ("" if head.group(2) else nl) + line + nl + body + text[stop:]
+        try:  # what the file would say, before it is touched
+            ok = new is not None and parse_fleet(tomllib.loads(new)).nodes[node_id].replaced(part) == times
+        except (tomllib.TOMLDecodeError, ConfigError, KeyError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"nodes.{node_id}.{key} in {self.fleet_path} cannot be set in place (a value over "
+                              f"several lines, or no [nodes.{node_id}] table); set it by hand: {line}")
+        tmp = self.fleet_path.with_name(f".{self.fleet_path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(new.encode("utf-8"))
+        os.chmod(tmp, stat.S_IMODE(self.fleet_path.stat().st_mode))
+        os.replace(tmp, self.fleet_path)
         return times
 
     def list(self) -> list:

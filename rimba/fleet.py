@@ -105,17 +105,14 @@ def parse_fleet(data: dict, source: str = "fleet file") -> Fleet:
         every = extra.get("send_every", SEND_EVERY)
         if isinstance(every, bool) or not isinstance(every, int) or not 1 <= every <= SEND_EVERY_MAX:
             raise ConfigError(f"{source}: {where}.send_every must be a whole number of samples, 1 to {SEND_EVERY_MAX}")
-        for key in (k for k in extra if k.endswith("_replaced")):
-            _replacements(extra[key], key, f"{source}: {where}")
+        for part in REPLACEABLE:
+            if f"{part}_replaced" in extra:
+                _replacements(extra[f"{part}_replaced"], f"{part}_replaced", f"{source}: {where}")
         nodes[nid] = Node(nid, site, profile, cadence, extra)
     return Fleet(sites, nodes)
 
 
 def _replacements(value, key: str, where: str) -> None:
-    part = key.removesuffix("_replaced")
-    if part not in REPLACEABLE:
-        raise ConfigError(f"{where}.{key}: {part!r} is not a sensor recorded as replaced (one of "
-                          f"{', '.join(REPLACEABLE)}: {', '.join(p + '_replaced' for p in REPLACEABLE)})")
     for t in value if isinstance(value, list) else [value]:
         if not isinstance(t, dt.datetime) or t.tzinfo is None:
             raise ConfigError(f"{where}.{key} must be a date and time with its offset, e.g. 2026-11-20T10:00:00+07:00 "

@@ -297,7 +297,7 @@ def test_a_hold_carried_into_a_window_ends_at_a_replacement_in_the_day_before_it
     held = check(x, ("pm25_ugm3",), fan_before=carried)[:, :, 0]
     np.testing.assert_array_equal(check(x, ("pm25_ugm3",), fan_before=with_day)[:, 23:, 0], held[:, 23:])
     assert (held[2, 23:] & FAN).all() and not (held[[0, 1, 3, 4, 5, 6, 7]] & FAN).any()  # from the first median
-    for cols, kept in (([-10], False), ([-144], False), ([-145], True), ([-400], True), ([100], False)):
+    for cols, kept in (([-10], False), ([-143], False), ([-144], True), ([-400], True), ([100], False)):
         f = check(x, ("pm25_ugm3",), fan_before=carried, replaced=[[]] * 2 + [cols] + [[]] * 5)[:, :, 0]
         np.testing.assert_array_equal(
             check(x, ("pm25_ugm3",), fan_before=with_day, replaced=[[]] * 2 + [cols] + [[]] * 5)[:, 23:, 0], f[:, 23:])

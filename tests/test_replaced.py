@@ -79,9 +79,9 @@ TOML_VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=4),
 @settings(max_examples=200, deadline=None)
 @given(key=st.sampled_from(["pm_replaced", "fan_replaced", "air_replaced", "_replaced"]), value=TOML_VALUES)
 def test_a_replacement_key_in_the_fleet_file_is_taken_or_refused_naming_it(key, value):
-    """Whatever a technician writes under a `*_replaced` key, the fleet file is read with its times (offset date-times,
-    one or a list of them, of a sensor that can be recorded replaced) or refused naming the key: never another
-    error, never a time read from a value without its offset."""
+    """Whatever a technician writes under `pm_replaced`, the fleet file is read with its times (offset date-times,
+    one or a list of them) or refused naming the key: never another error, never a time read from a value without
+    its offset. Another `*_replaced` key is an extra key, as any other (a file that had one still reads)."""
     data = tomllib.loads(fleet_text({"smp29-01": ("smp29", "forest")}))
     node = data["nodes"]["smp29-01"]
     node[key] = value
@@ -90,7 +90,62 @@ def test_a_replacement_key_in_the_fleet_file_is_taken_or_refused_naming_it(key, 
     except ConfigError as err:
         assert f"nodes.smp29-01.{key}" in str(err)
         return
-    assert key == "pm_replaced"
+    if key != "pm_replaced":
+        assert fleet.nodes["smp29-01"].replaced("pm") == () and fleet.nodes["smp29-01"].extra[key] == value
+        return
     got = node[key] if isinstance(node[key], list) else [node[key]]
     assert all(isinstance(t, dt.datetime) and t.tzinfo for t in got)
     assert fleet.nodes["smp29-01"].replaced("pm") == tuple(sorted(int(t.timestamp()) for t in got))
+
+
+BASE = fleet_text({"smp29-01": ("smp29", "forest"), "smp29-02": ("smp29", "forest")})
+HEAD = "[nodes.smp29-01]\n"
+EDITS = {  # a fleet file as people write it -> whether the record can be put in place
+    "an indented key": (BASE.replace(HEAD, HEAD + "  pm_replaced = [2026-11-01T10:00:00+07:00]\n"), True),
+    "a quoted key": (BASE.replace(HEAD, HEAD + '"pm_replaced" = [2026-11-01T10:00:00+07:00]\n'), True),
+    "an array of arrays before it": (BASE.replace(HEAD, HEAD + "calib = [\n  [1.0, 0.0],\n]\n"
+                                                  "pm_replaced = [2026-11-01T10:00:00+07:00]  # batch 4\n"), True),
+    "CRLF line endings": (BASE.replace("\n", "\r\n"), True),
+    "comments": (BASE.replace(HEAD, "# the forest\n[nodes.smp29-01]   # by the pond\n"), True),
+    "no newline at the end": (BASE.rstrip("\n").replace(HEAD, "[nodes.smp29-00]\nsite = 'smp29'\nprofile = 'forest'\n"
+                                                        "cadence_s = 600\n\n" + HEAD), True),
+    "a value over several lines": (BASE.replace(HEAD, HEAD + "pm_replaced = [\n  2026-11-01T10:00:00+07:00,\n]\n"),
+                                   False),
+    "an inline table": (BASE.replace(HEAD + 'site = "smp29"\nprofile = "forest"\ncadence_s = 600\n',
+                                     '[nodes]\nsmp29-01 = { site = "smp29", profile = "forest", cadence_s = 600 }\n'),
+                        False),
+}
+
+
+@pytest.mark.parametrize("case", list(EDITS))
+def test_the_record_is_put_in_place_or_refused_and_the_file_left_as_it_was(tmp_path, case):
+    """`rimba node replaced` edits the fleet file that ingest and the analytics are reading: the record goes in and
+    nothing else changes (comments, line endings, the other nodes, the file's mode), or it is refused with the line
+    to write by hand and the file is byte for byte what it was; never a file that no longer reads."""
+    import os
+
+    from hardware.provision import Provisioner
+    from rimba import settings as settings_mod
+
+    text, fits = EDITS[case]
+    path = tmp_path / "fleet.toml"
+    path.write_bytes(text.encode())
+    os.chmod(path, 0o640)
+    before = load_fleet(path)
+    s = settings_mod.build(overrides={"fleet": str(path), "state_dir": str(tmp_path / "s")}, env={})
+    had = before.nodes["smp29-01"].replaced("pm")
+    if not fits:
+        with pytest.raises(ConfigError, match="set it by hand: pm_replaced = "):
+            Provisioner(s).replaced("smp29-01", "pm", NOW)
+        assert path.read_bytes() == text.encode()
+        return
+    assert Provisioner(s).replaced("smp29-01", "pm", NOW) == tuple(sorted({*had, NOW}))
+    after = path.read_bytes().decode()
+    fleet = load_fleet(path)
+    assert fleet.nodes["smp29-01"].replaced("pm") == tuple(sorted({*had, NOW}))
+    assert {n: (v.site, v.profile, v.cadence_s) for n, v in fleet.nodes.items()} == \
+        {n: (v.site, v.profile, v.cadence_s) for n, v in before.nodes.items()}
+    assert ("\r\n" in after) == ("\r\n" in text) and after.count("#") == text.count("#") - ("batch 4" in text)
+    assert [ln for ln in after.splitlines() if "pm_replaced" not in ln] == \
+        [ln for ln in text.splitlines() if "pm_replaced" not in ln]
+    assert os.stat(path).st_mode & 0o777 == 0o640 and not list(tmp_path.glob(".fleet.toml.*"))
