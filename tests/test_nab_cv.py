@@ -79,6 +79,9 @@ def test_neighbourhood_and_marginal_prefer_a_flat_region_to_a_lone_peak():
     assert CANDS[nab_cv.choose_neighbourhood(nab, inner, CANDS)["chosen"]].spread_frac == 0.05
     assert CANDS[nab_cv.choose_marginal(nab, inner, CANDS)["chosen"]].spread_frac == 0.05
     assert nab_cv.choose_top5(nab, inner, CANDS)["mean_of"][0] == peak
+    # "fit" chooses by the training categories' own score, not by the inner leave-one-out
+    fit = [result(s, {"a": 0.0}, -1.0, 1.0) for s in scores[::-1]]
+    assert nab_cv.choose_fit(nab, inner, CANDS, fit=fit)["chosen"] == len(CANDS) - 1 - peak
 
 
 def test_compare_pairs_by_file_and_by_candidate():
