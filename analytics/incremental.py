@@ -210,7 +210,10 @@ class Incremental:
         if getattr(self, "_pm_ref", None) is None:
             return None
         self._fan_arrays()
-        return st.fan_x[nodes].astype(float), st.fan_ref_x.astype(float), st.fan_level[nodes]
+        lim = quality.Limits()
+        found = (st.fan_found[nodes] - st.start) // st.step  # the falls' columns, as the window's
+        level = quality.carried_hold(st.fan_level[nodes], found, self._replaced(nodes), lim.fan_block * lim.fan_blocks)
+        return st.fan_x[nodes].astype(float), st.fan_ref_x.astype(float), level
 
     def _fan_arrays(self) -> None:
         st = self.st
@@ -219,6 +222,8 @@ class Incremental:
             st.fan_x = np.full((st.n_own, FAN_BEFORE, len(PM_HELD)), np.nan, np.float32)
             st.fan_ref_x = np.full((FAN_BEFORE, len(PM_HELD)), np.nan, np.float32)
             st.fan_level = np.full((st.n_own, len(PM_HELD)), np.nan, np.float32)
+        if st.fan_found is None:
+            st.fan_found = np.full((st.n_own, len(PM_HELD)), st.start, np.int64)
 
     def _fans_written(self) -> None:
         """At a cold start, the fans held dead where the window begins, from the FAN flags written there by the state
@@ -231,6 +236,7 @@ class Incremental:
             if i is not None and i < st.n_own and metric in PM_HELD:
                 self._fan_arrays()
                 st.fan_level[i, PM_HELD.index(metric)] = np.inf
+                st.fan_found[i, PM_HELD.index(metric)] = st.start  # found before it: any replacement since ends it
                 st.dirty_fan = True
 
     def _carry_fan(self, drop: int) -> None:
@@ -241,10 +247,9 @@ class Incremental:
         if ref is None or len(ref) != st.steps:
             ref = self._pm_ref = self._fan_reference()
         own = np.arange(st.n_own)
-        before = self._fan_before(own)
-        if before is None:
+        if self._fan_before(own) is None:
             return
-        x_before, ref_before, level0 = before
+        x_before, ref_before = st.fan_x.astype(float), st.fan_ref_x.astype(float)
         pm = [METRIC_LIST.index(m) for m in PM_HELD]
         held = min(drop, st.steps)  # the steps that leave the window; past its end (an outage longer than it), none
         width = min(drop, held + FAN_BEFORE)  # a longer gap carries the same: the hold goes on through it
@@ -254,9 +259,13 @@ class Incremental:
         r = np.full((width, len(PM_HELD)), np.nan)
         r[:held] = ref[:held]
         xs, refs = np.concatenate([x_before, x], axis=1), np.concatenate([ref_before, r], axis=0)
-        lim = quality.Limits()
-        fresh = quality.fresh_mask(self._replaced(own), len(own), FAN_BEFORE, width, lim.fan_block * lim.fan_blocks)
-        st.fan_level = quality.fan_hold(xs, lim, refs, level0, FAN_BEFORE, fresh).astype(np.float32)
+        # the hold as if no sensor were replaced, with where its fall was found: the replacements are taken out
+        # where it is used (`_fan_before`), so a record added, moved or taken back later judges it right
+        t0 = st.start - FAN_BEFORE * st.step  # xs' first column
+        level, found = quality.fan_hold(xs, reference=refs, level0=st.fan_level, hold_from=FAN_BEFORE,
+                                        found0=(st.fan_found - t0) // st.step)
+        st.fan_level = level.astype(np.float32)
+        st.fan_found = np.where(found >= 0, t0 + found * st.step, st.start).astype(np.int64)
         st.fan_x, st.fan_ref_x = xs[:, -FAN_BEFORE:].astype(np.float32), refs[-FAN_BEFORE:].astype(np.float32)
         st.dirty_fan = True
 

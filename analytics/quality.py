@@ -339,20 +339,37 @@ def fan_sinking(pm, limits: Limits | None = None, reference=None, level0=None, h
 
 
 def fan_hold(pm, limits: Limits | None = None, reference=None, level0=None, hold_from: int = 0,
-             fresh=None) -> np.ndarray:
-    """The hold (nodes, k) carried out of pm's last column (`fan_sinking`'s ``level0`` for the columns after it),
-    from ``level0`` carried into column `hold_from`."""
-    return _fan(pm, limits, reference, level0, hold_from, fresh)[1]
+             fresh=None, found0=None) -> tuple:
+    """(hold, found): the hold (nodes, k) carried out of pm's last column (`fan_sinking`'s ``level0`` for the
+    columns after it), from ``level0`` carried into column `hold_from`; and the last column where a fall set it
+    (nodes, k: from ``found0``, that of ``level0``, where none was found since; -1 where none holds). A hold is
+    the old sensor's, and ends, where the sensor was replaced after that fall began (`carried_hold`)."""
+    _, level, found = _fan(pm, limits, reference, level0, hold_from, fresh, found0)
+    return level, found
 
 
-def _fan(pm, limits, reference, level0, hold_from, fresh=None):
+def carried_hold(level, found_at, replaced, reach: int) -> np.ndarray:
+    """A hold carried into a window (`fan_hold`, for the columns of the window: `found_at` where the fall that set
+    it was found, `replaced` per node the columns replaced sensors read from, as `check` takes them) with the
+    holds of the sensors replaced before the window and after their fall began taken out (a fall is found a day,
+    `reach`, after it begins, so one found at f began after f - reach). One replaced in the window ends there
+    (`check`)."""
+    level = np.array(level, dtype=float, copy=True)
+    for i, cols in enumerate(replaced or ()):
+        for c in cols:
+            if c <= 0:
+                level[i, np.asarray(found_at[i]) - reach < c] = np.nan
+    return level
+
+
+def _fan(pm, limits, reference, level0, hold_from, fresh=None, found0=None):
     lim = limits or Limits()
     pm = np.asarray(pm, dtype=float)
     ref = pm_reference(pm, lim, fresh) if reference is None else np.asarray(reference, dtype=float)
-    return _sinking(pm, ref, lim, level0, hold_from, fresh)
+    return _sinking(pm, ref, lim, level0, hold_from, fresh, found0)
 
 
-def _sinking(pm, ref, lim, level0=None, hold_from: int = 0, fresh=None):
+def _sinking(pm, ref, lim, level0=None, hold_from: int = 0, fresh=None, found0=None):
     with np.errstate(invalid="ignore"):
         r = (np.log1p(np.maximum(pm, 0.0)) - ref[None]).transpose(0, 2, 1)  # (nodes, k, time)
     b, k, fall = lim.fan_block, lim.fan_blocks, lim.fan_fall
@@ -385,16 +402,19 @@ def _sinking(pm, ref, lim, level0=None, hold_from: int = 0, fresh=None):
         found &= (cols - k * b + 1 >= newest)[:, None, :]
         level[fresh[:, :hold_from + 1].any(axis=-1)] = np.nan
     out = found.copy()
+    found_at = np.full(level.shape, -1, dtype=np.int64) if found0 is None else \
+        np.array(found0, dtype=np.int64).reshape(level.shape)
     for t in range(hold_from, n_t):  # held while the level stays below where the fall began, and through a gap
         if fresh is not None:
             level[fresh[:, t]] = np.nan
+        found_at[found[..., t]] = t
         # a hold carried without its level (+inf: known sunk, from what was written) takes the first median's
         level = np.where(np.isinf(level) & ~np.isnan(m[..., t]), m[..., t] + np.float32((k - 1) * fall), level)
         level = np.where(found[..., t], began[..., t], level)
         with np.errstate(invalid="ignore"):
             out[..., t] |= m[..., t] < level
         level = np.where(out[..., t] | np.isnan(m[..., t]), level, np.nan)
-    return out.transpose(0, 2, 1), level
+    return out.transpose(0, 2, 1), level, np.where(np.isnan(level), -1, found_at)
 
 
 BLOCK = 32  # nodes

@@ -212,7 +212,7 @@ class StateStore:
                 if not np.isnan(st.tide_x[i]).all():
                     out.append(("t", st.nodes[i], 0, st.tide_x[i].tobytes()))
         if st.fan_x is not None and (st.whole or st.dirty_fan):  # changed at a midnight (or a cold start) only
-            out.append(("x", "fan", 0, pickle.dumps((st.fan_x, st.fan_ref_x, st.fan_level))))
+            out.append(("x", "fan", 0, pickle.dumps((st.fan_x, st.fan_ref_x, st.fan_level, st.fan_found))))
         return out
 
     # --- loading -----------------------------------------------------------------------------------------------
@@ -264,7 +264,10 @@ class StateStore:
             for item, data in self.db.execute("SELECT item, data FROM part WHERE kind = 't'"):
                 st.tide_x[row[item]] = np.frombuffer(data).reshape(meta["tide"])
         for _item, data in self.db.execute("SELECT item, data FROM part WHERE kind = 'x'"):
-            st.fan_x, st.fan_ref_x, st.fan_level = pickle.loads(data)
+            parts = pickle.loads(data)
+            st.fan_x, st.fan_ref_x, st.fan_level = parts[:3]
+            # before the falls' times were kept (no sensor was recorded replaced then): found before the window
+            st.fan_found = parts[3] if len(parts) > 3 else np.full(st.fan_level.shape, st.start, np.int64)
         for item, data in self.db.execute("SELECT item, data FROM part WHERE kind = 'e'"):
             st.events.update({(ev.node, ev.metric, ev.start): ev for ev in pickle.loads(data)})
         for item, data in self.db.execute("SELECT item, data FROM part WHERE kind = 'f'"):

@@ -65,7 +65,8 @@ class State:
     # METRIC_LIST: the values of the day before it, the city's reference there, the hold carried into the window
     fan_x: np.ndarray = None  # (owned, FAN_BEFORE, particulates), float32, NaN where none
     fan_ref_x: np.ndarray = None  # (FAN_BEFORE, particulates)
-    fan_level: np.ndarray = None  # (owned, particulates), NaN where none holds
+    fan_level: np.ndarray = None  # (owned, particulates), NaN where none holds, as if no sensor were replaced
+    fan_found: np.ndarray = None  # (owned, particulates) int64: when the fall that set each hold was found
     replaced: dict = field(default_factory=dict)  # node -> its PM sensor's replacement times the flags were judged with
     # changed since the last snapshot: node index -> first changed step (detector column) or hour (UNIX hours)
     dirty: dict = field(default_factory=dict)

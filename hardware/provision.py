@@ -31,7 +31,6 @@ import json
 import os
 import re
 import secrets
-import stat
 import tomllib
 from pathlib import Path
 
@@ -255,17 +254,25 @@ class Provisioner:
         self.write_files(hashes)
         (self.nodes_dir / f"{node_id}.json").unlink(missing_ok=True)
 
-    def replaced(self, node_id: str, part: str, at: int) -> tuple:
+    def replaced(self, node_id: str, part: str, at: int, undo: bool = False) -> tuple:
         """Record in the fleet file that the node's `part` sensor was replaced at `at` (UNIX seconds), beside the
-        replacements recorded before; return them all. The analytics reads it on its next run (`analytics.quality`:
-        FAN starts again from the new sensor). The file is edited in place, the rest of it as it was (comments,
-        line endings, its mode), and replaced whole (`os.replace`) only once the new text reads as intended."""
+        replacements recorded before, or with `undo` take that record back (one made by mistake); return them all.
+        The analytics reads it on its next run (`analytics.quality`: FAN starts again from the new sensor). The
+        file is edited in place, the rest of it as it was (comments, line endings), and written only once the new
+        text reads as intended; it stays the same file (its owner, mode, and a container's bind mount of it)."""
         fleet = load_fleet(self.fleet_path)
         if node_id not in fleet.nodes:
             raise ConfigError(f"node {node_id} is not in the fleet file; `rimba node list` shows the nodes")
         if part not in REPLACEABLE:
             raise ConfigError(f"{part}: the sensors recorded as replaced are {', '.join(REPLACEABLE)}")
-        times = tuple(sorted(set(fleet.nodes[node_id].replaced(part)) | {int(at)}))
+        profile = fleet.nodes[node_id].profile
+        if not set(REPLACEABLE[part]) & set(profiles.metrics(profile)):
+            raise ConfigError(f"{node_id} ({profile}) has no {part} sensor; check the node id (`rimba node list`)")
+        had = fleet.nodes[node_id].replaced(part)
+        if undo and int(at) not in had:
+            raise ConfigError(f"{node_id}'s {part} sensor has no replacement recorded at {_wib_iso(at)}; recorded: "
+                              f"{', '.join(_wib_iso(t) for t in had) or 'none'}")
+        times = tuple(sorted(set(had) - {int(at)} if undo else set(had) | {int(at)}))
         key = f"{part}_replaced"
         line = f"{key} = [{', '.join(_wib_iso(t) for t in times)}]"
         text = self.fleet_path.read_bytes().decode("utf-8")
@@ -280,7 +287,7 @@ class Provisioner:
             stop = nxt.start() if nxt else len(text)
             body = re.sub(rf"^[ \t]*(?:{key}|\"{key}\"|'{key}')[ \t]*=[^\r\n]*(\r?\n|\Z)", "", text[head.end():stop],
                           count=1, flags=re.M)
-            new = text[:head.end()] + ("" if head.group(2) else nl) + line + nl + body + text[stop:]
+            new = text[:head.end()] + ("" if head.group(2) else nl) + (line + nl if times else "") + body + text[stop:]
         try:  # what the file would say, before it is touched
             ok = new is not None and parse_fleet(tomllib.loads(new)).nodes[node_id].replaced(part) == times
         except (tomllib.TOMLDecodeError, ConfigError, KeyError):
@@ -288,10 +295,11 @@ class Provisioner:
         if not ok:
             raise ConfigError(f"nodes.{node_id}.{key} in {self.fleet_path} cannot be set in place (a value over "
                               f"several lines, or no [nodes.{node_id}] table); set it by hand: {line}")
-        tmp = self.fleet_path.with_name(f".{self.fleet_path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(new.encode("utf-8"))
-        os.chmod(tmp, stat.S_IMODE(self.fleet_path.stat().st_mode))
-        os.replace(tmp, self.fleet_path)
+        with self.fleet_path.open("r+b") as f:  # the same file: a new one would not be the one a container mounts
+            f.write(new.encode("utf-8"))
+            f.truncate()
+            f.flush()
+            os.fsync(f.fileno())
         return times
 
     def list(self) -> list:

@@ -33,7 +33,7 @@ SEND_EVERY = 6  # samples per send session when the fleet file sets none (what `
 SEND_EVERY_MAX = 144  # what the node accepts (firmware/lib/config.py REMOTE)
 # the sensors a technician records replacing, each as the node's `<part>_replaced` (`rimba node replaced`): the
 # checks that judge a sensor by its own past start again from the new one (analytics.quality, FAN)
-REPLACEABLE = ("pm",)
+REPLACEABLE = {"pm": ("pm1_ugm3", "pm25_ugm3", "pm10_ugm3")}  # part -> the metrics it measures
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ class FleetWatcher:
             self._mtime = mtime
             try:
                 self.fleet = load_fleet(self.path)
-            except ConfigError as err:
+            except (ConfigError, OSError) as err:  # OSError: unreadable (its owner or mode changed), or gone
                 log.error("keeping the last good fleet: %s", err)
             else:
                 log.info("fleet file reloaded: %d nodes", len(self.fleet.nodes))

@@ -617,7 +617,10 @@ def test_a_replaced_pm_sensor_is_judged_by_its_own_readings_from_the_technician_
     again.close()
     assert not (again.st.flags[0, after:, pm] & quality.FAN).any() and not live_fan(replaced)
     # the batch over three days, the fall in its window: released at the replacement, what the service withdrew
-    # stays so
+    # stays so, and a flag another writer left after the replacement (only the batch's sweep can see it) withdrawn
+    p.influx.write(lineproto.line("qc", {"site": "bansir-laut", "node": "fan-0", "metric": "pm25_ugm3", "check": "fan"},
+                                  {"flag": quality.FAN}, (replaced + 3600) * 1000).encode())
+    assert live_fan(replaced)
     import subprocess
     import sys
 
@@ -707,3 +710,61 @@ def test_a_replacement_recorded_while_no_service_ran_is_taken_by_a_rebuilt_state
         assert -SETTLED_S // STEP < (replaced - cold.st.start) // STEP < 0 or day > 6
         assert not (cold.st.flags[0, :, pm] & quality.FAN).any()
         assert not live_fan(cold.st.start)
+
+
+def test_a_record_made_by_mistake_and_taken_back_after_a_midnight_leaves_the_dead_fan_flagged(platform_factory):
+    """The sensor is replaced at day 3.6; the technician first records day 2.4 (a typo), and the service releases
+    the old, dead sensor from there; a midnight moves the window past the mistaken time; then the record is taken
+    back (`rimba node replaced --undo`) and the true one made. The dead sensor's flags come back from the window's
+    start to the true replacement, as if the mistake had not been made: the hold carried over the midnight is
+    kept as if no sensor were replaced, with the time its fall was found, and a replacement is taken out where it
+    is used. (It was taken out in the carry: the mistake, taken back, left the dead fan's PM in the ISPU.) Then
+    a replacement recorded nine days late, long past the window, still releases a hold carried from before it."""
+    from hardware.provision import Provisioner
+
+    true, wrong = T0 + int(3.6 * 86400), T0 + int(2.4 * 86400)
+    p, send, live_fan = replaced_fan(platform_factory, true, 5.3)
+    settings = p.settings.with_(analyze_days=2.0)
+    engine = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)
+    pm = METRIC_LIST.index("pm25_ugm3")
+    tech = Provisioner(settings)
+    for day in (3.1, 3.5, 3.7, 3.75, 4.1, 4.6, 5.1):
+        if day == 3.75:
+            tech.replaced("fan-0", "pm", wrong)
+        send(T0 + int(day * 86400))
+        engine.run(T0 + int(day * 86400))
+    st = engine.st
+    assert st.start == T0 + 3 * 86400 and not (st.flags[0, :, pm] & quality.FAN).any()  # released from day 2.4
+    tech.replaced("fan-0", "pm", wrong, undo=True)
+    tech.replaced("fan-0", "pm", true)
+    send(T0 + int(5.2 * 86400))
+    engine.run(T0 + int(5.2 * 86400))
+    c = -(-(true - st.start) // STEP)  # the first step the new sensor reads
+    assert (st.flags[0, 24:c, pm] & quality.FAN).all() and not (st.flags[0, c:, pm] & quality.FAN).any()
+    assert live_fan(st.start) and not live_fan(true)
+    assert not p.influx.rows(f"SELECT ispu_pm25 FROM \"index\" WHERE node = 'fan-0' AND time >= {st.start + 86400}s "
+                             f"AND time < {true}s AND {lineproto.live_value('ispu_pm25')}")
+    engine.close()
+
+
+def test_a_replacement_recorded_long_after_it_still_releases_the_hold_the_service_carries(platform_factory):
+    """A record made after the replacement has left the window and the day before it: the service still knows when
+    the fall it carries was found, and the sensor was replaced after that fall began, so the hold is the old
+    sensor's and ends. (A state rebuilt from history, or the batch, knows only the flags written where its window
+    begins, and takes a replacement only less than a day before it: README.)"""
+    from hardware.provision import Provisioner
+
+    replaced = T0 + int(2.5 * 86400)
+    p, send, live_fan = replaced_fan(platform_factory, replaced, 6.2)
+    settings = p.settings.with_(analyze_days=2.0)
+    engine = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)
+    pm = METRIC_LIST.index("pm25_ugm3")
+    for day in (3.1, 4.1, 5.1, 6.05):
+        send(T0 + int(day * 86400))
+        engine.run(T0 + int(day * 86400))
+    assert engine.st.start == T0 + 4 * 86400 and (engine.st.flags[0, 24:, pm] & quality.FAN).all()  # held for good
+    Provisioner(settings).replaced("fan-0", "pm", replaced)
+    engine.run(T0 + int(6.1 * 86400))
+    engine.close()
+    assert not (engine.st.flags[0, :, pm] & quality.FAN).any()
+    assert not live_fan(T0 + 5 * 86400)

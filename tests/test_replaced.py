@@ -29,7 +29,7 @@ def test_node_replaced_records_each_replacement_in_wib_beside_the_ones_before(tm
     from hardware.provision import Provisioner
     from rimba import settings as settings_mod
 
-    text = fleet_text({"smp29-01": ("smp29", "forest"), "smp29-02": ("smp29", "forest")})
+    text = fleet_text({"smp29-01": ("smp29", "air"), "smp29-02": ("smp29", "air"), "smp29-03": ("smp29", "forest")})
     (tmp_path / "fleet.toml").write_text(text)
     s = settings_mod.build(overrides={"fleet": str(tmp_path / "fleet.toml"), "state_dir": str(tmp_path / "s")}, env={})
     p = Provisioner(s)
@@ -43,14 +43,27 @@ def test_node_replaced_records_each_replacement_in_wib_beside_the_ones_before(tm
     assert written.replace(written.split("\n")[written.split("\n").index("[nodes.smp29-01]") + 1] + "\n", "") == text
     with pytest.raises(ConfigError, match="smp29-09 is not in the fleet file"):
         p.replaced("smp29-09", "pm", NOW)
+    with pytest.raises(ConfigError, match=r"smp29-03 \(forest\) has no pm sensor; check the node id"):
+        p.replaced("smp29-03", "pm", NOW)
+    # a record made by mistake is taken back; the last one taken back leaves the file as it was
+    with pytest.raises(ConfigError, match=r"no replacement recorded at 2026-11-29T07:53:21\+07:00; recorded: "
+                                          r"2026-11-25T07:53:20\+07:00, 2026-11-29T07:53:20\+07:00"):
+        p.replaced("smp29-01", "pm", NOW - 86400 + 1, undo=True)
+    assert p.replaced("smp29-01", "pm", NOW - 5 * 86400, undo=True) == (NOW - 86400,)
+    assert p.replaced("smp29-01", "pm", NOW - 86400, undo=True) == ()
+    assert (tmp_path / "fleet.toml").read_text() == text
 
 
 def test_the_cli_takes_wib_or_an_offset_and_says_in_one_line_what_it_cannot_take(tmp_path):
-    (tmp_path / "fleet.toml").write_text(fleet_text({"smp29-01": ("smp29", "forest")}))
+    (tmp_path / "fleet.toml").write_text(fleet_text({"smp29-01": ("smp29", "air")}))
     r = rimba(tmp_path, "node", "replaced", "smp29-01", "pm", "--at", "2026-11-20T10:00")
     assert r.returncode == 0 and "2026-11-20 10:00 WIB" in r.stdout, r.stderr
     r = rimba(tmp_path, "node", "replaced", "smp29-01", "pm", "--at", "2026-11-21T03:00Z")
     assert r.returncode == 0 and "2026-11-21 10:00 WIB" in r.stdout, r.stderr
+    for args in (["--at", "2026-11-22T09:00"], ["--at", "2026-11-22T09:00", "--undo"]):  # a mistake, taken back
+        r = rimba(tmp_path, "node", "replaced", "smp29-01", "pm", *args)
+        assert r.returncode == 0, r.stderr
+    assert "taken back" in r.stdout and "2 replacements of it left" in r.stdout, r.stdout
     times = load_fleet(tmp_path / "fleet.toml").nodes["smp29-01"].replaced("pm")
     assert times == (int(dt.datetime(2026, 11, 20, 3, tzinfo=dt.UTC).timestamp()),
                      int(dt.datetime(2026, 11, 21, 3, tzinfo=dt.UTC).timestamp()))
@@ -63,6 +76,8 @@ def test_the_cli_takes_wib_or_an_offset_and_says_in_one_line_what_it_cannot_take
             assert r.stderr.count("\n") == 1 and says in r.stderr, r.stderr
     r = rimba(tmp_path, "node", "replaced", "smp29-07", "pm")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "rimba node list" in r.stderr, r.stderr
+    r = rimba(tmp_path, "node", "replaced", "smp29-01", "pm", "--undo")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--undo takes back one record" in r.stderr, r.stderr
     assert load_fleet(tmp_path / "fleet.toml").nodes["smp29-01"].replaced("pm") == times  # nothing else written
 
 
@@ -98,7 +113,7 @@ def test_a_replacement_key_in_the_fleet_file_is_taken_or_refused_naming_it(key, 
     assert fleet.nodes["smp29-01"].replaced("pm") == tuple(sorted(int(t.timestamp()) for t in got))
 
 
-BASE = fleet_text({"smp29-01": ("smp29", "forest"), "smp29-02": ("smp29", "forest")})
+BASE = fleet_text({"smp29-01": ("smp29", "air"), "smp29-02": ("smp29", "air")})
 HEAD = "[nodes.smp29-01]\n"
 EDITS = {  # a fleet file as people write it -> whether the record can be put in place
     "an indented key": (BASE.replace(HEAD, HEAD + "  pm_replaced = [2026-11-01T10:00:00+07:00]\n"), True),
@@ -111,8 +126,8 @@ EDITS = {  # a fleet file as people write it -> whether the record can be put in
                                                         "cadence_s = 600\n\n" + HEAD), True),
     "a value over several lines": (BASE.replace(HEAD, HEAD + "pm_replaced = [\n  2026-11-01T10:00:00+07:00,\n]\n"),
                                    False),
-    "an inline table": (BASE.replace(HEAD + 'site = "smp29"\nprofile = "forest"\ncadence_s = 600\n',
-                                     '[nodes]\nsmp29-01 = { site = "smp29", profile = "forest", cadence_s = 600 }\n'),
+    "an inline table": (BASE.replace(HEAD + 'site = "smp29"\nprofile = "air"\ncadence_s = 600\n',
+                                     '[nodes]\nsmp29-01 = { site = "smp29", profile = "air", cadence_s = 600 }\n'),
                         False),
 }
 
@@ -131,6 +146,7 @@ def test_the_record_is_put_in_place_or_refused_and_the_file_left_as_it_was(tmp_p
     path = tmp_path / "fleet.toml"
     path.write_bytes(text.encode())
     os.chmod(path, 0o640)
+    inode = os.stat(path).st_ino  # compose mounts the file itself: a new file would not be the one mounted
     before = load_fleet(path)
     s = settings_mod.build(overrides={"fleet": str(path), "state_dir": str(tmp_path / "s")}, env={})
     had = before.nodes["smp29-01"].replaced("pm")
@@ -148,4 +164,4 @@ def test_the_record_is_put_in_place_or_refused_and_the_file_left_as_it_was(tmp_p
     assert ("\r\n" in after) == ("\r\n" in text) and after.count("#") == text.count("#") - ("batch 4" in text)
     assert [ln for ln in after.splitlines() if "pm_replaced" not in ln] == \
         [ln for ln in text.splitlines() if "pm_replaced" not in ln]
-    assert os.stat(path).st_mode & 0o777 == 0o640 and not list(tmp_path.glob(".fleet.toml.*"))
+    assert os.stat(path).st_mode & 0o777 == 0o640 and os.stat(path).st_ino == inode

@@ -281,11 +281,19 @@ def cmd_node(args) -> int:
                   f"{'credentials' if creds else 'no credentials (simulated or not provisioned)'}")
         return 0
     if args.node_action == "replaced":
+        if args.undo and args.at is None:
+            raise ConfigError("--undo takes back one record: give its time with --at (`rimba node list` does not show "
+                              "them; the fleet file's pm_replaced does)")
         at = _replaced_at(args.at, time.time())
-        times = p.replaced(args.id, args.part, at)
-        print(f"recorded: {args.id}'s {args.part} sensor replaced {wib.date(at)} {wib.clock(at)}; the analytics judges "
-              f"the new sensor by its own readings from its next run ({len(times)} replacement"
-              f"{'s' if len(times) > 1 else ''} of it in the fleet file)")
+        times = p.replaced(args.id, args.part, at, undo=args.undo)
+        when = f"{wib.date(at)} {wib.clock(at)}"
+        if args.undo:
+            print(f"taken back: {args.id}'s {args.part} sensor replaced {when}; the analytics judges it without that "
+                  f"record from its next run ({len(times)} replacement{'' if len(times) == 1 else 's'} of it left)")
+        else:
+            print(f"recorded: {args.id}'s {args.part} sensor replaced {when}; the analytics judges the new sensor by "
+                  f"its own readings from its next run ({len(times)} replacement{'s' if len(times) > 1 else ''} of it "
+                  "in the fleet file)")
         return 0
     if args.node_action == "add":
         node_id, password = p.add(args.site, args.profile, args.id, args.cadence)
@@ -527,6 +535,7 @@ def parser() -> argparse.ArgumentParser:
     nx.add_argument("part", choices=REPLACEABLE, help="the sensor: pm (the particulate sensor)")
     nx.add_argument("--at", help="when, ISO 8601 (WIB unless it gives its offset), e.g. 2026-11-20T10:00; "
                     "default: now")
+    nx.add_argument("--undo", action="store_true", help="take back the record at --at (one made by mistake)")
     nr = nd_sub.add_parser("remove", parents=[with_mqtt], help="take a node out of the fleet and the broker")
     nr.add_argument("id")
     nf = nd_sub.add_parser("flash", parents=[with_both], help="erase, write MicroPython, upload the firmware and "
