@@ -351,14 +351,14 @@ def fan_hold(pm, limits: Limits | None = None, reference=None, level0=None, hold
 def carried_hold(level, found_at, replaced, reach: int) -> np.ndarray:
     """A hold carried into a window (`fan_hold`, for the columns of the window: `found_at` where the fall that set
     it was found, `replaced` per node the columns replaced sensors read from, as `check` takes them) with the
-    holds of the sensors replaced before the window and after their fall began taken out (a fall is found a day,
-    `reach`, after it begins, so one found at f began after f - reach). One replaced in the window ends there
-    (`check`)."""
+    holds of the sensors replaced before the window and after their fall began taken out (a fall found at f is
+    found from the samples from f - reach + 1 on, `reach` a day: the new sensor's own, as `_sinking` takes them, when
+    they are all from its first on). One replaced in the window ends there (`check`)."""
     level = np.array(level, dtype=float, copy=True)
     for i, cols in enumerate(replaced or ()):
         for c in cols:
             if c <= 0:
-                level[i, np.asarray(found_at[i]) - reach < c] = np.nan
+                level[i, np.asarray(found_at[i]) - reach + 1 < c] = np.nan
     return level
 
 

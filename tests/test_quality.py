@@ -305,6 +305,21 @@ def test_a_hold_carried_into_a_window_ends_at_a_replacement_in_the_day_before_it
         assert kept or (not (f[2, max(0, cols[0]):] & FAN).any() and (f[2, 23:max(23, cols[0])] & FAN).all()), cols
 
 
+def test_a_carried_hold_is_the_old_sensor_s_when_its_fall_began_before_the_replacement():
+    """`carried_hold`: a hold set by a fall found at column f rests on the samples from f - 143 on (a day at
+    10 minutes). A sensor replaced at c (at or before the window) ends it when those include the old sensor's
+    (f - 143 < c), and leaves it when the fall is all the new sensor's (f - 143 >= c, as `_sinking` finds it with
+    the replacement); one replaced inside the window is left to `check`, which ends it there."""
+    from analytics.quality import carried_hold
+
+    level = np.array([[0.5], [0.5], [0.5], [np.nan]])
+    found = np.array([[-200], [-200], [-200], [-1]])
+    for cols, kept in (([[-343], [-342], [-57], [-57]], [True, False, False, False]),
+                       ([[10], [], [0], []], [True, True, False, False])):
+        got = ~np.isnan(carried_hold(level, found, cols, 144)[:, 0])
+        assert got.tolist() == kept, cols
+
+
 def test_a_few_sites_checked_against_the_city_reference_flag_as_the_whole_city_does():
     """What the incremental service relies on: the checks of a few sites, given the city's PM reference
     (quality.pm_reference over every sensor), flag the dying fan as the check over the whole city does; without
