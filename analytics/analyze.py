@@ -213,7 +213,7 @@ def fire_values(hourly, fire: FireDays):
 
 
 def stale_points(influx, cube, flags, events, derived, start: int, step: int, where: str = "",
-                 reassert: bool = False, replaced=None) -> list:
+                 reassert: bool = False, replaced=None, fan_judged: dict | None = None) -> list:
     """The points that make what InfluxDB holds in a window what an analysis of it (its cube's nodes from `start` on
     the `step` grid: flags, events, derived values) stands by. Withdrawn: a flag or a derived value on the grid
     from SETTLED_S into the window on that it does not find (not an UNSETTLED check's), an event it finds again
@@ -221,7 +221,8 @@ def stale_points(influx, cube, flags, events, derived, start: int, step: int, wh
     another writer withdrew or overwrote would stay so), what it stands by there and InfluxDB does not hold
     live is written again: flags and values from SETTLED_S on, events of the window (the cube needs values). An
     UNSETTLED check is judged too where a node's sensor was replaced (`replaced`, per cube node: `quality.check`'s),
-    from the replacement on (`quality.replaced_since`): from there the window holds all its evidence."""
+    from the replacement on (`quality.replaced_since`): from there the window holds all its evidence; and from the
+    columns `fan_judged` gives (per cube node index: a service's, which knows where its carried holds began)."""
     end = int(cube.times[-1]) + step if len(cube.times) else start
     site_of = dict(zip(cube.nodes, cube.sites, strict=True))
     settled = start + SETTLED_S
@@ -230,6 +231,7 @@ def stale_points(influx, cube, flags, events, derived, start: int, step: int, wh
     judged &= ~np.uint16(UNSETTLED)
     lim = quality.Limits()
     since = quality.replaced_since(replaced, len(cube.times), lim.fan_block * lim.fan_blocks)
+    since.update(fan_judged or {})
     for i, c in since.items():  # from a replacement on, the window judges FAN too, from there (not a day in)
         judged[i, c:] |= flags[i, c:] & np.uint16(UNSETTLED)
     qc = {lineproto.point_key("qc", tags, t) for tags, t, _ in flagged(cube, judged, quality.FLAG_NAMES)}

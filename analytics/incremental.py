@@ -177,6 +177,18 @@ class Incremental:
         return quality.replaced_columns([st.start if start is None else start], st.step,
                                         [st.replaced.get(st.nodes[i], ()) for i in nodes])
 
+    def _fan_judged(self, nodes, replaced, before) -> dict:
+        """Index in `nodes` -> the window's column from which FAN is judged on the window and the day before it alone
+        (its flags no longer raised withdrawn from there, in the window's first day too): from a replacement in the
+        window or less than a day before it (`quality.replaced_since`), and from the start for a node whose carried
+        hold a replacement ended (`quality.carried_hold`: a record made long after it)."""
+        lim = quality.Limits()
+        out = quality.replaced_since(replaced, self.st.steps, lim.fan_block * lim.fan_blocks)
+        if before is not None:
+            released = ~np.isnan(self.st.fan_level[nodes]) & np.isnan(before[2])
+            out.update((int(i), 0) for i in np.flatnonzero(released.any(axis=-1)))
+        return out
+
     def _replacements(self) -> dict:
         """node -> the times its PM sensor was replaced, by the fleet file as it is now (`rimba node replaced` writes
         it while the service runs; the rest of the file is read at start), or by the fleet the service began with
@@ -581,8 +593,10 @@ class Incremental:
         st = self.st
         own = np.flatnonzero(st.owned)
         derived = {k: st.derived_of(k)[own] for k in st.derived}
+        replaced = self._replaced(own)
         return stale_points(self.influx, self._cube(own), st.flags[own], list(st.events.values()), derived, st.start,
-                            st.step, self._where_owned(), reassert=True, replaced=self._replaced(own))
+                            st.step, self._where_owned(), reassert=True, replaced=replaced,
+                            fan_judged=self._fan_judged(own, replaced, self._fan_before(own)))
 
     def _bar(self, what: str, k: int, n: int) -> None:
         done = int(30 * k / max(1, n))
@@ -642,8 +656,9 @@ class Incremental:
     def _quality(self, cube, nodes) -> list:
         st = self.st
         replaced = self._replaced(nodes)
+        before = self._fan_before(nodes)
         flags = quality.check(cube.values, cube.metrics, cube.sites, pm_reference=getattr(self, "_pm_ref", None),
-                              fan_before=self._fan_before(nodes), replaced=replaced)
+                              fan_before=before, replaced=replaced)
         old = st.flags[nodes]
         st.flags[nodes] = flags
         # flags no longer raised, from SETTLED_S on (before, the window lacks the evidence); FAN's too, judged with
@@ -652,8 +667,7 @@ class Incremental:
         gone = old & ~flags
         fan_gone = gone & np.uint16(quality.FAN)
         gone[:, :SETTLED_S // st.step] = 0
-        lim = quality.Limits()
-        for i, c in quality.replaced_since(replaced, st.steps, lim.fan_block * lim.fan_blocks).items():
+        for i, c in self._fan_judged(nodes, replaced, before).items():
             gone[i, c:] |= fan_gone[i, c:]
         withdrawn = [lineproto.withdrawal("qc", tags, t) for tags, t, _ in flagged(cube, gone, quality.FLAG_NAMES)]
         return qc_lines(cube, flags & ~old, quality.FLAG_NAMES) + withdrawn  # the flags raised and those withdrawn

@@ -295,8 +295,10 @@ class Provisioner:
         if not ok:
             raise ConfigError(f"nodes.{node_id}.{key} in {self.fleet_path} cannot be set in place (a value over "
                               f"several lines, or no [nodes.{node_id}] table); set it by hand: {line}")
+        data = new.encode("utf-8")
         with self.fleet_path.open("r+b") as f:  # the same file: a new one would not be the one a container mounts
-            f.write(new.encode("utf-8"))
+            os.posix_fallocate(f.fileno(), 0, len(data))  # a full disk fails here, before a byte is changed
+            f.write(data)
             f.truncate()
             f.flush()
             os.fsync(f.fileno())

@@ -150,11 +150,13 @@ class FleetWatcher:
     def current(self) -> Fleet:
         mtime = self._stat()
         if mtime != self._mtime:
-            self._mtime = mtime
             try:
                 self.fleet = load_fleet(self.path)
             except (ConfigError, OSError) as err:  # OSError: unreadable (its owner or mode changed), or gone
-                log.error("keeping the last good fleet: %s", err)
+                if str(err) != getattr(self, "_failed", None):  # tried again next call (a chmod changes no mtime)
+                    log.error("keeping the last good fleet: %s", err)
+                self._failed = str(err)
             else:
+                self._mtime, self._failed = mtime, None
                 log.info("fleet file reloaded: %d nodes", len(self.fleet.nodes))
         return self.fleet

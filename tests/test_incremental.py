@@ -768,3 +768,43 @@ def test_a_replacement_recorded_long_after_it_still_releases_the_hold_the_servic
     engine.close()
     assert not (engine.st.flags[0, :, pm] & quality.FAN).any()
     assert not live_fan(T0 + 5 * 86400)
+
+
+def test_a_late_record_withdraws_the_old_flags_from_the_window_s_start_so_no_rebuild_or_batch_takes_them(
+        platform_factory):
+    """A record made long after the replacement releases the hold the service carries; the old sensor's flags in
+    the window's first day are withdrawn too (they were left, a day into the window being the rule), so neither a
+    state rebuilt the same day nor the batch takes a hold for the new sensor from them (a rebuild flagged 306 of
+    its 317 steps, the batch wrote 159 flags)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from hardware.provision import Provisioner
+    from rimba.dev.harness import ROOT, env_for
+
+    replaced = T0 + int(2.5 * 86400)
+    p, send, live_fan = replaced_fan(platform_factory, replaced, 6.3)
+    settings = p.settings.with_(analyze_days=2.0)
+    engine = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)
+    pm = METRIC_LIST.index("pm25_ugm3")
+    for day in (3.1, 4.1, 5.1, 6.05):
+        send(T0 + int(day * 86400))
+        engine.run(T0 + int(day * 86400))
+    start = engine.st.start
+    assert live_fan(start)
+    Provisioner(settings).replaced("fan-0", "pm", replaced)
+    engine.run(T0 + int(6.1 * 86400))
+    engine.close()
+    assert not (engine.st.flags[0, :, pm] & quality.FAN).any() and not live_fan(start)
+    r = subprocess.run([sys.executable, "-m", "rimba", "analyze", "--once", "--hours", "50", "--until",
+                        str(T0 + int(6.1 * 86400))], env=env_for(p.values), capture_output=True, text=True, cwd=ROOT,
+                       timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    assert not live_fan(start)
+    shutil.rmtree(settings.state_path)
+    cold = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)
+    send(T0 + int(6.2 * 86400))
+    cold.run(T0 + int(6.2 * 86400))
+    cold.close()
+    assert not (cold.st.flags[0, :, pm] & quality.FAN).any() and not live_fan(start)

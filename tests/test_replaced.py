@@ -165,3 +165,49 @@ def test_the_record_is_put_in_place_or_refused_and_the_file_left_as_it_was(tmp_p
     assert [ln for ln in after.splitlines() if "pm_replaced" not in ln] == \
         [ln for ln in text.splitlines() if "pm_replaced" not in ln]
     assert os.stat(path).st_mode & 0o777 == 0o640 and os.stat(path).st_ino == inode
+
+
+def test_a_fleet_file_made_unreadable_then_fixed_is_read_again_and_said_once(tmp_path, monkeypatch, caplog):
+    """A fleet file the services cannot read (its owner or mode changed: the tests run as root, so the refusal is
+    made here) keeps the last good fleet, said once, not at every commit; fixed by a chmod, which changes neither
+    its time nor its size, it is read again."""
+    from rimba import fleet as fleet_mod
+
+    path = tmp_path / "fleet.toml"
+    path.write_text(fleet_text({"smp29-01": ("smp29", "air")}))
+    w = fleet_mod.FleetWatcher(path)
+    path.write_text(fleet_text({"smp29-01": ("smp29", "air"), "smp29-02": ("smp29", "air")}))
+    real = fleet_mod.load_fleet
+
+    def denied(p):
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(fleet_mod, "load_fleet", denied)
+    for _ in range(3):
+        assert set(w.current().nodes) == {"smp29-01"}
+    assert sum("keeping the last good fleet" in r.message for r in caplog.records) == 1
+    monkeypatch.setattr(fleet_mod, "load_fleet", real)
+    assert set(w.current().nodes) == {"smp29-01", "smp29-02"}
+
+
+def test_a_full_disk_changes_nothing_in_the_fleet_file(tmp_path, monkeypatch):
+    """The record is written in place (compose mounts the file itself), so a write that fails part-way would leave
+    half a file; the space is taken first, and a full disk fails before a byte changes."""
+    import errno
+    import os
+
+    from hardware.provision import Provisioner
+    from rimba import settings as settings_mod
+
+    path = tmp_path / "fleet.toml"
+    text = fleet_text({"smp29-01": ("smp29", "air")})
+    path.write_text(text)
+    s = settings_mod.build(overrides={"fleet": str(path), "state_dir": str(tmp_path / "s")}, env={})
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError, match="No space left"):
+        Provisioner(s).replaced("smp29-01", "pm", NOW)
+    assert path.read_text() == text
