@@ -28,7 +28,8 @@ import numpy as np
 
 from analytics import alerts, anomaly, fwi, indices, quality
 from analytics.data import (anomaly_line, anomaly_lines, event_tags, fan_seed, fans_written, flagged, index_lines,
-                            last_contact, load_cube, qc_lines, reconciled_values, superseded, withdrawn)
+                            last_contact, load_cube, maintenance_points, qc_lines, reconciled_values, superseded,
+                            withdrawn)
 from rimba import lineproto, wib
 from rimba.fleet import load_fleet
 from rimba.adapters.influx import Influx
@@ -327,6 +328,8 @@ class Analyzer:
                      + anomaly_lines(cube, events) + fire_lines(hourly, fire)
                      + battery_lines(influx, dict(zip(cube.nodes, cube.sites, strict=True)), end))
             lines += stale_points(influx, cube, flags, events, derived, start, step, replaced=replaced)
+            lines += maintenance_points(influx, {n: fleet.nodes[n].replaced("pm") for n in cube.nodes},
+                                        dict(zip(cube.nodes, cube.sites, strict=True)), start, end)
             _write(influx, lines)
             contact, wake = last_contact(influx, end - 30 * 86400, end)
             observations = self.observe(fleet, cube, derived, events, values, fire, hourly, contact, wake, now)

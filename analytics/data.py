@@ -172,6 +172,17 @@ def superseded(influx, start: int, end: int, events, site_of: dict, nodes, where
     return out, live
 
 
+def maintenance_points(influx, replaced: dict, site_of: dict, start: int, end: int, where: str = "") -> list:
+    """The `maintenance` points that make InfluxDB's in [start, end) the fleet file's records (`replaced`: node ->
+    times its PM sensor was replaced) of the nodes of `site_of`: each record, and the withdrawal of a live point no
+    record stands for (one taken back)."""
+    standing = {lineproto.point_key("maintenance", {"site": site_of[n], "node": n, "part": "pm"}, t)
+                for n, ts in replaced.items() if n in site_of for t in ts if start <= t < end}
+    gone, _live_keys = withdrawn(influx, "maintenance", start, end, standing, site_of, (0, 1), where)
+    return gone + [lineproto.line("maintenance", {"site": site, "node": node, "part": "pm"}, {"replaced": 1}, t * 1000)
+                   for (site, node, _part), t in sorted(standing)]
+
+
 def fans_written(influx, start: int, step: int, where: str = "") -> set:
     """(node, metric) of the particulate sensors held dead where a window begins, by the live FAN flags written in its
     first block of samples (a block median's worth: `quality.Limits.fan_block`): an analysis of the window alone

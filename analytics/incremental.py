@@ -189,6 +189,21 @@ class Incremental:
             out.update((int(i), 0) for i in np.flatnonzero(released.any(axis=-1)))
         return out
 
+    def _records(self, old: dict, new: dict) -> list:
+        """The `maintenance` points of the owned nodes' replacement records (what the dashboards annotate): those
+        recorded since `old`, and the withdrawals of those taken back."""
+        row, st = self._row(), self.st
+        out = []
+        for node in sorted(set(old) | set(new)):
+            i = row.get(node)
+            if i is None or i >= st.n_own:
+                continue
+            tags = {"site": st.sites[i], "node": node, "part": "pm"}
+            was, now = set(old.get(node, ())), set(new.get(node, ()))
+            out += [lineproto.line("maintenance", tags, {"replaced": 1}, t * 1000) for t in sorted(now - was)]
+            out += [lineproto.withdrawal("maintenance", tags, t) for t in sorted(was - now)]
+        return out
+
     def _replacements(self) -> dict:
         """node -> the times its PM sensor was replaced, by the fleet file as it is now (`rimba node replaced` writes
         it while the service runs; the rest of the file is read at start), or by the fleet the service began with
@@ -479,6 +494,7 @@ class Incremental:
         replaced = self._replacements()
         self._refit |= {n for n in set(replaced) | set(self.st.replaced)
                         if replaced.get(n, ()) != self.st.replaced.get(n, ())}
+        records = self._records(self.st.replaced, replaced)
         self.st.replaced = replaced  # a site with a sensor replaced since its flags were judged is judged again
         if not cold:
             self._slide(now)  # (the steps of `pending` move with the window)
@@ -500,7 +516,7 @@ class Incremental:
                 self._audit(now, changed)
             self._statuses(now - self.s.analyze_reread_s, now)
         self._hourly_from_cells(changed)
-        lines = self.st.unwritten + self._compute(changed, now, cold)
+        lines = self.st.unwritten + records + self._compute(changed, now, cold)
         n_changed = len(changed)
         self.st.pending, self.st.unwritten = {}, lines
         self._write(lines)

@@ -278,8 +278,16 @@ def overview(fleet, cadence: Cadence | None = None, lang: str = OVERVIEW_LANG) -
         # when each incident began (its first `firing` point in the range)
         _annotation(w["alerts"], "orange", 'SELECT first("message") AS "message", "node" FROM "alert" WHERE '
                     '"state" = \'firing\' AND $timeFilter GROUP BY "site", "node", "rule", "metric"', "message",
-                    "node")])
+                    "node"),
+        _replaced(w["replaced"])])
     return Page("rimba-overview", w["overview"], "Rimba", False, model)
+
+
+def _replaced(name: str) -> dict:
+    """When a technician recorded a node's sensor replaced (`rimba node replaced`; the analytics writes the fleet
+    file's records as `maintenance` points): a level that changes there is the new unit's, not the air's."""
+    return _annotation(name, "blue", f'SELECT "replaced", "part", "node" FROM "maintenance" WHERE '
+                       f'{LIVE["maintenance"]} AND $timeFilter', "part", "node")
 
 
 def fleet_health(fleet, cadence: Cadence | None = None) -> Page:
@@ -326,7 +334,9 @@ def fleet_health(fleet, cadence: Cadence | None = None) -> Page:
          .timezone(TIMEZONE).refresh("1m").time("now-7d", "now"))
     _layout(b, [(status, 14, 9), (days, 10, 9), (batt, 12, 8), (rssi, 12, 8), (clocks, 12, 8), (counters, 12, 8),
                 (lag, 24, 6)])
-    return Page("rimba-fleet", "Rimba: fleet health", "Rimba", False, _model(b))
+    model = _model(b)
+    model.setdefault("annotations", {}).setdefault("list", []).append(_replaced(WORDS[FLEET_LANG]["replaced"]))
+    return Page("rimba-fleet", "Rimba: fleet health", "Rimba", False, model)
 
 
 def _model(builder) -> dict:

@@ -31,6 +31,7 @@ WORDS = {
         "firing": "Peringatan aktif", "firing_help": "Insiden yang masih terbuka menurut analitik (berjalan tiap "
         "menit), satu baris per insiden; kolom waktu: kapan analitik terakhir melihatnya. Di server: "
         "`rimba alerts list` dan `ack`.", "anomalies": "Anomali", "alerts": "Peringatan",
+        "replaced": "Sensor diganti",
         "overview": "Rimba: semua lokasi",
         "col": {"Time": "Waktu", "site": "Lokasi", "node": "Node", "metric": "Besaran", "severity": "Tingkat",
                 "message": "Keterangan", "score": "Skor", "rule": "Aturan", "id": "ID insiden",
@@ -56,7 +57,7 @@ WORDS = {
         "silent past its cadence raises an overdue alert.",
         "firing": "Alerts firing", "firing_help": "Incidents the analytics (every minute) holds open, one row each; "
         "the time column: when the analytics last saw it. On the server: `rimba alerts list` and `ack`.",
-        "anomalies": "Anomalies", "alerts": "Alerts", "overview": "Rimba: all sites",
+        "anomalies": "Anomalies", "alerts": "Alerts", "overview": "Rimba: all sites", "replaced": "Sensor replaced",
         "col": {"Time": "Time", "site": "Site", "node": "Node", "metric": "Metric", "severity": "Severity",
                 "message": "Message", "score": "Score", "rule": "Rule", "id": "Incident id", "kind": "Kind",
                 "profile": "Profile", "heard": "Newest reading", "state": "State"},

@@ -54,11 +54,14 @@ def readings(site: str, node: str, values, seqs, lates, offsets, times) -> list:
 # a step flag is filled in. Such a point cannot be deleted portably (InfluxDB 2 and 3 serve no InfluxQL DELETE
 # through the v1 API), so it is withdrawn: written again at its own tags and time with `flag` 0 (`qc`) or
 # `score` 0 (`anomaly`), which no live point has (a flag is a check's bit, a score at least the event
-# threshold). Every reader keeps `LIVE[measurement]`.
-LIVE_FIELD = {"qc": "flag", "anomaly": "score"}
+# threshold). Every reader keeps `LIVE[measurement]`. Rimba's own `maintenance` (a sensor a technician recorded
+# replaced, written by the analytics from the fleet file: tags site, node, part; field `replaced` 1) is withdrawn
+# the same way when the record is taken back.
+LIVE_FIELD = {"qc": "flag", "anomaly": "score", "maintenance": "replaced"}
 LIVE = {m: f'"{f}" > 0' for m, f in LIVE_FIELD.items()}
-POINT_TAGS = {"qc": ("site", "node", "metric", "check"), "anomaly": ("site", "node", "metric", "kind", "severity")}
-_WITHDRAWN = {"qc": {"flag": 0}, "anomaly": {"score": 0.0}}
+POINT_TAGS = {"qc": ("site", "node", "metric", "check"), "anomaly": ("site", "node", "metric", "kind", "severity"),
+              "maintenance": ("site", "node", "part")}
+_WITHDRAWN = {"qc": {"flag": 0}, "anomaly": {"score": 0.0}, "maintenance": {"replaced": 0}}
 
 
 def point_key(measurement: str, tags: dict, time_s: int) -> tuple:

@@ -129,9 +129,9 @@ NEVER = "bansir-laut-04"  # in the fleet file, never heard from
 @pytest.fixture(scope="module")
 def filled(stack, tmp_path_factory):
     """Eight days of the sample fleet (both sites) with a haze episode still going on, faults, an outage that loses
-    readings, a node whose clock was never set, a node silent for 40 days and one never heard from, through ingest
-    and one `rimba analyze --once`. Times are the current ones (ingest judges a reading by when it arrives), on the
-    10-minute grid, so every run puts the same readings in the same buckets."""
+    readings, a node whose clock was never set, a node silent for 40 days and one never heard from, a PM sensor
+    recorded replaced, through ingest and one `rimba analyze --once`. Times are the current ones (ingest judges a
+    reading by when it arrives), on the 10-minute grid, so every run puts the same readings in the same buckets."""
     from tests.conftest import Platform
 
     tmp = tmp_path_factory.mktemp("dash")
@@ -162,6 +162,9 @@ def filled(stack, tmp_path_factory):
     wait_until(lambda: p.count('SELECT count("first_seq") FROM "gap"') > 0, 60, "the outage's gap")
     _ingest_history(p, now - 8 * 86400)
     _status_history(p, sim, now - 8 * 86400, now - 60)
+    from hardware.provision import Provisioner
+
+    Provisioner(p.settings).replaced("smp29-04", "pm", now - 2 * 86400)  # a technician's record: an annotation
     r = subprocess.run([sys.executable, "-m", "rimba", "analyze", "--once", "--hours", "192", "--until",
                         str(now)], env=env_for(p.values), capture_output=True, text=True, cwd=ROOT, timeout=300,
                        check=False)

@@ -202,10 +202,10 @@ def test_every_query_of_flags_or_events_keeps_only_what_stands():
     seen = set()
     for uid, model in PAGES.items():
         for name, _ref, q in build.queries(model):
-            for measurement in re.findall(r'FROM "?(qc|anomaly)\b', q):
+            for measurement in re.findall(r'FROM "?(qc|anomaly|maintenance)\b', q):
                 seen.add(measurement)
                 assert anded(lineproto.LIVE[measurement], q), f"{uid} / {name}: {q}"
-    assert seen == {"qc", "anomaly"}
+    assert seen == {"qc", "anomaly", "maintenance"}
 
 
 def test_every_query_of_a_derived_value_keeps_only_the_values_that_stand():

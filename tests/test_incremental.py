@@ -621,6 +621,9 @@ def test_a_replaced_pm_sensor_is_judged_by_its_own_readings_from_the_technician_
     p.influx.write(lineproto.line("qc", {"site": "bansir-laut", "node": "fan-0", "metric": "pm25_ugm3", "check": "fan"},
                                   {"flag": quality.FAN}, (replaced + 3600) * 1000).encode())
     assert live_fan(replaced)
+    # and a maintenance point no record stands for (taken back while no analytics ran): the batch withdraws it
+    p.influx.write(lineproto.line("maintenance", {"site": "bansir-laut", "node": "fan-0", "part": "pm"},
+                                  {"replaced": 1}, (replaced - 7200) * 1000).encode())
     import subprocess
     import sys
 
@@ -631,6 +634,8 @@ def test_a_replaced_pm_sensor_is_judged_by_its_own_readings_from_the_technician_
                        timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     assert live_fan(T0 + 2 * 86400) and not live_fan(replaced)
+    assert [r["time"] for r in p.influx.rows(f"SELECT * FROM maintenance WHERE {lineproto.LIVE['maintenance']}")] \
+        == [replaced]
 
 
 def replaced_fan(platform_factory, replaced: int, days: float):
@@ -745,6 +750,10 @@ def test_a_record_made_by_mistake_and_taken_back_after_a_midnight_leaves_the_dea
     assert not p.influx.rows(f"SELECT ispu_pm25 FROM \"index\" WHERE node = 'fan-0' AND time >= {st.start + 86400}s "
                              f"AND time < {true}s AND {lineproto.live_value('ispu_pm25')}")
     engine.close()
+    # what the dashboards annotate: the record that stands, not the one taken back
+    assert [r["time"] for r in p.influx.rows(f"SELECT * FROM maintenance WHERE {lineproto.LIVE['maintenance']}")] \
+        == [true]
+    assert len(p.influx.rows("SELECT * FROM maintenance")) == 2
 
 
 def test_a_replacement_recorded_long_after_it_still_releases_the_hold_the_service_carries(platform_factory):
@@ -802,6 +811,8 @@ def test_a_late_record_withdraws_the_old_flags_from_the_window_s_start_so_no_reb
                        timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     assert not live_fan(start)
+    assert [r["time"] for r in p.influx.rows(f"SELECT * FROM maintenance WHERE {lineproto.LIVE['maintenance']}")] \
+        == [replaced]
     shutil.rmtree(settings.state_path)
     cold = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)
     send(T0 + int(6.2 * 86400))
