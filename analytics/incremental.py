@@ -68,7 +68,8 @@ import numpy as np
 from analytics import anomaly, detector, quality
 from analytics.analyze import (DAY_MEANS, FWI_DAYS, INDEX_LABELS, SETTLED_S, derive, fire_days, fire_values,
                                stale_points)
-from analytics.data import Cube, Reader, anomaly_line, event_tags, fans_written, flagged, qc_lines, regex_of
+from analytics.data import (Cube, Reader, anomaly_line, event_tags, fans_written, flagged, maintenance_points, qc_lines,
+                            regex_of)
 from analytics.snapshot import StateStore
 from analytics.window import FIRE_METRICS, METRIC_LIST, State
 from rimba import lineproto, wib
@@ -76,6 +77,7 @@ from rimba.errors import ConfigError
 from rimba.fleet import FleetWatcher
 
 log = logging.getLogger("rimba.analyze")
+ALL_TIME = 4_102_444_800  # 2100-01-01: the end of the sweep's look at the `maintenance` points
 __all__ = ["Incremental", "State", "StateStore", "owned_sites", "window_start"]
 CHECK_EVERY_S = 3600  # the streams' checkpoints: late data rewinds to the hour before it
 REWIND_S = 2 * 86400  # how far back late data can rewind the detector (older: recomputed from the oldest)
@@ -494,7 +496,8 @@ class Incremental:
         replaced = self._replacements()
         self._refit |= {n for n in set(replaced) | set(self.st.replaced)
                         if replaced.get(n, ()) != self.st.replaced.get(n, ())}
-        records = self._records(self.st.replaced, replaced)
+        # the records' points, kept with what is not written yet (a run that fails before its write loses none)
+        self.st.unwritten = self.st.unwritten + self._records(self.st.replaced, replaced)
         self.st.replaced = replaced  # a site with a sensor replaced since its flags were judged is judged again
         if not cold:
             self._slide(now)  # (the steps of `pending` move with the window)
@@ -516,7 +519,7 @@ class Incremental:
                 self._audit(now, changed)
             self._statuses(now - self.s.analyze_reread_s, now)
         self._hourly_from_cells(changed)
-        lines = self.st.unwritten + records + self._compute(changed, now, cold)
+        lines = self.st.unwritten + self._compute(changed, now, cold)
         n_changed = len(changed)
         self.st.pending, self.st.unwritten = {}, lines
         self._write(lines)
@@ -610,9 +613,14 @@ class Incremental:
         own = np.flatnonzero(st.owned)
         derived = {k: st.derived_of(k)[own] for k in st.derived}
         replaced = self._replaced(own)
-        return stale_points(self.influx, self._cube(own), st.flags[own], list(st.events.values()), derived, st.start,
-                            st.step, self._where_owned(), reassert=True, replaced=replaced,
-                            fan_judged=self._fan_judged(own, replaced, self._fan_before(own)))
+        # the owned nodes' `maintenance` points, of any time, made the fleet file's records (a record taken back
+        # while no service ran, or one a state holds from before the points were written)
+        site_of = {st.nodes[i]: st.sites[i] for i in own}
+        records = maintenance_points(self.influx, {n: st.replaced.get(n, ()) for n in site_of}, site_of, 0, ALL_TIME,
+                                     self._where_owned())
+        return records + stale_points(self.influx, self._cube(own), st.flags[own], list(st.events.values()), derived,
+                                      st.start, st.step, self._where_owned(), reassert=True, replaced=replaced,
+                                      fan_judged=self._fan_judged(own, replaced, self._fan_before(own)))
 
     def _bar(self, what: str, k: int, n: int) -> None:
         done = int(30 * k / max(1, n))

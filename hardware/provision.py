@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
@@ -297,7 +298,12 @@ class Provisioner:
                               f"several lines, or no [nodes.{node_id}] table); set it by hand: {line}")
         data = new.encode("utf-8")
         with self.fleet_path.open("r+b") as f:  # the same file: a new one would not be the one a container mounts
-            os.posix_fallocate(f.fileno(), 0, len(data))  # a full disk fails here, before a byte is changed
+            if hasattr(os, "posix_fallocate"):  # a full disk fails here, before a byte is changed (not on macOS)
+                try:
+                    os.posix_fallocate(f.fileno(), 0, len(data))
+                except OSError as err:
+                    if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system that cannot reserve
+                        raise
             f.write(data)
             f.truncate()
             f.flush()

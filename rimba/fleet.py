@@ -143,20 +143,18 @@ class FleetWatcher:
     def _stat(self):
         try:
             st = self.path.stat()
-            return (st.st_mtime_ns, st.st_size)
+            return (st.st_mtime_ns, st.st_size, st.st_ctime_ns)  # ctime: a chmod or chown, which fix an unreadable file
         except FileNotFoundError:
             return None
 
     def current(self) -> Fleet:
         mtime = self._stat()
         if mtime != self._mtime:
+            self._mtime = mtime
             try:
                 self.fleet = load_fleet(self.path)
             except (ConfigError, OSError) as err:  # OSError: unreadable (its owner or mode changed), or gone
-                if str(err) != getattr(self, "_failed", None):  # tried again next call (a chmod changes no mtime)
-                    log.error("keeping the last good fleet: %s", err)
-                self._failed = str(err)
+                log.error("keeping the last good fleet: %s", err)
             else:
-                self._mtime, self._failed = mtime, None
                 log.info("fleet file reloaded: %d nodes", len(self.fleet.nodes))
         return self.fleet

@@ -819,3 +819,69 @@ def test_a_late_record_withdraws_the_old_flags_from_the_window_s_start_so_no_reb
     cold.run(T0 + int(6.2 * 86400))
     cold.close()
     assert not (cold.st.flags[0, :, pm] & quality.FAN).any() and not live_fan(start)
+
+
+def live_maintenance(p) -> list:
+    return [r["time"] for r in p.influx.rows(f"SELECT * FROM maintenance WHERE {lineproto.LIVE['maintenance']}")]
+
+
+def test_a_record_seen_by_a_run_that_fails_before_its_write_is_still_written(platform_factory):
+    """The record's point is kept with what is not written yet as soon as the run sees it: a run that fails before
+    its write (InfluxDB down once the reader's retries are spent) loses none, though the next run's records differ
+    from the state's no more."""
+    from hardware.provision import Provisioner
+    from rimba.errors import InfluxUnavailable
+
+    replaced = T0 + int(2.5 * 86400)
+    p, send, _ = replaced_fan(platform_factory, replaced, 3.5)
+    settings = p.settings.with_(analyze_days=2.0)
+    engine = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)
+    send(T0 + int(3.1 * 86400))
+    engine.run(T0 + int(3.1 * 86400))
+    Provisioner(settings).replaced("fan-0", "pm", replaced)
+    read = engine._read_recent
+
+    def down(*_args, **_kw):
+        raise InfluxUnavailable("influxdb: 503")
+
+    engine._read_recent = down
+    with pytest.raises(InfluxUnavailable):
+        engine.run(T0 + int(3.2 * 86400))
+    engine._read_recent = read
+    send(T0 + int(3.3 * 86400))
+    engine.run(T0 + int(3.3 * 86400))
+    engine.close()
+    assert live_maintenance(p) == [replaced]
+
+
+@pytest.mark.parametrize("case", ["a state that holds the record and wrote no point", "a record taken back unseen"])
+def test_a_process_s_sweep_makes_the_maintenance_points_the_fleet_file_s_records(platform_factory, case):
+    """Each process's first run writes the owned nodes' records as points, of any time, and withdraws a live one no
+    record stands for: a state saved by a service from before the points holds its records and wrote none (its
+    diff finds no change); a record taken back while no service ran, the state rebuilt, has none to diff from."""
+    import shutil
+
+    from hardware.provision import Provisioner
+
+    replaced = T0 + int(2.5 * 86400)
+    p, send, _ = replaced_fan(platform_factory, replaced, 3.5)
+    settings = p.settings.with_(analyze_days=2.0)
+    tech = Provisioner(settings)
+    tech.replaced("fan-0", "pm", replaced)
+    first = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)
+    send(T0 + int(3.1 * 86400))
+    first.run(T0 + int(3.1 * 86400))
+    first.close()
+    assert live_maintenance(p) == [replaced]
+    if case.startswith("a record"):
+        tech.replaced("fan-0", "pm", replaced, undo=True)
+        shutil.rmtree(settings.state_path)
+    else:  # as a service from before the points left it: the record in its state, no point
+        p.influx.write(lineproto.withdrawal("maintenance", {"site": "bansir-laut", "node": "fan-0", "part": "pm"},
+                                            replaced).encode())
+        assert live_maintenance(p) == []
+    then = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)
+    send(T0 + int(3.2 * 86400))
+    then.run(T0 + int(3.2 * 86400))
+    then.close()
+    assert live_maintenance(p) == ([] if case.startswith("a record") else [replaced])
