@@ -664,18 +664,25 @@ def replaced_fan(platform_factory, replaced: int, days: float):
     return p, send, live_fan
 
 
+def fan_service(platform_factory, replaced: int, days: float, runs: tuple) -> tuple:
+    """`replaced_fan`'s fleet with a two-day window and a service run at each of `runs` (days after T0), each
+    after the readings up to it: (platform, send, live_fan, settings, engine)."""
+    p, send, live_fan = replaced_fan(platform_factory, replaced, days)
+    settings = p.settings.with_(analyze_days=2.0)
+    engine = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)
+    for day in runs:
+        send(T0 + int(day * 86400))
+        engine.run(T0 + int(day * 86400))
+    return p, send, live_fan, settings, engine
+
+
 def test_a_replacement_in_the_window_s_first_day_withdraws_the_flags_from_it_not_from_a_day_in(platform_factory):
     """From the replacement on, the window holds all of FAN's evidence: the service withdraws the old sensor's
     flags from there, though it is in the window's first day (the rest of the first day is history)."""
     from hardware.provision import Provisioner
 
     replaced = T0 + int(2.8 * 86400)
-    p, send, live_fan = replaced_fan(platform_factory, replaced, 4.2)
-    settings = p.settings.with_(analyze_days=2.0)
-    engine = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)
-    for day in (3.1, 3.5, 3.9, 4.05):
-        send(T0 + int(day * 86400))
-        engine.run(T0 + int(day * 86400))
+    p, _send, live_fan, settings, engine = fan_service(platform_factory, replaced, 4.2, (3.1, 3.5, 3.9, 4.05))
     assert live_fan(replaced) and engine.st.start == T0 + 2 * 86400
     Provisioner(settings).replaced("fan-0", "pm", replaced)
     engine.run(T0 + int(4.1 * 86400))
@@ -696,12 +703,7 @@ def test_a_replacement_recorded_while_no_service_ran_is_taken_by_a_rebuilt_state
     from hardware.provision import Provisioner
 
     replaced = T0 + int(2.8 * 86400)
-    p, send, live_fan = replaced_fan(platform_factory, replaced, 6.2)
-    settings = p.settings.with_(analyze_days=2.0)
-    engine = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)
-    for day in (3.1, 3.9, 4.7, 5.05):
-        send(T0 + int(day * 86400))
-        engine.run(T0 + int(day * 86400))
+    p, send, live_fan, settings, engine = fan_service(platform_factory, replaced, 6.2, (3.1, 3.9, 4.7, 5.05))
     engine.close()
     assert live_fan(T0 + 3 * 86400)
     Provisioner(settings).replaced("fan-0", "pm", replaced)
@@ -756,34 +758,13 @@ def test_a_record_made_by_mistake_and_taken_back_after_a_midnight_leaves_the_dea
     assert len(p.influx.rows("SELECT * FROM maintenance")) == 2
 
 
-def test_a_replacement_recorded_long_after_it_still_releases_the_hold_the_service_carries(platform_factory):
-    """A record made after the replacement has left the window and the day before it: the service still knows when
-    the fall it carries was found, and the sensor was replaced after that fall began, so the hold is the old
-    sensor's and ends. (A state rebuilt from history, or the batch, knows only the flags written where its window
-    begins, and takes a replacement only less than a day before it: README.)"""
-    from hardware.provision import Provisioner
-
-    replaced = T0 + int(2.5 * 86400)
-    p, send, live_fan = replaced_fan(platform_factory, replaced, 6.2)
-    settings = p.settings.with_(analyze_days=2.0)
-    engine = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)
-    pm = METRIC_LIST.index("pm25_ugm3")
-    for day in (3.1, 4.1, 5.1, 6.05):
-        send(T0 + int(day * 86400))
-        engine.run(T0 + int(day * 86400))
-    assert engine.st.start == T0 + 4 * 86400 and (engine.st.flags[0, 24:, pm] & quality.FAN).all()  # held for good
-    Provisioner(settings).replaced("fan-0", "pm", replaced)
-    engine.run(T0 + int(6.1 * 86400))
-    engine.close()
-    assert not (engine.st.flags[0, :, pm] & quality.FAN).any()
-    assert not live_fan(T0 + 5 * 86400)
-
-
 def test_a_late_record_withdraws_the_old_flags_from_the_window_s_start_so_no_rebuild_or_batch_takes_them(
         platform_factory):
-    """A record made long after the replacement releases the hold the service carries; the old sensor's flags in
-    the window's first day are withdrawn too (they were left, a day into the window being the rule), so neither a
-    state rebuilt the same day nor the batch takes a hold for the new sensor from them (a rebuild flagged 306 of
+    """A record made after the replacement has left the window and the day before it: the service still knows when
+    the fall it carries was found, and the sensor was replaced after that fall began, so the hold is the old
+    sensor's and ends. The old sensor's flags in the window's first day are withdrawn too (they were left, a day
+    into the window being the rule), so neither a state rebuilt the same day nor the batch, which know only the
+    flags written where their window begins, takes a hold for the new sensor from them (a rebuild flagged 306 of
     its 317 steps, the batch wrote 159 flags)."""
     import shutil
     import subprocess
@@ -793,14 +774,10 @@ def test_a_late_record_withdraws_the_old_flags_from_the_window_s_start_so_no_reb
     from rimba.dev.harness import ROOT, env_for
 
     replaced = T0 + int(2.5 * 86400)
-    p, send, live_fan = replaced_fan(platform_factory, replaced, 6.3)
-    settings = p.settings.with_(analyze_days=2.0)
-    engine = incremental.Incremental(settings, load_fleet(p.fleet_path), p.influx, progress=False)
+    p, send, live_fan, settings, engine = fan_service(platform_factory, replaced, 6.3, (3.1, 4.1, 5.1, 6.05))
     pm = METRIC_LIST.index("pm25_ugm3")
-    for day in (3.1, 4.1, 5.1, 6.05):
-        send(T0 + int(day * 86400))
-        engine.run(T0 + int(day * 86400))
     start = engine.st.start
+    assert start == T0 + 4 * 86400 and (engine.st.flags[0, 24:, pm] & quality.FAN).all()  # held for good
     assert live_fan(start)
     Provisioner(settings).replaced("fan-0", "pm", replaced)
     engine.run(T0 + int(6.1 * 86400))
