@@ -230,8 +230,7 @@ def stale_points(influx, cube, flags, events, derived, start: int, step: int, wh
     judged = np.array(flags, copy=True)  # the flags an analysis of the window can judge: from SETTLED_S on, not FAN
     judged[:, :max(0, (settled - start) // step)] = 0
     judged &= ~np.uint16(UNSETTLED)
-    lim = quality.Limits()
-    since = quality.replaced_since(replaced, len(cube.times), lim.fan_block * lim.fan_blocks)
+    since = quality.replaced_since(replaced, len(cube.times), quality.Limits().fan_day)
     since.update(fan_judged or {})
     for i, c in since.items():  # from a replacement on, the window judges FAN too, from there (not a day in)
         judged[i, c:] |= flags[i, c:] & np.uint16(UNSETTLED)
@@ -311,7 +310,8 @@ class Analyzer:
             cube = load_cube(influx, fleet, start, end, step)
             # the fans held dead where the window begins, by the flags written there (the service carried their falls),
             # but for the sensors replaced since
-            replaced = quality.replaced_columns(cube.times, step, [fleet.nodes[n].replaced("pm") for n in cube.nodes])
+            records = {n: fleet.nodes[n].replaced("pm") for n in cube.nodes}
+            replaced = quality.replaced_columns(cube.times, step, list(records.values()))
             flags = quality.check(cube.values, cube.metrics, cube.sites, replaced=replaced,
                                   fan_before=fan_seed(fans_written(influx, start, step), cube.nodes, cube.metrics))
             derived = derive(cube, step, flags)
@@ -328,8 +328,7 @@ class Analyzer:
                      + anomaly_lines(cube, events) + fire_lines(hourly, fire)
                      + battery_lines(influx, dict(zip(cube.nodes, cube.sites, strict=True)), end))
             lines += stale_points(influx, cube, flags, events, derived, start, step, replaced=replaced)
-            lines += maintenance_points(influx, {n: fleet.nodes[n].replaced("pm") for n in cube.nodes},
-                                        dict(zip(cube.nodes, cube.sites, strict=True)), start, end)
+            lines += maintenance_points(influx, records, dict(zip(cube.nodes, cube.sites, strict=True)), start, end)
             _write(influx, lines)
             contact, wake = last_contact(influx, end - 30 * 86400, end)
             observations = self.observe(fleet, cube, derived, events, values, fire, hourly, contact, wake, now)

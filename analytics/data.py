@@ -176,11 +176,19 @@ def maintenance_points(influx, replaced: dict, site_of: dict, start: int, end: i
     """The `maintenance` points that make InfluxDB's in [start, end) the fleet file's records (`replaced`: node ->
     times its PM sensor was replaced) of the nodes of `site_of`: each record, and the withdrawal of a live point no
     record stands for (one taken back)."""
-    standing = {lineproto.point_key("maintenance", {"site": site_of[n], "node": n, "part": "pm"}, t)
+    standing = {lineproto.point_key("maintenance", maintenance_tags(site_of[n], n), t)
                 for n, ts in replaced.items() if n in site_of for t in ts if start <= t < end}
     gone, _live_keys = withdrawn(influx, "maintenance", start, end, standing, site_of, (0, 1), where)
-    return gone + [lineproto.line("maintenance", {"site": site, "node": node, "part": "pm"}, {"replaced": 1}, t * 1000)
-                   for (site, node, _part), t in sorted(standing)]
+    return gone + [maintenance_line(site, node, t) for (site, node, _part), t in sorted(standing)]
+
+
+def maintenance_tags(site: str, node: str) -> dict:
+    return {"site": site, "node": node, "part": "pm"}
+
+
+def maintenance_line(site: str, node: str, t: int) -> str:
+    """The `maintenance` point of a node's PM sensor replaced at `t` (UNIX seconds)."""
+    return lineproto.line("maintenance", maintenance_tags(site, node), {"replaced": 1}, int(t) * 1000)
 
 
 def fans_written(influx, start: int, step: int, where: str = "") -> set:

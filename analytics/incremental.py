@@ -68,8 +68,8 @@ import numpy as np
 from analytics import anomaly, detector, quality
 from analytics.analyze import (DAY_MEANS, FWI_DAYS, INDEX_LABELS, SETTLED_S, derive, fire_days, fire_values,
                                stale_points)
-from analytics.data import (Cube, Reader, anomaly_line, event_tags, fans_written, flagged, maintenance_points, qc_lines,
-                            regex_of)
+from analytics.data import (Cube, Reader, anomaly_line, event_tags, fans_written, flagged, maintenance_line,
+                            maintenance_points, maintenance_tags, qc_lines, regex_of)
 from analytics.snapshot import StateStore
 from analytics.window import FIRE_METRICS, METRIC_LIST, State
 from rimba import lineproto, wib
@@ -169,7 +169,7 @@ class Incremental:
             return None
         sensors = np.flatnonzero(st.counts[:, :, cols].any(axis=(1, 2)))
         lim = quality.Limits()
-        fresh = quality.fresh_mask(self._replaced(sensors), len(sensors), 0, st.steps, lim.fan_block * lim.fan_blocks)
+        fresh = quality.fresh_mask(self._replaced(sensors), len(sensors), 0, st.steps, lim.fan_day)
         return quality.pm_reference(st.in_range(sensors, 0, pm), lim, fresh)
 
     def _replaced(self, nodes, start: int | None = None) -> list:
@@ -184,8 +184,7 @@ class Incremental:
         (its flags no longer raised withdrawn from there, in the window's first day too): from a replacement in the
         window or less than a day before it (`quality.replaced_since`), and from the start for a node whose carried
         hold a replacement ended (`quality.carried_hold`: a record made long after it)."""
-        lim = quality.Limits()
-        out = quality.replaced_since(replaced, self.st.steps, lim.fan_block * lim.fan_blocks)
+        out = quality.replaced_since(replaced, self.st.steps, quality.Limits().fan_day)
         if before is not None:
             released = ~np.isnan(self.st.fan_level[nodes]) & np.isnan(before[2])
             out.update((int(i), 0) for i in np.flatnonzero(released.any(axis=-1)))
@@ -200,10 +199,10 @@ class Incremental:
             i = row.get(node)
             if i is None or i >= st.n_own:
                 continue
-            tags = {"site": st.sites[i], "node": node, "part": "pm"}
             was, now = set(old.get(node, ())), set(new.get(node, ()))
-            out += [lineproto.line("maintenance", tags, {"replaced": 1}, t * 1000) for t in sorted(now - was)]
-            out += [lineproto.withdrawal("maintenance", tags, t) for t in sorted(was - now)]
+            out += [maintenance_line(st.sites[i], node, t) for t in sorted(now - was)]
+            out += [lineproto.withdrawal("maintenance", maintenance_tags(st.sites[i], node), t)
+                    for t in sorted(was - now)]
         return out
 
     def _replacements(self) -> dict:
@@ -239,9 +238,8 @@ class Incremental:
         if getattr(self, "_pm_ref", None) is None:
             return None
         self._fan_arrays()
-        lim = quality.Limits()
         found = (st.fan_found[nodes] - st.start) // st.step  # the falls' columns, as the window's
-        level = quality.carried_hold(st.fan_level[nodes], found, self._replaced(nodes), lim.fan_block * lim.fan_blocks)
+        level = quality.carried_hold(st.fan_level[nodes], found, self._replaced(nodes), quality.Limits().fan_day)
         return st.fan_x[nodes].astype(float), st.fan_ref_x.astype(float), level
 
     def _fan_arrays(self) -> None:
@@ -275,9 +273,10 @@ class Incremental:
         ref = getattr(self, "_pm_ref", None)
         if ref is None or len(ref) != st.steps:
             ref = self._pm_ref = self._fan_reference()
-        own = np.arange(st.n_own)
-        if self._fan_before(own) is None:
+        if ref is None:  # no particulate held
             return
+        own = np.arange(st.n_own)
+        self._fan_arrays()
         x_before, ref_before = st.fan_x.astype(float), st.fan_ref_x.astype(float)
         pm = [METRIC_LIST.index(m) for m in PM_HELD]
         held = min(drop, st.steps)  # the steps that leave the window; past its end (an outage longer than it), none

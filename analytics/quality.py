@@ -156,6 +156,11 @@ class Limits:
     fan_fall: float = 0.04  # on log(1 + x), from one block's median to the next, at least
     fan_sensors: int = 4  # PM sensors in the city with a value, for their upper quartile to be the reference
 
+    @property
+    def fan_day(self) -> int:
+        """Samples a fall takes to be found (`fan_blocks` blocks of `fan_block`): a day at 10 minutes."""
+        return self.fan_block * self.fan_blocks
+
     def spike_floors(self, metric: str) -> float:
         """SPIKE against the site's limit for `metric`, in SCALE_FLOORs."""
         return dict(self.site_spike_of).get(metric, self.site_spike)
@@ -209,7 +214,7 @@ def check(x, metrics, site_of=None, limits: Limits | None = None, pm_reference=N
     if pm:  # against the city's PM sensors, not only the site's
         sub = flags[:, :, pm]  # a copy (fancy indexing): written back
         ok = np.where(sub & RANGE, np.nan, x[:, :, pm])
-        reach = lim.fan_block * lim.fan_blocks
+        reach = lim.fan_day
         if fan_before is not None:
             before, ref_before, level0 = fan_before
             k = before.shape[1]
