@@ -12,8 +12,12 @@ Three views of surprise, each a robust z against what the past would have said:
   recent level: the exact median of the previous `windows[k]` values, with a scale from their
   interquartile range (SciPy's one-dimensional rank filter, O(log w) per value).
 - **day** and **week**: the value against the same phase on up to `days` earlier days and
-  `weeks` earlier weeks (median), when the grid step divides a day; the z is averaged over a
-  `1/smooth_per_day` of a day, so that a changed day shows rather than one odd value.
+  `weeks` earlier weeks (median), when the grid step divides a day; the view is the median z over
+  the last `1/smooth_per_day` of a day, so that a changed stretch of the day shows, at once and
+  whole, once it fills more than half of that, and one odd value does not (that is the level view's to judge).
+  A mean there rose by a step per value, and the hold (below), which judges each value against the
+  largest before it, let such a ramp through only where it first passed its record, weakly: a day
+  that did not warm up, or a missing daily peak, scored 0.55 at most whatever its size.
 
 - **range**: a value outside the range of all the values before it, by more than `novel_tol` of
   that range (and at least the row's ``floor``), is news whatever the views say: its ratio is at
@@ -66,18 +70,18 @@ class Params:
     range check's two, set beforehand and not tuned (Numenta's published tolerance, and twice the record)."""
 
     windows: tuple = (240,)  # values in the recent-level baselines
-    recent: int = 5  # values averaged for the slow variant of the level view
+    recent: int = 3  # values averaged for the slow variant of the level view
     days: int = 7  # earlier days the day view uses (two at least)
     weeks: int = 4  # earlier weeks the week view uses (two at least)
-    smooth_per_day: int = 12  # the seasonal surprise is averaged over this fraction of a day
+    smooth_per_day: int = 12  # the seasonal surprise is the median z over this fraction of a day
     memory: int = 500  # values of a view's own record its surprise is judged against
     warm_up: int = 100  # values before the first score
-    z_floor: float = 1.0  # a record below this z is no record: a quiet series does not make every wobble news
+    z_floor: float = 2.0  # a record below this z is no record: a quiet series does not make every wobble news
     raise_by: float = 3.0  # the most one value multiplies a view's record by
     hold_s: int = 4 * 3600  # how long a raised surprise stands for its incident (at least hold_min values)
     hold_min: int = 3
     min_lags: int = 2  # earlier periods a seasonal view needs before it scores
-    spread_frac: float = 0.1  # without a floor, scales are at least this fraction of the series' spread
+    spread_frac: float = 0.02  # without a floor, scales are at least this fraction of the series' spread
     novel_tol: float | None = 0.05  # a value beyond the range seen so far by this fraction of it is news (None: off)
     novel_ratio: float = 2.0  # the ratio such a value scores at least (twice its view's record)
 
@@ -143,9 +147,14 @@ def trailing_rank(x: np.ndarray, w: int, q: float) -> np.ndarray:
     one-dimensional rank filter over all rows laid end to end (each behind its own padding, so no
     row sees another's values): O(log w) per value.
     """
+    return trailing_kth(x, w, min(w - 1, max(0, round(q * (w - 1)))))
+
+
+def trailing_kth(x: np.ndarray, w: int, rank: int) -> np.ndarray:
+    """The rank-th smallest (from 0) of the w values before each one along the last axis of x (rows, time), as
+    `trailing_rank`."""
     rows, n = x.shape
     padded = np.concatenate([np.repeat(x[:, :1], w, axis=1), x], axis=1)  # (rows, w + n)
-    rank = min(w - 1, max(0, round(q * (w - 1))))
     # inclusive window ending at column c: columns c - w + 1 .. c
     out = rank_filter(padded.ravel(), rank, size=w, mode="nearest", origin=(w - 1) // 2 if w % 2 else w // 2 - 1)
     out = out.reshape(rows, w + n)
@@ -184,8 +193,8 @@ def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: in
     """Robust z of each value against the median of the same phase `period` values apart, up to `count` back.
 
     The scale is 1.25 times the mean absolute seasonal residual over the previous period (at least
-    `scale_floor`); the z is averaged over the last `smooth` values. Zero until `min_lags` earlier periods
-    exist. The median is taken in float32, one stretch of a period at a time: within the stretch every
+    `scale_floor`); the view is the median of the last `smooth` z (`trailing_median`). Zero until `min_lags`
+    earlier periods exist. The median is taken in float32, one stretch of a period at a time: within the stretch every
     value has the same number of earlier periods, min(count, k) in the k-th, so no lag is missing.
     `offset`: the index of x's first column in the whole series (stretches are counted from the series'
     start); with an offset, only the columns with `seasonal_context` columns before them are exact.
@@ -209,7 +218,21 @@ def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: in
         z = resid / (1.25 * scale + scale_floor)
     z = np.nan_to_num(z, nan=0.0, posinf=0.0)
     z[:, :max(0, min_lags * period - offset)] = 0.0
-    return trailing_mean(z, smooth)
+    return trailing_median(z, smooth)
+
+
+def trailing_median(a: np.ndarray, w: int) -> np.ndarray:
+    """The median of the last w values, the value itself included, along the last axis of a (rows, time); the
+    lower of the middle two for an even w, so that what it shows holds for more than half of them (of two
+    values, both). Before the w-th value the window is padded with the row's first.
+
+    Examples
+    --------
+    >>> trailing_median(np.array([[0.0, 0.0, 9.0, 0.0, 0.0, 5.0, 5.0]]), 3).tolist()  # one odd value, then a change
+    [[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.0]]
+    """
+    ext = np.concatenate([a, a[:, -1:]], axis=1)  # the window before column c + 1 is the one ending at c
+    return trailing_kth(ext, w, (w - 1) // 2)[:, 1:]
 
 
 def seasonal_context(period: int, count: int, smooth: int) -> int:
@@ -458,7 +481,7 @@ def score(timestamps, values, params: Params = PARAMS) -> np.ndarray:
     return score_rows(timestamps, np.asarray(values, dtype=float)[None, :], params).score[0]
 
 
-STATE_VERSION = 3  # of `Stream.to_bytes`: raise it whenever what a Stream carries, or how it scores, changes
+STATE_VERSION = 4  # of `Stream.to_bytes`: raise it whenever what a Stream carries, or how it scores, changes
 
 
 def fresh_range(k: int, n: int) -> np.ndarray:

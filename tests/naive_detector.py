@@ -3,7 +3,8 @@ analytics.detector's fast path must equal (the STUMPY `naive.py` habit, as bench
 
 This is `analytics.detector` as it was before it was made fast (and the range check, value by value): the views over one block of
 ROW_BLOCK series at a time, the seasonal median by a sort over every lag with NaN for the missing
-ones, the record stepped along time for each block, and trailing means by gathered cumulative sums.
+ones, the record stepped along time for each block, trailing means by gathered cumulative sums and trailing
+medians by a sort of each window.
 What it shares with the fast path (the level view, trailing ranks, the carried values, the spread,
 the hold) is imported, not repeated.
 """
@@ -42,7 +43,7 @@ def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: in
     """Robust z of each value against the median of the same phase `period` values apart, up to `count` back.
 
     The scale is 1.25 times the mean absolute seasonal residual over the previous period (at least
-    `scale_floor`); the z is averaged over the last `smooth` values. Zero until two earlier periods exist.
+    `scale_floor`); the view is the median of the last `smooth` z. Zero until two earlier periods exist.
     """
     rows, n = x.shape
     out = np.zeros((rows, n))
@@ -59,7 +60,18 @@ def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: in
         z = resid / (1.25 * scale + scale_floor)
     z = np.nan_to_num(z, nan=0.0, posinf=0.0)
     z[:, :min_lags * period] = 0.0
-    return trailing_mean(z, smooth)
+    return trailing_median(z, smooth)
+
+
+def trailing_median(a: np.ndarray, w: int) -> np.ndarray:
+    """The median of the last w values, the value itself included (the lower middle one of an even w), value by
+    value with a sort; before the w-th value the window is padded with the row's first."""
+    rows, n = a.shape
+    padded = np.concatenate([np.repeat(a[:, :1], w - 1, axis=1), a], axis=1)
+    out = np.empty((rows, n))
+    for c in range(n):
+        out[:, c] = np.sort(padded[:, c:c + w], axis=1)[:, (w - 1) // 2]
+    return out
 
 
 def record(view: np.ndarray, p: Params) -> np.ndarray:

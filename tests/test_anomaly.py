@@ -134,7 +134,8 @@ def plain_score(times, values, p=detector.PARAMS):
                 scale = sum(resid[max(0, t - period):t]) / min(period, t)
                 z[t] = resid[t] / (1.25 * scale + floor[t])
             smooth = max(2, day // p.smooth_per_day)
-            v = [sum(z[max(0, t - smooth + 1):t + 1]) / min(smooth, t + 1) for t in range(n)]
+            padded = [z[0]] * (smooth - 1) + z  # the median of the last `smooth` z, the lower middle one
+            v = [sorted(padded[t:t + smooth])[(smooth - 1) // 2] for t in range(n)]
         views.append(v)
     size = p.memory // detector.RECORD_BLOCKS
     ratio = [0.0] * n
@@ -191,3 +192,28 @@ def test_a_seasonal_view_raises_no_alarm_before_it_has_a_record_of_its_own():
     assert (r.kind[0, first] != 2).all()
     assert r.score[0, first].max() <= r.score[0, start - 168:start].max()  # nothing the series did not do before
     assert detector.view_starts(detector.PARAMS, 3600) == [0, 48 + 100, 336 + 100]
+
+
+def test_a_day_that_does_not_rise_is_one_clear_alarm_and_one_odd_value_is_not_the_day_view_s():
+    """Five-minute data, low at night and high for nine hours a day with noise; on the fifth day the rise does not
+    come. The day view's surprise used to be the mean of the last two hours' z: it rose one step per value, and the
+    hold, which judges each value against the largest before it, let that ramp through only where it first passed
+    its record (0.53 at most, for this seed). The median of those z changes at once when most of the stretch has
+    changed: one alarm, well above the event threshold, 65 minutes into the missing rise. One odd value
+    in a night moves the median of its stretch not at all."""
+    day = 288
+    n = 6 * day
+    t = np.datetime64("2025-11-03T00:00") + np.arange(n) * np.timedelta64(5, "m")
+    rng = np.random.default_rng(11)
+    phase = np.arange(n) % day
+    high = (phase >= 108) & (phase < 216)
+    x = np.where(high, 75 + rng.normal(0, 6, n), 20 + rng.normal(0, 1.2, n))
+    gone = 4 * day + 108
+    x[gone:gone + 108] = 20 + rng.normal(0, 1.2, 108)  # the fifth day's rise does not come
+    odd = 3 * day + 40
+    x[odd] = 26  # a night value five of its sigmas off, once
+    r = detector.score_rows(t, x[None])
+    onset = r.score[0, gone:gone + 18]  # 13 of the 24 values of two hours: 65 minutes
+    assert onset.max() > 0.7 and r.kind[0, gone + int(np.argmax(onset))] == 1
+    assert (r.score[0, gone:gone + 108] >= EVENT_THRESHOLD).sum() <= 3  # one alarm, not one per value
+    assert r.views[1, 0, odd] < 1.0  # the day view does not see the odd value (the level view's to judge)
