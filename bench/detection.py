@@ -7,7 +7,8 @@ would send) go through the analytics' own steps (`analytics.quality.check`,
 1. **Clean data**: a fleet of `--nodes` nodes (sites of four forest or river nodes and an air node,
    like the sample fleet) for `--days` days with the simulator's rain and no fault at all. Reported:
    anomaly events per node per 30 days, and `step`/`spike` flags (all of them are false; those
-   within an hour of rain at the site are counted apart), and the flags of each check.
+   within an hour of rain at the site are counted apart), and the flags of each check. The same again
+   with every node alone at its site (`lone_fleet`): no neighbour to tell weather from the sensor.
 2. **Faults** (`rimba.dev.simulate.realistic_faults`): per kind, recall (share of injected faults with an
    event or flag on that node and metric during the fault) and precision (share of events and flags
    that fall on a fault), on seeds never used to choose a constant (`HELD_OUT_SEEDS`). A dying fan's
@@ -66,6 +67,16 @@ def city_fleet(nodes: int):
     return parse_fleet(data)
 
 
+def lone_fleet(nodes: int):
+    """Sites of one node each (forest, river and air in turn): no neighbour to call a move weather."""
+    data = {"sites": {}, "nodes": {}}
+    for k in range(nodes):
+        site = f"l{k:02d}"
+        data["sites"][site] = {"name": site, "lat": -0.03, "lon": 109.34}
+        data["nodes"][f"{site}-0"] = {"site": site, "profile": ("forest", "river", "air")[k % 3], "cadence_s": 600}
+    return parse_fleet(data)
+
+
 def analyse(ids, sites, times, values, limits=None):
     """The analytics' steps on a simulated cube: (qc flags, anomaly events)."""
     metrics = tuple(METRICS)
@@ -77,8 +88,8 @@ def analyse(ids, sites, times, values, limits=None):
     return flags, anomaly.events(scores, x, times, ids, ANOMALY_METRICS)
 
 
-def clean(nodes: int, days: float, seed: int) -> dict:
-    fleet = city_fleet(nodes)
+def clean(nodes: int, days: float, seed: int, fleet_of=city_fleet) -> dict:
+    fleet = fleet_of(nodes)
     sim = Simulation(fleet, seed=seed)
     c0 = time.process_time()
     ids, sites, times, values = sim.arrays(START, START + int(days * 86400), STEP)
@@ -343,8 +354,10 @@ def main(argv=None) -> int:
               f"(in sample {t['in_sample']:.3f})")
         return 0
     runs = [] if args.skip_clean else [clean(args.nodes, args.days, int(s)) for s in args.seeds.split(",")]
-    for r in runs:
-        print(f"clean data, seed {r['seed']}: {r['nodes']} nodes x {r['days']:g} days: {r['events']} anomaly events "
+    lone = [] if args.skip_clean else [clean(args.nodes, args.days, int(s), lone_fleet) for s in args.seeds.split(",")]
+    for r, alone in [(r, False) for r in runs] + [(r, True) for r in lone]:
+        print(f"clean data{', each node alone at its site' if alone else ''}, seed {r['seed']}: {r['nodes']} nodes x "
+              f"{r['days']:g} days: {r['events']} anomaly events "
               f"({r['events_per_node_per_30_days']:.2f} per node per 30 days; {r['events_by_metric']}), "
               f"{r['step_spike_flags']} step/spike flags ({r['step_spike_flags_near_rain']} within an hour of rain; "
               f"{r['rain_steps']} rainy steps), humid-pm {r['humid_pm_flags']} of {r['pm_values']} PM values, "
@@ -366,7 +379,7 @@ def main(argv=None) -> int:
               f"precision {r['precision'] if r['precision'] is None else round(r['precision'], 3)}")
     out = ROOT / "bench" / "results" / "detection.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"clean": runs, "demo_weeks": demo, "faults": summary, "fault_seeds": args.fault_seeds,
+    out.write_text(json.dumps({"clean": runs, "clean_alone": lone, "demo_weeks": demo, "faults": summary, "fault_seeds": args.fault_seeds,
                                "fault_runs": fault_runs}, indent=1, sort_keys=True, default=str) + "\n")
     return 0
 
