@@ -17,7 +17,7 @@ Three views of surprise, each a robust z against what the past would have said:
   whole, once it fills more than half of that, and one odd value does not (that is the level view's to judge).
   A mean there rose by a step per value, and the hold (below), which judges each value against the
   largest before it, let such a ramp through only where it first passed its record, weakly: a day
-  that did not warm up, or a missing daily peak, scored 0.55 at most whatever its size.
+  that did not warm up, or a missing daily peak, scored 0.53 to 0.55 whatever its size.
 
 - **range**: a value outside the range of all the values before it, by more than `novel_tol` of
   that range (and at least the row's ``floor``), is news whatever the views say: its ratio is at

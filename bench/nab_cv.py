@@ -362,11 +362,19 @@ def compare(old: dict, new: dict) -> str:
     files = sorted(set(old["cv_nested_files"]) & set(new["cv_nested_files"]))
     d = np.array([new["cv_nested_files"][f] - old["cv_nested_files"][f] for f in files])
     se = math.sqrt(len(d)) * float(np.std(d, ddof=1)) if len(d) > 1 else float("nan")
-    cands = sorted(set(old["cv_each_candidate"]) & set(new["cv_each_candidate"]))
-    dc = np.array([new["cv_each_candidate"][c] - old["cv_each_candidate"][c] for c in cands])
+    o, n = held_fixed(old), held_fixed(new)
+    cands = sorted(set(o) & set(n))
+    dc = np.array([n[c] - o[c] for c in cands])
     held = (f"; the {len(cands)} candidates held fixed: median change {np.median(dc):+.2f}, {int((dc > 0).sum())} up"
             if len(cands) else "; no candidate in both")
     return f"change from the earlier run: nested {d.sum():+.2f} (paired standard error over {len(files)} files {se:.2f}){held}"
+
+
+def held_fixed(report: dict) -> dict:
+    """A run's cross-validated score of each candidate held fixed, keyed by all its constants: nab_cv.json keys them by
+    how they differ from that run's defaults, so after the defaults changed the same key is another candidate."""
+    base = report.get("defaults", {})
+    return {json.dumps({**base, **json.loads(k)}, sort_keys=True): v for k, v in report["cv_each_candidate"].items()}
 
 
 def load_cache(path) -> dict:

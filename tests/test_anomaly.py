@@ -198,9 +198,10 @@ def test_a_day_that_does_not_rise_is_one_clear_alarm_and_one_odd_value_is_not_th
     """Five-minute data, low at night and high for nine hours a day with noise; on the fifth day the rise does not
     come. The day view's surprise used to be the mean of the last two hours' z: it rose one step per value, and the
     hold, which judges each value against the largest before it, let that ramp through only where it first passed
-    its record (0.53 at most, for this seed). The median of those z changes at once when most of the stretch has
-    changed: one alarm, well above the event threshold, 65 minutes into the missing rise. One odd value
-    in a night moves the median of its stretch not at all."""
+    its record (0.53 for this seed with the constants of then, 0.54 with these). The median of those z changes at once
+    when most of the stretch has changed: one alarm, well above the event threshold, 65 minutes into the missing
+    rise. One odd value in a night, a daytime level, moves the median of its stretch by one rank: the mean moved by
+    a twenty-fourth of its z (0.40 here)."""
     day = 288
     n = 6 * day
     t = np.datetime64("2025-11-03T00:00") + np.arange(n) * np.timedelta64(5, "m")
@@ -211,9 +212,11 @@ def test_a_day_that_does_not_rise_is_one_clear_alarm_and_one_odd_value_is_not_th
     gone = 4 * day + 108
     x[gone:gone + 108] = 20 + rng.normal(0, 1.2, 108)  # the fifth day's rise does not come
     odd = 3 * day + 40
-    x[odd] = 26  # a night value five of its sigmas off, once
+    without = detector.score_rows(t, x[None])
+    x[odd] = 60  # a night value at a daytime level, once
     r = detector.score_rows(t, x[None])
     onset = r.score[0, gone:gone + 18]  # 13 of the 24 values of two hours: 65 minutes
     assert onset.max() > 0.7 and r.kind[0, gone + int(np.argmax(onset))] == 1
     assert (r.score[0, gone:gone + 108] >= EVENT_THRESHOLD).sum() <= 3  # one alarm, not one per value
-    assert r.views[1, 0, odd] < 1.0  # the day view does not see the odd value (the level view's to judge)
+    moved = np.abs(r.views[1, 0, odd:odd + 30] - without.views[1, 0, odd:odd + 30]).max()
+    assert moved < 0.1  # the day view hardly sees the odd value (the level view's to judge)

@@ -85,11 +85,20 @@ def test_neighbourhood_and_marginal_prefer_a_flat_region_to_a_lone_peak():
 
 
 def test_compare_pairs_by_file_and_by_candidate():
-    old = {"cv_nested_files": {"a": 10.0, "b": 20.0, "c": 30.0}, "cv_each_candidate": {"{}": 60.0, "x": 50.0}}
-    new = {"cv_nested_files": {"a": 11.0, "b": 22.0, "c": 33.0}, "cv_each_candidate": {"{}": 61.0, "x": 49.0}}
+    old = {"cv_nested_files": {"a": 10.0, "b": 20.0, "c": 30.0}, "cv_each_candidate": {"{}": 60.0, '{"a": 1}': 50.0}}
+    new = {"cv_nested_files": {"a": 11.0, "b": 22.0, "c": 33.0}, "cv_each_candidate": {"{}": 61.0, '{"a": 1}': 49.0}}
     line = nab_cv.compare(old, new)
     assert "nested +6.00 (paired standard error over 3 files 1.73)" in line  # sqrt(3) * sd(1, 2, 3)
     assert "the 2 candidates held fixed: median change +0.00, 1 up" in line
+
+
+def test_compare_pairs_the_candidates_by_all_their_constants_when_the_defaults_changed():
+    # the same constants, {"a": 1, "b": 2}, keyed "{}" in the old run and {"a": 1} in the new, whose default a is 0
+    old = {"cv_nested_files": {"f": 1.0, "g": 2.0}, "defaults": {"a": 1, "b": 2},
+           "cv_each_candidate": {"{}": 60.0, '{"a": 0}': 50.0}}
+    new = {"cv_nested_files": {"f": 1.0, "g": 2.0}, "defaults": {"a": 0, "b": 2},
+           "cv_each_candidate": {'{"a": 1}': 63.0, "{}": 40.0}}
+    assert "the 2 candidates held fixed: median change -3.50, 1 up" in nab_cv.compare(old, new)  # +3 and -10
 
 
 def test_cache_round_trip_keyed_by_every_constant(tmp_path):
