@@ -8,7 +8,8 @@ would send) go through the analytics' own steps (`analytics.quality.check`,
    like the sample fleet) for `--days` days with the simulator's rain and no fault at all. Reported:
    anomaly events per node per 30 days, and `step`/`spike` flags (all of them are false; those
    within an hour of rain at the site are counted apart), and the flags of each check. The same again
-   with every node alone at its site (`lone_fleet`): no neighbour to tell weather from the sensor.
+   with every node alone at its site (`lone_fleet`): no neighbour to tell weather from the sensor; and in
+   sites of three (`three_fleet`), as they are and with one node of each silent for two days (`SILENT`).
 2. **Faults** (`rimba.dev.simulate.realistic_faults`): per kind, recall (share of injected faults with an
    event or flag on that node and metric during the fault) and precision (share of events and flags
    that fall on a fault), on seeds never used to choose a constant (`HELD_OUT_SEEDS`). A dying fan's
@@ -77,6 +78,22 @@ def lone_fleet(nodes: int):
     return parse_fleet(data)
 
 
+def three_fleet(nodes: int):
+    """Sites of three nodes, like the sample fleet's riverside: two forest (or river, every other site) and one air;
+    as many whole sites as `nodes` holds."""
+    data = {"sites": {}, "nodes": {}}
+    for k in range(nodes // 3):
+        site = f"t{k:02d}"
+        data["sites"][site] = {"name": site, "lat": -0.03, "lon": 109.34}
+        for n in range(3):
+            data["nodes"][f"{site}-{n}"] = {"site": site, "cadence_s": 600,
+                                            "profile": "air" if n == 2 else ("river" if k % 2 else "forest")}
+    return parse_fleet(data)
+
+
+SILENT = (2 * 86400, 4 * 86400)  # in the sites of three, each site's first node silent from day 2 to day 4
+
+
 def analyse(ids, sites, times, values, limits=None):
     """The analytics' steps on a simulated cube: (qc flags, anomaly events)."""
     metrics = tuple(METRICS)
@@ -88,11 +105,16 @@ def analyse(ids, sites, times, values, limits=None):
     return flags, anomaly.events(scores, x, times, ids, ANOMALY_METRICS)
 
 
-def clean(nodes: int, days: float, seed: int, fleet_of=city_fleet) -> dict:
+def clean(nodes: int, days: float, seed: int, fleet_of=city_fleet, silent: tuple | None = None) -> dict:
+    """Clean data of a fleet (`fleet_of`); `silent` (from, to), seconds after the start: each site's first node
+    sends nothing then (its neighbours are two, too few for a reference)."""
     fleet = fleet_of(nodes)
     sim = Simulation(fleet, seed=seed)
     c0 = time.process_time()
     ids, sites, times, values = sim.arrays(START, START + int(days * 86400), STEP)
+    if silent is not None:
+        first = [i for i, s in enumerate(sites) if i == 0 or sites[i - 1] != s]
+        values[np.ix_(first, np.flatnonzero((times >= START + silent[0]) & (times < START + silent[1])))] = np.nan
     sim_s = time.process_time() - c0
     c0 = time.process_time()
     flags, events = analyse(ids, sites, times, values)
@@ -107,7 +129,7 @@ def clean(nodes: int, days: float, seed: int, fleet_of=city_fleet) -> dict:
     by_kind: dict = {}
     for e in events:
         by_kind[e.metric] = by_kind.get(e.metric, 0) + 1
-    return {"nodes": len(ids), "days": days, "seed": seed, "events": len(events),
+    return {"nodes": len(ids), "days": days, "seed": seed, "silent": silent, "events": len(events),
             "events_per_node_per_30_days": len(events) / len(ids) / days * 30,
             "events_by_metric": by_kind,
             "flags_by_check": by_check, "step_spike_flags": int(jumps.sum()), "step_spike_flags_near_rain": int((jumps & wet[:, :, None]).sum()),
@@ -355,8 +377,12 @@ def main(argv=None) -> int:
         return 0
     runs = [] if args.skip_clean else [clean(args.nodes, args.days, int(s)) for s in args.seeds.split(",")]
     lone = [] if args.skip_clean else [clean(args.nodes, args.days, int(s), lone_fleet) for s in args.seeds.split(",")]
-    for r, alone in [(r, False) for r in runs] + [(r, True) for r in lone]:
-        print(f"clean data{', each node alone at its site' if alone else ''}, seed {r['seed']}: {r['nodes']} nodes x "
+    threes = [] if args.skip_clean else [clean(args.nodes, args.days, int(s), three_fleet, silent)
+                                         for s in args.seeds.split(",") for silent in (None, SILENT)]
+    named = {False: "", True: ", each node alone at its site", None: ", sites of three",
+             SILENT: f", sites of three, one silent from day {SILENT[0] // 86400} to {SILENT[1] // 86400}"}
+    for r, how in [(r, False) for r in runs] + [(r, True) for r in lone] + [(r, r["silent"]) for r in threes]:
+        print(f"clean data{named[how]}, seed {r['seed']}: {r['nodes']} nodes x "
               f"{r['days']:g} days: {r['events']} anomaly events "
               f"({r['events_per_node_per_30_days']:.2f} per node per 30 days; {r['events_by_metric']}), "
               f"{r['step_spike_flags']} step/spike flags ({r['step_spike_flags_near_rain']} within an hour of rain; "
@@ -379,7 +405,7 @@ def main(argv=None) -> int:
               f"precision {r['precision'] if r['precision'] is None else round(r['precision'], 3)}")
     out = ROOT / "bench" / "results" / "detection.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"clean": runs, "clean_alone": lone, "demo_weeks": demo, "faults": summary, "fault_seeds": args.fault_seeds,
+    out.write_text(json.dumps({"clean": runs, "clean_alone": lone, "clean_threes": threes, "demo_weeks": demo, "faults": summary, "fault_seeds": args.fault_seeds,
                                "fault_runs": fault_runs}, indent=1, sort_keys=True, default=str) + "\n")
     return 0
 
