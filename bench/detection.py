@@ -94,6 +94,13 @@ def three_fleet(nodes: int):
 SILENT = (2 * 86400, 4 * 86400)  # in the sites of three, each site's first node silent from day 2 to day 4
 
 
+def silence(sites, times, values, start: int, end: int) -> None:
+    """Each site's first node (its first row; rows of a site together, as `Simulation.arrays` gives them) without a
+    value from start to end (in place)."""
+    first = [i for i, s in enumerate(sites) if i == 0 or sites[i - 1] != s]
+    values[np.ix_(first, np.flatnonzero((times >= start) & (times < end)))] = np.nan
+
+
 def analyse(ids, sites, times, values, limits=None):
     """The analytics' steps on a simulated cube: (qc flags, anomaly events)."""
     metrics = tuple(METRICS)
@@ -113,8 +120,7 @@ def clean(nodes: int, days: float, seed: int, fleet_of=city_fleet, silent: tuple
     c0 = time.process_time()
     ids, sites, times, values = sim.arrays(START, START + int(days * 86400), STEP)
     if silent is not None:
-        first = [i for i, s in enumerate(sites) if i == 0 or sites[i - 1] != s]
-        values[np.ix_(first, np.flatnonzero((times >= START + silent[0]) & (times < START + silent[1])))] = np.nan
+        silence(sites, times, values, START + silent[0], START + silent[1])
     sim_s = time.process_time() - c0
     c0 = time.process_time()
     flags, events = analyse(ids, sites, times, values)

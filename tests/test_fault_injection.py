@@ -12,6 +12,7 @@ reaching it is noticed.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from bench.detection import faults_run
@@ -40,3 +41,18 @@ def test_each_fault_kind_is_found_and_little_else_is_raised(kind):
     want_recall, want_precision = TARGET[kind]
     assert recall >= want_recall, f"{kind}: recall {recall:.3f}; missed {r['missed']}"
     assert precision >= want_precision, f"{kind}: precision {precision:.3f}; false alarms {r['false']}"
+
+
+def test_the_benchmark_s_fleets_and_its_silent_node():
+    from bench.detection import lone_fleet, silence, three_fleet
+
+    three = three_fleet(7)  # whole sites only
+    assert len(three.nodes) == 6 and sorted(n.profile for n in three.nodes.values()).count("air") == 2
+    lone = lone_fleet(4)
+    assert len({n.site for n in lone.nodes.values()}) == 4
+    sites = ["a", "a", "a", "b", "b", "b"]
+    times = np.arange(10) * 600
+    values = np.ones((6, 10, 2))
+    silence(sites, times, values, 1200, 3000)
+    gone = np.isnan(values)
+    assert gone[[0, 3]][:, 2:5].all() and gone.sum() == 2 * 3 * 2  # the first of each site, steps 2 to 4 only
