@@ -135,7 +135,8 @@ def clean(nodes: int, days: float, seed: int, fleet_of=city_fleet, silent: tuple
     by_kind: dict = {}
     for e in events:
         by_kind[e.metric] = by_kind.get(e.metric, 0) + 1
-    return {"nodes": len(ids), "days": days, "seed": seed, "silent": silent, "events": len(events),
+    return {"fleet": fleet_of.__name__, "nodes": len(ids), "days": days, "seed": seed, "silent": silent,
+            "events": len(events),
             "events_per_node_per_30_days": len(events) / len(ids) / days * 30,
             "events_by_metric": by_kind,
             "flags_by_check": by_check, "step_spike_flags": int(jumps.sum()), "step_spike_flags_near_rain": int((jumps & wet[:, :, None]).sum()),
@@ -385,10 +386,11 @@ def main(argv=None) -> int:
     lone = [] if args.skip_clean else [clean(args.nodes, args.days, int(s), lone_fleet) for s in args.seeds.split(",")]
     threes = [] if args.skip_clean else [clean(args.nodes, args.days, int(s), three_fleet, silent)
                                          for s in args.seeds.split(",") for silent in (None, SILENT)]
-    named = {False: "", True: ", each node alone at its site", None: ", sites of three",
-             SILENT: f", sites of three, one silent from day {SILENT[0] // 86400} to {SILENT[1] // 86400}"}
-    for r, how in [(r, False) for r in runs] + [(r, True) for r in lone] + [(r, r["silent"]) for r in threes]:
-        print(f"clean data{named[how]}, seed {r['seed']}: {r['nodes']} nodes x "
+    named = {"city_fleet": "", "lone_fleet": ", each node alone at its site", "three_fleet": ", sites of three"}
+    for r in runs + lone + threes:
+        quiet = r["silent"]
+        silent = "" if quiet is None else f", one silent from day {quiet[0] // 86400} to {quiet[1] // 86400}"
+        print(f"clean data{named[r['fleet']]}{silent}, seed {r['seed']}: {r['nodes']} nodes x "
               f"{r['days']:g} days: {r['events']} anomaly events "
               f"({r['events_per_node_per_30_days']:.2f} per node per 30 days; {r['events_by_metric']}), "
               f"{r['step_spike_flags']} step/spike flags ({r['step_spike_flags_near_rain']} within an hour of rain; "
@@ -411,7 +413,8 @@ def main(argv=None) -> int:
               f"precision {r['precision'] if r['precision'] is None else round(r['precision'], 3)}")
     out = ROOT / "bench" / "results" / "detection.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"clean": runs, "clean_alone": lone, "clean_threes": threes, "demo_weeks": demo, "faults": summary, "fault_seeds": args.fault_seeds,
+    out.write_text(json.dumps({"clean": runs, "clean_alone": lone, "clean_threes": threes, "demo_weeks": demo,
+                               "faults": summary, "fault_seeds": args.fault_seeds,
                                "fault_runs": fault_runs}, indent=1, sort_keys=True, default=str) + "\n")
     return 0
 
