@@ -12,7 +12,9 @@ Three views of surprise, each a robust z against what the past would have said:
   recent level: the exact median of the previous `windows[k]` values, with a scale from their
   interquartile range (SciPy's one-dimensional rank filter, O(log w) per value).
 - **day** and **week**: the value against the same phase on up to `days` earlier days and
-  `weeks` earlier weeks (median), when the grid step divides a day; the view is the median z over
+  `weeks` earlier weeks (median), when the grid step divides a day. The same phase is found by time
+  (`phase_lags`) in a series with gaps, so a missing hour does not make each later value meet another
+  hour of the day before; on a regular grid that is a count of columns. The view is the median z over
   the last `1/smooth_per_day` of a day, so that a changed stretch of the day shows, at once and
   whole, once it fills more than half of that, and one odd value does not (that is the level view's to judge).
   A mean there rose by a step per value, and the hold (below), which judges each value against the
@@ -62,6 +64,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import maximum_filter1d, rank_filter
 
+from analytics.robust import nanmedian
+
 
 @dataclass(frozen=True)
 class Params:
@@ -70,7 +74,7 @@ class Params:
     range check's two, set beforehand and not tuned (Numenta's published tolerance, and twice the record)."""
 
     windows: tuple = (240,)  # values in the recent-level baselines
-    recent: int = 3  # values averaged for the slow variant of the level view
+    recent: int = 5  # values averaged for the slow variant of the level view
     days: int = 7  # earlier days the day view uses (two at least)
     weeks: int = 4  # earlier weeks the week view uses (two at least)
     smooth_per_day: int = 12  # the seasonal surprise is the median z over this fraction of a day
@@ -81,7 +85,7 @@ class Params:
     hold_s: int = 4 * 3600  # how long a raised surprise stands for its incident (at least hold_min values)
     hold_min: int = 3
     min_lags: int = 2  # earlier periods a seasonal view needs before it scores
-    spread_frac: float = 0.02  # without a floor, scales are at least this fraction of the series' spread
+    spread_frac: float = 0.05  # without a floor, scales are at least this fraction of the series' spread
     novel_tol: float | None = 0.05  # a value beyond the range seen so far by this fraction of it is news (None: off)
     novel_ratio: float = 2.0  # the ratio such a value scores at least (twice its view's record)
 
@@ -136,7 +140,8 @@ def trailing_mean(a: np.ndarray, w: int) -> np.ndarray:
     n = a.shape[-1]
     hi = np.cumsum(a, axis=-1)  # the sums up to and including each value
     lo = np.zeros_like(hi)  # and those before its window (none for the first w)
-    lo[..., w:] = hi[..., :n - w]
+    if w < n:
+        lo[..., w:] = hi[..., :n - w]
     return (hi - lo) / np.minimum(np.arange(1, n + 1), w)
 
 
@@ -189,7 +194,7 @@ def level_view(x: np.ndarray, scale_floor: np.ndarray, p: Params, offset: int = 
 
 
 def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: int, smooth: int,
-                  min_lags: int = 2, offset: int = 0) -> np.ndarray:
+                  min_lags: int = 2, offset: int = 0, lag_cols: np.ndarray | None = None) -> np.ndarray:
     """Robust z of each value against the median of the same phase `period` values apart, up to `count` back.
 
     The scale is 1.25 times the mean absolute seasonal residual over the previous period (at least
@@ -198,8 +203,15 @@ def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: in
     value has the same number of earlier periods, min(count, k) in the k-th, so no lag is missing.
     `offset`: the index of x's first column in the whole series (stretches are counted from the series'
     start); with an offset, only the columns with `seasonal_context` columns before them are exact.
+    `lag_cols` (count, n), for a series not on a regular grid (`phase_lags`): the earlier columns of the same
+    phase by time, -1 where a gap left none; the median is then of the lags there are, and a value with fewer
+    than `min_lags` of them has no residual. (A series with gaps counted in rows would compare, after its
+    first gap, each hour with another hour of the day before.)
     """
     rows, n = x.shape
+    if lag_cols is not None:
+        return _smoothed_z(x, _resid_by_time(x, lag_cols, min_lags), scale_floor, period, smooth,
+                           (lag_cols >= 0).sum(axis=0) < min_lags)
     if period < 4 or offset + n <= min_lags * period:
         return np.zeros((rows, n))
     x32 = x.astype(np.float32)
@@ -213,12 +225,70 @@ def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: in
             continue
         lags = [x32[:, lo - j * period - offset:b - j * period - offset] for j in range(1, lags_n + 1)]
         resid[:, lo - offset:b - offset] = np.abs(x[:, lo - offset:b - offset] - median_of(lags))
+    early = np.zeros(n, dtype=bool)
+    early[:max(0, min_lags * period - offset)] = True
+    return _smoothed_z(x, resid, scale_floor, period, smooth, early)
+
+
+def _smoothed_z(x: np.ndarray, resid: np.ndarray, scale_floor: np.ndarray, period: int, smooth: int,
+                none: np.ndarray) -> np.ndarray:
+    """A seasonal view from its residuals: each over 1.25 times their mean over the previous period (at least
+    `scale_floor`), zero in the columns `none` (too few earlier periods), the median of the last `smooth`."""
+    rows = x.shape[0]
     scale = np.concatenate([np.full((rows, 1), np.nan), trailing_mean(resid, period)[:, :-1]], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = resid / (1.25 * scale + scale_floor)
     z = np.nan_to_num(z, nan=0.0, posinf=0.0)
-    z[:, :max(0, min_lags * period - offset)] = 0.0
+    z[:, none] = 0.0
     return trailing_median(z, smooth)
+
+
+def _resid_by_time(x: np.ndarray, lag_cols: np.ndarray, min_lags: int) -> np.ndarray:
+    """|x - the median of its lags| (float32, as `median_of`), the lags the columns `lag_cols` (count, n) name
+    (-1: none); zero where fewer than `min_lags` exist."""
+    valid = lag_cols >= 0
+    lags = np.where(valid[None], x.astype(np.float32)[:, np.maximum(lag_cols, 0)], np.float32(np.nan))
+    med = nanmedian(lags, axis=1)  # (rows, n): the mean of the middle two of the lags there are
+    enough = valid.sum(axis=0) >= min_lags
+    return np.where(enough[None], np.abs(x - np.where(enough[None], med, 0.0)), 0.0)
+
+
+def seconds(times) -> np.ndarray:
+    """UNIX seconds (int64) of times given as numbers or datetime64."""
+    ts = np.asarray(times)
+    if ts.dtype.kind == "M":
+        return ts.astype("datetime64[s]").astype(np.int64)
+    return ts.astype(np.int64)
+
+
+def phase_lags(times, period_s: int, count: int, tol_s: float) -> np.ndarray:
+    """For each column of a series read at `times`, the columns of the same phase 1..`count` periods before
+    (count, n): the column whose time is nearest t - j * period_s, within `tol_s` (of equally near ones the
+    earlier time, of one time its first column), if it comes before; -1 where none does (a gap).
+
+    Examples
+    --------
+    >>> phase_lags([0, 10, 20, 40, 51], 20, 2, 5).tolist()  # none read near 31: 51's first lag is missing
+    [[-1, -1, 0, 2, -1], [-1, -1, -1, 0, 1]]
+    """
+    ts = seconds(times)
+    n = len(ts)
+    order = np.argsort(ts, kind="stable")
+    sts = ts[order]
+    out = np.full((count, n), -1, dtype=np.int64)
+    if n == 0:
+        return out
+    for j in range(1, count + 1):
+        target = ts - j * period_s
+        k = np.searchsorted(sts, target)  # the first time at or after the target
+        below, above = np.clip(k - 1, 0, n - 1), np.clip(k, 0, n - 1)
+        d_below = np.where(k > 0, target - sts[below], np.inf)
+        d_above = np.where(k < n, sts[above] - target, np.inf)
+        near = np.where(d_above < d_below, above, below)
+        near = np.searchsorted(sts, sts[near])  # the first column of that time
+        col = order[near]
+        out[j - 1] = np.where((np.minimum(d_below, d_above) <= tol_s) & (col < np.arange(n)), col, -1)
+    return out
 
 
 def trailing_median(a: np.ndarray, w: int) -> np.ndarray:
@@ -392,6 +462,7 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
         kind = np.zeros((rows, n), dtype=np.int8)
         surprise = np.empty((rows, n))
     fl = np.zeros(rows) if floor is None else np.broadcast_to(np.asarray(floor, dtype=float), (rows,))
+    seasons = seasonal_views(times, n, step, params)
     why_all = None if explained is None else np.atleast_2d(np.asarray(explained))
     novel = None if params.novel_tol is None else np.zeros((rows, n), dtype=bool)  # the range check
     for lo in range(0, rows, ROW_BLOCK):  # the views, a few series at a time (their arrays stay in cache)
@@ -399,12 +470,8 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
         xs = carry_forward(x[sl] if reference is None else x[sl] - ref[sl])
         scale_floor = np.maximum(params.spread_frac * running_spread(xs), fl[sl, None]) + 1e-9
         views[0, sl], baseline[sl] = level_view(xs, scale_floor, params)
-        if 0 < step < 86400 and 86400 % step == 0:
-            day = 86400 // step
-            smooth = max(2, day // params.smooth_per_day)
-            for k, (period, count) in enumerate(((day, params.days), (7 * day, params.weeks)), start=1):
-                if n > params.min_lags * period:  # else zero, as views already are (untouched, unpaged)
-                    views[k, sl] = seasonal_view(xs, scale_floor, period, count, smooth, params.min_lags)
+        for k, period, count, smooth, lag_cols, _ in seasons:  # (views that cannot apply: zero, untouched)
+            views[k, sl] = seasonal_view(xs, scale_floor, period, count, smooth, params.min_lags, lag_cols=lag_cols)
         np.max(views[:, sl], axis=0, out=surprise[sl])
         if novel is not None:
             novel[sl] = novel_values(xs, fl[sl], params)[0]
@@ -419,6 +486,8 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
                     novel[sl] &= ~cause
     ratio = score
     starts = view_starts(params, step)
+    for k, *_, first in seasons:
+        starts[k] = max(starts[k], first + params.warm_up)
     for k, v in enumerate(views):  # each view's surprise over its record; the largest is the ratio
         if not v.any():
             continue
@@ -437,6 +506,33 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
         r /= np.maximum(previous_max(r, hold), 1.0)
         np.divide(r, r + 1.0, out=r)
     return Result(score, views, baseline, kind, surprise)
+
+
+def seasonal_views(times, n: int, step: int, p: Params) -> list:
+    """(view index, period, count, smooth, lag columns, first column) of each seasonal view that applies to a
+    series of n columns read at `times` with grid step `step`: when the step divides a day, and the series has
+    a value with `min_lags` earlier periods. On a regular grid the periods are counted in columns (lag columns
+    None); otherwise by time (`phase_lags`, within half a step), and the first column is the first with
+    `min_lags` lags."""
+    if not (0 < step < 86400 and 86400 % step == 0) or n == 0:
+        return []
+    ts = seconds(times)
+    if len(ts) != n:
+        raise ValueError(f"{len(ts)} times for {n} columns")
+    regular = bool((np.diff(ts) == step).all())
+    day = 86400 // step
+    smooth = max(2, day // p.smooth_per_day)
+    out = []
+    for k, (period, count) in enumerate(((day, p.days), (7 * day, p.weeks)), start=1):
+        if regular:
+            if n > p.min_lags * period:
+                out.append((k, period, count, smooth, None, p.min_lags * period))
+            continue
+        lag_cols = phase_lags(ts, period * step, count, step / 2)
+        ok = np.flatnonzero((lag_cols >= 0).sum(axis=0) >= p.min_lags)
+        if len(ok):
+            out.append((k, period, count, smooth, lag_cols, int(ok[0])))
+    return out
 
 
 def view_starts(p: Params, step: int) -> list:

@@ -11,6 +11,8 @@ the hold) is imported, not repeated.
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 from analytics.detector import (
@@ -38,28 +40,57 @@ def trailing_mean(a: np.ndarray, w: int) -> np.ndarray:
     return (c[..., hi] - c[..., lo]) / (hi - lo)
 
 
+def same_phase(times, period_s: int, count: int, tol_s: float) -> list:
+    """For each column, the columns 1..count periods before it by time (None where there is none), one by one:
+    of the columns within tol_s of t - j * period_s, the nearest (then the earlier time, then the first), if it
+    comes before."""
+    ts = [int(t) for t in times]
+    by_time = sorted(range(len(ts)), key=lambda c: ts[c])
+    keys = [ts[c] for c in by_time]
+    out = []
+    for c, t in enumerate(ts):
+        lags = []
+        for j in range(1, count + 1):
+            target = t - j * period_s
+            lo, hi = bisect.bisect_left(keys, target - tol_s), bisect.bisect_right(keys, target + tol_s)
+            near = min(by_time[lo:hi], key=lambda k: (abs(ts[k] - target), ts[k], k), default=None)
+            lags.append(near if near is not None and near < c else None)
+        out.append(lags)
+    return out
+
+
 def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: int, smooth: int,
-                  min_lags: int = 2) -> np.ndarray:
-    """Robust z of each value against the median of the same phase `period` values apart, up to `count` back.
+                  min_lags: int = 2, times=None, step: int = 0) -> np.ndarray:
+    """Robust z of each value against the median of the same phase `period` values apart, up to `count` back
+    (by time, `same_phase`, when `times` are given: a series not on a regular grid).
 
     The scale is 1.25 times the mean absolute seasonal residual over the previous period (at least
     `scale_floor`); the view is the median of the last `smooth` z. Zero until two earlier periods exist.
     """
     rows, n = x.shape
     out = np.zeros((rows, n))
-    if period < 4 or n <= min_lags * period:
-        return out
-    count = min(count, (n - 1) // period)
-    lags = np.full((count, rows, n), np.nan, dtype=np.float32)
-    for j in range(1, count + 1):
-        lags[j - 1, :, j * period:] = x[:, :n - j * period]
+    if times is not None:
+        lags = np.full((count, rows, n), np.nan, dtype=np.float32)
+        for c, cols in enumerate(same_phase(times, period * step, count, step / 2)):
+            for j, k in enumerate(cols):
+                if k is not None:
+                    lags[j, :, c] = x[:, k]
+        few = (~np.isnan(lags[:, 0, :])).sum(axis=0) < min_lags
+    else:
+        if period < 4 or n <= min_lags * period:
+            return out
+        count = min(count, (n - 1) // period)
+        lags = np.full((count, rows, n), np.nan, dtype=np.float32)
+        for j in range(1, count + 1):
+            lags[j - 1, :, j * period:] = x[:, :n - j * period]
+        few = np.arange(n) < min_lags * period
     resid = np.abs(x - nanmedian(lags, axis=0))
-    resid[:, :min_lags * period] = 0.0
+    resid[:, few] = 0.0
     scale = np.concatenate([np.full((rows, 1), np.nan), trailing_mean(resid, period)[:, :-1]], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = resid / (1.25 * scale + scale_floor)
     z = np.nan_to_num(z, nan=0.0, posinf=0.0)
-    z[:, :min_lags * period] = 0.0
+    z[:, few] = 0.0
     return trailing_median(z, smooth)
 
 
@@ -141,11 +172,21 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
         scale_floor = np.maximum(params.spread_frac * running_spread(xs), fl[:, None]) + 1e-9
         v_level, baseline[sl] = level_view(xs, scale_floor, params)
         views[0, sl] = v_level
+        starts = [0, None, None]  # a seasonal view's first column with min_lags earlier periods
         if 0 < step < 86400 and 86400 % step == 0:
             day = 86400 // step
             smooth = max(2, day // params.smooth_per_day)
-            views[1, sl] = seasonal_view(xs, scale_floor, day, params.days, smooth, params.min_lags)
-            views[2, sl] = seasonal_view(xs, scale_floor, 7 * day, params.weeks, smooth, params.min_lags)
+            ts = np.asarray(times).astype("datetime64[s]").astype(np.int64) if np.asarray(times).dtype.kind == "M" \
+                else np.asarray(times, dtype=np.int64)
+            by_time = None if (np.diff(ts) == step).all() else ts  # off the grid: the periods by time
+            for k, (period, count) in enumerate(((day, params.days), (7 * day, params.weeks)), start=1):
+                views[k, sl] = seasonal_view(xs, scale_floor, period, count, smooth, params.min_lags, by_time, step)
+                if by_time is None:
+                    starts[k] = params.min_lags * period
+                else:
+                    cols = same_phase(by_time, period * step, count, step / 2)
+                    ok = [c for c, lags in enumerate(cols) if sum(k is not None for k in lags) >= params.min_lags]
+                    starts[k] = max(params.min_lags * period, ok[0]) if ok else n
         surprise[sl] = views[:, sl].max(axis=0)
         new = novel(xs, fl, params)
         if explained is not None:
@@ -156,13 +197,12 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
             views[:, sl] = np.where(cause, 0.0, views[:, sl])
             new &= ~cause
         ratio = np.zeros(xs.shape)
-        day = 86400 // step if 0 < step < 86400 and 86400 % step == 0 else None
         for k, v in enumerate(views[:, sl]):
             if not v.any():
                 continue
             r = v / record(v, params)
             if k:  # a seasonal view's ratio counts from warm_up values after its first, min_lags periods in
-                r[:, :params.min_lags * day * (1 if k == 1 else 7) + params.warm_up] = 0.0
+                r[:, :starts[k] + params.warm_up] = 0.0
             kind[sl] = np.where(r > ratio, k, kind[sl])
             np.maximum(ratio, r, out=ratio)
         kind[sl] = np.where(new & (ratio < params.novel_ratio), 0, kind[sl])  # a novel value: at least novel_ratio

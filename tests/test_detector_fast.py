@@ -78,3 +78,30 @@ def test_record_in_chunks_equals_the_record_stepped_whole():
         view[4, n // 2] = np.nan
         for params in (detector.PARAMS, anomaly.PRODUCT):
             np.testing.assert_array_equal(detector.record(view, params), naive_record(view, params))
+
+
+def off_the_grid(n, step, seed):
+    """A daily series read at irregular times: rows dropped (gaps of a few steps and of hours), a few read twice,
+    some late by less than half a step."""
+    rng = np.random.default_rng(seed)
+    t = T0 + np.arange(n) * step
+    keep = rng.random(n) > 0.05
+    keep[n // 3:n // 3 + 40] = False  # a gap of 40 steps
+    t = t[keep]
+    t[rng.random(len(t)) < 0.02] += step // 3  # late readings
+    dup = np.flatnonzero(rng.random(len(t)) < 0.01)
+    t = np.sort(np.concatenate([t, t[dup]]))  # read twice
+    phase = 2 * np.pi * (t % 86400) / 86400
+    x = 20 + 3 * np.sin(phase)[None, :] + rng.normal(0, 0.5, (3, len(t)))
+    return t, x
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), step=st.sampled_from([300, 3600]))
+def test_fast_equals_slow_off_the_grid(seed, step):
+    """A series not on a regular grid has its seasons by time: the fast path's lags (`detector.phase_lags`,
+    searchsorted) equal the slow one's, found one by one."""
+    t, x = off_the_grid(24 * 40 if step == 3600 else 288 * 9, step, seed)
+    fast = detector.score_rows(t, x)
+    assert fast.views[1].any()
+    assert_same(fast, naive_score_rows(t, x))
