@@ -126,3 +126,19 @@ def test_the_committed_results_are_of_these_defaults_the_best_by_cv_and_give_the
     assert report["defaults"] == json.loads(json.dumps(asdict(detector.Params())))
     assert report["best_by_cv"]["params"] == {} and report["product_params"] == {}
     assert anomaly.EVENT_THRESHOLD == round(statistics.median(report["fold_thresholds"].values()), 2)
+
+
+def test_the_fold_threshold_is_the_median_of_the_inner_folds_as_the_product_s_is():
+    """The nested score's threshold for a left-out category is made as `anomaly.EVENT_THRESHOLD` is: the median of
+    the thresholds tuned with one training category left out each; NAB's optimiser on all three is the other rule."""
+    in_cat = {"A": ["a1"], "B": ["b1", "b2"], "C": ["c1", "c2", "c3"]}
+
+    def score_arrays(scores, files, thresholds=None, per_file=False):
+        return {nab_cv.PROFILE: {"threshold": 0.5 + 0.01 * len(files), "score": 0.0}}  # more files, a higher one
+
+    nab = SimpleNamespace(profiles={nab_cv.PROFILE: {}}, score_arrays=score_arrays)
+    det = {r: np.zeros(3) for rs in in_cat.values() for r in rs}
+    # without A: 5 files, 0.55; without B: 4, 0.54; without C: 3, 0.53
+    assert nab_cv.threshold_median_of_folds(nab, det, ["A", "B", "C"], in_cat) == pytest.approx(0.54)
+    assert nab_cv.threshold_in_sample(nab, det, ["A", "B", "C"], in_cat) == pytest.approx(0.56)
+    assert nab_cv.THRESHOLD_RULES[nab_cv.THRESHOLD_RULE] is nab_cv.threshold_median_of_folds
