@@ -85,7 +85,7 @@ class Params:
     hold_s: int = 4 * 3600  # how long a raised surprise stands for its incident (at least hold_min values)
     hold_min: int = 3
     min_lags: int = 2  # earlier periods a seasonal view needs before it scores
-    spread_frac: float = 0.05  # without a floor, scales are at least this fraction of the series' spread
+    spread_frac: float = 0.02  # without a floor, scales are at least this fraction of the series' spread
     novel_tol: float | None = 0.05  # a value beyond the range seen so far by this fraction of it is news (None: off)
     novel_ratio: float = 2.0  # the ratio such a value scores at least (twice its view's record)
 
@@ -486,8 +486,9 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
                     novel[sl] &= ~cause
     ratio = score
     starts = view_starts(params, step)
-    for k, *_, first in seasons:
-        starts[k] = max(starts[k], first + params.warm_up)
+    quiet = {k: q for k, *_, q in seasons if q is not None}  # off the grid: where a seasonal view's ratio is 0
+    for k in quiet:
+        starts[k] = 0
     for k, v in enumerate(views):  # each view's surprise over its record; the largest is the ratio
         if not v.any():
             continue
@@ -495,6 +496,8 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
             span = slice(start, start + bars.shape[1])
             r = np.divide(v[:, span], bars, out=bars)
             _quiet(r, start, starts[k])
+            if k in quiet:
+                r[:, quiet[k][span]] = 0.0
             kind[:, span][r > ratio[:, span]] = k
             np.maximum(ratio[:, span], r, out=ratio[:, span])
     if novel is not None:
@@ -509,11 +512,16 @@ def score_rows(times, x, params: Params = PARAMS, floor=None, explained=None, re
 
 
 def seasonal_views(times, n: int, step: int, p: Params) -> list:
-    """(view index, period, count, smooth, lag columns, first column) of each seasonal view that applies to a
-    series of n columns read at `times` with grid step `step`: when the step divides a day, and the series has
-    a value with `min_lags` earlier periods. On a regular grid the periods are counted in columns (lag columns
-    None); otherwise by time (`phase_lags`, within half a step), and the first column is the first with
-    `min_lags` lags."""
+    """(view index, period, count, smooth, lag columns, quiet columns) of each seasonal view that applies to a
+    series of n columns read at `times` with grid step `step`: when the step divides a day into four or more, and
+    the series has a value with `min_lags` earlier periods. On a regular grid the periods are counted in columns
+    (lag columns and quiet None: `view_starts` says where the view's ratio counts). Otherwise by time
+    (`phase_lags`, within half a step), and quiet (n,) marks the columns where the view's ratio does not count
+    (`quiet_after`): a stretch without `min_lags` lags at the series' start, or after a gap longer than the lags
+    reach, if it lasts half a period or more, and the `warm_up` after it, so that the record is made again of the
+    view's own values (its scale, the mean residual over the previous period, is made of the stretch's zeros at
+    first: a review found a false alarm of 0.73 there). A regular stretch at the start is quiet exactly where
+    `view_starts` would be, so its scores do not change when a later reading is missing."""
     if not (0 < step < 86400 and 86400 % step == 0) or n == 0:
         return []
     ts = seconds(times)
@@ -524,15 +532,37 @@ def seasonal_views(times, n: int, step: int, p: Params) -> list:
     smooth = max(2, day // p.smooth_per_day)
     out = []
     for k, (period, count) in enumerate(((day, p.days), (7 * day, p.weeks)), start=1):
+        if period < 4:  # (as `seasonal_view` on a regular grid: no view)
+            continue
         if regular:
             if n > p.min_lags * period:
-                out.append((k, period, count, smooth, None, p.min_lags * period))
+                out.append((k, period, count, smooth, None, None))
             continue
         lag_cols = phase_lags(ts, period * step, count, step / 2)
-        ok = np.flatnonzero((lag_cols >= 0).sum(axis=0) >= p.min_lags)
-        if len(ok):
-            out.append((k, period, count, smooth, lag_cols, int(ok[0])))
+        none = (lag_cols >= 0).sum(axis=0) < p.min_lags
+        if none.all():
+            continue
+        out.append((k, period, count, smooth, lag_cols, quiet_after(none, max(1, period // 2), p.warm_up)))
     return out
+
+
+def quiet_after(none: np.ndarray, long: int, warm_up: int) -> np.ndarray:
+    """The columns of a seasonal view off the grid whose ratio does not count: each stretch of columns without lags
+    (`none`, (n,) bool) that starts the series or is at least `long` columns, and the `warm_up` columns after it.
+
+    Examples
+    --------
+    >>> none = np.array([1, 1, 0, 0, 0, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
+    >>> quiet_after(none, 3, 2).astype(int).tolist()  # the start and the stretch of three, not the one alone
+    [1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0]
+    """
+    n = len(none)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], none.astype(np.int8), [0]])))
+    quiet = np.zeros(n, dtype=bool)
+    for a, b in zip(edges[::2], edges[1::2], strict=True):  # stretches a..b-1
+        if a == 0 or b - a >= long:
+            quiet[a:min(n, b + warm_up)] = True
+    return quiet
 
 
 def view_starts(p: Params, step: int) -> list:

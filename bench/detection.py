@@ -7,7 +7,8 @@ would send) go through the analytics' own steps (`analytics.quality.check`,
 1. **Clean data**: a fleet of `--nodes` nodes (sites of four forest or river nodes and an air node,
    like the sample fleet) for `--days` days with the simulator's rain and no fault at all. Reported:
    anomaly events per node per 30 days, and `step`/`spike` flags (all of them are false; those
-   within an hour of rain at the site are counted apart), and the flags of each check. The same again
+   within an hour of rain at the site's gauges are counted apart, and so are those within an hour of rain
+   at the site as the simulator made it, gauge or not), and the flags of each check. The same again
    with every node alone at its site (`lone_fleet`): no neighbour to tell weather from the sensor; and in
    sites of three (`three_fleet`), as they are and with one node of each silent for two days (`SILENT`).
 2. **Faults** (`rimba.dev.simulate.realistic_faults`): per kind, recall (share of injected faults with an
@@ -130,6 +131,7 @@ def clean(nodes: int, days: float, seed: int, fleet_of=city_fleet, silent: tuple
     wet = anomaly.rain_recent(rain, sites, STEP, 3600)
     # an hour either side: rain at the site in the hour before or after the flag
     wet = wet | np.roll(anomaly.rain_recent(rain[:, ::-1], sites, STEP, 3600)[:, ::-1], 0, axis=1)
+    sky = rain_in_the_sky(sim, ids, times, 3600)
     jumps = (flags & (quality.STEP | quality.SPIKE)) > 0
     by_check = {name: int(((flags & bit) > 0).sum()) for bit, name in quality.FLAG_NAMES.items()}
     by_kind: dict = {}
@@ -140,10 +142,25 @@ def clean(nodes: int, days: float, seed: int, fleet_of=city_fleet, silent: tuple
             "events_per_node_per_30_days": len(events) / len(ids) / days * 30,
             "events_by_metric": by_kind,
             "flags_by_check": by_check, "step_spike_flags": int(jumps.sum()), "step_spike_flags_near_rain": int((jumps & wet[:, :, None]).sum()),
+            "step_spike_flags_near_sky_rain": int((jumps & sky[:, :, None]).sum()),
             "rain_steps": int((np.nan_to_num(rain) > 0).sum()),
             "humid_pm_flags": int(((flags & quality.HUMID_PM) > 0).sum()),
             "pm_values": int((~np.isnan(values[:, :, [metrics.index(m) for m in quality.PM_METRICS]])).sum()),
             "cpu_s": {"simulate": sim_s, "analytics": analytics_s}}
+
+
+def rain_in_the_sky(sim, ids, times, within_s: int) -> np.ndarray:
+    """(nodes, time) bool: rain fell at the node's site within `within_s` of each step, as the simulator's weather
+    made it (`Climate.rain_between`), whether or not the site has a gauge to report it."""
+    out = np.zeros((len(ids), len(times)), dtype=bool)
+    by_climate: dict = {}
+    for i, node in enumerate(ids):
+        climate = sim.nodes[node].climate
+        if id(climate) not in by_climate:
+            by_climate[id(climate)] = np.array([climate.rain_between(t - within_s, t + within_s) > 0
+                                                for t in np.asarray(times, dtype=float)])
+        out[i] = by_climate[id(climate)]
+    return out
 
 
 ALARM_CHECKS = (quality.RANGE | quality.SPIKE | quality.STEP | quality.FLAT | quality.NOISE | quality.DRIFT
@@ -393,7 +410,8 @@ def main(argv=None) -> int:
         print(f"clean data{named[r['fleet']]}{silent}, seed {r['seed']}: {r['nodes']} nodes x "
               f"{r['days']:g} days: {r['events']} anomaly events "
               f"({r['events_per_node_per_30_days']:.2f} per node per 30 days; {r['events_by_metric']}), "
-              f"{r['step_spike_flags']} step/spike flags ({r['step_spike_flags_near_rain']} within an hour of rain; "
+              f"{r['step_spike_flags']} step/spike flags ({r['step_spike_flags_near_rain']} within an hour of rain at a "
+              f"gauge, {r['step_spike_flags_near_sky_rain']} of rain at the site, gauge or not; "
               f"{r['rain_steps']} rainy steps), humid-pm {r['humid_pm_flags']} of {r['pm_values']} PM values, "
               f"fan {r['flags_by_check']['fan']}, drift {r['flags_by_check']['drift']} "
               f"[CPU: simulate {r['cpu_s']['simulate']:.1f} s, analytics {r['cpu_s']['analytics']:.1f} s]")

@@ -70,6 +70,8 @@ def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: in
     rows, n = x.shape
     out = np.zeros((rows, n))
     if times is not None:
+        if period < 4:
+            return out
         lags = np.full((count, rows, n), np.nan, dtype=np.float32)
         for c, cols in enumerate(same_phase(times, period * step, count, step / 2)):
             for j, k in enumerate(cols):
@@ -173,6 +175,7 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
         v_level, baseline[sl] = level_view(xs, scale_floor, params)
         views[0, sl] = v_level
         starts = [0, None, None]  # a seasonal view's first column with min_lags earlier periods
+        quiet = [None, None, None]  # off the grid: the columns where a seasonal view's ratio does not count
         if 0 < step < 86400 and 86400 % step == 0:
             day = 86400 // step
             smooth = max(2, day // params.smooth_per_day)
@@ -183,10 +186,22 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
                 views[k, sl] = seasonal_view(xs, scale_floor, period, count, smooth, params.min_lags, by_time, step)
                 if by_time is None:
                     starts[k] = params.min_lags * period
-                else:
+                else:  # quiet: a stretch of too few lags at the start or of half a period, and warm_up after
                     cols = same_phase(by_time, period * step, count, step / 2)
-                    ok = [c for c, lags in enumerate(cols) if sum(k is not None for k in lags) >= params.min_lags]
-                    starts[k] = max(params.min_lags * period, ok[0]) if ok else n
+                    few = [sum(c is not None for c in lags) < params.min_lags for lags in cols]
+                    quiet[k] = np.zeros(n, dtype=bool)
+                    c = 0
+                    while c < n:
+                        if not few[c]:
+                            c += 1
+                            continue
+                        end = c
+                        while end < n and few[end]:
+                            end += 1
+                        if c == 0 or end - c >= max(1, period // 2):
+                            quiet[k][c:end + params.warm_up] = True
+                        c = end
+                    starts[k] = -params.warm_up
         surprise[sl] = views[:, sl].max(axis=0)
         new = novel(xs, fl, params)
         if explained is not None:
@@ -203,6 +218,8 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
             r = v / record(v, params)
             if k:  # a seasonal view's ratio counts from warm_up values after its first, min_lags periods in
                 r[:, :starts[k] + params.warm_up] = 0.0
+                if quiet[k] is not None:
+                    r[:, quiet[k]] = 0.0
             kind[sl] = np.where(r > ratio, k, kind[sl])
             np.maximum(ratio, r, out=ratio)
         kind[sl] = np.where(new & (ratio < params.novel_ratio), 0, kind[sl])  # a novel value: at least novel_ratio

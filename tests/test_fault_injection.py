@@ -56,3 +56,21 @@ def test_the_benchmark_s_fleets_and_its_silent_node():
     silence(sites, times, values, 1200, 3000)
     gone = np.isnan(values)
     assert gone[[0, 3]][:, 2:5].all() and gone.sum() == 2 * 3 * 2  # the first of each site, steps 2 to 4 only
+
+
+def test_rain_in_the_sky_is_the_simulator_s_rain_at_each_site_gauge_or_not():
+    """bench.detection counts the `step`/`spike` flags near rain as the simulator made it, not only near a gauge's
+    report: a site of one air node has no gauge, and its humidity still jumps under a shower."""
+    from bench.detection import START, STEP, lone_fleet, rain_in_the_sky
+    from rimba.dev.simulate import Simulation
+
+    sim = Simulation(lone_fleet(3), seed=101)
+    times = START + np.arange(0, 4 * 86400, STEP)
+    ids = sorted(sim.nodes)
+    sky = rain_in_the_sky(sim, ids, times, 3600)
+    for i, node in enumerate(ids):
+        climate = sim.nodes[node].climate
+        raining = np.array([climate.rain_rate(float(t)) > 0 for t in times])
+        assert raining.any() and sky[i][raining].all()  # every rainy step, and the hour either side
+        assert not sky[i].all()
+    assert (sky[0] != sky[1]).any()  # each site its own weather
