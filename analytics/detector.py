@@ -145,6 +145,28 @@ def trailing_mean(a: np.ndarray, w: int) -> np.ndarray:
     return (hi - lo) / np.minimum(np.arange(1, n + 1), w)
 
 
+def trailing_nanmean(a: np.ndarray, w: int) -> np.ndarray:
+    """Mean of the values that are not NaN among the last w (fewer at the start) along the last axis, NaN where
+    there are none; without NaN, `trailing_mean` to the bit.
+
+    Examples
+    --------
+    >>> trailing_nanmean(np.array([[1.0, np.nan, 3.0, np.nan, np.nan]]), 2).tolist()
+    [[1.0, 1.0, 3.0, 3.0, nan]]
+    """
+    missing = np.isnan(a)
+    if not missing.any():
+        return trailing_mean(a, w)
+    n = a.shape[-1]
+    hi = np.cumsum(np.where(missing, 0.0, a), axis=-1)
+    k = np.cumsum(~missing, axis=-1)
+    lo, k_lo = np.zeros_like(hi), np.zeros_like(k)
+    if w < n:
+        lo[..., w:], k_lo[..., w:] = hi[..., :n - w], k[..., :n - w]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(k > k_lo, (hi - lo) / (k - k_lo), np.nan)
+
+
 def trailing_rank(x: np.ndarray, w: int, q: float) -> np.ndarray:
     """The q-quantile (0..1, by rank) of the w values before each one, along the last axis of x (rows, time).
 
@@ -232,10 +254,11 @@ def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: in
 
 def _smoothed_z(x: np.ndarray, resid: np.ndarray, scale_floor: np.ndarray, period: int, smooth: int,
                 none: np.ndarray) -> np.ndarray:
-    """A seasonal view from its residuals: each over 1.25 times their mean over the previous period (at least
-    `scale_floor`), zero in the columns `none` (too few earlier periods), the median of the last `smooth`."""
+    """A seasonal view from its residuals: each over 1.25 times their mean over the previous period (of those
+    there are: NaN is none; at least `scale_floor`), zero in the columns `none` (too few earlier periods), the
+    median of the last `smooth`."""
     rows = x.shape[0]
-    scale = np.concatenate([np.full((rows, 1), np.nan), trailing_mean(resid, period)[:, :-1]], axis=1)
+    scale = np.concatenate([np.full((rows, 1), np.nan), trailing_nanmean(resid, period)[:, :-1]], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = resid / (1.25 * scale + scale_floor)
     z = np.nan_to_num(z, nan=0.0, posinf=0.0)
@@ -245,12 +268,15 @@ def _smoothed_z(x: np.ndarray, resid: np.ndarray, scale_floor: np.ndarray, perio
 
 def _resid_by_time(x: np.ndarray, lag_cols: np.ndarray, min_lags: int) -> np.ndarray:
     """|x - the median of its lags| (float32, as `median_of`), the lags the columns `lag_cols` (count, n) name
-    (-1: none); zero where fewer than `min_lags` exist."""
+    (-1: none). Where fewer than `min_lags` exist: zero before the first value that has them (as on a regular
+    grid, whose scale is made of those zeros at first), NaN after it, so that a later stretch without lags leaves
+    the scale of the residuals there are."""
     valid = lag_cols >= 0
     lags = np.where(valid[None], x.astype(np.float32)[:, np.maximum(lag_cols, 0)], np.float32(np.nan))
     med = nanmedian(lags, axis=1)  # (rows, n): the mean of the middle two of the lags there are
     enough = valid.sum(axis=0) >= min_lags
-    return np.where(enough[None], np.abs(x - np.where(enough[None], med, 0.0)), 0.0)
+    later = np.maximum.accumulate(enough)  # from the first value with enough lags on
+    return np.where(enough[None], np.abs(x - np.where(enough[None], med, 0.0)), np.where(later[None], np.nan, 0.0))
 
 
 def seconds(times) -> np.ndarray:
@@ -518,10 +544,11 @@ def seasonal_views(times, n: int, step: int, p: Params) -> list:
     (lag columns and quiet None: `view_starts` says where the view's ratio counts). Otherwise by time
     (`phase_lags`, within half a step), and quiet (n,) marks the columns where the view's ratio does not count
     (`quiet_after`): a stretch without `min_lags` lags at the series' start, or after a gap longer than the lags
-    reach, if it lasts half a period or more, and the `warm_up` after it, so that the record is made again of the
-    view's own values (its scale, the mean residual over the previous period, is made of the stretch's zeros at
-    first: a review found a false alarm of 0.73 there). A regular stretch at the start is quiet exactly where
-    `view_starts` would be, so its scores do not change when a later reading is missing."""
+    reach, if it lasts half a period or more, and the `warm_up` after it, so that the view's record is made again
+    of its own values, and its scale (the mean residual over the previous period, of the residuals there are) of
+    enough of them (with a scale of the stretch's zeros, a review found a false alarm of 0.73 there). A regular
+    stretch at the start is quiet exactly where `view_starts` would be, so its scores do not change when a later
+    reading is missing."""
     if not (0 < step < 86400 and 86400 % step == 0) or n == 0:
         return []
     ts = seconds(times)

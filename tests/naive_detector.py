@@ -59,6 +59,19 @@ def same_phase(times, period_s: int, count: int, tol_s: float) -> list:
     return out
 
 
+def trailing_nanmean(a: np.ndarray, w: int) -> np.ndarray:
+    """Mean of the values that are not NaN among the last w, by gathered cumulative sums and counts (NaN where
+    there are none)."""
+    ok = ~np.isnan(a)
+    c = np.concatenate([np.zeros(a.shape[:-1] + (1,)), np.cumsum(np.where(ok, a, 0.0), axis=-1)], axis=-1)
+    k = np.concatenate([np.zeros(a.shape[:-1] + (1,), dtype=np.int64), np.cumsum(ok, axis=-1)], axis=-1)
+    hi = np.arange(1, a.shape[-1] + 1)
+    lo = np.maximum(hi - w, 0)
+    count = k[..., hi] - k[..., lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, (c[..., hi] - c[..., lo]) / count, np.nan)
+
+
 def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: int, smooth: int,
                   min_lags: int = 2, times=None, step: int = 0) -> np.ndarray:
     """Robust z of each value against the median of the same phase `period` values apart, up to `count` back
@@ -88,7 +101,9 @@ def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: in
         few = np.arange(n) < min_lags * period
     resid = np.abs(x - nanmedian(lags, axis=0))
     resid[:, few] = 0.0
-    scale = np.concatenate([np.full((rows, 1), np.nan), trailing_mean(resid, period)[:, :-1]], axis=1)
+    if times is not None and not few.all():  # off the grid: none after the first value with lags (not zero)
+        resid[:, few & (np.arange(n) > np.argmin(few))] = np.nan
+    scale = np.concatenate([np.full((rows, 1), np.nan), trailing_nanmean(resid, period)[:, :-1]], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = resid / (1.25 * scale + scale_floor)
     z = np.nan_to_num(z, nan=0.0, posinf=0.0)
