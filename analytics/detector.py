@@ -290,7 +290,8 @@ def seconds(times) -> np.ndarray:
 def phase_lags(times, period_s: int, count: int, tol_s: float) -> np.ndarray:
     """For each column of a series read at `times`, the columns of the same phase 1..`count` periods before
     (count, n): the column whose time is nearest t - j * period_s, within `tol_s` (of equally near ones the
-    earlier time, of one time its first column), if it comes before; -1 where none does (a gap).
+    earlier time, of one time its first column), if it comes before; -1 where none does (a gap, or, where times go
+    back by about a period, a nearest reading that comes later). Times are taken in whole seconds.
 
     Examples
     --------

@@ -194,7 +194,9 @@ def threshold_in_sample(nab, det: dict, rest: list, in_cat: dict) -> float:
 
 def threshold_median_of_folds(nab, det: dict, rest: list, in_cat: dict) -> float:
     """The product's rule one level down: the median of the thresholds of the inner folds (each tuned on all
-    but one of the training categories), as `anomaly.EVENT_THRESHOLD` is the median of the candidate's folds'."""
+    but one of the training categories), as `anomaly.EVENT_THRESHOLD` is the median of the candidate's folds'. Each
+    inner training set needs a window (NAB's optimiser does): true of this set, whose one category without windows
+    is never trained on alone."""
     return float(np.median(list(held_out(nab, det, rest, in_cat)[1].values())))
 
 
