@@ -110,9 +110,7 @@ VIEW_NAMES = ("level", "day", "week")
 
 def grid_step(times, warm_up: int = PARAMS.warm_up) -> int:
     """The grid step in seconds, from the first `warm_up` steps only (so a score never depends on later rows)."""
-    ts = np.asarray(times)
-    if ts.dtype.kind == "M":
-        ts = ts.astype("datetime64[s]").astype(np.int64)
+    ts = seconds(times)
     if len(ts) < 2:
         return 0
     return int(np.median(np.diff(ts[:warm_up + 1])))
@@ -280,18 +278,18 @@ def _resid_by_time(x: np.ndarray, lag_cols: np.ndarray, min_lags: int) -> np.nda
 
 
 def seconds(times) -> np.ndarray:
-    """UNIX seconds (int64) of times given as numbers or datetime64."""
+    """UNIX seconds of times given as numbers (as they are) or datetime64 (whole seconds, int64)."""
     ts = np.asarray(times)
     if ts.dtype.kind == "M":
         return ts.astype("datetime64[s]").astype(np.int64)
-    return ts.astype(np.int64)
+    return ts
 
 
 def phase_lags(times, period_s: int, count: int, tol_s: float) -> np.ndarray:
     """For each column of a series read at `times`, the columns of the same phase 1..`count` periods before
     (count, n): the column whose time is nearest t - j * period_s, within `tol_s` (of equally near ones the
     earlier time, of one time its first column), if it comes before; -1 where none does (a gap, or, where times go
-    back by about a period, a nearest reading that comes later). Times are taken in whole seconds.
+    back by about a period, a nearest reading that comes later). datetime64 times are taken in whole seconds.
 
     Examples
     --------

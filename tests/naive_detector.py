@@ -44,7 +44,7 @@ def same_phase(times, period_s: int, count: int, tol_s: float) -> list:
     """For each column, the columns 1..count periods before it by time (None where there is none), one by one:
     of the columns within tol_s of t - j * period_s, the nearest (then the earlier time, then the first), if it
     comes before."""
-    ts = [int(t) for t in times]
+    ts = np.asarray(times).tolist()
     by_time = sorted(range(len(ts)), key=lambda c: ts[c])
     keys = [ts[c] for c in by_time]
     out = []
@@ -195,7 +195,7 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
             day = 86400 // step
             smooth = max(2, day // params.smooth_per_day)
             ts = np.asarray(times).astype("datetime64[s]").astype(np.int64) if np.asarray(times).dtype.kind == "M" \
-                else np.asarray(times, dtype=np.int64)
+                else np.asarray(times)
             by_time = None if (np.diff(ts) == step).all() else ts  # off the grid: the periods by time
             for k, (period, count) in enumerate(((day, params.days), (7 * day, params.weeks)), start=1):
                 views[k, sl] = seasonal_view(xs, scale_floor, period, count, smooth, params.min_lags, by_time, step)

@@ -119,6 +119,8 @@ def test_phase_lags_nearest_within_half_a_step_ties_to_the_earlier_time_and_only
     assert lag([100, 0, 200], 100, 1, 10).tolist() == [[-1, -1, 0]]
     assert lag(np.array(["2025-11-03T00:00", "2025-11-04T00:00"], dtype="datetime64[ns]"), 86400, 2, 1).tolist() \
         == [[-1, 0], [-1, -1]]
+    assert lag([0.0, 10.4, 20.0], 10, 1, 0.5).tolist() == [[-1, 0, 1]]  # seconds as given, not cut to whole ones
+    assert lag([0.0, 10.9], 10, 1, 0.5).tolist() == [[-1, -1]]
 
 
 def test_a_gap_longer_than_the_lags_reach_is_not_a_false_alarm_when_they_return():
