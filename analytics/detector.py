@@ -113,7 +113,7 @@ def grid_step(times, warm_up: int = PARAMS.warm_up) -> int:
     ts = seconds(times)
     if len(ts) < 2:
         return 0
-    return int(np.median(np.diff(ts[:warm_up + 1])))
+    return int(round(float(np.median(np.diff(ts[:warm_up + 1])))))  # (readings a fraction of a second late: 3599.9)
 
 
 def carry_forward(x: np.ndarray) -> np.ndarray:
