@@ -230,8 +230,8 @@ def seasonal_view(x: np.ndarray, scale_floor: np.ndarray, period: int, count: in
     """
     rows, n = x.shape
     if lag_cols is not None:
-        return _smoothed_z(x, _resid_by_time(x, lag_cols, min_lags), scale_floor, period, smooth,
-                           (lag_cols >= 0).sum(axis=0) < min_lags)
+        none = (lag_cols >= 0).sum(axis=0) < min_lags
+        return _smoothed_z(x, _resid_by_time(x, lag_cols, none), scale_floor, period, smooth, none)
     if period < 4 or offset + n <= min_lags * period:
         return np.zeros((rows, n))
     x32 = x.astype(np.float32)
@@ -264,17 +264,16 @@ def _smoothed_z(x: np.ndarray, resid: np.ndarray, scale_floor: np.ndarray, perio
     return trailing_median(z, smooth)
 
 
-def _resid_by_time(x: np.ndarray, lag_cols: np.ndarray, min_lags: int) -> np.ndarray:
+def _resid_by_time(x: np.ndarray, lag_cols: np.ndarray, none: np.ndarray) -> np.ndarray:
     """|x - the median of its lags| (float32, as `median_of`), the lags the columns `lag_cols` (count, n) name
-    (-1: none). Where fewer than `min_lags` exist: zero before the first value that has them (as on a regular
+    (-1: none). Where too few exist (`none`, (n,)): zero before the first value that has them (as on a regular
     grid, whose scale is made of those zeros at first), NaN after it, so that a later stretch without lags leaves
     the scale of the residuals there are."""
     valid = lag_cols >= 0
     lags = np.where(valid[None], x.astype(np.float32)[:, np.maximum(lag_cols, 0)], np.float32(np.nan))
     med = nanmedian(lags, axis=1)  # (rows, n): the mean of the middle two of the lags there are
-    enough = valid.sum(axis=0) >= min_lags
-    later = np.maximum.accumulate(enough)  # from the first value with enough lags on
-    return np.where(enough[None], np.abs(x - np.where(enough[None], med, 0.0)), np.where(later[None], np.nan, 0.0))
+    later = np.maximum.accumulate(~none)  # from the first value with enough lags on
+    return np.where(none[None], np.where(later[None], np.nan, 0.0), np.abs(x - np.where(none[None], 0.0, med)))
 
 
 def seconds(times) -> np.ndarray:

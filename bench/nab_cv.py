@@ -228,9 +228,10 @@ def cross_validate(nab, scores: list, cands: list, procedures: dict | None = Non
                for k in cats} if "fit" in procedures else {k: [] for k in cats}
     out = {"per_candidate": [r for r, _ in per_cand], "per_candidate_thresholds": [t for _, t in per_cand],
            "categories": cats, "rules": {}}
-    for rule_name, rule in THRESHOLD_RULES.items():
+    for rule_name, rule in THRESHOLD_RULES.items():  # the other rules for the primary procedure only (reported)
         out["rules"][rule_name] = {name: _nested(nab, scores, cands, procedure, rule, inner_res, fit_res, in_cat)
-                                   for name, procedure in procedures.items()}
+                                   for name, procedure in procedures.items()
+                                   if rule_name == threshold_rule or name == PRIMARY}
     out["procedures"] = out["rules"][threshold_rule]
     return out
 

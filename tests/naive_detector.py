@@ -32,14 +32,6 @@ from analytics.robust import nanmedian
 ROW_BLOCK = 256
 
 
-def trailing_mean(a: np.ndarray, w: int) -> np.ndarray:
-    """Mean of the last w values (fewer at the start) along the last axis."""
-    c = np.concatenate([np.zeros(a.shape[:-1] + (1,)), np.cumsum(a, axis=-1)], axis=-1)
-    hi = np.arange(1, a.shape[-1] + 1)
-    lo = np.maximum(hi - w, 0)
-    return (c[..., hi] - c[..., lo]) / (hi - lo)
-
-
 def same_phase(times, period_s: int, count: int, tol_s: float) -> list:
     """For each column, the columns 1..count periods before it by time (None where there is none), one by one:
     of the columns within tol_s of t - j * period_s, the nearest (then the earlier time, then the first), if it
