@@ -31,9 +31,9 @@ Three views of surprise, each a robust z against what the past would have said:
 Each view is judged against its own recent record: the ratio of the view's surprise to the
 largest it gave over roughly the previous `memory` values (at least `z_floor`; each value
 raises the record by at most `raise_by` times the record it met, so a short glitch cannot set
-the bar for what follows); a seasonal view's ratio counts only from `warm_up` values after its first
-surprise (`view_starts`: until then its record is being made of its own values). The largest ratio
-over the views is divided by the largest it reached over the previous `hold_s` seconds (one alarm
+the bar for what follows); a seasonal view's ratio counts only from a period and `memory` values after its first
+surprise (`view_starts`, `season_lead`: until then its scale and its record are being made of its own values). The
+largest ratio over the views is divided by the largest it reached over the previous `hold_s` seconds (one alarm
 per incident), and r maps into [0, 1] as r / (r + 1).
 
 Context (the product's, not NAB's)
@@ -567,40 +567,52 @@ def seasonal_views(times, n: int, step: int, p: Params) -> list:
         none = (lag_cols >= 0).sum(axis=0) < p.min_lags
         if none.all():
             continue
-        out.append((k, period, count, smooth, lag_cols, quiet_after(none, max(1, period // 2), p.warm_up)))
+        out.append((k, period, count, smooth, lag_cols,
+                    quiet_after(none, max(1, period // 2), p.warm_up, season_lead(p, period))))
     return out
 
 
-def quiet_after(none: np.ndarray, long: int, warm_up: int) -> np.ndarray:
-    """The columns of a seasonal view off the grid whose ratio does not count: each stretch of columns without lags
-    (`none`, (n,) bool) that starts the series or is at least `long` columns, and the `warm_up` columns after it.
+def quiet_after(none: np.ndarray, long: int, warm_up: int, lead: int | None = None) -> np.ndarray:
+    """The columns of a seasonal view off the grid whose ratio does not count: the stretch of columns without lags
+    (`none`, (n,) bool) that starts the series and the `lead` columns after it (`season_lead`; default `warm_up`), as
+    `view_starts` on a regular grid, and each later stretch of at least `long` columns and the `warm_up` after it.
 
     Examples
     --------
     >>> none = np.array([1, 1, 0, 0, 0, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
-    >>> quiet_after(none, 3, 2).astype(int).tolist()  # the start and the stretch of three, not the one alone
-    [1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0]
+    >>> quiet_after(none, 3, 2, lead=3).astype(int).tolist()  # the start and the stretch of three, not the one alone
+    [1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0]
     """
     n = len(none)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], none.astype(np.int8), [0]])))
     quiet = np.zeros(n, dtype=bool)
     for a, b in zip(edges[::2], edges[1::2], strict=True):  # stretches a..b-1
         if a == 0 or b - a >= long:
-            quiet[a:min(n, b + warm_up)] = True
+            quiet[a:min(n, b + (warm_up if a or lead is None else lead))] = True
     return quiet
+
+
+def season_lead(p: Params, period: int) -> int:
+    """Columns after a seasonal view's first residual before its ratio counts: a period, so that its scale (the mean
+    residual over the previous period) is made of residuals, not of the zeros before them, and then `memory`, so that
+    its record is made of a whole memory of such z. With only `warm_up` after the first residual, the scale at first
+    was of zeros and the z inflated; the record they made hid the view for its memory on a series read regularly, but
+    in a sparse one (70 % of 15-minute readings missing) the zeros filled the week view's scale for most of a period
+    after the record had forgotten them: a false alarm of 0.78 on day 21.5 (an outside review)."""
+    return period + p.memory
 
 
 def view_starts(p: Params, step: int) -> list:
     """The column from which each view (VIEW_NAMES) can judge its values against its record: for a seasonal view
-    `warm_up` columns after its first surprise (`min_lags` periods in), so that its record is made of its own values
-    before any of them can raise an alarm; never when it cannot apply at this step. The level view from the start
-    (the detector's own `warm_up` covers its first window). Without it a view's first values met a record of nothing (`z_floor`): on NAB's hourly series the week
+    `season_lead` columns after its first surprise (`min_lags` periods in), so that its scale and its record are made
+    of its own values before any of them can raise an alarm; never when it cannot apply at this step. The level view
+    from the start (the detector's own `warm_up` covers its first window). Without it a view's first values met a record of nothing (`z_floor`): on NAB's hourly series the week
     view, starting at two weeks, alarmed in four of the six realAdExchange files at that very hour."""
     never = np.iinfo(np.int64).max
     starts = [0, never, never]
     if 0 < step < 86400 and 86400 % step == 0:
         day = 86400 // step
-        starts[1], starts[2] = p.min_lags * day + p.warm_up, p.min_lags * 7 * day + p.warm_up
+        starts[1], starts[2] = (p.min_lags * period + season_lead(p, period) for period in (day, 7 * day))
     return starts
 
 
@@ -632,7 +644,7 @@ def score(timestamps, values, params: Params = PARAMS) -> np.ndarray:
     return score_rows(timestamps, np.asarray(values, dtype=float)[None, :], params).score[0]
 
 
-STATE_VERSION = 4  # of `Stream.to_bytes`: raise it whenever what a Stream carries, or how it scores, changes
+STATE_VERSION = 5  # of `Stream.to_bytes`: raise it whenever what a Stream carries, or how it scores, changes
 
 
 def fresh_range(k: int, n: int) -> np.ndarray:

@@ -181,7 +181,7 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
         scale_floor = np.maximum(params.spread_frac * running_spread(xs), fl[:, None]) + 1e-9
         v_level, baseline[sl] = level_view(xs, scale_floor, params)
         views[0, sl] = v_level
-        starts = [0, None, None]  # a seasonal view's first column with min_lags earlier periods
+        starts = [0, None, None]  # where a seasonal view's ratio starts to count
         quiet = [None, None, None]  # off the grid: the columns where a seasonal view's ratio does not count
         if 0 < step < 86400 and 86400 % step == 0:
             day = 86400 // step
@@ -191,9 +191,10 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
             by_time = None if (np.diff(ts) == step).all() else ts  # off the grid: the periods by time
             for k, (period, count) in enumerate(((day, params.days), (7 * day, params.weeks)), start=1):
                 views[k, sl] = seasonal_view(xs, scale_floor, period, count, smooth, params.min_lags, by_time, step)
+                lead = period + params.memory  # a period for the scale, then a memory of z for the record
                 if by_time is None:
-                    starts[k] = params.min_lags * period
-                else:  # quiet: a stretch of too few lags at the start or of half a period, and warm_up after
+                    starts[k] = params.min_lags * period + lead
+                else:  # quiet: a stretch of too few lags at the start (and lead after) or of half a period (warm_up)
                     cols = same_phase(by_time, period * step, count, step / 2)
                     few = [sum(c is not None for c in lags) < params.min_lags for lags in cols]
                     quiet[k] = np.zeros(n, dtype=bool)
@@ -206,9 +207,9 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
                         while end < n and few[end]:
                             end += 1
                         if c == 0 or end - c >= max(1, period // 2):
-                            quiet[k][c:end + params.warm_up] = True
+                            quiet[k][c:end + (lead if c == 0 else params.warm_up)] = True
                         c = end
-                    starts[k] = -params.warm_up
+                    starts[k] = 0
         surprise[sl] = views[:, sl].max(axis=0)
         new = novel(xs, fl, params)
         if explained is not None:
@@ -223,8 +224,8 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
             if not v.any():
                 continue
             r = v / record(v, params)
-            if k:  # a seasonal view's ratio counts from warm_up values after its first, min_lags periods in
-                r[:, :starts[k] + params.warm_up] = 0.0
+            if k:  # a seasonal view's ratio counts from a period and a memory after its first, min_lags periods in
+                r[:, :starts[k]] = 0.0
                 if quiet[k] is not None:
                     r[:, quiet[k]] = 0.0
             kind[sl] = np.where(r > ratio, k, kind[sl])
