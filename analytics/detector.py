@@ -31,7 +31,7 @@ Three views of surprise, each a robust z against what the past would have said:
 Each view is judged against its own recent record: the ratio of the view's surprise to the
 largest it gave over roughly the previous `memory` values (at least `z_floor`; each value
 raises the record by at most `raise_by` times the record it met, so a short glitch cannot set
-the bar for what follows); a seasonal view's ratio counts only from a period and `memory` values after its first
+the bar for what follows); a seasonal view's ratio counts only from a period and `warm_up` values after its first
 surprise (`view_starts`, `season_lead`: until then its scale and its record are being made of its own values). The
 largest ratio over the views is divided by the largest it reached over the previous `hold_s` seconds (one alarm
 per incident), and r maps into [0, 1] as r / (r + 1).
@@ -594,12 +594,14 @@ def quiet_after(none: np.ndarray, long: int, warm_up: int, lead: int | None = No
 
 def season_lead(p: Params, period: int) -> int:
     """Columns after a seasonal view's first residual before its ratio counts: a period, so that its scale (the mean
-    residual over the previous period) is made of residuals, not of the zeros before them, and then `memory`, so that
-    its record is made of a whole memory of such z. With only `warm_up` after the first residual, the scale at first
-    was of zeros and the z inflated; the record they made hid the view for its memory on a series read regularly, but
-    in a sparse one (70 % of 15-minute readings missing) the zeros filled the week view's scale for most of a period
-    after the record had forgotten them: a false alarm of 0.78 on day 21.5 (an outside review)."""
-    return period + p.memory
+    residual over the previous period) is made of residuals, not of the zeros before them, and then `warm_up`, so
+    that its record is made of such z first. With only `warm_up` after the first residual, the scale was still
+    partly of zeros when the ratio began to count: on a series read regularly the inflated z had made a record that
+    hid the view for its memory, but in a sparse one (70 % of 15-minute readings missing) the zeros filled most of
+    the week view's scale window after the record had forgotten them: a false alarm of 0.77 on day 21.5 (an outside
+    review). A memory instead of `warm_up` (tried) scored NAB and those series the same and left the product's day
+    view blind for 7.5 days of every window, not 4.7."""
+    return period + p.warm_up
 
 
 def view_starts(p: Params, step: int) -> list:

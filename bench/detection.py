@@ -119,7 +119,7 @@ def clean(nodes: int, days: float, seed: int, fleet_of=city_fleet, silent: tuple
     sends nothing then (its neighbours are two, too few for a reference). With `lead_days`, the detector runs
     through that many days before the start (as a service carries it from its cold start), and only what falls
     after the start is counted: the rate of a detector whose seasonal views have their record (a day view counts
-    from 6.5 days of 10-minute readings on, `detector.season_lead`), where a window of `days` alone has them for
+    from 4.7 days of 10-minute readings on, `detector.season_lead`), where a window of `days` alone has them for
     its last days only."""
     fleet = fleet_of(nodes)
     sim = Simulation(fleet, seed=seed)

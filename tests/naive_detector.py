@@ -191,7 +191,7 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
             by_time = None if (np.diff(ts) == step).all() else ts  # off the grid: the periods by time
             for k, (period, count) in enumerate(((day, params.days), (7 * day, params.weeks)), start=1):
                 views[k, sl] = seasonal_view(xs, scale_floor, period, count, smooth, params.min_lags, by_time, step)
-                lead = period + params.memory  # a period for the scale, then a memory of z for the record
+                lead = period + params.warm_up  # a period for the scale, then warm_up of z for the record
                 if by_time is None:
                     starts[k] = params.min_lags * period + lead
                 else:  # quiet: a stretch of too few lags at the start (and lead after) or of half a period (warm_up)
@@ -224,7 +224,7 @@ def naive_score_rows(times, x, params: Params = PARAMS, floor=None, explained=No
             if not v.any():
                 continue
             r = v / record(v, params)
-            if k:  # a seasonal view's ratio counts from a period and a memory after its first, min_lags periods in
+            if k:  # a seasonal view's ratio counts from a period and warm_up after its first, min_lags periods in
                 r[:, :starts[k]] = 0.0
                 if quiet[k] is not None:
                     r[:, quiet[k]] = 0.0

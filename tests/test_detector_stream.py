@@ -62,12 +62,15 @@ def check(x, step, params, chunks, rewinds, seed):
 def test_stream_equals_one_pass_through_warm_up_days_and_rewinds(params):
     t, x = fleet(10, 1500, 600, seed=21)  # ten days at 10 minutes: warm-up, the day view, a rewind at each
     check(x, 600, params, [1, 2, 99, 50, 144, 7, 300, 1, 13], {2: 1, 5: 2, 7: 3, 10: 1}, seed=22)
+    day = detector.view_starts(params, 600)[1]  # where the day view's ratio starts to count: it matters after it
+    assert (detector.score_rows(t, x, params).kind[:, day:day + 200] == 1).any()
 
 
 def test_stream_equals_one_pass_with_the_week_view():
-    t, x = fleet(8, 48 * 22, 1800, seed=23)
-    check(x, 1800, detector.PARAMS, [500, 40, 3, 200], {3: 2}, seed=24)
-    assert detector.score_rows(t, x).views[2].any()
+    t, x = fleet(8, 48 * 28, 1800, seed=23)  # past the week view's start (1,108 columns): its ratio counts
+    check(x, 1800, detector.PARAMS, [500, 40, 3, 200, 300], {3: 2, 5: 1}, seed=24)
+    week = detector.view_starts(detector.PARAMS, 1800)[2]
+    assert week < x.shape[1] - 200 and (detector.score_rows(t, x).kind[:, week:week + 200] == 2).any()
 
 
 @settings(max_examples=20, deadline=None)
