@@ -542,11 +542,11 @@ def seasonal_views(times, n: int, step: int, p: Params) -> list:
     (lag columns and quiet None: `view_starts` says where the view's ratio counts). Otherwise by time
     (`phase_lags`, within half a step), and quiet (n,) marks the columns where the view's ratio does not count
     (`quiet_after`): a stretch without `min_lags` lags at the series' start, or after a gap longer than the lags
-    reach, if it lasts half a period or more, and the `warm_up` after it, so that the view's record is made again
-    of its own values, and its scale (the mean residual over the previous period, of the residuals there are) of
-    enough of them (with a scale of the stretch's zeros, a review found a false alarm of 0.73 there). A regular
-    stretch at the start is quiet exactly where `view_starts` would be, so its scores do not change when a later
-    reading is missing."""
+    reach, if it lasts half a period or more, and the columns after it (`season_lead` at the start, `warm_up` after a
+    gap), so that the view's record is made again of its own values, and its scale (the mean residual over the
+    previous period, of the residuals there are) of enough of them (with a scale of the stretch's zeros, a review
+    found a false alarm of 0.73 there). A regular stretch at the start is quiet exactly where `view_starts` would
+    be, so its scores do not change when a later reading is missing."""
     if not (0 < step < 86400 and 86400 % step == 0) or n == 0:
         return []
     ts = seconds(times)

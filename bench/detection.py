@@ -217,7 +217,10 @@ def score(injected: list, found: list) -> dict:
 
     detected = [f for f in injected if any(hits(a, f) for a in found)]
     true = [a for a in found if any(hits(a, f) for f in by_key.get((a[0], a[1]), ()))]
+    # false alarms after a fault on their node and channel had ended (and AFTER_S with it): the return to normal
+    late = [a for a in found if a not in true and any(f.end <= a[2] for f in by_key.get((a[0], a[1]), ()))]
     return {"faults": len(injected), "detected": len(detected), "alarms": len(found), "true_alarms": len(true),
+            "false_after_a_fault": len(late),
             "missed": [(f.node, f.metric, int(f.start), int(f.end), round(f.size, 3)) for f in injected
                        if f not in detected],
             "false": [a for a in found if a not in true][:20]}
@@ -232,7 +235,8 @@ def summarise(runs: list) -> dict:
         faults, det = sum(r["faults"] for r in rs), sum(r["detected"] for r in rs)
         al, tr = sum(r["alarms"] for r in rs), sum(r["true_alarms"] for r in rs)
         out[kind] = {"faults": faults, "recall": det / faults if faults else None,
-                     "alarms": al, "precision": tr / al if al else None}
+                     "alarms": al, "precision": tr / al if al else None,
+                     "false_after_a_fault": sum(r["false_after_a_fault"] for r in rs)}
     return out
 
 
@@ -443,7 +447,8 @@ def main(argv=None) -> int:
     summary = summarise(fault_runs)
     for kind, r in summary.items():
         print(f"{kind:>12}: {r['faults']} faults, recall {r['recall']:.3f}; {r['alarms']} alarms, "
-              f"precision {r['precision'] if r['precision'] is None else round(r['precision'], 3)}")
+              f"precision {r['precision'] if r['precision'] is None else round(r['precision'], 3)}; "
+              f"{r['false_after_a_fault']} false alarms after a fault of their channel ended")
     out = ROOT / "bench" / "results" / "detection.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"clean": runs, "clean_alone": lone, "clean_threes": threes, "clean_after_lead": steady,

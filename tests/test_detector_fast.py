@@ -224,8 +224,9 @@ def test_the_grid_step_of_readings_a_fraction_of_a_second_late_is_the_hour():
 def test_a_sparse_series_start_is_no_false_alarm_weeks_on(case):
     """A third independent review's case: a noisy daily cycle read every 15 minutes, most readings missing (70 or
     80 %), nothing to find. The zeros before the first value with lags filled most of the week view's scale for a
-    period after its first `warm_up` values: z inflated, a false alarm three weeks in (0.77, 0.66 and 0.60 for
-    these seeds). Its ratio now counts from a week and `warm_up` after that value (`season_lead`)."""
+    period after its first `warm_up` values: z inflated, a false alarm three to four weeks in (0.77, 0.66 and 0.60
+    on days 21.5, 29.0 and 21.1 for these seeds). Its ratio now counts from a week and `warm_up` after that value
+    (`season_lead`)."""
     seed, miss = case
     step, days = 900, 60
     rng = np.random.default_rng(seed * 7 + int(miss * 10) + step)  # the review's series

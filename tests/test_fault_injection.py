@@ -74,3 +74,18 @@ def test_rain_in_the_sky_is_the_simulator_s_rain_at_each_site_gauge_or_not():
         assert raining.any() and sky[i][raining].all()  # every rainy step, and the hour either side
         assert not sky[i].all()
     assert (sky[0] != sky[1]).any()  # each site its own weather
+
+
+def test_a_false_alarm_after_a_fault_of_its_channel_is_counted_as_the_return_to_normal():
+    """`bench.detection.score` counts apart the false alarms that begin after a fault of their node and channel has
+    ended (later than `AFTER_S`, which still counts as the fault's): a second alarm when the node recovers."""
+    from bench.detection import AFTER_S, score
+    from rimba.dev.simulate import Fault
+
+    f = Fault("n1", "air_temp_c", "stuck", 10_000.0, 20_000.0)
+    found = [("n1", "air_temp_c", 20_000 + AFTER_S // 2, 20_000 + AFTER_S),  # within the hour: the fault's
+             ("n1", "air_temp_c", 20_000 + 2 * AFTER_S, 20_000 + 3 * AFTER_S),  # later: after it, false
+             ("n1", "air_rh_pct", 20_000 + 2 * AFTER_S, 20_000 + 3 * AFTER_S),  # another channel: plain false
+             ("n2", "air_temp_c", 5_000, 6_000)]  # before any fault of its own
+    r = score([f], found)
+    assert (r["detected"], r["true_alarms"], r["false_after_a_fault"]) == (1, 1, 1)
