@@ -572,15 +572,15 @@ def seasonal_views(times, n: int, step: int, p: Params) -> list:
     return out
 
 
-def quiet_after(none: np.ndarray, long: int, warm_up: int, lead: int | None = None) -> np.ndarray:
+def quiet_after(none: np.ndarray, long: int, warm_up: int, lead: int) -> np.ndarray:
     """The columns of a seasonal view off the grid whose ratio does not count: the stretch of columns without lags
-    (`none`, (n,) bool) that starts the series and the `lead` columns after it (`season_lead`; default `warm_up`), as
+    (`none`, (n,) bool) that starts the series and the `lead` columns after it (`season_lead`), as
     `view_starts` on a regular grid, and each later stretch of at least `long` columns and the `warm_up` after it.
 
     Examples
     --------
     >>> none = np.array([1, 1, 0, 0, 0, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
-    >>> quiet_after(none, 3, 2, lead=3).astype(int).tolist()  # the start and the stretch of three, not the one alone
+    >>> quiet_after(none, 3, 2, 3).astype(int).tolist()  # the start and the stretch of three, not the one alone
     [1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0]
     """
     n = len(none)
@@ -588,7 +588,7 @@ def quiet_after(none: np.ndarray, long: int, warm_up: int, lead: int | None = No
     quiet = np.zeros(n, dtype=bool)
     for a, b in zip(edges[::2], edges[1::2], strict=True):  # stretches a..b-1
         if a == 0 or b - a >= long:
-            quiet[a:min(n, b + (warm_up if a or lead is None else lead))] = True
+            quiet[a:min(n, b + (lead if a == 0 else warm_up))] = True
     return quiet
 
 

@@ -190,7 +190,7 @@ def test_a_stretch_without_lags_after_the_start_leaves_the_scale_of_the_residual
     view = detector.seasonal_view(x, np.full((1, n), 1e-9), period, 2, 2, lag_cols=lag_cols)
     np.testing.assert_allclose(view[0, 67:100], 1 / 1.25)  # the scale is 1: z = 1 / (1.25 x 1) (66: smoothed)
     assert (view[0, 60:66] == 0).all()
-    np.testing.assert_array_equal(detector.quiet_after((lag_cols >= 0).sum(axis=0) < 2, period // 2, 5)[60:],
+    np.testing.assert_array_equal(detector.quiet_after((lag_cols >= 0).sum(axis=0) < 2, period // 2, 5, 25)[60:],
                                   np.zeros(n - 60, dtype=bool))  # six of a period of twenty: not silenced
 
 
