@@ -118,9 +118,9 @@ def clean(nodes: int, days: float, seed: int, fleet_of=city_fleet, silent: tuple
     """Clean data of a fleet (`fleet_of`); `silent` (from, to), seconds after the start: each site's first node
     sends nothing then (its neighbours are two, too few for a reference). With `lead_days`, the detector runs
     through that many days before the start (as a service carries it from its cold start), and only what falls
-    after the start is counted: the rate of a detector whose seasonal views have their record (a day view counts
-    from 4.7 days of 10-minute readings on, `detector.season_lead`), where a window of `days` alone has them for
-    its last days only."""
+    after the start is counted: the rate of a detector whose seasonal views have their record (at 10-minute steps
+    the product's day view judges from 4.7 days on and its week view from 28.7, `detector.view_starts`), where a
+    window of `days` alone has the day view for its last days only and no week view."""
     fleet = fleet_of(nodes)
     sim = Simulation(fleet, seed=seed)
     c0 = time.process_time()
@@ -390,8 +390,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="bench.detection")
     p.add_argument("--nodes", type=int, default=100)
     p.add_argument("--days", type=float, default=8.0)
-    p.add_argument("--lead-days", type=float, default=8.0,
-                   help="the clean city and lone fleets again, the detector run through this many days first (0: not)")
+    p.add_argument("--lead-days", type=float, default=30.0,
+                   help="the clean city and lone fleets again, the detector run through this many days first (0: not; "
+                        "30: the product's week view judges from day 28.7)")
     p.add_argument("--seeds", default=",".join(map(str, HELD_OUT_SEEDS[:1])), help="clean-data seeds")
     p.add_argument("--fault-seeds", default=",".join(map(str, HELD_OUT_SEEDS)), help="seeds of the fault runs")
     p.add_argument("--faults", type=int, default=30, help="faults of each kind per seed")
