@@ -608,8 +608,9 @@ def view_starts(p: Params, step: int) -> list:
     """The column from which each view (VIEW_NAMES) can judge its values against its record: for a seasonal view
     `season_lead` columns after its first surprise (`min_lags` periods in), so that its scale and its record are made
     of its own values before any of them can raise an alarm; never when it cannot apply at this step. The level view
-    from the start (the detector's own `warm_up` covers its first window). Without it a view's first values met a record of nothing (`z_floor`): on NAB's hourly series the week
-    view, starting at two weeks, alarmed in four of the six realAdExchange files at that very hour."""
+    from the start (the detector's own `warm_up` covers its first window). Without it a view's first values met a
+    record of nothing (`z_floor`): on NAB's hourly series the week view, starting at two weeks, alarmed in four of
+    the six realAdExchange files at that very hour."""
     never = np.iinfo(np.int64).max
     starts = [0, never, never]
     if 0 < step < 86400 and 86400 % step == 0:

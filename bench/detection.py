@@ -217,13 +217,14 @@ def score(injected: list, found: list) -> dict:
 
     detected = [f for f in injected if any(hits(a, f) for a in found)]
     true = [a for a in found if any(hits(a, f) for f in by_key.get((a[0], a[1]), ()))]
+    false = [a for a in found if a not in true]
     # false alarms after a fault on their node and channel had ended (and AFTER_S with it): the return to normal
-    late = [a for a in found if a not in true and any(f.end <= a[2] for f in by_key.get((a[0], a[1]), ()))]
+    late = [a for a in false if any(f.end <= a[2] for f in by_key.get((a[0], a[1]), ()))]
     return {"faults": len(injected), "detected": len(detected), "alarms": len(found), "true_alarms": len(true),
             "false_after_a_fault": len(late),
             "missed": [(f.node, f.metric, int(f.start), int(f.end), round(f.size, 3)) for f in injected
                        if f not in detected],
-            "false": [a for a in found if a not in true][:20]}
+            "false": false[:20]}
 
 
 def summarise(runs: list) -> dict:
