@@ -277,10 +277,24 @@ def _resid_by_time(x: np.ndarray, lag_cols: np.ndarray, none: np.ndarray) -> np.
 
 
 def seconds(times) -> np.ndarray:
-    """UNIX seconds of times given as numbers (as they are) or datetime64 (whole seconds, int64)."""
+    """UNIX seconds of times given as numbers (as they are) or datetime64 (whole seconds, int64). A time that is not
+    one (NaN, NaT, infinite) is refused: a reading's time is where its day and week views find its phase.
+
+    Examples
+    --------
+    >>> seconds([0.0, float("nan")])
+    Traceback (most recent call last):
+    ValueError: 1 of 2 times are not finite (the first at index 1); drop those readings or give them their times
+    """
     ts = np.asarray(times)
     if ts.dtype.kind == "M":
-        return ts.astype("datetime64[s]").astype(np.int64)
+        bad = np.isnat(ts)
+        ts = ts.astype("datetime64[s]").astype(np.int64)
+    else:
+        bad = ~np.isfinite(ts) if ts.dtype.kind == "f" else np.zeros(ts.shape, dtype=bool)
+    if bad.any():
+        raise ValueError(f"{int(bad.sum())} of {len(ts)} times are not finite (the first at index "
+                         f"{int(np.flatnonzero(bad)[0])}); drop those readings or give them their times")
     return ts
 
 

@@ -241,3 +241,19 @@ def test_a_sparse_series_start_is_no_false_alarm_weeks_on(case):
     week = next(s for s in detector.seasonal_views(t[keep], int(keep.sum()), step, detector.PARAMS) if s[0] == 2)
     assert (~week[5]).sum() > 100  # the week view judges (from day 41 to 53 in these series), not silenced throughout
     assert seasonal.max() < anomaly.EVENT_THRESHOLD
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_time_that_is_not_one_is_refused_with_where_it_is(bad):
+    """A missing timestamp (NaN from a CSV, NaT) is refused by name and place, not scored: at the start it failed
+    deep in the grid step ("cannot convert float NaN to integer"), later it was a phase no lag could match."""
+    x = np.sin(np.arange(400) / 10.0)
+    for where in (5, 200):
+        t = np.arange(400) * 300.0
+        t[where] = bad
+        with pytest.raises(ValueError, match=f"1 of 400 times are not finite \\(the first at index {where}\\)"):
+            detector.score(t, x)
+    nat = np.datetime64("2025-11-28T00:00") + np.arange(400) * np.timedelta64(5, "m")
+    nat[7] = np.datetime64("NaT")
+    with pytest.raises(ValueError, match="index 7"):
+        detector.score(nat, x)
